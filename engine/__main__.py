@@ -1,0 +1,152 @@
+"""The CLI: the same engine as the web app, writing to the same job store.
+
+    python -m engine methods [--json]
+    python -m engine datasets [--json]
+    python -m engine train --method simclr --dataset digits [--preset quick] [--steps N]
+                           [--batch-size B] [--lr X] [--seed S] [--set key=value ...] [--json]
+    python -m engine jobs [--json]
+
+Every command takes --home DIR (default $PRETEXT_HOME, else ./.pretext).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing here needs the Hub; never wait on it
+
+
+def _parse_set(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    cells = [[("" if r.get(c) is None else str(r.get(c))) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines)
+
+
+def cmd_methods(studio, args) -> int:
+    methods = studio.methods()
+    if args.json:
+        print(json.dumps(methods))
+    else:
+        for m in methods:
+            print(f"{m['name']:<14}{m['description']}")
+    return 0
+
+
+def cmd_datasets(studio, args) -> int:
+    datasets = studio.datasets()
+    if args.json:
+        print(json.dumps(datasets))
+    else:
+        for d in datasets:
+            state = "available" if d["available"] else f"unavailable: {d['reason']}"
+            print(f"{d['name']:<12}{d['kind']:<7}{d['num_train']:>7} train {d['num_test']:>6} "
+                  f"test  {state}  - {d['description']}")
+    return 0
+
+
+def cmd_jobs(studio, args) -> int:
+    jobs = studio.jobs()
+    if args.json:
+        print(json.dumps(jobs))
+    elif not jobs:
+        print("no jobs yet; start one with `python -m engine train --method simclr "
+              "--dataset digits`")
+    else:
+        for j in jobs:
+            j["steps"] = f"{j['step']}/{j['total_steps']}"
+            j["loss"] = None if j["last_loss"] is None else f"{j['last_loss']:.4f}"
+        print(_table(jobs, ["id", "method", "dataset", "backbone", "status", "steps", "loss",
+                            "started_at", "duration_s", "error"]))
+    return 0
+
+
+def cmd_train(studio, args) -> int:
+    from tqdm import tqdm
+
+    params: dict[str, Any] = _parse_set(args.set)
+    for flag, key in (("backbone", "backbone"), ("steps", "steps"),
+                      ("batch_size", "batch_size"), ("lr", "lr")):
+        value = getattr(args, flag)
+        if value is not None:
+            params[key] = value
+    spec = {"method": args.method, "dataset": args.dataset, "preset": args.preset,
+            "seed": args.seed, "params": params}
+    _, config = studio.validate(spec)  # fail before the progress bar appears
+    bar = tqdm(total=config.steps, file=sys.stderr, unit="step", dynamic_ncols=True)
+
+    def on_step(step: int, values: dict[str, float]) -> None:
+        bar.n = step
+        bar.set_postfix(loss=f"{values['loss']:.4f}", img_s=f"{values['images_per_second']:.0f}")
+
+    summary = studio.run_foreground(spec, on_step=on_step)
+    bar.n = summary["steps"]
+    bar.close()
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"job {summary['job_id']} {summary['status']}: {summary['steps']} steps, loss "
+              f"{summary['first_loss']} -> {summary['final_loss']}, "
+              f"{summary['images_per_second'] or 0:.0f} images/s, run folder "
+              f"{summary['run_dir']}")
+        if summary["error"]:
+            print(f"error: {summary['error']}", file=sys.stderr)
+    return 0 if summary["status"] in ("completed", "cancelled") else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--home", help="home folder (database and runs); default "
+                                       "$PRETEXT_HOME, else ./.pretext")
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("methods", parents=[common], help="list the registered methods")
+    sub.add_parser("datasets", parents=[common], help="list the datasets")
+    sub.add_parser("jobs", parents=[common], help="the job history")
+    train = sub.add_parser("train", parents=[common], help="run one job in the foreground")
+    train.add_argument("--method", required=True)
+    train.add_argument("--dataset", required=True)
+    train.add_argument("--backbone")
+    train.add_argument("--preset", default="quick", help="quick (CPU minutes) or paper")
+    train.add_argument("--steps", type=int)
+    train.add_argument("--batch-size", dest="batch_size", type=int)
+    train.add_argument("--lr", type=float)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="any other setting of the method (see the Train tab)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from engine.api import Studio
+    from engine.errors import DatasetError, JobError, SpecError
+
+    try:
+        studio = Studio(args.home)
+        command = {"methods": cmd_methods, "datasets": cmd_datasets, "jobs": cmd_jobs,
+                   "train": cmd_train}[args.command]
+        return command(studio, args)
+    except (SpecError, DatasetError, JobError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

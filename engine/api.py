@@ -1,0 +1,194 @@
+"""The facade the web app and the CLI both call. Plain Python types in and out.
+
+    studio = Studio(home)            # opens (or creates) the home folder and its database
+    job_id = studio.submit({"method": "simclr", "dataset": "digits", "preset": "quick"})
+    studio.metrics(job_id, since_step=0)   # only the points after step 0
+    studio.cancel(job_id); studio.resume(job_id)
+
+`submit` validates everything before a row is written; a bad spec raises `SpecError` (or
+`DatasetError`) whose message names the problem and the fix.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from engine.config import TrainConfig, TrainSpec, build_config, config_fields
+from engine.data.datasets import dataset_info, list_datasets
+from engine.errors import DatasetError, JobError, SpecError
+from engine.home import Home
+from engine.jobs import JobManager, recover_interrupted
+from engine.registry import get_method, list_methods
+from storage.db import Store, utcnow
+from storage.models import RESUMABLE_STATUSES, Job
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat(timespec="seconds") + "Z" if value else None
+
+
+def job_to_dict(job: Job, with_config: bool = True) -> dict[str, Any]:
+    """A job row as plain types, with its wall-clock duration in seconds."""
+    duration = job.elapsed_before
+    if job.status == "running" and job.started_at is not None:
+        duration += (utcnow() - job.started_at).total_seconds()
+    out = {"id": job.id, "method": job.method, "dataset": job.dataset,
+           "backbone": job.backbone, "preset": job.preset, "status": job.status,
+           "step": job.step, "total_steps": job.total_steps, "last_loss": job.last_loss,
+           "images_per_second": job.images_per_second, "error": job.error,
+           "created_at": _iso(job.created_at), "started_at": _iso(job.started_at),
+           "finished_at": _iso(job.finished_at), "duration_s": round(duration, 1),
+           "run_dir": job.run_dir, "pid": job.pid, "host": job.host,
+           "cancel_requested": job.cancel_requested}
+    if with_config:
+        out.update(spec=job.spec, config=job.config)
+    return out
+
+
+class Studio:
+    """Everything the UI and the CLI can do, over one home folder."""
+
+    def __init__(self, home: str | os.PathLike | None = None) -> None:
+        self.home = Home.resolve(home)
+        self.store = Store.open(self.home.db_path)
+        self.manager: JobManager | None = None
+
+    # ---- catalog ------------------------------------------------------------------------
+    def methods(self) -> list[dict[str, Any]]:
+        out = []
+        for name in list_methods():
+            cls = get_method(name)
+            backbone = next(f for f in config_fields(cls.Config) if f["name"] == "backbone")
+            out.append({"name": name, "description": cls.description, "paper": cls.paper,
+                        "modality": cls.modality, "backbones": backbone["choices"] or [],
+                        "presets": sorted(cls.Config.PRESETS)})
+        return out
+
+    def method_form(self, method: str, preset: str = "quick") -> list[dict[str, Any]]:
+        """The method's settings (name, type, default under `preset`, help, choices, bounds)."""
+        return config_fields(get_method(method).Config, preset)
+
+    def datasets(self) -> list[dict[str, Any]]:
+        return list_datasets()
+
+    # ---- jobs ---------------------------------------------------------------------------
+    def validate(self, spec: TrainSpec | dict[str, Any]) -> tuple[TrainSpec, TrainConfig]:
+        """Check a spec completely; raises SpecError/DatasetError, returns it resolved."""
+        if isinstance(spec, dict):
+            spec = TrainSpec.from_dict(spec)
+        if not isinstance(spec.seed, int) or isinstance(spec.seed, bool):
+            raise SpecError(f"seed must be a whole number, got {spec.seed!r}")
+        cls = get_method(spec.method)
+        config = build_config(cls.Config, spec.preset, spec.params)
+        cls.check_config(config)
+        info = dataset_info(spec.dataset)
+        if not info["available"]:
+            raise DatasetError(f"dataset {spec.dataset!r} is not available: {info['reason']}")
+        if info["kind"] != cls.modality:
+            raise SpecError(f"{spec.method} trains on {cls.modality} data; {spec.dataset!r} "
+                            f"holds {info['kind']}")
+        if config.batch_size > info["num_train"]:
+            raise SpecError(f"batch_size {config.batch_size} is larger than the "
+                            f"{info['num_train']} training images of {spec.dataset}; use at "
+                            f"most {info['num_train']}")
+        return spec, config
+
+    def _create(self, spec: TrainSpec, config: TrainConfig, **fields: Any) -> int:
+        import dataclasses
+
+        job_id = self.store.create_job(
+            method=spec.method, dataset=spec.dataset, backbone=config.backbone,
+            preset=spec.preset, spec=spec.to_dict(), config=dataclasses.asdict(config),
+            total_steps=config.steps, **fields)
+        self.store.update_job(job_id, run_dir=str(self.home.run_dir(job_id)))
+        return job_id
+
+    def submit(self, spec: TrainSpec | dict[str, Any]) -> int:
+        """Validate and queue a job; returns its id at once (the manager starts it)."""
+        spec, config = self.validate(spec)
+        return self._create(spec, config, status="queued")
+
+    def run_foreground(self, spec: TrainSpec | dict[str, Any],
+                       on_step: Callable[[int, dict[str, float]], None] | None = None
+                       ) -> dict[str, Any]:
+        """Validate, store and run a job in this process (the CLI); returns its summary."""
+        from engine.worker import run_worker
+
+        spec, config = self.validate(spec)
+        job_id = self._create(spec, config, status="running", pid=os.getpid(),
+                              host=socket.gethostname(), started_at=utcnow())
+        run_worker(self.home, job_id, on_step=on_step)
+        return self.summary(job_id)
+
+    def summary(self, job_id: int) -> dict[str, Any]:
+        """The CLI's JSON summary of a job."""
+        job = self.job(job_id)
+        return {"job_id": job_id, "status": job["status"], "method": job["method"],
+                "dataset": job["dataset"], "backbone": job["backbone"], "steps": job["step"],
+                "total_steps": job["total_steps"],
+                "first_loss": self.store.first_metric(job_id, "loss"),
+                "final_loss": job["last_loss"], "images_per_second": job["images_per_second"],
+                "duration_s": job["duration_s"], "run_dir": job["run_dir"],
+                "error": job["error"]}
+
+    def jobs(self) -> list[dict[str, Any]]:
+        return [job_to_dict(j, with_config=False) for j in self.store.list_jobs()]
+
+    def job(self, job_id: int) -> dict[str, Any]:
+        job = self.store.get_job(int(job_id))
+        if job is None:
+            raise JobError(f"no job {job_id}; `python -m engine jobs` lists them")
+        out = job_to_dict(job)
+        out["checkpoints"] = [{"step": c.step, "path": c.path}
+                              for c in self.store.checkpoints(job.id)]
+        return out
+
+    def metrics(self, job_id: int, since_step: int = -1) -> list[dict[str, Any]]:
+        """Metric points with step > since_step: [{"step", "name", "value"}, ...]."""
+        return [{"step": s, "name": n, "value": v}
+                for s, n, v in self.store.metrics(int(job_id), since_step)]
+
+    def cancel(self, job_id: int) -> str:
+        """Stop a job: a queued one at once, a running one after its current step."""
+        job = self.job(job_id)
+        if self.store.transition(job["id"], ("queued",), status="cancelled",
+                                 finished_at=utcnow()):
+            return "cancelled"
+        if self.store.transition(job["id"], ("running",), cancel_requested=True):
+            return "stopping"
+        raise JobError(f"job {job_id} is {job['status']}; only queued or running jobs stop")
+
+    def resume(self, job_id: int, steps: int | None = None) -> int:
+        """Queue a cancelled, interrupted or failed job again; it continues from its last
+        checkpoint (optionally to a new total of `steps`). Returns the job id."""
+        job = self.job(job_id)
+        if job["status"] not in RESUMABLE_STATUSES:
+            raise JobError(f"job {job_id} is {job['status']}; only "
+                           f"{', '.join(RESUMABLE_STATUSES)} jobs can be resumed")
+        fields: dict[str, Any] = dict(status="queued", cancel_requested=False, error=None,
+                                      finished_at=None, pid=None)
+        if steps is not None:
+            spec = dict(job["spec"])
+            spec["params"] = dict(spec["params"], steps=int(steps))
+            spec_obj, config = self.validate(spec)
+            fields.update(spec=spec_obj.to_dict(), total_steps=config.steps)
+        if not self.store.transition(job["id"], RESUMABLE_STATUSES, **fields):
+            raise JobError(f"job {job_id} changed state meanwhile; try again")
+        return job["id"]
+
+    # ---- background ---------------------------------------------------------------------
+    def recover(self) -> list[int]:
+        return recover_interrupted(self.store)
+
+    def start_manager(self, max_running: int = 1) -> JobManager:
+        if self.manager is None:
+            self.manager = JobManager(self.home, max_running=max_running).start()
+        return self.manager
+
+    def shutdown(self) -> None:
+        if self.manager is not None:
+            self.manager.stop()
+            self.manager = None

@@ -1,0 +1,162 @@
+"""Job specifications and the shared training configuration.
+
+A `TrainSpec` is what a user asks for: a method, a dataset, a preset and a few overrides. It is
+plain JSON so it can be stored with the job and sent from the UI or the CLI. `resolve_config`
+turns it into the method's config dataclass: class defaults, then the preset, then the user's
+overrides, each checked against the field's type, bounds and choices.
+
+Defaults and help text live once, in the dataclass fields (see `param`); the UI builds its forms
+from `config_fields` and the CLI names the same keys in `--set key=value`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from engine.errors import SpecError
+
+
+def param(default: Any, help: str, *, choices: list | None = None, min: float | None = None,
+          max: float | None = None, main: bool = False, exclusive_min: bool = False) -> Any:
+    """A config field with its help text, bounds and choices (the UI reads all of them).
+
+    `main` marks the hyperparameters shown in the Train form before "More settings".
+    """
+    return field(default=default, metadata={
+        "help": help, "choices": choices, "min": min, "max": max, "main": main,
+        "exclusive_min": exclusive_min})
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters every method shares; a method's config subclasses this."""
+
+    backbone: str = param("resnet18", "Encoder architecture.", main=True)
+    steps: int = param(200, "Optimizer steps in total. Resume continues up to this number.",
+                       min=1, main=True)
+    batch_size: int = param(64, "Images per step (each gives its views). Contrastive methods "
+                            "want large batches: more negatives per step.", min=2, main=True)
+    lr: float = param(1e-3, "Peak learning rate, reached after the warmup and then decayed "
+                      "to zero with a cosine schedule.", min=0.0, exclusive_min=True, main=True)
+    weight_decay: float = param(1e-4, "Decoupled weight decay; biases and norm layers get none.",
+                                min=0.0)
+    warmup_steps: int = param(10, "Linear learning-rate warmup from zero, in steps.", min=0)
+    optimizer: str = param("adamw", "AdamW for transformers and small batches; LARS (SGD with "
+                           "layer-wise trust ratios) is the paper choice for large-batch "
+                           "ResNet training.", choices=["adamw", "lars", "sgd"])
+    grad_clip: float = param(1.0, "Clip the global gradient norm to this value (0 turns it off).",
+                             min=0.0)
+    image_size: int = param(32, "Side of the square training images, in pixels.", min=8,
+                            max=512, main=True)
+    precision: str = param("bf16", "bf16 autocast for the forward pass (losses stay fp32), "
+                           "or plain fp32.", choices=["bf16", "fp32"])
+    log_every: int = param(1, "Write the loss and learning rate every N steps.", min=1)
+    checkpoint_every: int = param(100, "Save a resumable checkpoint every N steps (and always "
+                                  "at the end or on Stop).", min=1)
+
+    # Per-preset overrides: "quick" runs in minutes on a laptop CPU, "paper" is the recipe of
+    # the method's paper. Subclasses fill these in.
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"quick": {}, "paper": {}}
+
+
+@dataclass
+class TrainSpec:
+    """What a user asks for. Plain JSON; stored with the job."""
+
+    method: str
+    dataset: str
+    preset: str = "quick"
+    seed: int = 0
+    params: dict[str, Any] = field(default_factory=dict)  # overrides of config fields
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainSpec":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise SpecError(f"unknown spec keys {unknown}; expected some of {sorted(known)}")
+        return cls(**data)
+
+
+def _coerce(name: str, value: Any, kind: type) -> Any:
+    """Turn `value` (maybe a string from the CLI or a float from a number widget) into `kind`."""
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.lower() in ("0", "false", "no", "off"):
+            return False
+        if isinstance(value, (int, float)) and value in (0, 1):
+            return bool(value)
+        raise SpecError(f"{name} must be true or false, got {value!r}")
+    if kind is int:
+        try:
+            as_float = float(value)
+        except (TypeError, ValueError):
+            raise SpecError(f"{name} must be a whole number, got {value!r}") from None
+        if as_float != as_float or as_float != int(as_float):
+            raise SpecError(f"{name} must be a whole number, got {value!r}")
+        return int(as_float)
+    if kind is float:
+        try:
+            out = float(value)
+        except (TypeError, ValueError):
+            raise SpecError(f"{name} must be a number, got {value!r}") from None
+        if out != out or out in (float("inf"), float("-inf")):
+            raise SpecError(f"{name} must be a finite number, got {value!r}")
+        return out
+    if value is None:
+        raise SpecError(f"{name} needs a value")
+    return str(value)
+
+
+def _field_type(f: dataclasses.Field) -> type:
+    names = {"int": int, "float": float, "bool": bool, "str": str}
+    return names.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
+
+
+def config_fields(config_cls: type[TrainConfig], preset: str = "quick") -> list[dict[str, Any]]:
+    """The form of a method: one dict per field with its default under `preset`."""
+    defaults = dataclasses.asdict(build_config(config_cls, preset, {}))
+    out = []
+    for f in dataclasses.fields(config_cls):
+        meta = dict(f.metadata)
+        out.append({"name": f.name, "type": _field_type(f).__name__, "default": defaults[f.name],
+                    "help": meta.get("help", ""), "choices": meta.get("choices"),
+                    "min": meta.get("min"), "max": meta.get("max"),
+                    "main": bool(meta.get("main"))})
+    return out
+
+
+def build_config(config_cls: type[TrainConfig], preset: str, params: dict[str, Any]) -> TrainConfig:
+    """Class defaults <- preset <- params, each value type-checked and bounds-checked."""
+    if preset not in config_cls.PRESETS:
+        raise SpecError(f"unknown preset {preset!r}; choose one of {sorted(config_cls.PRESETS)}")
+    by_name = {f.name: f for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(params) - set(by_name))
+    if unknown:
+        raise SpecError(f"unknown setting(s) {', '.join(unknown)}; this method knows: "
+                        f"{', '.join(sorted(by_name))}")
+    values: dict[str, Any] = {}
+    for source in (config_cls.PRESETS[preset], params):
+        for name, raw in source.items():
+            f = by_name[name]
+            value = _coerce(name, raw, _field_type(f))
+            meta = f.metadata
+            if meta.get("choices") and value not in meta["choices"]:
+                raise SpecError(f"{name} must be one of {meta['choices']}, got {value!r}")
+            low, high = meta.get("min"), meta.get("max")
+            if low is not None:
+                if meta.get("exclusive_min") and not value > low:
+                    raise SpecError(f"{name} must be greater than {low}, got {value!r}")
+                if value < low:
+                    raise SpecError(f"{name} must be at least {low}, got {value!r}")
+            if high is not None and value > high:
+                raise SpecError(f"{name} must be at most {high}, got {value!r}")
+            values[name] = value
+    return config_cls(**values)

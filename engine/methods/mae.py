@@ -1,0 +1,112 @@
+"""MAE: masked autoencoders.
+
+He, Chen, Xie, Li, Dollar, Girshick 2021, "Masked Autoencoders Are Scalable Vision Learners"
+(arXiv:2111.06377). A random 75% of the patches is dropped; the ViT encoder sees only the
+visible ones, a light decoder fills the mask tokens back in and predicts the pixels of the
+hidden patches, normalised per patch. The model is transformers' `ViTMAEForPreTraining`, so a
+run's `pretrained/` folder loads with `from_pretrained` like facebook/vit-mae-base.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from transformers import ViTMAEConfig, ViTMAEForPreTraining
+
+from engine.config import TrainConfig, param
+from engine.errors import SpecError
+from engine.data.views import make_views, normalize
+from engine.losses.masked_mse import masked_patch_mse
+from engine.methods.base import SSLMethod
+from engine.models.vit import VIT_SIZES, vit_dims
+from engine.registry import register_method
+
+
+@dataclass
+class MAEConfig(TrainConfig):
+    backbone: str = param("vit-tiny", "ViT encoder size (hidden size, heads; see depth).",
+                          choices=sorted(VIT_SIZES), main=True)
+    depth: int = param(0, "Encoder layers; 0 keeps the size's standard 12.", min=0)
+    patch_size: int = param(4, "Patch side in pixels; the image side must be a multiple. "
+                            "16 at 224 px in the paper, 2-4 for 32 px images.", min=1,
+                            main=True)
+    mask_ratio: float = param(0.75, "Share of patches hidden from the encoder. The paper "
+                              "finds 75% best for images; lower makes the task too easy.",
+                              min=0.0, max=0.95, main=True)
+    norm_pix_loss: bool = param(True, "Predict each patch normalised by its own mean and "
+                                "variance (better representations, paper table 1d).")
+    decoder_hidden_size: int = param(128, "Decoder width; the decoder is thrown away after "
+                                     "pretraining, so it can be small.", min=8)
+    decoder_layers: int = param(2, "Decoder depth (the paper uses 8; 1 already works).", min=1)
+    decoder_heads: int = param(4, "Decoder attention heads.", min=1)
+
+    PRESETS = {
+        # 32 px, 4 px patches (64 tokens, 16 visible), a 6-layer ViT-Tiny.
+        "quick": dict(steps=300, batch_size=128, lr=1.5e-3, image_size=32, depth=6,
+                      weight_decay=0.05, warmup_steps=20, checkpoint_every=100),
+        # Paper, appendix A.1: ViT-B/16 at 224 px, batch 4096, AdamW(0.9, 0.95), base lr
+        # 1.5e-4 x batch/256, weight decay 0.05, 40 warmup epochs of 1600 on ImageNet.
+        "paper": dict(backbone="vit-base", image_size=224, patch_size=16, batch_size=4096,
+                      lr=2.4e-3, weight_decay=0.05, steps=500_000, warmup_steps=12_500,
+                      decoder_hidden_size=512, decoder_layers=8, decoder_heads=16,
+                      checkpoint_every=5000),
+    }
+
+
+@register_method("mae")
+class MAE(SSLMethod):
+    description = "Masked image modeling: reconstruct the pixels of 75% hidden patches (He et al. 2021)"
+    paper = "arXiv:2111.06377"
+    Config = MAEConfig
+
+    @classmethod
+    def check_config(cls, config: MAEConfig) -> None:
+        if config.image_size % config.patch_size:
+            raise SpecError(f"image_size {config.image_size} is not a multiple of patch_size "
+                            f"{config.patch_size}; pick sizes that divide")
+        if config.decoder_hidden_size % config.decoder_heads:
+            raise SpecError(f"decoder_hidden_size {config.decoder_hidden_size} must be a "
+                            f"multiple of decoder_heads {config.decoder_heads}")
+        if int(config.mask_ratio * (config.image_size // config.patch_size) ** 2) < 1:
+            raise SpecError("mask_ratio hides no patch at this image and patch size; raise it")
+
+    def __init__(self, config: MAEConfig) -> None:
+        super().__init__(config)
+        self.check_config(config)
+        self.views = make_views("mae", config.image_size)
+        self.model = ViTMAEForPreTraining(ViTMAEConfig(
+            image_size=config.image_size, patch_size=config.patch_size,
+            mask_ratio=config.mask_ratio, norm_pix_loss=config.norm_pix_loss,
+            decoder_hidden_size=config.decoder_hidden_size,
+            decoder_num_hidden_layers=config.decoder_layers,
+            decoder_num_attention_heads=config.decoder_heads,
+            decoder_intermediate_size=4 * config.decoder_hidden_size,
+            **vit_dims(config.backbone, config.depth)))
+
+    def training_step(self, images: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        with torch.no_grad():
+            pixels = self.views(images)  # (B, 3, S, S)
+        out = self.model(pixel_values=pixels)
+        # logits: (B, L, patch_size**2 * 3); mask: (B, L) with 1 on hidden patches.
+        target = self.model.patchify(pixels)
+        loss = masked_patch_mse(out.logits, target, out.mask, self.config.norm_pix_loss)
+        return loss, {}
+
+    @torch.no_grad()
+    def embed(self, images: Tensor) -> Tensor:
+        """Mean of the encoder's patch tokens with nothing masked and patches in order."""
+        pixels = normalize(images)
+        noise = torch.arange(self.model.vit.embeddings.num_patches, device=pixels.device)
+        noise = noise.float().expand(pixels.shape[0], -1)  # sorted noise keeps patch order
+        encoder_config = self.model.vit.config
+        saved, encoder_config.mask_ratio = encoder_config.mask_ratio, 0.0
+        try:
+            hidden = self.model.vit(pixel_values=pixels, noise=noise).last_hidden_state
+        finally:
+            encoder_config.mask_ratio = saved
+        return hidden[:, 1:].mean(dim=1).float()  # (B, hidden_size), [CLS] dropped
+
+    def export(self, out_dir: Path) -> None:
+        self.model.save_pretrained(out_dir / "pretrained")

@@ -1,0 +1,84 @@
+"""SimCLR: contrastive learning between two augmented views of each image.
+
+Chen, Kornblith, Norouzi, Hinton 2020, "A Simple Framework for Contrastive Learning of Visual
+Representations" (arXiv:2002.05709). Two views per image from a strong augmentation recipe, a
+ResNet encoder, an MLP projection head, and the NT-Xent loss over the 2N views of a batch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from engine.config import TrainConfig, param
+from engine.data.views import make_views, normalize
+from engine.losses.nt_xent import nt_xent_loss
+from engine.methods.base import SSLMethod
+from engine.models.heads import ProjectionHead
+from engine.models.resnet import build_resnet
+from engine.registry import register_method
+
+
+@dataclass
+class SimCLRConfig(TrainConfig):
+    backbone: str = param("resnet18", "Encoder: a torchvision ResNet trained from scratch.",
+                          choices=["resnet18", "resnet50"], main=True)
+    small_stem: bool = param(True, "Replace the 7x7 stride-2 stem and max pool by one 3x3 "
+                             "convolution: the paper's CIFAR setup, right for images under "
+                             "~96 px.")
+    temperature: float = param(0.5, "NT-Xent temperature. Lower sharpens the softmax over "
+                               "negatives; 0.1-0.5 works, 0.5 is the paper's best at small "
+                               "batch sizes, 0.1 with LARS at batch 4096.", min=0.0,
+                               exclusive_min=True, main=True)
+    projection_dim: int = param(128, "Output size of the projection head (the space the loss "
+                                "compares in).", min=2)
+    projection_hidden_dim: int = param(512, "Hidden width of the projection head.", min=2)
+
+    PRESETS = {
+        # Digits at 32 px, batch 64: about a second a step on two CPU cores.
+        "quick": dict(steps=200, batch_size=64, lr=1e-3, image_size=32, warmup_steps=10,
+                      optimizer="adamw", weight_decay=1e-6, checkpoint_every=50),
+        # Paper, appendix B.9 (CIFAR-10): ResNet-50, batch 1024, LARS, lr 0.3 x batch/256,
+        # 1e-6 weight decay, temperature 0.5, 10 warmup epochs; 500 epochs of 50k images.
+        "paper": dict(backbone="resnet50", steps=24_000, batch_size=1024, lr=1.2,
+                      optimizer="lars", weight_decay=1e-6, warmup_steps=480, image_size=32,
+                      temperature=0.5, projection_hidden_dim=2048, checkpoint_every=1000),
+    }
+
+
+@register_method("simclr")
+class SimCLR(SSLMethod):
+    description = "Contrastive: two augmented views, NT-Xent over the batch (Chen et al. 2020)"
+    paper = "arXiv:2002.05709"
+    Config = SimCLRConfig
+    channels_last = True
+
+    def __init__(self, config: SimCLRConfig) -> None:
+        super().__init__(config)
+        self.views = make_views("simclr", config.image_size)
+        self.encoder, feature_dim = build_resnet(config.backbone, config.small_stem)
+        self.projection = ProjectionHead(feature_dim, config.projection_hidden_dim,
+                                         config.projection_dim, num_layers=2)
+
+    def training_step(self, images: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        batch_size = images.shape[0]
+        with torch.no_grad():
+            views = torch.cat([self.views(images), self.views(images)])  # (2B, 3, S, S)
+        if self.channels_last:
+            views = views.contiguous(memory_format=torch.channels_last)
+        projections = self.projection(self.encoder(views))  # (2B, projection_dim)
+        z_a, z_b = projections[:batch_size], projections[batch_size:]
+        loss = nt_xent_loss(z_a, z_b, self.config.temperature)
+        with torch.no_grad():
+            # Share of anchors whose most similar other view is their positive.
+            z = torch.nn.functional.normalize(projections.float(), dim=1)
+            sim = (z @ z.T).fill_diagonal_(float("-inf"))
+            target = torch.cat([torch.arange(batch_size, 2 * batch_size),
+                                torch.arange(batch_size)]).to(sim.device)
+            accuracy = (sim.argmax(dim=1) == target).float().mean()
+        return loss, {"contrastive_acc": accuracy}
+
+    @torch.no_grad()
+    def embed(self, images: Tensor) -> Tensor:
+        return self.encoder(normalize(images)).float()

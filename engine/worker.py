@@ -1,0 +1,145 @@
+"""`python -m engine.worker JOB_ID [--home DIR]`: run one stored job in this process.
+
+The worker owns its job row while it runs: it marks it running with its pid and host, beats a
+heartbeat every second, turns the row's cancel flag or a SIGTERM into a clean stop (checkpoint,
+then `cancelled`), writes metric points in small batches, and records how the job ended.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+
+from engine.config import TrainSpec, build_config
+from engine.home import Home
+from engine.registry import get_method
+from engine.trainer import NonFiniteLoss, RunResult, run_job
+from storage.db import Store, utcnow
+
+HEARTBEAT_S = 1.0
+FLUSH_S = 0.5
+log = logging.getLogger(__name__)
+
+
+class StoreSink:
+    """Buffers metric points and writes them to the store at most every FLUSH_S seconds."""
+
+    def __init__(self, store: Store, job_id: int,
+                 on_step: Callable[[int, dict[str, float]], None] | None = None) -> None:
+        self.store, self.job_id, self.on_step = store, job_id, on_step
+        self._points: list[tuple[int, str, float]] = []
+        self._last_flush = 0.0
+        self._step, self._loss, self._rate = 0, None, None
+
+    def started(self, first_step: int, total_steps: int) -> None:
+        # A resumed job re-logs the steps after its checkpoint: drop the old ones.
+        self.store.delete_metrics_after(self.job_id, first_step)
+        self.store.update_job(self.job_id, step=first_step, total_steps=total_steps)
+        self._step = first_step
+
+    def metrics(self, step: int, values: dict[str, float]) -> None:
+        self._points.extend((step, name, float(value)) for name, value in values.items())
+        self._step, self._loss = step, values.get("loss", self._loss)
+        self._rate = values.get("images_per_second", self._rate)
+        if self.on_step is not None:
+            self.on_step(step, values)
+        if time.monotonic() - self._last_flush >= FLUSH_S:
+            self.flush()
+
+    def checkpoint(self, step: int, path: str) -> None:
+        self.flush()
+        self.store.add_checkpoint(self.job_id, step, path)
+
+    def flush(self) -> None:
+        points, self._points = self._points, []
+        self.store.add_metrics(self.job_id, points)
+        self.store.update_job(self.job_id, step=self._step, last_loss=self._loss,
+                              images_per_second=self._rate)
+        self._last_flush = time.monotonic()
+
+
+class Heartbeat(threading.Thread):
+    """Beats the job's heartbeat and turns its cancel flag into `stop`."""
+
+    def __init__(self, store: Store, job_id: int, stop: threading.Event) -> None:
+        super().__init__(daemon=True, name=f"heartbeat-{job_id}")
+        self.store, self.job_id, self.stop, self.done = store, job_id, stop, threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(HEARTBEAT_S):
+            try:
+                self.store.update_job(self.job_id, heartbeat_at=utcnow())
+                job = self.store.get_job(self.job_id)
+                if job is None or job.cancel_requested:
+                    self.stop.set()
+            except Exception:  # a busy database must not kill the job; try again next beat
+                log.exception("heartbeat failed")
+
+
+def run_worker(home: Home, job_id: int,
+               on_step: Callable[[int, dict[str, float]], None] | None = None) -> dict:
+    """Run stored job `job_id` to its end here; returns the final job fields as a dict."""
+    store = Store.open(home.db_path)
+    job = store.get_job(job_id)
+    if job is None:
+        raise SystemExit(f"no job {job_id} in {home.db_path}")
+    started = utcnow()
+    store.update_job(job_id, status="running", pid=os.getpid(), host=socket.gethostname(),
+                     started_at=started, heartbeat_at=started, finished_at=None, error=None)
+    stop = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    heartbeat = Heartbeat(store, job_id, stop)
+    heartbeat.start()
+    sink = StoreSink(store, job_id, on_step)
+    fields: dict = {}
+    try:
+        spec = TrainSpec.from_dict(job.spec)
+        config = build_config(get_method(spec.method).Config, spec.preset, spec.params)
+        result: RunResult = run_job(spec, config, home.run_dir(job_id), sink, stop.is_set,
+                                    data_cache_dir=home.cache_dir)
+        sink.flush()
+        fields = dict(status=result.status, step=result.step,
+                      images_per_second=result.images_per_second)
+        if result.final_loss is not None:
+            fields["last_loss"] = result.final_loss
+    except NonFiniteLoss as exc:
+        sink._points.clear()  # keep nothing logged at or after the bad step
+        sink.flush()
+        fields = dict(status="failed", error=str(exc))
+    except Exception as exc:
+        traceback.print_exc()
+        try:
+            sink.flush()
+        except Exception:
+            pass
+        fields = dict(status="failed", error=f"{type(exc).__name__}: {exc}")
+    finally:
+        heartbeat.done.set()
+        heartbeat.join()
+    finished = utcnow()
+    fields.update(finished_at=finished,
+                  elapsed_before=job.elapsed_before + (finished - started).total_seconds())
+    store.update_job(job_id, **fields)
+    return fields
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m engine.worker", description=__doc__)
+    parser.add_argument("job_id", type=int)
+    parser.add_argument("--home", default=None, help="home folder (default $PRETEXT_HOME)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    fields = run_worker(Home.resolve(args.home), args.job_id)
+    return 0 if fields.get("status") in ("completed", "cancelled") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
