@@ -46,7 +46,8 @@ def load_digits_split(split: str) -> tuple[torch.Tensor, torch.Tensor]:
     grey = np.rint(pixels[chosen] * (255.0 / 16.0)).astype(np.uint8)  # 0..16 -> 0..255
     images = torch.from_numpy(grey).view(-1, 1, NATIVE_SIZE, NATIVE_SIZE)  # (N, 64) -> (N, 1, 8, 8)
     # Grey to three identical channels so every image model takes digits unchanged.
-    return images.expand(-1, 3, -1, -1).contiguous(), torch.from_numpy(labels[chosen].astype(np.int64))
+    rgb = images.expand(-1, 3, -1, -1).contiguous()  # (N, 3, 8, 8)
+    return rgb, torch.from_numpy(labels[chosen].astype(np.int64))
 
 
 def captions_for(labels: torch.Tensor) -> list[str]:

@@ -98,7 +98,8 @@ class MAE(SSLMethod):
     def embed(self, images: Tensor) -> Tensor:
         """Mean of the encoder's patch tokens with nothing masked and patches in order."""
         pixels = normalize(images)
-        noise = torch.arange(self.model.vit.embeddings.num_patches, device=pixels.device)
+        num_patches = (self.config.image_size // self.config.patch_size) ** 2
+        noise = torch.arange(num_patches, device=pixels.device)
         noise = noise.float().expand(pixels.shape[0], -1)  # sorted noise keeps patch order
         encoder_config = self.model.vit.config
         saved, encoder_config.mask_ratio = encoder_config.mask_ratio, 0.0

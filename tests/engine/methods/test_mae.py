@@ -9,8 +9,8 @@ def test_encoder_sees_only_visible_patches():
                                                "mask_ratio": 0.75, "depth": 1})
     method = MAE(config)
     lengths = []
-    method.model.vit.encoder.register_forward_hook(
-        lambda module, args, out: lengths.append(out.last_hidden_state.shape[1]))
+    method.model.vit.layernorm.register_forward_hook(  # the encoder's final norm
+        lambda module, args, out: lengths.append(out.shape[1]))
     loss, _ = method.training_step(torch.randint(0, 255, (2, 3, 16, 16), dtype=torch.uint8))
     # 16 patches, 25% visible = 4, plus the [CLS] token.
     assert lengths == [1 + 4]

@@ -1,0 +1,136 @@
+"""Batched views: shapes, ranges, per-sample randomness, seeding, and torchvision references."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision.transforms.functional as TF
+
+from engine.data import views as V
+from engine.data.views import IMAGENET_MEAN, IMAGENET_STD, RECIPES, Views, make_views, normalize
+from engine.errors import SpecError
+
+LOW = torch.tensor([(0 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)])[None, :, None, None]
+HIGH = torch.tensor([(1 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)])[None, :, None, None]
+
+
+def _images(batch: int = 8, size: int = 32, seed: int = 0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    # Smooth random images (a 4x4 field upsampled), so crops and blur change them visibly.
+    field = torch.rand(batch, 3, 4, 4, generator=gen)
+    smooth = F.interpolate(field, size=(size, size), mode="bilinear", align_corners=False)
+    return (smooth * 255).round().to(torch.uint8)
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPES))
+@pytest.mark.parametrize("size", [32, 64])
+def test_output_shape_dtype_and_range(recipe: str, size: int) -> None:
+    out = make_views(recipe, size)(_images(6, 48))
+    assert out.shape == (6, 3, size, size) and out.dtype == torch.float32
+    assert torch.isfinite(out).all()
+    assert (out >= LOW - 1e-4).all() and (out <= HIGH + 1e-4).all()
+
+
+@pytest.mark.parametrize("recipe", ["simclr", "mae"])
+def test_parameters_are_drawn_per_sample(recipe: str) -> None:
+    same = _images(1).expand(16, -1, -1, -1).contiguous()  # one image sixteen times
+    torch.manual_seed(0)
+    out = make_views(recipe, 32)(same)
+    distinct = {tuple(v.flatten()[:64].tolist()) for v in out}
+    assert len(distinct) == 16, "identical inputs in one batch must get different views"
+
+
+@pytest.mark.parametrize("recipe", ["simclr", "mae"])
+def test_views_are_reproducible_under_manual_seed(recipe: str) -> None:
+    x, views = _images(), make_views(recipe, 64)
+    torch.manual_seed(123)
+    first = views(x)
+    torch.manual_seed(123)
+    again = views(x)
+    assert torch.equal(first, again)
+    assert not torch.equal(first, views(x))  # and the next call draws new parameters
+
+
+def test_none_is_deterministic_resize_then_normalize() -> None:
+    x, views = _images(4, 48), make_views("none", 32)
+    resized = F.interpolate(x.float() / 255, size=(32, 32), mode="bilinear", align_corners=False,
+                            antialias=True)
+    assert torch.equal(views(x), views(x))
+    assert torch.allclose(views(x), normalize(resized), atol=1e-6)
+    assert torch.allclose(make_views("none", 48)(x), normalize(x), atol=1e-6)
+
+
+def test_normalize_matches_torchvision() -> None:
+    x = _images()
+    expected = TF.normalize(x.float() / 255, list(IMAGENET_MEAN), list(IMAGENET_STD))
+    assert torch.allclose(normalize(x), expected, atol=1e-6)
+
+
+def test_full_box_crop_is_identity_and_flip_mirrors() -> None:
+    x = _images(2).float()
+    box = torch.tensor([[0.0, 0.0, 32.0, 32.0]]).expand(2, 4)
+    out = V._crop_and_flip(x, box, torch.tensor([False, True]), 32, "bilinear")
+    assert torch.allclose(out[0], x[0], atol=1e-4)
+    assert torch.allclose(out[1], x[1].flip(-1), atol=1e-4)
+
+
+def test_box_crop_matches_torchvision_resized_crop() -> None:
+    x = _images(1).float()
+    box = torch.tensor([[4.0, 6.0, 16.0, 20.0]])  # x0, y0, w, h
+    out = V._crop_and_flip(x, box, torch.tensor([False]), 32, "bilinear")
+    expected = TF.resized_crop(x, 6, 4, 20, 16, [32, 32], antialias=False)
+    # Inside the crop both interpolate the same pixels; at its rim torchvision replicates the
+    # crop's edge while grid_sample reads the real neighbours, so the rim is left out.
+    assert torch.allclose(out[..., 2:-2, 2:-2], expected[..., 2:-2, 2:-2], atol=1e-3)
+
+
+def test_crop_boxes_follow_scale_and_ratio() -> None:
+    torch.manual_seed(0)
+    boxes = V.sample_crop_boxes(2000, 40, 30, scale=(0.2, 0.5))
+    x0, y0, w, h = boxes.unbind(1)
+    assert (x0 >= 0).all() and (y0 >= 0).all() and (x0 + w <= 30).all() and (y0 + h <= 40).all()
+    area = w * h / (40 * 30)
+    assert area.min() > 0.17 and area.max() < 0.55  # whole-pixel rounding widens the range a bit
+    assert 0.6 < (w / h).min() and (w / h).max() < 1.45
+    assert len({tuple(b) for b in boxes.tolist()}) > 1500
+
+
+@pytest.mark.parametrize("step, reference", [
+    (0, TF.adjust_brightness), (1, TF.adjust_contrast), (2, TF.adjust_saturation),
+])
+def test_jitter_steps_match_torchvision(step: int, reference) -> None:
+    x = _images(6).float() / 255
+    values = torch.tensor([0.6, 0.8, 1.0, 1.2, 1.4, 1.9])
+    factors = torch.tensor([1.0, 1.0, 1.0, 0.0]).repeat(6, 1)
+    factors[:, step] = values
+    order = torch.tensor([step] + [s for s in range(4) if s != step]).repeat(6, 1)
+    out = V._colour_jitter(x.clone(), factors, order)
+    expected = torch.stack([reference(img, float(v)) for img, v in zip(x, values)])
+    assert torch.allclose(out, expected, atol=1e-5)
+
+
+def test_hue_rotation_keeps_grey_and_turns_red_to_green() -> None:
+    pixels = torch.tensor([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5]])[:, :, None, None]  # red, grey
+    factors = torch.tensor([[1.0, 1.0, 1.0, 1 / 3]]).repeat(2, 1)  # a third of a turn
+    out = V._colour_jitter(pixels, factors, torch.tensor([[3, 0, 1, 2]]).repeat(2, 1))
+    assert torch.allclose(out[0, :, 0, 0], torch.tensor([0.0, 1.0, 0.0]), atol=1e-5)
+    assert torch.allclose(out[1], pixels[1], atol=1e-6)
+
+
+def test_blur_preserves_constant_images_and_smooths_noise() -> None:
+    flat = torch.full((2, 3, 16, 16), 0.3)
+    assert torch.allclose(V._gaussian_blur(flat, torch.tensor([0.5, 2.0]), 5), flat, atol=1e-6)
+    noise = torch.rand(1, 3, 16, 16)
+    assert V._gaussian_blur(noise, torch.tensor([2.0]), 5).std() < noise.std() / 2
+
+
+def test_bad_arguments_raise_spec_errors() -> None:
+    with pytest.raises(SpecError, match="simclr"):
+        Views("simclear", 32)
+    with pytest.raises(SpecError, match="crop_scale"):
+        Views("simclr", 32, crop_scale=(0.5, 0.1))
+    with pytest.raises(SpecError, match="size"):
+        Views("mae", 4)
+    assert make_views("simclr", 32, crop_scale=(0.5, 1.0)).plan.crop_scale == (0.5, 1.0)
+    assert make_views("simclr", 32).plan.blur_p == 0.0  # SimCLR skipped blur at CIFAR size
+    assert make_views("simclr", 96).plan.crop_scale == (0.08, 1.0)

@@ -1,0 +1,237 @@
+"""The web app's handlers through the real engine API, its public API, and one job run through
+a launched app with gradio_client. No browser here (see test_browser.py)."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402
+import pytest  # noqa: E402
+
+from engine.api import Studio  # noqa: E402
+from tests.webapp.helpers import free_port, kill_workers, wait_for  # noqa: E402
+from webapp import figures  # noqa: E402
+from webapp.app import build_app, launch_options  # noqa: E402
+from webapp.forms import overrides  # noqa: E402
+from webapp.jobs_tab import jobs_frame  # noqa: E402
+from webapp.train_tab import TrainTab, submit_form  # noqa: E402
+
+TERMINAL = ("completed", "cancelled", "failed", "interrupted")
+TINY = {"steps": 3, "batch_size": 16, "image_size": 16, "warmup_steps": 1, "precision": "fp32"}
+PUBLIC = {"submit", "cancel", "resume", "jobs", "job"}
+
+
+@pytest.fixture
+def studio(tmp_path):
+    s = Studio(tmp_path / "home")
+    yield s
+    kill_workers(s)
+
+
+@pytest.fixture
+def train_tab(studio):
+    with gr.Blocks() as demo:
+        tab = TrainTab(studio)
+        tab.build()
+        tab.wire(demo)
+    return tab
+
+
+def form_values(tab: TrainTab, **changes) -> list:
+    """The Train form as a browser would send it: every widget's value, some changed."""
+    values = []
+    for widget in tab.form.widgets:
+        name = widget.key[0]
+        values.append(changes.get(name, widget.component.value))
+    return values
+
+
+def prop(update, name):
+    """A property of a handler's update, whether a gr.update dict or a component instance."""
+    if isinstance(update, dict):
+        return update.get(name)
+    return update.constructor_args.get(name, getattr(update, name, None))
+
+
+# ---- the Train form ----------------------------------------------------------------------
+def test_start_with_defaults_queues_a_job_with_no_overrides(studio, train_tab):
+    out = train_tab.start("simclr", "digits", "quick", 0, "resnet18", *form_values(train_tab))
+    assert "Job #1 submitted" in out[0]
+    [job] = studio.jobs()
+    assert job["status"] == "queued" and job["method"] == "simclr"
+    assert studio.job(job["id"])["spec"] == {"method": "simclr", "dataset": "digits",
+                                             "preset": "quick", "seed": 0, "params": {}}
+    timer = out[1 + train_tab.follow_outputs.index(train_tab.timer)]
+    assert isinstance(timer, gr.Timer) and timer.active
+
+
+def test_start_sends_only_changed_values(studio, train_tab):
+    # Number boxes send floats; a whole float for an int field is an int in the spec.
+    raw = form_values(train_tab, steps=5.0, temperature=0.2, small_stem=False)
+    train_tab.start("simclr", "digits", "quick", 3.0, "resnet18", *raw)
+    spec = studio.job(studio.jobs()[0]["id"])["spec"]
+    assert spec["seed"] == 3
+    assert spec["params"] == {"steps": 5, "temperature": 0.2, "small_stem": False}
+
+
+@pytest.mark.parametrize("values, words", [
+    ({"steps": 0}, "steps must be at least 1"),
+    ({"nonsense_key": 3}, "unknown setting"),
+    ({"batch_size": 100_000}, "larger than"),
+    ({"steps": 2.5}, "whole number"),
+])
+def test_a_refused_form_shows_the_message_and_creates_nothing(studio, values, words):
+    job_id, note = submit_form(studio, "simclr", "digits", "quick", 0, values)
+    assert job_id is None
+    assert words in note and "ps-error" in note and "Traceback" not in note
+    assert studio.jobs() == []
+
+
+def test_a_refused_form_through_the_tab_handler(studio, train_tab):
+    out = train_tab.start("simclr", "digits", "quick", 0, "resnet18",
+                          *form_values(train_tab, steps=0))
+    assert "ps-error" in out[0] and "steps" in out[0]
+    assert studio.jobs() == []
+
+
+def test_changing_method_swaps_fields_and_defaults(studio, train_tab):
+    ups = train_tab.on_method("mae", "digits", "quick")
+    dataset, preset, backbone, fields = ups[0], ups[1], ups[2], ups[3:]
+    assert dataset["value"] == "digits"
+    assert backbone["value"] == "vit-tiny" and "vit-base" in backbone["choices"]
+    shown = {w.key[0]: u for w, u in zip(train_tab.form.widgets, fields) if prop(u, "visible")}
+    assert "mask_ratio" in shown and "temperature" not in shown
+    assert prop(shown["steps"], "value") == studio.method_form("mae", "quick")[1]["default"]
+    assert prop(shown["mask_ratio"], "maximum") == 0.95
+    paper = train_tab.on_preset("simclr", "paper")
+    assert paper[0]["value"] == "resnet50"
+    by_name = {w.key[0]: u for w, u in zip(train_tab.form.widgets, paper[1:])
+               if prop(u, "visible")}
+    assert prop(by_name["batch_size"], "value") == 1024
+
+
+def test_overrides_pass_unknown_keys_and_drop_defaults():
+    fields = [{"name": "steps", "type": "int", "default": 200, "choices": None},
+              {"name": "lr", "type": "float", "default": 1e-3, "choices": None}]
+    assert overrides(fields, {"steps": 200.0, "lr": 1e-3}) == {}
+    assert overrides(fields, {"steps": 7.0, "x": 1}) == {"steps": 7, "x": 1}
+
+
+# ---- figures -----------------------------------------------------------------------------
+def test_formatting():
+    assert figures.format_duration(83) == "1m 23s"
+    assert figures.format_duration(4.4) == "4s"
+    assert figures.format_duration(7500) == "2h 05m"
+    assert len(figures.format_time("2024-05-01T12:00:00Z")) == len("2024-05-01 12:00:00")
+    assert figures.format_time(None) == ""
+
+
+def test_curves_grow_incrementally_and_thin_for_the_browser():
+    class FakeStudio:
+        def __init__(self):
+            self.step, self.asked = 0, []
+
+        def job(self, job_id):
+            return {"id": job_id, "step": self.step, "status": "running", "total_steps": 10_000}
+
+        def metrics(self, job_id, since):
+            self.asked.append(since)
+            return [{"step": s, "name": n, "value": float(s)}
+                    for s in range(since + 1, self.step + 1) for n in ("loss", "lr")]
+
+    fake = FakeStudio()
+    curves = figures.empty_curves(7)
+    fake.step = 5000
+    curves, _, changed = figures.poll(fake, curves)
+    fake.step = 5003
+    curves, _, changed = figures.poll(fake, curves)
+    assert changed and fake.asked == [-1, 5000]
+    assert len(figures.curve_frame(curves, "loss")) <= figures.MAX_PLOT_POINTS + 1
+    zoomed = figures.curve_frame(curves, "loss", [100, 200])
+    assert len(zoomed) == 103 and zoomed["step"].iloc[1] == 100  # full resolution + edges
+    fake.step = 3000  # resumed from an earlier checkpoint: newer points are dropped
+    curves, _, _ = figures.poll(fake, curves)
+    assert curves["since"] == 3000 and curves["points"]["loss"][-1][0] == 3000
+
+
+def test_jobs_frame_columns(studio):
+    studio.submit({"method": "simclr", "dataset": "digits", "params": TINY})
+    frame = jobs_frame(studio.jobs())
+    assert list(frame.columns) == ["id", "method", "dataset", "backbone", "status", "steps",
+                                   "last loss", "started", "duration"]
+    assert frame.iloc[0]["steps"] == "0/3" and frame.iloc[0]["status"] == "queued"
+
+
+# ---- the app and its public API ----------------------------------------------------------
+def test_app_builds_and_lists_only_the_named_endpoints(studio):
+    demo = build_app(studio)
+    assert isinstance(demo, gr.Blocks)
+    named = {name.lstrip("/") for name in demo.get_api_info()["named_endpoints"]}
+    assert PUBLIC <= named
+    assert not any(word in name for name in named
+                   for word in ("tick", "zoom", "start", "on_", "refresh", "follow", "_1"))
+    private = {fn.api_name for fn in demo.fns.values() if fn.api_visibility == "private"}
+    assert {"tick", "start", "zoom"} <= private
+
+
+def test_one_job_runs_through_the_launched_app(studio):
+    from gradio_client import Client
+
+    demo = build_app(studio)
+    studio.start_manager()
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
+                quiet=True, **launch_options())
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        with pytest.raises(Exception, match="steps must be at least 1"):
+            client.predict({"method": "simclr", "dataset": "digits",
+                            "params": dict(TINY, steps=0)}, api_name="/submit")
+        job_id = client.predict({"method": "simclr", "dataset": "digits", "params": TINY},
+                                api_name="/submit")
+        assert isinstance(job_id, int)
+        job = wait_for(lambda: (j := client.predict(job_id, api_name="/job"))["status"]
+                       in TERMINAL and j, timeout=120)
+        assert job["status"] == "completed", job["error"]
+        assert job["step"] == 3
+        assert [j["id"] for j in client.predict(api_name="/jobs")] == [job_id]
+        # The follow view of that job, as the Train tab would draw it.
+        train = TrainTab(studio)
+        with gr.Blocks():
+            train.build()
+        out = train.follow(job_id)
+        loss = prop(out[train.follow_outputs.index(train.panel.loss)], "value")
+        assert list(loss["step"]) == [1, 2, 3]
+        assert not out[train.follow_outputs.index(train.timer)].active
+        with pytest.raises(Exception, match="only"):
+            client.predict(job_id, api_name="/resume")
+    finally:
+        demo.close()
+
+
+def test_zoom_sets_x_lim_and_ticks_leave_it_alone():
+    """Brushing sets x_lim on all three plots, a double click clears it, and a refresh sends
+    bare values (no x_lim), so the browser keeps the user's zoom across ticks."""
+    with gr.Blocks():
+        panel = figures.CurvePanel("idle", "t")
+    curves = figures.add_points(figures.empty_curves(1), [
+        {"step": s, "name": n, "value": float(s)} for s in range(1, 51)
+        for n in ("loss", "lr", "contrastive_acc")])
+
+    class Brush:
+        index = [20.4, 10.2]
+
+    x_lim, *plots = panel.zoom(curves, "contrastive_acc", Brush())
+    assert x_lim == [10.2, 20.4]
+    assert all(prop(p, "x_lim") == [10.2, 20.4] for p in plots)
+    assert list(prop(plots[0], "value")["step"]) == list(range(10, 22))  # plus the edges
+    x_lim, *plots = panel.unzoom(curves, "contrastive_acc")
+    assert x_lim is None and all("x_lim" in p.constructor_args and prop(p, "x_lim") is None
+                                 for p in plots)
+    job = {"id": 1, "method": "simclr", "dataset": "digits", "status": "running", "step": 50,
+           "total_steps": 100, "duration_s": 10.0}
+    out = panel.values(curves, job, True, [10.2, 20.4], "contrastive_acc")
+    loss, lr = out[panel.outputs.index(panel.loss)], out[panel.outputs.index(panel.lr)]
+    assert list(loss["step"]) == list(range(10, 22)) and "step" in lr  # plain frames

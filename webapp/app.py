@@ -1,0 +1,80 @@
+"""`build_app(studio)`: the Pretext Studio dashboard as a `gr.Blocks`.
+
+Tabs are listed in `TABS`; each is a class with `build()` (layout, inside its gr.Tab) and
+`wire()` (events). A later tab (Runs, the lenses) is one more file and one more line there.
+Theme and CSS go to `launch()` (Gradio 6): use `demo.launch(**launch_options())`.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from webapp import endpoints
+from webapp.jobs_tab import JobsTab
+from webapp.train_tab import TrainTab
+
+TITLE = "Pretext Studio"
+DESCRIPTION = ("Pretrain models with self-supervised learning (SimCLR, MAE, ...), watch their "
+               "curves live, and keep every job's history.")
+
+CSS = """
+.ps-header h1 { margin: 0; font-size: 1.6rem; }
+.ps-header p { margin: 0.15rem 0 0 0; opacity: 0.8; }
+.ps-msg { padding: 0.45rem 0.7rem; border-radius: 6px; margin: 0.15rem 0;
+          border: 1px solid transparent; font-size: 0.92rem; line-height: 1.35; }
+.ps-info { background: var(--neutral-100); border-color: var(--neutral-200); }
+.ps-ok { background: #e8f6ec; border-color: #9bd3ac; color: #17542b; }
+.ps-warn { background: #fff6e0; border-color: #f0cf7a; color: #6b4a00; }
+.ps-error { background: #fdecec; border-color: #f09a9a; color: #8a1414; }
+.dark .ps-info { background: var(--neutral-800); border-color: var(--neutral-700); }
+.dark .ps-ok { background: #12301c; color: #b9efc9; }
+.dark .ps-warn { background: #3a2e0a; color: #f7dd9a; }
+.dark .ps-error { background: #3d1414; color: #ffc4c4; }
+.ps-status .ps-msg { font-variant-numeric: tabular-nums; }
+.ps-note:empty, .ps-note .prose:empty { display: none; }
+.ps-params > div { min-width: 170px; }
+"""
+
+
+def theme() -> gr.themes.Base:
+    return gr.themes.Soft(primary_hue="indigo", neutral_hue="slate")
+
+
+def launch_options() -> dict[str, Any]:
+    """The look, passed to `launch()` (Gradio 6 moved theme/css there)."""
+    return {"theme": theme(), "css": CSS}
+
+
+TABS: list[tuple[str, str, type]] = [
+    ("Train", "train", TrainTab),
+    ("Jobs", "jobs", JobsTab),
+]
+
+
+def build_app(studio: Any) -> gr.Blocks:
+    """The whole dashboard over one `engine.api.Studio` (the only engine object used)."""
+    with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
+        endpoints.register(studio)  # first, so the public names stay unsuffixed
+        gr.HTML(f'<div class="ps-header"><h1>{TITLE}</h1><p>{DESCRIPTION}</p></div>')
+        tabs: dict[str, Any] = {}
+        with gr.Tabs(selected="train") as tab_row:
+            for label, tab_id, tab_class in TABS:
+                with gr.Tab(label, id=tab_id):
+                    tabs[tab_id] = tab_class(studio)
+                    tabs[tab_id].build()
+        for tab in tabs.values():
+            tab.wire(demo)
+        tabs["jobs"].wire_visibility(tab_row, "Jobs")
+        _wire_between_tabs(tabs["train"], tabs["jobs"], tab_row)
+    return demo
+
+
+def _wire_between_tabs(train: TrainTab, jobs: JobsTab, tab_row: gr.Tabs) -> None:
+    """Jobs -> "Follow in Train tab": the Train tab follows the selected job."""
+
+    def follow_in_train(job_id: int | None) -> list:
+        return [*train.follow(job_id), gr.Tabs(selected="train")]
+
+    jobs.open_btn.click(follow_in_train, [jobs.selected], [*train.follow_outputs, tab_row],
+                        api_visibility="private")

@@ -1,0 +1,87 @@
+"""The public API: the user-facing actions as named endpoints (`gr.api`).
+
+    from gradio_client import Client
+    client = Client("http://127.0.0.1:7860/")
+    job_id = client.predict({"method": "simclr", "dataset": "digits"}, api_name="/submit")
+    client.predict(job_id, api_name="/job")["status"]
+
+Every UI event (timer ticks, form refills, zoom) is registered with api_visibility="private",
+so this module is the whole public surface. A refused request raises `gr.Error` with the
+engine's message, which the client re-raises.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import gradio as gr
+
+ENDPOINTS = ("submit", "cancel", "resume", "jobs", "job", "metrics", "methods", "datasets",
+             "method_form")
+
+
+def _user_errors(fn: Callable) -> Callable:
+    """Engine errors (SpecError, DatasetError: ValueError; JobError: RuntimeError) become
+    gr.Error, so a client sees the message and not a generic failure."""
+
+    @wraps(fn)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (ValueError, LookupError, RuntimeError) as error:
+            raise gr.Error(str(error), print_exception=False) from None
+
+    return wrapped
+
+
+def client_safe(job: dict[str, Any]) -> dict[str, Any]:
+    """gradio_client takes any dict with a string "path" as a file to download (and fails on a
+    checkpoint folder), so the API names a checkpoint's folder "location" instead."""
+    checkpoints = [{("location" if key == "path" else key): item for key, item in c.items()}
+                   for c in job.get("checkpoints", [])]
+    return dict(job, checkpoints=checkpoints)
+
+
+def register(studio: Any) -> None:
+    """Add the endpoints to the Blocks being built (call inside `with gr.Blocks()`)."""
+
+    def submit(spec: dict) -> int:
+        """Validate and queue a job: {"method", "dataset", "preset", "seed", "params"}.
+        Returns the job id."""
+        return studio.submit(spec)
+
+    def cancel(job_id: int) -> str:
+        """Stop a job: "cancelled" (it was queued) or "stopping" (after its current step)."""
+        return studio.cancel(int(job_id))
+
+    def resume(job_id: int) -> int:
+        """Queue a cancelled, interrupted or failed job again from its last checkpoint."""
+        return studio.resume(int(job_id))
+
+    def jobs() -> list:
+        """Every job (without its configuration), newest last."""
+        return studio.jobs()
+
+    def job(job_id: int) -> dict:
+        """One job with its spec, resolved config, checkpoints and error."""
+        return client_safe(studio.job(int(job_id)))
+
+    def metrics(job_id: int, since_step: int = -1) -> list:
+        """A job's metric points after `since_step`: [{"step", "name", "value"}, ...]."""
+        return studio.metrics(int(job_id), int(since_step))
+
+    def methods() -> list:
+        """The registered methods with their descriptions, backbones and presets."""
+        return studio.methods()
+
+    def datasets() -> list:
+        """The datasets, with whether each is available here."""
+        return studio.datasets()
+
+    def method_form(method: str, preset: str = "quick") -> list:
+        """A method's settings: name, type, default under `preset`, help, choices, bounds."""
+        return studio.method_form(method, preset)
+
+    for fn in (submit, cancel, resume, jobs, job, metrics, methods, datasets, method_form):
+        gr.api(_user_errors(fn), api_name=fn.__name__)

@@ -1,0 +1,253 @@
+"""Train tab: the form for a new job, then a live view of the job it started.
+
+The form is built from `studio.method_form` (see forms.py). Start turns it into a spec whose
+params are only the values that differ from the preset's defaults and calls `studio.submit`; a
+refused spec shows the engine's message beside the form and creates nothing. The tab then
+follows the job: a 1 s `gr.Timer`, active only while the followed job is queued or running,
+fetches the points after the last step it has (`studio.metrics(job_id, since)`).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import gradio as gr
+
+from webapp.figures import (ACTIVE_STATUSES, RESUMABLE_STATUSES, TERMINAL_STATUSES,
+                            CurvePanel, empty_curves, message, poll)
+from webapp.forms import ParamForm, clean_value, overrides
+
+log = logging.getLogger(__name__)
+IDLE_TEXT = "No job followed yet: choose a method and a dataset, then press Start."
+POLL_S = 1.0
+
+
+# ---- plain helpers (no components) ------------------------------------------------------
+def method_choices(methods: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(f"{m['name']} · {m['description']}", m["name"]) for m in methods]
+
+
+def dataset_label(info: dict[str, Any]) -> str:
+    label = info["name"]
+    if info.get("num_train"):
+        label += f" · {info['num_train']:,} images" if info.get("kind", "image") == "image" \
+            else f" · {info['num_train']:,} examples"
+    if not info.get("available", True):
+        label += f" (unavailable: {info.get('reason') or 'not on disk'})"
+    return label
+
+
+def dataset_choices(datasets: list[dict[str, Any]], modality: str | None
+                    ) -> list[tuple[str, str]]:
+    """The datasets a method of `modality` can train on, unavailable ones marked."""
+    fitting = [d for d in datasets if modality is None or d.get("kind", modality) == modality]
+    return [(dataset_label(d), d["name"]) for d in fitting]
+
+
+def pick_dataset(datasets: list[dict[str, Any]], modality: str | None,
+                 current: str | None) -> str | None:
+    """Keep `current` when the method can use it, else the first available one."""
+    fitting = [d for d in datasets if modality is None or d.get("kind", modality) == modality]
+    names = [d["name"] for d in fitting]
+    if current in names:
+        return current
+    available = [d["name"] for d in fitting if d.get("available", True)]
+    return (available or names or [None])[0]
+
+
+def submit_form(studio: Any, method: str, dataset: str, preset: str, seed: Any,
+                values: dict[str, Any]) -> tuple[int | None, str]:
+    """Start's logic: form values -> spec -> `studio.submit`. Returns (job id or None, the
+    message to show beside the form). `values` maps field names (backbone included) to
+    widget values; only those differing from the preset's defaults go into the spec."""
+    try:
+        fields = studio.method_form(method, preset)
+        spec = {"method": method, "dataset": dataset, "preset": preset,
+                "seed": clean_value(seed, "int"), "params": overrides(fields, values)}
+        job_id = studio.submit(spec)
+    except ValueError as error:  # SpecError, DatasetError: the message names the fix
+        return None, message(str(error), "error")
+    except Exception as error:  # a bug: keep the trace in the server log, not in the page
+        log.exception("submit failed")
+        return None, message(f"Could not start the job: {error}", "error")
+    return job_id, message(f"Job #{job_id} submitted.", "ok")
+
+
+def waiting_for(studio: Any) -> int | None:
+    running = [j["id"] for j in studio.jobs() if j["status"] == "running"]
+    return running[0] if running else None
+
+
+def button_states(status: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(Stop, Resume) interactivity for a job in `status`."""
+    return (gr.update(interactive=status in ACTIVE_STATUSES),
+            gr.update(interactive=status in RESUMABLE_STATUSES))
+
+
+class TrainTab:
+    """Builds the tab inside the current Blocks context and holds its components."""
+
+    def __init__(self, studio: Any) -> None:
+        self.studio = studio
+        self.methods = {m["name"]: m for m in studio.methods()}
+        self.forms = {name: studio.method_form(name, "quick") for name in self.methods}
+        self.form = ParamForm(self.forms)
+
+    # ---- layout ------------------------------------------------------------------------
+    def build(self) -> None:
+        names = list(self.methods)
+        first = "simclr" if "simclr" in names else names[0]
+        info = self.methods[first]
+        fields = self.forms[first]
+        datasets = self.studio.datasets()
+        backbone = next(f for f in fields if f["name"] == "backbone")
+        with gr.Row():
+            with gr.Column(scale=2, min_width=380):
+                self.method = gr.Dropdown(method_choices(list(self.methods.values())),
+                                          value=first, label="Method",
+                                          info="Each method is one file in engine/methods/.")
+                self.dataset = gr.Dropdown(dataset_choices(datasets, info["modality"]),
+                                           value=pick_dataset(datasets, info["modality"], None),
+                                           label="Dataset")
+                with gr.Row():
+                    self.backbone = gr.Dropdown(backbone["choices"] or [backbone["default"]],
+                                                value=backbone["default"], label="Backbone",
+                                                info=backbone["help"])
+                    self.preset = gr.Dropdown(info["presets"], value="quick", label="Preset",
+                                              info="quick: minutes on a laptop CPU; paper: "
+                                                   "the paper's recipe.")
+                    self.seed = gr.Number(0, precision=0, label="Seed", minimum=0,
+                                          info="Same seed, same run.")
+                with gr.Row(elem_classes=["ps-params"]):
+                    self.form.render(main=True, method=first, fields=fields)
+                with gr.Accordion("More settings", open=False):
+                    with gr.Row(elem_classes=["ps-params"]):
+                        self.form.render(main=False, method=first, fields=fields)
+                with gr.Row():
+                    self.start_btn = gr.Button("Start", variant="primary", scale=2,
+                                               min_width=100)
+                    self.stop_btn = gr.Button("Stop", variant="stop", interactive=False,
+                                              scale=1, min_width=80)
+                    self.resume_btn = gr.Button("Resume", interactive=False, scale=1,
+                                                min_width=80)
+                self.note = gr.HTML("", elem_classes=["ps-note"])
+            with gr.Column(scale=3, min_width=480):
+                self.panel = CurvePanel(IDLE_TEXT, "train")
+        self.timer = gr.Timer(POLL_S, active=False)
+        self.follow_outputs = [*self.panel.outputs, self.timer, self.stop_btn, self.resume_btn]
+
+    def wire(self, demo: gr.Blocks) -> None:
+        private = dict(api_visibility="private")
+        self.method.input(self.on_method, [self.method, self.dataset, self.preset],
+                          [self.dataset, self.preset, self.backbone, *self.form.components],
+                          **private)
+        self.preset.input(self.on_preset, [self.method, self.preset],
+                          [self.backbone, *self.form.components], **private)
+        # preprocess=False: the raw widget values go to the engine, which checks bounds and
+        # types and names the field in its message (gradio's own bound check would raise a
+        # toast that names no field).
+        self.start_btn.click(self.start, [self.method, self.dataset, self.preset, self.seed,
+                                          self.backbone, *self.form.components],
+                             [self.note, *self.follow_outputs], preprocess=False, **private)
+        self.timer.tick(self.tick, [self.panel.curves, self.panel.x_lim, self.panel.extra_name],
+                        self.follow_outputs, show_progress="hidden", concurrency_limit=None,
+                        **private)
+        self.stop_btn.click(self.stop, [self.panel.curves], [self.note], **private)
+        self.resume_btn.click(self.resume, [self.panel.curves], [self.note, *self.follow_outputs],
+                              **private)
+        self.panel.wire()
+        demo.load(self.on_load, None, self.follow_outputs, **private)
+
+    # ---- handlers ----------------------------------------------------------------------
+    def on_method(self, method: str, dataset: str | None, preset: str | None) -> list:
+        info = self.methods[method]
+        preset = preset if preset in info["presets"] else "quick"
+        fields = self.studio.method_form(method, preset)
+        datasets = self.studio.datasets()
+        backbone = next(f for f in fields if f["name"] == "backbone")
+        return [gr.update(choices=dataset_choices(datasets, info["modality"]),
+                          value=pick_dataset(datasets, info["modality"], dataset)),
+                gr.update(choices=info["presets"], value=preset),
+                gr.update(choices=backbone["choices"] or [backbone["default"]],
+                          value=backbone["default"], info=backbone["help"]),
+                *self.form.updates(fields)]
+
+    def on_preset(self, method: str, preset: str) -> list:
+        fields = self.studio.method_form(method, preset)
+        backbone = next(f for f in fields if f["name"] == "backbone")
+        return [gr.update(value=backbone["default"]), *self.form.updates(fields)]
+
+    def start(self, method: str, dataset: str, preset: str, seed: Any, backbone: str,
+              *raw: Any) -> list:
+        try:
+            fields = self.studio.method_form(method, preset)
+        except ValueError as error:
+            return [message(str(error), "error"), *[gr.skip()] * len(self.follow_outputs)]
+        values = {"backbone": backbone, **self.form.values(fields, list(raw))}
+        job_id, note = submit_form(self.studio, method, dataset, preset, seed, values)
+        if job_id is None:
+            return [note, *[gr.skip()] * len(self.follow_outputs)]
+        return [note, *self.follow(job_id)]
+
+    def follow(self, job_id: int | None) -> list:
+        """Updates for `follow_outputs` that make the tab follow `job_id` from scratch."""
+        if job_id is None:
+            return [gr.skip()] * len(self.follow_outputs)
+        curves, job, _ = poll(self.studio, empty_curves(int(job_id)))
+        wait = waiting_for(self.studio) if job["status"] == "queued" else None
+        curves["status"] = job["status"]
+        stop, resume = button_states(job["status"])
+        return [*self.panel.values(curves, job, True, None, None, waiting_for=wait, reset=True),
+                gr.Timer(active=job["status"] not in TERMINAL_STATUSES), stop, resume]
+
+    def tick(self, curves: dict[str, Any], x_lim: list[float] | None,
+             extra_name: str | None) -> list:
+        if curves.get("job_id") is None:
+            return [*[gr.skip()] * len(self.panel.outputs), gr.Timer(active=False),
+                    gr.skip(), gr.skip()]
+        try:
+            curves, job, changed = poll(self.studio, curves)
+        except Exception as error:  # the job vanished (home wiped) or the database is gone
+            log.exception("polling job %s failed", curves.get("job_id"))
+            return [curves, gr.skip(), message(f"Lost the job: {error}", "error"),
+                    *[gr.skip()] * (len(self.panel.outputs) - 3), gr.Timer(active=False),
+                    gr.skip(), gr.skip()]
+        wait = waiting_for(self.studio) if job["status"] == "queued" else None
+        status_changed = job["status"] != curves.get("status")
+        curves["status"] = job["status"]
+        buttons = button_states(job["status"]) if status_changed else (gr.skip(), gr.skip())
+        timer = gr.Timer(active=False) if job["status"] in TERMINAL_STATUSES else gr.skip()
+        return [*self.panel.values(curves, job, changed, x_lim, extra_name, waiting_for=wait),
+                timer, *buttons]
+
+    def stop(self, curves: dict[str, Any]) -> str:
+        job_id = curves.get("job_id")
+        if job_id is None:
+            return message("No job to stop.", "warn")
+        try:
+            outcome = self.studio.cancel(job_id)
+        except (ValueError, RuntimeError) as error:
+            return message(str(error), "error")
+        if outcome == "stopping":
+            return message(f"Job #{job_id} stops after its current step and keeps a checkpoint.",
+                           "info")
+        return message(f"Job #{job_id} {outcome}.", "info")
+
+    def resume(self, curves: dict[str, Any]) -> list:
+        job_id = curves.get("job_id")
+        if job_id is None:
+            return [message("No job to resume.", "warn"), *[gr.skip()] * len(self.follow_outputs)]
+        try:
+            self.studio.resume(job_id)
+        except (ValueError, RuntimeError) as error:
+            return [message(str(error), "error"), *[gr.skip()] * len(self.follow_outputs)]
+        return [message(f"Job #{job_id} queued again; it continues from its last checkpoint.",
+                        "ok"), *self.follow(job_id)]
+
+    def on_load(self) -> list:
+        """A (re)loaded page follows the running job, else the newest queued one, if any."""
+        jobs = self.studio.jobs()
+        running = [j["id"] for j in jobs if j["status"] == "running"]
+        queued = [j["id"] for j in jobs if j["status"] == "queued"]
+        target = max(running) if running else (max(queued) if queued else None)
+        return self.follow(target)
