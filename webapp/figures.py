@@ -225,13 +225,14 @@ class CurvePanel:
 
     def wire(self) -> None:
         """Zoom and metric-choice events (private: not API endpoints)."""
+        quiet = dict(api_visibility="private", show_progress="hidden")
         for plot in self.plots:
             plot.select(self.zoom, [self.curves, self.extra_name], [self.x_lim, *self.plots],
-                        api_visibility="private")
+                        **quiet)
             plot.double_click(self.unzoom, [self.curves, self.extra_name],
-                              [self.x_lim, *self.plots], api_visibility="private")
+                              [self.x_lim, *self.plots], **quiet)
         self.extra_name.input(self.show_extra, [self.curves, self.x_lim, self.extra_name],
-                              [self.extra], api_visibility="private")
+                              [self.extra], **quiet)
 
     # Handlers: plain functions of plain values.
     @staticmethod

@@ -127,9 +127,9 @@ class ParamForm:
                     self.fields_by_key.setdefault(widget_key(field), field)
         self.widgets: list[ParamWidget] = []
 
-    def render(self, main: bool, method: str, fields: list[dict[str, Any]]) -> None:
-        """Create the main (or the "More settings") widgets inside the current layout block,
-        showing `method`'s with the values of `fields`."""
+    def render(self, main: bool, fields: list[dict[str, Any]]) -> None:
+        """Create the main (or the "More settings") widgets inside the current layout block;
+        those of `fields` (the initial method's form) are shown with its values."""
         current = {widget_key(f): f for f in fields if f["name"] not in SEPARATE_FIELDS}
         for key, field in self.fields_by_key.items():
             if key[2] != main:

@@ -50,6 +50,8 @@ class JobsTab:
     def build(self) -> None:
         with gr.Row():
             self.refresh_btn = gr.Button("Refresh", size="sm", scale=0, min_width=100)
+            gr.Markdown("Select a row to see that job's curves, configuration and actions.",
+                        elem_classes=["ps-hint"])
             self.note = gr.HTML("", elem_classes=["ps-note"])
         self.table = gr.Dataframe(jobs_frame(self.studio.jobs()), headers=COLUMNS,
                                   interactive=False, max_height=360, label="Jobs",

@@ -119,10 +119,10 @@ class TrainTab:
                     self.seed = gr.Number(0, precision=0, label="Seed", minimum=0,
                                           info="Same seed, same run.")
                 with gr.Row(elem_classes=["ps-params"]):
-                    self.form.render(main=True, method=first, fields=fields)
+                    self.form.render(main=True, fields=fields)
                 with gr.Accordion("More settings", open=False):
                     with gr.Row(elem_classes=["ps-params"]):
-                        self.form.render(main=False, method=first, fields=fields)
+                        self.form.render(main=False, fields=fields)
                 with gr.Row():
                     self.start_btn = gr.Button("Start", variant="primary", scale=2,
                                                min_width=100)
@@ -156,7 +156,7 @@ class TrainTab:
         self.resume_btn.click(self.resume, [self.panel.curves], [self.note, *self.follow_outputs],
                               **private)
         self.panel.wire()
-        demo.load(self.on_load, None, self.follow_outputs, **private)
+        demo.load(self.on_load, None, self.follow_outputs, show_progress="hidden", **private)
 
     # ---- handlers ----------------------------------------------------------------------
     def on_method(self, method: str, dataset: str | None, preset: str | None) -> list:

@@ -9,6 +9,7 @@ batched views (``engine.data.views``) turn them into float on the training devic
 from __future__ import annotations
 
 import functools
+import numbers
 import os
 import pickle
 import tempfile
@@ -203,15 +204,15 @@ def load_dataset(name: str, split: str = "train", image_size: int = 32,
     if split not in SPLITS:
         raise DatasetError(f"unknown split {split!r} for dataset {name!r}; "
                            f"use one of: {', '.join(SPLITS)}")
-    if isinstance(image_size, bool) or not isinstance(image_size, int) \
-            or not MIN_IMAGE_SIZE <= image_size <= MAX_IMAGE_SIZE:
+    whole = isinstance(image_size, numbers.Integral) and not isinstance(image_size, bool)
+    if not whole or not MIN_IMAGE_SIZE <= image_size <= MAX_IMAGE_SIZE:
         raise DatasetError(f"image_size must be a whole number of pixels from {MIN_IMAGE_SIZE} to "
                            f"{MAX_IMAGE_SIZE}, got {image_size!r}")
     reason = source.unavailable()
     if reason:
         raise DatasetError(f"dataset {name!r} is not available: {reason}")
     folder = None if cache_dir is None else os.path.abspath(os.fspath(cache_dir))
-    return _load_cached(name, split, image_size, folder)
+    return _load_cached(name, split, int(image_size), folder)
 
 
 def clear_memory_cache() -> None:

@@ -18,6 +18,7 @@ is clamped to [0, 1] like the other steps.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,7 +56,7 @@ class _Plan:
 def _plan(recipe: str, size: int, crop_scale: tuple[float, float] | None) -> _Plan:
     if recipe not in RECIPES:
         raise SpecError(f"unknown view recipe {recipe!r}; known recipes: {', '.join(RECIPES)}")
-    if isinstance(size, bool) or not isinstance(size, int) or size < 8:
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 8:
         raise SpecError(f"view size must be a whole number of pixels, at least 8, got {size!r}")
     if crop_scale is not None:
         if recipe == "none":
@@ -222,7 +223,7 @@ class Views(torch.nn.Module):
                  crop_scale: tuple[float, float] | None = None) -> None:
         super().__init__()
         self.recipe = recipe
-        self.size = size
+        self.size = int(size)
         self.plan = _plan(recipe, size, crop_scale)
 
     def extra_repr(self) -> str:
@@ -246,7 +247,7 @@ class Views(torch.nn.Module):
         else:
             x = x.clamp_(0.0, 1.0)  # bicubic overshoots a little at edges
         # Grayscale and normalisation are one matrix per sample; blur is linear with weights
-        # summing to one, so it commutes with them and runs last on the few blurred samples.
+        # summing to one, so it commutes with them and runs last, on the chosen samples only.
         grey = torch.rand(batch) < plan.gray_p
         std = torch.tensor(IMAGENET_STD)
         colour = torch.where(grey[:, None, None], torch.tensor(_LUMA).expand(3, 3), torch.eye(3))

@@ -34,7 +34,9 @@ def test_train_json_summary_and_jobs(tmp_path):
     assert [j["id"] for j in jobs] == [summary["job_id"]]
 
 
-def test_bad_input_exits_nonzero_and_stores_nothing(tmp_path):
+def test_bad_input_exits_nonzero_and_stores_nothing(tmp_path, capsys):
+    from engine.__main__ import main
+
     for args, message in [(("--method", "nope", "--dataset", "digits"), "unknown method"),
                           (("--method", "simclr", "--dataset", "nope"), "nope"),
                           (("--method", "simclr", "--dataset", "digits", "--steps", "0"),
@@ -43,7 +45,9 @@ def test_bad_input_exits_nonzero_and_stores_nothing(tmp_path):
                            "unknown setting"),
                           (("--method", "simclr", "--dataset", "digits", "--lr", "-3"),
                            "lr must be greater than 0")]:
-        out = cli("train", *args, home=tmp_path)
-        assert out.returncode == 2 and message in out.stderr, (args, out.stderr)
-        assert "Traceback" not in out.stderr
-    assert json.loads(cli("jobs", "--json", home=tmp_path).stdout) == []
+        code = main(["train", *args, "--home", str(tmp_path)])  # in-process: fast
+        err = capsys.readouterr().err
+        assert code == 2 and message in err, (args, err)
+        assert "Traceback" not in err
+    assert main(["jobs", "--json", "--home", str(tmp_path)]) == 0
+    assert json.loads(capsys.readouterr().out) == []

@@ -235,3 +235,14 @@ def test_zoom_sets_x_lim_and_ticks_leave_it_alone():
     out = panel.values(curves, job, True, [10.2, 20.4], "contrastive_acc")
     loss, lr = out[panel.outputs.index(panel.loss)], out[panel.outputs.index(panel.lr)]
     assert list(loss["step"]) == list(range(10, 22)) and "step" in lr  # plain frames
+
+
+def test_the_webapp_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, webapp.app, webapp.train_tab, webapp.jobs_tab, webapp.endpoints; "
+            "bad = [m for m in ('torch', 'transformers', 'engine') if m in sys.modules]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=os.path.dirname(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
