@@ -142,7 +142,7 @@ class Studio:
         if job is None:
             raise JobError(f"no job {job_id}; `python -m engine jobs` lists them")
         out = job_to_dict(job)
-        out["checkpoints"] = [{"step": c.step, "path": c.path}
+        out["checkpoints"] = [{"step": c.step, "dir": c.path}
                               for c in self.store.checkpoints(job.id)]
         return out
 

@@ -35,14 +35,6 @@ def _user_errors(fn: Callable) -> Callable:
     return wrapped
 
 
-def client_safe(job: dict[str, Any]) -> dict[str, Any]:
-    """gradio_client takes any dict with a string "path" as a file to download (and fails on a
-    checkpoint folder), so the API names a checkpoint's folder "location" instead."""
-    checkpoints = [{("location" if key == "path" else key): item for key, item in c.items()}
-                   for c in job.get("checkpoints", [])]
-    return dict(job, checkpoints=checkpoints)
-
-
 def register(studio: Any) -> None:
     """Add the endpoints to the Blocks being built (call inside `with gr.Blocks()`)."""
 
@@ -65,7 +57,7 @@ def register(studio: Any) -> None:
 
     def job(job_id: int) -> dict:
         """One job with its spec, resolved config, checkpoints and error."""
-        return client_safe(studio.job(int(job_id)))
+        return studio.job(int(job_id))
 
     def metrics(job_id: int, since_step: int = -1) -> list:
         """A job's metric points after `since_step`: [{"step", "name", "value"}, ...]."""
