@@ -19,7 +19,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from engine.config import build_config  # noqa: E402
-from engine.data.datasets import load_dataset  # noqa: E402
 from engine.optim import build_optimizer  # noqa: E402
 from engine.registry import get_method, list_methods  # noqa: E402
 
@@ -28,14 +27,15 @@ def measure(name: str, preset: str, precision: str, steps: int, warmup: int = 3)
     """Seconds per optimizer step (median of `steps` after `warmup`)."""
     torch.manual_seed(0)
     config = build_config(get_method(name).Config, preset, {"precision": precision})
-    method = get_method(name)(config)
+    data = get_method(name).load_data("digits", config)
+    method = get_method(name)(config, data.info)
     if method.channels_last:
         method = method.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(method, config)
-    images = load_dataset("digits", "train", config.image_size).images
     times = []
     for i in range(warmup + steps):
-        batch = images[torch.randint(0, len(images), (config.batch_size,))]
+        index = torch.randint(0, len(data), (config.batch_size,))
+        batch = {key: tensor[index] for key, tensor in data.tensors.items()}
         tick = time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
             loss, _ = method(batch)

@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 from collections.abc import Callable
@@ -97,8 +98,6 @@ class Studio:
         return spec, config
 
     def _create(self, spec: TrainSpec, config: TrainConfig, **fields: Any) -> int:
-        import dataclasses
-
         job_id = self.store.create_job(
             method=spec.method, dataset=spec.dataset, backbone=config.backbone,
             preset=spec.preset, spec=spec.to_dict(), config=dataclasses.asdict(config),
@@ -174,7 +173,8 @@ class Studio:
             spec = dict(job["spec"])
             spec["params"] = dict(spec["params"], steps=int(steps))
             spec_obj, config = self.validate(spec)
-            fields.update(spec=spec_obj.to_dict(), total_steps=config.steps)
+            fields.update(spec=spec_obj.to_dict(), config=dataclasses.asdict(config),
+                          total_steps=config.steps)
         if not self.store.transition(job["id"], RESUMABLE_STATUSES, **fields):
             raise JobError(f"job {job_id} changed state meanwhile; try again")
         return job["id"]

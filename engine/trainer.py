@@ -21,8 +21,7 @@ from accelerate import Accelerator
 
 from engine import checkpoints
 from engine.config import TrainConfig, TrainSpec
-from engine.data.datasets import load_dataset
-from engine.methods.base import SSLMethod
+from engine.methods.base import SSLMethod, TrainData
 from engine.optim import build_optimizer, warmup_cosine
 from engine.registry import get_method
 
@@ -53,8 +52,8 @@ class RunResult:
     images_per_second: float | None
 
 
-def build_method(spec: TrainSpec, config: TrainConfig) -> SSLMethod:
-    return get_method(spec.method)(config)
+def build_method(spec: TrainSpec, config: TrainConfig, data: TrainData) -> SSLMethod:
+    return get_method(spec.method)(config, data.info)
 
 
 def run_job(spec: TrainSpec, config: TrainConfig, run_dir: Path, sink: Sink,
@@ -67,13 +66,16 @@ def run_job(spec: TrainSpec, config: TrainConfig, run_dir: Path, sink: Sink,
     accelerator = Accelerator(mixed_precision="no")
     device = accelerator.device
     torch.manual_seed(spec.seed)
-    dataset = load_dataset(spec.dataset, "train", config.image_size, cache_dir=data_cache_dir)
-    if config.batch_size > len(dataset):
-        raise ValueError(f"batch_size {config.batch_size} is larger than the {len(dataset)} "
-                         f"training images of {spec.dataset}")
-    images = dataset.images.to(device)  # (N, 3, H, W) uint8, the whole set stays on the device
+    run_dir = Path(run_dir)
+    data = get_method(spec.method).load_data(spec.dataset, config, run_dir, data_cache_dir)
+    if config.batch_size > len(data):
+        raise ValueError(f"batch_size {config.batch_size} is larger than the {len(data)} "
+                         f"training examples of {spec.dataset}")
+    # The whole training set stays on the device (uint8 images or token ids): a step only
+    # indexes it, no loader workers.
+    tensors = {name: t.to(device) for name, t in data.tensors.items()}
 
-    method = build_method(spec, config).to(device)
+    method = build_method(spec, config, data).to(device)
     if method.channels_last:
         method = method.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(method, config)
@@ -100,11 +102,12 @@ def run_job(spec: TrainSpec, config: TrainConfig, run_dir: Path, sink: Sink,
         if should_stop():
             break
         if len(order) < config.batch_size:  # a fresh permutation per epoch
-            order = torch.randperm(len(images), generator=sampler)
+            order = torch.randperm(len(data), generator=sampler)
         batch_index, order = order[:config.batch_size], order[config.batch_size:]
         tick = time.perf_counter()
         with autocast:
-            loss, logs = model(images[batch_index.to(device)])
+            index = batch_index.to(device)
+            loss, logs = model({name: t[index] for name, t in tensors.items()})
         if fault_step == step + 1:
             loss = loss * float("nan")
         if not torch.isfinite(loss):

@@ -1,19 +1,35 @@
 """What every method provides to the shared training loop.
 
-A method is an `nn.Module` built from its config. The loop calls it with a uint8 batch already
-on the training device; the method makes its own views, runs its networks and returns
+A method is an `nn.Module` built from its config and what its data says about itself
+(`TrainData.info`: number of classes, vocabulary size, ...). `load_data` turns a dataset name into
+tensors that share their first dimension; each step the loop draws a batch of rows from every
+tensor, moves it to the device and calls the method with the dict (`{"images": uint8 (B, 3, H,
+W)}` for image methods). The method makes its own views, runs its networks and returns
 `(loss, logs)`. `after_step` runs after each optimizer step (EMA targets, queues). `embed` maps
 images to the features that evaluation and the embedding explorer use.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from engine.config import TrainConfig
+
+
+@dataclass
+class TrainData:
+    """Training tensors (same first dimension N; a batch takes the same rows of each) and facts
+    the method's constructor needs."""
+
+    tensors: dict[str, Tensor]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(next(iter(self.tensors.values())))
 
 
 class SSLMethod(nn.Module):
@@ -25,20 +41,33 @@ class SSLMethod(nn.Module):
     # Conv nets run faster with channels-last activations; the loop converts the module.
     channels_last: ClassVar[bool] = False
 
-    def __init__(self, config: TrainConfig) -> None:
+    def __init__(self, config: TrainConfig, data_info: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.config = config
+        self.data_info = dict(data_info or {})
 
     @classmethod
     def check_config(cls, config: TrainConfig) -> None:
         """Raise SpecError for settings that cannot work together (before any job is stored)."""
 
-    def forward(self, images: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        # The loop calls the module (not training_step) so a DDP wrapper sees the forward pass.
-        return self.training_step(images)
+    @classmethod
+    def load_data(cls, dataset: str, config: TrainConfig, run_dir: Path | None = None,
+                  cache_dir: Path | None = None) -> TrainData:
+        """The training split of `dataset` as tensors. Image methods get `{"images": uint8}`;
+        text methods override this (tokenise, saving the tokenizer in `run_dir`)."""
+        from engine.data.datasets import load_dataset
 
-    def training_step(self, images: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """images: (B, 3, H, W) uint8 on the training device -> (scalar loss, detached logs)."""
+        data = load_dataset(dataset, "train", config.image_size, cache_dir=cache_dir)
+        return TrainData({"images": data.images},
+                         {"num_classes": len(data.class_names), "image_size": config.image_size})
+
+    def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        # The loop calls the module (not training_step) so a DDP wrapper sees the forward pass.
+        return self.training_step(batch)
+
+    def training_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """batch: the rows of `load_data`'s tensors on the training device (images: (B, 3, H, W)
+        uint8) -> (scalar loss, detached scalar logs)."""
         raise NotImplementedError
 
     def after_step(self, step: int, total_steps: int) -> None:

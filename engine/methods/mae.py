@@ -43,7 +43,8 @@ class MAEConfig(TrainConfig):
     decoder_heads: int = param(4, "Decoder attention heads.", min=1)
 
     PRESETS = {
-        # 32 px, 4 px patches (64 tokens, 16 visible), a 6-layer ViT-Tiny.
+        # 32 px, 4 px patches (64 tokens, 16 visible), a 6-layer ViT-Tiny: 0.44 s a step on
+        # two CPU cores; bf16 autocast is only 1.06x faster than fp32 here, but not slower.
         "quick": dict(steps=300, batch_size=128, lr=1.5e-3, image_size=32, depth=6,
                       weight_decay=0.05, warmup_steps=20, checkpoint_every=100),
         # Paper, appendix A.1: ViT-B/16 at 224 px, batch 4096, AdamW(0.9, 0.95), base lr
@@ -72,8 +73,8 @@ class MAE(SSLMethod):
         if int(config.mask_ratio * (config.image_size // config.patch_size) ** 2) < 1:
             raise SpecError("mask_ratio hides no patch at this image and patch size; raise it")
 
-    def __init__(self, config: MAEConfig) -> None:
-        super().__init__(config)
+    def __init__(self, config: MAEConfig, data_info: dict | None = None) -> None:
+        super().__init__(config, data_info)
         self.check_config(config)
         self.views = make_views("mae", config.image_size)
         self.model = ViTMAEForPreTraining(ViTMAEConfig(
@@ -85,9 +86,9 @@ class MAE(SSLMethod):
             decoder_intermediate_size=4 * config.decoder_hidden_size,
             **vit_dims(config.backbone, config.depth)))
 
-    def training_step(self, images: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    def training_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         with torch.no_grad():
-            pixels = self.views(images)  # (B, 3, S, S)
+            pixels = self.views(batch["images"])  # (B, 3, S, S)
         out = self.model(pixel_values=pixels)
         # logits: (B, L, patch_size**2 * 3); mask: (B, L) with 1 on hidden patches.
         target = self.model.patchify(pixels)

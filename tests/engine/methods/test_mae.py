@@ -11,7 +11,8 @@ def test_encoder_sees_only_visible_patches():
     lengths = []
     method.model.vit.layernorm.register_forward_hook(  # the encoder's final norm
         lambda module, args, out: lengths.append(out.shape[1]))
-    loss, _ = method.training_step(torch.randint(0, 255, (2, 3, 16, 16), dtype=torch.uint8))
+    images = torch.randint(0, 255, (2, 3, 16, 16), dtype=torch.uint8)
+    loss, _ = method.training_step({"images": images})
     # 16 patches, 25% visible = 4, plus the [CLS] token.
     assert lengths == [1 + 4]
     assert torch.isfinite(loss)

@@ -46,8 +46,9 @@ def test_method_trains_and_reloads(name, tmp_path):
     assert sum(losses[-4:]) / 4 < sum(losses[:4]) / 4, losses
     assert [s for s, _ in sink.saved] == [5, 10, 15, 16]
 
-    fresh = get_method(name)(config)
-    trained = get_method(name)(config)
+    cls = get_method(name)
+    info = cls.load_data("digits", config, tmp_path).info
+    fresh, trained = cls(config, info), cls(config, info)
     assert checkpoints.load(checkpoints.latest(tmp_path), trained) == 16
     for key, value in trained.state_dict().items():
         if value.is_floating_point():
@@ -56,7 +57,7 @@ def test_method_trains_and_reloads(name, tmp_path):
     else:
         pytest.fail("reloaded weights equal a fresh initialisation")
     # Loading twice gives identical weights.
-    again = get_method(name)(config)
+    again = cls(config, info)
     checkpoints.load(checkpoints.latest(tmp_path), again)
     for key, value in trained.state_dict().items():
         assert torch.equal(value, again.state_dict()[key]), key
