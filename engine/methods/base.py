@@ -32,11 +32,26 @@ class TrainData:
         return len(next(iter(self.tensors.values())))
 
 
+@dataclass(frozen=True)
+class MethodCard:
+    """What the Train tab shows beside the form: the method in the studio's own words."""
+
+    title: str            # "SimCLR"
+    authors: str          # "Chen, Kornblith, Norouzi, Hinton"
+    year: int
+    paper: str            # arXiv id or venue
+    idea: str             # the core idea in two sentences
+    good_at: str          # what it is good at, when to pick it
+    hyperparameters: str  # the key knobs and what they trade off
+
+
 class SSLMethod(nn.Module):
     name: ClassVar[str] = ""           # set by @register_method
     description: ClassVar[str] = ""    # one line, shown by `python -m engine methods`
     paper: ClassVar[str] = ""          # the reference
     modality: ClassVar[str] = "image"  # what the datasets must hold
+    default_dataset: ClassVar[str] = "digits"  # what the tests and the form start with
+    card: ClassVar[MethodCard | None] = None
     Config: ClassVar[type[TrainConfig]] = TrainConfig
     # Conv nets run faster with channels-last activations; the loop converts the module.
     channels_last: ClassVar[bool] = False

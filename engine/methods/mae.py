@@ -19,7 +19,7 @@ from engine.config import TrainConfig, param
 from engine.errors import SpecError
 from engine.data.views import make_views, normalize
 from engine.losses.masked_mse import masked_patch_mse
-from engine.methods.base import SSLMethod
+from engine.methods.base import MethodCard, SSLMethod
 from engine.models.vit import VIT_SIZES, vit_dims
 from engine.registry import register_method
 
@@ -61,6 +61,18 @@ class MAE(SSLMethod):
     description = "Masked image modeling: reconstruct the pixels of 75% hidden patches (He et al. 2021)"
     paper = "arXiv:2111.06377"
     Config = MAEConfig
+    card = MethodCard(
+        title="MAE", authors="He, Chen, Xie, Li, Dollar, Girshick", year=2021,
+        paper="arXiv:2111.06377",
+        idea="Hide most of an image's patches and ask a ViT to paint them back. The encoder "
+             "only ever sees the visible quarter, so pretraining is cheap, and a throwaway "
+             "decoder does the painting.",
+        good_at="Scales to large ViTs with no augmentation engineering; its features shine "
+                "after fine-tuning, less so frozen (k-NN and linear probes lag contrastive "
+                "methods).",
+        hyperparameters="Mask ratio (75% is the sweet spot for images: lower is too easy); "
+                        "patch size against image size; normalised-pixel targets; decoder "
+                        "depth and width (small is enough).")
 
     @classmethod
     def check_config(cls, config: MAEConfig) -> None:

@@ -14,7 +14,7 @@ from torch import Tensor
 from engine.config import TrainConfig, param
 from engine.data.views import make_views, normalize
 from engine.losses.nt_xent import nt_xent_loss
-from engine.methods.base import SSLMethod
+from engine.methods.base import MethodCard, SSLMethod
 from engine.models.heads import ProjectionHead
 from engine.models.resnet import build_resnet
 from engine.registry import register_method
@@ -53,6 +53,18 @@ class SimCLR(SSLMethod):
     description = "Contrastive: two augmented views, NT-Xent over the batch (Chen et al. 2020)"
     paper = "arXiv:2002.05709"
     Config = SimCLRConfig
+    card = MethodCard(
+        title="SimCLR", authors="Chen, Kornblith, Norouzi, Hinton", year=2020,
+        paper="arXiv:2002.05709",
+        idea="Two random augmentations of the same image should land close together and far "
+             "from every other image in the batch. A projection head takes the contrastive "
+             "loss so the encoder below it keeps more general features.",
+        good_at="A strong, simple baseline whose features depend on the augmentations you "
+                "choose; learns invariance to crops and colour, which is what class labels "
+                "usually want.",
+        hyperparameters="Batch size (more negatives, better, up to thousands); temperature "
+                        "(lower focuses on hard negatives, too low is unstable); the strength "
+                        "of colour jitter and crop scale (too weak and the task is trivial).")
     channels_last = True
 
     def __init__(self, config: SimCLRConfig, data_info: dict | None = None) -> None:

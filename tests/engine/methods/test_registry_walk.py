@@ -36,7 +36,8 @@ def test_registry_refuses_duplicates_and_names_unknown():
 
 @pytest.mark.parametrize("name", list_methods())
 def test_method_trains_and_reloads(name, tmp_path):
-    spec = TrainSpec(name, "digits", seed=0, params=dict(TINY, steps=16))
+    dataset = get_method(name).default_dataset
+    spec = TrainSpec(name, dataset, seed=0, params=dict(TINY, steps=16))
     config = build_config(get_method(name).Config, "quick", spec.params)
     sink = ListSink()
     result = run_job(spec, config, tmp_path, sink, should_stop=lambda: False)
@@ -47,7 +48,7 @@ def test_method_trains_and_reloads(name, tmp_path):
     assert [s for s, _ in sink.saved] == [5, 10, 15, 16]
 
     cls = get_method(name)
-    info = cls.load_data("digits", config, tmp_path).info
+    info = cls.load_data(dataset, config, tmp_path).info
     fresh, trained = cls(config, info), cls(config, info)
     assert checkpoints.load(checkpoints.latest(tmp_path), trained) == 16
     for key, value in trained.state_dict().items():
