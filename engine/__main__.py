@@ -60,6 +60,7 @@ def cmd_datasets(studio, args) -> int:
 
 
 def cmd_jobs(studio, args) -> int:
+    studio.recover()  # a worker that died since shows as interrupted, not running
     jobs = studio.jobs()
     if args.json:
         print(json.dumps(jobs))

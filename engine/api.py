@@ -88,7 +88,7 @@ class Studio:
         info = dataset_info(spec.dataset)
         if not info["available"]:
             raise DatasetError(f"dataset {spec.dataset!r} is not available: {info['reason']}")
-        if info["kind"] != cls.modality:
+        if cls.modality not in info.get("modalities", [info["kind"]]):
             raise SpecError(f"{spec.method} trains on {cls.modality} data; {spec.dataset!r} "
                             f"holds {info['kind']}")
         if config.batch_size > info["num_train"]:

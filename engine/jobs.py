@@ -49,6 +49,7 @@ def recover_interrupted(store: Store) -> list[int]:
             gone = job.heartbeat_at is None or now - job.heartbeat_at > STALE_HEARTBEAT
         if gone and store.transition(
                 job.id, ("running",), status="interrupted", finished_at=now,
+                elapsed_before=_elapsed(job),
                 error="the worker process ended without finishing (killed, or the machine "
                       "restarted); Resume continues from the last checkpoint"):
             lost.append(job.id)
@@ -136,7 +137,7 @@ class JobManager:
                 status = "failed"
                 error = f"the worker exited with code {code}: {_log_tail(self.home, job_id)}"
             self.store.transition(job_id, ("running",), status=status, error=error,
-                                  finished_at=utcnow())
+                                  finished_at=utcnow(), elapsed_before=_elapsed(job))
 
     def _escalate_cancels(self) -> None:
         now = time.monotonic()
@@ -152,6 +153,14 @@ class JobManager:
                     os.kill(job.pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
+
+
+def _elapsed(job: Job) -> float:
+    """Seconds run in total, counting a dead attempt up to its last heartbeat."""
+    if job.started_at is None:
+        return job.elapsed_before
+    end = job.heartbeat_at or job.started_at
+    return job.elapsed_before + max(0.0, (end - job.started_at).total_seconds())
 
 
 def _log_tail(home: Home, job_id: int, lines: int = 5) -> str:

@@ -77,6 +77,9 @@ class DatasetSource:
     resample: str = "bilinear"  # interpolation used to reach the requested image_size
     version: int = 1  # bump when ``build`` output changes: old disk caches are then ignored
     kind: str = "image"
+    # What methods may train on it: a method's `modality` must be listed (default: `kind`).
+    # `shapes` is also "image-text" (CLIP); the text corpora are "text".
+    modalities: tuple[str, ...] = ()
 
 
 _SOURCES: dict[str, DatasetSource] = {}
@@ -108,6 +111,7 @@ def dataset_info(name: str) -> dict[str, Any]:
         "num_train": source.num_train, "num_test": source.num_test,
         "num_classes": source.num_classes, "labelled": source.labelled,
         "native_size": source.native_size,
+        "modalities": list(source.modalities or (source.kind,)),
     }
 
 
@@ -239,6 +243,7 @@ register_dataset(DatasetSource(
     description="Procedural coloured shapes with captions; colour, size, place and background vary",
     num_train=shapes.NUM_TRAIN, num_test=shapes.NUM_TEST, num_classes=len(shapes.SHAPE_NAMES),
     labelled=True, native_size=shapes.NATIVE_SIZE, build=_build_shapes,
+    modalities=("image", "image-text"),
 ))
 register_dataset(DatasetSource(
     name="digits",
@@ -247,3 +252,21 @@ register_dataset(DatasetSource(
     labelled=True, native_size=digits.NATIVE_SIZE, build=_build_digits,
     unavailable=digits.unavailable_reason, resample="bicubic",
 ))
+
+
+# --- text corpora (engine/data/text.py): listed here, read with engine.data.text -------------
+
+def _text_only(name: str) -> Callable[[str], RawImages]:
+    def build(split: str) -> RawImages:
+        raise DatasetError(f"{name!r} is a text corpus, not images; text methods read it with "
+                           "engine.data.text.corpus_texts")
+    return build
+
+
+from engine.data import text as _text  # noqa: E402  (text imports this module lazily only)
+
+for _corpus in _text.CORPORA.values():
+    register_dataset(DatasetSource(
+        name=_corpus.name, description=_corpus.description, num_train=_corpus.num_train,
+        num_test=_corpus.num_test, num_classes=0, labelled=False, native_size=0,
+        build=_text_only(_corpus.name), kind="text", modalities=("text",)))

@@ -1,7 +1,10 @@
 """Batched augmented views, drawn per sample, on whatever device holds the images.
 
 Recipes follow the papers: SimCLR (Chen et al. 2020, arXiv:2002.05709, appendix A: crop, flip,
-colour jitter, grayscale, blur) and MAE (He et al. 2022, arXiv:2111.06377: crop and flip only).
+colour jitter, grayscale, blur), MAE (He et al. 2022, arXiv:2111.06377: crop and flip only) and
+BEiT (Bao et al. 2021, arXiv:2106.08254: crop, flip, colour jitter). Domain presets (``DOMAINS``:
+natural, medical, satellite) are the recipes a user picks per job for the invariance methods;
+``view_pair`` gives BYOL's asymmetric pair of them and ``MultiCrop`` DINO's global and local crops.
 Crop and flip are one ``grid_sample`` with a per-sample affine grid; colour jitter, grayscale and
 normalisation are per-sample 3x3 colour matrices (``bmm``); blur is a grouped convolution with a
 per-sample kernel. Parameters follow torchvision's sampling rules (``RandomResizedCrop``,
@@ -17,6 +20,7 @@ is clamped to [0, 1] like the other steps.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 from dataclasses import dataclass
@@ -34,8 +38,18 @@ RECIPES: dict[str, str] = {
     "simclr": "SimCLR: random resized crop, flip, colour jitter (p 0.8), grayscale (p 0.2), "
               "blur (p 0.5, above 32 px)",
     "mae": "MAE: random resized crop (scale 0.2-1), horizontal flip, nothing else",
+    "beit": "BEiT: random resized crop, horizontal flip, colour jitter 0.4 (no hue), bicubic",
+    "natural": "natural images: the SimCLR recipe (crop, flip, colour jitter, grayscale, blur)",
+    "medical": "medical scans: weak crops (scale 0.5-1), flip, little brightness/contrast change, "
+               "always grayscale",
+    "satellite": "overhead imagery: crop, 90-degree rotations, horizontal and vertical flips, "
+                 "brightness/contrast only",
     "none": "resize and normalise only; no randomness",
 }
+# The augmentation presets a user picks per job for contrastive and invariance methods.
+DOMAINS: tuple[str, ...] = ("natural", "medical", "satellite")
+# BYOL's colour jitter (Grill et al. 2020, table 6), also DINO's, Barlow Twins' and VICReg's.
+BYOL_JITTER: tuple[float, float, float, float] = (0.4, 0.4, 0.2, 0.1)
 _LUMA = (0.2989, 0.587, 0.114)  # ITU-R 601 weights as torchvision rounds them (rgb_to_grayscale)
 
 
@@ -45,11 +59,14 @@ class _Plan:
 
     crop_scale: tuple[float, float] | None  # None: resize the whole image, no random crop
     flip: bool = False
+    vflip: bool = False  # vertical flips (p 0.5)
+    rotate90: bool = False  # a uniform number of quarter turns per sample
     jitter: tuple[float, float, float, float] | None = None  # brightness, contrast, saturation, hue
     jitter_p: float = 0.0
     gray_p: float = 0.0
     blur_p: float = 0.0
-    blur_kernel: int = 0
+    blur_kernel: int = 0  # 0: this recipe does not blur at this size, whatever blur_p says
+    solarize_p: float = 0.0
     mode: str = "bilinear"
 
 
@@ -70,16 +87,64 @@ def _plan(recipe: str, size: int, crop_scale: tuple[float, float] | None) -> _Pl
             raise SpecError(f"crop_scale must satisfy 0 < low <= high <= 1, "
                             f"got {tuple(crop_scale)}")
         crop_scale = (low, high)
-    if recipe == "simclr":
-        # ImageNet setting (0.08, 1); the CIFAR-size setups use (0.2, 1) for small images.
-        scale = crop_scale or ((0.2, 1.0) if size <= 64 else (0.08, 1.0))
+    # ImageNet setting (0.08, 1); the CIFAR-size setups use (0.2, 1) for small images.
+    default_scale = (0.2, 1.0) if size <= 64 else (0.08, 1.0)
+    if recipe in ("simclr", "natural"):
         # Kernel about 10% of the side, odd; SimCLR skipped blur on CIFAR-10 (32 px).
         kernel = int(0.1 * size) // 2 * 2 + 1
-        return _Plan(scale, flip=True, jitter=(0.4, 0.4, 0.4, 0.1), jitter_p=0.8, gray_p=0.2,
-                     blur_p=0.5 if size > 32 and kernel >= 3 else 0.0, blur_kernel=kernel)
+        kernel = kernel if size > 32 and kernel >= 3 else 0
+        return _Plan(crop_scale or default_scale, flip=True, jitter=(0.4, 0.4, 0.4, 0.1),
+                     jitter_p=0.8, gray_p=0.2, blur_p=0.5 if kernel else 0.0, blur_kernel=kernel)
+    if recipe == "medical":
+        # Scans have no colour to be invariant to and small findings a strong crop would cut
+        # away: keep most of the image, move intensities a little, and look in grey.
+        return _Plan(crop_scale or (0.5, 1.0), flip=True, jitter=(0.2, 0.2, 0.0, 0.0),
+                     jitter_p=0.8, gray_p=1.0)
+    if recipe == "satellite":
+        # Overhead images have no up: all eight flips and quarter turns are the same scene.
+        # Colour carries land cover, so only brightness and contrast (illumination) change.
+        return _Plan(crop_scale or default_scale, flip=True, vflip=True, rotate90=True,
+                     jitter=(0.4, 0.4, 0.0, 0.0), jitter_p=0.8)
+    if recipe == "beit":
+        # BEiT's code: ColorJitter(0.4, 0.4, 0.4) on every image, flip, bicubic crop.
+        return _Plan(crop_scale or default_scale, flip=True, jitter=(0.4, 0.4, 0.4, 0.0),
+                     jitter_p=1.0, mode="bicubic")
     if recipe == "mae":
         return _Plan(crop_scale or (0.2, 1.0), flip=True, mode="bicubic")  # MAE used bicubic (3)
     return _Plan(None)
+
+
+def _probability(name: str, value: float) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise SpecError(f"{name} must be a probability, got {value!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise SpecError(f"{name} must be between 0 and 1, got {value!r}")
+    return value
+
+
+def _override(plan: _Plan, recipe: str, blur_p: float | None, solarize_p: float | None,
+              jitter: tuple[float, float, float, float] | None) -> _Plan:
+    """The plan with per-view probabilities or jitter strengths replaced (BYOL's and DINO's
+    asymmetric views). Blur stays off where the recipe does not blur at this size."""
+    changes: dict[str, Any] = {}
+    if blur_p is not None:
+        changes["blur_p"] = _probability("blur_p", blur_p) if plan.blur_kernel else 0.0
+    if solarize_p is not None:
+        changes["solarize_p"] = _probability("solarize_p", solarize_p)
+    if jitter is not None:
+        if plan.jitter is None:
+            raise SpecError(f"recipe {recipe!r} has no colour jitter to set strengths for")
+        try:
+            strengths = tuple(float(v) for v in jitter)
+        except (TypeError, ValueError):
+            raise SpecError(f"jitter must be four numbers, got {jitter!r}") from None
+        if len(strengths) != 4 or min(strengths) < 0 or strengths[3] > 0.5:
+            raise SpecError(f"jitter must be (brightness, contrast, saturation, hue), all >= 0 "
+                            f"and hue <= 0.5, got {jitter!r}")
+        changes["jitter"] = strengths
+    return dataclasses.replace(plan, **changes) if changes else plan
 
 
 def sample_crop_boxes(batch: int, height: int, width: int, scale: tuple[float, float],
@@ -217,14 +282,18 @@ class Views(torch.nn.Module):
     (B, 3, size, size), with random parameters drawn per sample (not per batch).
 
     Call it twice for two views. Floating input is accepted and taken to be in [0, 1].
+    `blur_p`, `solarize_p` and `jitter` (brightness, contrast, saturation, hue strengths) replace
+    the recipe's values, for methods whose two views differ (BYOL, DINO).
     """
 
     def __init__(self, recipe: str, size: int, *,
-                 crop_scale: tuple[float, float] | None = None) -> None:
+                 crop_scale: tuple[float, float] | None = None, blur_p: float | None = None,
+                 solarize_p: float | None = None,
+                 jitter: tuple[float, float, float, float] | None = None) -> None:
         super().__init__()
         self.recipe = recipe
         self.size = int(size)
-        self.plan = _plan(recipe, size, crop_scale)
+        self.plan = _override(_plan(recipe, size, crop_scale), recipe, blur_p, solarize_p, jitter)
 
     def extra_repr(self) -> str:
         return f"recipe={self.recipe!r}, size={self.size}, crop_scale={self.plan.crop_scale}"
@@ -242,6 +311,14 @@ class Views(torch.nn.Module):
         boxes = sample_crop_boxes(batch, height, width, plan.crop_scale)
         flip = torch.rand(batch) < 0.5 if plan.flip else torch.zeros(batch, dtype=torch.bool)
         x = _crop_and_flip(x, boxes, flip, size, plan.mode)
+        if plan.vflip:
+            flipped = torch.nonzero(torch.rand(batch) < 0.5)[:, 0].to(x.device)
+            x[flipped] = x[flipped].flip(2)
+        if plan.rotate90:
+            turns = torch.randint(0, 4, (batch,))
+            for k in (1, 2, 3):
+                chosen = torch.nonzero(turns == k)[:, 0].to(x.device)
+                x[chosen] = torch.rot90(x[chosen], k, dims=(2, 3))
         if plan.jitter is not None:
             x = _colour_jitter(x, *_sample_jitter(batch, plan.jitter, plan.jitter_p))
         else:
@@ -249,6 +326,8 @@ class Views(torch.nn.Module):
         # Grayscale and normalisation are one matrix per sample; blur is linear with weights
         # summing to one, so it commutes with them and runs last, on the chosen samples only.
         grey = torch.rand(batch) < plan.gray_p
+        if plan.solarize_p > 0:
+            return self._grey_blur_solarize(x, grey)
         std = torch.tensor(IMAGENET_STD)
         colour = torch.where(grey[:, None, None], torch.tensor(_LUMA).expand(3, 3), torch.eye(3))
         colour = (colour / std[:, None]).to(x.device)  # (B, 3, 3): grey-or-identity, then / std
@@ -262,7 +341,89 @@ class Views(torch.nn.Module):
                 x[chosen] = _gaussian_blur(x[chosen], sigma, plan.blur_kernel)
         return x
 
+    def _grey_blur_solarize(self, x: Tensor, grey: Tensor) -> Tensor:
+        """Grayscale, blur, solarise, normalise, in that order (BYOL, DINO): solarisation is not
+        linear, so unlike the fused path above it must see the blurred [0, 1] pixels."""
+        plan, (batch, _, height, width) = self.plan, x.shape
+        colour = torch.where(grey[:, None, None], torch.tensor(_LUMA).expand(3, 3), torch.eye(3))
+        x = torch.bmm(colour.to(x.device), x.reshape(batch, 3, -1)).view(batch, 3, height, width)
+        if plan.blur_p > 0:
+            chosen = torch.nonzero(torch.rand(batch) < plan.blur_p)[:, 0]
+            sigma = torch.empty(len(chosen)).uniform_(0.1, 2.0)
+            if len(chosen):
+                chosen = chosen.to(x.device)
+                x[chosen] = _gaussian_blur(x[chosen], sigma, plan.blur_kernel)
+        # PIL's ImageOps.solarize(threshold=128): values at or above the threshold are inverted.
+        solar = (torch.rand(batch) < plan.solarize_p).to(x.device)[:, None, None, None]
+        x = torch.where(solar & (x >= 128 / 255), 1.0 - x, x)
+        return normalize(x)
+
 
 def make_views(recipe: str, size: int, **kwargs: Any) -> Views:
     """The ``Views`` of a named recipe (see ``RECIPES``) at ``size`` px; kwargs go to ``Views``."""
     return Views(recipe, size, **kwargs)
+
+
+def view_pair(augmentation: str, size: int, *, asymmetric: bool = False) -> tuple[Views, Views]:
+    """The two view makers of a two-view method under a domain preset (see ``DOMAINS``).
+
+    With ``asymmetric`` and the natural domain: BYOL's pair (Grill et al. 2020, table 6; also
+    Barlow Twins' and VICReg's): colour jitter 0.4/0.4/0.2/0.1 with p 0.8 and grayscale 0.2 in
+    both, blur always in the first and with p 0.1 in the second, solarisation only in the second
+    (p 0.2). The medical and satellite presets neither blur nor solarise, so their two view
+    makers are the same.
+    """
+    if augmentation not in DOMAINS:
+        raise SpecError(f"unknown augmentation preset {augmentation!r}; choose one of "
+                        f"{', '.join(DOMAINS)}")
+    if asymmetric and augmentation == "natural":
+        return (Views("natural", size, jitter=BYOL_JITTER, blur_p=1.0, solarize_p=0.0),
+                Views("natural", size, jitter=BYOL_JITTER, blur_p=0.1, solarize_p=0.2))
+    views = Views(augmentation, size)
+    return views, views
+
+
+class MultiCrop(torch.nn.Module):
+    """Multi-crop (Caron et al. 2020, SwAV, section 3.2; DINO, Caron et al. 2021, section 3.1):
+    two global crops and ``num_local`` smaller local crops of every image, per sample random.
+
+    Under the natural preset the crops follow DINO's ``DataAugmentationDINO``: BYOL's colour
+    jitter and grayscale in all of them; blur always in the first global crop, with p 0.1 in the
+    second (which alone is solarised, p 0.2) and with p 0.5 in the local crops. Other presets use
+    their own colour steps with the multi-crop scales. The paper's scales are (0.4, 1) for global
+    and (0.05, 0.4) for local crops, at 224 and 96 px.
+    """
+
+    def __init__(self, augmentation: str, global_size: int, local_size: int, num_local: int, *,
+                 global_scale: tuple[float, float] = (0.4, 1.0),
+                 local_scale: tuple[float, float] = (0.05, 0.4)) -> None:
+        super().__init__()
+        if augmentation not in DOMAINS:
+            raise SpecError(f"unknown augmentation preset {augmentation!r}; choose one of "
+                            f"{', '.join(DOMAINS)}")
+        if isinstance(num_local, bool) or not isinstance(num_local, numbers.Integral) \
+                or num_local < 0:
+            raise SpecError(f"num_local must be a whole number >= 0, got {num_local!r}")
+        natural = augmentation == "natural"
+
+        def crops(size: int, scale: tuple[float, float], blur_p: float,
+                  solarize_p: float) -> Views:
+            extra = dict(jitter=BYOL_JITTER, blur_p=blur_p, solarize_p=solarize_p) if natural \
+                else {}
+            return Views(augmentation, size, crop_scale=scale, **extra)
+
+        self.num_local = int(num_local)
+        self.local_size = int(local_size)
+        self.global_views = torch.nn.ModuleList([crops(global_size, global_scale, 1.0, 0.0),
+                                                 crops(global_size, global_scale, 0.1, 0.2)])
+        self.local_views = crops(local_size, local_scale, 0.5, 0.0)
+
+    @torch.no_grad()
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """uint8 (B, 3, H, W) -> global crops (2B, 3, G, G), every image's first crop then every
+        image's second, and local crops (num_local * B, 3, L, L) in the same order."""
+        global_crops = torch.cat([views(images) for views in self.global_views])
+        if not self.num_local:
+            return global_crops, global_crops.new_empty((0, 3, self.local_size, self.local_size))
+        # One call over the repeated batch: a single resample for all local crops.
+        return global_crops, self.local_views(images.repeat(self.num_local, 1, 1, 1))

@@ -1,0 +1,219 @@
+"""What is evaluated (a job's checkpoint, or a baseline) and its frozen features, cached.
+
+A `Subject` knows how to build its network (`make_method`: a fresh `SSLMethod`, with the job's
+checkpoint loaded for a job; None for raw pixels) and where its features are cached. Features
+of one (subject, dataset, split) are computed once with `method.embed` and kept in memory and
+on disk (safetensors under the run folder for a job, keyed by checkpoint step), so the k-NN,
+the linear probe and few-shot of one job embed the dataset once between them.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from engine import checkpoints
+from engine.config import TrainConfig, TrainSpec, build_config
+from engine.data.datasets import dataset_info, load_dataset
+from engine.errors import DatasetError, JobError, SpecError
+from engine.evaluation.health import has_image_embed
+from engine.methods.base import SSLMethod
+from engine.registry import get_method, list_methods
+
+Progress = Callable[[float, str], None]
+EMBED_BATCH = 256
+_MEMORY: "OrderedDict[tuple, tuple[Tensor, Tensor]]" = OrderedDict()
+_MEMORY_ITEMS = 8
+_LOCK = threading.Lock()
+
+
+@dataclass
+class Subject:
+    """A network (or raw pixels) whose features get evaluated."""
+
+    key: str                      # "job 3 @ step 200", "random resnet18", "pixels"
+    image_size: int
+    cache_dir: Path | None        # where features are cached on disk (None: memory only)
+    make_method: Callable[[], SSLMethod] | None  # None: the raw pixels
+    config: TrainConfig | None = None
+    method: str | None = None
+    backbone: str | None = None
+    step: int | None = None
+
+
+def labelled_image_dataset(name: str) -> dict:
+    """The dataset's info, if it can be evaluated on; else a DatasetError that says why."""
+    info = dataset_info(name)
+    if info.get("kind", "image") != "image":
+        raise DatasetError(f"dataset {name!r} holds {info['kind']}, not images; evaluate on an "
+                           f"image dataset such as digits or shapes")
+    if not info.get("labelled"):
+        raise DatasetError(f"dataset {name!r} has no labels, and evaluation needs them; pass a "
+                           f"labelled dataset (e.g. --dataset digits)")
+    if not info["available"]:
+        raise DatasetError(f"dataset {name!r} is not available: {info['reason']}")
+    return info
+
+
+def _config_of(spec: TrainSpec) -> TrainConfig:
+    return build_config(get_method(spec.method).Config, spec.preset, spec.params)
+
+
+def _build(method_name: str, config: TrainConfig, data_dataset: str, run_dir: Path | None,
+           cache_dir: Path | None) -> SSLMethod:
+    cls = get_method(method_name)
+    info = cls.load_data(data_dataset, config, run_dir, cache_dir).info
+    return cls(config, info)
+
+
+def job_subject(job, cache_dir: Path | None = None) -> Subject:
+    """The job's latest checkpoint as a subject (JobError when it has none)."""
+    spec = TrainSpec.from_dict(job.spec)
+    cls = get_method(spec.method)
+    if not has_image_embed(cls):
+        raise SpecError(f"{spec.method} is a {cls.modality} method with no image features; "
+                        f"the evaluation protocols need an image encoder")
+    run_dir = Path(job.run_dir)
+    latest = checkpoints.latest(run_dir)
+    if latest is None:
+        raise JobError(f"job {job.id} has no checkpoint yet; evaluate it once it has trained")
+    step = int(latest.name.rsplit("_", 1)[-1])
+    config = _config_of(spec)
+
+    def make() -> SSLMethod:
+        method = _build(spec.method, config, spec.dataset, run_dir, cache_dir)
+        with torch.random.fork_rng(devices=[]):  # load() restores the saved RNG state
+            checkpoints.load(latest, method)
+        return method
+
+    return Subject(f"job {job.id} @ step {step}", config.image_size,
+                   run_dir / "features" / f"step_{step:07d}", make, config, spec.method,
+                   config.backbone, step)
+
+
+def architecture_for(backbone: str) -> str:
+    """The image method whose network a `random` baseline of `backbone` uses: simclr for
+    ResNets, mae for ViTs, else the first image method that offers the backbone."""
+    preferred = ["simclr", "mae"] + list_methods()
+    for name in dict.fromkeys(preferred):
+        if name not in list_methods():
+            continue
+        cls = get_method(name)
+        if not has_image_embed(cls):
+            continue
+        field = cls.Config.__dataclass_fields__["backbone"]
+        choices = field.metadata.get("choices") or [field.default]
+        if backbone in choices:
+            return name
+    raise SpecError(f"no image method offers the backbone {backbone!r}")
+
+
+def random_subject(backbone: str, image_size: int, cache_root: Path | None,
+                   method_name: str | None = None, config: TrainConfig | None = None,
+                   seed: int = 0) -> Subject:
+    """The `random` baseline: the network of `method_name` (default: `architecture_for`) with
+    `config` (default: its quick preset at `image_size`), freshly initialised from `seed`."""
+    method_name = method_name or architecture_for(backbone)
+    cls = get_method(method_name)
+    if config is None:
+        config = build_config(cls.Config, "quick", {"backbone": backbone,
+                                                    "image_size": image_size})
+    default_dataset = getattr(cls, "default_dataset", "digits")
+
+    def make() -> SSLMethod:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return _build(method_name, config, default_dataset, None, cache_root)
+
+    folder = None if cache_root is None else (
+        cache_root / "features" / f"random-{method_name}-{backbone}-seed{seed}")
+    return Subject(f"random {method_name} {backbone} seed {seed}", config.image_size, folder, make, config, method_name,
+                   backbone)
+
+
+def pixels_subject(image_size: int, cache_root: Path | None) -> Subject:
+    folder = None if cache_root is None else cache_root / "features" / "pixels"
+    return Subject("pixels", image_size, folder, None, backbone="pixels")
+
+
+@torch.no_grad()
+def embed_images(method: SSLMethod, images: Tensor, batch_size: int = EMBED_BATCH,
+                 on_progress: Progress | None = None) -> Tensor:
+    """(N, 3, H, W) uint8 -> (N, D) float32 with `method.embed` in eval mode."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    method.to(device).eval()
+    out = []
+    for start in range(0, images.shape[0], batch_size):
+        out.append(method.embed(images[start:start + batch_size].to(device)).float().cpu())
+        if on_progress is not None:
+            on_progress(min(1.0, (start + batch_size) / images.shape[0]), "embedding")
+    return torch.cat(out)
+
+
+def pixel_features(images: Tensor) -> Tensor:
+    """(N, 3, H, W) uint8 -> (N, 3*H*W) float in [0, 1]."""
+    return images.reshape(images.shape[0], -1).float() / 255.0
+
+
+def features(subject: Subject, dataset: str, cache_root: Path | None = None,
+             on_progress: Progress | None = None, method: SSLMethod | None = None
+             ) -> dict[str, tuple[Tensor, Tensor]]:
+    """{"train": (x, y), "test": (x, y)} for `dataset` at the subject's image size."""
+    out = {}
+    for i, split in enumerate(("train", "test")):
+        key = (subject.key, str(subject.cache_dir), dataset, split, subject.image_size)
+        with _LOCK:
+            cached = _MEMORY.get(key)
+        if cached is None:
+            path = None if subject.cache_dir is None else (
+                subject.cache_dir / f"{dataset}-{split}-{subject.image_size}px.safetensors")
+            cached = _read(path)
+            if cached is None:
+                data = load_dataset(dataset, split, subject.image_size, cache_dir=cache_root)
+                if subject.make_method is None:
+                    x = pixel_features(data.images)
+                else:
+                    if method is None:
+                        method = subject.make_method()
+                    part = None if on_progress is None else (
+                        lambda f, text, i=i: on_progress((i + f) / 2, f"embedding {split}"))
+                    x = embed_images(method, data.images, on_progress=part)
+                cached = (x, data.labels.clone())
+                _write(path, cached)
+            with _LOCK:
+                _MEMORY[key] = cached
+                while len(_MEMORY) > _MEMORY_ITEMS:
+                    _MEMORY.popitem(last=False)
+        out[split] = cached
+    return out
+
+
+def _read(path: Path | None) -> tuple[Tensor, Tensor] | None:
+    if path is None or not path.exists():
+        return None
+    try:
+        blob = load_file(str(path))
+        return blob["features"], blob["labels"]
+    except Exception:  # a damaged cache file is recomputed, not trusted
+        return None
+
+
+def _write(path: Path | None, value: tuple[Tensor, Tensor]) -> None:
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_file({"features": value[0].contiguous(), "labels": value[1].contiguous()}, str(tmp))
+    tmp.replace(path)
+
+
+def clear_memory_cache() -> None:
+    with _LOCK:
+        _MEMORY.clear()

@@ -1,0 +1,103 @@
+"""Barlow Twins: redundancy reduction between two views.
+
+Zbontar, Jing, Misra, LeCun, Deny 2021, "Barlow Twins: Self-Supervised Learning via Redundancy
+Reduction" (arXiv:2103.03230). Two views per image (BYOL's augmentations), a ResNet encoder and a
+wide 3-layer projector; the cross-correlation matrix between the two views' standardised
+embeddings is pushed to the identity. No negatives, no momentum encoder, no predictor: the
+off-diagonal term alone prevents collapse by decorrelating the embedding dimensions.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from engine.config import TrainConfig, param
+from engine.data.views import DOMAINS, normalize, view_pair
+from engine.losses.barlow_twins import barlow_twins_loss
+from engine.methods.base import MethodCard, SSLMethod
+from engine.models.heads import ProjectionHead
+from engine.models.resnet import build_resnet
+from engine.registry import register_method
+
+
+@dataclass
+class BarlowTwinsConfig(TrainConfig):
+    backbone: str = param("resnet50", "Encoder: a torchvision ResNet trained from scratch.",
+                          choices=["resnet18", "resnet50"], main=True)
+    small_stem: bool = param(True, "Replace the 7x7 stride-2 stem and max pool by one 3x3 "
+                             "convolution, right for images under ~96 px.")
+    augmentation: str = param("natural", "Augmentation preset: natural (BYOL's asymmetric "
+                              "pair: blur in one view, solarisation in the other), medical "
+                              "(weak crops, little intensity change, grayscale), satellite "
+                              "(quarter turns, flips, brightness/contrast).",
+                              choices=list(DOMAINS), main=True)
+    projection_dim: int = param(8192, "Output width of the projector. The paper finds wider "
+                                "is better, still improving at 16384.", min=2)
+    projection_hidden_dim: int = param(8192, "Hidden width of the 3-layer projector.", min=2)
+    lambda_offdiag: float = param(0.0051, "Weight lambda of the off-diagonal (redundancy) "
+                                  "term against the diagonal (invariance) term. The paper's "
+                                  "0.0051 is about 1/D for D = 8192 outputs; scale it with "
+                                  "1/projection_dim.", min=0.0, exclusive_min=True, main=True)
+
+    PRESETS = {
+        # Digits at 32 px: ResNet-18 (small stem), a 3 x 1024 projector, batch 64, AdamW.
+        "quick": dict(backbone="resnet18", steps=200, batch_size=64, lr=1e-3, image_size=32,
+                      projection_dim=1024, projection_hidden_dim=1024, warmup_steps=10,
+                      optimizer="adamw", weight_decay=1e-4, checkpoint_every=50),
+        # Paper, section 4 and the official main.py: ResNet-50, 3 x 8192 projector, batch 2048,
+        # LARS with lr 0.2 x batch/256 for the weights (biases and BN: 0.0048 x batch/256 in
+        # the paper; here the same lr, without LARS adaptation), wd 1.5e-6, 10 warmup epochs of
+        # 1000 on ImageNet (625 steps an epoch), lambda 0.0051.
+        "paper": dict(backbone="resnet50", small_stem=False, image_size=224, batch_size=2048,
+                      optimizer="lars", lr=1.6, weight_decay=1.5e-6, steps=625_000,
+                      warmup_steps=6250, projection_dim=8192, projection_hidden_dim=8192,
+                      lambda_offdiag=0.0051, checkpoint_every=5000),
+    }
+
+
+@register_method("barlowtwins")
+class BarlowTwins(SSLMethod):
+    description = "Redundancy reduction: cross-correlation of two views to identity (Zbontar et al. 2021)"
+    paper = "arXiv:2103.03230"
+    Config = BarlowTwinsConfig
+    card = MethodCard(
+        title="Barlow Twins", authors="Zbontar, Jing, Misra, LeCun, Deny", year=2021,
+        paper="arXiv:2103.03230",
+        idea="Embed two views of each image and make the matrix of correlations between the "
+             "two embeddings, dimension by dimension, equal the identity. Equal diagonals make "
+             "the features invariant; zero off-diagonals make each feature carry different "
+             "information, which rules out collapse.",
+        good_at="Simple and symmetric: no negatives, no momentum encoder, no stop-gradient, "
+                "and robust to small batches; benefits from very wide projectors.",
+        hyperparameters="lambda (balance of invariance and decorrelation, about 1/D); "
+                        "projector width (wider is better, and costlier); augmentation "
+                        "strength.")
+    channels_last = True
+
+    def __init__(self, config: BarlowTwinsConfig, data_info: dict | None = None) -> None:
+        super().__init__(config, data_info)
+        self.views = view_pair(config.augmentation, config.image_size, asymmetric=True)
+        self.encoder, feature_dim = build_resnet(config.backbone, config.small_stem)
+        self.projection = ProjectionHead(feature_dim, config.projection_hidden_dim,
+                                         config.projection_dim, num_layers=3)
+
+    def training_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        images = batch["images"]  # (B, 3, H, W) uint8
+        # Each view through the network on its own, as in the authors' code: batch norm then
+        # normalises each view with its own statistics.
+        z_a, z_b = (self.projection(self.encoder(view)) for view in self._views(images))
+        out = barlow_twins_loss(z_a, z_b, self.config.lambda_offdiag)  # z: (B, projection_dim)
+        return out.loss, {"on_diagonal": out.on_diagonal.detach(),
+                          "off_diagonal": out.off_diagonal.detach()}
+
+    @torch.no_grad()
+    def _views(self, images: Tensor) -> list[Tensor]:
+        """Two views (B, 3, S, S), channels-last for the conv net."""
+        return [make(images).contiguous(memory_format=torch.channels_last)
+                for make in self.views]
+
+    @torch.no_grad()
+    def embed(self, images: Tensor) -> Tensor:
+        return self.encoder(normalize(images)).float()
