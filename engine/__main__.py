@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing here needs the Hub; never wait on it
@@ -48,6 +49,10 @@ def cmd_methods(studio, args) -> int:
 
 
 def cmd_datasets(studio, args) -> int:
+    if args.add:
+        info = studio.add_image_dataset(args.add, args.name or Path(args.add).stem)
+        print(json.dumps(info) if args.json else info["message"])
+        return 0
     datasets = studio.datasets()
     if args.json:
         print(json.dumps(datasets))
@@ -118,7 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", help="machine-readable output")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("methods", parents=[common], help="list the registered methods")
-    sub.add_parser("datasets", parents=[common], help="list the datasets")
+    datasets = sub.add_parser("datasets", parents=[common],
+                              help="list the datasets, or add your own images")
+    datasets.add_argument("--add", metavar="PATH", help="a folder or .zip of images to add "
+                          "(subfolders become labels)")
+    datasets.add_argument("--name", help="name of the added dataset (default: the file name)")
     sub.add_parser("jobs", parents=[common], help="the job history")
     train = sub.add_parser("train", parents=[common], help="run one job in the foreground")
     train.add_argument("--method", required=True)

@@ -27,6 +27,14 @@ from storage.db import Store, utcnow
 from storage.models import RESUMABLE_STATUSES, Job
 
 
+def register_user_datasets(store: Store) -> None:
+    """Make the datasets users added loadable in this process (web, worker or CLI)."""
+    from engine.data.user_images import register_user_dataset
+
+    for row in store.user_datasets():
+        register_user_dataset(row.name, row.path, row.meta)
+
+
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat(timespec="seconds") + "Z" if value else None
 
@@ -56,6 +64,7 @@ class Studio:
         self.home = Home.resolve(home)
         self.store = Store.open(self.home.db_path)
         self.manager: JobManager | None = None
+        register_user_datasets(self.store)
 
     # ---- catalog ------------------------------------------------------------------------
     def methods(self) -> list[dict[str, Any]]:
@@ -74,6 +83,27 @@ class Studio:
 
     def datasets(self) -> list[dict[str, Any]]:
         return list_datasets()
+
+    def add_image_dataset(self, source: str | os.PathLike, name: str) -> dict[str, Any]:
+        """Check and cache a folder or zip of images as dataset `name` (subfolders = labels).
+        Returns its dataset info plus `message`, which counts what was skipped or refused."""
+        from engine.data.datasets import clear_memory_cache
+        from engine.data.user_images import import_images, register_user_dataset
+
+        datasets_dir = self.home.root / "datasets"
+        datasets_dir.mkdir(parents=True, exist_ok=True)
+        report = import_images(source, name, datasets_dir)
+        meta = {"num_images": report.num_images, "num_train": report.num_train,
+                "num_test": report.num_test, "num_classes": len(report.class_names),
+                "labelled": report.labelled, "class_names": report.class_names,
+                "skipped_corrupt": report.skipped_corrupt,
+                "refused_too_large": report.refused_too_large,
+                "version": int(utcnow().timestamp())}
+        path = str(datasets_dir / report.name)
+        self.store.save_user_dataset(report.name, "image", path, str(source), meta)
+        register_user_dataset(report.name, path, meta)
+        clear_memory_cache()
+        return dict(dataset_info(report.name), message=report.message())
 
     # ---- jobs ---------------------------------------------------------------------------
     def validate(self, spec: TrainSpec | dict[str, Any]) -> tuple[TrainSpec, TrainConfig]:

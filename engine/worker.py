@@ -17,6 +17,7 @@ import time
 import traceback
 from collections.abc import Callable
 
+from engine.api import register_user_datasets
 from engine.config import TrainSpec, build_config
 from engine.home import Home
 from engine.registry import get_method
@@ -87,6 +88,7 @@ def run_worker(home: Home, job_id: int,
                on_step: Callable[[int, dict[str, float]], None] | None = None) -> dict:
     """Run stored job `job_id` to its end here; returns the final job fields as a dict."""
     store = Store.open(home.db_path)
+    register_user_datasets(store)
     job = store.get_job(job_id)
     if job is None:
         raise SystemExit(f"no job {job_id} in {home.db_path}")

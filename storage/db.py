@@ -23,7 +23,7 @@ from sqlalchemy import create_engine, delete, event, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage.models import Base, Checkpoint, Evaluation, Job, MetricPoint
+from storage.models import Base, Checkpoint, Evaluation, Job, MetricPoint, UserDataset
 
 BUSY_TIMEOUT_S = 30.0
 
@@ -179,3 +179,14 @@ class Store:
     def count_jobs(self) -> int:
         with self.read() as s:
             return s.scalar(select(func.count(Job.id))) or 0
+
+    # ---- user datasets ------------------------------------------------------------------
+    def save_user_dataset(self, name: str, kind: str, path: str, source: str,
+                          meta: dict[str, Any]) -> None:
+        with self.write() as s:
+            s.merge(UserDataset(name=name, kind=kind, path=path, source=source, meta=meta,
+                                created_at=utcnow()))
+
+    def user_datasets(self) -> list[UserDataset]:
+        with self.read() as s:
+            return list(s.scalars(select(UserDataset).order_by(UserDataset.name)))

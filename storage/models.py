@@ -80,3 +80,16 @@ class Evaluation(Base):
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     results: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column()
+
+
+class UserDataset(Base):
+    """A dataset the user added (image folder or zip); its files live in `path`."""
+
+    __tablename__ = "user_datasets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), default="image")
+    path: Mapped[str] = mapped_column(String(1024))
+    source: Mapped[str] = mapped_column(String(1024), default="")
+    meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # counts, labels, version
+    created_at: Mapped[datetime] = mapped_column()

@@ -29,7 +29,7 @@ from engine.registry import register_method
 
 
 @dataclass
-class T5Config_(TextConfig):
+class T5SpanConfig(TextConfig):
     noise_density: float = param(0.15, "Share of tokens hidden in spans (the paper's 15%).",
                                  min=0.01, max=0.5, main=True)
     mean_span_length: float = param(3.0, "Mean length of a hidden span, in tokens (3 in the "
@@ -53,7 +53,7 @@ class T5(SSLMethod):
     paper = "arXiv:1910.10683"
     modality = "text"
     default_dataset = "captions"
-    Config = T5Config_
+    Config = T5SpanConfig
     card = MethodCard(
         title="T5", authors="Raffel, Shazeer, Roberts, Lee, Narang, Matena, Zhou, Li, Liu",
         year=2020, paper="arXiv:1910.10683",
@@ -67,7 +67,7 @@ class T5(SSLMethod):
                         "model size; vocabulary (needs the sentinel tokens).")
 
     @classmethod
-    def check_config(cls, config: T5Config_) -> None:
+    def check_config(cls, config: T5SpanConfig) -> None:
         noise, spans = span_counts(config.context_length, config.noise_density,
                                    config.mean_span_length)
         if spans >= config.context_length - noise:
@@ -75,13 +75,13 @@ class T5(SSLMethod):
                             "mean_span_length; raise context_length")
 
     @classmethod
-    def load_data(cls, dataset: str, config: T5Config_, run_dir: Path | None = None,
+    def load_data(cls, dataset: str, config: T5SpanConfig, run_dir: Path | None = None,
                   cache_dir: Path | None = None) -> TrainData:
         texts, tokenizer = load_corpus(cls, dataset, config, run_dir, cache_dir,
                                        "sentencepiece")
         return pack(texts, tokenizer, config, dataset, run_dir, tokenizer.eos_token_id)
 
-    def __init__(self, config: T5Config_, data_info: dict | None = None) -> None:
+    def __init__(self, config: T5SpanConfig, data_info: dict | None = None) -> None:
         super().__init__(config, data_info)
         self.tokenizer = self.data_info.get("tokenizer")
         tokenizer = self.tokenizer

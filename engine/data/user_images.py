@@ -1,0 +1,212 @@
+"""The user's own images: a folder on the server or an uploaded zip, checked once, cached as uint8.
+
+`import_images` reads every image once: unreadable or corrupt files are skipped and counted,
+images over a pixel limit are refused and counted, archive entries that would land outside the
+target folder refuse the whole archive, as do archives that expand past a size limit. Subfolders
+become labels when every image sits in one (so evaluation works); otherwise the set is
+unlabelled and still trains. Images are resized (shorter side, then a centre crop) to a native
+size and stored with a fixed stratified train/test split in `<home>/datasets/<name>/data.pt`;
+`register_user_dataset` makes it a `DatasetSource` like the builtins.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from engine.data.datasets import DatasetSource, RawImages, _SOURCES, register_dataset
+from engine.errors import DatasetError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+MAX_ARCHIVE_BYTES = 2 * 1024 ** 3   # uncompressed total of a zip
+MAX_IMAGE_PIXELS = 40_000_000       # one image, width x height
+MAX_IMAGES = 200_000
+NATIVE_SIZE = 64                    # the side images are stored at
+TEST_SHARE, SPLIT_SEED = 0.2, 0
+
+
+@dataclass
+class ImportReport:
+    name: str
+    num_images: int
+    num_train: int
+    num_test: int
+    class_names: list[str]
+    labelled: bool
+    skipped_corrupt: int
+    refused_too_large: int
+    examples_skipped: list[str]
+
+    def message(self) -> str:
+        labels = (f"{len(self.class_names)} labels ({', '.join(self.class_names[:8])}"
+                  f"{', ...' if len(self.class_names) > 8 else ''})" if self.labelled
+                  else "no labels (images are not all in subfolders)")
+        text = (f"Added dataset '{self.name}': {self.num_images} images "
+                f"({self.num_train} train, {self.num_test} test), {labels}.")
+        if self.skipped_corrupt:
+            text += f" Skipped {self.skipped_corrupt} unreadable or corrupt file(s)."
+        if self.refused_too_large:
+            text += (f" Refused {self.refused_too_large} image(s) over "
+                     f"{MAX_IMAGE_PIXELS // 1_000_000} megapixels.")
+        return text
+
+
+def check_name(name: str) -> str:
+    name = (name or "").strip().lower()
+    if not NAME_PATTERN.match(name):
+        raise DatasetError(f"dataset name {name!r} must be 1-40 characters of a-z, 0-9, '_' "
+                           "or '-', starting with a letter or digit")
+    if name in _SOURCES and not _SOURCES[name].description.startswith("Your images"):
+        raise DatasetError(f"{name!r} is a builtin dataset; pick another name")
+    return name
+
+
+def safe_extract(archive: Path, target: Path, max_bytes: int = MAX_ARCHIVE_BYTES) -> None:
+    """Extract a zip into `target`, refusing entries outside it and oversized archives."""
+    try:
+        zf = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DatasetError(f"{archive.name} is not a readable zip archive ({exc})") from None
+    with zf:
+        total = 0
+        root = target.resolve()
+        for info in zf.infolist():
+            dest = (target / info.filename).resolve()
+            if info.filename.startswith(("/", "\\")) or not str(dest).startswith(str(root)):
+                raise DatasetError(f"the archive entry {info.filename!r} would be written "
+                                   "outside the dataset folder; the archive was refused")
+            total += info.file_size
+            if total > max_bytes:
+                raise DatasetError(f"the archive expands past {max_bytes / 1024 ** 3:.1f} GB; "
+                                   "split it or add a folder on the server instead")
+        zf.extractall(target)
+
+
+def _image_files(folder: Path) -> list[Path]:
+    files = sorted(p for p in folder.rglob("*") if p.is_file()
+                   and p.suffix.lower() in IMAGE_SUFFIXES
+                   and not any(part.startswith((".", "__MACOSX")) for part in
+                               p.relative_to(folder).parts))
+    if len(files) > MAX_IMAGES:
+        raise DatasetError(f"{len(files)} images is more than the {MAX_IMAGES} allowed")
+    return files
+
+
+def _decode(path: Path, size: int) -> np.ndarray | str:
+    """(size, size, 3) uint8, or "corrupt" / "too_large"."""
+    try:
+        with Image.open(path) as img:
+            if img.width * img.height > MAX_IMAGE_PIXELS:
+                return "too_large"
+            img = img.convert("RGB")
+            scale = size / min(img.width, img.height)
+            w, h = max(size, round(img.width * scale)), max(size, round(img.height * scale))
+            img = img.resize((w, h), Image.Resampling.BICUBIC, reducing_gap=2.0)
+            left, top = (w - size) // 2, (h - size) // 2
+            return np.asarray(img.crop((left, top, left + size, top + size)), dtype=np.uint8)
+    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError):
+        return "corrupt"
+
+
+def _split(labels: np.ndarray) -> np.ndarray:
+    """Boolean test mask: a fixed, stratified 20% of each label (at least one train image)."""
+    rng = np.random.default_rng(SPLIT_SEED)
+    test = np.zeros(len(labels), dtype=bool)
+    for label in np.unique(labels):
+        idx = np.flatnonzero(labels == label)
+        rng.shuffle(idx)
+        n_test = int(round(len(idx) * TEST_SHARE)) if len(idx) > 1 else 0
+        test[idx[:n_test]] = True
+    return test
+
+
+def import_images(source: str | os.PathLike, name: str, datasets_dir: Path,
+                  size: int = NATIVE_SIZE) -> ImportReport:
+    """Check, decode and store a folder or zip of images as dataset `name`."""
+    name = check_name(name)
+    source = Path(source).expanduser()
+    if not source.exists():
+        raise DatasetError(f"{source} does not exist; give a folder on the server or a .zip")
+    out_dir = Path(datasets_dir) / name
+    with tempfile.TemporaryDirectory(dir=datasets_dir if Path(datasets_dir).exists() else None
+                                     ) as tmp:
+        folder = source
+        if source.is_file():
+            if source.suffix.lower() != ".zip":
+                raise DatasetError(f"{source.name} is neither a folder nor a .zip archive")
+            folder = Path(tmp) / "extracted"
+            folder.mkdir()
+            safe_extract(source, folder)
+        files = _image_files(folder)
+        if not files:
+            raise DatasetError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found in "
+                               f"{source.name}")
+        # Labels: the first folder level, when every image sits in a subfolder.
+        rel = [f.relative_to(folder).parts for f in files]
+        if len({parts[0] for parts in rel}) == 1 and all(len(p) > 2 for p in rel):
+            rel = [parts[1:] for parts in rel]  # a zip holding one top folder
+        labelled = all(len(parts) > 1 for parts in rel)
+        label_names = [parts[0] if labelled else "unlabelled" for parts in rel]
+        images, kept_labels, corrupt, too_large, skipped = [], [], 0, 0, []
+        for path, label in zip(files, label_names):
+            decoded = _decode(path, size)
+            if isinstance(decoded, str):
+                corrupt += decoded == "corrupt"
+                too_large += decoded == "too_large"
+                skipped.append(str(path.relative_to(folder)))
+                continue
+            images.append(decoded)
+            kept_labels.append(label)
+    if not images:
+        raise DatasetError(f"none of the {len(files)} files in {source.name} could be read "
+                           "as an image")
+    class_names = sorted(set(kept_labels))
+    labels = np.array([class_names.index(l) for l in kept_labels], dtype=np.int64)
+    test = _split(labels)
+    array = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()  # (N, 3, S, S)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp_file = out_dir / f".data-{os.getpid()}.pt"
+    torch.save({"images": array, "labels": torch.from_numpy(labels),
+                "test": torch.from_numpy(test), "class_names": class_names,
+                "labelled": labelled}, tmp_file)
+    os.replace(tmp_file, out_dir / "data.pt")
+    return ImportReport(name, len(labels), int((~test).sum()), int(test.sum()), class_names,
+                        labelled, corrupt, too_large, skipped[:10])
+
+
+def register_user_dataset(name: str, path: str | os.PathLike, meta: dict[str, Any]) -> None:
+    """Make a stored user dataset loadable by name (again in each process)."""
+    data_file = Path(path) / "data.pt"
+
+    def build(split: str) -> RawImages:
+        stored = torch.load(data_file, weights_only=True)
+        keep = stored["test"] if split == "test" else ~stored["test"]
+        return RawImages(stored["images"][keep], stored["labels"][keep],
+                         list(stored["class_names"]))
+
+    def unavailable() -> str:
+        return "" if data_file.exists() else f"its files are gone from {path}; add it again"
+
+    if name in _SOURCES:
+        del _SOURCES[name]  # re-added (a newer import under the same name)
+    register_dataset(DatasetSource(
+        name=name, description=f"Your images ({meta.get('num_images', 0)} images"
+                               f"{', labelled' if meta.get('labelled') else ', unlabelled'})",
+        num_train=int(meta.get("num_train", 0)), num_test=int(meta.get("num_test", 0)),
+        num_classes=int(meta.get("num_classes", 0)), labelled=bool(meta.get("labelled")),
+        native_size=NATIVE_SIZE, build=build, unavailable=unavailable,
+        version=int(meta.get("version", 1))))
+
+
+def remove_directory(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,97 @@
+"""RotNet: predict which of four rotations was applied to an image.
+
+Gidaris, Singh, Komodakis 2018, "Unsupervised Representation Learning by Predicting Image
+Rotations" (ICLR 2018, arXiv:1803.07728). Every image of the batch is fed in all four rotations
+(0, 90, 180, 270 degrees) in the same mini-batch (the paper's section 3.1 finds this better than
+one random rotation per image), and the network classifies the rotation with a 4-way softmax.
+To tell "up" from "down" it has to recognise and locate the objects in the image.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from engine.config import TrainConfig, param
+from engine.data.views import make_views, normalize
+from engine.methods.base import MethodCard, SSLMethod
+from engine.models.resnet import build_resnet
+from engine.registry import register_method
+
+NUM_ROTATIONS = 4
+
+
+@dataclass
+class RotationConfig(TrainConfig):
+    backbone: str = param("resnet18", "Encoder: a torchvision ResNet trained from scratch. The "
+                          "paper used Network-in-Network and AlexNet; a ResNet trunk is what "
+                          "the studio evaluates for every method.",
+                          choices=["resnet18", "resnet50"], main=True)
+    small_stem: bool = param(True, "Replace the 7x7 stride-2 stem and max pool by one 3x3 "
+                             "convolution: right for images under ~96 px.")
+    crop_scale_min: float = param(0.5, "Smallest area share of the random crop taken before "
+                                  "rotating. The paper only jittered the crop a little "
+                                  "(pad-and-crop, flips): large crops keep the objects whose "
+                                  "orientation gives the answer.", min=0.05, max=1.0)
+
+    PRESETS = {
+        # Digits at 32 px, batch 32 (128 rotated images a step): see bench/train_step.py.
+        "quick": dict(steps=200, batch_size=32, lr=1e-3, image_size=32, warmup_steps=10,
+                      optimizer="adamw", weight_decay=5e-4, checkpoint_every=50),
+        # Paper, section 4.1 (CIFAR-10): batch 128 images x 4 rotations, SGD momentum 0.9, lr
+        # 0.1, weight decay 5e-4, 100 epochs of 50k images (here a cosine decay instead of the
+        # paper's steps at epochs 30, 60, 80).
+        "paper": dict(steps=39_100, batch_size=128, lr=0.1, optimizer="sgd", weight_decay=5e-4,
+                      warmup_steps=0, image_size=32, crop_scale_min=0.75, precision="fp32",
+                      checkpoint_every=1000),
+    }
+
+
+@register_method("rotation")
+class Rotation(SSLMethod):
+    description = "Pretext task: classify the rotation (0/90/180/270) of each image (Gidaris et al. 2018)"
+    paper = "arXiv:1803.07728"
+    Config = RotationConfig
+    card = MethodCard(
+        title="RotNet (rotation prediction)", authors="Gidaris, Singh, Komodakis", year=2018,
+        paper="arXiv:1803.07728",
+        idea="Show the network each image turned by 0, 90, 180 and 270 degrees and ask which "
+             "turn it was. Nobody can say which way is up without knowing what the object is "
+             "and where its parts are, so the classifier has to learn about objects.",
+        good_at="The cheapest pretext task to run and explain, with no augmentation recipe to "
+                "tune; strong early-layer features. Weak on images with no canonical "
+                "orientation (satellite, microscopy, symmetric shapes), where the task is "
+                "ambiguous.",
+        hyperparameters="Only the usual ones: learning rate, batch size (each image costs four "
+                        "forward passes), and how hard the crop is (small crops hide the "
+                        "cues that give the orientation away).")
+    channels_last = True
+
+    def __init__(self, config: RotationConfig, data_info: dict | None = None) -> None:
+        super().__init__(config, data_info)
+        self.views = make_views("mae", config.image_size,
+                                crop_scale=(config.crop_scale_min, 1.0))
+        self.encoder, feature_dim = build_resnet(config.backbone, config.small_stem)
+        self.classifier = nn.Linear(feature_dim, NUM_ROTATIONS)
+
+    def training_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        images = batch["images"]  # (B, 3, H, W) uint8
+        with torch.no_grad():
+            views = self.views(images)  # (B, 3, S, S)
+            # Quarter turns k = 0..3 counter-clockwise; label k, every image in all four.
+            rotated = torch.cat([torch.rot90(views, k, dims=(2, 3))
+                                 for k in range(NUM_ROTATIONS)])  # (4B, 3, S, S)
+            labels = torch.arange(NUM_ROTATIONS, device=images.device)
+            labels = labels.repeat_interleave(images.shape[0])  # (4B,)
+        if self.channels_last:
+            rotated = rotated.contiguous(memory_format=torch.channels_last)
+        logits = self.classifier(self.encoder(rotated)).float()  # (4B, 4)
+        loss = F.cross_entropy(logits, labels)
+        accuracy = (logits.detach().argmax(dim=1) == labels).float().mean()
+        return loss, {"rotation_acc": accuracy}
+
+    @torch.no_grad()
+    def embed(self, images: Tensor) -> Tensor:
+        return self.encoder(normalize(images)).float()
