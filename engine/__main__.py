@@ -5,6 +5,8 @@
     python -m engine train --method simclr --dataset digits [--preset quick] [--steps N]
                            [--batch-size B] [--lr X] [--seed S] [--set key=value ...] [--json]
     python -m engine jobs [--json]
+    python -m engine eval --job ID --protocol knn|linear|fewshot|finetune [--dataset D] [--json]
+    python -m engine eval --baseline pixels|random --dataset D [--backbone B] [--json]
 
 Every command takes --home DIR (default $PRETEXT_HOME, else ./.pretext).
 """
@@ -92,6 +94,10 @@ def cmd_train(studio, args) -> int:
             params[key] = value
     spec = {"method": args.method, "dataset": args.dataset, "preset": args.preset,
             "seed": args.seed, "params": params}
+    if args.eval:
+        spec["evals"] = _protocol_list(args.eval)
+    if args.eval_dataset:
+        spec["eval_dataset"] = args.eval_dataset
     _, config = studio.validate(spec)  # fail before the progress bar appears
     bar = tqdm(total=config.steps, file=sys.stderr, unit="step", dynamic_ncols=True)
 
@@ -109,9 +115,60 @@ def cmd_train(studio, args) -> int:
               f"{summary['first_loss']} -> {summary['final_loss']}, "
               f"{summary['images_per_second'] or 0:.0f} images/s, run folder "
               f"{summary['run_dir']}")
+        if summary["eval"]:
+            print("eval: " + ", ".join(f"{k} {v:.4f}" for k, v in summary["eval"].items()
+                                       if not k.endswith("_std")))
         if summary["error"]:
             print(f"error: {summary['error']}", file=sys.stderr)
     return 0 if summary["status"] in ("completed", "cancelled") else 1
+
+
+def _protocol_list(text: str) -> list[str]:
+    return [p.strip() for p in text.split(",") if p.strip()]
+
+
+def cmd_eval(studio, args) -> int:
+    from tqdm import tqdm
+
+    from engine.errors import SpecError
+
+    if (args.job is None) == (args.baseline is None):
+        raise SpecError("eval needs either --job ID or --baseline pixels|random")
+    if args.baseline is not None and not args.dataset:
+        raise SpecError("--baseline needs --dataset (a labelled image dataset, e.g. digits)")
+    protocols = _protocol_list(args.protocol)
+    known = [p["name"] for p in studio.protocols()]
+    for protocol in protocols or [""]:
+        if protocol not in known:  # all checked before the first one runs
+            raise SpecError(f"unknown protocol {protocol!r}; choose one of: {', '.join(known)}")
+    rows, figures = [], {}
+    for protocol in protocols:
+        bar = tqdm(total=100, file=sys.stderr, desc=protocol, dynamic_ncols=True,
+                   bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
+
+        def on_progress(fraction: float, text: str, bar=bar) -> None:
+            bar.n = round(100 * fraction)
+            bar.set_postfix_str(text)
+
+        if args.job is not None:
+            row = studio.evaluate(args.job, protocol, args.dataset, on_progress=on_progress)
+        else:
+            row = studio.evaluate_baseline(args.baseline, args.dataset, args.backbone,
+                                           protocol, args.image_size, on_progress=on_progress)
+        bar.close()
+        rows.append(row)
+        figures.update(row["figures"])
+    subject = (f"job {args.job}" if args.job is not None else
+               f"baseline {args.baseline}" + ("" if args.baseline == "pixels"
+                                               else f" ({args.backbone})"))
+    if args.json:
+        print(json.dumps({"job_id": args.job, "baseline": args.baseline,
+                          "dataset": rows[0]["dataset"], "eval": figures,
+                          "evaluations": rows}))
+    else:
+        print(f"{subject} on {rows[0]['dataset']}: " + ", ".join(
+            f"{k} {v:.4f}" for k, v in figures.items() if not k.endswith("_std")))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,6 +197,25 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="any other setting of the method (see the Train tab)")
+    train.add_argument("--eval", default="", metavar="PROTOCOLS",
+                       help="evaluations to run when the job completes, comma-separated "
+                            "(knn,linear,fewshot,finetune); the JSON summary gains `eval`")
+    train.add_argument("--eval-dataset", dest="eval_dataset", default=None,
+                       help="labelled dataset for --eval (default: the training dataset)")
+    evaluate = sub.add_parser("eval", parents=[common],
+                              help="evaluate a finished job, or a baseline")
+    evaluate.add_argument("--job", type=int, help="the job to evaluate (its last checkpoint)")
+    evaluate.add_argument("--baseline", choices=["pixels", "random"],
+                          help="evaluate a baseline instead of a job")
+    evaluate.add_argument("--protocol", default="knn,linear",
+                          help="knn, linear, fewshot or finetune; several comma-separated "
+                               "(default: knn,linear)")
+    evaluate.add_argument("--dataset", help="labelled dataset (default for a job: its eval "
+                                            "dataset, else its training dataset)")
+    evaluate.add_argument("--backbone", default="resnet18",
+                          help="architecture of the random baseline (default resnet18)")
+    evaluate.add_argument("--image-size", dest="image_size", type=int, default=32,
+                          help="image size of a baseline, in pixels (default 32)")
     return parser
 
 
@@ -151,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         studio = Studio(args.home)
         command = {"methods": cmd_methods, "datasets": cmd_datasets, "jobs": cmd_jobs,
-                   "train": cmd_train}[args.command]
+                   "train": cmd_train, "eval": cmd_eval}[args.command]
         return command(studio, args)
     except (SpecError, DatasetError, JobError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

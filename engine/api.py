@@ -125,6 +125,10 @@ class Studio:
             raise SpecError(f"batch_size {config.batch_size} is larger than the "
                             f"{info['num_train']} training images of {spec.dataset}; use at "
                             f"most {info['num_train']}")
+        if spec.evals or spec.eval_dataset:
+            from engine.evaluation.runner import check_request
+
+            check_request(spec.method, spec.evals, spec.eval_dataset, spec.dataset)
         return spec, config
 
     def _create(self, spec: TrainSpec, config: TrainConfig, **fields: Any) -> int:
@@ -161,7 +165,7 @@ class Studio:
                 "first_loss": self.store.first_metric(job_id, "loss"),
                 "final_loss": job["last_loss"], "images_per_second": job["images_per_second"],
                 "duration_s": job["duration_s"], "run_dir": job["run_dir"],
-                "error": job["error"]}
+                "error": job["error"], "eval": self.eval_figures(job_id)}
 
     def jobs(self) -> list[dict[str, Any]]:
         return [job_to_dict(j, with_config=False) for j in self.store.list_jobs()]
@@ -208,6 +212,60 @@ class Studio:
         if not self.store.transition(job["id"], RESUMABLE_STATUSES, **fields):
             raise JobError(f"job {job_id} changed state meanwhile; try again")
         return job["id"]
+
+    # ---- evaluation ---------------------------------------------------------------------
+    def protocols(self) -> list[dict[str, str]]:
+        """The evaluation protocols: [{"name", "description"}, ...]."""
+        from engine.evaluation import PROTOCOLS
+
+        return [{"name": k, "description": v} for k, v in PROTOCOLS.items()]
+
+    def evaluate(self, job_id: int, protocol: str, dataset: str | None = None,
+                 on_progress: Callable[[float, str], None] | None = None,
+                 params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Evaluate a finished job's latest checkpoint with `protocol` (knn, linear, fewshot,
+        finetune) on a labelled `dataset` (default: its eval dataset, else its training
+        dataset). The result is stored (with the matching pixels and random baselines when
+        missing) and returned: {"id", "job_id", "protocol", "dataset", "params", "results",
+        "figures", "created_at"}. `on_progress(fraction, text)` reports progress."""
+        from engine.evaluation.runner import evaluate_job
+
+        return evaluate_job(self.home, self.store, int(job_id), protocol, dataset, params,
+                            on_progress)
+
+    def evaluate_baseline(self, baseline: str, dataset: str, backbone: str = "resnet18",
+                          protocol: str = "knn", image_size: int = 32,
+                          on_progress: Callable[[float, str], None] | None = None,
+                          params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Evaluate a baseline: "pixels" (raw pixels at `image_size`) or "random" (`backbone`
+        at random initialisation) with `protocol` on `dataset`; stored and returned."""
+        from engine.evaluation.runner import evaluate_baseline
+
+        return evaluate_baseline(self.home, self.store, baseline, dataset, protocol, backbone,
+                                 int(image_size), params, on_progress)
+
+    def evaluations(self, job_id: int | None = None) -> list[dict[str, Any]]:
+        """Stored evaluations of a job (or every one, baselines included, when None)."""
+        from engine.evaluation.runner import evaluation_to_dict
+
+        if job_id is not None:
+            self.job(job_id)  # a JobError names an unknown id
+        return [evaluation_to_dict(r)
+                for r in self.store.evaluations(None if job_id is None else int(job_id))]
+
+    def eval_figures(self, job_id: int) -> dict[str, float]:
+        """A job's headline figures, e.g. {"knn_top1": 0.93, "linear_top1": 0.95}."""
+        from engine.evaluation.runner import job_figures
+
+        return job_figures(self.store, int(job_id))
+
+    def leaderboard(self) -> list[dict[str, Any]]:
+        """One row per evaluated job and dataset, and per baseline, with their figures
+        (knn_top1, knn_top5, linear_top1, fewshot_Nshot, finetune_Npct[_scratch]), read from
+        the store: nothing is recomputed."""
+        from engine.evaluation.runner import leaderboard
+
+        return leaderboard(self.store)
 
     # ---- background ---------------------------------------------------------------------
     def recover(self) -> list[int]:

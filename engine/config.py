@@ -54,6 +54,10 @@ class TrainConfig:
     log_every: int = param(1, "Write the loss and learning rate every N steps.", min=1)
     checkpoint_every: int = param(100, "Save a resumable checkpoint every N steps (and always "
                                   "at the end or on Stop).", min=1)
+    health_every: int = param(25, "Every N steps (and at the last), log collapse metrics of the "
+                              "encoder on a fixed batch: embedding std (near 1/sqrt(d) when "
+                              "healthy, 0 when collapsed), effective rank, alignment and "
+                              "uniformity. 0 turns them off.", min=0)
 
     # Per-preset overrides: "quick" runs in minutes on a laptop CPU, "paper" is the recipe of
     # the method's paper. Subclasses fill these in.
@@ -69,9 +73,19 @@ class TrainSpec:
     preset: str = "quick"
     seed: int = 0
     params: dict[str, Any] = field(default_factory=dict)  # overrides of config fields
+    # Evaluation protocols to run when the job completes (engine.evaluation.PROTOCOLS), on
+    # `eval_dataset` (default: the training dataset). Left out of `to_dict` when unset, so
+    # specs written before these fields existed read back the same.
+    evals: list[str] = field(default_factory=list)
+    eval_dataset: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        if not out["evals"]:
+            del out["evals"]
+        if out["eval_dataset"] is None:
+            del out["eval_dataset"]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainSpec":

@@ -21,6 +21,7 @@ from accelerate import Accelerator
 
 from engine import checkpoints
 from engine.config import TrainConfig, TrainSpec
+from engine.evaluation.health import HealthProbe
 from engine.methods.base import SSLMethod, TrainData
 from engine.optim import build_optimizer, warmup_cosine
 from engine.registry import get_method
@@ -78,6 +79,10 @@ def run_job(spec: TrainSpec, config: TrainConfig, run_dir: Path, sink: Sink,
     method = build_method(spec, config, data).to(device)
     if method.channels_last:
         method = method.to(memory_format=torch.channels_last)
+    # Collapse/health metrics on a fixed batch every `health_every` steps (image methods only).
+    health = None
+    if config.health_every > 0 and accelerator.is_main_process:
+        health = HealthProbe.for_method(type(method), tensors, config.image_size)
     optimizer = build_optimizer(method, config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(config.warmup_steps, config.steps))
@@ -129,10 +134,14 @@ def run_job(spec: TrainSpec, config: TrainConfig, run_dir: Path, sink: Sink,
             timed_seconds += seconds
         first_loss = loss_value if first_loss is None else first_loss
         final_loss = loss_value
-        if step % config.log_every == 0 or step == config.steps:
+        health_now = health is not None and (step % config.health_every == 0
+                                             or step == config.steps)
+        if step % config.log_every == 0 or step == config.steps or health_now:
             values = {"loss": loss_value, "lr": lr,
                       "images_per_second": config.batch_size / max(seconds, 1e-9)}
             values.update({k: float(v) for k, v in logs.items()})
+            if health_now:
+                values.update(health(accelerator.unwrap_model(model)))
             sink.metrics(step, values)
         if step % config.checkpoint_every == 0 and step < config.steps:
             _save(accelerator, model, optimizer, scheduler, sampler, run_dir, step, sink)

@@ -112,6 +112,12 @@ def run_worker(home: Home, job_id: int,
                       images_per_second=result.images_per_second)
         if result.final_loss is not None:
             fields["last_loss"] = result.final_loss
+        if result.status == "completed" and spec.evals:
+            # Still `running` (heartbeat on) while the chosen evaluations run and are stored.
+            from engine.evaluation.runner import run_end_of_job
+
+            fields.update(run_end_of_job(home, store, job_id, spec.evals, spec.eval_dataset,
+                                         stop.is_set))
     except NonFiniteLoss as exc:
         sink._points.clear()  # keep nothing logged at or after the bad step
         sink.flush()

@@ -15,6 +15,7 @@ import gradio as gr
 
 from webapp.figures import (ACTIVE_STATUSES, RESUMABLE_STATUSES, TERMINAL_STATUSES,
                             CurvePanel, empty_curves, message, poll)
+from webapp.data_panel import DataPanel
 from webapp.forms import ParamForm, clean_value, overrides
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ class TrainTab:
         self.methods = {m["name"]: m for m in studio.methods()}
         self.forms = {name: studio.method_form(name, "quick") for name in self.methods}
         self.form = ParamForm(self.forms)
+        self.data_panel = DataPanel(studio)
 
     # ---- layout ------------------------------------------------------------------------
     def build(self) -> None:
@@ -109,6 +111,7 @@ class TrainTab:
                 self.dataset = gr.Dropdown(dataset_choices(datasets, info["modality"]),
                                            value=pick_dataset(datasets, info["modality"], None),
                                            label="Dataset")
+                self.data_panel.build()
                 with gr.Row():
                     self.backbone = gr.Dropdown(backbone["choices"] or [backbone["default"]],
                                                 value=backbone["default"], label="Backbone",
@@ -156,6 +159,8 @@ class TrainTab:
         self.resume_btn.click(self.resume, [self.panel.curves], [self.note, *self.follow_outputs],
                               **private)
         self.panel.wire()
+        self.data_panel.wire(self.dataset, self.method, lambda method: dataset_choices(
+            self.studio.datasets(), self.methods[method]["modality"]))
         demo.load(self.on_load, None, self.follow_outputs, show_progress="hidden", **private)
 
     # ---- handlers ----------------------------------------------------------------------

@@ -44,8 +44,7 @@ class RotationConfig(TrainConfig):
         # 0.1, weight decay 5e-4, 100 epochs of 50k images (here a cosine decay instead of the
         # paper's steps at epochs 30, 60, 80).
         "paper": dict(steps=39_100, batch_size=128, lr=0.1, optimizer="sgd", weight_decay=5e-4,
-                      warmup_steps=0, image_size=32, crop_scale_min=0.75, precision="fp32",
-                      checkpoint_every=1000),
+                      warmup_steps=0, image_size=32, crop_scale_min=0.75, checkpoint_every=1000),
     }
 
 

@@ -246,3 +246,25 @@ def test_the_webapp_imports_no_torch():
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=os.path.dirname(
         os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+
+def test_add_dataset_handler(tmp_path):
+    import zipfile
+
+    from engine.api import Studio
+    from tests.engine.data.test_user_images import _png
+    from webapp.data_panel import add_dataset
+
+    studio = Studio(tmp_path / "home")
+    archive = tmp_path / "upload.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for i in range(3):
+            zf.writestr(f"a/{i}.png", _png((255, 0, 0)))
+            zf.writestr(f"b/{i}.png", _png((0, 255, 0)))
+        zf.writestr("a/bad.png", b"broken")
+    name, note = add_dataset(studio, str(archive), "", "uploaded")
+    assert name == "uploaded" and "Skipped 1" in note and "ps-ok" in note
+    name, note = add_dataset(studio, None, str(tmp_path / "nowhere"), "x")
+    assert name is None and "does not exist" in note and "ps-error" in note
+    name, note = add_dataset(studio, None, "", "x")
+    assert name is None and "Upload a .zip" in note

@@ -1,0 +1,217 @@
+"""CLIP: contrastive image-text pretraining.
+
+Radford et al. 2021, "Learning Transferable Visual Models From Natural Language Supervision"
+(arXiv:2103.00020). An image encoder and a text encoder map matched pairs close together and
+mismatched pairs of the batch apart (symmetric InfoNCE, learned temperature). Class names put
+into prompt templates then classify images with no labelled training: zero-shot.
+
+The model is transformers' `CLIPModel` built from small configs; a run's `pretrained/` folder
+holds it with a `CLIPProcessor`, so `pipeline("zero-shot-image-classification", model=...)`
+loads it. Some colour-shape combinations of `shapes` are held out of training, and zero-shot
+accuracy is measured on test images of exactly those combinations: generalisation, not memory.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+
+from engine.config import TrainConfig, param
+from engine.data.tokenizers import load_or_train
+from engine.errors import DatasetError, SpecError
+from engine.losses.clip import clamp_logit_scale_, clip_loss
+from engine.methods._text import StepCounter
+from engine.methods.base import MethodCard, SSLMethod, TrainData
+from engine.models.text import TEXT_SIZES, text_dims
+from engine.registry import register_method
+
+# Prompt templates; a class's text embedding is the mean over them (the paper's ensembling).
+TEMPLATES = ("a {}", "a small {}", "a medium {}", "a large {}", "a {} on a plain background",
+             "a {} on a striped background")
+CHANCE_NOTE = "chance is 1 / number of classes (0.1 on shapes)"
+
+
+def held_out(shape: str, colour: str, shape_names, colour_names) -> bool:
+    """One colour per shape never seen in training (10 of the 80 combinations on shapes)."""
+    return colour == colour_names[(3 * list(shape_names).index(shape)) % len(colour_names)]
+
+
+@dataclass
+class CLIPTrainConfig(TrainConfig):
+    backbone: str = param("mini", "Size of both towers: tiny (128 wide, 2 layers), mini (256, "
+                          "4), small (512, 4), base (768, 12).", choices=sorted(TEXT_SIZES),
+                          main=True)
+    depth: int = param(0, "Layers of each tower; 0 keeps the size's standard number.", min=0)
+    patch_size: int = param(4, "ViT patch side in pixels; image_size must be a multiple.",
+                            min=1, main=True)
+    projection_dim: int = param(128, "Size of the shared image-text embedding space.", min=8)
+    context_length: int = param(32, "Caption tokens (longer captions are cut).", min=8, max=512)
+    vocab_size: int = param(8000, "Tokenizer vocabulary, trained on the training captions "
+                            "(a small corpus gives a smaller one).", min=128, max=65536)
+    logit_scale_init: float = param(2.6592, "Initial log of the inverse temperature "
+                                    "(log(1/0.07), the paper's); clamped at log(100) after "
+                                    "every step.", min=0.0, max=4.6052)
+    zero_shot_every: int = param(25, "Measure held-out zero-shot accuracy every N steps (and "
+                                 "at the last step).", min=1)
+
+    PRESETS = {
+        "quick": dict(steps=300, batch_size=128, lr=1e-3, image_size=32, warmup_steps=20,
+                      weight_decay=0.1, checkpoint_every=100, precision="fp32"),
+        # Paper, section 2.5 and table 20 (ViT-B/32): 224 px, batch 32,768, AdamW lr 5e-4,
+        # weight decay 0.2, 2k warmup steps, 32 epochs of 400M pairs, 49k BPE, 76 tokens.
+        "paper": dict(backbone="base", image_size=224, patch_size=32, batch_size=32_768,
+                      lr=5e-4, weight_decay=0.2, warmup_steps=2000, steps=390_000,
+                      projection_dim=512, context_length=77, vocab_size=49_408,
+                      checkpoint_every=5000),
+    }
+
+
+@register_method("clip")
+class CLIP(SSLMethod):
+    description = "Image-text contrastive: match images to their captions (Radford et al. 2021)"
+    paper = "arXiv:2103.00020"
+    modality = "image-text"
+    default_dataset = "shapes"
+    Config = CLIPTrainConfig
+    card = MethodCard(
+        title="CLIP", authors="Radford, Kim, Hallacy, Ramesh, Goh, Agarwal, Sastry, Askell, "
+                              "Mishkin, Clark, Krueger, Sutskever", year=2021,
+        paper="arXiv:2103.00020",
+        idea="Train an image encoder and a text encoder together so that each image lands "
+             "next to its own caption and away from the other captions in the batch. Words "
+             "then act as classifiers: the class whose description is nearest wins.",
+        good_at="Zero-shot classification and image-text retrieval with no labels; features "
+                "that follow the concepts the captions name.",
+        hyperparameters="Batch size (more negatives); temperature (learned, clamped at 100); "
+                        "caption quality and variety; the prompt templates used at test time.")
+
+    @classmethod
+    def check_config(cls, config: CLIPTrainConfig) -> None:
+        if config.image_size % config.patch_size:
+            raise SpecError(f"image_size {config.image_size} is not a multiple of patch_size "
+                            f"{config.patch_size}; pick sizes that divide")
+
+    @classmethod
+    def load_data(cls, dataset: str, config: CLIPTrainConfig, run_dir: Path | None = None,
+                  cache_dir: Path | None = None) -> TrainData:
+        from engine.data import shapes
+        from engine.data.datasets import load_dataset
+
+        train = load_dataset(dataset, "train", config.image_size, cache_dir=cache_dir)
+        test = load_dataset(dataset, "test", config.image_size, cache_dir=cache_dir)
+        if not train.captions:
+            raise DatasetError(f"{dataset!r} has no captions; CLIP trains on image-caption pairs")
+        colours = list(shapes.PALETTE)
+
+        def unseen(ds) -> Tensor:
+            if not ds.factors or "color" not in ds.factors:
+                return torch.zeros(len(ds), dtype=torch.bool)
+            return torch.tensor([held_out(ds.class_names[label], colour, ds.class_names, colours)
+                                 for label, colour in zip(ds.labels.tolist(), ds.factors["color"])])
+
+        keep = ~unseen(train)
+        captions = [c for c, k in zip(train.captions, keep.tolist()) if k]
+        tokenizer = load_or_train(run_dir, "clip", captions, config.vocab_size,
+                                  config.context_length)
+        tokens = tokenizer(captions, padding="max_length", truncation=True,
+                           max_length=config.context_length, return_tensors="pt")
+        evaluate = unseen(test) if unseen(test).any() else torch.ones(len(test), dtype=torch.bool)
+        info = {"vocab_size": len(tokenizer), "tokenizer": tokenizer,
+                "class_names": list(test.class_names),
+                "zero_shot_images": test.images[evaluate], "zero_shot_labels": test.labels[evaluate]}
+        return TrainData({"images": train.images[keep], "input_ids": tokens["input_ids"],
+                          "attention_mask": tokens["attention_mask"]}, info)
+
+    def __init__(self, config: CLIPTrainConfig, data_info: dict | None = None) -> None:
+        super().__init__(config, data_info)
+        self.check_config(config)
+        self.tokenizer = tokenizer = self.data_info.get("tokenizer")
+        hidden, layers, heads = text_dims(config.backbone, config.depth)
+        tower = dict(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                     intermediate_size=4 * hidden)
+        special = {} if tokenizer is None else dict(
+            # CLIP pools the text at the first eos: it must be the tokenizer's real end token.
+            eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id,
+            pad_token_id=tokenizer.pad_token_id)
+        self.model = CLIPModel(CLIPConfig(
+            text_config=dict(vocab_size=self.data_info["vocab_size"],
+                             max_position_embeddings=config.context_length, **special, **tower),
+            vision_config=dict(image_size=config.image_size, patch_size=config.patch_size,
+                               **tower),
+            projection_dim=config.projection_dim, logit_scale_init_value=config.logit_scale_init))
+        self.register_buffer("mean", torch.tensor(OPENAI_CLIP_MEAN)[:, None, None], persistent=False)
+        self.register_buffer("std", torch.tensor(OPENAI_CLIP_STD)[:, None, None], persistent=False)
+        self.class_names = list(self.data_info.get("class_names", []))
+        if "zero_shot_images" in self.data_info:
+            self.register_buffer("zero_shot_images", self.data_info["zero_shot_images"],
+                                 persistent=False)
+            self.register_buffer("zero_shot_labels", self.data_info["zero_shot_labels"],
+                                 persistent=False)
+        self.counter = StepCounter()
+
+    def pixels(self, images: Tensor) -> Tensor:
+        """uint8 (B, 3, H, W) -> float normalised with CLIP's mean and std (as the processor)."""
+        return (images.float() / 255.0 - self.mean) / self.std
+
+    def training_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                         pixel_values=self.pixels(batch["images"]))
+        # image_embeds, text_embeds: (B, projection_dim)
+        loss = clip_loss(out.image_embeds, out.text_embeds, self.model.logit_scale)
+        logs = {"temperature": (-self.model.logit_scale.detach()).exp()}
+        step = self.counter.next_step
+        if (step % self.config.zero_shot_every == 0 or step == self.config.steps) \
+                and hasattr(self, "zero_shot_images"):
+            logs["zero_shot_acc"] = self.zero_shot_accuracy()
+        return loss, logs
+
+    def after_step(self, step: int, total_steps: int) -> None:
+        clamp_logit_scale_(self.model.logit_scale)
+        self.counter.set(step)
+
+    @torch.no_grad()
+    def class_embeddings(self, class_names: list[str], templates=TEMPLATES) -> Tensor:
+        """(C, projection_dim): each class's prompts embedded, normalised, averaged, normalised."""
+        prompts = [t.format(name) for name in class_names for t in templates]
+        device = self.model.logit_scale.device
+        tokens = self.tokenizer(prompts, padding=True, truncation=True,
+                                max_length=self.config.context_length, return_tensors="pt").to(device)
+        text = self.model.get_text_features(**tokens)
+        text = text if isinstance(text, Tensor) else text.pooler_output
+        text = torch.nn.functional.normalize(text.float(), dim=-1)
+        text = text.view(len(class_names), len(templates), -1).mean(dim=1)  # (C, D)
+        return torch.nn.functional.normalize(text, dim=-1)
+
+    @torch.no_grad()
+    def zero_shot_accuracy(self, batch_size: int = 256) -> Tensor:
+        was_training = self.model.training
+        self.model.eval()
+        classes = self.class_embeddings(self.class_names)
+        correct = 0
+        for start in range(0, len(self.zero_shot_images), batch_size):
+            images = self.embed(self.zero_shot_images[start:start + batch_size])
+            predicted = (images @ classes.T).argmax(dim=1)
+            correct += int((predicted == self.zero_shot_labels[start:start + batch_size]).sum())
+        self.model.train(was_training)
+        return torch.tensor(correct / max(len(self.zero_shot_images), 1))
+
+    @torch.no_grad()
+    def embed(self, images: Tensor) -> Tensor:
+        """(B, 3, H, W) uint8 -> (B, projection_dim) normalised image embeddings."""
+        features = self.model.get_image_features(pixel_values=self.pixels(images))
+        features = features if isinstance(features, Tensor) else features.pooler_output
+        return torch.nn.functional.normalize(features.float(), dim=-1)
+
+    def export(self, out_dir: Path) -> None:
+        folder = out_dir / "pretrained"
+        self.model.save_pretrained(folder)
+        if self.tokenizer is not None:
+            size = self.config.image_size
+            image_processor = CLIPImageProcessor(
+                size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+            CLIPProcessor(image_processor=image_processor,
+                          tokenizer=self.tokenizer).save_pretrained(folder)

@@ -1,0 +1,190 @@
+"""Jigsaw puzzles: put nine shuffled tiles of an image back in order.
+
+Noroozi & Favaro 2016, "Unsupervised Learning of Visual Representations by Solving Jigsaw
+Puzzles" (ECCV 2016, arXiv:1603.09246). A crop of the image is cut into a 3x3 grid of cells and
+a tile is taken at a random place inside each cell, so the tiles are separated by a random gap
+and their edges do not line up (section 3.3: no shortcut through edge continuity). The tiles
+are shuffled by one permutation from a fixed set, each tile goes through the same encoder
+(the "context-free network": no tile sees another before the last layers), and the
+concatenated tile features classify which permutation was used. The permutation set is chosen
+to make the puzzles unambiguous (section 3.2, Algorithm 1): far apart in Hamming distance.
+"""
+from __future__ import annotations
+
+import functools
+import itertools
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from engine.config import TrainConfig, param
+from engine.data.views import _to_unit, make_views, IMAGENET_MEAN, IMAGENET_STD
+from engine.errors import SpecError
+from engine.methods.base import MethodCard, SSLMethod
+from engine.models.heads import ProjectionHead
+from engine.models.resnet import build_resnet
+from engine.registry import register_method
+
+GRID = 3
+NUM_TILES = GRID * GRID
+
+
+@functools.lru_cache(maxsize=4)
+def _greedy_permutations(count: int, seed: int) -> Tensor:
+    every = torch.tensor(list(itertools.permutations(range(NUM_TILES))), dtype=torch.uint8)
+    columns = every.T.contiguous()  # (9, 9!): one row per tile position, cheap to compare
+
+    def distances(index: int) -> Tensor:  # Hamming distance of every permutation to one
+        return (columns != columns[:, index:index + 1]).sum(dim=0, dtype=torch.int32)
+
+    first = int(torch.randint(len(every), (1,), generator=torch.Generator().manual_seed(seed)))
+    chosen = [first]
+    min_dist = distances(first)
+    sum_dist = min_dist.clone()
+    for _ in range(count - 1):
+        # Farthest point first; among those, the largest total distance (the paper's criterion).
+        best = int((min_dist.long() * 1_000_000 + sum_dist).argmax())
+        chosen.append(best)
+        new = distances(best)
+        torch.minimum(min_dist, new, out=min_dist)
+        sum_dist += new
+    return every[chosen].long()
+
+
+def jigsaw_permutations(count: int = 100, seed: int = 0) -> Tensor:
+    """(count, 9) permutations of the tiles, chosen greedily from all 9! (section 3.2).
+
+    Each new permutation maximises its minimum Hamming distance to those already chosen (ties
+    broken by the largest sum of distances, Algorithm 1's criterion). 100 gives a minimum
+    pairwise distance of 6, 1000 gives 5. Deterministic for a given seed.
+    """
+    if not 2 <= count <= 10_000:
+        raise ValueError(f"count must be between 2 and 10000, got {count}")
+    return _greedy_permutations(count, seed).clone()
+
+
+def standardize(x: Tensor, eps: float = 1e-2) -> Tensor:
+    """Zero mean, unit std per image and channel of x (..., 3, H, W). The paper normalises
+    every tile on its own, so brightness and contrast differences between tiles give nothing
+    away; `eps` keeps flat tiles (a black corner of a digit) from blowing up their noise."""
+    mean = x.mean(dim=(-2, -1), keepdim=True)
+    std = x.std(dim=(-2, -1), keepdim=True)
+    return (x - mean) / (std + eps)
+
+
+@dataclass
+class JigsawConfig(TrainConfig):
+    backbone: str = param("resnet18", "Tile encoder: a torchvision ResNet trained from scratch "
+                          "(the paper used AlexNet); its trunk embeds whole images for "
+                          "evaluation.", choices=["resnet18", "resnet50"], main=True)
+    small_stem: bool = param(True, "Replace the 7x7 stride-2 stem and max pool by one 3x3 "
+                             "convolution: right for tiles under ~96 px.")
+    num_permutations: int = param(100, "Size of the permutation set, i.e. classes to choose "
+                                  "from. More is harder and (paper, table 3) transfers better "
+                                  "up to 1000; 100 keeps every pair at least 6 tiles apart.",
+                                  min=2, max=2000, main=True)
+    cell_size: int = param(75, "Side of each of the 3x3 grid cells in pixels; a random crop "
+                           "of the image is resized to 3 x cell_size. The paper: 75 (225 px "
+                           "crops). On small images this upsamples, so tiles stay big enough "
+                           "for a ResNet.", min=4)
+    tile_size: int = param(64, "Side of the tile taken at a random place inside each cell; "
+                           "cell_size - tile_size is the random gap that hides edge "
+                           "continuity (paper: 64 in 75).", min=4)
+    tile_dim: int = param(512, "Per-tile feature size after the shared fc6 layer (paper: 512).",
+                          min=8)
+    hidden_dim: int = param(4096, "Width of fc7, which sees all nine tiles (paper: 4096).",
+                            min=8)
+
+    PRESETS = {
+        # Digits at 32 px upsampled to 48 px puzzles of 14 px tiles; batch 32 (288 tiles).
+        "quick": dict(steps=200, batch_size=32, lr=1e-3, image_size=32, cell_size=16,
+                      tile_size=14, hidden_dim=1024, warmup_steps=10, weight_decay=5e-4,
+                      checkpoint_every=50),
+        # Paper, section 4: 350k iterations, batch 256, SGD lr 0.01 (cut 10x every 100k; a
+        # cosine here), 225 px crops of 256 px images, 64 px tiles in 75 px cells, 1000
+        # permutations (their best).
+        "paper": dict(steps=350_000, batch_size=256, lr=0.01, optimizer="sgd",
+                      weight_decay=5e-4, warmup_steps=0, image_size=256, small_stem=False,
+                      num_permutations=1000, cell_size=75, tile_size=64, hidden_dim=4096,
+                      checkpoint_every=5000),
+    }
+
+
+@register_method("jigsaw")
+class Jigsaw(SSLMethod):
+    description = "Pretext task: reorder 3x3 shuffled tiles, classify the permutation (Noroozi & Favaro 2016)"
+    paper = "arXiv:1603.09246"
+    Config = JigsawConfig
+    card = MethodCard(
+        title="Jigsaw puzzles", authors="Noroozi, Favaro", year=2016, paper="arXiv:1603.09246",
+        idea="Cut an image into nine tiles, shuffle them with one of a fixed set of "
+             "permutations and ask which one. Every tile goes through the same encoder alone, "
+             "so to solve the puzzle the encoder must recognise object parts and where they "
+             "belong.",
+        good_at="Learns part-level, spatial features without any augmentation recipe; a "
+                "classic pretext task that is easy to inspect. Weak on images whose tiles "
+                "look alike (textures, plain backgrounds), where the answer is ambiguous.",
+        hyperparameters="Number of permutations (more is harder; the set is chosen so "
+                        "puzzles differ in many tiles); tile size against cell size (the gap "
+                        "stops the net from matching edges); the tile side the encoder sees.")
+    channels_last = True
+
+    @classmethod
+    def check_config(cls, config: JigsawConfig) -> None:
+        if config.tile_size > config.cell_size:
+            raise SpecError(f"tile_size {config.tile_size} is larger than cell_size "
+                            f"{config.cell_size}; a tile must fit in its cell")
+
+    def __init__(self, config: JigsawConfig, data_info: dict | None = None) -> None:
+        super().__init__(config, data_info)
+        self.check_config(config)
+        # The puzzle is a random crop of the image (the paper's 225 of 256), resized to 3 cells.
+        self.views = make_views("mae", GRID * config.cell_size, crop_scale=(0.6, 1.0))
+        self.register_buffer("permutations", jigsaw_permutations(config.num_permutations))
+        self.encoder, feature_dim = build_resnet(config.backbone, config.small_stem)
+        self.tile_fc = nn.Sequential(nn.Linear(feature_dim, config.tile_dim), nn.ReLU(inplace=True))
+        self.classifier = ProjectionHead(NUM_TILES * config.tile_dim, config.hidden_dim,
+                                         config.num_permutations, num_layers=2)
+
+    def make_puzzles(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """uint8 (B, 3, H, W) -> shuffled standardised tiles (B, 9, 3, t, t), labels (B,)."""
+        cell, tile = self.config.cell_size, self.config.tile_size
+        batch = images.shape[0]
+        mean = torch.tensor(IMAGENET_MEAN, device=images.device)[:, None, None]
+        std = torch.tensor(IMAGENET_STD, device=images.device)[:, None, None]
+        puzzle = self.views(images) * std + mean  # (B, 3, 3c, 3c) back in [0, 1]
+        cells = puzzle.unfold(2, cell, cell).unfold(3, cell, cell)  # (B, 3, 3, 3, c, c)
+        cells = cells.permute(0, 2, 3, 1, 4, 5).reshape(batch * NUM_TILES, 3, cell, cell)
+        # A random tile position inside each cell, per tile.
+        offsets = torch.randint(0, cell - tile + 1, (2, batch * NUM_TILES), device=images.device)
+        steps = torch.arange(tile, device=images.device)
+        rows = (offsets[0, :, None] + steps)[:, :, None]  # (9B, t, 1)
+        cols = (offsets[1, :, None] + steps)[:, None, :]  # (9B, 1, t)
+        index = torch.arange(batch * NUM_TILES, device=images.device)[:, None, None]
+        tiles = cells[index, :, rows, cols]  # (9B, t, t, 3): advanced indices come first
+        tiles = standardize(tiles.permute(0, 3, 1, 2)).view(batch, NUM_TILES, 3, tile, tile)
+        labels = torch.randint(0, len(self.permutations), (batch,), device=images.device)
+        order = self.permutations[labels]  # (B, 9): slot i shows original tile order[i]
+        shuffled = tiles[torch.arange(batch, device=images.device)[:, None], order]
+        return shuffled, labels
+
+    def training_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        images = batch["images"]  # (B, 3, H, W) uint8
+        with torch.no_grad():
+            tiles, labels = self.make_puzzles(images)  # (B, 9, 3, t, t), (B,)
+        batch_size, _, _, tile, _ = tiles.shape
+        tiles = tiles.reshape(batch_size * NUM_TILES, 3, tile, tile)
+        if self.channels_last:
+            tiles = tiles.contiguous(memory_format=torch.channels_last)
+        features = self.tile_fc(self.encoder(tiles))  # (9B, tile_dim), one shared encoder
+        logits = self.classifier(features.reshape(batch_size, -1)).float()  # (B, P)
+        loss = F.cross_entropy(logits, labels)
+        accuracy = (logits.detach().argmax(dim=1) == labels).float().mean()
+        return loss, {"jigsaw_acc": accuracy}
+
+    @torch.no_grad()
+    def embed(self, images: Tensor) -> Tensor:
+        """Whole images through the tile encoder, standardised as the tiles were."""
+        return self.encoder(standardize(_to_unit(images))).float()
