@@ -27,7 +27,8 @@ def measure(name: str, preset: str, precision: str, steps: int, warmup: int = 3)
     """Seconds per optimizer step (median of `steps` after `warmup`)."""
     torch.manual_seed(0)
     config = build_config(get_method(name).Config, preset, {"precision": precision})
-    data = get_method(name).load_data("digits", config)
+    cls = get_method(name)
+    data = cls.load_data(cls.default_dataset, config)
     method = get_method(name)(config, data.info)
     if method.channels_last:
         method = method.to(memory_format=torch.channels_last)

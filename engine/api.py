@@ -74,6 +74,7 @@ class Studio:
             backbone = next(f for f in config_fields(cls.Config) if f["name"] == "backbone")
             out.append({"name": name, "description": cls.description, "paper": cls.paper,
                         "modality": cls.modality, "backbones": backbone["choices"] or [],
+                        "card": dataclasses.asdict(cls.card) if cls.card else None,
                         "presets": sorted(cls.Config.PRESETS)})
         return out
 

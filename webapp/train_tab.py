@@ -15,6 +15,7 @@ import gradio as gr
 
 from webapp.figures import (ACTIVE_STATUSES, RESUMABLE_STATUSES, TERMINAL_STATUSES,
                             CurvePanel, empty_curves, message, poll)
+from webapp.cards import card_markdown, cards_table
 from webapp.data_panel import DataPanel
 from webapp.forms import ParamForm, clean_value, overrides
 
@@ -112,6 +113,8 @@ class TrainTab:
                                            value=pick_dataset(datasets, info["modality"], None),
                                            label="Dataset")
                 self.data_panel.build()
+                with gr.Accordion("About this method", open=False):
+                    self.card = gr.Markdown(card_markdown(info))
                 with gr.Row():
                     self.backbone = gr.Dropdown(backbone["choices"] or [backbone["default"]],
                                                 value=backbone["default"], label="Backbone",
@@ -136,6 +139,9 @@ class TrainTab:
                 self.note = gr.HTML("", elem_classes=["ps-note"])
             with gr.Column(scale=3, min_width=480):
                 self.panel = CurvePanel(IDLE_TEXT, "train")
+        with gr.Accordion("Compare all methods", open=False):
+            gr.Dataframe(cards_table(list(self.methods.values())), interactive=False,
+                         wrap=True, column_widths=["9%", "6%", "8%", "42%", "35%"])
         self.timer = gr.Timer(POLL_S, active=False)
         self.follow_outputs = [*self.panel.outputs, self.timer, self.stop_btn, self.resume_btn]
 
@@ -144,6 +150,8 @@ class TrainTab:
         self.method.input(self.on_method, [self.method, self.dataset, self.preset],
                           [self.dataset, self.preset, self.backbone, *self.form.components],
                           **private)
+        self.method.input(lambda method: card_markdown(self.methods[method]), [self.method],
+                          [self.card], **private)
         self.preset.input(self.on_preset, [self.method, self.preset],
                           [self.backbone, *self.form.components], **private)
         # preprocess=False: the raw widget values go to the engine, which checks bounds and

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from engine.config import TrainConfig, param
-from engine.data.views import _to_unit, make_views, IMAGENET_MEAN, IMAGENET_STD
+from engine.data.views import IMAGENET_MEAN, IMAGENET_STD, make_views
 from engine.errors import SpecError
 from engine.methods.base import MethodCard, SSLMethod
 from engine.models.heads import ProjectionHead
@@ -72,6 +72,28 @@ def standardize(x: Tensor, eps: float = 1e-2) -> Tensor:
     mean = x.mean(dim=(-2, -1), keepdim=True)
     std = x.std(dim=(-2, -1), keepdim=True)
     return (x - mean) / (std + eps)
+
+
+def cut_tiles(puzzle: Tensor, tile: int) -> Tensor:
+    """(B, C, 3c, 3c) -> (B, 9, C, tile, tile): from each cell of the 3x3 grid (row-major), a
+    tile at a random position inside the cell, drawn per tile."""
+    batch, channels, side, _ = puzzle.shape
+    cell = side // GRID
+    cells = puzzle.unfold(2, cell, cell).unfold(3, cell, cell)  # (B, C, 3, 3, c, c)
+    cells = cells.permute(0, 2, 3, 1, 4, 5).reshape(batch * NUM_TILES, channels, cell, cell)
+    offsets = torch.randint(0, cell - tile + 1, (2, batch * NUM_TILES), device=puzzle.device)
+    steps = torch.arange(tile, device=puzzle.device)
+    rows = (offsets[0, :, None] + steps)[:, :, None]  # (9B, t, 1)
+    cols = (offsets[1, :, None] + steps)[:, None, :]  # (9B, 1, t)
+    index = torch.arange(batch * NUM_TILES, device=puzzle.device)[:, None, None]
+    tiles = cells[index, :, rows, cols]  # (9B, t, t, C): the advanced indices come first
+    return tiles.permute(0, 3, 1, 2).reshape(batch, NUM_TILES, channels, tile, tile)
+
+
+def shuffle_tiles(tiles: Tensor, orders: Tensor) -> Tensor:
+    """tiles (B, 9, ...) and orders (B, 9) -> (B, 9, ...) where slot i holds tile orders[b, i]."""
+    rows = torch.arange(tiles.shape[0], device=tiles.device)[:, None]
+    return tiles[rows, orders]
 
 
 @dataclass
@@ -150,25 +172,13 @@ class Jigsaw(SSLMethod):
 
     def make_puzzles(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """uint8 (B, 3, H, W) -> shuffled standardised tiles (B, 9, 3, t, t), labels (B,)."""
-        cell, tile = self.config.cell_size, self.config.tile_size
-        batch = images.shape[0]
         mean = torch.tensor(IMAGENET_MEAN, device=images.device)[:, None, None]
         std = torch.tensor(IMAGENET_STD, device=images.device)[:, None, None]
         puzzle = self.views(images) * std + mean  # (B, 3, 3c, 3c) back in [0, 1]
-        cells = puzzle.unfold(2, cell, cell).unfold(3, cell, cell)  # (B, 3, 3, 3, c, c)
-        cells = cells.permute(0, 2, 3, 1, 4, 5).reshape(batch * NUM_TILES, 3, cell, cell)
-        # A random tile position inside each cell, per tile.
-        offsets = torch.randint(0, cell - tile + 1, (2, batch * NUM_TILES), device=images.device)
-        steps = torch.arange(tile, device=images.device)
-        rows = (offsets[0, :, None] + steps)[:, :, None]  # (9B, t, 1)
-        cols = (offsets[1, :, None] + steps)[:, None, :]  # (9B, 1, t)
-        index = torch.arange(batch * NUM_TILES, device=images.device)[:, None, None]
-        tiles = cells[index, :, rows, cols]  # (9B, t, t, 3): advanced indices come first
-        tiles = standardize(tiles.permute(0, 3, 1, 2)).view(batch, NUM_TILES, 3, tile, tile)
-        labels = torch.randint(0, len(self.permutations), (batch,), device=images.device)
-        order = self.permutations[labels]  # (B, 9): slot i shows original tile order[i]
-        shuffled = tiles[torch.arange(batch, device=images.device)[:, None], order]
-        return shuffled, labels
+        tiles = standardize(cut_tiles(puzzle, self.config.tile_size))
+        labels = torch.randint(0, len(self.permutations), (images.shape[0],),
+                               device=images.device)
+        return shuffle_tiles(tiles, self.permutations[labels]), labels
 
     def training_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         images = batch["images"]  # (B, 3, H, W) uint8
@@ -187,4 +197,4 @@ class Jigsaw(SSLMethod):
     @torch.no_grad()
     def embed(self, images: Tensor) -> Tensor:
         """Whole images through the tile encoder, standardised as the tiles were."""
-        return self.encoder(standardize(_to_unit(images))).float()
+        return self.encoder(standardize(images.float() / 255)).float()

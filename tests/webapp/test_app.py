@@ -268,3 +268,16 @@ def test_add_dataset_handler(tmp_path):
     assert name is None and "does not exist" in note and "ps-error" in note
     name, note = add_dataset(studio, None, "", "x")
     assert name is None and "Upload a .zip" in note
+
+
+def test_method_cards(tmp_path):
+    from engine.api import Studio
+    from webapp.cards import card_markdown, cards_table
+
+    methods = Studio(tmp_path / "home").methods()
+    simclr = next(m for m in methods if m["name"] == "simclr")
+    text = card_markdown(simclr)
+    assert "SimCLR" in text and "2020" in text and "arxiv.org/abs/2002.05709" in text
+    table = cards_table(methods)
+    assert set(table["method"]) == {m["name"] for m in methods}
+    assert (table.loc[table["method"] == "mae", "year"] == 2021).all()

@@ -1,0 +1,106 @@
+"""One loader for the lenses: a run id, a local folder or a Hub id -> (model, processor).
+
+    model, processor = load("12", home=...)              # job 12's newest checkpoint
+    model, processor = load("/path/to/run_or_checkpoint")  # a run, checkpoint or model folder
+    model, processor = load("bert-base-uncased")         # the Hub, or its local cache offline
+
+A run folder resolves to `checkpoints/<LATEST>/pretrained/` (what the methods export with
+`save_pretrained`). Weights load with `use_safetensors=True` only. Whether the Hub can be
+reached is decided once per process (HF_HUB_OFFLINE, else a one-second connection attempt);
+offline, a Hub id loads from the local cache only and a missing one fails at once with one line,
+instead of huggingface_hub retrying for ~23 s.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+from engine.errors import DatasetError
+
+HUB_HOST = "huggingface.co"
+
+
+class HubError(DatasetError):
+    """A model cannot be found or loaded; the message says what to do."""
+
+
+# model_type -> the transformers class that loads the whole pretrained model (with its head)
+_MODEL_CLASSES = {
+    "clip": "CLIPModel", "bert": "BertForMaskedLM", "gpt2": "GPT2LMHeadModel",
+    "t5": "T5ForConditionalGeneration", "vit_mae": "ViTMAEForPreTraining",
+}
+_PROCESSOR_KINDS = {"clip": "processor", "bert": "tokenizer", "gpt2": "tokenizer",
+                    "t5": "tokenizer", "vit_mae": "image_processor", "vit": "image_processor"}
+
+
+@functools.lru_cache(maxsize=1)
+def hub_reachable(timeout_s: float = 1.0) -> bool:
+    """False when HF_HUB_OFFLINE is set or huggingface.co:443 does not answer (checked once)."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return False
+    try:
+        with socket.create_connection((HUB_HOST, 443), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def resolve_folder(source: str | os.PathLike, home: str | os.PathLike | None = None) -> Path | None:
+    """The model folder a run id or local path names, or None when `source` is neither."""
+    text = str(source).strip()
+    if text.isdigit():
+        from engine.home import Home
+
+        run_dir = Home.resolve(home).run_dir(int(text))
+        if not run_dir.exists():
+            raise HubError(f"no run folder for job {text} ({run_dir}); `python -m engine jobs` "
+                           "lists the jobs")
+        path = run_dir
+    else:
+        path = Path(text).expanduser()
+        if not path.exists():
+            return None
+    if (path / "config.json").exists():
+        return path
+    if (path / "pretrained" / "config.json").exists():
+        return path / "pretrained"
+    from engine import checkpoints
+
+    latest = checkpoints.latest(path)
+    if latest is not None and (latest / "pretrained" / "config.json").exists():
+        return latest / "pretrained"
+    raise HubError(f"{path} holds no transformers model (no config.json, pretrained/ or "
+                   "finished checkpoint); is the job still at its first step?")
+
+
+def load(source: str | os.PathLike, home: str | os.PathLike | None = None,
+         device: str = "cpu") -> tuple[Any, Any]:
+    """(model in eval mode, its processor or tokenizer) from a run id, folder or Hub id."""
+    import transformers
+    from transformers import AutoConfig
+
+    folder = resolve_folder(source, home)
+    local_only = folder is None and not hub_reachable()
+    name = str(folder) if folder is not None else str(source).strip()
+    options = {"local_files_only": True} if local_only or folder is not None else {}
+    try:
+        config = AutoConfig.from_pretrained(name, **options)
+    except OSError as exc:
+        if local_only:
+            raise HubError(f"{name!r} is not a run id, a folder, or a model in the local Hub "
+                           "cache, and the Hub cannot be reached (offline)") from None
+        raise HubError(f"cannot load {name!r}: {str(exc).splitlines()[0]}") from None
+    model_type = config.model_type
+    model_cls = getattr(transformers, _MODEL_CLASSES.get(model_type, "AutoModel"))
+    model = model_cls.from_pretrained(name, use_safetensors=True, **options).to(device).eval()
+    kind = _PROCESSOR_KINDS.get(model_type, "tokenizer")
+    auto = {"processor": transformers.AutoProcessor, "tokenizer": transformers.AutoTokenizer,
+            "image_processor": transformers.AutoImageProcessor}[kind]
+    try:
+        processor = auto.from_pretrained(name, **options)
+    except (OSError, ValueError, KeyError):
+        processor = None
+    return model, processor

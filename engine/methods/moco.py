@@ -1,0 +1,176 @@
+"""MoCo v2: momentum contrast with a queue of negatives.
+
+He, Fan, Wu, Xie, Girshick 2020, "Momentum Contrast for Unsupervised Visual Representation
+Learning" (CVPR 2020, arXiv:1911.05722), with the v2 changes of Chen, Fan, Girshick, He 2020,
+"Improved Baselines with Momentum Contrastive Learning" (arXiv:2003.04297): an MLP projection
+head, temperature 0.2, blur in the augmentation and a cosine learning-rate schedule.
+
+A query encoder (trained) and a key encoder (its momentum average, never trained by gradient)
+encode two views of each image; each query must pick its own key among the keys of the last
+`queue_size` images, held in a queue. The queue decouples the number of negatives from the batch
+size; the slowly moving key encoder keeps the keys in the queue consistent with each other.
+Shuffling BN (section 3.3) is simulated on one device by running batch norm on `bn_splits`
+separate chunks of the batch, with the keys shuffled across chunks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from engine.config import TrainConfig, param
+from engine.data.views import make_views, normalize
+from engine.errors import SpecError
+from engine.losses.infonce import info_nce_loss
+from engine.methods.base import MethodCard, SSLMethod
+from engine.models.ema import make_target, update_ema
+from engine.models.heads import ProjectionHead
+from engine.models.resnet import build_resnet
+from engine.registry import register_method
+
+
+@torch.no_grad()
+def enqueue(queue: Tensor, pointer: Tensor, keys: Tensor) -> None:
+    """Write `keys` (N, D) into the ring buffer `queue` (K, D) at `pointer` (a 1-element long
+    tensor), wrapping around the end, and advance the pointer by N modulo K. Any N works: when
+    N > K only the newest K keys survive, as if written one by one."""
+    size, count = queue.shape[0], keys.shape[0]
+    start = int(pointer)
+    if count > size:
+        start, keys = (start + count - size) % size, keys[-size:]
+    slots = (start + torch.arange(keys.shape[0], device=queue.device)) % size
+    queue[slots] = keys.to(queue.dtype)
+    pointer.fill_((int(pointer) + count) % size)
+
+
+def _gather(keys: Tensor) -> Tensor:
+    """Keys of every process (DDP), so the queue holds the whole global batch."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return keys
+    parts = [torch.empty_like(keys) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, keys)
+    return torch.cat(parts)
+
+
+@dataclass
+class MoCoConfig(TrainConfig):
+    backbone: str = param("resnet18", "Encoder: a torchvision ResNet trained from scratch.",
+                          choices=["resnet18", "resnet50"], main=True)
+    small_stem: bool = param(True, "Replace the 7x7 stride-2 stem and max pool by one 3x3 "
+                             "convolution: right for images under ~96 px.")
+    queue_size: int = param(65536, "Negatives kept in the queue (K). More negatives help, as "
+                            "long as the queue stays smaller than the dataset: older keys of "
+                            "the same image would otherwise act as negatives. Paper: 65536 "
+                            "for ImageNet; 4096 is usual for CIFAR.", min=1, main=True)
+    temperature: float = param(0.2, "InfoNCE temperature: 0.07 in MoCo v1, 0.2 in v2 (with "
+                               "the MLP head). Lower sharpens the softmax over negatives.",
+                               min=0.0, exclusive_min=True, main=True)
+    momentum: float = param(0.999, "Key-encoder momentum m: key = m * key + (1 - m) * query "
+                            "after every step. The paper finds 0.99-0.9999 fine and 0.9 or "
+                            "0 (no momentum) unstable; for short runs 0.99 lets the keys "
+                            "keep up.", min=0.0, max=1.0)
+    projection_dim: int = param(128, "Output size of the MLP head (the space the loss "
+                                "compares in).", min=2)
+    projection_hidden_dim: int = param(2048, "Hidden width of the MLP head (fc, ReLU, fc; no "
+                                       "batch norm in MoCo v2).", min=2)
+    bn_splits: int = param(8, "Batch norm runs on this many separate chunks of the batch "
+                           "(the 8 GPUs of the paper), keys shuffled across chunks: the "
+                           "one-device form of shuffling BN, which stops the model from "
+                           "recognising its positive key by batch statistics. 1 turns it "
+                           "off; batch_size must be a multiple.", min=1)
+
+    PRESETS = {
+        # Digits at 32 px, batch 64: see bench/train_step.py. The queue holds 16 batches,
+        # under one epoch of digits' 1437 training images, so no image is its own negative.
+        "quick": dict(steps=200, batch_size=64, lr=1e-3, image_size=32, warmup_steps=10,
+                      weight_decay=1e-4, queue_size=1024, momentum=0.99,
+                      projection_hidden_dim=512, bn_splits=2, checkpoint_every=50),
+        # MoCo v2 (arXiv:2003.04297): ImageNet, ResNet-50, batch 256 on 8 GPUs, SGD lr 0.03,
+        # weight decay 1e-4, cosine schedule, 200 epochs (800 for the best result), K 65536,
+        # m 0.999, t 0.2, MLP 2048 -> 128.
+        "paper": dict(backbone="resnet50", small_stem=False, image_size=224, steps=1_000_800,
+                      batch_size=256, lr=0.03, optimizer="sgd", weight_decay=1e-4,
+                      warmup_steps=0, queue_size=65536, momentum=0.999, temperature=0.2,
+                      projection_hidden_dim=2048, bn_splits=8, checkpoint_every=5000),
+    }
+
+
+@register_method("moco")
+class MoCo(SSLMethod):
+    description = "Contrastive: momentum key encoder and a queue of negatives, MoCo v2 (He et al. 2020)"
+    paper = "arXiv:2003.04297"
+    Config = MoCoConfig
+    card = MethodCard(
+        title="MoCo v2", authors="He, Fan, Wu, Xie, Girshick; Chen, Fan, Girshick, He", year=2020,
+        paper="arXiv:1911.05722, arXiv:2003.04297",
+        idea="Contrast each image's query against a long queue of keys from earlier batches "
+             "instead of only the current batch. The keys come from a slow momentum copy of "
+             "the encoder, so old and new keys in the queue stay comparable.",
+        good_at="Many negatives at a small batch size: contrastive learning on one modest "
+                "GPU (or a CPU) where SimCLR would need thousands of images per step.",
+        hyperparameters="Queue size (more negatives, but keep it below the dataset size); "
+                        "key momentum (higher is more consistent but slower to follow); "
+                        "temperature (0.2 with the MLP head); batch-norm splits against "
+                        "the cheat through batch statistics.")
+    channels_last = True
+
+    @classmethod
+    def check_config(cls, config: MoCoConfig) -> None:
+        if config.batch_size % config.bn_splits:
+            raise SpecError(f"batch_size {config.batch_size} is not a multiple of bn_splits "
+                            f"{config.bn_splits}; change one of them")
+
+    def __init__(self, config: MoCoConfig, data_info: dict | None = None) -> None:
+        super().__init__(config, data_info)
+        self.check_config(config)
+        self.views = make_views("simclr", config.image_size)
+        self.encoder, feature_dim = build_resnet(config.backbone, config.small_stem)
+        self.projection = ProjectionHead(feature_dim, config.projection_hidden_dim,
+                                         config.projection_dim, num_layers=2, batch_norm=False)
+        self.key_encoder = make_target(self.encoder)
+        self.key_projection = make_target(self.projection)
+        queue = F.normalize(torch.randn(config.queue_size, config.projection_dim), dim=1)
+        self.register_buffer("queue", queue)  # (K, projection_dim) unit keys, oldest at pointer
+        self.register_buffer("queue_pointer", torch.zeros(1, dtype=torch.long))
+        self._new_keys: Tensor | None = None  # enqueued by after_step
+
+    def _split_bn_forward(self, encoder: nn.Module, views: Tensor) -> Tensor:
+        """Encode in `bn_splits` chunks so each chunk gets its own batch-norm statistics."""
+        return torch.cat([encoder(chunk) for chunk in views.chunk(self.config.bn_splits)])
+
+    def training_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        images = batch["images"]  # (B, 3, H, W) uint8
+        with torch.no_grad():
+            query_views, key_views = self.views(images), self.views(images)  # (B, 3, S, S)
+        if self.channels_last:
+            query_views = query_views.contiguous(memory_format=torch.channels_last)
+            key_views = key_views.contiguous(memory_format=torch.channels_last)
+        queries = self.projection(self._split_bn_forward(self.encoder, query_views))  # (B, d)
+        with torch.no_grad():
+            # Shuffle so a key never shares batch-norm statistics with its own query.
+            shuffle = torch.randperm(images.shape[0], device=images.device)
+            keys = self._split_bn_forward(self.key_encoder, key_views[shuffle])
+            keys = self.key_projection(keys)[torch.argsort(shuffle)]  # unshuffled, (B, d)
+            keys = F.normalize(keys.float(), dim=1)
+        loss = info_nce_loss(queries, keys, self.queue, self.config.temperature)
+        self._new_keys = keys
+        with torch.no_grad():
+            q = F.normalize(queries.detach().float(), dim=1)
+            positive = (q * keys).sum(dim=1)  # (B,)
+            hardest_negative = (q @ self.queue.T).max(dim=1).values  # (B,)
+            accuracy = (positive > hardest_negative).float().mean()
+        return loss, {"contrastive_acc": accuracy}
+
+    def after_step(self, step: int, total_steps: int) -> None:
+        update_ema(self.key_encoder, self.encoder, self.config.momentum)
+        update_ema(self.key_projection, self.projection, self.config.momentum)
+        if self._new_keys is not None:
+            enqueue(self.queue, self.queue_pointer, _gather(self._new_keys))
+            self._new_keys = None
+
+    @torch.no_grad()
+    def embed(self, images: Tensor) -> Tensor:
+        return self.encoder(normalize(images)).float()

@@ -1,0 +1,129 @@
+"""DINO: crops through student and teacher, EMA, centre buffer, schedules, the ViT export."""
+import pytest
+import torch
+
+from engine.config import build_config
+from engine.methods.dino import DINO, DINOConfig, local_size, teacher_temperature
+from engine.models.ema import momentum_schedule
+from tests.conftest import TINY
+
+IMAGES = torch.randint(0, 255, (4, 3, 16, 16), dtype=torch.uint8)
+
+
+def _method(**params) -> DINO:
+    torch.manual_seed(0)
+    config = build_config(DINOConfig, "quick", dict(TINY, depth=1, out_dim=64,
+                                                    head_hidden_dim=32, bottleneck_dim=16,
+                                                    **params))
+    return DINO(config)
+
+
+def test_teacher_sees_global_crops_and_student_all_once_per_resolution():
+    method = _method(num_local_crops=3)
+    seen = {"student": [], "teacher": []}
+    for role in seen:
+        getattr(method, role).backbone.register_forward_hook(
+            lambda module, args, kwargs, out, role=role: seen[role].append(
+                tuple(kwargs["pixel_values"].shape)), with_kwargs=True)
+    loss, logs = method.training_step({"images": IMAGES})
+    local = local_size(method.config)
+    assert seen["teacher"] == [(8, 3, 16, 16)]  # 2 global crops x 4 images, in one pass
+    assert seen["student"] == [(8, 3, 16, 16), (12, 3, local, local)]  # one pass per resolution
+    assert torch.isfinite(loss) and logs["teacher_temperature"] == pytest.approx(0.04)
+    loss.backward()
+    assert all(p.grad is None for p in method.teacher.parameters())
+
+
+def test_centre_is_a_buffer_updated_with_momentum():
+    method = _method(center_momentum=0.9)
+    assert "center" in dict(method.named_buffers()) and "center" in method.state_dict()
+    captured = []
+    method.teacher.head.register_forward_hook(lambda m, a, out: captured.append(out.detach()))
+    method.training_step({"images": IMAGES})
+    expected = 0.1 * captured[0].float().mean(dim=0, keepdim=True)  # from a zero centre
+    assert torch.allclose(method.center, expected, atol=1e-6)
+
+
+def test_after_step_moves_the_teacher_by_the_cosine_schedule():
+    method = _method(teacher_momentum=0.9)
+    teacher_before = [p.clone() for p in method.teacher.parameters()]
+    loss, _ = method.training_step({"images": IMAGES})
+    loss.backward()
+    with torch.no_grad():
+        for p in method.student.parameters():
+            if p.grad is not None:
+                p.sub_(0.1 * p.grad.sign())
+    method.after_step(3, 10)
+    momentum = momentum_schedule(2, 10, 0.9)
+    for before, t, s in zip(teacher_before, method.teacher.parameters(),
+                            method.student.parameters()):
+        assert torch.allclose(t, momentum * before + (1 - momentum) * s, atol=1e-6)
+    assert int(method.steps_done) == 3
+
+
+def test_teacher_temperature_warms_up_linearly():
+    config = build_config(DINOConfig, "quick", {"warmup_teacher_temperature": 0.04,
+                                                "teacher_temperature": 0.07,
+                                                "warmup_teacher_temperature_steps": 31})
+    assert teacher_temperature(config, 0) == pytest.approx(0.04)
+    assert teacher_temperature(config, 15) == pytest.approx(0.055)
+    assert teacher_temperature(config, 30) == pytest.approx(0.07)
+    assert teacher_temperature(config, 200) == pytest.approx(0.07)
+
+
+def test_last_layer_frozen_at_first():
+    method = _method(freeze_last_layer_steps=1)
+    loss, _ = method.training_step({"images": IMAGES})
+    loss.backward()
+    assert method.student.head.last_direction.grad is None
+    assert method.student.head.mlp[0].weight.grad is not None
+    method.steps_done.fill_(1)
+    method.zero_grad()
+    method.training_step({"images": IMAGES})[0].backward()
+    assert method.student.head.last_direction.grad is not None
+
+
+def test_last_layer_rows_have_unit_norm():
+    head = _method().student.head
+    head.last_direction.data.mul_(torch.rand(head.last_direction.shape[0], 1) * 5)
+    features = torch.randn(3, head.mlp[0].in_features)
+    x = torch.nn.functional.normalize(head.mlp(features), dim=-1)
+    weight = head.last_direction / head.last_direction.norm(dim=1, keepdim=True)
+    assert torch.allclose(head(features), x @ weight.T, atol=1e-6)
+
+
+def test_resnet_backbone_trains_a_step():
+    method = _method(backbone="resnet18", num_local_crops=2, local_crop_size=8)
+    assert method.channels_last
+    loss, _ = method.training_step({"images": IMAGES})
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert method.embed(IMAGES).shape == (4, 512)
+
+
+def test_vit_export_loads_with_eager_attention(tmp_path):
+    from transformers import ViTModel
+
+    method = _method()
+    method.export(tmp_path)
+    model = ViTModel.from_pretrained(tmp_path / "pretrained", attn_implementation="eager",
+                                     use_safetensors=True).eval()
+    pixels = torch.randn(2, 3, 16, 16)
+    out = model(pixel_values=pixels, output_attentions=True)
+    tokens = (16 // method.config.patch_size) ** 2 + 1
+    assert len(out.attentions) == method.config.depth
+    assert out.attentions[-1].shape == (2, 3, tokens, tokens)  # vit-tiny: 3 heads
+    assert torch.allclose(out.attentions[-1].sum(dim=-1), torch.ones(2, 3, tokens), atol=1e-5)
+    # The exported network is the teacher, the one `embed` uses.
+    with torch.no_grad():
+        expected = method.teacher.backbone(pixel_values=pixels).last_hidden_state
+    assert torch.allclose(out.last_hidden_state, expected, atol=1e-5)
+
+
+def test_sizes_that_do_not_fit_the_patch_grid_are_refused():
+    from engine.errors import SpecError
+
+    with pytest.raises(SpecError, match="local_crop_size"):
+        DINO.check_config(build_config(DINOConfig, "quick", {"local_crop_size": 10}))
+    with pytest.raises(SpecError, match="image_size"):
+        DINO.check_config(build_config(DINOConfig, "quick", {"image_size": 30}))
