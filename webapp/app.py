@@ -12,6 +12,9 @@ import gradio as gr
 
 from webapp import endpoints
 from webapp.jobs_tab import JobsTab
+from webapp.lens_attention import AttentionTab
+from webapp.lens_reconstruct import ReconstructTab
+from webapp.lens_views import ViewsTab
 from webapp.train_tab import TrainTab
 
 TITLE = "Pretext Studio"
@@ -49,6 +52,9 @@ def launch_options() -> dict[str, Any]:
 TABS: list[tuple[str, str, type]] = [
     ("Train", "train", TrainTab),
     ("Jobs", "jobs", JobsTab),
+    ("Attention", "attention", AttentionTab),
+    ("MAE reconstruction", "reconstruct", ReconstructTab),
+    ("What the model sees", "views", ViewsTab),
 ]
 
 

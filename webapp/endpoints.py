@@ -6,7 +6,9 @@
     client.predict(job_id, api_name="/job")["status"]
 
 Every UI event (timer ticks, form refills, zoom) is registered with api_visibility="private",
-so this module is the whole public surface. A refused request raises `gr.Error` with the
+so this module is the whole public surface, with one exception: the lens tabs (`lens_*.py`)
+publish their own endpoints (`/attention`, `/reconstruct`, `/views`, ...), because their images
+need the components' file handling; `LENS_ENDPOINTS` lists them. A refused request raises `gr.Error` with the
 engine's message, which the client re-raises.
 """
 from __future__ import annotations
@@ -19,6 +21,8 @@ import gradio as gr
 
 ENDPOINTS = ("submit", "cancel", "resume", "jobs", "job", "metrics", "methods", "datasets",
              "method_form")
+# Published by the lens tabs (see webapp/lens_common.py), not registered here.
+LENS_ENDPOINTS = ("attention", "reconstruct", "views")
 
 
 def _user_errors(fn: Callable) -> Callable:

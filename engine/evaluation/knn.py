@@ -40,7 +40,9 @@ def knn_scores(bank: Tensor, bank_labels: Tensor, queries: Tensor, num_classes: 
         top_sim = torch.empty(chunk.shape[0], 0)
         top_idx = torch.empty(chunk.shape[0], 0, dtype=torch.long)
         for b0 in range(0, bank.shape[0], bank_chunk):
-            sim = chunk @ bank[b0:b0 + bank_chunk].T  # (q, b)
+            # float64 products rounded to float32: the same value whatever the chunk shapes
+            # (BLAS sums in a shape-dependent order), so chunking never changes a vote.
+            sim = (chunk.double() @ bank[b0:b0 + bank_chunk].double().T).float()  # (q, b)
             idx = torch.arange(b0, b0 + sim.shape[1]).expand_as(sim)
             sim, idx = torch.cat([top_sim, sim], 1), torch.cat([top_idx, idx], 1)  # (q, k + b)
             top_sim, pos = sim.topk(min(k, sim.shape[1]), dim=1)  # (q, k)

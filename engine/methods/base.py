@@ -95,3 +95,32 @@ class SSLMethod(nn.Module):
 
     def export(self, out_dir: Path) -> None:
         """Write artifacts other tools load as they are (e.g. `save_pretrained`); optional."""
+
+    @torch.no_grad()
+    def preview_views(self, images: Tensor) -> list[tuple[str, Tensor]]:
+        """What the model sees, for the `/views` lens: each kind of input this method builds
+        from `images` (uint8 (B, 3, H, W)) in training, as `(caption, uint8 (B, 3, h, w))`, made
+        by the same code `training_step` calls (the lens seeds torch's generator first).
+
+        The default fits methods whose `self.views` is one view maker (called twice, as for
+        two-view methods) or a pair of them (one call each); methods whose inputs are more than
+        augmented crops (multi-crop, masks, tiles, rotations, L channel) override it. Use
+        `views_to_uint8` for views normalised the studio's way (`make_views`, `normalize`).
+        """
+        views = getattr(self, "views", None)
+        if isinstance(views, (tuple, list)) and views and all(callable(v) for v in views):
+            return [(f"view {i + 1}", views_to_uint8(make(images)))
+                    for i, make in enumerate(views)]
+        if callable(views):
+            return [(f"view {i + 1}", views_to_uint8(views(images))) for i in range(2)]
+        raise NotImplementedError(f"{self.name or type(self).__name__} does not show its "
+                                  "views yet (it has no preview_views)")
+
+
+def views_to_uint8(views: Tensor) -> Tensor:
+    """Views normalised with the ImageNet mean and std (B, 3, h, w) -> uint8 pictures."""
+    from engine.data.views import IMAGENET_MEAN, IMAGENET_STD
+
+    mean = torch.tensor(IMAGENET_MEAN, device=views.device)[:, None, None]
+    std = torch.tensor(IMAGENET_STD, device=views.device)[:, None, None]
+    return (views.float() * std + mean).clamp(0, 1).mul(255).round().to(torch.uint8)

@@ -33,9 +33,10 @@ class BERTConfig(TextConfig):
                                      "masked together (harder, better for WordPiece).")
 
     PRESETS = {
-        # Captions at 64 tokens, batch 64, mini (256 wide, 4 layers): see README for timings.
-        "quick": dict(steps=300, batch_size=64, lr=1e-3, warmup_steps=20, weight_decay=0.01,
-                      dropout=0.0, checkpoint_every=100, precision="fp32"),
+        # fp32: bf16 autocast was only 1.27x faster here at this size (bench/train_step.py,
+        # noisy on a shared CPU), and a 30k vocabulary got slower in bf16.
+        "quick": dict(backbone="tiny", steps=200, batch_size=32, lr=1e-3, warmup_steps=20,
+                      weight_decay=0.01, dropout=0.0, checkpoint_every=100, precision="fp32"),
         # Paper, appendix A.2: BERT-base, 256 sequences of 512 tokens (128 for 90% of the
         # steps), Adam lr 1e-4, 10k warmup, weight decay 0.01, 1M steps, 30k WordPiece vocab.
         "paper": dict(backbone="base", context_length=128, batch_size=256, lr=1e-4,

@@ -61,8 +61,9 @@ class CLIPTrainConfig(TrainConfig):
     PRESETS = {
         # lr 1e-3 collapsed the embeddings of a from-scratch CLIP here (loss stuck at
         # log(batch)); 3e-4 learns.
-        "quick": dict(steps=300, batch_size=128, lr=3e-4, image_size=32, warmup_steps=30,
-                      weight_decay=0.1, checkpoint_every=100, precision="fp32"),
+        "quick": dict(backbone="tiny", steps=200, batch_size=64, lr=3e-4, image_size=32,
+                      warmup_steps=30, weight_decay=0.1, checkpoint_every=100,
+                      precision="fp32", zero_shot_every=20),
         # Paper, section 2.5 and table 20 (ViT-B/32): 224 px, batch 32,768, AdamW lr 5e-4,
         # weight decay 0.2, 2k warmup steps, 32 epochs of 400M pairs, 49k BPE, 76 tokens.
         "paper": dict(backbone="base", image_size=224, patch_size=32, batch_size=32_768,

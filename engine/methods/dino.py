@@ -274,5 +274,17 @@ class DINO(SSLMethod):
         return self.teacher.features(normalize(images)).float()
 
     def export(self, out_dir: Path) -> None:
-        if self.teacher.is_vit:
-            self.teacher.backbone.save_pretrained(out_dir / "pretrained")
+        """The teacher ViT as a `ViTModel` in `pretrained/`. DINO's feature is the final [CLS]
+        token (`last_hidden_state[:, 0]`); DINO trains no pooler, so it is saved as zeros,
+        which lets the folder load with no missing weights."""
+        if not self.teacher.is_vit:
+            return
+        backbone = self.teacher.backbone
+        model = ViTModel(backbone.config, add_pooling_layer=True)
+        missing, unexpected = model.load_state_dict(backbone.state_dict(), strict=False)
+        if unexpected or not all(k.startswith("pooler.") for k in missing):
+            raise RuntimeError(f"teacher and exported ViT differ: missing {missing}, "
+                               f"unexpected {unexpected}")
+        nn.init.zeros_(model.pooler.dense.weight)
+        nn.init.zeros_(model.pooler.dense.bias)
+        model.save_pretrained(out_dir / "pretrained")

@@ -19,7 +19,7 @@ from engine.config import TrainConfig, param
 from engine.errors import SpecError
 from engine.data.views import make_views, normalize
 from engine.losses.masked_mse import masked_patch_mse
-from engine.methods.base import MethodCard, SSLMethod
+from engine.methods.base import MethodCard, SSLMethod, views_to_uint8
 from engine.models.vit import VIT_SIZES, vit_dims
 from engine.registry import register_method
 
@@ -124,3 +124,20 @@ class MAE(SSLMethod):
 
     def export(self, out_dir: Path) -> None:
         self.model.save_pretrained(out_dir / "pretrained")
+
+    @torch.no_grad()
+    def preview_views(self, images: Tensor) -> list[tuple[str, Tensor]]:
+        """The cropped view and the masked input the encoder sees (hidden patches grey), the
+        mask drawn by the model's own `random_masking`, as in `training_step`."""
+        pixels = self.views(images)  # (B, 3, S, S)
+        batch, patch = len(pixels), self.config.patch_size
+        grid = self.config.image_size // patch
+        tokens = pixels.new_zeros(batch, grid * grid, 1)  # only the count and order matter
+        _, mask, _ = self.model.vit.embeddings.random_masking(tokens)  # (B, L), 1 = hidden
+        hidden = mask.view(batch, 1, grid, grid).repeat_interleave(patch, 2) \
+            .repeat_interleave(patch, 3).bool()  # (B, 1, S, S)
+        view = views_to_uint8(pixels)
+        visible = grid * grid - int(mask[0].sum())
+        return [("view (crop, flip)", view),
+                (f"encoder input ({visible} of {grid * grid} patches)",
+                 view.masked_fill(hidden, 128))]

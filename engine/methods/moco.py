@@ -91,7 +91,7 @@ class MoCoConfig(TrainConfig):
         # MoCo v2 (arXiv:2003.04297): ImageNet, ResNet-50, batch 256 on 8 GPUs, SGD lr 0.03,
         # weight decay 1e-4, cosine schedule, 200 epochs (800 for the best result), K 65536,
         # m 0.999, t 0.2, MLP 2048 -> 128.
-        "paper": dict(backbone="resnet50", small_stem=False, image_size=224, steps=1_000_800,
+        "paper": dict(backbone="resnet50", small_stem=False, image_size=224, steps=1_001_000,
                       batch_size=256, lr=0.03, optimizer="sgd", weight_decay=1e-4,
                       warmup_steps=0, queue_size=65536, momentum=0.999, temperature=0.2,
                       projection_hidden_dim=2048, bn_splits=8, checkpoint_every=5000),

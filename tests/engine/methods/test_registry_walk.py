@@ -62,7 +62,10 @@ def test_method_trains_and_reloads(name, tmp_path):
     checkpoints.load(checkpoints.latest(tmp_path), again)
     for key, value in trained.state_dict().items():
         assert torch.equal(value, again.state_dict()[key]), key
-    features = trained.eval().embed(torch.zeros(2, 3, 16, 16, dtype=torch.uint8))
+    # Text methods embed token ids (B, T); image and image-text methods embed images.
+    probe = (torch.zeros(2, 8, dtype=torch.long) if cls.modality == "text"
+             else torch.zeros(2, 3, 16, 16, dtype=torch.uint8))
+    features = trained.eval().embed(probe)
     assert features.ndim == 2 and features.shape[0] == 2
 
 

@@ -1,0 +1,124 @@
+"""The attention lens: where a ViT's [CLS] token looks, head by head.
+
+Caron et al. 2021 (DINO, arXiv:2104.14294), figure 1 and `visualize_attention.py`: the
+attention of the [CLS] query over the patch keys in the last layer, one map per head, and a
+mask keeping the patches that carry a chosen share of the attention mass. Any ViT works: a DINO
+run's teacher, an MAE run's encoder (all patches, in order), a CLIP run's vision tower, or a Hub
+checkpoint such as facebook/dino-vits16. Attention weights need `attn_implementation="eager"`
+(the model cache sets it).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from engine.inference import render
+from engine.inference.models import Lens, LensError, LensModel, center_square, model_input
+
+ATTENTION = Lens(
+    "attention", "attention", model_types=("vit", "vit_mae", "clip", "dinov2", "deit", "beit"),
+    wants="a ViT: a DINO run with a ViT backbone, an MAE run (its encoder), a CLIP run (its "
+          "vision tower), or a Hub id such as facebook/dino-vits16",
+    suggestions=("facebook/dino-vits16",))
+
+
+def num_layers(lm: LensModel) -> int:
+    return int(lm.vision_config.num_hidden_layers)
+
+
+def layer_index(lm: LensModel, layer: int | float | None) -> int:
+    """0-based index of `layer`: 1..N counts from the input, 0 (or None) and -1 are the last."""
+    count = num_layers(lm)
+    chosen = count if layer in (None, 0) else int(layer)
+    if chosen < 0:
+        chosen = count + 1 + chosen
+    if not 1 <= chosen <= count:
+        raise LensError(f"layer {int(layer)}: {lm.label} has {count} layers (1 to {count}; "
+                        "0 is the last)")
+    return chosen - 1
+
+
+def vision_attentions(lm: LensModel, pixels: Any) -> tuple[Any, ...]:
+    """Normalised pixels (1, 3, S, S) -> every layer's attention weights (1, heads, T, T).
+
+    Call with `lm.lock` held (attention_maps does): an MAE encoder's mask ratio is set to 0 on its shared config for
+    the call (ViTMAE reads it on every forward), with sorted noise so no patch is shuffled.
+    """
+    import torch
+
+    model = lm.model
+    if lm.model_type == "vit_mae":
+        encoder = getattr(model, "vit", model)
+        num_patches = (lm.image_size // lm.patch_size) ** 2
+        noise = torch.arange(num_patches, dtype=torch.float32)[None]  # (1, L), sorted: in order
+        config = encoder.config
+        saved, config.mask_ratio = config.mask_ratio, 0.0
+        try:
+            out = encoder(pixel_values=pixels, noise=noise, output_attentions=True)
+        finally:
+            config.mask_ratio = saved
+    elif lm.model_type == "clip":
+        out = model.vision_model(pixel_values=pixels, output_attentions=True)
+    else:
+        out = model(pixel_values=pixels, output_attentions=True)
+    if not out.attentions or out.attentions[0] is None:
+        raise LensError(f"{lm.label} returned no attention weights (it needs eager attention)")
+    return out.attentions
+
+
+def keep_share_mask(values: np.ndarray, keep: float) -> np.ndarray:
+    """The fewest highest cells of `values` (h, w) whose sum is at least `keep` of the total
+    (DINO's visualize_attention threshold) as an (h, w) bool mask."""
+    flat = values.reshape(-1).astype(np.float64)
+    order = np.argsort(-flat, kind="stable")
+    total = flat.sum()
+    shares = np.cumsum(flat[order]) / (total if total > 0 else 1.0)
+    count = min(len(flat), int(np.searchsorted(shares, keep - 1e-12)) + 1)
+    mask = np.zeros(len(flat), dtype=bool)
+    mask[order[:count]] = True
+    return mask.reshape(values.shape)
+
+
+def attention_maps(lm: LensModel, image: np.ndarray, layer: int | None = None,
+                   keep: float = 0.6) -> dict[str, Any]:
+    """[CLS] attention of every head of one layer over the patches of `image` (H, W, 3 uint8).
+
+    Returns {"heads": [uint8 overlay per head], "mean": uint8 overlay of the heads' mean,
+    "mask": the image kept where the mean carries `keep` of the mass, "image": the square crop
+    the maps are drawn on, "attention": float32 (heads, g, g) [CLS]-to-patch weights, "prefix":
+    float32 (heads,) weight on [CLS] itself and any other non-patch token (each head's row sums
+    to one with the patches), "keep_mask": bool (g, g), "kept_share", "layer" (1-based),
+    "num_layers", "num_heads", "grid", "model"}.
+    """
+    import torch
+
+    if not 0.0 < float(keep) <= 1.0:
+        raise LensError(f"keep must be a share of the attention mass in (0, 1], got {keep}")
+    index = layer_index(lm, layer)
+    crop = center_square(image)
+    _, pixels = model_input(crop, lm.image_size, *lm.image_stats)
+    with lm.lock, torch.inference_mode():
+        attentions = vision_attentions(lm, pixels)
+    rows = attentions[index][0, :, 0, :].float()  # (heads, T): the [CLS] query's weights
+    grid = lm.image_size // lm.patch_size
+    prefix = rows.shape[1] - grid * grid  # [CLS] (+ distillation or register tokens)
+    if prefix < 1:
+        raise LensError(f"{lm.label}: {rows.shape[1]} tokens do not fit a {grid}x{grid} patch "
+                        "grid with a [CLS] token")
+    maps = rows[:, prefix:].reshape(-1, grid, grid).numpy()  # (heads, g, g)
+    mean = maps.mean(axis=0)
+    keep_mask = keep_share_mask(mean, float(keep))
+    shown = render.to_display(crop, grid)
+    return {
+        "heads": [render.overlay(shown, head) for head in maps],
+        "mean": render.overlay(shown, mean),
+        "mask": render.keep_mask_picture(shown, keep_mask),
+        "image": shown,
+        "attention": maps.astype(np.float32),
+        "prefix": rows[:, :prefix].sum(dim=1).numpy().astype(np.float32),
+        "keep_mask": keep_mask,
+        "kept_share": float(mean[keep_mask].sum() / max(mean.sum(), 1e-12)),
+        "layer": index + 1, "num_layers": num_layers(lm), "num_heads": int(maps.shape[0]),
+        "grid": grid, "model": lm.label,
+    }

@@ -1,0 +1,235 @@
+"""2-D maps of embeddings (PCA, UMAP, t-SNE), their k-NN accuracy, and their CSV export.
+
+PCA is a truncated SVD of the centred features: exact, deterministic and instant at any size
+the explorer allows. UMAP (McInnes, Healy, Melville 2018, arXiv:1802.03426) comes from
+umap-learn, whose import and first fit compile numba code for tens of seconds: `UMAP_WARMUP`
+does both once in a background thread (started by the app, never at import), and a UMAP
+request waits for it. t-SNE (van der Maaten and Hinton 2008) is scikit-learn's Barnes-Hut one.
+All three are seeded, so one request gives one map.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+import threading
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from engine.errors import SpecError
+
+log = logging.getLogger(__name__)
+
+PROJECTIONS = ("pca", "umap", "tsne")
+DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
+    "pca": {},
+    # umap-learn's defaults; n_neighbors trades local detail (small) for global layout (large).
+    "umap": {"n_neighbors": 15, "min_dist": 0.1},
+    # 30 is scikit-learn's default; it must stay below the number of points.
+    "tsne": {"perplexity": 30.0},
+}
+WARMUP_ENV = "PRETEXT_UMAP_WARMUP"  # "0" turns the background warm-up off (the tests do)
+SEED = 0
+
+
+def check_projection(projection: str, params: dict[str, Any] | None) -> dict[str, Any]:
+    """The projection's defaults updated with `params`; SpecError for unknown names/values."""
+    if projection not in PROJECTIONS:
+        raise SpecError(f"unknown projection {projection!r}; choose one of: "
+                        f"{', '.join(PROJECTIONS)}")
+    defaults = DEFAULT_PARAMS[projection]
+    unknown = sorted(set(params or {}) - set(defaults))
+    if unknown:
+        raise SpecError(f"unknown {projection} setting(s) {', '.join(unknown)}; it knows: "
+                        f"{', '.join(defaults) or 'none'}")
+    out = {**defaults, **{k: v for k, v in (params or {}).items() if v is not None}}
+    if projection == "umap":
+        out["n_neighbors"] = int(out["n_neighbors"])
+        out["min_dist"] = float(out["min_dist"])
+        if out["n_neighbors"] < 2:
+            raise SpecError(f"n_neighbors must be at least 2, got {out['n_neighbors']}")
+        if not 0.0 <= out["min_dist"] <= 1.0:
+            raise SpecError(f"min_dist must be from 0 to 1, got {out['min_dist']}")
+    if projection == "tsne":
+        out["perplexity"] = float(out["perplexity"])
+        if out["perplexity"] <= 0:
+            raise SpecError(f"perplexity must be positive, got {out['perplexity']}")
+    return out
+
+
+# ---- projections ---------------------------------------------------------------------------
+def pca(features: Tensor | np.ndarray, dims: int = 2) -> np.ndarray:
+    """(N, D) -> (N, dims): the centred features on their top principal directions. The sign of
+    each direction is fixed (its largest loading positive), so the map does not flip."""
+    x = torch.as_tensor(features, dtype=torch.float64)
+    x = x - x.mean(dim=0, keepdim=True)
+    if x.shape[0] < 2:
+        return np.zeros((x.shape[0], dims), dtype=np.float32)
+    _, _, vh = torch.linalg.svd(x, full_matrices=False)  # vh: (min(N, D), D)
+    directions = vh[:dims]  # (dims, D)
+    signs = torch.sign(directions.gather(1, directions.abs().argmax(dim=1, keepdim=True)))
+    directions = directions * torch.where(signs == 0, 1.0, signs)
+    coords = x @ directions.T  # (N, dims)
+    if coords.shape[1] < dims:  # fewer directions than asked (D or N below dims)
+        coords = F.pad(coords, (0, dims - coords.shape[1]))
+    return coords.float().numpy()
+
+
+def tsne(features: Tensor | np.ndarray, perplexity: float = 30.0) -> np.ndarray:
+    from sklearn.manifold import TSNE
+
+    x = np.asarray(features, dtype=np.float32)
+    if x.shape[0] < 3:
+        return pca(x)
+    # t-SNE needs perplexity < N; small samples get the largest that works.
+    perplexity = min(float(perplexity), (x.shape[0] - 1) / 3.0)
+    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=SEED,
+                learning_rate="auto").fit_transform(x).astype(np.float32)
+
+
+def umap(features: Tensor | np.ndarray, n_neighbors: int = 15, min_dist: float = 0.1,
+         wait_s: float | None = None) -> np.ndarray:
+    """UMAP to 2-D; waits for the warm-up (imports and compiles) when one is running."""
+    UMAP_WARMUP.wait(wait_s)
+    import umap as umap_learn
+
+    x = np.asarray(features, dtype=np.float32)
+    if x.shape[0] < 4:
+        return pca(x)
+    n_neighbors = min(int(n_neighbors), x.shape[0] - 1)
+    with warnings.catch_warnings():  # "n_jobs overridden by setting random_state": intended
+        warnings.simplefilter("ignore", UserWarning)
+        reducer = umap_learn.UMAP(n_components=2, n_neighbors=n_neighbors,
+                                  min_dist=float(min_dist), random_state=SEED)
+        return reducer.fit_transform(x).astype(np.float32)
+
+
+def project(features: Tensor | np.ndarray, projection: str = "pca",
+            params: dict[str, Any] | None = None) -> np.ndarray:
+    """(N, D) -> (N, 2) float32 with `projection` ("pca", "umap", "tsne")."""
+    settings = check_projection(projection, params)
+    if projection == "pca":
+        return pca(features)
+    if projection == "umap":
+        return umap(features, settings["n_neighbors"], settings["min_dist"])
+    return tsne(features, settings["perplexity"])
+
+
+# ---- UMAP warm-up --------------------------------------------------------------------------
+class UmapWarmup:
+    """Import umap-learn and run one tiny fit in a background thread, once per process.
+
+    `state` is "cold" (not started), "warming", "ready" or "failed: <why>"."""
+
+    def __init__(self) -> None:
+        self.state = "cold"
+        self.seconds: float | None = None
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+
+    def enabled(self) -> bool:
+        return os.environ.get(WARMUP_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+    def start(self) -> bool:
+        """Start the warm-up unless it ran, runs, or is turned off; True when it started."""
+        with self._lock:
+            if self.state != "cold" or not self.enabled():
+                return False
+            self.state = "warming"
+        threading.Thread(target=self._run, name="umap-warmup", daemon=True).start()
+        return True
+
+    def _run(self) -> None:
+        tick = time.perf_counter()
+        try:
+            import umap as umap_learn
+
+            sample = np.random.default_rng(SEED).normal(size=(64, 8)).astype(np.float32)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                umap_learn.UMAP(n_neighbors=5, random_state=SEED).fit_transform(sample)
+            self.state = "ready"
+        except Exception as error:  # a broken install must not take the app down
+            log.exception("UMAP warm-up failed")
+            self.state = f"failed: {error}"
+        self.seconds = time.perf_counter() - tick
+        self._done.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until a running warm-up ends (True when it did or none runs)."""
+        if self.state != "warming":
+            return True
+        return self._done.wait(timeout)
+
+    def status(self) -> str:
+        if self.state == "warming":
+            return "UMAP is warming up (importing umap-learn and compiling, 10-60 s once)"
+        if self.state == "ready":
+            return f"UMAP is ready (warmed up in {self.seconds:.0f} s)"
+        if self.state.startswith("failed"):
+            return f"UMAP warm-up {self.state}"
+        return "UMAP is cold: the first map compiles it (10-60 s once)"
+
+
+UMAP_WARMUP = UmapWarmup()
+
+
+# ---- k-NN on the map's own points ----------------------------------------------------------
+@torch.no_grad()
+def leave_one_out_knn(features: Tensor, labels: Tensor, k: int = 20,
+                      temperature: float = 0.07, chunk: int = 1024) -> float:
+    """Top-1 accuracy of the weighted cosine k-NN vote (k 20, T 0.07, as engine.evaluation.knn)
+    where each point is classified by the other points of the same sample."""
+    n = features.shape[0]
+    if n < 2:
+        return float("nan")
+    x = F.normalize(features.float(), dim=1)
+    labels = labels.long()
+    num_classes = int(labels.max()) + 1
+    k = min(k, n - 1)
+    hits = 0
+    for start in range(0, n, chunk):
+        sim = x[start:start + chunk] @ x.T  # (c, N)
+        rows = torch.arange(sim.shape[0])
+        sim[rows, rows + start] = float("-inf")  # a point does not vote for itself
+        top_sim, top_idx = sim.topk(k, dim=1)  # (c, k)
+        votes = torch.zeros(sim.shape[0], num_classes)
+        votes.scatter_add_(1, labels[top_idx], (top_sim / temperature).exp())
+        hits += int((votes.argmax(dim=1) == labels[start:start + chunk]).sum())
+    return hits / n
+
+
+# ---- CSV -----------------------------------------------------------------------------------
+CSV_COLUMNS = ("index", "x", "y", "label", "kind", "text")
+
+
+def to_csv(rows: dict[str, list]) -> str:
+    """A map as CSV text: one line per point with CSV_COLUMNS (absent columns left empty)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    count = len(rows["x"])
+    columns = [rows.get(name) or [""] * count for name in CSV_COLUMNS]
+    for values in zip(*columns):
+        writer.writerow([f"{v:.6g}" if isinstance(v, float) else v for v in values])
+    return out.getvalue()
+
+
+def read_csv(text: str) -> dict[str, list]:
+    """The inverse of `to_csv`: index as int, x and y as float, the rest as text."""
+    reader = csv.DictReader(io.StringIO(text))
+    rows: dict[str, list] = {name: [] for name in CSV_COLUMNS}
+    for line in reader:
+        rows["index"].append(int(line["index"]))
+        rows["x"].append(float(line["x"]))
+        rows["y"].append(float(line["y"]))
+        for name in ("label", "kind", "text"):
+            rows[name].append(line[name])
+    return rows

@@ -1,0 +1,110 @@
+"""BYOL: bootstrap your own latent.
+
+Grill, Strub, Altche, Tallec, Richemond, Buchatskaya, Doersch, Pires, Guo, Azar, Piot,
+Kavukcuoglu, Munos, Valko 2020, "Bootstrap Your Own Latent: A New Approach to Self-Supervised
+Learning" (NeurIPS 2020, arXiv:2006.07733). An online network (encoder, projector, predictor)
+predicts the projection that a target network (an exponential moving average of the online
+encoder and projector) gives for another view of the same image. No negatives: the predictor
+and the slowly moving target keep the representation from collapsing. The loss is symmetrised
+over the two views and the target momentum rises from 0.996 to 1 along a cosine (section 3.2).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from engine.config import TrainConfig, param
+from engine.data.views import make_views, normalize
+from engine.losses.byol import byol_loss
+from engine.methods.base import MethodCard, SSLMethod
+from engine.models.ema import make_target, momentum_schedule, update_ema
+from engine.models.heads import PredictionHead, ProjectionHead
+from engine.models.resnet import build_resnet
+from engine.registry import register_method
+
+
+@dataclass
+class BYOLConfig(TrainConfig):
+    backbone: str = param("resnet18", "Encoder: a torchvision ResNet trained from scratch.",
+                          choices=["resnet18", "resnet50"], main=True)
+    small_stem: bool = param(True, "Replace the 7x7 stride-2 stem and max pool by one 3x3 "
+                             "convolution: right for images under ~96 px.")
+    base_momentum: float = param(0.996, "Target momentum at the first step; it rises to 1 "
+                                 "along a cosine. Paper: 0.996 (0.99 for batches of 512 "
+                                 "and below, table 8). Lower follows the online network "
+                                 "faster; too low and the target stops being a stable goal.",
+                                 min=0.0, max=1.0, main=True)
+    projection_dim: int = param(256, "Output size of projector and predictor (paper: 256).",
+                                min=2)
+    projection_hidden_dim: int = param(4096, "Hidden width of the projector (paper: 4096).",
+                                       min=2)
+    prediction_hidden_dim: int = param(4096, "Hidden width of the predictor (paper: 4096).",
+                                       min=2)
+
+    PRESETS = {
+        # Digits at 32 px: see bench/train_step.py. Short runs want a faster target (0.99).
+        "quick": dict(steps=200, batch_size=64, lr=1e-3, image_size=32, warmup_steps=10,
+                      weight_decay=1e-6, base_momentum=0.99, checkpoint_every=50),
+        # Paper, section 3.3 and appendix C: ImageNet, ResNet-50, batch 4096, LARS, lr
+        # 0.2 x batch/256, weight decay 1.5e-6, 10 warmup epochs of 1000, base momentum 0.996.
+        "paper": dict(backbone="resnet50", small_stem=False, image_size=224, steps=312_800,
+                      batch_size=4096, lr=3.2, optimizer="lars", weight_decay=1.5e-6,
+                      warmup_steps=3128, base_momentum=0.996, checkpoint_every=5000),
+    }
+
+
+@register_method("byol")
+class BYOL(SSLMethod):
+    description = "No negatives: online network predicts an EMA target's projection (Grill et al. 2020)"
+    paper = "arXiv:2006.07733"
+    Config = BYOLConfig
+    card = MethodCard(
+        title="BYOL", authors="Grill, Strub, Altche, Tallec, Richemond et al.", year=2020,
+        paper="arXiv:2006.07733",
+        idea="A network learns to predict, from one view of an image, what a slowly averaged "
+             "copy of itself outputs for another view. There are no negative pairs: the extra "
+             "predictor and the lagging target are what keep it from mapping everything to "
+             "one point.",
+        good_at="Strong features without large batches or negatives, and less sensitive to "
+                "the colour augmentations than SimCLR.",
+        hyperparameters="Target momentum (0.996 for long runs; lower, e.g. 0.99, for short "
+                        "runs and small batches); predictor width; the usual augmentation "
+                        "strength.")
+    channels_last = True
+
+    def __init__(self, config: BYOLConfig, data_info: dict | None = None) -> None:
+        super().__init__(config, data_info)
+        self.views = make_views("simclr", config.image_size)
+        self.encoder, feature_dim = build_resnet(config.backbone, config.small_stem)
+        self.projector = ProjectionHead(feature_dim, config.projection_hidden_dim,
+                                        config.projection_dim, num_layers=2)
+        self.predictor = PredictionHead(config.projection_dim, config.prediction_hidden_dim)
+        self.target_encoder = make_target(self.encoder)
+        self.target_projector = make_target(self.projector)
+        self.momentum = config.base_momentum  # the value the last after_step used
+
+    def training_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        images = batch["images"]  # (B, 3, H, W) uint8
+        batch_size = images.shape[0]
+        with torch.no_grad():
+            views = torch.cat([self.views(images), self.views(images)])  # (2B, 3, S, S)
+        if self.channels_last:
+            views = views.contiguous(memory_format=torch.channels_last)
+        predictions = self.predictor(self.projector(self.encoder(views)))  # (2B, d)
+        with torch.no_grad():
+            targets = self.target_projector(self.target_encoder(views))  # (2B, d)
+        loss = byol_loss(predictions[:batch_size], predictions[batch_size:],
+                         targets[:batch_size], targets[batch_size:])
+        return loss, {"target_momentum": torch.tensor(self.momentum)}
+
+    def after_step(self, step: int, total_steps: int) -> None:
+        # tau_k = 1 - (1 - tau_base) (cos(pi k / K) + 1) / 2, k = 0 at the first update.
+        self.momentum = momentum_schedule(step - 1, total_steps, self.config.base_momentum)
+        update_ema(self.target_encoder, self.encoder, self.momentum)
+        update_ema(self.target_projector, self.projector, self.momentum)
+
+    @torch.no_grad()
+    def embed(self, images: Tensor) -> Tensor:
+        return self.encoder(normalize(images)).float()

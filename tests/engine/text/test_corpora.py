@@ -1,0 +1,54 @@
+"""Text corpora: captions, and the pydocs harvest (deterministic, cleaned, cached)."""
+import pytest
+
+from engine.data import text
+from engine.data.datasets import dataset_info, load_dataset
+from engine.errors import DatasetError
+
+
+def test_text_corpora_are_listed_as_text():
+    for name in ("captions", "pydocs"):
+        info = dataset_info(name)
+        assert info["kind"] == "text" and info["modalities"] == ["text"] and info["available"]
+    assert "image-text" in dataset_info("shapes")["modalities"]
+    with pytest.raises(DatasetError, match="text corpus"):
+        load_dataset("captions", "train", 16)
+
+
+def test_captions_split_and_cap():
+    train = text.corpus_texts("captions", "train")
+    test = text.corpus_texts("captions", "test")
+    assert len(train) + len(test) == 6000 and not set(test) <= set(train[:0])
+    assert train[0].startswith("a ") and " on " in train[0]
+    capped = text.corpus_texts("captions", "train", max_chars=500)
+    assert sum(len(c) + 1 for c in capped) <= 500 and capped == train[:len(capped)]
+
+
+def test_pydocs_identical_across_two_builds_and_cached(tmp_path):
+    first, second = text.harvest_pydocs(), text.harvest_pydocs()
+    assert text.corpus_digest(first) == text.corpus_digest(second)
+    size = sum(len(p) + 1 for p in first)
+    assert 700_000 < size <= text.PYDOCS_MAX_CHARS, size
+    assert len(set(first)) == len(first)  # de-duplicated
+    assert not any(p.startswith(">>>") or "\n" in p for p in first)
+    cached = text.corpus_texts("pydocs", "train", cache_dir=tmp_path)
+    assert list(tmp_path.glob("pydocs-v*.txt"))
+    assert cached == [p for i, p in enumerate(first) if i % text.TEST_EVERY != text.TEST_EVERY - 1]
+
+
+def test_cleaning_keeps_prose_drops_code_and_duplicates():
+    docs = ["Return the sum of two numbers.\n\n>>> add(1, 2)\n3",
+            "Return the sum of two numbers.", "x = f(a, b) # [1, 2] {}", "Too short."]
+    assert text.clean_docstrings(docs) == ["Return the sum of two numbers."]
+
+
+def test_token_blocks_pack_and_refuse_tiny_corpus():
+    from engine.data.tokenizers import train_tokenizer
+
+    docs = text.corpus_texts("captions", "train")[:200]
+    tok = train_tokenizer("bytebpe", docs, 500)
+    blocks = text.token_blocks(docs, tok, 16, tok.eos_token_id)
+    assert blocks.shape[1] == 16 and blocks.dtype.is_floating_point is False
+    assert (blocks == tok.eos_token_id).any()
+    with pytest.raises(DatasetError, match="fewer than one block"):
+        text.token_blocks(["a b"], tok, 64, tok.eos_token_id)

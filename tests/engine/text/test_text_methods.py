@@ -1,0 +1,142 @@
+"""The language and image-text methods: a few steps each, then the run folder loads offline
+with plain transformers (pipelines, from_pretrained) and through engine.hub."""
+import json
+import os
+
+import pytest
+import torch
+from PIL import Image
+
+from engine import checkpoints
+from engine.config import TrainSpec, build_config
+from engine.data import text
+from engine.registry import get_method
+from engine.trainer import run_job
+from tests.conftest import TINY
+
+
+class Sink:
+    def __init__(self):
+        self.points = []
+
+    def started(self, first_step, total_steps):
+        pass
+
+    def metrics(self, step, values):
+        self.points.append((step, values))
+
+    def checkpoint(self, step, path):
+        pass
+
+
+def train(name, tmp_path_factory, **params):
+    run_dir = tmp_path_factory.mktemp(name)
+    spec = TrainSpec(name, get_method(name).default_dataset,
+                     params=dict(TINY, steps=8, backbone="tiny", sample_every=4, **params))
+    if name == "clip":
+        spec.params.pop("sample_every")
+        spec.params["zero_shot_every"] = 4
+    config = build_config(get_method(name).Config, "quick", spec.params)
+    sink = Sink()
+    result = run_job(spec, config, run_dir, sink, should_stop=lambda: False)
+    assert result.status == "completed"
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+    return run_dir, checkpoints.latest(run_dir) / "pretrained", sink.points
+
+
+@pytest.fixture(scope="module")
+def bert_run(tmp_path_factory):
+    return train("bert", tmp_path_factory, context_length=32)
+
+
+@pytest.fixture(scope="module")
+def gpt_run(tmp_path_factory):
+    return train("gpt", tmp_path_factory, context_length=32)
+
+
+def test_bert_fill_mask_pipeline(bert_run):
+    from transformers import pipeline
+
+    run_dir, folder, points = bert_run
+    assert {"masked_acc", "perplexity"} <= set(points[-1][1])
+    fill = pipeline("fill-mask", model=str(folder))
+    out = fill("a small red [MASK] on a blue background", top_k=5)
+    vocabulary = set(" ".join(text.corpus_texts("captions")).replace(",", " , ").split())
+    assert len(out) == 5 and all(o["token_str"].strip() in vocabulary | {","} for o in out)
+    assert abs(sum(o["score"] for o in out) - 1) < 1  # probabilities
+
+
+def test_gpt_text_generation_pipeline_and_samples(gpt_run):
+    from transformers import pipeline
+
+    run_dir, folder, points = gpt_run
+    assert "perplexity" in points[-1][1]
+    generate = pipeline("text-generation", model=str(folder))
+    out = generate("a small red", max_new_tokens=8, do_sample=False)[0]["generated_text"]
+    assert out.startswith("a small red") and len(out) > len("a small red")
+    samples = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in samples] == [4, 8] and all(isinstance(s["text"], str) for s in samples)
+    from engine.methods._text import read_samples
+
+    assert [s["step"] for s in read_samples(run_dir, since_step=4)] == [8]
+
+
+def test_t5_generates_from_a_corrupted_caption(tmp_path_factory):
+    from transformers import AutoTokenizer, T5ForConditionalGeneration
+
+    run_dir, folder, points = train("t5", tmp_path_factory, context_length=32)
+    model = T5ForConditionalGeneration.from_pretrained(folder, use_safetensors=True).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    ids = tokenizer("a small red <extra_id_0> on a blue background", return_tensors="pt")
+    out = model.generate(**ids, max_new_tokens=6)
+    assert isinstance(tokenizer.decode(out[0]), str) and out.shape[1] > 1
+    sample = json.loads((run_dir / "samples.jsonl").read_text().splitlines()[-1])
+    assert "<extra_id_0>" in sample["input"] and sample["target"].startswith("<extra_id_0>")
+
+
+def test_clip_zero_shot_pipeline_and_processor(tmp_path_factory):
+    from transformers import CLIPModel, CLIPProcessor, pipeline
+
+    from engine.data import shapes
+
+    run_dir, folder, points = train("clip", tmp_path_factory, lr=3e-4)
+    accuracies = [v["zero_shot_acc"] for _, v in points if "zero_shot_acc" in v]
+    assert len(accuracies) == 2 and all(0 <= a <= 1 for a in accuracies)
+    assert all(v["temperature"] >= 0.01 - 1e-6 for _, v in points)  # clamp: scale <= 100
+    model = CLIPModel.from_pretrained(folder, use_safetensors=True)
+    processor = CLIPProcessor.from_pretrained(folder)
+    # CLIP pools the text at the tokenizer's real end-of-text token.
+    assert model.config.text_config.eos_token_id == processor.tokenizer.eos_token_id
+    batch = shapes.generate_shapes(2, seed=7)
+    image = Image.fromarray(batch.images[0].permute(1, 2, 0).numpy())
+    classify = pipeline("zero-shot-image-classification", model=str(folder))
+    out = classify(image, candidate_labels=list(shapes.SHAPE_NAMES[:4]),
+                   hypothesis_template="a {} on a background")
+    assert sorted(o["label"] for o in out) == sorted(shapes.SHAPE_NAMES[:4])
+    assert abs(sum(o["score"] for o in out) - 1) < 1e-4
+    # Different captions embed differently (a wrong eos id would pool position 0 for all).
+    tokens = processor.tokenizer(["a red star", "a blue ring"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        feats = model.get_text_features(**tokens)
+    feats = feats if isinstance(feats, torch.Tensor) else feats.pooler_output
+    assert not torch.allclose(feats[0], feats[1])
+
+
+def test_hub_loads_run_folders_and_refuses_unknown_offline(bert_run, gpt_run):
+    import time
+
+    from engine import hub
+
+    run_dir, folder, _ = bert_run
+    for source in (run_dir, folder, folder.parent):
+        model, tokenizer = hub.load(source)
+        assert type(model).__name__ == "BertForMaskedLM" and tokenizer.mask_token == "[MASK]"
+    model, tokenizer = hub.load(gpt_run[0])
+    assert type(model).__name__ == "GPT2LMHeadModel"
+    assert hub.hub_reachable() is False  # HF_HUB_OFFLINE=1 in tests
+    tick = time.monotonic()
+    with pytest.raises(hub.HubError, match="offline"):
+        hub.load("some-org/not-a-cached-model")
+    assert time.monotonic() - tick < 15  # no retry loop (generous: shared CPU)
+    with pytest.raises(hub.HubError, match="no run folder"):
+        hub.load("987654", home=run_dir)

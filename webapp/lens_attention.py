@@ -1,0 +1,95 @@
+"""DINO attention tab (`/attention`): where a ViT's [CLS] token looks, head by head.
+
+Inputs: image, model (run id, folder or Hub id), layer (0 = last), keep (share of the attention
+mass the mask keeps). Outputs: a gallery of per-head overlays, the heads' mean, the mask, and
+details (layer, heads, grid, share kept).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from webapp.figures import message
+from webapp.lens_common import (LensTab, ModelPicker, details_json, examples, image_input,
+                                picture)
+
+INTRO = ("**Where does the model look?** The [CLS] token's attention over the image patches, "
+         "one map per head of the chosen layer, their mean, and the patches that hold the "
+         "chosen share of the attention (DINO's figure 1). Works on DINO runs with a ViT, MAE "
+         "encoders, CLIP's vision tower, and facebook/dino-vits16 when online.")
+MAX_LAYERS = 24
+
+
+class AttentionTab(LensTab):
+    api_name = "attention"
+    intro = INTRO
+
+    def build(self) -> None:
+        self.header()
+        with gr.Row():
+            with gr.Column(scale=2, min_width=300):
+                self.image = image_input()
+                self.picker = ModelPicker(self.studio, "attention")
+                with gr.Row():
+                    self.layer = gr.Slider(0, MAX_LAYERS, value=0, step=1, label="Layer",
+                                           info="1 is the first; 0 the last (DINO's choice)")
+                    self.keep = gr.Slider(0.05, 1.0, value=0.6, step=0.05,
+                                          label="Mask keeps this share of attention",
+                                          info="DINO's threshold: 0.6 in the paper's figures")
+                self.run_btn = gr.Button("Show attention", variant="primary")
+                self.make_note()
+                examples(self.studio, self.image)
+            with gr.Column(scale=3, min_width=360):
+                with gr.Row():
+                    self.mean = picture("Mean over heads")
+                    self.mask = picture("Mask")
+                self.heads = gr.Gallery(label="Each head", columns=6, height="auto",
+                                        object_fit="contain", format="png",
+                                        allow_preview=True)
+                with gr.Accordion("Details", open=False):
+                    self.details = gr.JSON(label="Details")
+        self.hidden_trigger()
+        self.inputs = [self.image, self.picker.dropdown, self.layer, self.keep]
+        self.outputs = [self.heads, self.mean, self.mask, self.details]
+        self.auto_triggers = [self.image.change, self.layer.release, self.keep.release]
+
+    def compute(self, image: Any, model: str, layer: float, keep: float
+                ) -> tuple[list[Any], str]:
+        if image is None:
+            return self.cleared(), message("Upload an image or pick an example.")
+        result = self.studio.attention(image, model, int(layer or 0), float(keep))
+        heads = [(overlay, f"head {i + 1}") for i, overlay in enumerate(result["heads"])]
+        details = details_json(result, ["model", "layer", "num_layers", "num_heads", "grid",
+                                        "kept_share"])
+        details["kept_patches"] = int(result["keep_mask"].sum())
+        note = message(f"{result['model']}: layer {result['layer']} of "
+                       f"{result['num_layers']}, {result['num_heads']} heads on a "
+                       f"{result['grid']}x{result['grid']} patch grid; the mask keeps "
+                       f"{details['kept_patches']} patches holding "
+                       f"{result['kept_share']:.0%} of the attention.", "ok")
+        return [heads, result["mean"], result["mask"], details], note
+
+    def present(self, outputs: list[Any]) -> list[Any]:
+        heads = outputs[0]
+        if heads:
+            return [gr.Gallery(value=heads, columns=min(6, len(heads))), *outputs[1:]]
+        return outputs
+
+    def on_model(self, model: str) -> list[Any]:
+        """A model was picked: fit the layer slider to it, or say why it cannot be used."""
+        if not model:
+            return [gr.skip(), ""]
+        try:
+            info = self.studio.lens_model_info("attention", model)
+        except (ValueError, LookupError, RuntimeError) as error:
+            return [gr.skip(), message(str(error), "error")]
+        return [gr.Slider(maximum=info["num_layers"], value=0),
+                message(f"{info['model']}: {info['model_type']}, {info['num_layers']} layers, "
+                        f"{info['num_heads']} heads, {info['image_size']} px images in "
+                        f"{info['patch_size']} px patches.")]
+
+    def wire(self, demo: gr.Blocks) -> None:
+        super().wire(demo)
+        self.picker.dropdown.input(self.on_model, [self.picker.dropdown],
+                                   [self.layer, self.note], api_visibility="private")
