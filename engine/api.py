@@ -352,6 +352,67 @@ class Studio:
             return preview_views(method, dataset, seed, num_images, preset,
                                  cache_dir=self.home.cache_dir)
 
+    # ---- embedding explorer -------------------------------------------------------------
+    @property
+    def explorer(self) -> Any:
+        """The explorer's engine and caches (`engine.inference.embeddings.Explorer`), made on
+        first use."""
+        if getattr(self, "_explorer", None) is None:
+            from engine.inference.embeddings import Explorer
+
+            self._explorer = Explorer(self.home, self.store)
+        return self._explorer
+
+    def embedding_models(self) -> list[dict[str, Any]]:
+        """What the explorer can map: finished jobs with a checkpoint ("3"), their networks at
+        random initialisation ("random:3") and the raw pixels ("pixels"); a Hub id or model
+        folder works too. [{"value", "label", "job_id", "modality"}, ...]."""
+        return self.explorer.models()
+
+    def embeddings(self, model: str, dataset: str, samples: int = 2000, split: str = "train",
+                   texts: str = "none",
+                   on_progress: Callable[[float, str], None] | None = None) -> dict[str, Any]:
+        """The embeddings of `samples` rows of `dataset` (drawn with a fixed seed, so every
+        model gets the same rows) under `model`: {"features": float32 array (N, D), "labels",
+        "label_names", "indices", "kinds", "texts", "model", "knn_top1"}. Cached by (model,
+        checkpoint step, dataset, split, samples, texts). `texts` ("none", "prompts",
+        "captions") adds a CLIP model's text embeddings to the images."""
+        emb = self.explorer.embeddings(str(model), dataset, int(samples), split, texts,
+                                       on_progress)
+        names = emb.class_names
+        return {"features": emb.features.numpy(), "labels": emb.labels.tolist(),
+                "label_names": [names[i] for i in emb.labels.tolist()],
+                "indices": list(emb.indices), "kinds": list(emb.kinds),
+                "texts": list(emb.texts), "model": dict(emb.model), "knn_top1": emb.knn_top1}
+
+    def project(self, model: str, dataset: str, samples: int = 2000, projection: str = "pca",
+                params: dict[str, Any] | None = None, split: str = "train",
+                texts: str = "none",
+                on_progress: Callable[[float, str], None] | None = None) -> dict[str, Any]:
+        """A 2-D map ("pca", "umap" with n_neighbors/min_dist, "tsne" with perplexity) of the
+        same sample as `embeddings`, with the leave-one-out k-NN accuracy of its points.
+        See `engine.inference.embeddings.Explorer.map` for the keys."""
+        return self.explorer.map(str(model), dataset, int(samples), projection, params, split,
+                                 texts, on_progress)
+
+    def embedding_thumbnails(self, dataset: str, split: str,
+                             indices: list[int]) -> list[Any]:
+        """Small (h, w, 3) uint8 images of the given rows of a dataset split."""
+        return self.explorer.thumbnails(dataset, split, indices)
+
+    def warm_up_umap(self) -> bool:
+        """Import and compile UMAP in a background thread (once per process, unless
+        PRETEXT_UMAP_WARMUP=0); True when this call started it."""
+        from engine.inference.projections import UMAP_WARMUP
+
+        return UMAP_WARMUP.start()
+
+    def umap_status(self) -> str:
+        """One line: cold, warming up, ready (with its time) or failed."""
+        from engine.inference.projections import UMAP_WARMUP
+
+        return UMAP_WARMUP.status()
+
     # ---- background ---------------------------------------------------------------------
     def recover(self) -> list[int]:
         return recover_interrupted(self.store)

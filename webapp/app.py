@@ -12,6 +12,7 @@ import gradio as gr
 
 from webapp import endpoints
 from webapp.jobs_tab import JobsTab
+from webapp.runs_tab import RunsTab
 from webapp.lens_attention import AttentionTab
 from webapp.lens_reconstruct import ReconstructTab
 from webapp.lens_views import ViewsTab
@@ -52,6 +53,7 @@ def launch_options() -> dict[str, Any]:
 TABS: list[tuple[str, str, type]] = [
     ("Train", "train", TrainTab),
     ("Jobs", "jobs", JobsTab),
+    ("Runs", "runs", RunsTab),
     ("Attention", "attention", AttentionTab),
     ("MAE reconstruction", "reconstruct", ReconstructTab),
     ("What the model sees", "views", ViewsTab),
@@ -72,6 +74,7 @@ def build_app(studio: Any) -> gr.Blocks:
         for tab in tabs.values():
             tab.wire(demo)
         tabs["jobs"].wire_visibility(tab_row, "Jobs")
+        tabs["runs"].wire_visibility(tab_row, "Runs")
         _wire_between_tabs(tabs["train"], tabs["jobs"], tab_row)
     return demo
 

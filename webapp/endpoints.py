@@ -20,7 +20,7 @@ from typing import Any
 import gradio as gr
 
 ENDPOINTS = ("submit", "cancel", "resume", "jobs", "job", "metrics", "methods", "datasets",
-             "method_form")
+             "method_form", "leaderboard", "evaluate", "evaluate_baseline", "evaluations")
 # Published by the lens tabs (see webapp/lens_common.py), not registered here.
 LENS_ENDPOINTS = ("attention", "reconstruct", "views")
 
@@ -79,5 +79,25 @@ def register(studio: Any) -> None:
         """A method's settings: name, type, default under `preset`, help, choices, bounds."""
         return studio.method_form(method, preset)
 
-    for fn in (submit, cancel, resume, jobs, job, metrics, methods, datasets, method_form):
+    def leaderboard() -> list:
+        """Every evaluated job and baseline with its figures (knn_top1, knn_top5, linear_top1,
+        fewshot_Nshot, finetune_Npct, finetune_Npct_scratch), as stored."""
+        return studio.leaderboard()
+
+    def evaluate(job_id: int, protocol: str = "knn", dataset: str = "") -> dict:
+        """Evaluate a finished job (knn, linear, fewshot or finetune) on a labelled dataset
+        ("" = its eval or training dataset); stored with its baselines. Returns the result."""
+        return studio.evaluate(int(job_id), protocol, dataset or None)
+
+    def evaluate_baseline(baseline: str, dataset: str, backbone: str = "resnet18",
+                          protocol: str = "knn", image_size: int = 32) -> dict:
+        """Evaluate a baseline: "pixels" or "random" (the backbone at random init)."""
+        return studio.evaluate_baseline(baseline, dataset, backbone, protocol, int(image_size))
+
+    def evaluations(job_id: int) -> list:
+        """A job's stored evaluations: protocol, dataset, params, results, figures."""
+        return studio.evaluations(int(job_id))
+
+    for fn in (submit, cancel, resume, jobs, job, metrics, methods, datasets, method_form,
+               leaderboard, evaluate, evaluate_baseline, evaluations):
         gr.api(_user_errors(fn), api_name=fn.__name__)

@@ -58,14 +58,20 @@ def pick_dataset(datasets: list[dict[str, Any]], modality: str | None,
 
 
 def submit_form(studio: Any, method: str, dataset: str, preset: str, seed: Any,
-                values: dict[str, Any]) -> tuple[int | None, str]:
+                values: dict[str, Any], evals: list[str] | None = None,
+                eval_dataset: str | None = None) -> tuple[int | None, str]:
     """Start's logic: form values -> spec -> `studio.submit`. Returns (job id or None, the
     message to show beside the form). `values` maps field names (backbone included) to
-    widget values; only those differing from the preset's defaults go into the spec."""
+    widget values; only those differing from the preset's defaults go into the spec.
+    `evals` (protocols to run when the job completes) and `eval_dataset` go in when set."""
     try:
         fields = studio.method_form(method, preset)
         spec = {"method": method, "dataset": dataset, "preset": preset,
                 "seed": clean_value(seed, "int"), "params": overrides(fields, values)}
+        if evals:
+            spec["evals"] = list(evals)
+        if eval_dataset:
+            spec["eval_dataset"] = eval_dataset
         job_id = studio.submit(spec)
     except ValueError as error:  # SpecError, DatasetError: the message names the fix
         return None, message(str(error), "error")
@@ -73,6 +79,23 @@ def submit_form(studio: Any, method: str, dataset: str, preset: str, seed: Any,
         log.exception("submit failed")
         return None, message(f"Could not start the job: {error}", "error")
     return job_id, message(f"Job #{job_id} submitted.", "ok")
+
+
+def eval_choices(protocols: list[dict[str, str]]) -> list[tuple[str, str]]:
+    labels = {"knn": "k-NN", "linear": "linear probe", "fewshot": "few-shot",
+              "finetune": "fine-tune 1%/10% (slow)"}
+    return [(labels.get(p["name"], p["name"]), p["name"]) for p in protocols]
+
+
+def default_evals(modality: str | None) -> list[str]:
+    return ["knn", "linear"] if modality == "image" else []
+
+
+def eval_dataset_choices(datasets: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """Labelled image datasets; "" evaluates on the training dataset."""
+    return [("the training dataset", "")] + [
+        (d["name"], d["name"]) for d in datasets
+        if d.get("kind", "image") == "image" and d.get("labelled") and d.get("available", True)]
 
 
 def waiting_for(studio: Any) -> int | None:
@@ -130,6 +153,18 @@ class TrainTab:
                     with gr.Row(elem_classes=["ps-params"]):
                         self.form.render(main=False, fields=fields)
                 with gr.Row():
+                    self.evals = gr.CheckboxGroup(
+                        eval_choices(self.studio.protocols()),
+                        value=default_evals(info["modality"]),
+                        interactive=info["modality"] == "image", scale=3,
+                        label="Evaluate when done",
+                        info="On frozen features of the dataset's test split; results go to "
+                             "the Runs tab next to the pixels and random-network baselines. "
+                             "finetune takes minutes on a CPU.")
+                    self.eval_dataset = gr.Dropdown(
+                        eval_dataset_choices(datasets), value="", scale=2, min_width=160,
+                        label="Evaluate on", info="A labelled image dataset.")
+                with gr.Row():
                     self.start_btn = gr.Button("Start", variant="primary", scale=2,
                                                min_width=100)
                     self.stop_btn = gr.Button("Stop", variant="stop", interactive=False,
@@ -158,8 +193,10 @@ class TrainTab:
         # types and names the field in its message (gradio's own bound check would raise a
         # toast that names no field).
         self.start_btn.click(self.start, [self.method, self.dataset, self.preset, self.seed,
-                                          self.backbone, *self.form.components],
+                                          self.backbone, *self.form.components, self.evals,
+                                          self.eval_dataset],
                              [self.note, *self.follow_outputs], preprocess=False, **private)
+        self.method.input(self.on_method_evals, [self.method], [self.evals], **private)
         self.timer.tick(self.tick, [self.panel.curves, self.panel.x_lim, self.panel.extra_name],
                         self.follow_outputs, show_progress="hidden", concurrency_limit=None,
                         **private)
@@ -185,6 +222,11 @@ class TrainTab:
                           value=backbone["default"], info=backbone["help"]),
                 *self.form.updates(fields)]
 
+    def on_method_evals(self, method: str) -> Any:
+        """Evaluations need image features: off (and locked) for text methods."""
+        modality = self.methods[method]["modality"]
+        return gr.update(value=default_evals(modality), interactive=modality == "image")
+
     def on_preset(self, method: str, preset: str) -> list:
         fields = self.studio.method_form(method, preset)
         backbone = next(f for f in fields if f["name"] == "backbone")
@@ -196,8 +238,11 @@ class TrainTab:
             fields = self.studio.method_form(method, preset)
         except ValueError as error:
             return [message(str(error), "error"), *[gr.skip()] * len(self.follow_outputs)]
-        values = {"backbone": backbone, **self.form.values(fields, list(raw))}
-        job_id, note = submit_form(self.studio, method, dataset, preset, seed, values)
+        count = len(self.form.components)  # then the evaluations and their dataset, if sent
+        extra = list(raw[count:]) + [None, None]
+        values = {"backbone": backbone, **self.form.values(fields, list(raw[:count]))}
+        job_id, note = submit_form(self.studio, method, dataset, preset, seed, values,
+                                   evals=extra[0], eval_dataset=extra[1])
         if job_id is None:
             return [note, *[gr.skip()] * len(self.follow_outputs)]
         return [note, *self.follow(job_id)]

@@ -146,12 +146,18 @@ def pixels_subject(image_size: int, cache_root: Path | None) -> Subject:
 @torch.no_grad()
 def embed_images(method: SSLMethod, images: Tensor, batch_size: int = EMBED_BATCH,
                  on_progress: Progress | None = None) -> Tensor:
-    """(N, 3, H, W) uint8 -> (N, D) float32 with `method.embed` in eval mode."""
+    """(N, 3, H, W) uint8 -> (N, D) float32 with `method.embed` in eval mode, with the
+    precision (bf16 autocast or fp32) and memory format the method trained with."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     method.to(device).eval()
+    if getattr(method, "channels_last", False):
+        method.to(memory_format=torch.channels_last)
+    bf16 = getattr(getattr(method, "config", None), "precision", "fp32") == "bf16"
     out = []
     for start in range(0, images.shape[0], batch_size):
-        out.append(method.embed(images[start:start + batch_size].to(device)).float().cpu())
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            batch = method.embed(images[start:start + batch_size].to(device))
+        out.append(batch.float().cpu())
         if on_progress is not None:
             on_progress(min(1.0, (start + batch_size) / images.shape[0]), "embedding")
     return torch.cat(out)

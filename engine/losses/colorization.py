@@ -43,8 +43,9 @@ def rebalanced_cross_entropy(logits: Tensor, targets: Tensor, class_weights: Ten
         targets: (B, Q, H, W) soft target distributions (sum to 1 over Q).
         class_weights: (Q,) rebalancing weights (ones for the plain loss).
     Returns:
-        Scalar fp32: the mean over pixels (the paper sums; the mean keeps the scale
-        independent of the image size).
+        Scalar fp32: the weighted mean over pixels, sum(v * ce) / sum(v). The paper sums;
+        dividing by the batch's total weight keeps the gradient direction of each batch and
+        removes the swings in scale between batches with more or fewer rare colours.
     """
     if logits.shape != targets.shape or logits.ndim != 4:
         raise ValueError(f"expected logits and targets of one (B, Q, H, W) shape, got "
@@ -52,4 +53,4 @@ def rebalanced_cross_entropy(logits: Tensor, targets: Tensor, class_weights: Ten
     log_probs = torch.log_softmax(logits.float(), dim=1)
     per_pixel = -(targets.float() * log_probs).sum(dim=1)  # (B, H, W)
     pixel_weights = class_weights.float().to(logits.device)[targets.argmax(dim=1)]  # (B, H, W)
-    return (pixel_weights * per_pixel).mean()
+    return (pixel_weights * per_pixel).sum() / pixel_weights.sum()

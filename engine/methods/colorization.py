@@ -24,7 +24,7 @@ from engine.config import TrainConfig, param
 from engine.data.lab import ab_gamut_bins, annealed_mean, lab_to_rgb, rgb_to_lab, soft_encode
 from engine.data.views import IMAGENET_MEAN, IMAGENET_STD, make_views
 from engine.losses.colorization import rebalanced_cross_entropy, rebalancing_weights
-from engine.methods.base import MethodCard, SSLMethod
+from engine.methods.base import MethodCard, SSLMethod, TrainData
 from engine.models.resnet import build_resnet
 from engine.registry import register_method
 
@@ -95,14 +95,36 @@ class Colorization(SSLMethod):
         self.encoder = trunk
         bins = ab_gamut_bins(config.bin_size)
         self.register_buffer("bins", bins)  # (Q, 2) ab centres
-        # Running count of the true colours' nearest bins: the prior of the rebalancing
-        # weights (the paper counts ImageNet once; here it accumulates over training).
-        self.register_buffer("bin_counts", torch.zeros(len(bins)))
+        # The colour prior of the training set (load_data counts it, as the paper counts
+        # ImageNet's) fixes the rebalancing weights; kept in checkpoints with the weights.
+        prior = torch.tensor(self.data_info.get("ab_prior") or [1.0] * len(bins))
+        if prior.shape != (len(bins),):
+            raise ValueError(f"ab_prior has {prior.numel()} bins, expected {len(bins)}")
+        self.register_buffer("class_weights", rebalancing_weights(prior, bins,
+                                                                   config.rebalance_mix))
         self.decoder = nn.Sequential(
             nn.Conv2d(feature_dim, config.decoder_dim, 3, padding=1, bias=False),
             nn.BatchNorm2d(config.decoder_dim), nn.ReLU(inplace=True),
             nn.Conv2d(config.decoder_dim, len(bins), 1))
         self._samples: Tensor | None = None  # uint8 images for colorized.png
+
+    @classmethod
+    def load_data(cls, dataset: str, config: ColorizationConfig, run_dir: Path | None = None,
+                  cache_dir: Path | None = None) -> TrainData:
+        """The images, and in `info["ab_prior"]` how often each ab bin occurs in them (at the
+        loss's quarter resolution), for the rebalancing weights."""
+        data = super().load_data(dataset, config, run_dir, cache_dir)
+        bins = ab_gamut_bins(config.bin_size)
+        counts = torch.zeros(len(bins))
+        for chunk in data.tensors["images"].split(512):
+            lab = rgb_to_lab(chunk.float() / 255)
+            size = max(1, lab.shape[-1] // 4)
+            ab = F.interpolate(lab[:, 1:], size=(size, size), mode="area")
+            points = ab.permute(0, 2, 3, 1).reshape(-1, 2)  # (pixels, 2)
+            nearest = torch.cdist(points, bins).argmin(dim=1)
+            counts += torch.bincount(nearest, minlength=len(bins)).float()
+        data.info["ab_prior"] = (counts / counts.sum()).tolist()
+        return data
 
     @staticmethod
     def lightness_input(lab: Tensor) -> Tensor:
@@ -134,14 +156,11 @@ class Colorization(SSLMethod):
             size = max(1, lab.shape[-1] // 4)
             ab = F.interpolate(lab[:, 1:], size=(size, size), mode="area")  # (B, 2, S/4, S/4)
             targets = soft_encode(ab, self.bins)  # (B, Q, S/4, S/4)
-            nearest = targets.argmax(dim=1).flatten()
-            self.bin_counts += torch.bincount(nearest, minlength=len(self.bins)).float()
-            weights = rebalancing_weights(self.bin_counts, self.bins, self.config.rebalance_mix)
             lightness = self.lightness_input(lab)
         if self.channels_last:
             lightness = lightness.contiguous(memory_format=torch.channels_last)
         logits = self.predict_logits(lightness).float()  # (B, Q, S/4, S/4)
-        loss = rebalanced_cross_entropy(logits, targets, weights)
+        loss = rebalanced_cross_entropy(logits, targets, self.class_weights)
         with torch.no_grad():
             accuracy = (logits.argmax(dim=1) == targets.argmax(dim=1)).float().mean()
         return loss, {"bin_acc": accuracy}

@@ -1,0 +1,129 @@
+"""Seconds per lens answer, p50 and p95, with no job running and while one trains.
+
+    python bench/lenses.py [--home DIR] [--repeats 20] [--train-steps 30] [--no-client]
+
+Uses the finished MAE and DINO runs of `--home` (the newest of each); without them it trains an
+MAE with the quick preset for `--train-steps` steps into a temporary home (the architecture, not
+the training, sets the lens's cost). Each lens is timed through the engine API (what the web
+process runs) and, unless --no-client, through gradio_client against the launched app (plus
+upload, PNG encoding and HTTP). Then a SimCLR quick job is started by the job manager and, once
+it has logged a few steps, everything is timed again; the job is cancelled at the end.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from engine.api import Studio  # noqa: E402
+
+
+def percentiles(times: list[float]) -> tuple[float, float]:
+    ordered = sorted(times)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return statistics.median(ordered), p95
+
+
+def timed(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
+    fn()  # warm: load the model, build the method, cache the dataset
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return percentiles(times)
+
+
+def newest_run(studio: Studio, method: str) -> str | None:
+    runs = [j for j in studio.jobs() if j["method"] == method and j["status"] == "completed"]
+    return str(runs[-1]["id"]) if runs else None
+
+
+def cases(studio: Studio, client, image: str) -> dict[str, Callable[[], object]]:
+    out: dict[str, Callable[[], object]] = {}
+    mae, dino = newest_run(studio, "mae"), newest_run(studio, "dino")
+    for name, run in (("mae", mae), ("dino", dino)):
+        if run:
+            out[f"attention  {name} run {run}"] = lambda r=run: studio.attention(image, r)
+    if mae:
+        out[f"reconstruct mae run {mae}"] = lambda: studio.reconstruct(image, mae, 0.75, 0)
+    for method in ("simclr", "mae", "dino"):
+        out[f"views      {method}"] = lambda m=method: studio.preview_views(m, "shapes", 0, 4)
+    if client is not None:
+        from gradio_client import handle_file
+
+        if mae:
+            out[f"/attention  (client) mae run {mae}"] = lambda: client.predict(
+                handle_file(image), mae, 0, 0.6, api_name="/attention")
+            out[f"/reconstruct (client) mae run {mae}"] = lambda: client.predict(
+                handle_file(image), mae, 0.75, 0, api_name="/reconstruct")
+        out["/views      (client) simclr"] = lambda: client.predict(
+            "simclr", "shapes", 0, 4, api_name="/views")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--home", default=None)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--train-steps", type=int, default=30)
+    parser.add_argument("--no-client", action="store_true")
+    args = parser.parse_args()
+    scratch = tempfile.TemporaryDirectory()
+    studio = Studio(args.home or scratch.name)
+    if newest_run(studio, "mae") is None:
+        print(f"training an MAE (quick preset, {args.train_steps} steps) ...", flush=True)
+        studio.run_foreground({"method": "mae", "dataset": "shapes",
+                               "params": {"steps": args.train_steps}})
+    image = next(e["path"] for e in studio.lens_examples() if e["name"] == "cat")
+    client = demo = None
+    if not args.no_client:
+        from gradio_client import Client
+
+        from tests.webapp.helpers import free_port
+        from webapp.app import build_app, launch_options
+
+        demo = build_app(studio)
+        port = free_port()
+        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
+                    quiet=True, **launch_options())
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+    results: dict[str, dict[str, tuple[float, float]]] = {}
+    try:
+        for phase in ("idle", "training"):
+            job_id = None
+            if phase == "training":
+                studio.start_manager()
+                job_id = studio.submit({"method": "simclr", "dataset": "shapes",
+                                        "params": {"steps": 10_000}})
+                while studio.job(job_id)["step"] < 3:
+                    time.sleep(0.5)
+            for name, fn in cases(studio, client, image).items():
+                results.setdefault(name, {})[phase] = timed(fn, args.repeats)
+                print(f"{phase:9s}{name:44s} p50 {results[name][phase][0]:.3f} s  "
+                      f"p95 {results[name][phase][1]:.3f} s", flush=True)
+            if job_id is not None:
+                studio.cancel(job_id)
+                while studio.job(job_id)["status"] == "running":
+                    time.sleep(0.2)
+    finally:
+        if demo is not None:
+            demo.close()
+        studio.shutdown()
+    print(f"\n{'lens':44s} {'idle p50':>9s} {'idle p95':>9s} {'train p50':>10s} "
+          f"{'train p95':>10s}   (seconds, {args.repeats} calls each)")
+    for name, by_phase in results.items():
+        idle, busy = by_phase.get("idle", (float("nan"),) * 2), \
+            by_phase.get("training", (float("nan"),) * 2)
+        print(f"{name:44s} {idle[0]:9.3f} {idle[1]:9.3f} {busy[0]:10.3f} {busy[1]:10.3f}")
+    scratch.cleanup()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,18 @@
+import torch
+
+from engine.config import build_config
+from engine.methods.simsiam import SimSiam, SimSiamConfig
+
+
+def test_no_momentum_encoder_and_a_health_log():
+    config = build_config(SimSiamConfig, "quick", dict(image_size=16, projection_dim=16,
+                                                       prediction_hidden_dim=4))
+    method = SimSiam(config)
+    assert all(p.requires_grad for p in method.parameters())  # nothing frozen, no EMA copy
+    images = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
+    loss, logs = method.training_step({"images": images})
+    assert -1 <= loss.item() <= 1
+    assert logs["output_std"] > 0
+    # Projector output: batch norm without affine parameters, as in the paper's code.
+    last = method.projector.layers[-1]
+    assert isinstance(last, torch.nn.BatchNorm1d) and not last.affine

@@ -1,0 +1,141 @@
+"""The lens tabs: handlers through the real engine on a tiny MAE run, and each named lens
+endpoint through gradio_client against a launched app."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from engine.api import Studio  # noqa: E402
+from tests.webapp.helpers import free_port, kill_workers  # noqa: E402
+from webapp.app import build_app, launch_options  # noqa: E402
+from webapp.lens_attention import AttentionTab  # noqa: E402
+from webapp.lens_reconstruct import ReconstructTab  # noqa: E402
+from webapp.lens_views import ViewsTab  # noqa: E402
+
+TINY_MAE = {"steps": 3, "batch_size": 16, "image_size": 16, "warmup_steps": 1,
+            "precision": "fp32", "depth": 1, "decoder_layers": 1, "decoder_hidden_size": 32}
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory):
+    s = Studio(tmp_path_factory.mktemp("home"))
+    summary = s.run_foreground({"method": "mae", "dataset": "digits", "params": TINY_MAE})
+    assert summary["status"] == "completed", summary["error"]
+    yield s
+    kill_workers(s)
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory):
+    path = tmp_path_factory.mktemp("pictures") / "photo.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def not_an_image(tmp_path_factory):
+    path = tmp_path_factory.mktemp("files") / "notes.txt"
+    path.write_text("not a picture")
+    return str(path)
+
+
+def _tab(cls, studio):
+    with gr.Blocks() as demo:
+        tab = cls(studio)
+        tab.build()
+        tab.wire(demo)
+    return tab
+
+
+def test_picker_lists_the_run_then_hub_ids(studio):
+    tab = _tab(AttentionTab, studio)
+    choices = tab.picker.dropdown.choices
+    assert choices[0][1] == "1" and "mae on digits" in choices[0][0]
+    assert choices[-1][1] == "facebook/dino-vits16"
+    assert tab.picker.dropdown.value == "1"
+
+
+def test_attention_handler_shows_pictures_or_a_message(studio, photo, not_an_image):
+    tab = _tab(AttentionTab, studio)
+    heads, mean, mask, details, note = tab.run_ui(photo, "1", 0, 0.6)
+    assert "ps-ok" in note and details["num_heads"] == 3 and details["layer"] == 1
+    assert len(heads.constructor_args["value"]) == 3 and mean.shape == mask.shape
+    *outputs, note = tab.run_ui(not_an_image, "1", 0, 0.6)
+    assert outputs == [None] * 4 and "ps-error" in note and "not an image file" in note
+    *_, note = tab.run_ui(photo, "1", 7, 0.6)
+    assert "ps-error" in note and "has 1 layers" in note
+    *_, note = tab.run_ui(None, "1", 0, 0.6)
+    assert "Upload an image" in note and "ps-error" not in note
+    slider, note = tab.on_model("1")
+    assert slider.maximum == 1 and "vit_mae" in note
+
+
+def test_reconstruct_handler_refuses_another_family(studio, photo, tmp_path):
+    from transformers import ViTConfig, ViTModel
+
+    ViTModel(ViTConfig(image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=1,
+                       num_attention_heads=2, intermediate_size=64)).save_pretrained(tmp_path)
+    tab = _tab(ReconstructTab, studio)
+    *outputs, note = tab.run_ui(photo, str(tmp_path), 0.75, 0)
+    assert outputs == [None] * 5 and "ps-error" in note and "masked autoencoder" in note
+    *outputs, note = tab.run_ui(photo, "1", 0.5, 0)
+    assert "ps-ok" in note and "8 of 16 patches visible" in note
+    assert outputs[0].shape == outputs[3].shape
+
+
+def test_views_handler_sets_the_grid_columns(studio):
+    tab = _tab(ViewsTab, studio)
+    assert ("mae", "mae") in tab.method.choices and ("bert", "bert") not in tab.method.choices
+    grid, details, note = tab.run_ui("mae", "digits", 0, 2)
+    assert grid.constructor_args["columns"] == 3 and len(grid.constructor_args["value"]) == 6
+    assert "encoder input" in note
+
+
+def test_each_lens_endpoint_through_the_client(studio, photo, not_an_image):
+    from gradio_client import Client, handle_file
+
+    demo = build_app(studio)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
+                quiet=True, **launch_options())
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        named = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+        assert {"/attention", "/reconstruct", "/views"} <= named
+
+        heads, mean, mask, details = client.predict(handle_file(photo), "1", 0, 0.6,
+                                                    api_name="/attention")
+        assert [h["caption"] for h in heads] == ["head 1", "head 2", "head 3"]
+        side = Image.open(mean).size[0]
+        assert Image.open(mask).size == (side, side) and side % 4 == 0
+        assert details["grid"] == 4 and 0.6 <= details["kept_share"] <= 1.0
+
+        *panels, details = client.predict(handle_file(photo), "1", 0.75, 2,
+                                          api_name="/reconstruct")
+        original, masked, reconstruction, pasted = (np.asarray(Image.open(p).convert("RGB"))
+                                                    for p in panels)
+        assert details["visible_patches"] == 4 and details["warning"] is None
+        cell = original.shape[0] // 4
+        hidden = (masked.reshape(4, cell, 4, cell, 3) == 128).all(axis=(1, 3, 4))  # (4, 4)
+        shown = ~np.kron(hidden, np.ones((cell, cell), dtype=bool))
+        assert hidden.sum() == 12
+        assert np.array_equal(pasted[shown], original[shown])  # lossless PNG on the way
+
+        grid, details = client.predict("simclr", "digits", 0, 2, api_name="/views")
+        assert len(grid) == 2 * 3 and details["captions"] == ["view 1", "view 2"]
+
+        with pytest.raises(Exception, match="not an image file"):
+            client.predict(handle_file(not_an_image), "1", 0, 0.6, api_name="/attention")
+        with pytest.raises(Exception, match="offline"):
+            client.predict(handle_file(photo), "facebook/vit-mae-base", 0.75, 0,
+                           api_name="/reconstruct")
+    finally:
+        demo.close()

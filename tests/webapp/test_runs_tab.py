@@ -1,0 +1,160 @@
+"""Runs tab handlers through the real engine API: the leaderboard (with baselines, filters),
+overlaid curves of several jobs that keep the zoom, and Evaluate's messages. No training here:
+evaluations are written to the store directly (the engine tests compute real ones)."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from engine.api import Studio  # noqa: E402
+from webapp import runs_tab  # noqa: E402
+from webapp.app import build_app  # noqa: E402
+from webapp.runs_tab import (ALL_DATASETS, RunsTab, evaluate_jobs, leaderboard_frame,  # noqa: E402
+                             overlay_frame, sync_compare)
+
+SPEC = {"method": "simclr", "dataset": "digits", "preset": "quick", "seed": 0, "params": {}}
+
+
+def add_job(studio, status="completed", step=100, method="simclr"):
+    job_id = studio.store.create_job(method=method, dataset="digits", backbone="resnet18",
+                                     preset="quick", spec=dict(SPEC, method=method), config={},
+                                     total_steps=100, status=status, step=step,
+                                     elapsed_before=75.0)
+    return job_id
+
+
+def add_eval(studio, job_id, protocol, results, baseline=None, dataset="digits"):
+    params = {"image_size": 32, "checkpoint_step": 100}
+    if baseline:
+        params.update(baseline=baseline, backbone="pixels" if baseline == "pixels"
+                      else "resnet18")
+    studio.store.add_evaluation(job_id, protocol, dataset, params, results)
+
+
+@pytest.fixture
+def studio(tmp_path):
+    s = Studio(tmp_path / "home")
+    first, second = add_job(s), add_job(s, method="mae")
+    add_eval(s, first, "knn", {"top1": 0.91, "top5": 0.99})
+    add_eval(s, first, "linear", {"top1": 0.93})
+    add_eval(s, first, "fewshot", {"shots": {"5": {"mean": 0.7, "std": 0.02, "runs": []}}})
+    add_eval(s, first, "finetune", {"fractions": {"10pct": {
+        "fraction": 0.1, "num_labels": 144, "pretrained_top1": 0.8, "scratch_top1": 0.5}}})
+    add_eval(s, second, "knn", {"top1": 0.85, "top5": 0.97})
+    add_eval(s, None, "knn", {"top1": 0.97, "top5": 1.0}, baseline="pixels")
+    add_eval(s, None, "knn", {"top1": 0.95, "top5": 1.0}, baseline="random")
+    add_eval(s, None, "knn", {"top1": 0.5, "top5": 0.9}, baseline="pixels", dataset="shapes")
+    return s
+
+
+@pytest.fixture
+def tab(studio):
+    with gr.Blocks() as demo:
+        tab = RunsTab(studio)
+        tab.build()
+        tab.wire(demo)
+    return tab
+
+
+def test_leaderboard_handler_shows_jobs_and_baselines(studio, tab):
+    board, key, choices = tab.refresh_board("", ALL_DATASETS, "")
+    assert choices["choices"] == [ALL_DATASETS, "digits", "shapes"]
+    frame = board.constructor_args["value"]
+    assert list(frame["job"]) == ["#2 mae", "#1 simclr", "pixels", "random resnet18", "pixels"]
+    row = frame[frame["job"] == "#1 simclr"].iloc[0]
+    assert row["k-NN"] == 0.91 and row["linear"] == 0.93 and row["5-shot"] == 0.7
+    assert row["fine-tune 10%"] == 0.8 and row["scratch 10%"] == 0.5
+    assert row["wall time"] == "1m 15s" and row["steps"] == 100
+    assert frame[frame["job"] == "random resnet18"].iloc[0]["k-NN"] == 0.95
+    # Nothing changed: the next refresh sends nothing.
+    assert tab.refresh_board("", ALL_DATASETS, key) == [gr.skip(), key, gr.skip()]
+
+
+def test_filters(studio):
+    rows = studio.leaderboard()
+    assert list(leaderboard_frame(rows, "mae")["job"]) == ["#2 mae"]
+    assert list(leaderboard_frame(rows, "pixels")["job"]) == ["pixels", "pixels"]
+    assert list(leaderboard_frame(rows, "", "shapes")["job"]) == ["pixels"]
+    assert list(leaderboard_frame(rows, "SIMCLR digits")["job"]) == ["#1 simclr"]
+    empty = leaderboard_frame([])
+    assert {"k-NN", "linear", "5-shot", "fine-tune 10%"} <= set(empty.columns)
+
+
+def test_new_evaluations_appear_after_refresh(studio, tab):
+    _, key, _ = tab.refresh_board("", ALL_DATASETS, "")
+    third = add_job(studio)
+    add_eval(studio, third, "knn", {"top1": 0.99, "top5": 1.0})
+    board, new_key, choices = tab.refresh_board("", ALL_DATASETS, key)
+    assert new_key != key and choices == gr.skip()  # same datasets: the filter stays
+    assert "#3 simclr" in list(board.constructor_args["value"]["job"])
+
+
+class Brush:
+    index = [10.2, 20.4]
+
+
+def test_overlaid_curves_one_colour_per_job_and_zoom_survives_ticks(studio, tab):
+    first, second = 1, 2
+    studio.store.add_metrics(first, [(s, "loss", 5.0 - s / 50) for s in range(1, 101)]
+                             + [(s, "embedding_std", 0.04) for s in (25, 50, 75, 100)])
+    studio.store.add_metrics(second, [(s, "loss", 1.0) for s in range(1, 51)])
+    compare, loss, health, names = tab.on_jobs({}, [first, second], "embedding_std", None)
+    assert set(loss["job"]) == {"#1 simclr", "#2 mae"} and len(loss) == 150
+    assert list(health["job"].unique()) == ["#1 simclr"] and len(health) == 4
+    x_lim, *plots = tab.zoom(compare, "embedding_std", Brush())
+    assert x_lim == [10.2, 20.4] and all(p.constructor_args["x_lim"] == x_lim for p in plots)
+    # A running job gets new points: the tick sends plain frames (values only), so the
+    # zoom set on the plots stays.
+    studio.store.update_job(second, status="running")
+    compare, _ = sync_compare(studio, {}, [first, second])
+    studio.store.add_metrics(second, [(51, "loss", 0.9)])
+    out = tab.tick("", ALL_DATASETS, "", compare, [first, second], "embedding_std", x_lim, "")
+    loss_out = out[4]
+    assert isinstance(loss_out, pd.DataFrame)
+    assert loss_out["step"].max() <= 22  # still the zoomed window, at full resolution
+    assert compare["2"]["curves"]["since"] == 51
+    # Dropping a job drops its curve.
+    compare, loss, _, _ = tab.on_jobs(compare, [second], "embedding_std", None)
+    assert set(loss["job"]) == {"#2 mae"} and list(compare) == ["2"]
+
+
+def test_overlay_of_nothing_is_an_empty_frame():
+    frame = overlay_frame({}, "loss")
+    assert list(frame.columns) == ["step", "value", "job"] and frame.empty
+
+
+def test_selecting_a_job_row_adds_it_to_the_curves(tab):
+    class Row:
+        row_value = ["#2 mae", "mae"]
+
+    jobs, eval_job = tab.on_row([1], Row())
+    assert jobs["value"] == [1, 2] and eval_job["value"] == 2
+
+    class Baseline:
+        row_value = ["pixels", "baseline: pixels"]
+
+    assert tab.on_row([1], Baseline()) == [gr.skip(), gr.skip()]
+
+
+def test_evaluate_messages(studio):
+    assert "Choose a finished job" in evaluate_jobs(studio, None, ["knn"], "")
+    assert "at least one protocol" in evaluate_jobs(studio, 1, [], "")
+    queued = add_job(studio, status="queued", step=0)
+    note = evaluate_jobs(studio, queued, ["knn"], "")
+    assert "ps-error" in note and "is queued" in note
+    note = evaluate_jobs(studio, 1, ["svm"], "")
+    assert "unknown protocol" in note
+
+
+def test_app_has_the_runs_tab_and_public_endpoints(studio):
+    demo = build_app(studio)
+    named = {name.lstrip("/") for name in demo.get_api_info()["named_endpoints"]}
+    assert {"leaderboard", "evaluate", "evaluate_baseline", "evaluations"} <= named
+    assert not any("tick" in name for name in named)
+    assert runs_tab.RunsTab in [t[2] for t in __import__("webapp.app").app.TABS]
