@@ -395,6 +395,12 @@ class Studio:
         return self.explorer.map(str(model), dataset, int(samples), projection, params, split,
                                  texts, on_progress)
 
+    def maps_csv(self, views: list[dict[str, Any]]) -> str:
+        """`project` results as CSV text: model, index, x, y, label, kind, text per point."""
+        from engine.inference.projections import maps_csv
+
+        return maps_csv(views)
+
     def embedding_thumbnails(self, dataset: str, split: str,
                              indices: list[int]) -> list[Any]:
         """Small (h, w, 3) uint8 images of the given rows of a dataset split."""

@@ -11,6 +11,7 @@ from typing import Any
 import gradio as gr
 
 from webapp import endpoints
+from webapp.explorer_tab import ExplorerTab
 from webapp.jobs_tab import JobsTab
 from webapp.runs_tab import RunsTab
 from webapp.lens_attention import AttentionTab
@@ -57,6 +58,7 @@ TABS: list[tuple[str, str, type]] = [
     ("Attention", "attention", AttentionTab),
     ("MAE reconstruction", "reconstruct", ReconstructTab),
     ("What the model sees", "views", ViewsTab),
+    ("Embeddings", "embeddings", ExplorerTab),
 ]
 
 

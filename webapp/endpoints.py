@@ -20,7 +20,8 @@ from typing import Any
 import gradio as gr
 
 ENDPOINTS = ("submit", "cancel", "resume", "jobs", "job", "metrics", "methods", "datasets",
-             "method_form", "leaderboard", "evaluate", "evaluate_baseline", "evaluations")
+             "method_form", "leaderboard", "evaluate", "evaluate_baseline", "evaluations",
+             "embeddings")
 # Published by the lens tabs (see webapp/lens_common.py), not registered here.
 LENS_ENDPOINTS = ("attention", "reconstruct", "views")
 
@@ -98,6 +99,20 @@ def register(studio: Any) -> None:
         """A job's stored evaluations: protocol, dataset, params, results, figures."""
         return studio.evaluations(int(job_id))
 
+    def embeddings(model: str, dataset: str = "digits", samples: int = 1000,
+                   projection: str = "pca", params: dict | None = None, split: str = "train",
+                   texts: str = "none") -> dict:
+        """A 2-D map of `samples` rows of `dataset` under `model` (a job id, "random:<job id>",
+        "pixels" or a Hub id): `projection` "pca", "umap" (params n_neighbors, min_dist) or
+        "tsne" (perplexity). Returns {"traces": one per label [{"name", "x", "y", "index",
+        "text"}], "knn_top1" (leave-one-out k-NN of the embeddings), "model", "num_points",
+        "feature_dim", "message", "timing", ...}."""
+        from webapp.explorer_tab import summary, traces
+
+        view = studio.project(model, dataset, int(samples), projection, params or None, split,
+                              texts)
+        return {**summary(view), "traces": traces(view)}
+
     for fn in (submit, cancel, resume, jobs, job, metrics, methods, datasets, method_form,
-               leaderboard, evaluate, evaluate_baseline, evaluations):
+               leaderboard, evaluate, evaluate_baseline, evaluations, embeddings):
         gr.api(_user_errors(fn), api_name=fn.__name__)

@@ -34,9 +34,8 @@ class AttentionTab(LensTab):
                 with gr.Row():
                     self.layer = gr.Slider(0, MAX_LAYERS, value=0, step=1, label="Layer",
                                            info="1 is the first; 0 the last (DINO's choice)")
-                    self.keep = gr.Slider(0.05, 1.0, value=0.6, step=0.05,
-                                          label="Mask keeps this share of attention",
-                                          info="DINO's threshold: 0.6 in the paper's figures")
+                    self.keep = gr.Slider(0.05, 1.0, value=0.6, step=0.05, label="Mask",
+                                          info="Attention share kept (DINO: 0.6)")
                 self.run_btn = gr.Button("Show attention", variant="primary")
                 self.make_note()
                 examples(self.studio, self.image)
@@ -44,7 +43,7 @@ class AttentionTab(LensTab):
                 with gr.Row():
                     self.mean = picture("Mean over heads")
                     self.mask = picture("Mask")
-                self.heads = gr.Gallery(label="Each head", columns=6, height="auto",
+                self.heads = gr.Gallery(label="Each head", columns=6, height="fit-content",
                                         object_fit="contain", format="png",
                                         allow_preview=True)
                 with gr.Accordion("Details", open=False):

@@ -64,7 +64,7 @@ def examples(studio: Any, image: gr.Image, per_page: int = 8) -> gr.Examples | N
     if not found:
         return None
     return gr.Examples([[e["path"]] for e in found], [image], label="Examples",
-                       example_labels=[e["name"] for e in found], examples_per_page=per_page)
+                       examples_per_page=per_page)
 
 
 # ---- the model picker --------------------------------------------------------------------
@@ -79,7 +79,7 @@ class ModelPicker:
     def __init__(self, studio: Any, lens: str, label: str = "Model") -> None:
         self.studio, self.lens = studio, lens
         choices = model_choices(studio, lens)
-        with gr.Row(equal_height=True):
+        with gr.Row(equal_height=False):
             self.dropdown = gr.Dropdown(choices=choices, value=choices[0][1] if choices else None,
                                         allow_custom_value=True, label=label, info=PICKER_INFO,
                                         scale=5)

@@ -46,7 +46,7 @@ class ViewsTab(LensTab):
                 self.run_btn = gr.Button("Show views", variant="primary")
                 self.make_note()
             with gr.Column(scale=3, min_width=360):
-                self.grid = gr.Gallery(label="Views", columns=3, height="auto",
+                self.grid = gr.Gallery(label="Views", columns=3, height="fit-content",
                                        object_fit="contain", format="png", allow_preview=True)
                 with gr.Accordion("Details", open=False):
                     self.details = gr.JSON(label="Details")
@@ -62,7 +62,8 @@ class ViewsTab(LensTab):
         result = self.studio.preview_views(method, dataset, int(seed or 0), int(count or 4))
         details = details_json(result, ["method", "dataset", "preset", "image_size", "captions",
                                         "sizes", "columns"])
-        kinds = ", ".join(f"{c} ({s} px)" for c, s in zip(result["captions"], result["sizes"]))
+        kinds = "; ".join(c if s == result["image_size"] else f"{c} ({s} px)"
+                          for c, s in zip(result["captions"], result["sizes"]))
         note = message(f"{method} on {dataset} ({result['image_size']} px): {kinds}.", "ok")
         return [result["items"], details], note
 

@@ -18,6 +18,7 @@ import pandas as pd
 
 from webapp.figures import (ACTIVE_STATUSES, add_points, curve_frame, empty_curves,
                             format_duration, message, rewind)
+from webapp.train_tab import eval_choices
 
 log = logging.getLogger(__name__)
 REFRESH_S = 3.0
@@ -25,10 +26,17 @@ FINISHED = ("completed", "cancelled", "interrupted", "failed")
 BASE_COLUMNS = ["job", "method", "backbone", "dataset", "px", "steps", "wall time"]
 # Health metrics the training loop logs (engine/evaluation/health.py), with what to look for.
 HEALTH_METRICS: dict[str, str] = {
-    "embedding_std": "embedding std (healthy ~ 1/sqrt(d), collapsed ~ 0)",
-    "effective_rank": "effective rank (RankMe; 1 = collapsed)",
-    "alignment": "alignment (two views; lower = more invariant)",
-    "uniformity": "uniformity (lower = more spread on the sphere)",
+    "embedding_std": "embedding std",
+    "effective_rank": "effective rank",
+    "alignment": "alignment",
+    "uniformity": "uniformity",
+}
+# Plot titles: what a healthy curve looks like.
+HEALTH_TITLES: dict[str, str] = {
+    "embedding_std": "Embedding std (healthy ~ 1/sqrt(d), collapsed ~ 0)",
+    "effective_rank": "Effective rank, RankMe (collapsed = 1)",
+    "alignment": "Alignment of two views (lower = more invariant)",
+    "uniformity": "Uniformity (lower = more spread on the sphere)",
 }
 ALL_DATASETS = "all datasets"
 
@@ -235,14 +243,14 @@ class RunsTab:
                                                  "zoom out.")
                     self.health_name = gr.Dropdown(health_choices({}), value="embedding_std",
                                                    label="Health metric", scale=2,
-                                                   info="Logged every health_every steps on a "
-                                                        "fixed batch.")
+                                                   info="Logged every health_every steps "
+                                                        "on a fixed batch of images.")
                 common = dict(x="step", y="value", color="job", height=260, x_title="step",
                               tooltip="all")
                 self.loss_plot = gr.LinePlot(overlay_frame({}, "loss"), title="Loss",
                                              y_title="loss", elem_id="runs-loss", **common)
                 self.health_plot = gr.LinePlot(overlay_frame({}, "embedding_std"),
-                                               title=HEALTH_METRICS["embedding_std"],
+                                               title=HEALTH_TITLES["embedding_std"],
                                                y_title="embedding_std", elem_id="runs-health",
                                                **common)
             with gr.Column(scale=2, min_width=320):
@@ -250,11 +258,10 @@ class RunsTab:
                 finished = job_choices(jobs, finished_only=True)
                 self.eval_job = gr.Dropdown(finished, value=finished[0][1] if finished else None,
                                             label="Job")
-                protocols = self.studio.protocols()
                 self.protocols = gr.CheckboxGroup(
-                    [(p["name"], p["name"]) for p in protocols], value=["knn", "linear"],
-                    label="Protocols", info=" · ".join(f"{p['name']}: {p['description']}"
-                                                       for p in protocols))
+                    eval_choices(self.studio.protocols()), value=["knn", "linear"],
+                    label="Protocols", info="On frozen features of the dataset's fixed "
+                    "train/test split; missing pixels and random baselines come too.")
                 self.eval_dataset = gr.Dropdown(dataset_choices(self.studio.datasets()),
                                                 value="", label="Labelled dataset")
                 self.eval_btn = gr.Button("Evaluate", variant="primary")
@@ -340,7 +347,7 @@ class RunsTab:
 
     def on_health_name(self, compare: dict[str, Any], health_name: str,
                        x_lim: list[float] | None) -> Any:
-        title = HEALTH_METRICS.get(health_name, health_name)
+        title = HEALTH_TITLES.get(health_name, health_name)
         return gr.LinePlot(overlay_frame(compare, health_name, x_lim), title=title,
                            y_title=health_name)
 

@@ -157,7 +157,7 @@ class TrainTab:
                         eval_choices(self.studio.protocols()),
                         value=default_evals(info["modality"]),
                         interactive=info["modality"] == "image", scale=3,
-                        label="Evaluate when done",
+                        label="Evaluate when done", elem_id="train-evals",
                         info="On frozen features of the dataset's test split; results go to "
                              "the Runs tab next to the pixels and random-network baselines. "
                              "finetune takes minutes on a CPU.")

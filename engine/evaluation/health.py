@@ -2,7 +2,11 @@
 
 - `embedding_std`: the standard deviation over samples of the l2-normalised embeddings, averaged
   over dimensions (SimSiam, Chen & He 2021, arXiv:2011.10566, section 4.1 and figure 2): about
-  1/sqrt(d) for well-spread embeddings, 0 when every input maps to one point.
+  1/sqrt(d) for well-spread embeddings, 0 when every input maps to one point. SimSiam measures
+  its projector output, which ends in batch norm and so is centred; `embed` gives encoder
+  features (after a ReLU and pooling for ResNets, all positive), whose common offset alone
+  would keep the std far below 1/sqrt(d) even when healthy. So the batch mean is removed
+  before normalising: the 1/sqrt(d) reference then holds for every encoder.
 - `effective_rank`: RankMe (Garrido, Balestriero, Najman, LeCun 2023, arXiv:2210.02885): the
   exponential of the entropy of the normalised singular values; 1 for a collapsed embedding,
   up to min(N, d) for an isotropic one. Dimensional collapse shows here before the std moves.
@@ -33,8 +37,10 @@ MILD_CROP = (0.6, 1.0)  # milder than training crops: alignment should measure i
 
 
 def embedding_std(z: Tensor) -> float:
-    """Mean over dimensions of the per-dimension std of the l2-normalised rows of z (N, d)."""
-    return F.normalize(z.double(), dim=1).std(dim=0).mean().item()
+    """Mean over dimensions of the per-dimension std of the rows of z (N, d), centred on their
+    mean and l2-normalised (a collapsed z centres to zeros, which normalise to zeros)."""
+    z = z.double()
+    return F.normalize(z - z.mean(dim=0), dim=1).std(dim=0).mean().item()
 
 
 def effective_rank(z: Tensor, eps: float = 1e-7) -> float:

@@ -344,7 +344,8 @@ class Explorer:
     # ---- models ----------------------------------------------------------------------
     def models(self) -> list[dict[str, Any]]:
         """What can be explored: finished jobs with a checkpoint, each job's network at random
-        initialisation, and the raw pixels. [{"value", "label", "job_id", "modality"}]."""
+        initialisation, and the raw pixels: [{"value", "label", "kind" (run, random, pixels),
+        "job_id", "modality", "dataset" (the job's training dataset)}], newest job first."""
         from engine import checkpoints
         from engine.registry import get_method
 
@@ -355,13 +356,14 @@ class Explorer:
                 continue
             step = int(latest.name.rsplit("_", 1)[-1])
             modality = get_method(job.method).modality
-            out.append({"value": str(job.id), "job_id": job.id, "modality": modality,
+            common = {"job_id": job.id, "modality": modality, "dataset": job.dataset}
+            out.append({"value": str(job.id), "kind": "run", **common,
                         "label": f"#{job.id} {job.method} on {job.dataset} · step {step} "
                                  f"({job.status})"})
-            out.append({"value": f"random:{job.id}", "job_id": job.id, "modality": modality,
+            out.append({"value": f"random:{job.id}", "kind": "random", **common,
                         "label": f"#{job.id}'s {job.method} {job.backbone} at random init"})
-        out.append({"value": "pixels", "job_id": None, "modality": "image",
-                    "label": "raw pixels (32 px, flattened)"})
+        out.append({"value": "pixels", "kind": "pixels", "job_id": None, "modality": "image",
+                    "dataset": None, "label": "raw pixels (32 px, flattened)"})
         return out
 
     def source_key(self, source: str) -> tuple:

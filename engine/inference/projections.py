@@ -78,7 +78,7 @@ def pca(features: Tensor | np.ndarray, dims: int = 2) -> np.ndarray:
         directions = vh[:dims]
     else:
         # Randomised SVD (Halko et al. 2011) with power iterations: the top directions to
-        # float precision for a decaying spectrum, and far faster than a full SVD of (10,000, 3,072).
+        # float precision for a decaying spectrum, far faster than a full SVD at 10,000 x 3,072.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(SEED)
             _, _, v = torch.svd_lowrank(x, q=min(rank, dims + 8), niter=3)  # v: (D, q)
@@ -216,7 +216,7 @@ def leave_one_out_knn(features: Tensor, labels: Tensor, k: int = 20,
 
 
 # ---- CSV -----------------------------------------------------------------------------------
-CSV_COLUMNS = ("index", "x", "y", "label", "kind", "text")
+CSV_COLUMNS = ("model", "index", "x", "y", "label", "kind", "text")
 
 
 def to_csv(rows: dict[str, list]) -> str:
@@ -231,6 +231,17 @@ def to_csv(rows: dict[str, list]) -> str:
     return out.getvalue()
 
 
+def maps_csv(views: list[dict[str, Any]]) -> str:
+    """Maps made by `Explorer.map` as one CSV; the `model` column tells them apart."""
+    rows: dict[str, list] = {name: [] for name in CSV_COLUMNS}
+    for view in views:
+        points = view["points"]
+        rows["model"] += [view["model"]["name"]] * len(points["x"])
+        for name in CSV_COLUMNS[1:]:
+            rows[name] += list(points[name])
+    return to_csv(rows)
+
+
 def read_csv(text: str) -> dict[str, list]:
     """The inverse of `to_csv`: index as int, x and y as float, the rest as text."""
     reader = csv.DictReader(io.StringIO(text))
@@ -239,6 +250,6 @@ def read_csv(text: str) -> dict[str, list]:
         rows["index"].append(int(line["index"]))
         rows["x"].append(float(line["x"]))
         rows["y"].append(float(line["y"]))
-        for name in ("label", "kind", "text"):
+        for name in ("model", "label", "kind", "text"):
             rows[name].append(line[name])
     return rows

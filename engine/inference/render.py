@@ -39,10 +39,11 @@ def resize(image: np.ndarray, side: int) -> np.ndarray:
 
 
 def colorize(values: np.ndarray) -> np.ndarray:
-    """(h, w) values scaled to [0, 1] by their maximum -> (h, w, 3) uint8 inferno colours."""
+    """(h, w) values stretched from their minimum to their maximum (as matplotlib's imshow
+    does, and DINO's figures) -> (h, w, 3) uint8 inferno colours."""
     values = np.asarray(values, dtype=np.float64)
-    top = values.max()
-    scaled = values / top if top > 0 else np.zeros_like(values)
+    low, high = values.min(), values.max()
+    scaled = (values - low) / (high - low) if high > low else np.zeros_like(values)
     return _LUT[np.clip(np.round(scaled * 255), 0, 255).astype(np.int64)]
 
 

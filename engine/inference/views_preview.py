@@ -3,8 +3,10 @@
 A method is built from its config (the quick preset unless asked otherwise) and asked for its
 `preview_views` (see `SSLMethod.preview_views`): SimCLR's two augmented views, MAE's crop and
 masked input, and whatever each other method's file shows (multi-crop, tiles, rotations, ...).
-Built methods are kept (a few, least recently used first out): building one costs its
-networks' initialisation, a preview only its views.
+Methods are built on torch's meta device first: their networks get no memory and no
+initialisation (a Barlow Twins projector alone is 67M parameters), and the view makers, which
+hold no weights, work as in training. A method whose constructor or preview needs real tensors
+is built again on the CPU. Built methods are kept, least recently used out first.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from engine.inference.models import LensError
 
 MAX_IMAGES = 8
 DISPLAY = 128  # a view's side in the grid, about
-_KEEP = 4
+_KEEP = 8
 _methods: OrderedDict[tuple[str, str], Any] = OrderedDict()
 _methods_lock = threading.Lock()
 
@@ -32,8 +34,11 @@ def image_methods() -> list[str]:
     return [name for name in list_methods() if get_method(name).modality == "image"]
 
 
-def build_method(method: str, preset: str = "quick") -> Any:
-    """A method built from `preset` (cached), in eval mode; LensError when it trains on text."""
+def build_method(method: str, preset: str = "quick", real: bool = False) -> Any:
+    """A method built from `preset` (cached), in eval mode, on the meta device unless `real`
+    (or unless its constructor needs real tensors); LensError when it trains on text."""
+    import torch
+
     from engine.config import build_config
     from engine.registry import get_method
 
@@ -43,16 +48,62 @@ def build_method(method: str, preset: str = "quick") -> Any:
                         f"lens shows {', '.join(image_methods())}")
     key = (method, preset)
     with _methods_lock:
-        if key in _methods:
+        cached = _methods.get(key)
+        if cached is not None and (not real or not _on_meta(cached)):
             _methods.move_to_end(key)
-            return _methods[key]
+            return cached
     config = build_config(cls.Config, preset, {})
-    instance = cls(config, {"num_classes": 10, "image_size": config.image_size}).eval()
+    info = {"num_classes": 10, "image_size": config.image_size}
+    instance = None
+    if not real:
+        try:
+            with torch.device("meta"):
+                instance = cls(config, info)
+        except Exception:  # noqa: BLE001 - some constructors compute on tensors: build for real
+            instance = None
+    if instance is None:
+        instance = cls(config, info)
+    instance.eval()
     with _methods_lock:
         _methods[key] = instance
+        _methods.move_to_end(key)
         while len(_methods) > _KEEP:
             _methods.popitem(last=False)
     return instance
+
+
+def _on_meta(instance: Any) -> bool:
+    return any(t.is_meta for t in [*instance.parameters(), *instance.buffers()])
+
+
+def _seeded_views(instance: Any, images: Any, seed: int) -> list[tuple[str, Any]]:
+    import torch
+
+    with torch.random.fork_rng(devices=[]):  # the views' draws; the process's RNG untouched
+        torch.manual_seed(seed)
+        return instance.preview_views(images)
+
+
+def _views_of(method: str, preset: str, images: Any, seed: int) -> list[tuple[str, Any]]:
+    """The method's `preview_views(images)` under `seed`, retried on a real build when the
+    meta-built one cannot make them (a hook that needs weights or buffers)."""
+    instance = build_method(method, preset)
+    try:
+        views = _seeded_views(instance, images, seed)
+        if not any(getattr(batch, "is_meta", False) for _, batch in views):
+            return views
+    except NotImplementedError as error:
+        if "preview_views" in str(error):  # the hook's own "does not show its views yet"
+            raise LensError(str(error)) from None
+        if not _on_meta(instance):
+            raise
+    except Exception:  # noqa: BLE001 - decided below: retry for real, else re-raise
+        if not _on_meta(instance):
+            raise
+    try:
+        return _seeded_views(build_method(method, preset, real=True), images, seed)
+    except NotImplementedError as error:
+        raise LensError(str(error)) from None
 
 
 def _picture(batch: Any, index: int) -> np.ndarray:
@@ -79,27 +130,23 @@ def preview_views(method: str, dataset: str, seed: int = 0, num_images: int = 4,
         raise LensError("number of images and seed must be whole numbers") from None
     if not 1 <= num_images <= MAX_IMAGES:
         raise LensError(f"show from 1 to {MAX_IMAGES} images, not {num_images}")
-    instance = build_method(method, preset)
-    size = int(instance.config.image_size)
+    size = int(build_method(method, preset).config.image_size)
     data = load_dataset(dataset, "train", size, cache_dir=cache_dir)
     generator = torch.Generator().manual_seed(seed)
     rows = torch.randperm(len(data.images), generator=generator)[:num_images]
     images = data.images[rows]  # (n, 3, S, S) uint8
-    with torch.random.fork_rng(devices=[]):  # the views' draws; the process's RNG untouched
-        torch.manual_seed(seed)
-        try:
-            views = instance.preview_views(images)
-        except NotImplementedError as error:
-            raise LensError(str(error)) from None
+    views = _views_of(method, preset, images, seed)
     for caption, batch in views:
         if batch.dtype != torch.uint8 or batch.ndim != 4 or len(batch) != len(images):
             raise LensError(f"{method}.preview_views gave {caption!r} as {batch.dtype} "
                             f"{tuple(batch.shape)}; expected uint8 ({len(images)}, 3, h, w)")
     items: list[tuple[np.ndarray, str]] = []
     for i in range(len(images)):
-        items.append((_picture(images, i), f"image {i + 1} ({size} px)"))
+        items.append((_picture(images, i), f"image {i + 1}, {size} px"))
         for caption, batch in views:
-            items.append((_picture(batch, i), f"{caption} ({batch.shape[-1]} px)"))
+            side = batch.shape[-1]
+            label = caption if side == size else f"{caption}, {side} px"
+            items.append((_picture(batch, i), label))
     return {"items": items, "columns": 1 + len(views), "captions": [c for c, _ in views],
             "sizes": [int(b.shape[-1]) for _, b in views], "image_size": size,
             "method": method, "dataset": dataset, "preset": preset}

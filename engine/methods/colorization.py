@@ -195,7 +195,8 @@ class Colorization(SSLMethod):
         finally:
             self.train(was_training)
         unit = originals.float() / 255
-        grey = lab_to_rgb(rgb_to_lab(unit) * torch.tensor([1.0, 0.0, 0.0], device=device)[:, None, None])
+        lab = rgb_to_lab(unit)
+        grey = lab_to_rgb(torch.cat([lab[:, :1], torch.zeros_like(lab[:, 1:])], dim=1))
         rows = torch.stack([grey, predicted, unit])  # (3, n, 3, H, W)
         scale = max(1, 64 // unit.shape[-1])  # small images are enlarged to be seen
         rows = F.interpolate(rows.flatten(0, 1), scale_factor=scale, mode="nearest")

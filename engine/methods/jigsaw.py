@@ -136,7 +136,7 @@ class JigsawConfig(TrainConfig):
 
 @register_method("jigsaw")
 class Jigsaw(SSLMethod):
-    description = "Pretext task: reorder 3x3 shuffled tiles, classify the permutation (Noroozi & Favaro 2016)"
+    description = "Pretext task: classify the permutation of 3x3 shuffled tiles (Noroozi & Favaro 2016)"
     paper = "arXiv:1603.09246"
     Config = JigsawConfig
     card = MethodCard(

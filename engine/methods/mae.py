@@ -139,5 +139,5 @@ class MAE(SSLMethod):
         view = views_to_uint8(pixels)
         visible = grid * grid - int(mask[0].sum())
         return [("view (crop, flip)", view),
-                (f"encoder input ({visible} of {grid * grid} patches)",
+                (f"encoder input: {visible}/{grid * grid} patches",
                  view.masked_fill(hidden, 128))]

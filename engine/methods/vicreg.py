@@ -81,7 +81,9 @@ class VICReg(SSLMethod):
     def __init__(self, config: VICRegConfig, data_info: dict | None = None) -> None:
         super().__init__(config, data_info)
         self.views = view_pair(config.augmentation, config.image_size, asymmetric=True)
-        self.encoder, feature_dim = build_resnet(config.backbone, config.small_stem)
+        # Residual blocks start as the identity, as in the authors' code.
+        self.encoder, feature_dim = build_resnet(config.backbone, config.small_stem,
+                                                 zero_init_residual=True)
         self.projection = ProjectionHead(feature_dim, config.projection_hidden_dim,
                                          config.projection_dim, num_layers=3)
 

@@ -57,6 +57,8 @@ def test_start_draws_the_loss_curve(app_url, tmp_path):
             set_number(page, "steps", 4)
             set_number(page, "batch size", 16)
             set_number(page, "image size", 16)
+            for protocol in ("k-NN", "linear probe"):  # evaluation has tests of its own
+                page.locator("#train-evals").get_by_label(protocol, exact=True).uncheck()
             page.get_by_role("button", name="Start").click()
             page.locator(LINE).first.wait_for(timeout=60_000)
             page.get_by_text("completed").first.wait_for(timeout=60_000)

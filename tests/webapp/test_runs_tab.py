@@ -158,3 +158,29 @@ def test_app_has_the_runs_tab_and_public_endpoints(studio):
     assert {"leaderboard", "evaluate", "evaluate_baseline", "evaluations"} <= named
     assert not any("tick" in name for name in named)
     assert runs_tab.RunsTab in [t[2] for t in __import__("webapp.app").app.TABS]
+
+
+# ---- the Train form's evaluation choices --------------------------------------------------
+def test_train_form_sends_the_chosen_evaluations(tmp_path):
+    from webapp.train_tab import TrainTab, submit_form
+
+    studio = Studio(tmp_path / "home")
+    with gr.Blocks() as demo:
+        train = TrainTab(studio)
+        train.build()
+        train.wire(demo)
+    assert train.evals.value == ["knn", "linear"]  # the default
+    raw = [w.component.value for w in train.form.widgets]
+    train.start("simclr", "digits", "quick", 0, "resnet18", *raw, ["knn", "fewshot"], "shapes")
+    spec = studio.job(studio.jobs()[0]["id"])["spec"]
+    assert spec["evals"] == ["knn", "fewshot"] and spec["eval_dataset"] == "shapes"
+    train.start("simclr", "digits", "quick", 0, "resnet18", *raw, [], "")
+    assert "evals" not in studio.job(studio.jobs()[0]["id"])["spec"]
+    job_id, note = submit_form(studio, "simclr", "digits", "quick", 0, {}, ["svm"])
+    assert job_id is None and "unknown protocol" in note
+    texts = [m for m, info in train.methods.items() if info["modality"] != "image"]
+    if texts:
+        update = train.on_method_evals(texts[0])
+        assert update["value"] == [] and update["interactive"] is False
+    update = train.on_method_evals("simclr")
+    assert update["value"] == ["knn", "linear"] and update["interactive"] is True

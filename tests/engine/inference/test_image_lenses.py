@@ -294,7 +294,7 @@ def test_views_of_simclr_and_mae(studio):
 
     mae = studio.preview_views("mae", "digits", seed=0, num_images=2)
     caption = mae["captions"][1]
-    assert caption == "encoder input (16 of 64 patches)"  # quick: 32 px, 4 px patches, 75%
+    assert caption == "encoder input: 16/64 patches"  # quick: 32 px, 4 px patches, 75%
     masked = mae["items"][2][0]  # image 1's encoder input, upscaled by a whole factor
     factor = masked.shape[0] // 32
     cells = masked[::factor * 4, ::factor * 4]  # one pixel per patch (top left)
@@ -302,6 +302,23 @@ def test_views_of_simclr_and_mae(studio):
                                     c * factor * 4:(c + 1) * factor * 4] == 128).all()
                             for c in range(8)] for r in range(8)])
     assert cells.shape[:2] == (8, 8) and patch_grey.sum() == 48
+
+
+def test_views_built_on_meta_equal_views_built_for_real():
+    """The lens builds methods on the meta device (no weights); their views are the same."""
+    from engine.data.datasets import load_dataset
+    from engine.inference import views_preview
+
+    images = load_dataset("digits", "train", 32).images[:3]
+    for method in ("simclr", "mae"):
+        meta = views_preview.build_method(method)
+        assert views_preview._on_meta(meta)
+        from_meta = views_preview._seeded_views(meta, images, 5)
+        real = views_preview.build_method(method, real=True)
+        assert not views_preview._on_meta(real)
+        from_real = views_preview._seeded_views(real, images, 5)
+        for (caption, a), (_, b) in zip(from_meta, from_real):
+            assert torch.equal(a, b), (method, caption)
 
 
 def test_views_refuses_text_methods(studio):

@@ -6,6 +6,7 @@ import torch
 from engine.config import build_config
 from engine.methods.byol import BYOL, BYOLConfig
 from engine.optim import build_optimizer
+from tests.engine.methods.test_moco import assert_ema
 
 
 def _tiny():
@@ -32,8 +33,7 @@ def test_target_is_an_exact_ema_with_the_cosine_schedule():
         tau = 1 - (1 - 0.996) * (math.cos(math.pi * (step - 1) / total) + 1) / 2
         assert method.momentum == pytest.approx(tau, abs=1e-12)
         for name, p in method.target_projector.named_parameters():
-            expected = tau * before[name] + (1 - tau) * online[name]
-            assert torch.allclose(p, expected, rtol=0, atol=1e-7), name
+            assert_ema(p, before[name], online[name], tau)
     assert method.momentum > 0.999  # on its way to 1
 
 

@@ -1,7 +1,8 @@
 import torch
 
 from engine.config import build_config
-from engine.methods.jigsaw import Jigsaw, JigsawConfig, cut_tiles, jigsaw_permutations, shuffle_tiles
+from engine.methods.jigsaw import (Jigsaw, JigsawConfig, cut_tiles, jigsaw_permutations,
+                                   shuffle_tiles)
 
 
 def _hamming(perms):

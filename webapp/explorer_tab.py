@@ -1,0 +1,423 @@
+"""Embeddings tab: a 2-D map (PCA, UMAP or t-SNE) of a model's embeddings coloured by label,
+beside the same samples under a second model (by default the random initialisation of the
+first), with the images behind a clicked point or a dragged box, k-NN accuracy and a CSV.
+
+The maps are `gr.ScatterPlot`s (hover: label, index, caption). Their own brush selects an x
+range only, so a small script (`SELECT_JS`, run by a gr.HTML bridge) turns a click or a dragged
+box on either map into the row positions of the points under it, outlines the same points on
+both maps, and sends them to `on_select`, which fills the gallery with those images only.
+Everything heavy (embedding, projection, caches) is `studio.project`; handlers are thin.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections import Counter
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from webapp.figures import message
+
+log = logging.getLogger(__name__)
+USER_ERRORS = (ValueError, LookupError, RuntimeError)
+SAME_ARCH = "same-arch-random"  # model B: the random initialisation of model A's network
+NO_MODEL = ""
+PROJECTIONS = [("PCA (instant)", "pca"), ("UMAP", "umap"), ("t-SNE", "tsne")]
+AXIS = {"pca": "PC", "umap": "UMAP", "tsne": "t-SNE"}
+TEXT_MODES = [("images only", "none"), ("+ class prompts", "prompts"),
+              ("+ captions", "captions")]
+MAX_THUMBS = 48       # images the gallery shows for one selection
+DEFAULT_SAMPLES = 2000
+MAX_SAMPLES = 10_000
+PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
+           "#ff9da7", "#9c755f", "#bab0ac", "#1f77b4", "#aec7e8", "#ff7f0e", "#ffbb78",
+           "#2ca02c", "#98df8a", "#d62728", "#ff9896", "#9467bd", "#c5b0d5"]
+TEXT_PALETTE = ["#1d3c5c", "#8a4c0f", "#7d1f20", "#2f5d59", "#2b5527", "#7a6414", "#5c3a5a",
+                "#9c4a55", "#4d3a2e", "#5c5753"]
+HOVER = ["label", "index", "text"]
+PLOT_HEIGHT = 430
+
+# A click (nearest point within 10 px) or a dragged box on #ps-map-a / #ps-map-b -> the
+# positions of the points under it. Vega draws the points as <path>s of the symbol mark, in
+# the order of the plot's rows, so a position is a row of the frame `map_frame` made.
+SELECT_JS = r"""
+const MAPS = ['ps-map-a', 'ps-map-b'];
+if (window.__psExplorer) { window.__psExplorer.trigger = trigger; return; }
+const bridge = { trigger: trigger };
+window.__psExplorer = bridge;
+let drag = null;
+const points = (root) => Array.from(root.querySelectorAll('g.mark-symbol path'));
+function outline(positions) {
+  for (const id of MAPS) {
+    const root = document.getElementById(id);
+    if (!root) continue;
+    const all = points(root);
+    for (const p of all) { p.style.stroke = ''; p.style.strokeWidth = ''; }
+    for (const i of positions) {
+      if (all[i]) { all[i].style.stroke = '#111'; all[i].style.strokeWidth = '2px'; }
+    }
+  }
+}
+bridge.outline = outline;
+document.addEventListener('pointerdown', (e) => {
+  if (e.button !== 0) return;
+  const root = e.target.closest ? e.target.closest('#ps-map-a, #ps-map-b') : null;
+  const svg = root ? root.querySelector('svg') : null;
+  if (!svg || !svg.contains(e.target)) return;
+  drag = { root: root, x0: e.clientX, y0: e.clientY, box: null };
+  e.preventDefault();
+}, true);
+document.addEventListener('pointermove', (e) => {
+  if (!drag) return;
+  const dx = e.clientX - drag.x0, dy = e.clientY - drag.y0;
+  if (!drag.box && Math.abs(dx) + Math.abs(dy) < 5) return;
+  if (!drag.box) {
+    drag.box = document.createElement('div');
+    Object.assign(drag.box.style, { position: 'fixed', border: '1px dashed #4338ca',
+      background: 'rgba(99, 102, 241, 0.12)', pointerEvents: 'none', zIndex: 1000 });
+    document.body.appendChild(drag.box);
+  }
+  Object.assign(drag.box.style, { left: Math.min(e.clientX, drag.x0) + 'px',
+    top: Math.min(e.clientY, drag.y0) + 'px', width: Math.abs(dx) + 'px',
+    height: Math.abs(dy) + 'px' });
+});
+document.addEventListener('pointerup', () => {
+  if (!drag) return;
+  const d = drag;
+  drag = null;
+  const all = points(d.root);
+  const picked = [];
+  if (d.box) {
+    const r = d.box.getBoundingClientRect();
+    d.box.remove();
+    all.forEach((p, i) => {
+      const b = p.getBoundingClientRect(), x = b.x + b.width / 2, y = b.y + b.height / 2;
+      if (x >= r.left && x <= r.right && y >= r.top && y <= r.bottom) picked.push(i);
+    });
+  } else {
+    let best = -1, bestDistance = 100;
+    all.forEach((p, i) => {
+      const b = p.getBoundingClientRect(), x = b.x + b.width / 2 - d.x0,
+        y = b.y + b.height / 2 - d.y0;
+      if (x * x + y * y < bestDistance) { bestDistance = x * x + y * y; best = i; }
+    });
+    if (best >= 0) picked.push(best);
+  }
+  outline(picked);
+  bridge.trigger('select', { map: d.root.id.slice(-1), positions: picked });
+});
+"""
+
+
+# ---- plain helpers (no components) -------------------------------------------------------
+def group_name(label: str, kind: str) -> str:
+    """The colour group of a point: its label, or "label · text" for a text point."""
+    return label if kind == "image" or not kind else f"{label} · text"
+
+
+def map_frame(view: dict[str, Any]) -> pd.DataFrame:
+    """The plot's rows, in the engine's point order (the selection script counts on it)."""
+    p = view["points"]
+    return pd.DataFrame({"x": p["x"], "y": p["y"],
+                         "label": [group_name(l, k) for l, k in zip(p["label"], p["kind"])],
+                         "index": p["index"],
+                         "text": [t if t else "" for t in p["text"]]})
+
+
+def color_map(view: dict[str, Any]) -> dict[str, str]:
+    """A fixed colour per class (the same on both maps); text points a darker one."""
+    out = {}
+    for i, name in enumerate(view.get("class_names") or sorted(set(view["points"]["label"]))):
+        out[name] = PALETTE[i % len(PALETTE)]
+        out[f"{name} · text"] = TEXT_PALETTE[i % len(TEXT_PALETTE)]
+    return out
+
+
+def traces(view: dict[str, Any]) -> list[dict[str, Any]]:
+    """One trace per colour group (label, and label · text for texts): {"name", "x", "y",
+    "index", "text"}, in the order of the class names."""
+    p = view["points"]
+    by_name: dict[str, dict[str, list]] = {}
+    for x, y, label, kind, index, text in zip(p["x"], p["y"], p["label"], p["kind"],
+                                              p["index"], p["text"]):
+        trace = by_name.setdefault(group_name(label, kind),
+                                   {"x": [], "y": [], "index": [], "text": []})
+        trace["x"].append(x)
+        trace["y"].append(y)
+        trace["index"].append(index)
+        trace["text"].append(text)
+    order = {name: i for i, name in enumerate(color_map(view))}
+    return [{"name": name, **values}
+            for name, values in sorted(by_name.items(), key=lambda kv: order.get(kv[0], 1e9))]
+
+
+def summary(view: dict[str, Any]) -> dict[str, Any]:
+    """What the /embeddings endpoint returns besides the traces."""
+    return {key: view[key] for key in ("model", "dataset", "split", "projection", "params",
+                                       "num_points", "feature_dim", "knn_top1", "message",
+                                       "timing")}
+
+
+def knn_text(view: dict[str, Any] | None) -> str:
+    if view is None:
+        return ""
+    model = view["model"]
+    acc = view.get("knn_top1")
+    figure = "n/a (no labels)" if acc is None else f"**{acc:.1%}**"
+    took = view["timing"]
+    embed = "cached" if took["embeddings_cached"] else f"{took['embed_s']:.1f} s"
+    return (f"**{model['name']}** · k-NN (leave-one-out, k 20) {figure} · "
+            f"{view['num_points']:,} points, {view['feature_dim']}-d · embed {embed}, "
+            f"{view['projection'].upper()} {took['project_s']:.1f} s")
+
+
+def resolve_b(model_a: str | None, model_b: str | None) -> str | None:
+    """Model B's name: SAME_ARCH means the random init of A's network (A must be a job)."""
+    if not model_b:
+        return None
+    if model_b == SAME_ARCH:
+        a = str(model_a or "").strip().removeprefix("#")
+        return f"random:{a}" if a.isdigit() else None
+    return model_b
+
+
+def selection_rows(view: dict[str, Any], positions: list[int]) -> list[int]:
+    """Valid plot positions, in order, without repeats."""
+    count = len(view["points"]["index"])
+    seen: dict[int, None] = {}
+    for position in positions or []:
+        if isinstance(position, (int, float)) and 0 <= int(position) < count:
+            seen[int(position)] = None
+    return list(seen)
+
+
+def selection_text(view: dict[str, Any], rows: list[int]) -> str:
+    if not rows:
+        return "Click a point or drag a box on either map to see the images behind it."
+    labels = Counter(view["points"]["label"][r] for r in rows)
+    parts = ", ".join(f"{count} × {label}" for label, count in labels.most_common(8))
+    shown = min(len(rows), MAX_THUMBS)
+    more = f" (the first {shown} shown)" if len(rows) > shown else ""
+    return f"**{len(rows)} selected**{more}: {parts}"
+
+
+def write_csv(text: str) -> str:
+    """The CSV in a fresh temporary file (a folder Gradio serves files from)."""
+    folder = tempfile.mkdtemp(prefix="pretext-embeddings-")
+    path = os.path.join(folder, "embedding-map.csv")
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    return path
+
+
+def dataset_choices(datasets: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(f"{d['name']} ({d['kind']})" if d["kind"] != "image" else d["name"], d["name"])
+            for d in datasets if d.get("available", True)]
+
+
+# ---- the tab -----------------------------------------------------------------------------
+class ExplorerTab:
+    def __init__(self, studio: Any) -> None:
+        self.studio = studio
+        studio.warm_up_umap()  # background thread; PRETEXT_UMAP_WARMUP=0 turns it off
+
+    def model_choices(self) -> tuple[list[tuple[str, str]], list[dict[str, Any]]]:
+        models = self.studio.embedding_models()
+        return [(m["label"], m["value"]) for m in models], models
+
+    def build(self) -> None:
+        choices, models = self.model_choices()
+        runs = [m for m in models if m["kind"] == "run"]
+        first = runs[0]["value"] if runs else (choices[0][1] if choices else None)
+        datasets = self.studio.datasets()
+        first_dataset = runs[0]["dataset"] if runs else "digits"
+        gr.Markdown("Map a model's embeddings of a dataset to 2-D, coloured by label: points "
+                    "that cluster by class mean the model learned what the labels mean. "
+                    "**Click a point or drag a box** on a map to see the images behind it "
+                    "(the same points are outlined on both maps).", elem_classes=["ps-hint"])
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=1, min_width=270):
+                with gr.Row(equal_height=True):
+                    self.model_a = gr.Dropdown(choices, value=first, allow_custom_value=True,
+                                               label="Model", scale=5,
+                                               info="A finished run, a network at random "
+                                                    "init, raw pixels, or a Hub id")
+                    self.refresh_btn = gr.Button("↻", size="sm", scale=0, min_width=44)
+                self.model_b = gr.Dropdown(
+                    [("Random init of the same network", SAME_ARCH), ("(none)", NO_MODEL),
+                     *choices], value=SAME_ARCH, allow_custom_value=True,
+                    label="Compare with", info="Drawn beside it on the same samples")
+                self.dataset = gr.Dropdown(dataset_choices(datasets), value=first_dataset,
+                                           label="Dataset")
+                with gr.Row():
+                    self.split = gr.Radio(["train", "test"], value="train", label="Split",
+                                          min_width=120)
+                    self.samples = gr.Number(DEFAULT_SAMPLES, label="Samples", precision=0,
+                                             minimum=2, maximum=MAX_SAMPLES, min_width=110,
+                                             info=f"up to {MAX_SAMPLES:,}")
+                self.projection = gr.Radio(PROJECTIONS, value="pca", label="Projection")
+                with gr.Group(visible=False) as self.umap_box:
+                    self.n_neighbors = gr.Slider(2, 100, 15, step=1, label="UMAP n_neighbors",
+                                                 info="small: local detail; large: global "
+                                                      "layout")
+                    self.min_dist = gr.Slider(0.0, 1.0, 0.1, step=0.01, label="UMAP min_dist",
+                                              info="how tightly points pack in a cluster")
+                with gr.Group(visible=False) as self.tsne_box:
+                    self.perplexity = gr.Slider(2, 100, 30, step=1, label="t-SNE perplexity",
+                                                info="about the number of neighbours each "
+                                                     "point keeps; below the point count")
+                self.texts = gr.Radio(TEXT_MODES, value="none", label="Texts (CLIP runs)",
+                                      visible=False,
+                                      info="Embed the class prompts or captions too")
+                self.draw_btn = gr.Button("Draw", variant="primary")
+                self.status = gr.HTML(message(self.studio.umap_status(), "info"),
+                                      elem_classes=["ps-status"])
+                self.note = gr.HTML("", elem_classes=["ps-note"])
+            with gr.Column(scale=4):
+                with gr.Row(equal_height=True):
+                    self.plot_a = self._plot("ps-map-a")
+                    self.plot_b = self._plot("ps-map-b")
+                with gr.Row():
+                    self.knn_a = gr.Markdown("")
+                    self.knn_b = gr.Markdown("")
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=3):
+                        self.gallery = gr.Gallery(label="Selected points", columns=8, height=260,
+                                                  object_fit="contain", allow_preview=True,
+                                                  format="png", interactive=False)
+                    with gr.Column(scale=1, min_width=200):
+                        self.selection = gr.Markdown(selection_text({}, []))
+                        self.csv = gr.DownloadButton("Download CSV", visible=False, size="sm")
+        self.bridge = gr.HTML("", js_on_load=SELECT_JS, elem_id="ps-explorer-bridge")
+        self.views = gr.State({})
+        warming = self.studio.umap_status().startswith("UMAP is warming")
+        self.timer = gr.Timer(2.0, active=warming)
+        self.draw_inputs = [self.model_a, self.model_b, self.dataset, self.split, self.samples,
+                            self.projection, self.n_neighbors, self.min_dist, self.perplexity,
+                            self.texts]
+        self.draw_outputs = [self.plot_a, self.plot_b, self.knn_a, self.knn_b, self.note,
+                             self.views, self.gallery, self.selection, self.csv, self.status]
+
+    def _plot(self, elem_id: str) -> gr.ScatterPlot:
+        return gr.ScatterPlot(None, x="x", y="y", color="label", tooltip=HOVER,
+                              height=PLOT_HEIGHT, elem_id=elem_id, x_title=" ", y_title=" ",
+                              show_label=False, min_width=300)
+
+    def wire(self, demo: gr.Blocks) -> None:
+        private = dict(api_visibility="private")
+        gr.on([self.draw_btn.click, self.projection.change], self.draw, self.draw_inputs,
+              self.draw_outputs, trigger_mode="always_last", **private)
+        self.projection.change(self.on_projection, [self.projection],
+                               [self.umap_box, self.tsne_box], show_progress="hidden",
+                               **private)
+        self.model_a.change(self.on_model, [self.model_a, self.dataset],
+                            [self.dataset, self.texts], show_progress="hidden", **private)
+        self.refresh_btn.click(self.refresh, [self.model_a, self.model_b],
+                               [self.model_a, self.model_b], show_progress="hidden", **private)
+        demo.load(self.refresh, [self.model_a, self.model_b], [self.model_a, self.model_b],
+                  show_progress="hidden", **private)
+        self.bridge.select(self.on_select, [self.views], [self.gallery, self.selection],
+                           show_progress="hidden", **private)
+        self.timer.tick(self.tick, None, [self.status, self.timer], show_progress="hidden",
+                        **private)
+
+    # ---- handlers ------------------------------------------------------------------------
+    def refresh(self, model_a: str | None, model_b: str | None) -> list[Any]:
+        choices, _ = self.model_choices()
+        values = [v for _, v in choices]
+        a = model_a if model_a else (values[0] if values else None)
+        return [gr.Dropdown(choices=choices, value=a),
+                gr.Dropdown(choices=[("Random init of the same network", SAME_ARCH),
+                                     ("(none)", NO_MODEL), *choices], value=model_b)]
+
+    def on_projection(self, projection: str) -> list[Any]:
+        return [gr.Group(visible=projection == "umap"), gr.Group(visible=projection == "tsne")]
+
+    def on_model(self, model: str | None, dataset: str | None) -> list[Any]:
+        """A run brings its training dataset (when it differs) and, for CLIP, the texts."""
+        found = next((m for m in self.studio.embedding_models() if m["value"] == model), None)
+        if found is None or found["job_id"] is None:
+            return [gr.skip(), gr.Radio(visible=False, value="none")]
+        job = self.studio.job(found["job_id"])
+        clip = found["modality"] == "image-text"
+        return [gr.Dropdown(value=job["dataset"]) if job["dataset"] != dataset else gr.skip(),
+                gr.Radio(visible=clip, value="prompts" if clip else "none")]
+
+    def tick(self) -> list[Any]:
+        status = self.studio.umap_status()
+        return [message(status, "info"), gr.Timer(active=status.startswith("UMAP is warming"))]
+
+    def compute(self, model_a: str, model_b: str | None, dataset: str, split: str,
+                samples: float, projection: str, n_neighbors: float, min_dist: float,
+                perplexity: float, texts: str, progress: Any = None) -> list[dict[str, Any]]:
+        """The maps of A (and B): engine views, in order."""
+        params = {"pca": {}, "umap": {"n_neighbors": int(n_neighbors),
+                                      "min_dist": float(min_dist)},
+                  "tsne": {"perplexity": float(perplexity)}}[projection]
+        names = [model_a] + ([b] if (b := resolve_b(model_a, model_b)) else [])
+        views = []
+        for i, name in enumerate(names):
+            def report(fraction: float, text: str, i: int = i) -> None:
+                if progress is not None:
+                    progress((i + fraction) / len(names), desc=f"{name}: {text}")
+            views.append(self.studio.project(name, dataset, int(samples or DEFAULT_SAMPLES),
+                                             projection, params, split, texts or "none",
+                                             report))
+        return views
+
+    def draw(self, model_a: str | None, model_b: str | None, dataset: str, split: str,
+             samples: float, projection: str, n_neighbors: float, min_dist: float,
+             perplexity: float, texts: str, progress: gr.Progress = gr.Progress()) -> list[Any]:
+        status = message(self.studio.umap_status(), "info")
+        if not model_a:
+            return [gr.skip()] * 4 + [message("Pick a model first.", "warn")] + [gr.skip()] * 4 \
+                + [status]
+        try:
+            views = self.compute(model_a, model_b, dataset, split, samples, projection,
+                                 n_neighbors, min_dist, perplexity, texts, progress)
+        except USER_ERRORS as error:
+            return [gr.skip()] * 4 + [message(str(error), "error")] + [gr.skip()] * 4 + [status]
+        except Exception as error:  # noqa: BLE001 - show something, log the rest
+            log.exception("embedding map failed")
+            return [gr.skip()] * 4 + [message(f"The map failed: {error}", "error")] \
+                + [gr.skip()] * 4 + [status]
+        plots = [self.plot_update(view) for view in views]
+        if len(views) == 1:
+            plots.append(gr.ScatterPlot(value=None, visible=False))
+        notes = " ".join(dict.fromkeys(v["message"] for v in views if v["message"]))
+        state = {"a": views[0], "b": views[1] if len(views) > 1 else None,
+                 "dataset": dataset, "split": split}
+        return [*plots, knn_text(views[0]), knn_text(views[1] if len(views) > 1 else None),
+                message(notes, "warn") if notes else "", state, [],
+                selection_text({}, []),
+                gr.DownloadButton(value=write_csv(self.studio.maps_csv(views)), visible=True),
+                message(self.studio.umap_status(), "info")]
+
+    def plot_update(self, view: dict[str, Any]) -> gr.ScatterPlot:
+        axis = AXIS[view["projection"]]
+        return gr.ScatterPlot(value=map_frame(view), color_map=color_map(view),
+                              x_title=f"{axis} 1", y_title=f"{axis} 2", visible=True,
+                              title=view["model"]["name"])
+
+    def on_select(self, views: dict[str, Any], evt: gr.EventData) -> list[Any]:
+        data = getattr(evt, "_data", None) or {}
+        view = views.get(data.get("map") or "a") if views else None
+        if not view:
+            return [[], selection_text({}, [])]
+        rows = selection_rows(view, data.get("positions") or [])
+        return [self.gallery_items(views, view, rows), selection_text(view, rows)]
+
+    def gallery_items(self, views: dict[str, Any], view: dict[str, Any],
+                      rows: list[int]) -> list[tuple[Any, str]]:
+        """(thumbnail, caption) for the selected image points (texts get no picture)."""
+        p = view["points"]
+        images = [r for r in rows if p["kind"][r] == "image"][:MAX_THUMBS]
+        if not images:
+            return []
+        pictures = self.studio.embedding_thumbnails(views["dataset"], views["split"],
+                                                    [p["index"][r] for r in images])
+        return [(picture, f"#{p['index'][r]} · {p['label'][r]}")
+                for picture, r in zip(pictures, images)]
