@@ -185,6 +185,12 @@ class Studio:
         return [{"step": s, "name": n, "value": v}
                 for s, n, v in self.store.metrics(int(job_id), since_step)]
 
+    def samples(self, job_id: int, since_step: int = -1) -> list[dict[str, Any]]:
+        """Text samples a job wrote (GPT generations, T5 fills) with step > since_step."""
+        from engine.methods._text import read_samples
+
+        return read_samples(self.job(job_id)["run_dir"], since_step)
+
     def cancel(self, job_id: int) -> str:
         """Stop a job: a queued one at once, a running one after its current step."""
         job = self.job(job_id)

@@ -22,6 +22,7 @@ from webapp.forms import ParamForm, clean_value, overrides
 log = logging.getLogger(__name__)
 IDLE_TEXT = "No job followed yet: choose a method and a dataset, then press Start."
 POLL_S = 1.0
+SAMPLE_POLL_S = 3.0
 
 
 # ---- plain helpers (no components) ------------------------------------------------------
@@ -39,17 +40,22 @@ def dataset_label(info: dict[str, Any]) -> str:
     return label
 
 
+def fits(info: dict[str, Any], modality: str | None) -> bool:
+    """Whether a method of `modality` can train on the dataset `info` describes."""
+    return modality is None or modality in info.get("modalities", [info.get("kind", modality)])
+
+
 def dataset_choices(datasets: list[dict[str, Any]], modality: str | None
                     ) -> list[tuple[str, str]]:
     """The datasets a method of `modality` can train on, unavailable ones marked."""
-    fitting = [d for d in datasets if modality is None or d.get("kind", modality) == modality]
+    fitting = [d for d in datasets if fits(d, modality)]
     return [(dataset_label(d), d["name"]) for d in fitting]
 
 
 def pick_dataset(datasets: list[dict[str, Any]], modality: str | None,
                  current: str | None) -> str | None:
     """Keep `current` when the method can use it, else the first available one."""
-    fitting = [d for d in datasets if modality is None or d.get("kind", modality) == modality]
+    fitting = [d for d in datasets if fits(d, modality)]
     names = [d["name"] for d in fitting]
     if current in names:
         return current
@@ -101,6 +107,17 @@ def eval_dataset_choices(datasets: list[dict[str, Any]]) -> list[tuple[str, str]
 def waiting_for(studio: Any) -> int | None:
     running = [j["id"] for j in studio.jobs() if j["status"] == "running"]
     return running[0] if running else None
+
+
+def latest_sample_text(samples: list[dict[str, Any]]) -> str:
+    """'step 120: <text>' for the newest sample; T5 records show input, target and fill."""
+    if not samples:
+        return ""
+    last = samples[-1]
+    if "text" in last:
+        return f"step {last['step']}: {last['text']}"
+    parts = [f"{key}: {last[key]}" for key in ("input", "target", "prediction") if key in last]
+    return f"step {last['step']}\n" + "\n".join(parts)
 
 
 def button_states(status: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -174,10 +191,13 @@ class TrainTab:
                 self.note = gr.HTML("", elem_classes=["ps-note"])
             with gr.Column(scale=3, min_width=480):
                 self.panel = CurvePanel(IDLE_TEXT, "train")
+                self.sample = gr.Textbox(label="Latest sample the model wrote", lines=3,
+                                         visible=False, interactive=False)
         with gr.Accordion("Compare all methods", open=False):
             gr.Dataframe(cards_table(list(self.methods.values())), interactive=False,
                          wrap=True, column_widths=["9%", "6%", "8%", "42%", "35%"])
         self.timer = gr.Timer(POLL_S, active=False)
+        self.sample_timer = gr.Timer(SAMPLE_POLL_S)
         self.follow_outputs = [*self.panel.outputs, self.timer, self.stop_btn, self.resume_btn]
 
     def wire(self, demo: gr.Blocks) -> None:
@@ -204,6 +224,8 @@ class TrainTab:
         self.resume_btn.click(self.resume, [self.panel.curves], [self.note, *self.follow_outputs],
                               **private)
         self.panel.wire()
+        self.sample_timer.tick(self.on_sample, [self.panel.curves], [self.sample],
+                               show_progress="hidden", **private)
         self.data_panel.wire(self.dataset, self.method, lambda method: dataset_choices(
             self.studio.datasets(), self.methods[method]["modality"]))
         demo.load(self.on_load, None, self.follow_outputs, show_progress="hidden", **private)
@@ -277,6 +299,14 @@ class TrainTab:
         timer = gr.Timer(active=False) if job["status"] in TERMINAL_STATUSES else gr.skip()
         return [*self.panel.values(curves, job, changed, x_lim, extra_name, waiting_for=wait),
                 timer, *buttons]
+
+    def on_sample(self, curves: dict[str, Any]) -> Any:
+        """The newest text sample of the followed job (GPT generations, T5 fills), if any."""
+        job_id = curves.get("job_id")
+        if job_id is None:
+            return gr.skip()
+        sample = latest_sample_text(self.studio.samples(job_id))
+        return gr.update(value=sample, visible=True) if sample else gr.update(visible=False)
 
     def stop(self, curves: dict[str, Any]) -> str:
         job_id = curves.get("job_id")

@@ -281,3 +281,16 @@ def test_method_cards(tmp_path):
     table = cards_table(methods)
     assert set(table["method"]) == {m["name"] for m in methods}
     assert (table.loc[table["method"] == "mae", "year"] == 2021).all()
+
+
+def test_text_methods_see_their_datasets_and_samples_render():
+    from webapp.train_tab import dataset_choices, latest_sample_text
+
+    datasets = [{"name": "shapes", "kind": "image", "modalities": ["image", "image-text"]},
+                {"name": "captions", "kind": "text", "modalities": ["text"]}]
+    assert [v for _, v in dataset_choices(datasets, "image-text")] == ["shapes"]
+    assert [v for _, v in dataset_choices(datasets, "text")] == ["captions"]
+    assert latest_sample_text([{"step": 3, "text": "a red star"}]) == "step 3: a red star"
+    assert "prediction: x" in latest_sample_text([{"step": 4, "input": "a", "target": "b",
+                                                   "prediction": "x"}])
+    assert latest_sample_text([]) == ""
