@@ -11,6 +11,12 @@ then connects:
     `gr.Error`, so a gradio_client caller gets an exception that says what to fix.
 Images cross as file paths (inputs) and numpy uint8 arrays (outputs, sent as PNG so no pixel
 changes on the way).
+
+A new lens: its engine function and `Lens` (model types, words for the wrong-family message,
+Hub suggestions) in `engine/inference/<lens>.py`, one line in `LENS_SPECS`
+(engine/inference/models.py), a `Studio` method; here a `LensTab` subclass in `lens_<name>.py`
+with a `ModelPicker(studio, "<lens>")`, one line in `TABS` (webapp/app.py) and in
+`endpoints.LENS_ENDPOINTS`.
 """
 from __future__ import annotations
 

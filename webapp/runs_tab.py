@@ -39,6 +39,9 @@ HEALTH_TITLES: dict[str, str] = {
     "uniformity": "Uniformity (lower = more spread on the sphere)",
 }
 ALL_DATASETS = "all datasets"
+# One colour per job, fixed by its id so a job keeps its colour whatever else is selected.
+PALETTE = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3",
+           "#8c8c8c", "#ccb974", "#64b5cd"]
 
 
 # ---- plain helpers (no components) ------------------------------------------------------
@@ -169,6 +172,13 @@ def overlay_frame(compare: dict[str, Any], metric: str, x_lim: list[float] | Non
                              "value": pd.Series(dtype="float64"),
                              "job": pd.Series(dtype="str")})
     return pd.concat(parts, ignore_index=True)
+
+
+def job_colors(compare: dict[str, Any]) -> dict[str, str]:
+    """{job name: colour} for the followed jobs. Sent as the plots' `color_map` whenever the
+    set of jobs changes: Gradio's LinePlot fixes the colour domain when it builds its chart,
+    so new series are only drawn once that prop changes."""
+    return {e["name"]: PALETTE[int(key) % len(PALETTE)] for key, e in compare.items()}
 
 
 def health_choices(compare: dict[str, Any]) -> list[tuple[str, str]]:
@@ -343,24 +353,31 @@ class RunsTab:
                 health_name: str | None, x_lim: list[float] | None) -> list:
         compare, _ = sync_compare(self.studio, compare or {}, job_ids or [])
         loss, health = self.plots(compare, health_name, x_lim)
-        return [compare, loss, health, gr.update(choices=health_choices(compare))]
+        colors = job_colors(compare)
+        return [compare, gr.LinePlot(loss, color_map=colors),
+                gr.LinePlot(health, color_map=colors),
+                gr.update(choices=health_choices(compare))]
 
     def on_health_name(self, compare: dict[str, Any], health_name: str,
                        x_lim: list[float] | None) -> Any:
         title = HEALTH_TITLES.get(health_name, health_name)
         return gr.LinePlot(overlay_frame(compare, health_name, x_lim), title=title,
-                           y_title=health_name)
+                           y_title=health_name, color_map=job_colors(compare))
 
     def zoom(self, compare: dict[str, Any], health_name: str | None,
              evt: gr.SelectData) -> list:
         low, high = (float(v) for v in evt.index[:2])
         x_lim = [min(low, high), max(low, high)]
         loss, health = self.plots(compare, health_name, x_lim)
-        return [x_lim, gr.LinePlot(loss, x_lim=x_lim), gr.LinePlot(health, x_lim=x_lim)]
+        colors = job_colors(compare)
+        return [x_lim, gr.LinePlot(loss, x_lim=x_lim, color_map=colors),
+                gr.LinePlot(health, x_lim=x_lim, color_map=colors)]
 
     def unzoom(self, compare: dict[str, Any], health_name: str | None) -> list:
         loss, health = self.plots(compare, health_name, None)
-        return [None, gr.LinePlot(loss, x_lim=None), gr.LinePlot(health, x_lim=None)]
+        colors = job_colors(compare)
+        return [None, gr.LinePlot(loss, x_lim=None, color_map=colors),
+                gr.LinePlot(health, x_lim=None, color_map=colors)]
 
     def tick(self, text: str, dataset: str, key: str, compare: dict[str, Any],
              job_ids: list[int] | None, health_name: str | None,
@@ -368,15 +385,22 @@ class RunsTab:
         """Every REFRESH_S while shown: the board when it changed, new points of the followed
         jobs that are still running (values only: the zoom stays), and the job lists."""
         board = self.refresh_board(text, dataset, key)
+        compare = compare or {}
+        colors, names = job_colors(compare), health_choices(compare)
         try:
-            compare, changed = sync_compare(self.studio, compare or {}, job_ids or [])
+            compare, changed = sync_compare(self.studio, compare, job_ids or [])
         except Exception:
             log.exception("polling the compared jobs failed")
             changed = False
         curves: list[Any] = [compare, gr.skip(), gr.skip(), gr.skip()]
         if changed:
             loss, health = self.plots(compare, health_name, x_lim)
-            curves = [compare, loss, health, gr.update(choices=health_choices(compare))]
+            if job_colors(compare) != colors:  # other jobs: the chart must be rebuilt
+                loss = gr.LinePlot(loss, color_map=job_colors(compare))
+                health = gr.LinePlot(health, color_map=job_colors(compare))
+            new_names = health_choices(compare)
+            curves = [compare, loss, health,
+                      gr.skip() if new_names == names else gr.update(choices=new_names)]
         choices = job_choices(self.studio.jobs())
         new_jobs_key = json.dumps(choices)
         if new_jobs_key == jobs_key:

@@ -16,6 +16,8 @@ import os
 import threading
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -36,6 +38,10 @@ DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
     "tsne": {"perplexity": 30.0},
 }
 WARMUP_ENV = "PRETEXT_UMAP_WARMUP"  # "0" turns the background warm-up off (the tests do)
+# Threads for t-SNE and UMAP (OpenMP, BLAS, numba). The web process shares its cores with the
+# training workers, and spinning OpenMP threads on busy cores made a 60-point t-SNE take 117 s
+# instead of 1.4 s here: one thread by default; raise it on a machine of its own.
+THREADS_ENV = "PRETEXT_PROJECTION_THREADS"
 SEED = 0
 
 
@@ -65,6 +71,16 @@ def check_projection(projection: str, params: dict[str, Any] | None) -> dict[str
 
 
 # ---- projections ---------------------------------------------------------------------------
+@contextmanager
+def projection_threads() -> Iterator[int]:
+    """Cap the OpenMP/BLAS threads (and numba's, in this thread) while a projection runs."""
+    from threadpoolctl import threadpool_limits
+
+    wanted = max(1, int(os.environ.get(THREADS_ENV, "1") or 1))
+    with threadpool_limits(wanted):
+        yield wanted
+
+
 def pca(features: Tensor | np.ndarray, dims: int = 2) -> np.ndarray:
     """(N, D) -> (N, dims): the centred features on their top principal directions. The sign of
     each direction is fixed (its largest loading positive), so the map does not flip."""
@@ -99,8 +115,9 @@ def tsne(features: Tensor | np.ndarray, perplexity: float = 30.0) -> np.ndarray:
         return pca(x)
     # t-SNE needs perplexity < N; small samples get the largest that works.
     perplexity = min(float(perplexity), (x.shape[0] - 1) / 3.0)
-    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=SEED,
-                learning_rate="auto").fit_transform(x).astype(np.float32)
+    with projection_threads():
+        return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=SEED,
+                    learning_rate="auto").fit_transform(x).astype(np.float32)
 
 
 def umap(features: Tensor | np.ndarray, n_neighbors: int = 15, min_dist: float = 0.1,
@@ -113,11 +130,20 @@ def umap(features: Tensor | np.ndarray, n_neighbors: int = 15, min_dist: float =
     if x.shape[0] < 4:
         return pca(x)
     n_neighbors = min(int(n_neighbors), x.shape[0] - 1)
-    with warnings.catch_warnings():  # "n_jobs overridden by setting random_state": intended
+    with projection_threads() as threads, warnings.catch_warnings():
+        _numba_threads(threads)
+        # "n_jobs overridden by setting random_state": intended, the map is seeded.
         warnings.simplefilter("ignore", UserWarning)
         reducer = umap_learn.UMAP(n_components=2, n_neighbors=n_neighbors,
                                   min_dist=float(min_dist), random_state=SEED)
         return reducer.fit_transform(x).astype(np.float32)
+
+
+def _numba_threads(wanted: int) -> None:
+    """numba's thread count for the calling thread (it is thread-local), within its maximum."""
+    import numba
+
+    numba.set_num_threads(max(1, min(wanted, numba.config.NUMBA_NUM_THREADS)))
 
 
 def project(features: Tensor | np.ndarray, projection: str = "pca",
@@ -161,7 +187,8 @@ class UmapWarmup:
             import umap as umap_learn
 
             sample = np.random.default_rng(SEED).normal(size=(64, 8)).astype(np.float32)
-            with warnings.catch_warnings():
+            with projection_threads() as threads, warnings.catch_warnings():
+                _numba_threads(threads)
                 warnings.simplefilter("ignore")
                 umap_learn.UMAP(n_neighbors=5, random_state=SEED).fit_transform(sample)
             self.state = "ready"

@@ -59,7 +59,7 @@ class BarlowTwinsConfig(TrainConfig):
 
 @register_method("barlowtwins")
 class BarlowTwins(SSLMethod):
-    description = "Redundancy reduction: cross-correlation of two views to identity (Zbontar et al. 2021)"
+    description = "Redundancy reduction: views' cross-correlation to identity (Zbontar et al. 2021)"
     paper = "arXiv:2103.03230"
     Config = BarlowTwinsConfig
     card = MethodCard(

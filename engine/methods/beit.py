@@ -91,7 +91,7 @@ def min_block(config: BEiTConfig) -> int:
 
 @register_method("beit")
 class BEiT(SSLMethod):
-    description = "Masked image modeling: predict visual tokens of 40% blockwise-masked patches (Bao et al. 2021)"
+    description = "Masked image modeling: predict the visual tokens of masked patches (Bao et al. 2021)"
     paper = "arXiv:2106.08254"
     Config = BEiTConfig
     card = MethodCard(

@@ -253,14 +253,18 @@ class DINO(SSLMethod):
                          teacher_logits.view(2, batch_size, config.out_dim), self.center,
                          config.student_temperature, temperature)
         with torch.no_grad():
+            # Health: low teacher_entropy with high marginal entropy is the working regime;
+            # both near log(out_dim) is collapse to uniform, both low collapse to one output.
             probs = F.softmax((teacher_logits.float() - self.center) / temperature, dim=-1)
             entropy = -(probs * probs.clamp(min=1e-12).log()).sum(dim=-1).mean()
+            marginal = probs.mean(dim=0)
+            marginal_entropy = -(marginal * marginal.clamp(min=1e-12).log()).sum()
             batch_mean = teacher_logits.float().mean(dim=0, keepdim=True)  # (1, K)
             if dist.is_available() and dist.is_initialized():
                 dist.all_reduce(batch_mean)
                 batch_mean /= dist.get_world_size()
             self.center.copy_(updated_center(self.center, batch_mean, config.center_momentum))
-        return loss, {"teacher_entropy": entropy,
+        return loss, {"teacher_entropy": entropy, "teacher_marginal_entropy": marginal_entropy,
                       "teacher_temperature": torch.tensor(temperature)}
 
     def after_step(self, step: int, total_steps: int) -> None:

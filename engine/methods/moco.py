@@ -141,20 +141,47 @@ class MoCo(SSLMethod):
         """Encode in `bn_splits` chunks so each chunk gets its own batch-norm statistics."""
         return torch.cat([encoder(chunk) for chunk in views.chunk(self.config.bn_splits)])
 
+    @torch.no_grad()
+    def encode_keys(self, images: Tensor) -> Tensor:
+        """uint8 (B, 3, H, W) -> (B, projection_dim) unit keys of one augmented view each,
+        through the key encoder with batch norm split and shuffled as in training."""
+        views = self.views(images)
+        if self.channels_last:
+            views = views.contiguous(memory_format=torch.channels_last)
+        shuffle = torch.randperm(images.shape[0], device=images.device)
+        keys = self._split_bn_forward(self.key_encoder, views[shuffle])
+        keys = self.key_projection(keys)[torch.argsort(shuffle)]
+        return F.normalize(keys.float(), dim=1)
+
+    @torch.no_grad()
+    def on_train_start(self, tensors: dict[str, Tensor]) -> None:
+        """Fill the queue with keys of random training images before the first step.
+
+        The paper's code starts from random unit vectors; those are far easier negatives than
+        real keys, so the loss first climbs for queue_size / batch_size steps as real keys
+        replace them, which hides learning in short runs. From here on it is unchanged.
+        """
+        images = tensors["images"]
+        size, count = self.config.queue_size, images.shape[0]
+        picks = (torch.randperm(count)[:size] if size <= count
+                 else torch.randint(0, count, (size,)))
+        batch = self.config.batch_size
+        for start in range(0, size, batch):
+            chunk = images[picks[start:start + batch].to(images.device)]
+            if len(chunk) % self.config.bn_splits:  # the last chunk may not split evenly
+                chunk = torch.cat([chunk, images[picks[:batch - len(chunk)].to(images.device)]])
+            self.queue[start:start + batch] = self.encode_keys(chunk)[:size - start]
+
     def training_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         images = batch["images"]  # (B, 3, H, W) uint8
         with torch.no_grad():
-            query_views, key_views = self.views(images), self.views(images)  # (B, 3, S, S)
+            query_views = self.views(images)  # (B, 3, S, S)
         if self.channels_last:
             query_views = query_views.contiguous(memory_format=torch.channels_last)
-            key_views = key_views.contiguous(memory_format=torch.channels_last)
         queries = self.projection(self._split_bn_forward(self.encoder, query_views))  # (B, d)
-        with torch.no_grad():
-            # Shuffle so a key never shares batch-norm statistics with its own query.
-            shuffle = torch.randperm(images.shape[0], device=images.device)
-            keys = self._split_bn_forward(self.key_encoder, key_views[shuffle])
-            keys = self.key_projection(keys)[torch.argsort(shuffle)]  # unshuffled, (B, d)
-            keys = F.normalize(keys.float(), dim=1)
+        # Keys are shuffled across the batch-norm chunks, so a key never shares batch
+        # statistics with its own query.
+        keys = self.encode_keys(images)  # (B, d)
         loss = info_nce_loss(queries, keys, self.queue, self.config.temperature)
         self._new_keys = keys
         with torch.no_grad():

@@ -62,7 +62,7 @@ class VICRegConfig(TrainConfig):
 
 @register_method("vicreg")
 class VICReg(SSLMethod):
-    description = "Redundancy reduction: variance, invariance, covariance terms (Bardes et al. 2022)"
+    description = "Redundancy reduction: variance, invariance, covariance (Bardes et al. 2022)"
     paper = "arXiv:2105.04906"
     Config = VICRegConfig
     card = MethodCard(

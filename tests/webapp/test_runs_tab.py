@@ -104,9 +104,15 @@ def test_overlaid_curves_one_colour_per_job_and_zoom_survives_ticks(studio, tab)
     studio.store.add_metrics(first, [(s, "loss", 5.0 - s / 50) for s in range(1, 101)]
                              + [(s, "embedding_std", 0.04) for s in (25, 50, 75, 100)])
     studio.store.add_metrics(second, [(s, "loss", 1.0) for s in range(1, 51)])
-    compare, loss, health, names = tab.on_jobs({}, [first, second], "embedding_std", None)
+    compare, loss_plot, health_plot, names = tab.on_jobs({}, [first, second], "embedding_std",
+                                                         None)
+    loss, health = loss_plot.constructor_args["value"], health_plot.constructor_args["value"]
     assert set(loss["job"]) == {"#1 simclr", "#2 mae"} and len(loss) == 150
     assert list(health["job"].unique()) == ["#1 simclr"] and len(health) == 4
+    # Each job its own colour (the chart's colour domain is rebuilt when the jobs change).
+    colors = loss_plot.constructor_args["color_map"]
+    assert set(colors) == {"#1 simclr", "#2 mae"} and len(set(colors.values())) == 2
+    assert "x_lim" not in loss_plot.constructor_args  # choosing jobs keeps the zoom
     x_lim, *plots = tab.zoom(compare, "embedding_std", Brush())
     assert x_lim == [10.2, 20.4] and all(p.constructor_args["x_lim"] == x_lim for p in plots)
     # A running job gets new points: the tick sends plain frames (values only), so the
@@ -120,8 +126,9 @@ def test_overlaid_curves_one_colour_per_job_and_zoom_survives_ticks(studio, tab)
     assert loss_out["step"].max() <= 22  # still the zoomed window, at full resolution
     assert compare["2"]["curves"]["since"] == 51
     # Dropping a job drops its curve.
-    compare, loss, _, _ = tab.on_jobs(compare, [second], "embedding_std", None)
-    assert set(loss["job"]) == {"#2 mae"} and list(compare) == ["2"]
+    compare, loss_plot, _, _ = tab.on_jobs(compare, [second], "embedding_std", None)
+    assert set(loss_plot.constructor_args["value"]["job"]) == {"#2 mae"}
+    assert list(compare) == ["2"]
 
 
 def test_overlay_of_nothing_is_an_empty_frame():

@@ -77,7 +77,8 @@ def test_natural_multicrop_follows_dino() -> None:
 
 def test_view_pair_is_asymmetric_only_for_natural_images() -> None:
     a, b = view_pair("natural", 96, asymmetric=True)
-    assert (a.plan.blur_p, a.plan.solarize_p, b.plan.blur_p, b.plan.solarize_p) == (1.0, 0.0, 0.1, 0.2)
+    assert (a.plan.blur_p, a.plan.solarize_p) == (1.0, 0.0)
+    assert (b.plan.blur_p, b.plan.solarize_p) == (0.1, 0.2)
     a, b = view_pair("natural", 96)
     assert a.plan == b.plan and a.plan.solarize_p == 0.0 and a.plan.blur_p == 0.5
     for domain in ("medical", "satellite"):

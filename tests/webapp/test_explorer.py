@@ -1,0 +1,152 @@
+"""The Embeddings tab's handlers through the real engine API (raw pixels: no model to train),
+its plain helpers, and the public `/embeddings` endpoint through gradio_client."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402
+import pytest  # noqa: E402
+
+from engine.api import Studio  # noqa: E402
+from engine.inference.projections import read_csv  # noqa: E402
+from tests.webapp.helpers import free_port  # noqa: E402
+from webapp import endpoints  # noqa: E402
+from webapp.explorer_tab import (SAME_ARCH, ExplorerTab, map_frame, resolve_b,  # noqa: E402
+                                 selection_rows, selection_text, traces)
+
+SAMPLES = 150
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory):
+    return Studio(tmp_path_factory.mktemp("home"))
+
+
+@pytest.fixture(scope="module")
+def tab(studio):
+    with gr.Blocks() as demo:
+        tab = ExplorerTab(studio)
+        tab.build()
+        tab.wire(demo)
+    return tab
+
+
+def draw(tab, model_a="pixels", model_b="", projection="pca", dataset="digits", texts="none"):
+    return dict(zip(["plot_a", "plot_b", "knn_a", "knn_b", "note", "views", "gallery",
+                     "selection", "csv", "status"],
+                    tab.draw(model_a, model_b, dataset, "train", SAMPLES, projection, 15, 0.1,
+                             20, texts, progress=None)))
+
+
+class Event:
+    """What the selection script sends: gr.EventData keeps it in `_data`."""
+
+    def __init__(self, **data):
+        self._data = data
+
+
+def test_draw_gives_one_colour_group_per_label(tab):
+    out = draw(tab)
+    frame = out["plot_a"].value
+    columns = frame["columns"] if isinstance(frame, dict) else list(frame.columns)
+    assert {"x", "y", "label", "index", "text"} <= set(columns)
+    view = out["views"]["a"]
+    assert view["num_points"] == SAMPLES and len(map_frame(view)) == SAMPLES
+    assert map_frame(view)["label"].nunique() == 10  # digits 0-9
+    assert out["plot_a"].color_map["3"] == tab.plot_update(view).color_map["3"]
+    assert "k-NN" in out["knn_a"] and "raw pixels" in out["knn_a"]
+    assert out["plot_b"].visible is False and out["knn_b"] == "" and out["note"] == ""
+
+
+def test_the_endpoint_shape_has_one_trace_per_label(tab):
+    view = draw(tab)["views"]["a"]
+    found = traces(view)
+    assert [t["name"] for t in found] == [str(d) for d in range(10)]
+    assert sum(len(t["x"]) for t in found) == SAMPLES
+    for trace in found:
+        rows = [i for i, label in enumerate(view["points"]["label"]) if label == trace["name"]]
+        assert trace["index"] == [view["points"]["index"][i] for i in rows]
+
+
+def test_text_points_get_their_own_group():
+    view = {"class_names": ["circle", "star"],
+            "points": {"x": [0.0, 1.0, 2.0], "y": [0.0, 1.0, 2.0], "index": [5, 0, 1],
+                       "label": ["star", "circle", "star"], "kind": ["image", "text", "text"],
+                       "text": ["", "a circle", "a star"]}}
+    assert [t["name"] for t in traces(view)] == ["star", "circle · text", "star · text"]
+
+
+def test_selecting_points_shows_their_images_only(tab):
+    views = draw(tab)["views"]
+    gallery, text = tab.on_select(views, Event(map="a", positions=[4, 0, 4, 99999, -1]))
+    assert len(gallery) == 2
+    picture, caption = gallery[0]
+    assert picture.shape == (32, 32, 3)  # small thumbnails
+    index, label = views["a"]["points"]["index"][4], views["a"]["points"]["label"][4]
+    assert caption == f"#{index} · {label}"
+    assert text.startswith("**2 selected**")
+    assert tab.on_select(views, Event(map="a", positions=[]))[0] == []
+    assert tab.on_select({}, Event(map="a", positions=[1]))[0] == []
+
+
+def test_side_by_side_maps_share_their_samples(tab):
+    out = draw(tab, model_b="pixels:16")
+    a, b = out["views"]["a"], out["views"]["b"]
+    assert a["points"]["index"] == b["points"]["index"]
+    assert out["plot_b"].visible and "16 px" in out["knn_b"]
+    rows = read_csv(open(out["csv"].value, encoding="utf-8").read())
+    assert len(rows["x"]) == 2 * SAMPLES
+    assert set(rows["model"]) == {"raw pixels at 32 px", "raw pixels at 16 px"}
+    assert rows["index"][:SAMPLES] == a["points"]["index"]
+    assert rows["x"][:3] == pytest.approx(a["points"]["x"][:3], rel=1e-5)
+
+
+def test_errors_are_shown_not_raised(tab):
+    out = draw(tab, model_a="random:nonsense")
+    assert "ps-error" in out["note"] and "nonsense" in out["note"]
+    out = draw(tab, model_a="pixels", dataset="captions")
+    assert "ps-error" in out["note"] and "text corpus" in out["note"]
+    assert "Pick a model" in draw(tab, model_a="")["note"]
+
+
+def test_model_b_defaults_to_the_random_init_of_a():
+    assert resolve_b("3", SAME_ARCH) == "random:3"
+    assert resolve_b("pixels", SAME_ARCH) is None
+    assert resolve_b("3", "") is None and resolve_b("3", "pixels") == "pixels"
+
+
+def test_selection_helpers():
+    view = {"points": {"index": [10, 11, 12], "label": ["a", "b", "a"]}}
+    assert selection_rows(view, [2, 0, 2, 7, "x"]) == [2, 0]
+    assert selection_text(view, [0, 2]).startswith("**2 selected**: 2 × a")
+
+
+def test_the_tab_starts_with_the_umap_status_and_projection_controls(tab):
+    assert "UMAP" in tab.status.value
+    umap_box, tsne_box = tab.on_projection("umap")
+    assert umap_box.visible and not tsne_box.visible
+
+
+def test_embeddings_endpoint_through_gradio_client(studio):
+    from gradio_client import Client
+
+    with gr.Blocks() as demo:
+        endpoints.register(studio)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        result = client.predict("pixels", "digits", 120, "pca", None, "test", "none",
+                                api_name="/embeddings")
+        assert result["num_points"] == 120 and result["projection"] == "pca"
+        assert [t["name"] for t in result["traces"]] == [str(d) for d in range(10)]
+        assert sum(len(t["x"]) for t in result["traces"]) == 120
+        assert 0 <= result["knn_top1"] <= 1
+        with pytest.raises(Exception, match="unknown projection"):
+            client.predict("pixels", "digits", 50, "isomap", None, "train", "none",
+                           api_name="/embeddings")
+    finally:
+        demo.close()
