@@ -103,6 +103,9 @@ def run_job(spec: TrainSpec, config: TrainConfig, run_dir: Path, sink: Sink,
     order = torch.empty(0, dtype=torch.long)
     timed_images, timed_seconds = 0, 0.0
     model.train()
+    if start_step == 0:
+        with torch.no_grad(), autocast:
+            accelerator.unwrap_model(model).on_train_start(tensors)
     while step < config.steps:
         if should_stop():
             break

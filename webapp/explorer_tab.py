@@ -49,7 +49,7 @@ if (window.__psExplorer) { window.__psExplorer.trigger = trigger; return; }
 const bridge = { trigger: trigger };
 window.__psExplorer = bridge;
 let drag = null;
-const points = (root) => Array.from(root.querySelectorAll('g.mark-symbol path'));
+const points = (root) => Array.from(root.querySelectorAll('g.mark-symbol.role-mark path'));
 function outline(positions) {
   for (const id of MAPS) {
     const root = document.getElementById(id);
@@ -286,6 +286,7 @@ class ExplorerTab:
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=3):
                         self.gallery = gr.Gallery(label="Selected points", columns=8, height=260,
+                                                  elem_id="ps-explorer-gallery",
                                                   object_fit="contain", allow_preview=True,
                                                   format="png", interactive=False)
                     with gr.Column(scale=1, min_width=200):
@@ -404,6 +405,7 @@ class ExplorerTab:
 
     def on_select(self, views: dict[str, Any], evt: gr.EventData) -> list[Any]:
         data = getattr(evt, "_data", None) or {}
+        print('SELECT', type(evt), str(data)[:200], flush=True)
         view = views.get(data.get("map") or "a") if views else None
         if not view:
             return [[], selection_text({}, [])]

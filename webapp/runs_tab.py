@@ -23,7 +23,8 @@ from webapp.train_tab import eval_choices
 log = logging.getLogger(__name__)
 REFRESH_S = 3.0
 FINISHED = ("completed", "cancelled", "interrupted", "failed")
-BASE_COLUMNS = ["job", "method", "backbone", "dataset", "px", "steps", "wall time"]
+# "run" is "#3 simclr" for a job (its method in the name), "pixels" or "random resnet18".
+BASE_COLUMNS = ["run", "backbone", "dataset", "px", "steps", "time"]
 # Health metrics the training loop logs (engine/evaluation/health.py), with what to look for.
 HEALTH_METRICS: dict[str, str] = {
     "embedding_std": "embedding std",
@@ -56,14 +57,14 @@ def figure_columns(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
     keys = {k for row in rows for k in row if k.startswith(("knn_", "linear_", "fewshot_",
                                                             "finetune_"))}
     keys |= {"knn_top1", "linear_top1", "fewshot_5shot", "finetune_10pct"}
-    out = [("knn_top1", "k-NN"), ("knn_top5", "k-NN top-5"), ("linear_top1", "linear")]
+    out = [("knn_top1", "k-NN"), ("linear_top1", "linear")]  # k-NN top-5: in the API
     shots = sorted({int(m.group(1)) for k in keys
                     if (m := re.fullmatch(r"fewshot_(\d+)shot", k))})
     out += [(f"fewshot_{n}shot", f"{n}-shot") for n in shots]
     fractions = sorted({k.removeprefix("finetune_").removesuffix("_scratch") for k in keys
                         if k.startswith("finetune_")}, key=_pct)
     for frac in fractions:
-        out += [(f"finetune_{frac}", f"fine-tune {frac.replace('pct', '%')}"),
+        out += [(f"finetune_{frac}", f"FT {frac.replace('pct', '%')}"),
                 (f"finetune_{frac}_scratch", f"scratch {frac.replace('pct', '%')}")]
     return [(k, h) for k, h in out if k in keys]
 
@@ -85,7 +86,7 @@ def leaderboard_frame(rows: list[dict[str, Any]], text: str = "",
     table = []
     for row in kept:
         wall = format_duration(row["wall_time_s"]) if row.get("wall_time_s") else ""
-        table.append([row["name"], row["method"], row.get("backbone") or "", row["dataset"],
+        table.append([row["name"], row.get("backbone") or "", row["dataset"],
                       row.get("image_size"), row.get("eval_step", row.get("steps")) or None,
                       wall, *[row.get(k) for k, _ in columns]])
     headers = BASE_COLUMNS + [h for _, h in columns]
@@ -96,7 +97,7 @@ def leaderboard_frame(rows: list[dict[str, Any]], text: str = "",
 
 
 def board_datatypes(frame: pd.DataFrame) -> list[str]:
-    return ["str", "str", "str", "str", "number", "number", "str"] + \
+    return ["str", "str", "str", "number", "number", "str"] + \
         ["number"] * (len(frame.columns) - len(BASE_COLUMNS))
 
 
@@ -226,7 +227,9 @@ class RunsTab:
         rows = self.studio.leaderboard()
         datasets = sorted({r["dataset"] for r in rows})
         gr.Markdown("Every evaluated job next to the **pixels** and **random-network** "
-                    "baselines: did pretraining help? Click a column header to sort; select a "
+                    "baselines: did pretraining help? k-NN, linear and n-shot are test top-1 on "
+                    "frozen features; FT n% fine-tunes on n% of the labels, scratch trains the "
+                    "same network from random init on them. Click a header to sort; select a "
                     "job's row to add it to the curves below.", elem_classes=["ps-hint"])
         with gr.Row():
             self.filter = gr.Textbox(label="Filter", placeholder="words in method, backbone, "
@@ -237,6 +240,7 @@ class RunsTab:
         frame = leaderboard_frame(rows)
         self.board = gr.Dataframe(frame, datatype=board_datatypes(frame), interactive=False,
                                   max_height=360, label="Leaderboard", show_label=False,
+                                  wrap=True,
                                   elem_id="runs-board")
         self.board_key = gr.State(board_key(frame, datasets))
         self.jobs_key = gr.State(json.dumps(job_choices(jobs)))
@@ -387,12 +391,15 @@ class RunsTab:
         board = self.refresh_board(text, dataset, key)
         compare = compare or {}
         colors, names = job_colors(compare), health_choices(compare)
-        try:
-            compare, changed = sync_compare(self.studio, compare, job_ids or [])
-        except Exception:
-            log.exception("polling the compared jobs failed")
-            changed = False
-        curves: list[Any] = [compare, gr.skip(), gr.skip(), gr.skip()]
+        changed = False
+        # A change of selection is `on_jobs`'s to draw; a tick that raced with it would
+        # write back the old selection, so it only follows the jobs already drawn.
+        if set(compare) == {str(int(j)) for j in job_ids or []}:
+            try:
+                compare, changed = sync_compare(self.studio, compare, job_ids or [])
+            except Exception:
+                log.exception("polling the compared jobs failed")
+        curves: list[Any] = [gr.skip()] * 4
         if changed:
             loss, health = self.plots(compare, health_name, x_lim)
             if job_colors(compare) != colors:  # other jobs: the chart must be rebuilt

@@ -99,7 +99,7 @@ def default_evals(modality: str | None) -> list[str]:
 
 def eval_dataset_choices(datasets: list[dict[str, Any]]) -> list[tuple[str, str]]:
     """Labelled image datasets; "" evaluates on the training dataset."""
-    return [("the training dataset", "")] + [
+    return [("same as training", "")] + [
         (d["name"], d["name"]) for d in datasets
         if d.get("kind", "image") == "image" and d.get("labelled") and d.get("available", True)]
 
@@ -175,9 +175,8 @@ class TrainTab:
                         value=default_evals(info["modality"]),
                         interactive=info["modality"] == "image", scale=3,
                         label="Evaluate when done", elem_id="train-evals",
-                        info="On frozen features of the dataset's test split; results go to "
-                             "the Runs tab next to the pixels and random-network baselines. "
-                             "finetune takes minutes on a CPU.")
+                        info="Scored on the test split; see them in the Runs tab beside "
+                             "the pixels and random-network baselines.")
                     self.eval_dataset = gr.Dropdown(
                         eval_dataset_choices(datasets), value="", scale=2, min_width=160,
                         label="Evaluate on", info="A labelled image dataset.")

@@ -85,6 +85,11 @@ class SSLMethod(nn.Module):
         uint8) -> (scalar loss, detached scalar logs)."""
         raise NotImplementedError
 
+    def on_train_start(self, tensors: dict[str, Tensor]) -> None:
+        """Called once, without gradients, before the first step of a new run (not on resume)
+        with all of `load_data`'s tensors on the device; e.g. MoCo fills its queue with keys of
+        real images."""
+
     def after_step(self, step: int, total_steps: int) -> None:
         """Called after every optimizer step; `step` counts from 1."""
 

@@ -10,7 +10,9 @@ encode two views of each image; each query must pick its own key among the keys 
 `queue_size` images, held in a queue. The queue decouples the number of negatives from the batch
 size; the slowly moving key encoder keeps the keys in the queue consistent with each other.
 Shuffling BN (section 3.3) is simulated on one device by running batch norm on `bn_splits`
-separate chunks of the batch, with the keys shuffled across chunks.
+separate chunks of the batch, with the keys shuffled across chunks. One departure from the
+paper's code: the queue starts full of keys of random training images (`on_train_start`), not
+random vectors, so the loss curve means something from the first step.
 """
 from __future__ import annotations
 

@@ -76,7 +76,7 @@ def test_text_points_get_their_own_group():
             "points": {"x": [0.0, 1.0, 2.0], "y": [0.0, 1.0, 2.0], "index": [5, 0, 1],
                        "label": ["star", "circle", "star"], "kind": ["image", "text", "text"],
                        "text": ["", "a circle", "a star"]}}
-    assert [t["name"] for t in traces(view)] == ["star", "circle · text", "star · text"]
+    assert [t["name"] for t in traces(view)] == ["circle · text", "star", "star · text"]
 
 
 def test_selecting_points_shows_their_images_only(tab):
@@ -97,7 +97,7 @@ def test_side_by_side_maps_share_their_samples(tab):
     a, b = out["views"]["a"], out["views"]["b"]
     assert a["points"]["index"] == b["points"]["index"]
     assert out["plot_b"].visible and "16 px" in out["knn_b"]
-    rows = read_csv(open(out["csv"].value, encoding="utf-8").read())
+    rows = read_csv(open(out["csv"].value["path"], encoding="utf-8").read())
     assert len(rows["x"]) == 2 * SAMPLES
     assert set(rows["model"]) == {"raw pixels at 32 px", "raw pixels at 16 px"}
     assert rows["index"][:SAMPLES] == a["points"]["index"]

@@ -66,24 +66,24 @@ def test_leaderboard_handler_shows_jobs_and_baselines(studio, tab):
     board, key, choices = tab.refresh_board("", ALL_DATASETS, "")
     assert choices["choices"] == [ALL_DATASETS, "digits", "shapes"]
     frame = board.constructor_args["value"]
-    assert list(frame["job"]) == ["#2 mae", "#1 simclr", "pixels", "random resnet18", "pixels"]
-    row = frame[frame["job"] == "#1 simclr"].iloc[0]
+    assert list(frame["run"]) == ["#2 mae", "#1 simclr", "pixels", "random resnet18", "pixels"]
+    row = frame[frame["run"] == "#1 simclr"].iloc[0]
     assert row["k-NN"] == 0.91 and row["linear"] == 0.93 and row["5-shot"] == 0.7
-    assert row["fine-tune 10%"] == 0.8 and row["scratch 10%"] == 0.5
-    assert row["wall time"] == "1m 15s" and row["steps"] == 100
-    assert frame[frame["job"] == "random resnet18"].iloc[0]["k-NN"] == 0.95
+    assert row["FT 10%"] == 0.8 and row["scratch 10%"] == 0.5
+    assert row["time"] == "1m 15s" and row["steps"] == 100
+    assert frame[frame["run"] == "random resnet18"].iloc[0]["k-NN"] == 0.95
     # Nothing changed: the next refresh sends nothing.
     assert tab.refresh_board("", ALL_DATASETS, key) == [gr.skip(), key, gr.skip()]
 
 
 def test_filters(studio):
     rows = studio.leaderboard()
-    assert list(leaderboard_frame(rows, "mae")["job"]) == ["#2 mae"]
-    assert list(leaderboard_frame(rows, "pixels")["job"]) == ["pixels", "pixels"]
-    assert list(leaderboard_frame(rows, "", "shapes")["job"]) == ["pixels"]
-    assert list(leaderboard_frame(rows, "SIMCLR digits")["job"]) == ["#1 simclr"]
+    assert list(leaderboard_frame(rows, "mae")["run"]) == ["#2 mae"]
+    assert list(leaderboard_frame(rows, "pixels")["run"]) == ["pixels", "pixels"]
+    assert list(leaderboard_frame(rows, "", "shapes")["run"]) == ["pixels"]
+    assert list(leaderboard_frame(rows, "SIMCLR digits")["run"]) == ["#1 simclr"]
     empty = leaderboard_frame([])
-    assert {"k-NN", "linear", "5-shot", "fine-tune 10%"} <= set(empty.columns)
+    assert {"k-NN", "linear", "5-shot", "FT 10%"} <= set(empty.columns)
 
 
 def test_new_evaluations_appear_after_refresh(studio, tab):
@@ -92,7 +92,7 @@ def test_new_evaluations_appear_after_refresh(studio, tab):
     add_eval(studio, third, "knn", {"top1": 0.99, "top5": 1.0})
     board, new_key, choices = tab.refresh_board("", ALL_DATASETS, key)
     assert new_key != key and choices == gr.skip()  # same datasets: the filter stays
-    assert "#3 simclr" in list(board.constructor_args["value"]["job"])
+    assert "#3 simclr" in list(board.constructor_args["value"]["run"])
 
 
 class Brush:

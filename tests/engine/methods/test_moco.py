@@ -98,3 +98,17 @@ def test_key_encoder_gets_no_gradient_and_head_has_no_batch_norm():
 def test_batch_must_split_evenly():
     with pytest.raises(SpecError, match="multiple of bn_splits"):
         MoCo.check_config(_tiny(batch_size=6, bn_splits=4))
+
+
+def test_queue_starts_with_keys_of_real_images():
+    torch.manual_seed(0)
+    method = MoCo(_tiny(queue_size=20))  # not a multiple of the batch (6)
+    random_queue = method.queue.clone()
+    images = torch.randint(0, 256, (30, 3, 16, 16), dtype=torch.uint8)
+    method.on_train_start({"images": images})
+    assert int(method.queue_pointer) == 0
+    assert torch.allclose(method.queue.norm(dim=1), torch.ones(20))
+    assert not (method.queue == random_queue).all(dim=1).any()  # every slot was written
+    # Keys of an untrained encoder are alike; random unit vectors in 8-D are not.
+    mean_cosine = (method.queue @ method.queue.T).mean()
+    assert mean_cosine > 0.5 > (random_queue @ random_queue.T).mean()
