@@ -30,6 +30,7 @@ AXIS = {"pca": "PC", "umap": "UMAP", "tsne": "t-SNE"}
 TEXT_MODES = [("images only", "none"), ("+ class prompts", "prompts"),
               ("+ captions", "captions")]
 MAX_THUMBS = 48       # images the gallery shows for one selection
+TEXT_LINES = 8        # texts the selection panel quotes
 DEFAULT_SAMPLES = 2000
 MAX_SAMPLES = 10_000
 PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
@@ -158,7 +159,7 @@ def summary(view: dict[str, Any]) -> dict[str, Any]:
     """What the /embeddings endpoint returns besides the traces."""
     return {key: view[key] for key in ("model", "dataset", "split", "projection", "params",
                                        "num_points", "feature_dim", "knn_top1", "message",
-                                       "timing")}
+                                       "capped", "timing")}
 
 
 def knn_text(view: dict[str, Any] | None) -> str:
@@ -197,11 +198,16 @@ def selection_rows(view: dict[str, Any], positions: list[int]) -> list[int]:
 def selection_text(view: dict[str, Any], rows: list[int]) -> str:
     if not rows:
         return "Click a point or drag a box on either map to see the images behind it."
-    labels = Counter(view["points"]["label"][r] for r in rows)
+    p = view["points"]
+    labels = Counter(p["label"][r] for r in rows)
     parts = ", ".join(f"{count} × {label}" for label, count in labels.most_common(8))
-    shown = min(len(rows), MAX_THUMBS)
-    more = f" (the first {shown} shown)" if len(rows) > shown else ""
-    return f"**{len(rows)} selected**{more}: {parts}"
+    images = sum(1 for r in rows if p.get("kind", ["image"] * len(rows))[r] == "image")
+    more = f" (the first {MAX_THUMBS} images shown)" if images > MAX_THUMBS else ""
+    out = f"**{len(rows)} selected**{more}: {parts}"
+    texts = [r for r in rows if p.get("kind") and p["kind"][r] == "text"][:TEXT_LINES]
+    for r in texts:  # a text point has no picture: its words instead
+        out += f"\n- {p['label'][r]}: {p['text'][r][:120]}"
+    return out
 
 
 def write_csv(text: str) -> str:
@@ -389,10 +395,11 @@ class ExplorerTab:
         if len(views) == 1:
             plots.append(gr.ScatterPlot(value=None, visible=False))
         notes = " ".join(dict.fromkeys(v["message"] for v in views if v["message"]))
+        level = "warn" if any(v.get("capped") for v in views) else "info"
         state = {"a": views[0], "b": views[1] if len(views) > 1 else None,
                  "dataset": dataset, "split": split}
         return [*plots, knn_text(views[0]), knn_text(views[1] if len(views) > 1 else None),
-                message(notes, "warn") if notes else "", state, [],
+                message(notes, level) if notes else "", state, [],
                 selection_text({}, []),
                 gr.DownloadButton(value=write_csv(self.studio.maps_csv(views)), visible=True),
                 message(self.studio.umap_status(), "info")]
@@ -405,7 +412,6 @@ class ExplorerTab:
 
     def on_select(self, views: dict[str, Any], evt: gr.EventData) -> list[Any]:
         data = getattr(evt, "_data", None) or {}
-        print('SELECT', type(evt), str(data)[:200], flush=True)
         view = views.get(data.get("map") or "a") if views else None
         if not view:
             return [[], selection_text({}, [])]

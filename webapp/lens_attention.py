@@ -60,13 +60,16 @@ class AttentionTab(LensTab):
         result = self.studio.attention(image, model, int(layer or 0), float(keep))
         heads = [(overlay, f"head {i + 1}") for i, overlay in enumerate(result["heads"])]
         details = details_json(result, ["model", "layer", "num_layers", "num_heads", "grid",
-                                        "kept_share"])
+                                        "kept_share", "share_range"])
         details["kept_patches"] = int(result["keep_mask"].sum())
+        low, high = result["share_range"]
         note = message(f"{result['model']}: layer {result['layer']} of "
                        f"{result['num_layers']}, {result['num_heads']} heads on a "
-                       f"{result['grid']}x{result['grid']} patch grid; the mask keeps "
+                       f"{result['grid']}x{result['grid']} patch grid. A patch gets "
+                       f"{low:.1%} to {high:.1%} of the mean attention (uniform: "
+                       f"{1 / result['grid'] ** 2:.1%}); the mask keeps "
                        f"{details['kept_patches']} patches holding "
-                       f"{result['kept_share']:.0%} of the attention.", "ok")
+                       f"{result['kept_share']:.0%} of it.", "ok")
         return [heads, result["mean"], result["mask"], details], note
 
     def present(self, outputs: list[Any]) -> list[Any]:

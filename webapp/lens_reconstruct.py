@@ -47,7 +47,7 @@ class ReconstructTab(LensTab):
                     self.masked = picture("Masked input")
                 with gr.Row():
                     self.reconstruction = picture("Reconstruction")
-                    self.pasted = picture("Reconstruction + visible patches")
+                    self.pasted = picture("Reconstruction + visible")
                 with gr.Accordion("Details", open=False):
                     self.details = gr.JSON(label="Details")
         self.hidden_trigger()

@@ -88,8 +88,10 @@ def attention_maps(lm: LensModel, image: np.ndarray, layer: int | None = None,
     "mask": the image kept where the mean carries `keep` of the mass, "image": the square crop
     the maps are drawn on, "attention": float32 (heads, g, g) [CLS]-to-patch weights, "prefix":
     float32 (heads,) weight on [CLS] itself and any other non-patch token (each head's row sums
-    to one with the patches), "keep_mask": bool (g, g), "kept_share", "layer" (1-based),
-    "num_layers", "num_heads", "grid", "model"}.
+    to one with the patches), "keep_mask": bool (g, g), "kept_share", "share_range": the
+    smallest and largest patch's share of the mean map (1 / g**2 each when uniform), "layer"
+    (1-based), "num_layers", "num_heads", "grid", "model"}. The overlays stretch each map from
+    its minimum to its maximum, as DINO's figures do; `share_range` says how peaked it is.
     """
     import torch
 
@@ -108,6 +110,7 @@ def attention_maps(lm: LensModel, image: np.ndarray, layer: int | None = None,
                         "grid with a [CLS] token")
     maps = rows[:, prefix:].reshape(-1, grid, grid).numpy()  # (heads, g, g)
     mean = maps.mean(axis=0)
+    total = max(float(mean.sum()), 1e-12)
     keep_mask = keep_share_mask(mean, float(keep))
     shown = render.to_display(crop, grid)
     return {
@@ -119,6 +122,7 @@ def attention_maps(lm: LensModel, image: np.ndarray, layer: int | None = None,
         "prefix": rows[:, :prefix].sum(dim=1).numpy().astype(np.float32),
         "keep_mask": keep_mask,
         "kept_share": float(mean[keep_mask].sum() / max(mean.sum(), 1e-12)),
+        "share_range": (float(mean.min() / total), float(mean.max() / total)),
         "layer": index + 1, "num_layers": num_layers(lm), "num_heads": int(maps.shape[0]),
         "grid": grid, "model": lm.label,
     }

@@ -47,16 +47,18 @@ def colorize(values: np.ndarray) -> np.ndarray:
     return _LUT[np.clip(np.round(scaled * 255), 0, 255).astype(np.int64)]
 
 
-def overlay(image: np.ndarray, values: np.ndarray, alpha: float = 0.6) -> np.ndarray:
+def overlay(image: np.ndarray, values: np.ndarray, alpha: float = 0.65) -> np.ndarray:
     """A (h, w) map drawn over a square uint8 image whose side is a multiple of h: each map cell
-    covers its patch exactly (nearest), mixed with the image by `alpha`."""
+    covers its patch exactly (nearest), mixed by `alpha` with the image in grey (so the map's
+    colours are not confused with the image's)."""
     side, cells = image.shape[0], values.shape[0]
     heat = colorize(values)
     factor = side // cells
     heat = upscale(heat, factor)
     if heat.shape[0] != side:
         heat = resize(heat, side)
-    mixed = (1 - alpha) * image.astype(np.float64) + alpha * heat.astype(np.float64)
+    grey = (image.astype(np.float64) @ np.array([0.299, 0.587, 0.114]))[:, :, None]
+    mixed = (1 - alpha) * grey + alpha * heat.astype(np.float64)
     return np.clip(np.round(mixed), 0, 255).astype(np.uint8)
 
 

@@ -181,8 +181,8 @@ class MoCo(SSLMethod):
         if self.channels_last:
             query_views = query_views.contiguous(memory_format=torch.channels_last)
         queries = self.projection(self._split_bn_forward(self.encoder, query_views))  # (B, d)
-        # Keys are shuffled across the batch-norm chunks, so a key never shares batch
-        # statistics with its own query.
+        # Keys are shuffled across the batch-norm chunks: the images a key is normalised with
+        # are not the ones its query was normalised with.
         keys = self.encode_keys(images)  # (B, d)
         loss = info_nce_loss(queries, keys, self.queue, self.config.temperature)
         self._new_keys = keys

@@ -122,6 +122,9 @@ def test_selection_helpers():
     view = {"points": {"index": [10, 11, 12], "label": ["a", "b", "a"]}}
     assert selection_rows(view, [2, 0, 2, 7, "x"]) == [2, 0]
     assert selection_text(view, [0, 2]).startswith("**2 selected**: 2 × a")
+    texts = {"points": {"index": [0, 1], "label": ["star", "ring"], "kind": ["image", "text"],
+                        "text": ["", "a small ring"]}}
+    assert selection_text(texts, [0, 1]).endswith("\n- ring: a small ring")
 
 
 def test_the_tab_starts_with_the_umap_status_and_projection_controls(tab):

@@ -154,14 +154,15 @@ def test_a_map_has_the_same_rows_for_every_model_and_says_what_it_is(studio):
     assert 0.0 <= view["knn_top1"] <= 1.0
     # digits' test split holds 360 images: asking for more shows them all and says so.
     whole = studio.project("m", "digits", 1000, "pca", split="test")
-    assert whole["num_points"] == 360 and "360 images: all are shown" in whole["message"]
+    assert whole["num_points"] == 360 and not whole["capped"]
+    assert "holds 360 images: all are shown" in whole["message"]
 
 
 def test_points_are_capped_with_a_message(studio, monkeypatch):
     counting_explorer(studio)
     monkeypatch.setitem(emb_module.MAX_POINTS, "tsne", 40)
     view = studio.project("m", "digits", 100, "tsne", {"perplexity": 5})
-    assert view["num_points"] == 40 and "capped at 40" in view["message"]
+    assert view["num_points"] == 40 and "capped at 40" in view["message"] and view["capped"]
     with pytest.raises(SpecError, match="at most"):
         studio.embeddings("m", "digits", samples=10 ** 6)
 
@@ -250,3 +251,45 @@ def test_a_running_job_is_not_explored(trained, tmp_path):
             RunLoader().job(studio.store.get_job(job_id))
     finally:
         studio.store.update_job(job_id, status="completed")
+
+
+# ---- text and image-text models ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def language(tmp_path_factory):
+    """A tiny CLIP job on shapes and a tiny BERT job on the captions corpus."""
+    studio = Studio(tmp_path_factory.mktemp("home"))
+    tiny = dict(TINY, backbone="tiny")
+    clip = studio.run_foreground({"method": "clip", "dataset": "shapes",
+                                  "params": dict(tiny, patch_size=4)})
+    bert = studio.run_foreground({"method": "bert", "dataset": "captions",
+                                  "params": dict(tiny, context_length=32)})
+    assert clip["status"] == bert["status"] == "completed"
+    return studio, clip["job_id"], bert["job_id"]
+
+
+def test_clip_puts_images_and_their_texts_in_one_map(language):
+    studio, clip, _ = language
+    prompts = studio.project(str(clip), "shapes", 40, "pca", texts="prompts", split="test")
+    kinds = prompts["points"]["kind"]
+    assert kinds.count("image") == 40 and kinds.count("text") == 10  # one per class
+    text_rows = [i for i, kind in enumerate(kinds) if kind == "text"]
+    assert [prompts["points"]["label"][i] for i in text_rows] == prompts["class_names"]
+    assert prompts["knn_top1"] is not None  # over the images only
+    captions = studio.embeddings(str(clip), "shapes", 40, split="test", texts="captions")
+    assert captions["kinds"].count("text") == 40
+    assert captions["texts"][40:] == captions["texts"][:40]  # each image's own caption
+    assert captions["labels"][40:] == captions["labels"][:40]
+    assert np.allclose(np.linalg.norm(captions["features"], axis=1), 1.0, atol=1e-4)
+
+
+def test_a_language_model_embeds_sentences(language):
+    studio, _, bert = language
+    corpus = studio.project(str(bert), "captions", 30, "pca")
+    assert corpus["num_points"] == 30 and set(corpus["points"]["kind"]) == {"text"}
+    assert corpus["knn_top1"] is None  # a corpus has no labels
+    # On an image dataset with captions, the captions are embedded, labelled by their image.
+    captions = studio.project(str(bert), "shapes", 30, "pca", split="test")
+    assert set(captions["points"]["kind"]) == {"text"} and captions["knn_top1"] is not None
+    assert captions["points"]["text"][0].startswith("a ")
+    with pytest.raises(SpecError, match="embeds images"):
+        studio.project("pixels", "captions", 10)

@@ -79,6 +79,8 @@ def test_attention_shapes_ranges_and_rows_sum_to_one(folders, name, heads, grid)
     assert len(out["heads"]) == heads
     assert out["keep_mask"].shape == (grid, grid) and out["kept_share"] >= 0.6 - 1e-6
     assert out["layer"] == out["num_layers"]
+    low, high = out["share_range"]
+    assert 0 <= low <= 1 / grid ** 2 <= high <= 1
 
 
 def test_mae_encoder_attention_keeps_every_patch_in_order(folders):
