@@ -240,7 +240,6 @@ class RunsTab:
         frame = leaderboard_frame(rows)
         self.board = gr.Dataframe(frame, datatype=board_datatypes(frame), interactive=False,
                                   max_height=360, label="Leaderboard", show_label=False,
-                                  wrap=True,
                                   elem_id="runs-board")
         self.board_key = gr.State(board_key(frame, datasets))
         self.jobs_key = gr.State(json.dumps(job_choices(jobs)))
@@ -294,7 +293,11 @@ class RunsTab:
         plots = [self.loss_plot, self.health_plot]
         curve_in = [self.compare, self.jobs, self.health_name, self.x_lim]
         curve_out = [self.compare, *plots, self.health_name]
-        self.jobs.change(self.on_jobs, curve_in, curve_out, **quiet)
+        # The selection and the ticks both write the curves state: one at a time, in the
+        # order they were triggered, so a slow tick never writes back an older selection.
+        serial = dict(concurrency_id="runs-curves", concurrency_limit=1)
+        self.jobs.change(self.on_jobs, curve_in, curve_out, trigger_mode="always_last",
+                         **serial, **quiet)
         self.health_name.input(self.on_health_name, [self.compare, self.health_name,
                                                      self.x_lim], [self.health_plot], **quiet)
         for plot in plots:
@@ -304,7 +307,8 @@ class RunsTab:
                               [self.x_lim, *plots], **quiet)
         self.timer.tick(self.tick, [*board_in, *curve_in, self.jobs_key],
                         [*board_out, *curve_out, self.jobs, self.eval_job, self.jobs_key],
-                        show_progress="hidden", concurrency_limit=None, **private)
+                        show_progress="hidden", trigger_mode="always_last", **serial,
+                        **private)
         self.eval_btn.click(self.evaluate, [self.eval_job, self.protocols, self.eval_dataset,
                                             *board_in], [self.note, *board_out],
                             concurrency_limit=1, **private)
@@ -339,6 +343,7 @@ class RunsTab:
     def on_row(self, selected: list[int] | None, evt: gr.SelectData) -> list:
         """A job's row adds that job to the curves and picks it for Evaluate."""
         name = str((evt.row_value or [""])[0])
+        log.warning("DEBUG on_row %s %s", selected, name)
         match = re.match(r"#(\d+) ", name)
         if not match:
             return [gr.skip(), gr.skip()]
@@ -355,9 +360,11 @@ class RunsTab:
 
     def on_jobs(self, compare: dict[str, Any], job_ids: list[int] | None,
                 health_name: str | None, x_lim: list[float] | None) -> list:
+        log.warning("DEBUG on_jobs in %s %s", list((compare or {}).keys()), job_ids)
         compare, _ = sync_compare(self.studio, compare or {}, job_ids or [])
         loss, health = self.plots(compare, health_name, x_lim)
         colors = job_colors(compare)
+        log.warning("DEBUG on_jobs out %s %s", list(compare), colors)
         return [compare, gr.LinePlot(loss, color_map=colors),
                 gr.LinePlot(health, color_map=colors),
                 gr.update(choices=health_choices(compare))]
@@ -388,17 +395,15 @@ class RunsTab:
              x_lim: list[float] | None, jobs_key: str) -> list:
         """Every REFRESH_S while shown: the board when it changed, new points of the followed
         jobs that are still running (values only: the zoom stays), and the job lists."""
+        log.warning("DEBUG tick %s %s", list((compare or {}).keys()), job_ids)
         board = self.refresh_board(text, dataset, key)
         compare = compare or {}
         colors, names = job_colors(compare), health_choices(compare)
         changed = False
-        # A change of selection is `on_jobs`'s to draw; a tick that raced with it would
-        # write back the old selection, so it only follows the jobs already drawn.
-        if set(compare) == {str(int(j)) for j in job_ids or []}:
-            try:
-                compare, changed = sync_compare(self.studio, compare, job_ids or [])
-            except Exception:
-                log.exception("polling the compared jobs failed")
+        try:
+            compare, changed = sync_compare(self.studio, compare, job_ids or [])
+        except Exception:
+            log.exception("polling the compared jobs failed")
         curves: list[Any] = [gr.skip()] * 4
         if changed:
             loss, health = self.plots(compare, health_name, x_lim)
