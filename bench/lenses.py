@@ -6,8 +6,10 @@ Uses the finished MAE and DINO runs of `--home` (the newest of each); without th
 MAE with the quick preset for `--train-steps` steps into a temporary home (the architecture, not
 the training, sets the lens's cost). Each lens is timed through the engine API (what the web
 process runs) and, unless --no-client, through gradio_client against the launched app (plus
-upload, PNG encoding and HTTP). Then a SimCLR quick job is started by the job manager and, once
-it has logged a few steps, everything is timed again; the job is cancelled at the end.
+the upload, Gradio's queue, PNG encoding and HTTP, up to the answer's file URLs, which a browser
+then fetches in parallel; `/jobs`, a JSON endpoint with no lens behind it, gives the floor). Then a SimCLR quick job is started by the
+job manager and, once it has logged a few steps, everything is timed again; the job is
+cancelled at the end.
 """
 from __future__ import annotations
 
@@ -65,6 +67,9 @@ def cases(studio: Studio, client, image: str) -> dict[str, Callable[[], object]]
                 handle_file(image), mae, 0.75, 0, api_name="/reconstruct")
         out["/views      (client) simclr"] = lambda: client.predict(
             "simclr", "shapes", 0, 4, api_name="/views")
+        # The floor: a JSON endpoint with no lens behind it (queue, HTTP, client).
+        out["/jobs       (client) no lens: the floor"] = lambda: client.predict(
+            api_name="/jobs")
     return out
 
 
@@ -93,7 +98,9 @@ def main() -> None:
         port = free_port()
         demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
                     quiet=True, **launch_options())
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        # Pictures are not downloaded: a browser fetches them in parallel once the answer is
+        # in, while the client would fetch them one by one (about 0.1-0.2 s each here).
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=False)
     results: dict[str, dict[str, tuple[float, float]]] = {}
     try:
         for phase in ("idle", "training"):

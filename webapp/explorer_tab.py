@@ -201,10 +201,11 @@ def selection_text(view: dict[str, Any], rows: list[int]) -> str:
     p = view["points"]
     labels = Counter(p["label"][r] for r in rows)
     parts = ", ".join(f"{count} × {label}" for label, count in labels.most_common(8))
-    images = sum(1 for r in rows if p.get("kind", ["image"] * len(rows))[r] == "image")
+    kinds = p.get("kind") or ["image"] * len(p["label"])
+    images = sum(1 for r in rows if kinds[r] == "image")
     more = f" (the first {MAX_THUMBS} images shown)" if images > MAX_THUMBS else ""
     out = f"**{len(rows)} selected**{more}: {parts}"
-    texts = [r for r in rows if p.get("kind") and p["kind"][r] == "text"][:TEXT_LINES]
+    texts = [r for r in rows if kinds[r] == "text"][:TEXT_LINES]
     for r in texts:  # a text point has no picture: its words instead
         out += f"\n- {p['label'][r]}: {p['text'][r][:120]}"
     return out

@@ -78,6 +78,11 @@ def model_choices(studio: Any, lens: str) -> list[tuple[str, str]]:
     return [(c["label"], c["value"]) for c in studio.lens_models(lens)]
 
 
+def newest_run(choices: list[tuple[str, str]]) -> str | None:
+    """The default pick: the newest run (listed first); never a Hub id, which may be offline."""
+    return next((value for _, value in choices if value.isdigit()), None)
+
+
 class ModelPicker:
     """A dropdown of the runs (and Hub ids) a lens can open, typed values allowed, with a
     refresh button; refreshed on page load too."""
@@ -86,16 +91,14 @@ class ModelPicker:
         self.studio, self.lens = studio, lens
         choices = model_choices(studio, lens)
         with gr.Row(equal_height=False):
-            self.dropdown = gr.Dropdown(choices=choices, value=choices[0][1] if choices else None,
+            self.dropdown = gr.Dropdown(choices=choices, value=newest_run(choices),
                                         allow_custom_value=True, label=label, info=PICKER_INFO,
                                         scale=5)
             self.refresh_btn = gr.Button("↻", size="sm", scale=0, min_width=44)
 
     def refresh(self, current: str | None) -> Any:
         choices = model_choices(self.studio, self.lens)
-        values = [value for _, value in choices]
-        value = current if current else (values[0] if values else None)
-        return gr.Dropdown(choices=choices, value=value)
+        return gr.Dropdown(choices=choices, value=current or newest_run(choices))
 
     def wire(self, demo: gr.Blocks) -> None:
         private = dict(api_visibility="private", show_progress="hidden")

@@ -166,6 +166,10 @@ def overlay_frame(compare: dict[str, Any], metric: str, x_lim: list[float] | Non
     for entry in compare.values():
         frame = curve_frame(entry["curves"], metric, x_lim)
         frame.columns = ["step", "value"]
+        if frame.empty:
+            # One invalid point (the chart skips it) keeps the job in the colour domain, so
+            # the domain changes only when the selection does (see `job_colors`).
+            frame = pd.DataFrame({"step": [float("nan")], "value": [float("nan")]})
         frame["job"] = entry["name"]
         parts.append(frame)
     if not parts:
@@ -176,9 +180,12 @@ def overlay_frame(compare: dict[str, Any], metric: str, x_lim: list[float] | Non
 
 
 def job_colors(compare: dict[str, Any]) -> dict[str, str]:
-    """{job name: colour} for the followed jobs. Sent as the plots' `color_map` whenever the
-    set of jobs changes: Gradio's LinePlot fixes the colour domain when it builds its chart,
-    so new series are only drawn once that prop changes."""
+    """{job name: colour} for the followed jobs.
+
+    Gradio's LinePlot takes its colour domain from the data when it builds its chart, and a
+    new `value` alone does not rebuild it: a job added to the selection would not be drawn.
+    So a selection change sends the new values first, then (`restyle`, chained after) this
+    map as `color_map`, whose change rebuilds the chart with the values already in place."""
     return {e["name"]: PALETTE[int(key) % len(PALETTE)] for key, e in compare.items()}
 
 
@@ -245,6 +252,7 @@ class RunsTab:
         self.jobs_key = gr.State(json.dumps(job_choices(jobs)))
         self.x_lim = gr.State(None)
         self.compare = gr.State({})
+        self.style_key = gr.State("{}")  # the job colours the plots were last built with
         with gr.Row():
             with gr.Column(scale=3, min_width=480):
                 gr.Markdown("#### Curves of several jobs")
@@ -296,8 +304,9 @@ class RunsTab:
         # The selection and the ticks both write the curves state: one at a time, in the
         # order they were triggered, so a slow tick never writes back an older selection.
         serial = dict(concurrency_id="runs-curves", concurrency_limit=1)
+        restyle = (self.restyle, [self.compare, self.style_key], [*plots, self.style_key])
         self.jobs.change(self.on_jobs, curve_in, curve_out, trigger_mode="always_last",
-                         **serial, **quiet)
+                         **serial, **quiet).then(*restyle, **quiet)
         self.health_name.input(self.on_health_name, [self.compare, self.health_name,
                                                      self.x_lim], [self.health_plot], **quiet)
         for plot in plots:
@@ -308,7 +317,7 @@ class RunsTab:
         self.timer.tick(self.tick, [*board_in, *curve_in, self.jobs_key],
                         [*board_out, *curve_out, self.jobs, self.eval_job, self.jobs_key],
                         show_progress="hidden", trigger_mode="always_last", **serial,
-                        **private)
+                        **private).then(*restyle, **quiet)
         self.eval_btn.click(self.evaluate, [self.eval_job, self.protocols, self.eval_dataset,
                                             *board_in], [self.note, *board_out],
                             concurrency_limit=1, **private)
@@ -343,7 +352,6 @@ class RunsTab:
     def on_row(self, selected: list[int] | None, evt: gr.SelectData) -> list:
         """A job's row adds that job to the curves and picks it for Evaluate."""
         name = str((evt.row_value or [""])[0])
-        log.warning("DEBUG on_row %s %s", selected, name)
         match = re.match(r"#(\d+) ", name)
         if not match:
             return [gr.skip(), gr.skip()]
@@ -360,14 +368,17 @@ class RunsTab:
 
     def on_jobs(self, compare: dict[str, Any], job_ids: list[int] | None,
                 health_name: str | None, x_lim: list[float] | None) -> list:
-        log.warning("DEBUG on_jobs in %s %s", list((compare or {}).keys()), job_ids)
         compare, _ = sync_compare(self.studio, compare or {}, job_ids or [])
         loss, health = self.plots(compare, health_name, x_lim)
-        colors = job_colors(compare)
-        log.warning("DEBUG on_jobs out %s %s", list(compare), colors)
-        return [compare, gr.LinePlot(loss, color_map=colors),
-                gr.LinePlot(health, color_map=colors),
-                gr.update(choices=health_choices(compare))]
+        return [compare, loss, health, gr.update(choices=health_choices(compare))]
+
+    def restyle(self, compare: dict[str, Any], style_key: str) -> list:
+        """After new values are in: the job colours, when they changed (see `job_colors`)."""
+        colors = job_colors(compare or {})
+        key = json.dumps(colors, sort_keys=True)
+        if key == style_key:
+            return [gr.skip(), gr.skip(), style_key]
+        return [gr.update(color_map=colors), gr.update(color_map=colors), key]
 
     def on_health_name(self, compare: dict[str, Any], health_name: str,
                        x_lim: list[float] | None) -> Any:
@@ -395,10 +406,9 @@ class RunsTab:
              x_lim: list[float] | None, jobs_key: str) -> list:
         """Every REFRESH_S while shown: the board when it changed, new points of the followed
         jobs that are still running (values only: the zoom stays), and the job lists."""
-        log.warning("DEBUG tick %s %s", list((compare or {}).keys()), job_ids)
         board = self.refresh_board(text, dataset, key)
         compare = compare or {}
-        colors, names = job_colors(compare), health_choices(compare)
+        names = health_choices(compare)
         changed = False
         try:
             compare, changed = sync_compare(self.studio, compare, job_ids or [])
@@ -407,9 +417,6 @@ class RunsTab:
         curves: list[Any] = [gr.skip()] * 4
         if changed:
             loss, health = self.plots(compare, health_name, x_lim)
-            if job_colors(compare) != colors:  # other jobs: the chart must be rebuilt
-                loss = gr.LinePlot(loss, color_map=job_colors(compare))
-                health = gr.LinePlot(health, color_map=job_colors(compare))
             new_names = health_choices(compare)
             curves = [compare, loss, health,
                       gr.skip() if new_names == names else gr.update(choices=new_names)]

@@ -249,6 +249,16 @@ class DINO(SSLMethod):
         student_logits = self.student([global_crops, local_crops],
                                       freeze_last_layer=step < config.freeze_last_layer_steps)
         temperature = teacher_temperature(config, step)
+        with torch.no_grad():
+            batch_mean = teacher_logits.float().mean(dim=0, keepdim=True)  # (1, K)
+            if dist.is_available() and dist.is_initialized():
+                dist.all_reduce(batch_mean)
+                batch_mean /= dist.get_world_size()
+            if step == 0:
+                # Start the centre at the data rather than at zero: a zero-started moving
+                # average is biased for its first ~1/(1 - momentum) steps, which only shows
+                # as a loss that rises while the centre catches up.
+                self.center.copy_(batch_mean)
         loss = dino_loss(student_logits.view(-1, batch_size, config.out_dim),
                          teacher_logits.view(2, batch_size, config.out_dim), self.center,
                          config.student_temperature, temperature)
@@ -259,10 +269,6 @@ class DINO(SSLMethod):
             entropy = -(probs * probs.clamp(min=1e-12).log()).sum(dim=-1).mean()
             marginal = probs.mean(dim=0)
             marginal_entropy = -(marginal * marginal.clamp(min=1e-12).log()).sum()
-            batch_mean = teacher_logits.float().mean(dim=0, keepdim=True)  # (1, K)
-            if dist.is_available() and dist.is_initialized():
-                dist.all_reduce(batch_mean)
-                batch_mean /= dist.get_world_size()
             self.center.copy_(updated_center(self.center, batch_mean, config.center_momentum))
         return loss, {"teacher_entropy": entropy, "teacher_marginal_entropy": marginal_entropy,
                       "teacher_temperature": torch.tensor(temperature)}

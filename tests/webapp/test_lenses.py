@@ -63,6 +63,14 @@ def test_picker_lists_the_run_then_hub_ids(studio):
     assert tab.picker.dropdown.value == "1"
 
 
+def test_without_runs_the_picker_offers_hub_ids_but_picks_none(tmp_path, photo):
+    tab = _tab(AttentionTab, Studio(tmp_path / "empty"))
+    assert tab.picker.dropdown.value is None
+    assert [value for _, value in tab.picker.dropdown.choices] == ["facebook/dino-vits16"]
+    *outputs, note = tab.run_ui(photo, None, 0, 0.6)
+    assert "ps-error" in note and "no model: pick a run" in note
+
+
 def test_attention_handler_shows_pictures_or_a_message(studio, photo, not_an_image):
     tab = _tab(AttentionTab, studio)
     heads, mean, mask, details, note = tab.run_ui(photo, "1", 0, 0.6)

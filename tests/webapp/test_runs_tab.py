@@ -104,15 +104,16 @@ def test_overlaid_curves_one_colour_per_job_and_zoom_survives_ticks(studio, tab)
     studio.store.add_metrics(first, [(s, "loss", 5.0 - s / 50) for s in range(1, 101)]
                              + [(s, "embedding_std", 0.04) for s in (25, 50, 75, 100)])
     studio.store.add_metrics(second, [(s, "loss", 1.0) for s in range(1, 51)])
-    compare, loss_plot, health_plot, names = tab.on_jobs({}, [first, second], "embedding_std",
-                                                         None)
-    loss, health = loss_plot.constructor_args["value"], health_plot.constructor_args["value"]
+    compare, loss, health, names = tab.on_jobs({}, [first, second], "embedding_std", None)
     assert set(loss["job"]) == {"#1 simclr", "#2 mae"} and len(loss) == 150
-    assert list(health["job"].unique()) == ["#1 simclr"] and len(health) == 4
-    # Each job its own colour (the chart's colour domain is rebuilt when the jobs change).
-    colors = loss_plot.constructor_args["color_map"]
+    # A job without the metric keeps one invalid point: it stays in the colour domain.
+    assert set(health["job"]) == {"#1 simclr", "#2 mae"} and health["value"].notna().sum() == 4
+    # Then each job its own colour, sent once per selection (it rebuilds the chart).
+    loss_style, health_style, key = tab.restyle(compare, "{}")
+    colors = loss_style["color_map"]
     assert set(colors) == {"#1 simclr", "#2 mae"} and len(set(colors.values())) == 2
-    assert "x_lim" not in loss_plot.constructor_args  # choosing jobs keeps the zoom
+    assert "x_lim" not in loss_style and "value" not in loss_style  # the zoom stays
+    assert tab.restyle(compare, key) == [gr.skip(), gr.skip(), key]
     x_lim, *plots = tab.zoom(compare, "embedding_std", Brush())
     assert x_lim == [10.2, 20.4] and all(p.constructor_args["x_lim"] == x_lim for p in plots)
     # A running job gets new points: the tick sends plain frames (values only), so the
@@ -126,8 +127,8 @@ def test_overlaid_curves_one_colour_per_job_and_zoom_survives_ticks(studio, tab)
     assert loss_out["step"].max() <= 22  # still the zoomed window, at full resolution
     assert compare["2"]["curves"]["since"] == 51
     # Dropping a job drops its curve.
-    compare, loss_plot, _, _ = tab.on_jobs(compare, [second], "embedding_std", None)
-    assert set(loss_plot.constructor_args["value"]["job"]) == {"#2 mae"}
+    compare, loss, _, _ = tab.on_jobs(compare, [second], "embedding_std", None)
+    assert set(loss["job"]) == {"#2 mae"}
     assert list(compare) == ["2"]
 
 
