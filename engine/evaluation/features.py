@@ -8,6 +8,9 @@ the linear probe and few-shot of one job embed the dataset once between them.
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import os
 import threading
 from collections import OrderedDict
@@ -132,10 +135,13 @@ def random_subject(backbone: str, image_size: int, cache_root: Path | None,
             torch.manual_seed(seed)
             return _build(method_name, config, default_dataset, None, cache_root)
 
-    folder = None if cache_root is None else (
-        cache_root / "features" / f"random-{method_name}-{backbone}-seed{seed}")
-    return Subject(f"random {method_name} {backbone} seed {seed}", config.image_size, folder, make, config, method_name,
-                   backbone)
+    # The features depend on every architecture setting (depth, patch size, stem, ...):
+    # the cache is keyed by a digest of the whole config.
+    digest = hashlib.sha1(json.dumps(dataclasses.asdict(config), sort_keys=True,
+                                     default=str).encode()).hexdigest()[:10]
+    name = f"random-{method_name}-{backbone}-seed{seed}-{digest}"
+    folder = None if cache_root is None else cache_root / "features" / name
+    return Subject(name, config.image_size, folder, make, config, method_name, backbone)
 
 
 def pixels_subject(image_size: int, cache_root: Path | None) -> Subject:
