@@ -295,6 +295,7 @@ class ExplorerTab:
                         self.gallery = gr.Gallery(label="Selected points", columns=8, height=260,
                                                   elem_id="ps-explorer-gallery",
                                                   object_fit="contain", allow_preview=True,
+                                                  fit_columns=False,
                                                   format="png", interactive=False)
                     with gr.Column(scale=1, min_width=200):
                         self.selection = gr.Markdown(selection_text({}, []))

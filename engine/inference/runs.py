@@ -1,7 +1,7 @@
 """A finished job's method, rebuilt as the trainer builds it and loaded from its newest checkpoint.
 
     loader = RunLoader(home.cache_dir)
-    loaded = loader.job(store.get_job(3))          # job 3 @ its LATEST checkpoint, eval mode
+    loaded = loader.job(store.get_job(3))          # job 3 at its LATEST checkpoint, eval mode
     baseline = loader.random(store.get_job(3))     # the same architecture, freshly initialised
 
 Nothing new is stored with a run: the registry class is built from the job's spec with
@@ -37,7 +37,7 @@ MAX_MODEL_BYTES = 2 * 1024 ** 3
 class LoadedMethod:
     """A method in eval mode and what it is."""
 
-    key: str                 # "job 3 @ step 150", "random init of job 3 (simclr, seed 0)"
+    key: str                 # "#3 simclr @ step 150", "#3's simclr at random init (seed 0)"
     method: SSLMethod
     method_name: str
     backbone: str
@@ -133,8 +133,8 @@ class RunLoader:
                 checkpoints.load(latest, method)
             return method
 
-        return self._get(("job", job.id, step), f"job {job.id} @ step {step}", build, spec,
-                         config, step, job.id)
+        return self._get(("job", job.id, step), f"#{job.id} {spec.method} @ step {step}", build,
+                         spec, config, step, job.id)
 
     def random(self, job: Any, seed: int = 0) -> LoadedMethod:
         """The job's architecture and settings at random initialisation (seeded)."""
@@ -147,7 +147,7 @@ class RunLoader:
                 return build_method(spec.method, config, spec.dataset, run_dir, self.cache_dir)
 
         return self._get(("random", job.id, seed),
-                         f"random init of job {job.id}'s {spec.method} (seed {seed})", build,
+                         f"#{job.id}'s {spec.method} at random init (seed {seed})", build,
                          spec, config, None, job.id)
 
     def random_method(self, method_name: str, image_size: int = 32, seed: int = 0
@@ -164,7 +164,7 @@ class RunLoader:
                                     self.cache_dir)
 
         return self._get(("random-method", method_name, image_size, seed),
-                         f"random init of {method_name} {config.backbone} (seed {seed})", build,
+                         f"{method_name} {config.backbone} at random init (seed {seed})", build,
                          spec, config, None, None)
 
     def _get(self, key: tuple, name: str, build: Callable[[], SSLMethod], spec: TrainSpec,

@@ -34,13 +34,17 @@ def test_teacher_sees_global_crops_and_student_all_once_per_resolution():
     assert all(p.grad is None for p in method.teacher.parameters())
 
 
-def test_centre_is_a_buffer_updated_with_momentum():
+def test_centre_is_a_buffer_started_at_the_data_then_updated_with_momentum():
     method = _method(center_momentum=0.9)
     assert "center" in dict(method.named_buffers()) and "center" in method.state_dict()
     captured = []
     method.teacher.head.register_forward_hook(lambda m, a, out: captured.append(out.detach()))
     method.training_step({"images": IMAGES})
-    expected = 0.1 * captured[0].float().mean(dim=0, keepdim=True)  # from a zero centre
+    first = captured[0].float().mean(dim=0, keepdim=True)
+    assert torch.allclose(method.center, first, atol=1e-6)  # step 0: the batch mean itself
+    method.after_step(1, 10)
+    method.training_step({"images": IMAGES})
+    expected = 0.9 * first + 0.1 * captured[1].float().mean(dim=0, keepdim=True)
     assert torch.allclose(method.center, expected, atol=1e-6)
 
 
