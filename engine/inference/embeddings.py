@@ -16,6 +16,7 @@ the projection never embeds again; maps are cached too, so going back to one is 
 """
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -198,6 +199,8 @@ class Explorer:
         self.sets = LRU(max_sets, max_bytes, _set_bytes)
         self.maps = LRU(32, 256 * 1024 ** 2, _set_bytes)
         self.embed_calls = 0  # how many times a model actually embedded (the cache test)
+        self._locks: dict[tuple, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
 
     # ---- models ----------------------------------------------------------------------
     def models(self) -> list[dict[str, Any]]:
@@ -269,6 +272,11 @@ class Explorer:
                    split: str = "train", texts: str = "none",
                    on_progress: Progress | None = None) -> EmbeddingSet:
         """The sample's embeddings under `source`, from the cache when already computed."""
+        return self._embeddings(source, dataset, samples, split, texts, on_progress)[0]
+
+    def _embeddings(self, source: str, dataset: str, samples: int, split: str, texts: str,
+                    on_progress: Progress | None) -> tuple[EmbeddingSet, bool]:
+        """(embeddings, whether they came from the cache); one build per key at a time."""
         samples = int(samples)
         if samples < 2:
             raise SpecError(f"samples must be at least 2, got {samples}")
@@ -278,13 +286,23 @@ class Explorer:
         key = (self.source_key(source), dataset, split, samples, texts)
         cached = self.sets.get(key)
         if cached is not None:
-            return cached
-        encoder = self.resolve_source(source)
-        self.embed_calls += 1
-        built = build_embeddings(encoder, dataset, split, samples, texts, self.home.cache_dir,
-                                 on_progress)
-        built.key = key
-        return self.sets.put(key, built)
+            return cached, True
+        with self._locks_lock:
+            lock = self._locks.setdefault(key, threading.Lock())
+        try:
+            with lock:  # a second request for the same set waits for the first, then reuses it
+                cached = self.sets.get(key)
+                if cached is not None:
+                    return cached, True
+                encoder = self.resolve_source(source)
+                self.embed_calls += 1
+                built = build_embeddings(encoder, dataset, split, samples, texts,
+                                         self.home.cache_dir, on_progress)
+                built.key = key
+                return self.sets.put(key, built), False
+        finally:
+            with self._locks_lock:
+                self._locks.pop(key, None)
 
     def map(self, source: str, dataset: str, samples: int = DEFAULT_SAMPLES,
             projection: str = "pca", params: dict[str, Any] | None = None,
@@ -301,10 +319,8 @@ class Explorer:
                        f"that); showing {cap:,} of the {int(samples):,} asked. PCA and UMAP "
                        f"take up to {MAX_POINTS['pca']:,}.")
             samples = cap
-        cached_before = self.embed_calls
         part = None if on_progress is None else (lambda f, t: on_progress(0.7 * f, t))
-        emb = self.embeddings(source, dataset, samples, split, texts, part)
-        from_cache = self.embed_calls == cached_before
+        emb, from_cache = self._embeddings(source, dataset, samples, split, texts, part)
         shown = sum(1 for kind in emb.kinds if kind == emb.kinds[0])
         if shown < int(samples):
             message = (f"The {split} split of {dataset} holds {shown:,} "
