@@ -56,9 +56,14 @@ function outline(positions) {
     const root = document.getElementById(id);
     if (!root) continue;
     const all = points(root);
-    for (const p of all) { p.style.stroke = ''; p.style.strokeWidth = ''; }
-    for (const i of positions) {
-      if (all[i]) { all[i].style.stroke = '#111'; all[i].style.strokeWidth = '2px'; }
+    for (const p of all) { p.style.stroke = ''; p.style.strokeWidth = ''; p.style.fill = ''; }
+    for (const i of positions) {  // filled with its class colour, ringed in near-black
+      const p = all[i];
+      if (p) {
+        p.style.fill = p.getAttribute('stroke') || '#888';
+        p.style.stroke = '#111';
+        p.style.strokeWidth = '1.5px';
+      }
     }
   }
 }
@@ -292,7 +297,7 @@ class ExplorerTab:
                     self.knn_b = gr.Markdown("")
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=3):
-                        self.gallery = gr.Gallery(label="Selected points", columns=8, height=260,
+                        self.gallery = gr.Gallery(label="Selected points", columns=6, height=280,
                                                   elem_id="ps-explorer-gallery",
                                                   object_fit="contain", allow_preview=True,
                                                   fit_columns=False,

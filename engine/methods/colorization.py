@@ -54,7 +54,8 @@ class ColorizationConfig(TrainConfig):
                              "bins; it is thrown away after training.", min=8)
 
     PRESETS = {
-        # 32 px, batch 64: see bench/train_step.py. Defaults to shapes (digits are grey).
+        # 32 px, batch 64: as fast as SimCLR's step (bench/train_step.py, same run: 14.4 s
+        # against 15.0 s under heavy load; 1.2 s alone); bf16 1.33x faster than fp32.
         "quick": dict(steps=200, batch_size=64, lr=1e-3, image_size=32, warmup_steps=10,
                       weight_decay=1e-4, checkpoint_every=50),
         # Paper, section 2.4: Adam lr 3e-5 (dropped twice on plateaus; a cosine here), weight

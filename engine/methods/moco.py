@@ -85,8 +85,10 @@ class MoCoConfig(TrainConfig):
                            "off; batch_size must be a multiple.", min=1)
 
     PRESETS = {
-        # Digits at 32 px, batch 64: see bench/train_step.py. The queue holds 16 batches,
-        # under one epoch of digits' 1437 training images, so no image is its own negative.
+        # Digits at 32 px, batch 64: 1.3x SimCLR's step (bench/train_step.py, same run: 19.2 s
+        # against 15.0 s under heavy load; 1.2 s alone); bf16 1.12x faster than fp32. The
+        # queue holds 16 batches, under one epoch of digits' 1437 training images, so no image
+        # is its own negative once the start-up keys have left.
         "quick": dict(steps=200, batch_size=64, lr=1e-3, image_size=32, warmup_steps=10,
                       weight_decay=1e-4, queue_size=1024, momentum=0.99,
                       projection_hidden_dim=512, bn_splits=2, checkpoint_every=50),
