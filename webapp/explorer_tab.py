@@ -124,21 +124,38 @@ def group_name(label: str, kind: str) -> str:
     return label if kind == "image" or not kind else f"{label} · text"
 
 
-def map_frame(view: dict[str, Any]) -> pd.DataFrame:
-    """The plot's rows, in the engine's point order (the selection script counts on it)."""
+def colour_choices(view: dict[str, Any] | None) -> list[str]:
+    """What a map can be coloured by: the label, then the dataset's nuisance factors."""
+    return ["label", *sorted(((view or {}).get("points") or {}).get("factors") or {})]
+
+
+def map_frame(view: dict[str, Any], colour_by: str = "label") -> pd.DataFrame:
+    """The plot's rows, in the engine's point order (the selection script counts on it); with
+    a factor to colour by, a column of that name."""
     p = view["points"]
-    return pd.DataFrame({"x": p["x"], "y": p["y"],
-                         "label": [group_name(l, k) for l, k in zip(p["label"], p["kind"])],
-                         "index": p["index"],
-                         "text": [t if t else "" for t in p["text"]]})
+    frame = pd.DataFrame({"x": p["x"], "y": p["y"],
+                          "label": [group_name(l, k) for l, k in zip(p["label"], p["kind"])],
+                          "index": p["index"],
+                          "text": [t if t else "" for t in p["text"]]})
+    factors = p.get("factors") or {}
+    if colour_by != "label" and colour_by in factors:
+        frame[colour_by] = [group_name(v or "(text)", k)
+                            for v, k in zip(factors[colour_by], p["kind"])]
+    return frame
 
 
-def color_map(view: dict[str, Any]) -> dict[str, str]:
-    """A fixed colour per class (the same on both maps); text points a darker one."""
+def color_map(view: dict[str, Any], colour_by: str = "label") -> dict[str, str]:
+    """A fixed colour per class or factor value (the same on both maps); texts darker."""
+    factors = view["points"].get("factors") or {}
+    if colour_by != "label" and colour_by in factors:
+        names = sorted({v for v in factors[colour_by] if v})
+    else:
+        names = view.get("class_names") or sorted(set(view["points"]["label"]))
     out = {}
-    for i, name in enumerate(view.get("class_names") or sorted(set(view["points"]["label"]))):
+    for i, name in enumerate(names):
         out[name] = PALETTE[i % len(PALETTE)]
         out[f"{name} · text"] = TEXT_PALETTE[i % len(TEXT_PALETTE)]
+    out["(text) · text"] = "#333333"  # a class prompt has no factor value
     return out
 
 
@@ -163,21 +180,24 @@ def traces(view: dict[str, Any]) -> list[dict[str, Any]]:
 def summary(view: dict[str, Any]) -> dict[str, Any]:
     """What the /embeddings endpoint returns besides the traces."""
     return {key: view[key] for key in ("model", "dataset", "split", "projection", "params",
-                                       "num_points", "feature_dim", "knn_top1", "message",
-                                       "capped", "timing")}
+                                       "num_points", "feature_dim", "knn_top1", "factor_knn",
+                                       "message", "capped", "timing")}
 
 
 def knn_text(view: dict[str, Any] | None) -> str:
+    """Under a map: what it is, its k-NN accuracy by label (and by each nuisance factor: what
+    else the embedding keeps), and what it cost."""
     if view is None:
         return ""
-    model = view["model"]
     acc = view.get("knn_top1")
     figure = "n/a (no labels)" if acc is None else f"**{acc:.1%}**"
+    others = "".join(f" · {name} {value:.0%}"
+                     for name, value in sorted((view.get("factor_knn") or {}).items()))
     took = view["timing"]
     embed = "cached" if took["embeddings_cached"] else f"{took['embed_s']:.1f} s"
-    return (f"**{model['name']}** · k-NN (leave-one-out, k 20) {figure} · "
-            f"{view['num_points']:,} points, {view['feature_dim']}-d · embed {embed}, "
-            f"{view['projection'].upper()} {took['project_s']:.1f} s")
+    return (f"**{view['model']['name']}** · {view['num_points']:,} points, "
+            f"{view['feature_dim']}-d · embed {embed}, {view['projection'].upper()} "
+            f"{took['project_s']:.1f} s  \nk-NN (leave-one-out, k 20): label {figure}{others}")
 
 
 def resolve_b(model_a: str | None, model_b: str | None) -> str | None:
@@ -281,6 +301,9 @@ class ExplorerTab:
                     self.perplexity = gr.Slider(2, 100, 30, step=1, label="t-SNE perplexity",
                                                 info="about the number of neighbours each "
                                                      "point keeps; below the point count")
+                self.colour_by = gr.Dropdown(["label"], value="label", label="Colour by",
+                                             info="the label, or a nuisance factor of the "
+                                                  "dataset (what else did it learn?)")
                 self.texts = gr.Radio(TEXT_MODES, value="none", label="Texts (CLIP runs)",
                                       visible=False,
                                       info="Embed the class prompts or captions too")
@@ -311,9 +334,10 @@ class ExplorerTab:
         self.timer = gr.Timer(2.0, active=warming)
         self.draw_inputs = [self.model_a, self.model_b, self.dataset, self.split, self.samples,
                             self.projection, self.n_neighbors, self.min_dist, self.perplexity,
-                            self.texts]
+                            self.texts, self.colour_by]
         self.draw_outputs = [self.plot_a, self.plot_b, self.knn_a, self.knn_b, self.note,
-                             self.views, self.gallery, self.selection, self.csv, self.status]
+                             self.views, self.gallery, self.selection, self.csv, self.status,
+                             self.colour_by]
 
     def _plot(self, elem_id: str) -> gr.ScatterPlot:
         return gr.ScatterPlot(None, x="x", y="y", color="label", tooltip=HOVER,
@@ -337,6 +361,8 @@ class ExplorerTab:
                            show_progress="hidden", **private)
         self.timer.tick(self.tick, None, [self.status, self.timer], show_progress="hidden",
                         **private)
+        self.colour_by.input(self.recolour, [self.views, self.colour_by],
+                             [self.plot_a, self.plot_b], show_progress="hidden", **private)
 
     # ---- handlers ------------------------------------------------------------------------
     def refresh(self, model_a: str | None, model_b: str | None) -> list[Any]:
@@ -384,21 +410,26 @@ class ExplorerTab:
 
     def draw(self, model_a: str | None, model_b: str | None, dataset: str, split: str,
              samples: float, projection: str, n_neighbors: float, min_dist: float,
-             perplexity: float, texts: str, progress: gr.Progress = gr.Progress()) -> list[Any]:
+             perplexity: float, texts: str, colour_by: str = "label",
+             progress: gr.Progress = gr.Progress()) -> list[Any]:
         status = message(self.studio.umap_status(), "info")
+
+        def refused(note: str) -> list[Any]:
+            return [gr.skip()] * 4 + [note] + [gr.skip()] * 4 + [status, gr.skip()]
+
         if not model_a:
-            return [gr.skip()] * 4 + [message("Pick a model first.", "warn")] + [gr.skip()] * 4 \
-                + [status]
+            return refused(message("Pick a model first.", "warn"))
         try:
             views = self.compute(model_a, model_b, dataset, split, samples, projection,
                                  n_neighbors, min_dist, perplexity, texts, progress)
         except USER_ERRORS as error:
-            return [gr.skip()] * 4 + [message(str(error), "error")] + [gr.skip()] * 4 + [status]
+            return refused(message(str(error), "error"))
         except Exception as error:  # noqa: BLE001 - show something, log the rest
             log.exception("embedding map failed")
-            return [gr.skip()] * 4 + [message(f"The map failed: {error}", "error")] \
-                + [gr.skip()] * 4 + [status]
-        plots = [self.plot_update(view) for view in views]
+            return refused(message(f"The map failed: {error}", "error"))
+        choices = colour_choices(views[0])
+        colour_by = colour_by if colour_by in choices else "label"
+        plots = [self.plot_update(view, colour_by) for view in views]
         if len(views) == 1:
             plots.append(gr.ScatterPlot(value=None, visible=False))
         notes = " ".join(dict.fromkeys(v["message"] for v in views if v["message"]))
@@ -409,13 +440,21 @@ class ExplorerTab:
                 message(notes, level) if notes else "", state, [],
                 selection_text({}, []),
                 gr.DownloadButton(value=write_csv(self.studio.maps_csv(views)), visible=True),
-                message(self.studio.umap_status(), "info")]
+                message(self.studio.umap_status(), "info"),
+                gr.Dropdown(choices=choices, value=colour_by)]
 
-    def plot_update(self, view: dict[str, Any]) -> gr.ScatterPlot:
+    def plot_update(self, view: dict[str, Any], colour_by: str = "label") -> gr.ScatterPlot:
         axis = AXIS[view["projection"]]
-        return gr.ScatterPlot(value=map_frame(view), color_map=color_map(view),
-                              x_title=f"{axis} 1", y_title=f"{axis} 2", visible=True,
-                              title=view["model"]["name"])
+        return gr.ScatterPlot(value=map_frame(view, colour_by), color=colour_by,
+                              color_map=color_map(view, colour_by), x_title=f"{axis} 1",
+                              y_title=f"{axis} 2", visible=True, title=view["model"]["name"])
+
+    def recolour(self, views: dict[str, Any], colour_by: str) -> list[Any]:
+        """The drawn maps coloured by another column; nothing is computed again."""
+        if not views or not views.get("a"):
+            return [gr.skip(), gr.skip()]
+        return [self.plot_update(views["a"], colour_by),
+                self.plot_update(views["b"], colour_by) if views.get("b") else gr.skip()]
 
     def on_select(self, views: dict[str, Any], evt: gr.EventData) -> list[Any]:
         data = getattr(evt, "_data", None) or {}

@@ -64,6 +64,11 @@ class EmbeddingSet:
     knn_top1: float | None           # leave-one-out k-NN over the first kind's points
     seconds: float                   # to embed (0 when it came from the cache)
     key: tuple = field(default=())
+    # Nuisance factors of the dataset (shapes: color, size, position, background, ...): the
+    # value per point ("" for a class prompt), and the same k-NN with the factor as the label,
+    # which says what else the embedding encodes.
+    factors: dict[str, list[str]] = field(default_factory=dict)
+    factor_knn: dict[str, float] = field(default_factory=dict)
 
 
 def sample_rows(total: int, samples: int, seed: int = SAMPLE_SEED) -> Tensor:
@@ -118,6 +123,7 @@ def build_embeddings(encoder: Encoder, dataset: str, split: str, samples: int,
     features: list[Tensor] = []
     kinds: list[str] = []
     point_texts: list[str] = []
+    added = None  # texts after the images: "prompts" (one per class) or "captions" (per image)
     if info["kind"] == "text":
         if encoder.texts is None:
             raise SpecError(f"{encoder.name} embeds images, and {dataset!r} is a text corpus; "
@@ -162,6 +168,7 @@ def build_embeddings(encoder: Encoder, dataset: str, split: str, samples: int,
                     text_labels, text_rows = labels, indices
                 else:
                     raise DatasetError(f"{dataset!r} has no captions; show the class prompts")
+                added = texts_mode
                 features.append(text_features.float().cpu())
                 labels = torch.cat([labels, text_labels])
                 indices = indices + text_rows
@@ -179,9 +186,20 @@ def build_embeddings(encoder: Encoder, dataset: str, split: str, samples: int,
     labelled = info.get("labelled", False) and info["kind"] != "text"
     first = torch.tensor([k == kinds[0] for k in kinds])
     knn = projections.leave_one_out_knn(x[first], labels[first]) if labelled else None
+    factors: dict[str, list[str]] = {}
+    factor_knn: dict[str, float] = {}
+    if info["kind"] != "text" and data.factors:
+        for name, values in data.factors.items():
+            sampled = [str(values[i]) for i in rows.tolist()]
+            # Text points: a caption shares its image's factors; a class prompt has none.
+            extra = sampled if added == "captions" else [""] * (len(kinds) - len(sampled))
+            factors[name] = sampled + extra
+            codes = {v: i for i, v in enumerate(sorted(set(sampled)))}
+            ids = torch.tensor([codes.get(v, 0) for v in factors[name]])
+            factor_knn[name] = projections.leave_one_out_knn(x[first], ids[first])
     return EmbeddingSet(x, labels.long(), indices, kinds, point_texts, class_names,
                         _encoder_facts(encoder), dataset, split, knn,
-                        time.perf_counter() - tick)
+                        time.perf_counter() - tick, factors=factors, factor_knn=factor_knn)
 
 
 # ---- the explorer --------------------------------------------------------------------------
@@ -309,8 +327,9 @@ class Explorer:
             split: str = "train", texts: str = "none",
             on_progress: Progress | None = None) -> dict[str, Any]:
         """A 2-D map of the sample as plain types: {"points": {"index", "x", "y", "label",
-        "kind", "text"}, "knn_top1", "model", "num_points", "message", "capped" (True when
-        the projection's point cap cut the sample), "timing", ...}."""
+        "kind", "text", "factors": {name: values}}, "knn_top1", "factor_knn" (the k-NN with
+        each nuisance factor as the label), "model", "num_points", "message", "capped" (True
+        when the projection's point cap cut the sample), "timing", ...}."""
         settings = projections.check_projection(projection, params)
         cap = MAX_POINTS[projection]
         message, capped = "", int(samples) > cap
@@ -340,14 +359,15 @@ class Explorer:
                   "y": coords[:, 1].astype(float).tolist(),
                   "label": [names[i] if 0 <= i < len(names) else str(i)
                             for i in emb.labels.tolist()],
-                  "kind": list(emb.kinds), "text": list(emb.texts)}
+                  "kind": list(emb.kinds), "text": list(emb.texts),
+                  "factors": {name: list(values) for name, values in emb.factors.items()}}
         if on_progress is not None:
             on_progress(1.0, "done")
         return {"model": emb.model, "dataset": dataset, "split": split,
                 "projection": projection, "params": settings, "num_points": len(emb.labels),
                 "feature_dim": int(emb.features.shape[1]), "class_names": list(names),
-                "knn_top1": emb.knn_top1, "points": points, "message": message,
-                "capped": capped,
+                "knn_top1": emb.knn_top1, "factor_knn": dict(emb.factor_knn),
+                "points": points, "message": message, "capped": capped,
                 "timing": {"embed_s": 0.0 if from_cache else round(emb.seconds, 2),
                            "project_s": round(time.perf_counter() - tick, 2),
                            "embeddings_cached": from_cache}}

@@ -37,7 +37,7 @@ def tab(studio):
 
 def draw(tab, model_a="pixels", model_b="", projection="pca", dataset="digits", texts="none"):
     return dict(zip(["plot_a", "plot_b", "knn_a", "knn_b", "note", "views", "gallery",
-                     "selection", "csv", "status"],
+                     "selection", "csv", "status", "colour_by"],
                     tab.draw(model_a, model_b, dataset, "train", SAMPLES, projection, 15, 0.1,
                              20, texts, progress=None)))
 
@@ -60,6 +60,21 @@ def test_draw_gives_one_colour_group_per_label(tab):
     assert out["plot_a"].color_map["3"] == tab.plot_update(view).color_map["3"]
     assert "k-NN" in out["knn_a"] and "raw pixels" in out["knn_a"]
     assert out["plot_b"].visible is False and out["knn_b"] == "" and out["note"] == ""
+
+
+def test_a_map_can_be_coloured_by_a_nuisance_factor(tab):
+    out = draw(tab, dataset="shapes")
+    view = out["views"]["a"]
+    assert out["colour_by"].choices[0] == ("label", "label")
+    assert {"color", "background", "size"} <= {c[0] for c in out["colour_by"].choices}
+    assert set(view["factor_knn"]) >= {"color", "background"}
+    assert "color" in out["knn_a"] and "label" in out["knn_a"]
+    plot_a, plot_b = tab.recolour(out["views"], "color")
+    frame = plot_a.value
+    columns = frame["columns"] if isinstance(frame, dict) else list(frame.columns)
+    assert "color" in columns and plot_a.color == "color"
+    assert set(plot_a.color_map) >= set(view["points"]["factors"]["color"])
+    assert tab.recolour({}, "color") == [gr.skip(), gr.skip()]
 
 
 def test_the_endpoint_shape_has_one_trace_per_label(tab):

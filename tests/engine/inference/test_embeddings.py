@@ -279,6 +279,12 @@ def test_clip_puts_images_and_their_texts_in_one_map(language):
     assert captions["kinds"].count("text") == 40
     assert captions["texts"][40:] == captions["texts"][:40]  # each image's own caption
     assert captions["labels"][40:] == captions["labels"][:40]
+    with_captions = studio.project(str(clip), "shapes", 40, "pca", split="test",
+                                   texts="captions")
+    colours = with_captions["points"]["factors"]["color"]
+    assert len(colours) == 80 and colours[40:] == colours[:40]
+    assert prompts["points"]["factors"]["color"][40:] == [""] * 10
+    assert set(prompts["factor_knn"]) >= {"color", "size", "background"}
     assert np.allclose(np.linalg.norm(captions["features"], axis=1), 1.0, atol=1e-4)
 
 

@@ -1,0 +1,194 @@
+"""What the lens tabs share: the image input, the model picker, and the wiring that makes each
+lens both a tab and a named endpoint.
+
+A lens tab subclasses `LensTab`: `build()` lays out its widgets and sets `inputs`, `outputs`,
+`run_btn` and `note`; `compute(*inputs)` calls the engine and returns `(outputs, note)` in plain
+values (`present` may restyle them for the tab), raising ValueError/LookupError/RuntimeError (the engine's user errors) for bad input. `wire()`
+then connects:
+  - the Run button (and input changes) to `run_ui`, which shows an engine error as a message
+    next to the inputs and clears the pictures;
+  - a hidden trigger to `run_api`, public under `api_name`, which raises the message as
+    `gr.Error`, so a gradio_client caller gets an exception that says what to fix.
+Images cross as file paths (inputs) and numpy uint8 arrays (outputs, sent as PNG so no pixel
+changes on the way).
+
+A new lens: its engine function and `Lens` (model types, words for the wrong-family message,
+Hub suggestions) in `engine/inference/<lens>.py`, one line in `LENS_SPECS`
+(engine/inference/models.py), a `Studio` method; here a `LensTab` subclass in `lens_<name>.py`
+with a `ModelPicker(studio, "<lens>")`, one line in `TABS` (webapp/app.py) and in
+`endpoints.LENS_ENDPOINTS`.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import gradio as gr
+
+from webapp.figures import message
+
+log = logging.getLogger(__name__)
+USER_ERRORS = (ValueError, LookupError, RuntimeError)
+PICKER_INFO = ("A run from the list, a folder on the server, or a Hub id (when online). "
+               "Runs appear here once they have a checkpoint.")
+
+from gradio.events import Dependency
+
+class LensImage(gr.Image):
+    """`gr.Image` (same browser widget) that passes a file it cannot open on to the engine,
+    whose check names the problem ("x.txt is not an image file"), instead of failing inside
+    Gradio's preprocessing with a generic error."""
+
+    is_template = True  # use gr.Image's frontend
+
+    def preprocess(self, payload: Any) -> Any:
+        try:
+            return super().preprocess(payload)
+        except Exception:  # noqa: BLE001 - PIL raises several kinds for a non-image
+            return getattr(payload, "path", None)
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+
+def image_input(label: str = "Image") -> LensImage:
+    """The lenses' image input: a file path reaches the handler (the engine checks and decodes
+    it, pixel limit first); image_mode=None, so Gradio does not re-encode it."""
+    return LensImage(label=label, type="filepath", image_mode=None,
+                     sources=["upload", "clipboard"], height=280)
+
+
+def picture(label: str, **kwargs: Any) -> gr.Image:
+    """An output picture, sent as PNG (lossless) and not editable."""
+    return gr.Image(label=label, type="numpy", format="png", interactive=False, **kwargs)
+
+
+def examples(studio: Any, image: gr.Image, per_page: int = 8) -> gr.Examples | None:
+    """The bundled example pictures (scikit-image's photographs, builtin shapes)."""
+    try:
+        found = studio.lens_examples()
+    except Exception:  # noqa: BLE001 - examples are a convenience; the lens works without
+        log.exception("lens examples could not be written")
+        return None
+    if not found:
+        return None
+    return gr.Examples([[e["path"]] for e in found], [image], label="Examples",
+                       examples_per_page=per_page)
+
+
+# ---- the model picker --------------------------------------------------------------------
+def model_choices(studio: Any, lens: str) -> list[tuple[str, str]]:
+    return [(c["label"], c["value"]) for c in studio.lens_models(lens)]
+
+
+def newest_run(choices: list[tuple[str, str]]) -> str | None:
+    """The default pick: the newest run (listed first); never a Hub id, which may be offline."""
+    return next((value for _, value in choices if value.isdigit()), None)
+
+
+class ModelPicker:
+    """A dropdown of the runs (and Hub ids) a lens can open, typed values allowed, with a
+    refresh button; refreshed on page load too."""
+
+    def __init__(self, studio: Any, lens: str, label: str = "Model") -> None:
+        self.studio, self.lens = studio, lens
+        choices = model_choices(studio, lens)
+        with gr.Row(equal_height=False):
+            self.dropdown = gr.Dropdown(choices=choices, value=newest_run(choices),
+                                        allow_custom_value=True, label=label, info=PICKER_INFO,
+                                        scale=5)
+            self.refresh_btn = gr.Button("↻", size="sm", scale=0, min_width=44)
+
+    def refresh(self, current: str | None) -> Any:
+        choices = model_choices(self.studio, self.lens)
+        return gr.Dropdown(choices=choices, value=current or newest_run(choices))
+
+    def wire(self, demo: gr.Blocks) -> None:
+        private = dict(api_visibility="private", show_progress="hidden")
+        self.refresh_btn.click(self.refresh, [self.dropdown], [self.dropdown], **private)
+        demo.load(self.refresh, [self.dropdown], [self.dropdown], **private)
+
+
+# ---- the tab ------------------------------------------------------------------------------
+class LensTab:
+    """Base of the lens tabs; see the module docstring."""
+
+    api_name: str = ""
+    intro: str = ""
+
+    def __init__(self, studio: Any) -> None:
+        self.studio = studio
+        self.inputs: list[Any] = []
+        self.outputs: list[Any] = []
+        self.run_btn: gr.Button
+        self.note: gr.HTML
+        self.auto_triggers: list[Any] = []  # input events that also run the lens
+
+    def build(self) -> None:
+        raise NotImplementedError
+
+    def compute(self, *values: Any) -> tuple[list[Any], str]:
+        """Engine call -> (one value per output, the note's HTML)."""
+        raise NotImplementedError
+
+    def header(self) -> None:
+        if self.intro:
+            gr.Markdown(self.intro, elem_classes=["ps-hint"])
+
+    def make_note(self) -> gr.HTML:
+        self.note = gr.HTML("", elem_classes=["ps-note"])
+        return self.note
+
+    def hidden_trigger(self) -> None:
+        """The named endpoint's trigger: never shown, called by API clients only."""
+        self.api_btn = gr.Button(visible=False)
+
+    def run_ui(self, *values: Any) -> list[Any]:
+        try:
+            outputs, note = self.compute(*values)
+        except USER_ERRORS as error:
+            return [*self.cleared(), message(str(error), "error")]
+        except Exception as error:  # noqa: BLE001 - show something, log the rest
+            log.exception("%s lens failed", self.api_name)
+            return [*self.cleared(), message(f"The lens failed: {error}", "error")]
+        return [*self.present(outputs), note]
+
+    def present(self, outputs: list[Any]) -> list[Any]:
+        """The outputs as the tab shows them (e.g. a gallery's columns); API clients get the
+        plain values."""
+        return outputs
+
+    def run_api(self, *values: Any) -> list[Any]:
+        try:
+            outputs, _ = self.compute(*values)
+        except USER_ERRORS as error:
+            raise gr.Error(str(error), print_exception=False) from None
+        return outputs
+
+    def cleared(self) -> list[Any]:
+        return [None] * len(self.outputs)
+
+    def wire(self, demo: gr.Blocks) -> None:
+        gr.on([self.run_btn.click, *self.auto_triggers], self.run_ui, self.inputs,
+              [*self.outputs, self.note], api_visibility="private", trigger_mode="always_last")
+        self.api_btn.click(self.run_api, self.inputs, self.outputs, api_name=self.api_name,
+                           api_visibility="public")
+        for picker in self.pickers():
+            picker.wire(demo)
+
+    def pickers(self) -> Sequence[ModelPicker]:
+        return [value for value in vars(self).values() if isinstance(value, ModelPicker)]
+
+
+def details_json(result: dict[str, Any], keys: Sequence[str]) -> dict[str, Any]:
+    """The plain-typed facts of an engine result, for the Details panel and API clients."""
+    out = {}
+    for key in keys:
+        value = result.get(key)
+        if hasattr(value, "tolist"):
+            value = value.tolist()
+        out[key] = value
+    return out
