@@ -10,6 +10,7 @@ Everything heavy (embedding, projection, caches) is `studio.project`; handlers a
 """
 from __future__ import annotations
 
+import html
 import logging
 import os
 import tempfile
@@ -38,7 +39,19 @@ PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b
            "#2ca02c", "#98df8a", "#d62728", "#ff9896", "#9467bd", "#c5b0d5"]
 TEXT_PALETTE = ["#1d3c5c", "#8a4c0f", "#7d1f20", "#2f5d59", "#2b5527", "#7a6414", "#5c3a5a",
                 "#9c4a55", "#4d3a2e", "#5c5753"]
+# A factor whose values are all colour names (shapes' color, background_color) is drawn in
+# those colours; white a light grey, so it shows on the plot's background.
+NAMED_COLOURS = {"black": "#222222", "blue": "#2f6fd6", "cyan": "#22b8cc", "green": "#3a9e4f",
+                 "grey": "#9a9a9a", "gray": "#9a9a9a", "orange": "#f28e2b", "pink": "#f08cc0",
+                 "purple": "#8a55b5", "red": "#d63a3a", "white": "#d9d9d9",
+                 "yellow": "#e3c229", "brown": "#8c5a3c"}
 HOVER = ["label", "index", "text"]
+LEGEND_CSS = """
+.ps-legend { font-size: 0.85rem; line-height: 1.9; }
+.ps-legend-item { white-space: nowrap; margin-right: 0.7rem; }
+.ps-swatch { display: inline-block; width: 0.7rem; height: 0.7rem; border-radius: 50%;
+             margin-right: 0.25rem; vertical-align: -0.05rem; }
+"""
 PLOT_HEIGHT = 430
 
 # A click (nearest point within 10 px) or a dragged box on #ps-map-a / #ps-map-b -> the
@@ -152,11 +165,26 @@ def color_map(view: dict[str, Any], colour_by: str = "label") -> dict[str, str]:
     else:
         names = view.get("class_names") or sorted(set(view["points"]["label"]))
     out = {}
+    named = names and all(name in NAMED_COLOURS for name in names)  # a colour factor
     for i, name in enumerate(names):
-        out[name] = PALETTE[i % len(PALETTE)]
+        out[name] = NAMED_COLOURS[name] if named else PALETTE[i % len(PALETTE)]
         out[f"{name} · text"] = TEXT_PALETTE[i % len(TEXT_PALETTE)]
     out["(text) · text"] = "#333333"  # a class prompt has no factor value
     return out
+
+
+def legend_html(view: dict[str, Any] | None, colour_by: str = "label") -> str:
+    """One legend for both maps (each plot's own legend would be cut off past a few
+    entries): a swatch per class or factor value present on the map."""
+    if not view:
+        return ""
+    frame = map_frame(view, colour_by)
+    present = set(frame[colour_by if colour_by in frame.columns else "label"])
+    items = [f'<span class="ps-legend-item"><span class="ps-swatch" style="background:{colour}">'
+             f'</span>{html.escape(name)}</span>'
+             for name, colour in color_map(view, colour_by).items() if name in present]
+    return (f'<div class="ps-legend"><b>{html.escape(colour_by)}</b> '
+            + " ".join(items) + "</div>")
 
 
 def traces(view: dict[str, Any]) -> list[dict[str, Any]]:
@@ -272,7 +300,7 @@ class ExplorerTab:
                     "(the same points are outlined on both maps).", elem_classes=["ps-hint"])
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=270):
-                with gr.Row(equal_height=True):
+                with gr.Row(equal_height=False):
                     self.model_a = gr.Dropdown(choices, value=first, allow_custom_value=True,
                                                label="Model", scale=5,
                                                info="A finished run, a network at random "
@@ -312,6 +340,7 @@ class ExplorerTab:
                                       elem_classes=["ps-status"])
                 self.note = gr.HTML("", elem_classes=["ps-note"])
             with gr.Column(scale=4):
+                self.legend = gr.HTML("", css_template=LEGEND_CSS)
                 with gr.Row(equal_height=True):
                     self.plot_a = self._plot("ps-map-a")
                     self.plot_b = self._plot("ps-map-b")
@@ -337,12 +366,12 @@ class ExplorerTab:
                             self.texts, self.colour_by]
         self.draw_outputs = [self.plot_a, self.plot_b, self.knn_a, self.knn_b, self.note,
                              self.views, self.gallery, self.selection, self.csv, self.status,
-                             self.colour_by]
+                             self.colour_by, self.legend]
 
     def _plot(self, elem_id: str) -> gr.ScatterPlot:
         return gr.ScatterPlot(None, x="x", y="y", color="label", tooltip=HOVER,
                               height=PLOT_HEIGHT, elem_id=elem_id, x_title=" ", y_title=" ",
-                              show_label=False, min_width=300)
+                              show_label=False, min_width=300, colors_in_legend=[])
 
     def wire(self, demo: gr.Blocks) -> None:
         private = dict(api_visibility="private")
@@ -362,7 +391,8 @@ class ExplorerTab:
         self.timer.tick(self.tick, None, [self.status, self.timer], show_progress="hidden",
                         **private)
         self.colour_by.input(self.recolour, [self.views, self.colour_by],
-                             [self.plot_a, self.plot_b], show_progress="hidden", **private)
+                             [self.plot_a, self.plot_b, self.legend], show_progress="hidden",
+                             **private)
 
     # ---- handlers ------------------------------------------------------------------------
     def refresh(self, model_a: str | None, model_b: str | None) -> list[Any]:
@@ -415,7 +445,7 @@ class ExplorerTab:
         status = message(self.studio.umap_status(), "info")
 
         def refused(note: str) -> list[Any]:
-            return [gr.skip()] * 4 + [note] + [gr.skip()] * 4 + [status, gr.skip()]
+            return [gr.skip()] * 4 + [note] + [gr.skip()] * 4 + [status, gr.skip(), gr.skip()]
 
         if not model_a:
             return refused(message("Pick a model first.", "warn"))
@@ -441,20 +471,22 @@ class ExplorerTab:
                 selection_text({}, []),
                 gr.DownloadButton(value=write_csv(self.studio.maps_csv(views)), visible=True),
                 message(self.studio.umap_status(), "info"),
-                gr.Dropdown(choices=choices, value=colour_by)]
+                gr.Dropdown(choices=choices, value=colour_by), legend_html(views[0], colour_by)]
 
     def plot_update(self, view: dict[str, Any], colour_by: str = "label") -> gr.ScatterPlot:
         axis = AXIS[view["projection"]]
         return gr.ScatterPlot(value=map_frame(view, colour_by), color=colour_by,
                               color_map=color_map(view, colour_by), x_title=f"{axis} 1",
-                              y_title=f"{axis} 2", visible=True, title=view["model"]["name"])
+                              y_title=f"{axis} 2", visible=True, title=view["model"]["name"],
+                              colors_in_legend=[])
 
     def recolour(self, views: dict[str, Any], colour_by: str) -> list[Any]:
         """The drawn maps coloured by another column; nothing is computed again."""
         if not views or not views.get("a"):
-            return [gr.skip(), gr.skip()]
+            return [gr.skip(), gr.skip(), gr.skip()]
         return [self.plot_update(views["a"], colour_by),
-                self.plot_update(views["b"], colour_by) if views.get("b") else gr.skip()]
+                self.plot_update(views["b"], colour_by) if views.get("b") else gr.skip(),
+                legend_html(views["a"], colour_by)]
 
     def on_select(self, views: dict[str, Any], evt: gr.EventData) -> list[Any]:
         data = getattr(evt, "_data", None) or {}

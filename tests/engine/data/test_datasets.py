@@ -122,9 +122,11 @@ def test_list_datasets_is_complete_and_cheap(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(datasets, "_SOURCES", patched)
     entries = list_datasets()
     assert {e["name"] for e in entries} >= {"shapes", "digits"}
+    assert {e["name"] for e in entries if e["kind"] == "text"} >= {"captions", "pydocs"}
     for entry in entries:
         assert set(entry) == INFO_KEYS
-        assert entry["kind"] == "image" and entry["available"] is True and entry["reason"] == ""
+        assert entry["kind"] in ("image", "text")
+        assert entry["available"] is True and entry["reason"] == ""
         assert isinstance(entry["description"], str) and "\n" not in entry["description"]
     with pytest.raises(DatasetError, match="already registered"):
         datasets.register_dataset(patched["shapes"])
