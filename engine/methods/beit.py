@@ -24,7 +24,7 @@ from engine.data.masking import blockwise_mask
 from engine.data.views import IMAGENET_MEAN, IMAGENET_STD, make_views, normalize
 from engine.errors import SpecError
 from engine.losses.masked_token_ce import masked_token_cross_entropy
-from engine.methods.base import MethodCard, SSLMethod, TrainData
+from engine.methods.base import MethodCard, SSLMethod, TrainData, views_to_uint8
 from engine.models.codebook import assign_codes, fit_codebook, normalise_patches, patchify
 from engine.models.vit import VIT_SIZES, vit_dims
 from engine.registry import register_method
@@ -178,14 +178,18 @@ class BEiT(SSLMethod):
         patches = normalise_patches(patchify(unit, self.config.patch_size))  # (B, L, P)
         return assign_codes(patches.flatten(0, 1), self.codebook).view(patches.shape[:2])
 
+    def draw_mask(self, pixels: Tensor) -> Tensor:
+        """Blockwise masks for the views (B, 3, S, S): (B, L) bool, True = masked, row-major."""
+        side = grid_side(self.config)
+        return blockwise_mask(len(pixels), side, side, num_masked(self.config),
+                              min_block=min_block(self.config)).to(pixels.device)
+
     def training_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         config = self.config
         with torch.no_grad():
             pixels = self.views(batch["images"])  # (B, 3, S, S)
             codes = self.visual_tokens(pixels)  # (B, L)
-            side = grid_side(config)
-            mask = blockwise_mask(len(pixels), side, side, num_masked(config),
-                                  min_block=min_block(config)).to(pixels.device)  # (B, L)
+            mask = self.draw_mask(pixels)  # (B, L)
         logits = self.model(pixel_values=pixels, bool_masked_pos=mask).logits  # (B, L, V)
         loss = masked_token_cross_entropy(logits, codes, mask)
         with torch.no_grad():
@@ -197,6 +201,21 @@ class BEiT(SSLMethod):
         """Mean of the final patch tokens, layer-normalised, nothing masked."""
         hidden = self.model.beit(pixel_values=normalize(images)).last_hidden_state
         return self.model.layernorm(hidden[:, 1:]).mean(dim=1).float()  # (B, hidden_size)
+
+    @torch.no_grad()
+    def preview_views(self, images: Tensor) -> list[tuple[str, Tensor]]:
+        """The augmented view and the model's input with the masked patches grey (there the
+        ViT gets the [MASK] embedding instead of the patch), the blocks drawn by `draw_mask`
+        as in `training_step`."""
+        pixels = self.views(images)  # (B, 3, S, S)
+        mask = self.draw_mask(pixels)  # (B, L)
+        patch, side = self.config.patch_size, grid_side(self.config)
+        hidden = mask.view(len(pixels), 1, side, side).repeat_interleave(patch, 2) \
+            .repeat_interleave(patch, 3)  # (B, 1, S, S)
+        view = views_to_uint8(pixels)
+        return [("view (crop, flip, jitter)", view),
+                (f"input: {num_masked(self.config)}/{side * side} patches masked in blocks",
+                 view.masked_fill(hidden, 128))]
 
     def export(self, out_dir: Path) -> None:
         self.model.save_pretrained(out_dir / "pretrained")

@@ -29,6 +29,7 @@ from engine.models.resnet import build_resnet
 from engine.registry import register_method
 
 NUM_SAMPLES = 8  # images in colorized.png
+PREVIEW_LIGHTNESS = 70.0  # the lightness the views lens draws the ab target at
 
 
 @dataclass
@@ -146,16 +147,21 @@ class Colorization(SSLMethod):
                                  align_corners=False)
         return self.decoder(features)
 
+    def lab_views(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """uint8 (B, 3, H, W) -> the augmented crop in Lab (B, 3, S, S) and its ab channels
+        at the loss's quarter resolution (B, 2, S/4, S/4), area-averaged."""
+        mean = torch.tensor(IMAGENET_MEAN, device=images.device)[:, None, None]
+        std = torch.tensor(IMAGENET_STD, device=images.device)[:, None, None]
+        lab = rgb_to_lab(self.views(images) * std + mean)  # (B, 3, S, S)
+        size = max(1, lab.shape[-1] // 4)
+        return lab, F.interpolate(lab[:, 1:], size=(size, size), mode="area")
+
     def training_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         images = batch["images"]  # (B, 3, H, W) uint8
         if self._samples is None:
             self._samples = images[:NUM_SAMPLES].detach().cpu().clone()
         with torch.no_grad():
-            mean = torch.tensor(IMAGENET_MEAN, device=images.device)[:, None, None]
-            std = torch.tensor(IMAGENET_STD, device=images.device)[:, None, None]
-            lab = rgb_to_lab(self.views(images) * std + mean)  # (B, 3, S, S)
-            size = max(1, lab.shape[-1] // 4)
-            ab = F.interpolate(lab[:, 1:], size=(size, size), mode="area")  # (B, 2, S/4, S/4)
+            lab, ab = self.lab_views(images)  # (B, 3, S, S), (B, 2, S/4, S/4)
             targets = soft_encode(ab, self.bins)  # (B, Q, S/4, S/4)
             lightness = self.lightness_input(lab)
         if self.channels_last:
@@ -181,6 +187,21 @@ class Colorization(SSLMethod):
         """Pooled trunk features of the images' L channel."""
         return self.encoder(self.lightness_input(rgb_to_lab(images.float() / 255))).float()
 
+    @torch.no_grad()
+    def preview_views(self, images: Tensor) -> list[tuple[str, Tensor]]:
+        """The crop, its L channel (all the encoder gets), and the ab target the loss scores
+        at a quarter of the resolution, each pixel drawn in the colour of its most likely bin
+        at a fixed lightness. Made by `lab_views` and `soft_encode`, as in `training_step`."""
+        lab, ab = self.lab_views(images)  # (B, 3, S, S), (B, 2, S/4, S/4)
+        target_bins = soft_encode(ab, self.bins).argmax(dim=1)  # (B, S/4, S/4)
+        target_ab = self.bins[target_bins].permute(0, 3, 1, 2)  # (B, 2, S/4, S/4)
+        grey = torch.cat([lab[:, :1], torch.zeros_like(lab[:, 1:])], dim=1)
+        shown = torch.cat([torch.full_like(target_ab[:, :1], PREVIEW_LIGHTNESS), target_ab],
+                          dim=1)
+        return [("crop", _to_uint8(lab_to_rgb(lab))),
+                ("L input", _to_uint8(lab_to_rgb(grey))),
+                (f"ab target (bins at L {PREVIEW_LIGHTNESS:g})", _to_uint8(lab_to_rgb(shown)))]
+
     def export(self, out_dir: Path) -> None:
         """colorized.png: one column per sample, rows grey input / prediction / original."""
         if self._samples is None:
@@ -205,3 +226,7 @@ class Colorization(SSLMethod):
         grid = rows.view(3, n, 3, side, side).permute(0, 3, 1, 4, 2)  # (3, side, n, side, 3)
         pixels = (grid.reshape(3 * side, n * side, 3) * 255).round().byte().cpu().numpy()
         Image.fromarray(pixels).save(out_dir / "colorized.png")
+
+
+def _to_uint8(rgb: Tensor) -> Tensor:
+    return rgb.clamp(0, 1).mul(255).round().to(torch.uint8)

@@ -25,7 +25,7 @@ from engine.config import TrainConfig, param
 from engine.data.views import DOMAINS, MultiCrop, normalize
 from engine.errors import SpecError
 from engine.losses.dino import dino_loss, updated_center
-from engine.methods.base import MethodCard, SSLMethod
+from engine.methods.base import MethodCard, SSLMethod, views_to_uint8
 from engine.models.ema import make_target, momentum_schedule, update_ema
 from engine.models.resnet import RESNETS, build_resnet
 from engine.models.vit import VIT_SIZES, vit_dims
@@ -277,6 +277,18 @@ class DINO(SSLMethod):
         momentum = momentum_schedule(step - 1, total_steps, self.config.teacher_momentum)
         update_ema(self.teacher, self.student, momentum)
         self.steps_done.fill_(step)
+
+    @torch.no_grad()
+    def preview_views(self, images: Tensor) -> list[tuple[str, Tensor]]:
+        """The two global crops (teacher and student) and each local crop (student only), drawn
+        by the same `MultiCrop` call as in `training_step`."""
+        global_crops, local_crops = self.crops(images)  # (2B, 3, G, G), (nB, 3, L, L)
+        batch = len(images)
+        views = [(f"global crop {i + 1} (teacher, student)",
+                  global_crops[i * batch:(i + 1) * batch]) for i in range(2)]
+        views += [(f"local crop {i + 1} (student)", local_crops[i * batch:(i + 1) * batch])
+                  for i in range(len(local_crops) // batch)]
+        return [(caption, views_to_uint8(crops)) for caption, crops in views]
 
     @torch.no_grad()
     def embed(self, images: Tensor) -> Tensor:

@@ -172,15 +172,21 @@ class Jigsaw(SSLMethod):
         self.classifier = ProjectionHead(NUM_TILES * config.tile_dim, config.hidden_dim,
                                          config.num_permutations, num_layers=2)
 
-    def make_puzzles(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        """uint8 (B, 3, H, W) -> shuffled standardised tiles (B, 9, 3, t, t), labels (B,)."""
+    def draw_puzzles(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """uint8 (B, 3, H, W) -> the puzzle crops (B, 3, 3c, 3c) and their tiles in grid order
+        (B, 9, 3, t, t), both in [0, 1], and the permutation index of each puzzle (B,)."""
         mean = torch.tensor(IMAGENET_MEAN, device=images.device)[:, None, None]
         std = torch.tensor(IMAGENET_STD, device=images.device)[:, None, None]
         puzzle = self.views(images) * std + mean  # (B, 3, 3c, 3c) back in [0, 1]
-        tiles = standardize(cut_tiles(puzzle, self.config.tile_size))
+        tiles = cut_tiles(puzzle, self.config.tile_size)
         labels = torch.randint(0, len(self.permutations), (images.shape[0],),
                                device=images.device)
-        return shuffle_tiles(tiles, self.permutations[labels]), labels
+        return puzzle, tiles, labels
+
+    def make_puzzles(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """uint8 (B, 3, H, W) -> shuffled standardised tiles (B, 9, 3, t, t), labels (B,)."""
+        _, tiles, labels = self.draw_puzzles(images)
+        return shuffle_tiles(standardize(tiles), self.permutations[labels]), labels
 
     def training_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         images = batch["images"]  # (B, 3, H, W) uint8
@@ -200,3 +206,36 @@ class Jigsaw(SSLMethod):
     def embed(self, images: Tensor) -> Tensor:
         """Whole images through the tile encoder, standardised as the tiles were."""
         return self.encoder(standardize(images.float() / 255)).float()
+
+    @torch.no_grad()
+    def preview_views(self, images: Tensor) -> list[tuple[str, Tensor]]:
+        """The puzzle crop, its nine tiles in place (the gaps are the random offsets inside
+        the cells), and the same tiles in the order the encoder gets them: shuffled by the
+        puzzle's permutation and standardised each on its own (drawn at mean +- 2 std). The
+        caption names each row's permutation index, the class to predict. Drawn by
+        `draw_puzzles`, as in `training_step`."""
+        puzzle, tiles, labels = self.draw_puzzles(images)  # (B,3,3c,3c), (B,9,3,t,t), (B,)
+        shuffled = shuffle_tiles(standardize(tiles), self.permutations[labels])
+        shown = (shuffled * 0.25 + 0.5).clamp(0, 1)  # standardised values -2..2 -> 0..1
+        indices = ", ".join(str(int(label)) for label in labels)
+        return [("puzzle crop", _to_uint8(puzzle)),
+                ("tiles in place", _to_uint8(tile_grid(tiles))),
+                (f"shuffled tiles; permutation by row: {indices} "
+                 f"(of {len(self.permutations)})", _to_uint8(tile_grid(shown)))]
+
+
+def tile_grid(tiles: Tensor, gap: int = 0) -> Tensor:
+    """(B, 9, C, t, t) -> (B, C, 3t + 2g, 3t + 2g): slot i at row i // 3, column i % 3, with
+    mid-grey gaps of `gap` pixels (default t // 7, at least 1) between them."""
+    batch, _, channels, tile, _ = tiles.shape
+    gap = gap or max(1, tile // 7)
+    side = GRID * tile + (GRID - 1) * gap
+    grid = tiles.new_full((batch, channels, side, side), 0.5)
+    for slot in range(NUM_TILES):
+        top, left = (slot // GRID) * (tile + gap), (slot % GRID) * (tile + gap)
+        grid[:, :, top:top + tile, left:left + tile] = tiles[:, slot]
+    return grid
+
+
+def _to_uint8(unit: Tensor) -> Tensor:
+    return unit.clamp(0, 1).mul(255).round().to(torch.uint8)

@@ -16,11 +16,19 @@ from torch import Tensor, nn
 
 from engine.config import TrainConfig, param
 from engine.data.views import make_views, normalize
-from engine.methods.base import MethodCard, SSLMethod
+from engine.methods.base import MethodCard, SSLMethod, views_to_uint8
 from engine.models.resnet import build_resnet
 from engine.registry import register_method
 
 NUM_ROTATIONS = 4
+
+
+def all_rotations(views: Tensor) -> tuple[Tensor, Tensor]:
+    """(B, 3, S, S) -> every view turned by k quarter turns counter-clockwise, k = 0..3,
+    (4B, 3, S, S) (all of k = 0 first), and the labels k (4B,)."""
+    rotated = torch.cat([torch.rot90(views, k, dims=(2, 3)) for k in range(NUM_ROTATIONS)])
+    labels = torch.arange(NUM_ROTATIONS, device=views.device)
+    return rotated, labels.repeat_interleave(views.shape[0])
 
 
 @dataclass
@@ -80,12 +88,8 @@ class Rotation(SSLMethod):
     def training_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         images = batch["images"]  # (B, 3, H, W) uint8
         with torch.no_grad():
-            views = self.views(images)  # (B, 3, S, S)
-            # Quarter turns k = 0..3 counter-clockwise; label k, every image in all four.
-            rotated = torch.cat([torch.rot90(views, k, dims=(2, 3))
-                                 for k in range(NUM_ROTATIONS)])  # (4B, 3, S, S)
-            labels = torch.arange(NUM_ROTATIONS, device=images.device)
-            labels = labels.repeat_interleave(images.shape[0])  # (4B,)
+            # Every image in all four rotations: (4B, 3, S, S), labels (4B,).
+            rotated, labels = all_rotations(self.views(images))
         if self.channels_last:
             rotated = rotated.contiguous(memory_format=torch.channels_last)
         logits = self.classifier(self.encoder(rotated)).float()  # (4B, 4)
@@ -96,3 +100,13 @@ class Rotation(SSLMethod):
     @torch.no_grad()
     def embed(self, images: Tensor) -> Tensor:
         return self.encoder(normalize(images)).float()
+
+    @torch.no_grad()
+    def preview_views(self, images: Tensor) -> list[tuple[str, Tensor]]:
+        """The crop in its four rotations, each captioned with the label the classifier must
+        predict, from `all_rotations` as in `training_step`."""
+        rotated, labels = all_rotations(self.views(images))  # (4B, 3, S, S), (4B,)
+        turns = views_to_uint8(rotated).chunk(NUM_ROTATIONS)  # 4 x (B, 3, S, S)
+        batch = len(images)
+        return [(f"{90 * k}\N{DEGREE SIGN} ccw, label {int(labels[k * batch])}", turned)
+                for k, turned in enumerate(turns)]

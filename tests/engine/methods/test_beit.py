@@ -108,3 +108,23 @@ def test_shared_relative_position_bias_runs():
     loss, _ = method.training_step({"images": torch.randint(0, 255, (4, 3, 16, 16),
                                                             dtype=torch.uint8)})
     assert torch.isfinite(loss)
+
+
+def test_preview_greys_the_masked_blocks_drawn_as_in_training():
+    config = _config(image_size=32)  # 8 x 8 patches of 4 px, 25 masked in blocks
+    method = BEiT(config, {"codebook": torch.randn(16, 48)})
+    images = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
+    torch.manual_seed(2)
+    views = method.preview_views(images)
+    torch.manual_seed(2)
+    mask = method.draw_mask(method.views(images))  # the draws training_step makes
+    assert [c for c, _ in views] == ["view (crop, flip, jitter)",
+                                     "input: 25/64 patches masked in blocks"]
+    assert all(v.dtype == torch.uint8 and v.shape == (3, 3, 32, 32) for _, v in views)
+    view, masked = views[0][1], views[1][1]
+    grey = (masked == 128).all(dim=1)  # (3, 32, 32)
+    patch_grey = grey.view(3, 8, 4, 8, 4).all(dim=4).all(dim=2).flatten(1)  # (3, 64)
+    assert torch.equal(patch_grey & mask, mask)  # every masked patch is grey
+    keep = ~mask.view(3, 8, 1, 8, 1).expand(3, 8, 4, 8, 4).reshape(3, 1, 32, 32)
+    assert torch.equal(masked.masked_select(keep), view.masked_select(keep))  # the rest shown
+    assert (mask.sum(dim=1) <= 25).all() and mask.sum(dim=1).float().mean() > 20

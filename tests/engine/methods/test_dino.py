@@ -131,3 +131,25 @@ def test_sizes_that_do_not_fit_the_patch_grid_are_refused():
         DINO.check_config(build_config(DINOConfig, "quick", {"local_crop_size": 10}))
     with pytest.raises(SpecError, match="image_size"):
         DINO.check_config(build_config(DINOConfig, "quick", {"image_size": 30}))
+
+
+def test_preview_views_are_the_global_and_local_crops_of_training():
+    from engine.methods.base import views_to_uint8
+
+    method = _method(num_local_crops=3)
+    torch.manual_seed(3)
+    views = method.preview_views(IMAGES)
+    torch.manual_seed(3)
+    global_crops, local_crops = method.crops(IMAGES)  # the call training_step makes
+    assert [c for c, _ in views] == ["global crop 1 (teacher, student)",
+                                     "global crop 2 (teacher, student)",
+                                     "local crop 1 (student)", "local crop 2 (student)",
+                                     "local crop 3 (student)"]
+    local = local_size(method.config)
+    assert local < 16
+    assert [tuple(v.shape) for _, v in views] == [(4, 3, 16, 16)] * 2 + [(4, 3, local, local)] * 3
+    assert all(v.dtype == torch.uint8 for _, v in views)
+    # Crop i of every image, in the order MultiCrop stacks them (all first crops, then ...).
+    assert torch.equal(views[1][1], views_to_uint8(global_crops[4:8]))
+    assert torch.equal(views[3][1], views_to_uint8(local_crops[4:8]))
+    assert not torch.equal(views[2][1], views[3][1])
