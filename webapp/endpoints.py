@@ -107,7 +107,7 @@ def register(studio: Any) -> None:
         "tsne" (perplexity). Returns {"traces": one per label [{"name", "x", "y", "index",
         "text"}], "knn_top1" (leave-one-out k-NN of the embeddings), "model", "num_points",
         "feature_dim", "message", "timing", ...}."""
-        from webapp.explorer_tab import summary, traces
+        from webapp.explorer_maps import summary, traces
 
         view = studio.project(model, dataset, int(samples), projection, params or None, split,
                               texts)

@@ -15,8 +15,9 @@ from engine.inference.embeddings import sample_rows  # noqa: E402
 from engine.inference.projections import read_csv  # noqa: E402
 from tests.webapp.helpers import free_port  # noqa: E402
 from webapp import endpoints  # noqa: E402
-from webapp.explorer_tab import (SAME_ARCH, ExplorerTab, map_frame, resolve_b,  # noqa: E402
-                                 selection_rows, selection_text, traces)
+from webapp.explorer_maps import (SAME_ARCH, map_frame, resolve_b,  # noqa: E402
+                                  selection_rows, selection_text, traces)
+from webapp.explorer_tab import ExplorerTab  # noqa: E402
 
 SAMPLES = 150
 

@@ -1,0 +1,179 @@
+"""The Embeddings tab's plain helpers (no components): a projected view (`studio.project`)
+turned into the scatter's frame, its colours and legend, the `/embeddings` trace list, k-NN
+and selection texts, and the CSV file. The tab (`webapp/explorer_tab.py`) wires them up."""
+from __future__ import annotations
+
+import html
+import os
+import tempfile
+from collections import Counter
+from typing import Any
+
+import pandas as pd
+
+SAME_ARCH = "same-arch-random"  # model B: the random initialisation of model A's network
+MAX_THUMBS = 48       # images the gallery shows for one selection
+TEXT_LINES = 8        # texts the selection panel quotes
+PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
+           "#ff9da7", "#9c755f", "#bab0ac", "#1f77b4", "#aec7e8", "#ff7f0e", "#ffbb78",
+           "#2ca02c", "#98df8a", "#d62728", "#ff9896", "#9467bd", "#c5b0d5"]
+TEXT_PALETTE = ["#1d3c5c", "#8a4c0f", "#7d1f20", "#2f5d59", "#2b5527", "#7a6414", "#5c3a5a",
+                "#9c4a55", "#4d3a2e", "#5c5753"]
+# A factor whose values are all colour names (shapes' color, background_color) is drawn in
+# those colours; white a light grey, so it shows on the plot's background.
+NAMED_COLOURS = {"black": "#222222", "blue": "#2f6fd6", "cyan": "#22b8cc", "green": "#3a9e4f",
+                 "grey": "#9a9a9a", "gray": "#9a9a9a", "orange": "#f28e2b", "pink": "#f08cc0",
+                 "purple": "#8a55b5", "red": "#d63a3a", "white": "#d9d9d9",
+                 "yellow": "#e3c229", "brown": "#8c5a3c"}
+HOVER = ["label", "index", "text"]
+LEGEND_CSS = """
+.ps-legend { font-size: 0.85rem; line-height: 1.9; }
+.ps-legend-item { white-space: nowrap; margin-right: 0.7rem; }
+.ps-swatch { display: inline-block; width: 0.7rem; height: 0.7rem; border-radius: 50%;
+             margin-right: 0.25rem; vertical-align: -0.05rem; }
+"""
+
+def group_name(label: str, kind: str) -> str:
+    """The colour group of a point: its label, or "label · text" for a text point."""
+    return label if kind == "image" or not kind else f"{label} · text"
+
+
+def colour_choices(view: dict[str, Any] | None) -> list[str]:
+    """What a map can be coloured by: the label, then the dataset's nuisance factors."""
+    return ["label", *sorted(((view or {}).get("points") or {}).get("factors") or {})]
+
+
+def map_frame(view: dict[str, Any], colour_by: str = "label") -> pd.DataFrame:
+    """The plot's rows, in the engine's point order (the selection script counts on it); with
+    a factor to colour by, a column of that name."""
+    p = view["points"]
+    frame = pd.DataFrame({"x": p["x"], "y": p["y"],
+                          "label": [group_name(l, k) for l, k in zip(p["label"], p["kind"])],
+                          "index": p["index"],
+                          "text": [t if t else "" for t in p["text"]]})
+    factors = p.get("factors") or {}
+    if colour_by != "label" and colour_by in factors:
+        frame[colour_by] = [group_name(v or "(text)", k)
+                            for v, k in zip(factors[colour_by], p["kind"])]
+    return frame
+
+
+def color_map(view: dict[str, Any], colour_by: str = "label") -> dict[str, str]:
+    """A fixed colour per class or factor value (the same on both maps); texts darker."""
+    factors = view["points"].get("factors") or {}
+    if colour_by != "label" and colour_by in factors:
+        names = sorted({v for v in factors[colour_by] if v})
+    else:
+        names = view.get("class_names") or sorted(set(view["points"]["label"]))
+    out = {}
+    named = names and all(name in NAMED_COLOURS for name in names)  # a colour factor
+    for i, name in enumerate(names):
+        out[name] = NAMED_COLOURS[name] if named else PALETTE[i % len(PALETTE)]
+        out[f"{name} · text"] = TEXT_PALETTE[i % len(TEXT_PALETTE)]
+    out["(text) · text"] = "#333333"  # a class prompt has no factor value
+    return out
+
+
+def legend_html(view: dict[str, Any] | None, colour_by: str = "label") -> str:
+    """One legend for both maps (each plot's own legend would be cut off past a few
+    entries): a swatch per class or factor value present on the map."""
+    if not view:
+        return ""
+    frame = map_frame(view, colour_by)
+    present = set(frame[colour_by if colour_by in frame.columns else "label"])
+    items = [f'<span class="ps-legend-item"><span class="ps-swatch" style="background:{colour}">'
+             f'</span>{html.escape(name)}</span>'
+             for name, colour in color_map(view, colour_by).items() if name in present]
+    return (f'<div class="ps-legend"><b>{html.escape(colour_by)}</b> '
+            + " ".join(items) + "</div>")
+
+
+def traces(view: dict[str, Any]) -> list[dict[str, Any]]:
+    """One trace per colour group (label, and label · text for texts): {"name", "x", "y",
+    "index", "text"}, in the order of the class names."""
+    p = view["points"]
+    by_name: dict[str, dict[str, list]] = {}
+    for x, y, label, kind, index, text in zip(p["x"], p["y"], p["label"], p["kind"],
+                                              p["index"], p["text"]):
+        trace = by_name.setdefault(group_name(label, kind),
+                                   {"x": [], "y": [], "index": [], "text": []})
+        trace["x"].append(x)
+        trace["y"].append(y)
+        trace["index"].append(index)
+        trace["text"].append(text)
+    order = {name: i for i, name in enumerate(color_map(view))}
+    return [{"name": name, **values}
+            for name, values in sorted(by_name.items(), key=lambda kv: order.get(kv[0], 1e9))]
+
+
+def summary(view: dict[str, Any]) -> dict[str, Any]:
+    """What the /embeddings endpoint returns besides the traces."""
+    return {key: view[key] for key in ("model", "dataset", "split", "projection", "params",
+                                       "num_points", "feature_dim", "knn_top1", "factor_knn",
+                                       "message", "capped", "timing")}
+
+
+def knn_text(view: dict[str, Any] | None) -> str:
+    """Under a map: what it is, its k-NN accuracy by label (and by each nuisance factor: what
+    else the embedding keeps), and what it cost."""
+    if view is None:
+        return ""
+    acc = view.get("knn_top1")
+    figure = "n/a (no labels)" if acc is None else f"**{acc:.1%}**"
+    others = "".join(f" · {name} {value:.0%}"
+                     for name, value in sorted((view.get("factor_knn") or {}).items()))
+    took = view["timing"]
+    embed = "cached" if took["embeddings_cached"] else f"{took['embed_s']:.1f} s"
+    return (f"**{view['model']['name']}** · {view['num_points']:,} points, "
+            f"{view['feature_dim']}-d · embed {embed}, {view['projection'].upper()} "
+            f"{took['project_s']:.1f} s  \nk-NN (leave-one-out, k 20): label {figure}{others}")
+
+
+def resolve_b(model_a: str | None, model_b: str | None) -> str | None:
+    """Model B's name: SAME_ARCH means the random init of A's network (A must be a job)."""
+    if not model_b:
+        return None
+    if model_b == SAME_ARCH:
+        a = str(model_a or "").strip().removeprefix("#")
+        return f"random:{a}" if a.isdigit() else None
+    return model_b
+
+
+def selection_rows(view: dict[str, Any], positions: list[int]) -> list[int]:
+    """Valid plot positions, in order, without repeats."""
+    count = len(view["points"]["index"])
+    seen: dict[int, None] = {}
+    for position in positions or []:
+        if isinstance(position, (int, float)) and 0 <= int(position) < count:
+            seen[int(position)] = None
+    return list(seen)
+
+
+def selection_text(view: dict[str, Any], rows: list[int]) -> str:
+    if not rows:
+        return "Click a point or drag a box on either map to see the images behind it."
+    p = view["points"]
+    labels = Counter(p["label"][r] for r in rows)
+    parts = ", ".join(f"{count} × {label}" for label, count in labels.most_common(8))
+    kinds = p.get("kind") or ["image"] * len(p["label"])
+    images = sum(1 for r in rows if kinds[r] == "image")
+    more = f" (the first {MAX_THUMBS} images shown)" if images > MAX_THUMBS else ""
+    out = f"**{len(rows)} selected**{more}: {parts}"
+    texts = [r for r in rows if kinds[r] == "text"][:TEXT_LINES]
+    for r in texts:  # a text point has no picture: its words instead
+        out += f"\n- {p['label'][r]}: {p['text'][r][:120]}"
+    return out
+
+
+def write_csv(text: str) -> str:
+    """The CSV in a fresh temporary file (a folder Gradio serves files from)."""
+    folder = tempfile.mkdtemp(prefix="pretext-embeddings-")
+    path = os.path.join(folder, "embedding-map.csv")
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    return path
+
+
+def dataset_choices(datasets: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(f"{d['name']} ({d['kind']})" if d["kind"] != "image" else d["name"], d["name"])
+            for d in datasets if d.get("available", True)]
