@@ -107,6 +107,21 @@ def test_views_handler_sets_the_grid_columns(studio):
     assert "encoder input" in note
 
 
+IMAGE_METHODS = ("simclr", "mae", "rotation", "jigsaw", "colorization", "moco", "byol",
+                 "simsiam", "dino", "beit", "barlowtwins", "vicreg")
+
+
+def test_views_lens_shows_each_of_the_twelve_image_methods(studio):
+    tab = _tab(ViewsTab, studio)
+    offered = [value for _, value in tab.method.choices]
+    assert sorted(offered) == sorted(IMAGE_METHODS)
+    for method in IMAGE_METHODS:
+        grid, details, note = tab.run_ui(method, "digits", 0, 1)
+        assert "ps-ok" in note, (method, note)
+        columns = grid.constructor_args["columns"]
+        assert columns >= 3 and len(grid.constructor_args["value"]) == columns, method
+
+
 def test_each_lens_endpoint_through_the_client(studio, photo, not_an_image):
     from gradio_client import Client, handle_file
 
