@@ -15,8 +15,9 @@ import pytest  # noqa: E402
 from engine.api import Studio  # noqa: E402
 from webapp import runs_tab  # noqa: E402
 from webapp.app import build_app  # noqa: E402
-from webapp.runs_tab import (ALL_DATASETS, RunsTab, evaluate_jobs, leaderboard_frame,  # noqa: E402
-                             overlay_frame, sync_compare)
+from webapp.runs_board import (ALL_DATASETS, evaluate_jobs, leaderboard_frame,  # noqa: E402
+                               overlay_frame, sync_compare)
+from webapp.runs_tab import RunsTab  # noqa: E402
 
 SPEC = {"method": "simclr", "dataset": "digits", "preset": "quick", "seed": 0, "params": {}}
 
