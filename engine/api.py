@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from engine.api_lenses import LensesMixin
 from engine.config import TrainConfig, TrainSpec, build_config, config_fields
 from engine.data.datasets import dataset_info, list_datasets
 from engine.errors import DatasetError, JobError, SpecError
@@ -57,7 +58,7 @@ def job_to_dict(job: Job, with_config: bool = True) -> dict[str, Any]:
     return out
 
 
-class Studio:
+class Studio(LensesMixin):
     """Everything the UI and the CLI can do, over one home folder."""
 
     def __init__(self, home: str | os.PathLike | None = None) -> None:
@@ -273,90 +274,6 @@ class Studio:
         from engine.evaluation.runner import leaderboard
 
         return leaderboard(self.store)
-
-    # ---- lenses -------------------------------------------------------------------------
-    # A model reference is a run id ("12"), a local folder or a Hub id. Images are file paths,
-    # PIL images or uint8 (H, W, 3) arrays; pictures come back as uint8 (H, W, 3) arrays.
-    # Torch's threads are capped while a lens runs, so training workers keep their cores.
-    def lens_models(self, lens: str) -> list[dict[str, str]]:
-        """The models `lens` ("attention", "reconstruct", ...) can open: the runs whose
-        exported model fits, newest first, then Hub ids to try:
-        [{"value": "12", "label": "run 12 · mae on shapes (vit-tiny, 300 steps)"}, ...]."""
-        from engine.inference.models import get_lens, lens_choices
-
-        return lens_choices(self.jobs(), get_lens(lens))
-
-    def lens_model(self, lens: str, model: str) -> Any:
-        """The cached `LensModel` for `model`, checked against `lens` (loaded on first use);
-        a ValueError (LensError, HubError) or JobError says why it cannot serve."""
-        from engine.inference.models import get_lens, load_lens_model, lens_threads
-
-        text = str(model or "").strip()
-        job = self.job(int(text)) if text.isdigit() else None
-        with lens_threads():
-            return load_lens_model(text, get_lens(lens), self.home.root, job)
-
-    def lens_model_info(self, lens: str, model: str) -> dict[str, Any]:
-        """What a lens's settings depend on: {"model", "model_type", "num_layers", "num_heads",
-        "image_size", "patch_size", "decoder" (MAE: whether it can reconstruct)}."""
-        from engine.inference.reconstruct import decoder_missing
-
-        item = self.lens_model(lens, model)
-        vision = item.vision_config
-        return {"model": item.label, "model_type": item.model_type,
-                "num_layers": int(vision.num_hidden_layers),
-                "num_heads": int(vision.num_attention_heads), "image_size": item.image_size,
-                "patch_size": item.patch_size,
-                "decoder": item.model_type == "vit_mae" and not decoder_missing(item)}
-
-    def lens_examples(self) -> list[dict[str, str]]:
-        """Example pictures for the image lenses: [{"name", "path"}, ...] (PNG files)."""
-        from engine.inference.examples import example_images
-
-        return example_images(self.home.cache_dir / "lens_examples")
-
-    def attention(self, image: Any, model: str, layer: int = 0,
-                  keep: float = 0.6) -> dict[str, Any]:
-        """[CLS] attention of every head of `layer` (1..N; 0 = last) of a ViT over `image`:
-        per-head overlays, their mean, and a mask keeping `keep` of the attention mass.
-        See `engine.inference.attention.attention_maps` for the keys."""
-        from engine.inference.attention import attention_maps
-        from engine.inference.models import lens_threads, load_image
-
-        picture = load_image(image)
-        item = self.lens_model("attention", model)
-        with lens_threads():
-            return attention_maps(item, picture, layer, keep)
-
-    def reconstruct(self, image: Any, model: str, mask_ratio: float = 0.75,
-                    seed: int = 0) -> dict[str, Any]:
-        """An MAE's original, masked input, reconstruction and reconstruction with the visible
-        patches pasted back, for `image` at `mask_ratio` with the mask drawn from `seed`.
-        See `engine.inference.reconstruct.reconstruct` for the keys."""
-        from engine.inference.models import lens_threads, load_image
-        from engine.inference.reconstruct import reconstruct
-
-        picture = load_image(image)
-        item = self.lens_model("reconstruct", model)
-        with lens_threads():
-            return reconstruct(item, picture, mask_ratio, seed)
-
-    def view_methods(self) -> list[str]:
-        """The methods the views lens can show (those that train on images)."""
-        from engine.inference.views_preview import image_methods
-
-        return image_methods()
-
-    def preview_views(self, method: str, dataset: str, seed: int = 0, num_images: int = 4,
-                      preset: str = "quick") -> dict[str, Any]:
-        """The exact views `method` trains on, for `num_images` images of `dataset` drawn by
-        `seed`. See `engine.inference.views_preview.preview_views` for the keys."""
-        from engine.inference.models import lens_threads
-        from engine.inference.views_preview import preview_views
-
-        with lens_threads():
-            return preview_views(method, dataset, seed, num_images, preset,
-                                 cache_dir=self.home.cache_dir)
 
     # ---- embedding explorer -------------------------------------------------------------
     @property

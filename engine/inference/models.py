@@ -58,6 +58,11 @@ class Lens:
 LENS_SPECS: dict[str, str] = {
     "attention": "engine.inference.attention:ATTENTION",
     "reconstruct": "engine.inference.reconstruct:RECONSTRUCT",
+    "zero_shot": "engine.inference.zero_shot:ZERO_SHOT",
+    "retrieve": "engine.inference.retrieve:RETRIEVE",
+    "fill_mask": "engine.inference.fill_mask:FILL_MASK",
+    "generate": "engine.inference.generate:GENERATE",
+    "text2text": "engine.inference.text2text:TEXT2TEXT",
 }
 
 
