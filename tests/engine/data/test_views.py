@@ -12,6 +12,8 @@ from engine.errors import SpecError
 
 LOW = torch.tensor([(0 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)])[None, :, None, None]
 HIGH = torch.tensor([(1 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)])[None, :, None, None]
+MEAN = torch.tensor(IMAGENET_MEAN)[None, :, None, None]
+STD = torch.tensor(IMAGENET_STD)[None, :, None, None]
 
 
 def _images(batch: int = 8, size: int = 32, seed: int = 0) -> torch.Tensor:
@@ -134,3 +136,47 @@ def test_bad_arguments_raise_spec_errors() -> None:
     assert make_views("simclr", 32, crop_scale=(0.5, 1.0)).plan.crop_scale == (0.5, 1.0)
     assert make_views("simclr", 32).plan.blur_p == 0.0  # SimCLR skipped blur at CIFAR size
     assert make_views("simclr", 96).plan.crop_scale == (0.08, 1.0)
+
+
+def _coordinates(batch: int, size: int = 32) -> torch.Tensor:
+    """Images whose red channel is the column and green the row (scaled to 0..248): a view's
+    values say where in the image each of its pixels came from."""
+    ramp = torch.arange(size) * (248 // (size - 1))
+    image = torch.stack([ramp.expand(size, size), ramp[:, None].expand(size, size),
+                         torch.zeros(size, size, dtype=torch.long)])
+    return image.expand(batch, 3, size, size).to(torch.uint8).contiguous()
+
+
+def test_two_images_of_a_batch_get_their_own_crops() -> None:
+    images = _coordinates(2)
+    views = Views("mae", 32, crop_scale=(0.2, 0.5))
+    torch.manual_seed(4)
+    unit = views(images) * STD + MEAN  # (2, 3, 32, 32) back in [0, 1]
+    torch.manual_seed(4)
+    boxes = V.sample_crop_boxes(2, 32, 32, (0.2, 0.5))  # the first draw the view maker makes
+    step = (248 // 31) / 255
+    for i in range(2):
+        cols, rows = unit[i, 0] / step, unit[i, 1] / step  # source pixel of each view pixel
+        x0, y0, w, h = boxes[i].tolist()
+        assert cols.min() >= x0 - 0.6 and cols.max() <= x0 + w - 0.4  # inside its own box
+        assert rows.min() >= y0 - 0.6 and rows.max() <= y0 + h - 0.4
+    assert not torch.equal(boxes[0], boxes[1])
+    assert not torch.allclose(unit[0], unit[1], atol=0.05)
+
+
+def test_colour_steps_are_drawn_per_sample() -> None:
+    grey = torch.full((16, 3, 32, 32), 128, dtype=torch.uint8)  # one flat image, 16 times
+    torch.manual_seed(0)
+    unit = Views("simclr", 32, crop_scale=(1.0, 1.0))(grey) * STD + MEAN  # no zoom: flat
+    means = unit.mean(dim=(2, 3))  # (16, 3) the colour each sample was given
+    assert len({tuple(m) for m in means.mul(1000).round().tolist()}) >= 12  # jitter p 0.8
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_asymmetric_pair_with_solarisation_keeps_shape_and_range(size: int) -> None:
+    torch.manual_seed(0)
+    for views in V.view_pair("natural", size, asymmetric=True):
+        out = views(_images(6, 48))
+        assert out.shape == (6, 3, size, size) and out.dtype == torch.float32
+        assert torch.isfinite(out).all()
+        assert (out >= LOW - 1e-4).all() and (out <= HIGH + 1e-4).all()
