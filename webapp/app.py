@@ -15,8 +15,13 @@ from webapp.explorer_tab import ExplorerTab
 from webapp.jobs_tab import JobsTab
 from webapp.runs_tab import RunsTab
 from webapp.lens_attention import AttentionTab
+from webapp.lens_fill_mask import FillMaskTab
+from webapp.lens_generate import GenerateTab
 from webapp.lens_reconstruct import ReconstructTab
+from webapp.lens_retrieve import RetrieveTab
+from webapp.lens_text2text import Text2TextTab
 from webapp.lens_views import ViewsTab
+from webapp.lens_zero_shot import ZeroShotTab
 from webapp.train_tab import TrainTab
 
 TITLE = "Pretext Studio"
@@ -58,6 +63,11 @@ TABS: list[tuple[str, str, type]] = [
     ("Attention", "attention", AttentionTab),
     ("MAE reconstruction", "reconstruct", ReconstructTab),
     ("What the model sees", "views", ViewsTab),
+    ("Zero-shot", "zero_shot", ZeroShotTab),
+    ("Retrieval", "retrieve", RetrieveTab),
+    ("Fill-mask", "fill_mask", FillMaskTab),
+    ("Generate", "generate", GenerateTab),
+    ("Text to text", "text2text", Text2TextTab),
     ("Embeddings", "embeddings", ExplorerTab),
 ]
 

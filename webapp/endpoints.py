@@ -23,7 +23,8 @@ ENDPOINTS = ("submit", "cancel", "resume", "jobs", "job", "metrics", "methods", 
              "method_form", "leaderboard", "evaluate", "evaluate_baseline", "evaluations",
              "embeddings")
 # Published by the lens tabs (see webapp/lens_common.py), not registered here.
-LENS_ENDPOINTS = ("attention", "reconstruct", "views")
+LENS_ENDPOINTS = ("attention", "reconstruct", "views", "zero_shot", "retrieve", "fill_mask",
+                  "generate", "text2text")
 
 
 def _user_errors(fn: Callable) -> Callable:

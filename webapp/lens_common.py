@@ -187,3 +187,9 @@ def details_json(result: dict[str, Any], keys: Sequence[str]) -> dict[str, Any]:
         out[key] = value
     return out
 
+
+
+def score_plot(label: str, x: str, y: str = "probability") -> gr.BarPlot:
+    """A bar chart of scores in [0, 1], highest first (the zero-shot and fill-mask lenses)."""
+    return gr.BarPlot(x=x, y=y, y_lim=[0, 1], sort="-y", label=label, height=260,
+                      x_label_angle=-30)

@@ -1,5 +1,6 @@
-"""The lens tabs: handlers through the real engine on a tiny MAE run, and each named lens
-endpoint through gradio_client against a launched app."""
+"""The lens tabs: handlers through the real engine on a tiny MAE run (and tiny CLIP, BERT,
+GPT, T5 runs for the language lenses), and each named lens endpoint through gradio_client
+against a launched app."""
 from __future__ import annotations
 
 import os
@@ -13,11 +14,18 @@ import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from engine.api import Studio  # noqa: E402
+from tests.language_runs import language_runs, run_folder  # noqa: E402
 from tests.webapp.helpers import free_port, kill_workers  # noqa: E402
 from webapp.app import build_app, launch_options  # noqa: E402
+from webapp.endpoints import LENS_ENDPOINTS  # noqa: E402
 from webapp.lens_attention import AttentionTab  # noqa: E402
+from webapp.lens_fill_mask import FillMaskTab  # noqa: E402
+from webapp.lens_generate import GenerateTab  # noqa: E402
 from webapp.lens_reconstruct import ReconstructTab  # noqa: E402
+from webapp.lens_retrieve import RetrieveTab  # noqa: E402
+from webapp.lens_text2text import Text2TextTab  # noqa: E402
 from webapp.lens_views import ViewsTab  # noqa: E402
+from webapp.lens_zero_shot import ZeroShotTab  # noqa: E402
 
 TINY_MAE = {"steps": 3, "batch_size": 16, "image_size": 16, "warmup_steps": 1,
             "precision": "fp32", "depth": 1, "decoder_layers": 1, "decoder_hidden_size": 32}
@@ -122,6 +130,46 @@ def test_views_lens_shows_each_of_the_twelve_image_methods(studio):
         assert columns >= 3 and len(grid.constructor_args["value"]) == columns, method
 
 
+@pytest.fixture(scope="module")
+def language():
+    home, ids = language_runs()
+    return Studio(home), ids
+
+
+def test_language_tab_handlers_answer_or_explain(language, photo):
+    studio, ids = language
+    tab = _tab(ZeroShotTab, studio)
+    assert tab.picker.dropdown.value == ids["clip"]
+    plot, table, details, note = tab.run_ui(photo, ids["clip"], "star, ring, heart", "a {}")
+    assert "ps-ok" in note and list(plot.columns) == ["label", "probability"]
+    assert abs(plot["probability"].sum() - 1) < 1e-6 and len(table) == 3
+    *outputs, note = tab.run_ui(photo, ids["bert"], "star, ring", "a {}")
+    assert outputs == [None] * 3 and "ps-error" in note and "needs a CLIP model" in note
+
+    tab = _tab(RetrieveTab, studio)
+    gallery, details, note = tab.run_ui("a red star", ids["clip"], "shapes", 3, "test", 100)
+    assert "ps-ok" in note and len(gallery) == 3 and details["searched"] == 100
+    assert gallery[0][1].startswith(f"{details['scores'][0]:.3f} · ")
+
+    tab = _tab(FillMaskTab, studio)
+    plot, table, note = tab.run_ui("a small red [MASK]", ids["bert"], 4)
+    assert "ps-ok" in note and len(plot) == 4 and list(table.columns) == [
+        "word", "probability", "sentence"]
+    *outputs, note = tab.run_ui("a small red star", ids["bert"], 4)
+    assert outputs == [None] * 2 and "ps-error" in note and "no mask" in note
+
+    tab = _tab(GenerateTab, studio)
+    parts, continuation, details, note = tab.run_ui("a small", ids["gpt"], 8, 0.8, 50, 0)
+    assert "ps-ok" in note and parts[0] == ("a small", None)
+    assert parts[1:] == ([(continuation, "generated")] if continuation else [])
+
+    tab = _tab(Text2TextTab, studio)
+    parts, source, output, details, note = tab.run_ui("a red [MASK] on a blue background",
+                                                      ids["t5"], 2, 8)
+    assert source == "a red <extra_id_0> on a blue background" and parts[0] == ("a red ", None)
+    assert details["spans"][0]["sentinel"] == "<extra_id_0>"
+
+
 def test_each_lens_endpoint_through_the_client(studio, photo, not_an_image):
     from gradio_client import Client, handle_file
 
@@ -132,7 +180,7 @@ def test_each_lens_endpoint_through_the_client(studio, photo, not_an_image):
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
         named = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
-        assert {"/attention", "/reconstruct", "/views"} <= named
+        assert {f"/{name}" for name in LENS_ENDPOINTS} <= named
 
         heads, mean, mask, details = client.predict(handle_file(photo), "1", 0, 0.6,
                                                     api_name="/attention")
@@ -155,6 +203,41 @@ def test_each_lens_endpoint_through_the_client(studio, photo, not_an_image):
         grid, details = client.predict("simclr", "digits", 0, 2, api_name="/views")
         assert len(grid) == 2 * 3 and details["captions"] == ["view 1", "view 2"]
 
+        # The language lenses, on the tiny runs' folders (a folder works like a run id).
+        clip = run_folder("clip")
+        plot, table, details = client.predict(handle_file(photo), clip, "star, ring, heart",
+                                              "a {}\na small {}", api_name="/zero_shot")
+        assert abs(sum(details["probabilities"]) - 1) < 1e-6
+        assert [row[0] for row in table["data"]] == [details["labels"][i] for i in np.argsort(
+            -np.array(details["probabilities"]), kind="stable")]
+        assert details["templates"] == ["a {}", "a small {}"]
+
+        gallery, details = client.predict("a red star", clip, "shapes", 4, "test", 100,
+                                          api_name="/retrieve")
+        assert len(gallery) == 4 and details["scores"] == sorted(details["scores"],
+                                                                 reverse=True)
+        assert Image.open(gallery[0]["image"]).size[0] >= 64
+
+        plot, table = client.predict("a small red <mask> on a blue background",
+                                     run_folder("bert"), 3, api_name="/fill_mask")
+        words = [row[0] for row in table["data"]]
+        assert len(words) == 3 == len(set(words)) and "[MASK]" not in table["data"][0][2]
+
+        first = client.predict("a small red", run_folder("gpt"), 10, 1.0, 0, 5,
+                               api_name="/generate")
+        again = client.predict("a small red", run_folder("gpt"), 10, 1.0, 0, 5,
+                               api_name="/generate")
+        assert first[1] == again[1] and first[2]["new_tokens"] <= 10
+
+        filled, source, output, details = client.predict(
+            "a small red <extra_id_0> on a blue background", run_folder("t5"), 2, 8,
+            api_name="/text2text")
+        assert details["filled"] == source.replace("<extra_id_0>", details["spans"][0]["text"])
+
+        with pytest.raises(Exception, match="no mask"):
+            client.predict("a small red star", run_folder("bert"), 3, api_name="/fill_mask")
+        with pytest.raises(Exception, match="needs a causal language model"):
+            client.predict("a", run_folder("t5"), 5, 1.0, 0, 0, api_name="/generate")
         with pytest.raises(Exception, match="not an image file"):
             client.predict(handle_file(not_an_image), "1", 0, 0.6, api_name="/attention")
         with pytest.raises(Exception, match="offline"):

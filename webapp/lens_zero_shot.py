@@ -1,0 +1,98 @@
+"""CLIP zero-shot tab (`/zero_shot`): which of the words fits the picture?
+
+Inputs: image, model (a CLIP run, folder or Hub id), candidate labels (comma-separated), prompt
+templates (one per line, each with "{}"). Outputs: a bar chart of the labels' probabilities,
+a table (label, probability, cosine similarity), details (templates, logit scale).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from webapp.figures import message
+from webapp.lens_common import LensTab, ModelPicker, image_input, score_plot
+
+log = logging.getLogger(__name__)
+INTRO = ("**Zero-shot classification.** CLIP embeds the picture and each label put into the "
+         "prompt templates; a label's text embedding is the mean over its templates (the "
+         "paper's prompt ensemble), and the closest label wins. No labelled training: the "
+         "words are the classifier. Try the shape names on a shapes picture with a CLIP run "
+         "trained on shapes.")
+DEFAULT_LABELS = "circle, square, triangle, star, heart, ring"
+DEFAULT_TEMPLATES = "a photo of a {}."
+TABLE_HEADERS = ["label", "probability", "cosine similarity"]
+
+
+def result_frames(result: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(bar chart data, table) from a `studio.zero_shot` result, most probable first."""
+    order = result["ranking"]
+    labels = [result["labels"][i] for i in order]
+    probabilities = [result["probabilities"][i] for i in order]
+    plot = pd.DataFrame({"label": labels, "probability": probabilities})
+    table = pd.DataFrame({"label": labels,
+                          "probability": [round(p, 4) for p in probabilities],
+                          "cosine similarity": [round(result["similarities"][i], 4)
+                                                for i in order]})
+    return plot, table
+
+
+class ZeroShotTab(LensTab):
+    api_name = "zero_shot"
+    intro = INTRO
+
+    def build(self) -> None:
+        self.header()
+        with gr.Row():
+            with gr.Column(scale=2, min_width=300):
+                self.image = image_input()
+                self.picker = ModelPicker(self.studio, "zero_shot")
+                self.labels = gr.Textbox(DEFAULT_LABELS, label="Candidate labels",
+                                         info="Comma-separated; at least two")
+                self.templates = gr.Textbox(DEFAULT_TEMPLATES, lines=2, label="Prompt templates",
+                                            info="One per line, {} is the label; several are "
+                                                 "averaged")
+                self.run_btn = gr.Button("Classify", variant="primary")
+                self.make_note()
+                self.example_rows()
+            with gr.Column(scale=3, min_width=360):
+                self.plot = score_plot("Probabilities", "label")
+                self.table = gr.Dataframe(headers=TABLE_HEADERS, label="Scores",
+                                          interactive=False)
+                with gr.Accordion("Details", open=False):
+                    self.details = gr.JSON(label="Details")
+        self.hidden_trigger()
+        self.inputs = [self.image, self.picker.dropdown, self.labels, self.templates]
+        self.outputs = [self.plot, self.table, self.details]
+        self.auto_triggers = [self.image.change, self.labels.submit]
+
+    def example_rows(self) -> None:
+        """Examples that fill the picture, the labels and the templates together."""
+        try:
+            rows = self.studio.zero_shot_examples()
+        except Exception:  # noqa: BLE001 - examples are a convenience; the lens works without
+            log.exception("zero-shot examples could not be written")
+            return
+        if rows:
+            gr.Examples([[r["path"], r["labels"], r["templates"]] for r in rows],
+                        [self.image, self.labels, self.templates], label="Examples",
+                        examples_per_page=8)
+
+    def compute(self, image: Any, model: str, labels: str, templates: str
+                ) -> tuple[list[Any], str]:
+        if image is None:
+            return self.cleared(), message("Upload an image or pick an example.")
+        result = self.studio.zero_shot(image, model, labels, templates)
+        plot, table = result_frames(result)
+        best = result["ranking"][0]
+        details = {"model": result["model"], "templates": result["templates"],
+                   "logit_scale": round(result["logit_scale"], 3),
+                   "labels": result["labels"], "probabilities": result["probabilities"]}
+        count = len(result["templates"])
+        note = message(f"{result['model']}: \"{result['labels'][best]}\" with probability "
+                       f"{result['probabilities'][best]:.1%} of {len(result['labels'])} labels "
+                       f"({count} template{'s' if count > 1 else ''} averaged; chance "
+                       f"{1 / len(result['labels']):.1%}).", "ok")
+        return [plot, table, details], note
