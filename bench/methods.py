@@ -1,0 +1,229 @@
+"""The image-method leaderboard: every image method on `digits` and `shapes`, same time budget.
+
+    python bench/methods.py [--methods simclr,byol] [--datasets digits,shapes]
+                            [--budget-s 90] [--out results.json] [--home DIR]
+                            [--set key=value ...]
+
+Each method trains with its `quick` preset for the same wall-time budget on each dataset, then
+its last checkpoint is evaluated with k-NN and the linear probe on the dataset's test split,
+next to two baselines through the same code: raw pixels, and the method's own network at random
+initialisation (what pretraining has to beat). All of it goes through `engine.api.Studio`, in a
+throwaway home folder per method (so each method's random baseline is its own network; pass
+--home to keep them).
+
+The budget is compute, not wall time: `--budget-s` seconds of the whole machine, i.e. that
+many seconds times the number of cores in CPU time. A short calibration job (a few steps of the
+same spec) measures the CPU seconds a step of the method takes; the real job then gets the
+number of steps that fills the budget, with the preset's warmup scaled down when the run is
+short, so the learning-rate schedule runs its whole course (stopping a longer job part-way
+would leave its cosine half done). Counting CPU time rather than wall time keeps the budget
+the same for every method when other processes share the machine (on an idle machine the two
+agree, up to the cores a step leaves idle); the wall time and the load are recorded with every
+row. "images/s" is the speed this gives on the whole machine: images per CPU second times the
+cores.
+
+Prints a markdown table (dataset, method, steps, images/s, k-NN top-1, linear top-1, and the
+baselines as rows) and writes every figure to --out as JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from engine.api import Studio  # noqa: E402
+from engine.config import build_config  # noqa: E402
+from engine.registry import get_method, list_methods  # noqa: E402
+
+CALIBRATION_STEPS = 5  # the first is not timed (warm-up allocations), four are
+CORES = os.cpu_count() or 1
+MIN_STEPS = 10
+
+
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"{one:.1f}/{five:.1f}"
+
+
+def image_methods() -> list[str]:
+    return [m for m in list_methods() if get_method(m).modality == "image"]
+
+
+def parse_set(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set wants key=value, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def run_params(method: str, steps: int, extra: dict[str, str]) -> dict[str, Any]:
+    """The quick preset with `steps`; warmup shortened to at most a tenth of a short run."""
+    preset = build_config(get_method(method).Config, "quick", extra)
+    return {**extra, "steps": steps, "warmup_steps": min(preset.warmup_steps, steps // 10),
+            "checkpoint_every": steps}
+
+
+def calibrate(studio: Studio, method: str, dataset: str, extra: dict[str, str]) -> float:
+    """CPU seconds (all threads) one training step of `method` takes, from a few-step job."""
+    marks: list[float] = []
+    summary = studio.run_foreground(
+        {"method": method, "dataset": dataset, "params": {
+            **extra, "steps": CALIBRATION_STEPS, "warmup_steps": 0, "health_every": 0}},
+        on_step=lambda step, values: marks.append(time.process_time()))
+    if summary["status"] != "completed" or len(marks) != CALIBRATION_STEPS:
+        raise RuntimeError(f"calibration of {method} failed: {summary['error']}")
+    return (marks[-1] - marks[0]) / (CALIBRATION_STEPS - 1)
+
+
+def bench_one(studio: Studio, method: str, dataset: str, budget: float,
+              extra: dict[str, str]) -> list[dict[str, Any]]:
+    """Train `method` on `dataset` for `budget` seconds, evaluate; its row and its baselines'."""
+    batch = build_config(get_method(method).Config, "quick", extra).batch_size
+    cpu_per_step = calibrate(studio, method, dataset, extra)
+    steps = max(MIN_STEPS, math.floor(budget * CORES / cpu_per_step))
+    cpu_start = time.process_time()
+    tick = time.monotonic()
+    summary = studio.run_foreground({"method": method, "dataset": dataset,
+                                     "params": run_params(method, steps, extra)})
+    train_s = time.monotonic() - tick
+    train_cpu_s = time.process_time() - cpu_start
+    job = studio.job(summary["job_id"])
+    row: dict[str, Any] = {"dataset": dataset, "method": method, "kind": "job",
+                           "job_id": job["id"], "status": summary["status"],
+                           "steps": job["step"], "batch_size": batch,
+                           "train_s": round(train_s, 1), "train_cpu_s": round(train_cpu_s, 1),
+                           "images_per_second": round(batch * CORES / cpu_per_step, 1),
+                           "wall_images_per_second": job["images_per_second"],
+                           "first_loss": summary.get("first_loss"), "last_loss": job["last_loss"],
+                           "load": load()}
+    if summary["status"] != "completed":
+        row["error"] = summary["error"]
+        return [row]
+    baselines: dict[str, dict[str, Any]] = {}
+    for protocol in ("knn", "linear"):
+        result = studio.evaluate(job["id"], protocol)
+        row[f"{protocol}_top1"] = result["figures"].get(f"{protocol}_top1")
+    for ev in studio.evaluations():
+        params = ev["params"] or {}
+        if ev["job_id"] is not None or ev["dataset"] != dataset:
+            continue
+        name = params.get("baseline")
+        label = "pixels" if name == "pixels" else f"random init ({method}: {params['backbone']})"
+        base = baselines.setdefault(label, {"dataset": dataset, "method": label,
+                                            "kind": "baseline", "of": method})
+        base[f"{ev['protocol']}_top1"] = ev["figures"].get(f"{ev['protocol']}_top1")
+    row["eval_s"] = round(time.monotonic() - tick - train_s, 1)
+    return [row, *baselines.values()]
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| dataset | method | steps | images/s | k-NN top-1 | linear top-1 | "
+             "random init k-NN / linear |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    pixels_done: set[str] = set()
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        here = [r for r in rows if r["dataset"] == dataset]
+        for r in (r for r in here if r["kind"] == "job"):
+            random = next((b for b in here if b["kind"] == "baseline" and b["of"] == r["method"]
+                           and b["method"] != "pixels"), {})
+            lines.append(f"| {dataset} | {r['method']} | {r['steps']} | "
+                         f"{fmt(r.get('images_per_second'), 0)} | {fmt(r.get('knn_top1'))} | "
+                         f"{fmt(r.get('linear_top1'))} | {fmt(random.get('knn_top1'))} / "
+                         f"{fmt(random.get('linear_top1'))} |")
+        for b in (b for b in here if b["method"] == "pixels"):
+            if dataset not in pixels_done:
+                pixels_done.add(dataset)
+                lines.append(f"| {dataset} | baseline: raw pixels | 0 | - | "
+                             f"{fmt(b.get('knn_top1'))} | {fmt(b.get('linear_top1'))} | |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--methods", default=",".join(image_methods()))
+    parser.add_argument("--datasets", default="digits,shapes")
+    parser.add_argument("--budget-s", dest="budget", type=float, default=90.0,
+                        help="training seconds of the whole machine per run (x cores of CPU "
+                             "time; the calibration job comes on top)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a quick-preset setting for every method (exploration)")
+    parser.add_argument("--out", default=None, help="write the rows as JSON here")
+    parser.add_argument("--home", default=None,
+                        help="keep the home folders (one per method) under this folder")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads (0: torch's default); 1 wastes no CPU time on "
+                             "thread synchronisation when other processes share the cores")
+    parser.add_argument("--table", nargs="+", metavar="JSON", default=None,
+                        help="print the table of earlier --out files (merged) and exit")
+    args = parser.parse_args()
+    if args.table:
+        rows = [row for path in args.table for row in json.loads(Path(path).read_text())["rows"]]
+        order = {d: i for i, d in enumerate(dict.fromkeys(r["dataset"] for r in rows))}
+        print(table(sorted(rows, key=lambda r: order[r["dataset"]])))
+        return
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    methods = [m for m in args.methods.split(",") if m]
+    datasets = [d for d in args.datasets.split(",") if d]
+    extra = parse_set(args.set)
+    unknown = sorted(set(methods) - set(image_methods()))
+    if unknown:
+        raise SystemExit(f"not image methods: {', '.join(unknown)}; "
+                         f"choose from {', '.join(image_methods())}")
+    started = time.strftime("%Y-%m-%d %H:%M")
+    print(f"{started}, {CORES} cores, load (1/5 min) {load()}, budget {args.budget:g} s x "
+          f"{CORES} cores of CPU time per run"
+          f"{', overrides ' + str(extra) if extra else ''}", flush=True)
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(args.home or tmp)
+        studios = {method: Studio(root / method) for method in methods}
+        for dataset in datasets:  # every method on the first dataset before the next
+            for method in methods:
+                studio = studios[method]
+                try:
+                    found = bench_one(studio, method, dataset, args.budget, extra)
+                except Exception as exc:  # one method failing must not lose the others
+                    found = [{"dataset": dataset, "method": method, "kind": "job",
+                              "steps": 0, "error": f"{type(exc).__name__}: {exc}"}]
+                rows.extend(found)
+                job = found[0]
+                print(f"{dataset:>7} {method:<13} steps {job.get('steps')} in "
+                      f"{job.get('train_s')} s wall, {job.get('train_cpu_s')} s CPU "
+                      f"({fmt(job.get('images_per_second'), 0)} img/s), "
+                      f"k-NN {fmt(job.get('knn_top1'))}, linear {fmt(job.get('linear_top1'))}"
+                      + "".join(f"; {b['method']} k-NN {fmt(b.get('knn_top1'))} linear "
+                                f"{fmt(b.get('linear_top1'))}" for b in found[1:])
+                      + f"; eval {job.get('eval_s')} s, load {load()}"
+                      + (f"; ERROR {job['error']}" if job.get("error") else ""), flush=True)
+                if args.out:
+                    Path(args.out).write_text(json.dumps(
+                        {"started": started, "budget_s": args.budget, "overrides": extra,
+                         "rows": rows}, indent=1))
+    print()
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
