@@ -4,7 +4,10 @@
 
 Uses the finished MAE and DINO runs of `--home` (the newest of each); without them it trains an
 MAE with the quick preset for `--train-steps` steps into a temporary home (the architecture, not
-the training, sets the lens's cost). Each lens is timed through the engine API (what the web
+the training, sets the lens's cost). The CLIP and language lenses (zero-shot, retrieval,
+fill-mask, generate, text-to-text) are timed on the newest finished CLIP, BERT, GPT and T5 runs
+of `--home` when it has them (README: train them with the quick preset); retrieval is timed
+after its first call, which embeds the dataset once. Each lens is timed through the engine API (what the web
 process runs) and, unless --no-client, through gradio_client against the launched app (plus
 the upload, Gradio's queue, PNG encoding and HTTP, up to the answer's file URLs, which a browser
 then fetches in parallel; `/jobs`, a JSON endpoint with no lens behind it, gives the floor). Then a SimCLR quick job is started by the
@@ -24,6 +27,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.api import Studio  # noqa: E402
+
+
+SHAPE_LABELS = "circle, square, triangle, star, hexagon, cross, heart, diamond, ellipse, ring"
+SHAPE_TEMPLATES = "a {}\na small {}\na large {}"
+CAPTION = "a small red [MASK] on a blue background"
+SENTINELS = "a small red <extra_id_0> on a blue <extra_id_1>"
 
 
 def percentiles(times: list[float]) -> tuple[float, float]:
@@ -57,6 +66,20 @@ def cases(studio: Studio, client, image: str) -> dict[str, Callable[[], object]]
         out[f"reconstruct mae run {mae}"] = lambda: studio.reconstruct(image, mae, 0.75, 0)
     for method in ("simclr", "mae", "dino"):
         out[f"views      {method}"] = lambda m=method: studio.preview_views(m, "shapes", 0, 4)
+    clip, bert, gpt, t5 = (newest_run(studio, m) for m in ("clip", "bert", "gpt", "t5"))
+    if clip:
+        out[f"zero_shot  clip run {clip}"] = lambda: studio.zero_shot(
+            image, clip, SHAPE_LABELS, SHAPE_TEMPLATES)
+        out[f"retrieve   clip run {clip}"] = lambda: studio.retrieve(
+            "a red star", clip, "shapes", 8)
+    if bert:
+        out[f"fill_mask  bert run {bert}"] = lambda: studio.fill_mask(CAPTION, bert, 5)
+    if gpt:
+        out[f"generate   gpt run {gpt} (40 tokens)"] = lambda: studio.generate(
+            "a small red", gpt, 40, 0.8, 50, 0)
+    if t5:
+        out[f"text2text  t5 run {t5} (4 beams)"] = lambda: studio.text2text(
+            SENTINELS, t5, 4, 40)
     if client is not None:
         from gradio_client import handle_file
 
@@ -67,6 +90,20 @@ def cases(studio: Studio, client, image: str) -> dict[str, Callable[[], object]]
                 handle_file(image), mae, 0.75, 0, api_name="/reconstruct")
         out["/views      (client) simclr"] = lambda: client.predict(
             "simclr", "shapes", 0, 4, api_name="/views")
+        if clip:
+            out[f"/zero_shot (client) clip run {clip}"] = lambda: client.predict(
+                handle_file(image), clip, SHAPE_LABELS, SHAPE_TEMPLATES, api_name="/zero_shot")
+            out[f"/retrieve  (client) clip run {clip}"] = lambda: client.predict(
+                "a red star", clip, "shapes", 8, "test", 1000, api_name="/retrieve")
+        if bert:
+            out[f"/fill_mask (client) bert run {bert}"] = lambda: client.predict(
+                CAPTION, bert, 5, api_name="/fill_mask")
+        if gpt:
+            out[f"/generate  (client) gpt run {gpt}"] = lambda: client.predict(
+                "a small red", gpt, 40, 0.8, 50, 0, api_name="/generate")
+        if t5:
+            out[f"/text2text (client) t5 run {t5}"] = lambda: client.predict(
+                SENTINELS, t5, 4, 40, api_name="/text2text")
         # The floor: a JSON endpoint with no lens behind it (queue, HTTP, client).
         out["/jobs       (client) no lens: the floor"] = lambda: client.predict(
             api_name="/jobs")

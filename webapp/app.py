@@ -1,11 +1,13 @@
 """`build_app(studio)`: the Pretext Studio dashboard as a `gr.Blocks`.
 
 Tabs are listed in `TABS`; each is a class with `build()` (layout, inside its gr.Tab) and
-`wire()` (events). A later tab (Runs, the lenses) is one more file and one more line there.
+`wire()` (events). A later tab (Runs, the lenses) is one more file and one more line there;
+related lenses share a tab as a `LensGroup` (inner tabs: CLIP, Language).
 Theme and CSS go to `launch()` (Gradio 6): use `demo.launch(**launch_options())`.
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import gradio as gr
@@ -15,6 +17,7 @@ from webapp.explorer_tab import ExplorerTab
 from webapp.jobs_tab import JobsTab
 from webapp.runs_tab import RunsTab
 from webapp.lens_attention import AttentionTab
+from webapp.lens_common import LensGroup
 from webapp.lens_fill_mask import FillMaskTab
 from webapp.lens_generate import GenerateTab
 from webapp.lens_reconstruct import ReconstructTab
@@ -56,18 +59,20 @@ def launch_options() -> dict[str, Any]:
     return {"theme": theme(), "css": CSS}
 
 
-TABS: list[tuple[str, str, type]] = [
+TABS: list[tuple[str, str, Any]] = [
     ("Train", "train", TrainTab),
     ("Jobs", "jobs", JobsTab),
     ("Runs", "runs", RunsTab),
     ("Attention", "attention", AttentionTab),
     ("MAE reconstruction", "reconstruct", ReconstructTab),
     ("What the model sees", "views", ViewsTab),
-    ("Zero-shot", "zero_shot", ZeroShotTab),
-    ("Retrieval", "retrieve", RetrieveTab),
-    ("Fill-mask", "fill_mask", FillMaskTab),
-    ("Generate", "generate", GenerateTab),
-    ("Text to text", "text2text", Text2TextTab),
+    ("CLIP", "clip", partial(LensGroup, members=[
+        ("Zero-shot", "zero_shot", ZeroShotTab),
+        ("Retrieval", "retrieve", RetrieveTab)])),
+    ("Language", "language", partial(LensGroup, members=[
+        ("Fill-mask", "fill_mask", FillMaskTab),
+        ("Generate", "generate", GenerateTab),
+        ("Text to text", "text2text", Text2TextTab)])),
     ("Embeddings", "embeddings", ExplorerTab),
 ]
 

@@ -14,9 +14,10 @@ changes on the way).
 
 A new lens: its engine function and `Lens` (model types, words for the wrong-family message,
 Hub suggestions) in `engine/inference/<lens>.py`, one line in `LENS_SPECS`
-(engine/inference/models.py), a `Studio` method; here a `LensTab` subclass in `lens_<name>.py`
-with a `ModelPicker(studio, "<lens>")`, one line in `TABS` (webapp/app.py) and in
-`endpoints.LENS_ENDPOINTS`.
+(engine/inference/models.py), a `Studio` method (engine/api_lenses.py); here a `LensTab`
+subclass in `lens_<name>.py` with a `ModelPicker(studio, "<lens>")`, one line in `TABS`
+(webapp/app.py; or in a `LensGroup`'s members there, which puts related lenses side by side
+under one tab) and in `endpoints.LENS_ENDPOINTS`.
 """
 from __future__ import annotations
 
@@ -177,6 +178,25 @@ class LensTab:
         return [value for value in vars(self).values() if isinstance(value, ModelPicker)]
 
 
+class LensGroup:
+    """Related lens tabs as inner tabs of one top-level tab (the CLIP lenses, the language
+    lenses), so the tab row stays short; each lens keeps its own endpoint.
+    `members`: (label, id, LensTab subclass) per inner tab."""
+
+    def __init__(self, studio: Any, members: Sequence[tuple[str, str, type]]) -> None:
+        self.members = [(label, tab_id, cls(studio)) for label, tab_id, cls in members]
+
+    def build(self) -> None:
+        with gr.Tabs():
+            for label, tab_id, tab in self.members:
+                with gr.Tab(label, id=tab_id):
+                    tab.build()
+
+    def wire(self, demo: gr.Blocks) -> None:
+        for _, _, tab in self.members:
+            tab.wire(demo)
+
+
 def details_json(result: dict[str, Any], keys: Sequence[str]) -> dict[str, Any]:
     """The plain-typed facts of an engine result, for the Details panel and API clients."""
     out = {}
@@ -190,6 +210,6 @@ def details_json(result: dict[str, Any], keys: Sequence[str]) -> dict[str, Any]:
 
 
 def score_plot(label: str, x: str, y: str = "probability") -> gr.BarPlot:
-    """A bar chart of scores in [0, 1], highest first (the zero-shot and fill-mask lenses)."""
-    return gr.BarPlot(x=x, y=y, y_lim=[0, 1], sort="-y", label=label, height=260,
-                      x_label_angle=-30)
+    """A bar chart of scores, highest first (the zero-shot and fill-mask lenses); the axis
+    fits the highest bar, so small probabilities stay readable."""
+    return gr.BarPlot(x=x, y=y, sort="-y", label=label, height=260, x_label_angle=-30)

@@ -15,8 +15,8 @@ from webapp.figures import message
 from webapp.lens_common import LensTab, ModelPicker, score_plot
 
 INTRO = ("**Fill in the blank.** A masked language model reads the whole sentence, blank "
-         "included, and ranks its vocabulary for the blank. Write [MASK] (or <mask>) where a "
-         "word is missing; the bars are probabilities over the whole vocabulary.")
+         "included, and ranks its vocabulary for the blank. Write `[MASK]` (or `<mask>`) where "
+         "a word is missing; the bars are probabilities over the whole vocabulary.")
 EXAMPLES = ["a small red [MASK] on a blue background", "a large [MASK] star on a plain white "
             "background, centre", "a medium green heart on a [MASK] background",
             "The capital of France is [MASK]."]

@@ -46,7 +46,7 @@ class GenerateTab(LensTab):
             with gr.Column(scale=3, min_width=360):
                 self.text = gr.HighlightedText(label="Prompt + continuation",
                                                color_map={"generated": "#6366f1"},
-                                               show_legend=False)
+                                               show_legend=False, show_inline_category=False)
                 self.continuation = gr.Textbox(label="Continuation", lines=4,
                                                interactive=False, buttons=["copy"])
                 with gr.Accordion("Details", open=False):

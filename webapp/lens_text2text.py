@@ -15,10 +15,10 @@ from webapp.figures import message
 from webapp.lens_common import LensTab, ModelPicker
 
 INTRO = ("**Text to text.** T5 pretraining cuts spans out of a text and leaves a numbered "
-         "sentinel (<extra_id_0>, <extra_id_1>, ...) for each; the model writes every sentinel "
-         "followed by its span, and the lens puts the spans back (highlighted). [MASK] works as "
-         "a sentinel too. With t5-small from the Hub, the paper's task prefixes work: "
-         "\"translate English to French: ...\", \"summarize: ...\".")
+         "sentinel (`<extra_id_0>`, `<extra_id_1>`, ...) for each; the model writes every "
+         "sentinel followed by its span, and the lens puts the spans back (highlighted). "
+         "`[MASK]` works as a sentinel too. With t5-small from the Hub, the paper's task "
+         "prefixes work: `translate English to French: ...`, `summarize: ...`.")
 EXAMPLES = ["a small red <extra_id_0> on a blue background",
             "a large [MASK] star on a [MASK] background, centre",
             "translate English to French: The house is wonderful.",
@@ -48,6 +48,7 @@ class Text2TextTab(LensTab):
                 gr.Examples([[e] for e in EXAMPLES], [self.text], label="Examples")
             with gr.Column(scale=3, min_width=360):
                 self.filled = gr.HighlightedText(label="Filled in", show_legend=False,
+                                                 show_inline_category=False,
                                                  color_map={"filled": "#10b981"})
                 self.source = gr.Textbox(label="Input with sentinels", interactive=False)
                 self.output = gr.Textbox(label="Model output", interactive=False)
@@ -62,8 +63,9 @@ class Text2TextTab(LensTab):
                 ) -> tuple[list[Any], str]:
         result = self.studio.text2text(text, model, int(num_beams or 4),
                                        int(max_new_tokens or 40))
-        parts = [(piece, "filled" if is_fill else None) for piece, is_fill in result["parts"]
-                 if piece]
+        # A span the model left empty shows as ∅ (the data keep it as "").
+        parts = [(piece or "∅", "filled") if is_fill else (piece, None)
+                 for piece, is_fill in result["parts"] if piece or is_fill]
         details = {key: result[key] for key in ("model", "input", "output", "spans", "filled",
                                                 "hint")}
         if result["spans"]:
