@@ -58,7 +58,8 @@ def fill_mask(lm: LensModel, text: str, k: int = 5) -> dict[str, Any]:
         raise LensError(f"the text has {count} masks; this lens fills one at a time: keep one "
                         "[MASK]")
     limit = int(getattr(lm.model.config, "max_position_embeddings", 512))
-    ids = tokenizer(text, truncation=True, max_length=limit)["input_ids"]
+    with lm.lock:  # a fast tokenizer's truncation state is shared by the requests
+        ids = tokenizer(text, truncation=True, max_length=limit)["input_ids"]
     if tokenizer.mask_token_id not in ids:
         raise LensError(f"the mask falls after the first {limit} tokens, which is all "
                         f"{lm.label} reads; shorten the text before it")

@@ -64,7 +64,8 @@ def generate(lm: LensModel, prompt: str, max_new_tokens: int = 40, temperature: 
     config = lm.model.config
     prompt = str(prompt or "")
     start = config.bos_token_id if config.bos_token_id is not None else tokenizer.bos_token_id
-    ids = ([start] if start is not None else []) + tokenizer(prompt)["input_ids"]
+    with lm.lock:  # a fast tokenizer's truncation state is shared by the requests
+        ids = ([start] if start is not None else []) + tokenizer(prompt)["input_ids"]
     if not ids:
         raise LensError("type a prompt: the model needs at least one token to continue")
     context = int(getattr(config, "n_positions", 1024))

@@ -101,10 +101,10 @@ def text2text(lm: LensModel, text: str, num_beams: int = 4,
     if unknown:
         raise LensError(f"{lm.label}'s vocabulary has no <extra_id_{unknown[0]}> "
                         f"(it has {len(sentinels)} sentinels)")
-    ids = tokenizer(source, truncation=True, max_length=MAX_INPUT_TOKENS,
-                    return_tensors="pt")["input_ids"]  # (1, L)
     config = lm.model.config
-    with lm.lock, torch.inference_mode():
+    with lm.lock, torch.inference_mode():  # the lock also guards the tokenizer's shared state
+        ids = tokenizer(source, truncation=True, max_length=MAX_INPUT_TOKENS,
+                        return_tensors="pt")["input_ids"]  # (1, L)
         out = lm.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
                                 num_beams=num_beams, max_new_tokens=max_new_tokens,
                                 do_sample=False, early_stopping=num_beams > 1)

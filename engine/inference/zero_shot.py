@@ -77,9 +77,10 @@ def text_embeddings(lm: LensModel, texts: list[str]) -> Any:
 
     tokenizer = clip_tokenizer(lm)
     limit = int(lm.model.config.text_config.max_position_embeddings)
-    tokens = tokenizer(texts, padding=True, truncation=True, max_length=limit,
-                       return_tensors="pt")
+    # Under the model's lock: a fast tokenizer's padding/truncation state is shared.
     with lm.lock, torch.inference_mode():
+        tokens = tokenizer(texts, padding=True, truncation=True, max_length=limit,
+                           return_tensors="pt")
         out = lm.model.get_text_features(input_ids=tokens["input_ids"],
                                          attention_mask=tokens["attention_mask"])
     features = out if isinstance(out, torch.Tensor) else out.pooler_output  # (B, D)

@@ -154,6 +154,25 @@ def test_generate_is_repeatable_for_a_seed(runs):
         studio.generate("a", ids["gpt"], 5, -1.0)
 
 
+def test_concurrent_requests_give_the_sequential_answers(runs):
+    """Web requests arrive on several threads: seeded samples stay seeded, and the shared
+    tokenizers and models give every request its own answer."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    studio, ids = runs
+    jobs = [("generate", seed) for seed in range(4)] + [("fill_mask", k) for k in (2, 3, 4)]
+
+    def answer(job):
+        lens, value = job
+        if lens == "generate":
+            return studio.generate("a small", ids["gpt"], 8, 1.0, 0, value)["continuation"]
+        return [p["token"] for p in studio.fill_mask(CAPTION, ids["bert"], value)["predictions"]]
+
+    sequential = [answer(job) for job in jobs]
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(answer, jobs * 2)) == sequential * 2
+
+
 # ---- text to text ------------------------------------------------------------------------
 def test_text2text_puts_the_spans_back(runs, monkeypatch):
     studio, ids = runs
