@@ -2,6 +2,7 @@
 
     python -m engine methods [--json]
     python -m engine datasets [--json]
+    python -m engine datasets --add PATH|HF_DATASET [--name N] [--column C] [--split S]
     python -m engine train --method simclr --dataset digits [--preset quick] [--steps N]
                            [--batch-size B] [--lr X] [--seed S] [--set key=value ...] [--json]
     python -m engine jobs [--json]
@@ -52,7 +53,13 @@ def cmd_methods(studio, args) -> int:
 
 def cmd_datasets(studio, args) -> int:
     if args.add:
-        info = studio.add_image_dataset(args.add, args.name or Path(args.add).stem)
+        from engine.data.user_text import is_text_source
+
+        name = args.name or Path(args.add).stem
+        if args.column or args.split or is_text_source(args.add):
+            info = studio.add_text_dataset(args.add, name, args.column, args.split)
+        else:
+            info = studio.add_image_dataset(args.add, name)
         print(json.dumps(info) if args.json else info["message"])
         return 0
     datasets = studio.datasets()
@@ -181,10 +188,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("methods", parents=[common], help="list the registered methods")
     datasets = sub.add_parser("datasets", parents=[common],
-                              help="list the datasets, or add your own images")
-    datasets.add_argument("--add", metavar="PATH", help="a folder or .zip of images to add "
-                          "(subfolders become labels)")
+                              help="list the datasets, or add your own data")
+    datasets.add_argument("--add", metavar="PATH", help="add your own data: a folder or .zip "
+                          "of images (subfolders become labels; a captions.csv or a .txt "
+                          "beside each image adds captions for CLIP), a UTF-8 text file, or a "
+                          "Hugging Face dataset (a folder saved with save_to_disk, or a Hub "
+                          "name when online)")
     datasets.add_argument("--name", help="name of the added dataset (default: the file name)")
+    datasets.add_argument("--column", help="Hugging Face dataset: its text column (default: "
+                          "'text', else its only text column)")
+    datasets.add_argument("--split", help="Hugging Face dataset: the split to read (default: "
+                          "train, else its first)")
     sub.add_parser("jobs", parents=[common], help="the job history")
     train = sub.add_parser("train", parents=[common], help="run one job in the foreground")
     train.add_argument("--method", required=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
+from pathlib import Path
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -31,9 +32,11 @@ from storage.models import RESUMABLE_STATUSES, Job
 def register_user_datasets(store: Store) -> None:
     """Make the datasets users added loadable in this process (web, worker or CLI)."""
     from engine.data.user_images import register_user_dataset
+    from engine.data.user_text import register_user_corpus
 
     for row in store.user_datasets():
-        register_user_dataset(row.name, row.path, row.meta)
+        register = register_user_corpus if row.kind == "text" else register_user_dataset
+        register(row.name, row.path, row.meta)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -99,13 +102,43 @@ class Studio(LensesMixin):
                 "num_test": report.num_test, "num_classes": len(report.class_names),
                 "labelled": report.labelled, "class_names": report.class_names,
                 "skipped_corrupt": report.skipped_corrupt,
-                "refused_too_large": report.refused_too_large,
+                "refused_too_large": report.refused_too_large, "captioned": report.captioned,
+                "without_caption": report.without_caption,
                 "version": int(utcnow().timestamp())}
         path = str(datasets_dir / report.name)
-        self.store.save_user_dataset(report.name, "image", path, str(source), meta)
+        kind = "image-text" if report.captioned else "image"
+        self.store.save_user_dataset(report.name, kind, path, str(source), meta)
         register_user_dataset(report.name, path, meta)
         clear_memory_cache()
         return dict(dataset_info(report.name), message=report.message())
+
+    def add_text_dataset(self, source: str | os.PathLike, name: str, column: str | None = None,
+                         split: str | None = None) -> dict[str, Any]:
+        """Store a UTF-8 text file, or one text `column` of a Hugging Face dataset (a folder
+        saved with `save_to_disk`, or a Hub name when online), as text dataset `name`.
+        Returns its dataset info plus `message` (documents, characters, any cut)."""
+        from engine.data import user_text
+
+        datasets_dir = self.home.root / "datasets"
+        datasets_dir.mkdir(parents=True, exist_ok=True)
+        path = Path(source).expanduser()
+        if path.is_file():
+            report = user_text.import_text_file(path, name, datasets_dir)
+        else:
+            report = user_text.import_hf_dataset(str(source), name, datasets_dir, column, split)
+        meta = {**dataclasses.asdict(report), "source_name": path.name or str(source),
+                "version": int(utcnow().timestamp())}
+        folder = str(datasets_dir / report.name)
+        self.store.save_user_dataset(report.name, "text", folder, str(source), meta)
+        user_text.register_user_corpus(report.name, folder, meta)
+        return dict(dataset_info(report.name), message=report.message())
+
+    def describe_hf_dataset(self, source: str, split: str | None = None) -> dict[str, Any]:
+        """A Hugging Face dataset's split and text columns, to choose one before adding it:
+        {"split", "columns", "column" (the default, or "")}."""
+        from engine.data.user_text import describe_hf_dataset
+
+        return describe_hf_dataset(source, split)
 
     # ---- jobs ---------------------------------------------------------------------------
     def validate(self, spec: TrainSpec | dict[str, Any]) -> tuple[TrainSpec, TrainConfig]:
@@ -123,7 +156,11 @@ class Studio(LensesMixin):
         if cls.modality not in info.get("modalities", [info["kind"]]):
             raise SpecError(f"{spec.method} trains on {cls.modality} data; {spec.dataset!r} "
                             f"holds {info['kind']}")
-        if config.batch_size > info["num_train"]:
+        if info["kind"] == "text":  # packed into blocks: documents do not count, tokens do
+            from engine.methods._text import check_corpus
+
+            check_corpus(cls, spec.dataset, config, self.home.cache_dir)
+        elif config.batch_size > info["num_train"]:
             raise SpecError(f"batch_size {config.batch_size} is larger than the "
                             f"{info['num_train']} training images of {spec.dataset}; use at "
                             f"most {info['num_train']}")

@@ -1,4 +1,5 @@
-"""'Add your own images' under the Train tab's dataset picker: a zip upload or a server folder."""
+"""'Add your own data' under the Train tab's dataset picker: images (with or without captions),
+a UTF-8 text file, or a Hugging Face dataset. Each handler's logic is a plain function."""
 from __future__ import annotations
 
 from typing import Any
@@ -7,21 +8,69 @@ import gradio as gr
 
 from webapp.figures import message
 
+NAME_HINT = "Give the dataset a name (a-z, 0-9, '_' or '-')."
 
-def add_dataset(studio: Any, upload: Any, folder: str | None, name: str | None
-                ) -> tuple[str | None, str]:
-    """The handler's logic: returns (the new dataset's name or None, the message to show)."""
-    upload_path = getattr(upload, "name", upload) if upload else None
-    source = upload_path or (folder or "").strip()
-    if not source:
-        return None, message("Upload a .zip of images or type a folder on the server.", "warn")
-    if not (name or "").strip():
-        return None, message("Give the dataset a name (a-z, 0-9, '_' or '-').", "warn")
+
+def _path(upload: Any) -> str | None:
+    return getattr(upload, "name", upload) if upload else None
+
+
+def _added(call: Any) -> tuple[str | None, str]:
     try:
-        info = studio.add_image_dataset(source, name)
+        info = call()
     except ValueError as error:  # DatasetError: names the problem and what to do
         return None, message(str(error), "error")
     return info["name"], message(info["message"], "ok")
+
+
+def add_dataset(studio: Any, upload: Any, folder: str | None, name: str | None
+                ) -> tuple[str | None, str]:
+    """Images: returns (the new dataset's name or None, the message to show)."""
+    source = _path(upload) or (folder or "").strip()
+    if not source:
+        return None, message("Upload a .zip of images or type a folder on the server.", "warn")
+    if not (name or "").strip():
+        return None, message(NAME_HINT, "warn")
+    return _added(lambda: studio.add_image_dataset(source, name))
+
+
+def add_text(studio: Any, upload: Any, path: str | None, name: str | None
+             ) -> tuple[str | None, str]:
+    """A UTF-8 text file, uploaded or on the server."""
+    source = _path(upload) or (path or "").strip()
+    if not source:
+        return None, message("Upload a UTF-8 text file or type a file on the server.", "warn")
+    if not (name or "").strip():
+        return None, message(NAME_HINT, "warn")
+    return _added(lambda: studio.add_text_dataset(source, name))
+
+
+def add_hf(studio: Any, ref: str | None, column: str | None, split: str | None,
+           name: str | None) -> tuple[str | None, str]:
+    """One text column of a Hugging Face dataset (a saved folder, or a Hub name online)."""
+    ref = (ref or "").strip()
+    if not ref:
+        return None, message("Name a Hugging Face dataset: a folder saved with save_to_disk, "
+                             "or a Hub name.", "warn")
+    if not (name or "").strip():
+        return None, message(NAME_HINT, "warn")
+    return _added(lambda: studio.add_text_dataset(ref, name, column or None,
+                                                          split or None))
+
+
+def look_up_columns(studio: Any, ref: str | None, split: str | None
+                    ) -> tuple[list[str], str, str]:
+    """(the text columns, the default one, a message) of a Hugging Face dataset."""
+    if not (ref or "").strip():
+        return [], "", message("Name a Hugging Face dataset first.", "warn")
+    try:
+        info = studio.describe_hf_dataset(ref.strip(), (split or "").strip() or None)
+    except ValueError as error:
+        return [], "", message(str(error), "error")
+    if not info["columns"]:
+        return [], "", message(f"Split '{info['split']}' has no text column.", "error")
+    return info["columns"], info["column"], message(
+        f"Split '{info['split']}': text columns {', '.join(info['columns'])}.", "info")
 
 
 class DataPanel:
@@ -29,26 +78,82 @@ class DataPanel:
         self.studio = studio
 
     def build(self) -> None:
-        with gr.Accordion("Add your own images", open=False):
-            gr.Markdown("A zip or a folder of images; subfolders become labels (so evaluation "
-                        "works), a flat folder still trains. Images are checked and cached "
-                        "once: unreadable files are skipped and counted.")
-            self.upload = gr.File(label="Zip of images", file_types=[".zip"], height=90)
-            with gr.Row():
-                self.folder = gr.Textbox(label="…or a folder on the server",
-                                         placeholder="/data/my-photos", scale=3)
-                self.name = gr.Textbox(label="Dataset name", placeholder="my-photos", scale=2)
-            self.add_btn = gr.Button("Add dataset", size="sm")
+        with gr.Accordion("Add your own data", open=False):
+            self.name = gr.Textbox(label="Dataset name", placeholder="my-data",
+                                   info="How it appears in every dataset list and the CLI.")
+            with gr.Tabs():
+                with gr.Tab("Images"):
+                    gr.Markdown("A zip or a folder of images; subfolders become labels (so "
+                                "evaluation works), a flat folder still trains. A "
+                                "`captions.csv` (columns `file,caption`) or a `.txt` beside "
+                                "each image adds captions, so CLIP can train on it. Images are "
+                                "checked and cached once: unreadable files are skipped and "
+                                "counted.")
+                    self.upload = gr.File(label="Zip of images", file_types=[".zip"],
+                                          height=90)
+                    self.folder = gr.Textbox(label="…or a folder on the server",
+                                             placeholder="/data/my-photos")
+                    self.add_btn = gr.Button("Add images", size="sm")
+                with gr.Tab("Text file"):
+                    gr.Markdown("A UTF-8 text file for BERT, GPT or T5: paragraphs separated "
+                                "by blank lines (or one document per line). Up to 50 MB; "
+                                "longer text is cut to 20 million characters before "
+                                "tokenisation.")
+                    self.text_upload = gr.File(label="Text file",
+                                               file_types=[".txt", ".md", ".text", ".rst"],
+                                               height=90)
+                    self.text_path = gr.Textbox(label="…or a file on the server",
+                                                placeholder="/data/notes.txt")
+                    self.text_btn = gr.Button("Add text", size="sm")
+                with gr.Tab("Hugging Face dataset"):
+                    gr.Markdown("One text column of a dataset from the `datasets` library: a "
+                                "folder written by `save_to_disk`, or a Hub name when this "
+                                "server is online.")
+                    self.hf_ref = gr.Textbox(label="Dataset",
+                                             placeholder="/data/saved-dataset or user/name")
+                    with gr.Row():
+                        self.hf_split = gr.Textbox(label="Split", placeholder="train",
+                                                   min_width=100)
+                        self.hf_column = gr.Dropdown(
+                            [], label="Text column", allow_custom_value=True, min_width=140,
+                            info="Empty: 'text', else the only text column.")
+                    with gr.Row():
+                        self.hf_look = gr.Button("Look up columns", size="sm")
+                        self.hf_btn = gr.Button("Add dataset", size="sm")
             self.note = gr.HTML("")
 
     def wire(self, dataset: gr.Dropdown, method: gr.Dropdown, choices_for: Any) -> None:
         """`choices_for(method)` gives the dataset dropdown's choices for that method."""
+        private = dict(api_visibility="private")
 
-        def on_add(upload: Any, folder: str, name: str, method_name: str) -> list:
-            added, note = add_dataset(self.studio, upload, folder, name)
+        def refresh(added: str | None, note: str, method_name: str) -> list:
             if added is None:
                 return [note, gr.skip()]
-            return [note, gr.update(choices=choices_for(method_name), value=added)]
+            choices = choices_for(method_name)
+            if added not in [value for _, value in choices]:
+                note += message(f"'{added}' does not fit {method_name}: pick a method that "
+                                "trains on it (text: bert, gpt, t5; captions: clip).", "info")
+                return [note, gr.update(choices=choices)]
+            return [note, gr.update(choices=choices, value=added)]
 
-        self.add_btn.click(on_add, [self.upload, self.folder, self.name, method],
-                           [self.note, dataset], api_visibility="private")
+        def on_images(upload: Any, folder: str, name: str, method_name: str) -> list:
+            return refresh(*add_dataset(self.studio, upload, folder, name), method_name)
+
+        def on_text(upload: Any, path: str, name: str, method_name: str) -> list:
+            return refresh(*add_text(self.studio, upload, path, name), method_name)
+
+        def on_hf(ref: str, column: str, split: str, name: str, method_name: str) -> list:
+            return refresh(*add_hf(self.studio, ref, column, split, name), method_name)
+
+        def on_look(ref: str, split: str) -> list:
+            columns, default, note = look_up_columns(self.studio, ref, split)
+            return [note, gr.update(choices=columns, value=default)]
+
+        self.add_btn.click(on_images, [self.upload, self.folder, self.name, method],
+                           [self.note, dataset], **private)
+        self.text_btn.click(on_text, [self.text_upload, self.text_path, self.name, method],
+                            [self.note, dataset], **private)
+        self.hf_btn.click(on_hf, [self.hf_ref, self.hf_column, self.hf_split, self.name, method],
+                          [self.note, dataset], **private)
+        self.hf_look.click(on_look, [self.hf_ref, self.hf_split], [self.note, self.hf_column],
+                           **private)

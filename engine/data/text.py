@@ -178,6 +178,7 @@ def _pydocs(cache_dir: str | None) -> list[str]:
     return paragraphs
 
 
+# The builtin corpora; user corpora (engine.data.user_text) are added to CORPORA at run time.
 CORPORA: dict[str, Corpus] = {
     "captions": Corpus("captions", "The captions of `shapes` as a text corpus (6,000 short "
                        "sentences)", 5700, 300, _captions),
@@ -187,26 +188,53 @@ CORPORA: dict[str, Corpus] = {
 }
 
 
+BUILTIN_CORPORA = frozenset(CORPORA)
+
+
+def is_test_index(index: int) -> bool:
+    """Every TEST_EVERY-th document of a corpus is in its test split."""
+    return index % TEST_EVERY == TEST_EVERY - 1
+
+
+def cut_to_chars(documents: list[str], max_chars: int) -> list[str]:
+    """The leading documents that fit in `max_chars` characters (one separator counted per
+    document); the document that crosses the limit is cut at its last space before it, so a
+    corpus of one long document is cut, not emptied. `max_chars` <= 0 keeps everything."""
+    if max_chars <= 0:
+        return documents
+    kept, size = [], 0
+    for doc in documents:
+        if size + len(doc) + 1 > max_chars:
+            room = max_chars - size - 1
+            piece = doc[:room + 1] if room > 0 else ""
+            head = (piece.rsplit(" ", 1)[0] if " " in piece else piece)[:room].strip()
+            if head:
+                kept.append(head)
+            break
+        kept.append(doc)
+        size += len(doc) + 1
+    return kept
+
+
 def corpus_texts(name: str, split: str = "train", cache_dir: str | os.PathLike | None = None,
                  max_chars: int = 0) -> list[str]:
     """The documents of one split (every TEST_EVERY-th document is test). `max_chars` > 0 cuts
-    the split to that many characters, at a document boundary, before any tokenisation."""
+    the split to that many characters (see `cut_to_chars`) before any tokenisation."""
     if name not in CORPORA:
         raise DatasetError(f"unknown text corpus {name!r}; known: {', '.join(sorted(CORPORA))}")
     if split not in ("train", "test"):
         raise DatasetError(f"unknown split {split!r}; use train or test")
     folder = None if cache_dir is None else os.path.abspath(os.fspath(cache_dir))
     docs = CORPORA[name].documents(folder)
-    chosen = [d for i, d in enumerate(docs) if (i % TEST_EVERY == TEST_EVERY - 1) == (split == "test")]
-    if max_chars > 0:
-        kept, size = [], 0
-        for doc in chosen:
-            size += len(doc) + 1
-            if size > max_chars:
-                break
-            kept.append(doc)
-        chosen = kept
-    return chosen
+    chosen = [d for i, d in enumerate(docs) if is_test_index(i) == (split == "test")]
+    return cut_to_chars(chosen, max_chars)
+
+
+def cheap_to_read(name: str, cache_dir: str | os.PathLike | None) -> bool:
+    """Whether reading the corpus now is quick (pydocs is harvested on first use: not quick)."""
+    if name != "pydocs":
+        return name in CORPORA
+    return cache_dir is not None and _pydocs_cache_path(os.fspath(cache_dir)).exists()
 
 
 def corpus_digest(texts: list[str]) -> str:

@@ -7,9 +7,16 @@ become labels when every image sits in one (so evaluation works); otherwise the 
 unlabelled and still trains. Images are resized (shorter side, then a centre crop) to a native
 size and stored with a fixed stratified train/test split in `<home>/datasets/<name>/data.pt`;
 `register_user_dataset` makes it a `DatasetSource` like the builtins.
+
+Captions make it an image-text dataset (CLIP trains on it): a `captions.csv` with `file,caption`
+columns (paths relative to the csv's folder), or a `.txt` beside each image (`cat.png` +
+`cat.txt`). A captions file naming images that are not there refuses the import with their
+names; images with no caption are left out of a captioned set and counted.
 """
 from __future__ import annotations
 
+import csv
+import io
 import os
 import re
 import shutil
@@ -32,6 +39,8 @@ MAX_ARCHIVE_BYTES = 2 * 1024 ** 3   # uncompressed total of a zip
 MAX_IMAGE_PIXELS = 40_000_000       # one image, width x height
 MAX_IMAGES = 200_000
 NATIVE_SIZE = 64                    # the side images are stored at
+CAPTIONS_FILE = "captions.csv"
+MAX_CAPTION_CHARS = 1000            # a longer caption is cut (CLIP reads ~32 tokens anyway)
 TEST_SHARE, SPLIT_SEED = 0.2, 0
 
 
@@ -46,6 +55,8 @@ class ImportReport:
     skipped_corrupt: int
     refused_too_large: int
     examples_skipped: list[str]
+    captioned: bool = False
+    without_caption: int = 0  # images left out of a captioned set
 
     def message(self) -> str:
         labels = (f"{len(self.class_names)} labels ({', '.join(self.class_names[:8])}"
@@ -53,6 +64,10 @@ class ImportReport:
                   else "no labels (images are not all in subfolders)")
         text = (f"Added dataset '{self.name}': {self.num_images} images "
                 f"({self.num_train} train, {self.num_test} test), {labels}.")
+        if self.captioned:
+            text += " Each image has a caption: CLIP can train on it."
+        if self.without_caption:
+            text += f" Left out {self.without_caption} image(s) with no caption."
         if self.skipped_corrupt:
             text += f" Skipped {self.skipped_corrupt} unreadable or corrupt file(s)."
         if self.refused_too_large:
@@ -66,7 +81,7 @@ def check_name(name: str) -> str:
     if not NAME_PATTERN.match(name):
         raise DatasetError(f"dataset name {name!r} must be 1-40 characters of a-z, 0-9, '_' "
                            "or '-', starting with a letter or digit")
-    if name in _SOURCES and not _SOURCES[name].description.startswith("Your images"):
+    if name in _SOURCES and not _SOURCES[name].description.startswith("Your "):
         raise DatasetError(f"{name!r} is a builtin dataset; pick another name")
     return name
 
@@ -100,6 +115,60 @@ def _image_files(folder: Path) -> list[Path]:
     if len(files) > MAX_IMAGES:
         raise DatasetError(f"{len(files)} images is more than the {MAX_IMAGES} allowed")
     return files
+
+
+def _visible(path: Path, folder: Path) -> bool:
+    return not any(part.startswith((".", "__MACOSX")) for part in path.relative_to(folder).parts)
+
+
+def _caption(raw: str) -> str:
+    return " ".join(raw.split())[:MAX_CAPTION_CHARS]
+
+
+def _read_captions(folder: Path, files: list[Path]) -> dict[Path, str] | None:
+    """Each image's caption (keyed by resolved path) from the shallowest captions.csv, else
+    from a .txt beside each image; None when the set has no captions at all."""
+    from engine.data.user_text import decode_utf8
+
+    tables = sorted((p for p in folder.rglob(CAPTIONS_FILE) if p.is_file() and _visible(p, folder)),
+                    key=lambda p: (len(p.parts), str(p)))
+    if not tables:
+        sidecars = {}
+        for image in files:
+            txt = image.with_suffix(".txt")
+            if txt.is_file():
+                caption = _caption(decode_utf8(txt.read_bytes(), str(txt.relative_to(folder))))
+                if caption:
+                    sidecars[image.resolve()] = caption
+        return sidecars or None
+    table = tables[0]
+    reader = csv.reader(io.StringIO(decode_utf8(table.read_bytes(), CAPTIONS_FILE)))
+    header = next(reader, None) or []
+    columns = [cell.strip().lower() for cell in header]
+    if "file" not in columns or "caption" not in columns:
+        raise DatasetError(f"{CAPTIONS_FILE} needs a first row naming its columns file,caption; "
+                           f"its first row is: {', '.join(header) or 'empty'}")
+    file_col, caption_col = columns.index("file"), columns.index("caption")
+    present = {image.resolve() for image in files}
+    captions, missing = {}, []
+    for row in reader:
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) <= max(file_col, caption_col):
+            raise DatasetError(f"{CAPTIONS_FILE} line {reader.line_num} has {len(row)} "
+                               "column(s); each row needs file,caption (put a caption holding "
+                               "commas in double quotes)")
+        image = (table.parent / row[file_col].strip()).resolve()
+        if image not in present:
+            missing.append(row[file_col].strip())
+        elif _caption(row[caption_col]):
+            captions[image] = _caption(row[caption_col])
+    if missing:
+        raise DatasetError(f"{CAPTIONS_FILE} names {len(missing)} image(s) that are not in the "
+                           f"dataset: {', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}"
+                           "; fix the names (paths are relative to the csv's folder) or add the "
+                           "images")
+    return captions
 
 
 def _decode(path: Path, size: int) -> np.ndarray | str:
@@ -151,13 +220,21 @@ def import_images(source: str | os.PathLike, name: str, datasets_dir: Path,
         if not files:
             raise DatasetError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found in "
                                f"{source.name}")
+        captions = _read_captions(folder, files)
+        without_caption = 0
+        if captions is not None:
+            without_caption = sum(f.resolve() not in captions for f in files)
+            files = [f for f in files if f.resolve() in captions]
+            if not files:
+                raise DatasetError(f"no image of {source.name} has a caption; give each a "
+                                   f"caption in {CAPTIONS_FILE} or a .txt beside it")
         # Labels: the first folder level, when every image sits in a subfolder.
         rel = [f.relative_to(folder).parts for f in files]
         if len({parts[0] for parts in rel}) == 1 and all(len(p) > 2 for p in rel):
             rel = [parts[1:] for parts in rel]  # a zip holding one top folder
         labelled = all(len(parts) > 1 for parts in rel)
         label_names = [parts[0] if labelled else "unlabelled" for parts in rel]
-        images, kept_labels, corrupt, too_large, skipped = [], [], 0, 0, []
+        images, kept_labels, kept_captions, corrupt, too_large, skipped = [], [], [], 0, 0, []
         for path, label in zip(files, label_names):
             decoded = _decode(path, size)
             if isinstance(decoded, str):
@@ -167,6 +244,8 @@ def import_images(source: str | os.PathLike, name: str, datasets_dir: Path,
                 continue
             images.append(decoded)
             kept_labels.append(label)
+            if captions is not None:
+                kept_captions.append(captions[path.resolve()])
     if not images:
         raise DatasetError(f"none of the {len(files)} files in {source.name} could be read "
                            "as an image")
@@ -178,10 +257,12 @@ def import_images(source: str | os.PathLike, name: str, datasets_dir: Path,
     tmp_file = out_dir / f".data-{os.getpid()}.pt"
     torch.save({"images": array, "labels": torch.from_numpy(labels),
                 "test": torch.from_numpy(test), "class_names": class_names,
-                "labelled": labelled}, tmp_file)
+                "labelled": labelled, "captions": kept_captions if captions is not None else None},
+               tmp_file)
     os.replace(tmp_file, out_dir / "data.pt")
     return ImportReport(name, len(labels), int((~test).sum()), int(test.sum()), class_names,
-                        labelled, corrupt, too_large, skipped[:10])
+                        labelled, corrupt, too_large, skipped[:10], captions is not None,
+                        without_caption)
 
 
 def register_user_dataset(name: str, path: str | os.PathLike, meta: dict[str, Any]) -> None:
@@ -191,21 +272,28 @@ def register_user_dataset(name: str, path: str | os.PathLike, meta: dict[str, An
     def build(split: str) -> RawImages:
         stored = torch.load(data_file, weights_only=True)
         keep = stored["test"] if split == "test" else ~stored["test"]
+        captions = stored.get("captions")
+        if captions is not None:
+            captions = [c for c, k in zip(captions, keep.tolist()) if k]
         return RawImages(stored["images"][keep], stored["labels"][keep],
-                         list(stored["class_names"]))
+                         list(stored["class_names"]), captions)
 
     def unavailable() -> str:
         return "" if data_file.exists() else f"its files are gone from {path}; add it again"
 
-    if name in _SOURCES:
-        del _SOURCES[name]  # re-added (a newer import under the same name)
+    from engine.data.user_text import forget
+
+    forget(name)  # re-added (a newer import under the same name, maybe of another kind)
+    captioned = bool(meta.get("captioned"))
     register_dataset(DatasetSource(
         name=name, description=f"Your images ({meta.get('num_images', 0)} images"
-                               f"{', labelled' if meta.get('labelled') else ', unlabelled'})",
+                               f"{', labelled' if meta.get('labelled') else ', unlabelled'}"
+                               f"{', with captions' if captioned else ''})",
         num_train=int(meta.get("num_train", 0)), num_test=int(meta.get("num_test", 0)),
         num_classes=int(meta.get("num_classes", 0)), labelled=bool(meta.get("labelled")),
         native_size=NATIVE_SIZE, build=build, unavailable=unavailable,
-        version=int(meta.get("version", 1))))
+        version=int(meta.get("version", 1)),
+        modalities=("image", "image-text") if captioned else ()))
 
 
 def remove_directory(path: Path) -> None:

@@ -51,6 +51,32 @@ def load_corpus(method: type, dataset: str, config: TextConfig, run_dir: Path | 
     return texts, tokenizer
 
 
+def check_corpus(method: type, dataset: str, config: TextConfig, cache_dir: Path | None) -> None:
+    """Refuse, before a job exists, a corpus too small for `config`: fewer than batch_size
+    sequences of context_length tokens with a vocabulary of vocab_size trained on it.
+
+    Every tokenizer here splits text at whitespace first, so a corpus holds at least as many
+    tokens as words (plus one separator per document): a corpus with enough words passes at
+    once; a smaller one is tokenised exactly as the job would (quick: it is small)."""
+    from engine.data.text import cheap_to_read
+
+    if not cheap_to_read(dataset, cache_dir):
+        return  # pydocs before its first harvest: the job checks when it loads the corpus
+    texts = corpus_texts(dataset, "train", cache_dir, config.max_corpus_chars)
+    words = sum(len(t.split()) + 1 for t in texts)
+    if words >= (config.batch_size + 1) * config.context_length:
+        return
+    if not texts:
+        raise DatasetError(f"{dataset!r} has no training text (max_corpus_chars "
+                           f"{config.max_corpus_chars} keeps none of it)")
+    try:
+        method.load_data(dataset, config, None, cache_dir)
+    except DatasetError as error:
+        raise DatasetError(f"too little text for this job: {error} (a vocabulary of "
+                           f"{config.vocab_size} was trained on its "
+                           f"{sum(len(t) for t in texts):,} characters)") from None
+
+
 def blocks_data(blocks: torch.Tensor, tokenizer: Any, config: TextConfig, dataset: str,
                 run_dir: Path | None) -> TrainData:
     if len(blocks) < config.batch_size:

@@ -124,8 +124,10 @@ class CLIP(SSLMethod):
                            max_length=config.context_length, return_tensors="pt")
         evaluate = unseen(test) if unseen(test).any() else torch.ones(len(test), dtype=torch.bool)
         info = {"vocab_size": len(tokenizer), "tokenizer": tokenizer,
-                "class_names": list(test.class_names),
-                "zero_shot_images": test.images[evaluate], "zero_shot_labels": test.labels[evaluate]}
+                "class_names": list(test.class_names)}
+        if len(test.class_names) > 1 and len(test):  # an unlabelled set has no zero-shot task
+            info.update(zero_shot_images=test.images[evaluate],
+                        zero_shot_labels=test.labels[evaluate])
         return TrainData({"images": train.images[keep], "input_ids": tokens["input_ids"],
                           "attention_mask": tokens["attention_mask"]}, info)
 
