@@ -211,5 +211,7 @@ def details_json(result: dict[str, Any], keys: Sequence[str]) -> dict[str, Any]:
 
 def score_plot(label: str, x: str, y: str = "probability") -> gr.BarPlot:
     """A bar chart of scores, highest first (the zero-shot and fill-mask lenses); the axis
-    fits the highest bar, so small probabilities stay readable."""
-    return gr.BarPlot(x=x, y=y, sort="-y", label=label, height=260, x_label_angle=-30)
+    starts at 0 (bars stay proportional) and ends at the highest bar, so small probabilities
+    stay readable."""
+    return gr.BarPlot(x=x, y=y, y_lim=[0, None], sort="-y", label=label, height=260,
+                      x_label_angle=-30)
