@@ -156,6 +156,10 @@ class Studio(LensesMixin):
         if cls.modality not in info.get("modalities", [info["kind"]]):
             raise SpecError(f"{spec.method} trains on {cls.modality} data; {spec.dataset!r} "
                             f"holds {info['kind']}")
+        if spec.evals or spec.eval_dataset:  # before the corpus check, which may tokenise
+            from engine.evaluation.runner import check_request
+
+            check_request(spec.method, spec.evals, spec.eval_dataset, spec.dataset)
         if info["kind"] == "text":  # packed into blocks: documents do not count, tokens do
             from engine.methods._text import check_corpus
 
@@ -164,10 +168,6 @@ class Studio(LensesMixin):
             raise SpecError(f"batch_size {config.batch_size} is larger than the "
                             f"{info['num_train']} training images of {spec.dataset}; use at "
                             f"most {info['num_train']}")
-        if spec.evals or spec.eval_dataset:
-            from engine.evaluation.runner import check_request
-
-            check_request(spec.method, spec.evals, spec.eval_dataset, spec.dataset)
         return spec, config
 
     def _create(self, spec: TrainSpec, config: TrainConfig, **fields: Any) -> int:

@@ -125,14 +125,14 @@ def test_bad_requests_say_what_is_wrong(trained, monkeypatch):
                          "eval_dataset": "unlabelled-test"})
 
 
-def test_text_methods_refuse_evaluations():
+def test_text_methods_refuse_evaluations(tmp_path):
     from engine.registry import get_method, list_methods
 
     text = [m for m in list_methods() if get_method(m).modality != "image"]
     if not text:
         pytest.skip("no text method registered")
     method = get_method(text[0])
-    studio = Studio.__new__(Studio)  # validate needs no home
+    studio = Studio(tmp_path)
     with pytest.raises(SpecError, match="no image features"):
         studio.validate({"method": text[0], "dataset": method.default_dataset,
                          "evals": ["knn"], "eval_dataset": "digits"})
