@@ -13,7 +13,7 @@ import gradio as gr
 
 from webapp.figures import message
 from webapp.lens_common import LensTab, ModelPicker
-from webapp.lens_views import image_datasets
+from webapp.lens_views import image_datasets, refresh_datasets_on_load
 
 INTRO = ("**Text-to-image search.** CLIP embeds the query and every image of the dataset in "
          "one space; the nearest images come back, best first, with their cosine similarity. "
@@ -81,11 +81,4 @@ class RetrieveTab(LensTab):
 
     def wire(self, demo: gr.Blocks) -> None:
         super().wire(demo)
-
-        def refresh(current: str | None) -> Any:
-            choices = image_datasets(self.studio)
-            return gr.Dropdown(choices=choices, value=current if current in choices
-                               else (choices[0] if choices else None))
-
-        demo.load(refresh, [self.dataset], [self.dataset], api_visibility="private",
-                  show_progress="hidden")
+        refresh_datasets_on_load(demo, self.studio, self.dataset)

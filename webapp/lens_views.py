@@ -23,6 +23,19 @@ def image_datasets(studio: Any) -> list[str]:
             if "image" in d.get("modalities", [d["kind"]]) and d["available"]]
 
 
+def refresh_datasets_on_load(demo: gr.Blocks, studio: Any, dropdown: gr.Dropdown) -> None:
+    """On each page load, offer the image datasets as they are now (one added in the Train
+    tab since the app started included), keeping the user's pick when it still exists."""
+
+    def refresh(current: str | None) -> Any:
+        choices = image_datasets(studio)
+        return gr.Dropdown(choices=choices, value=current if current in choices
+                           else (choices[0] if choices else None))
+
+    demo.load(refresh, [dropdown], [dropdown], api_visibility="private",
+              show_progress="hidden")
+
+
 class ViewsTab(LensTab):
     api_name = "views"
     intro = INTRO
@@ -73,11 +86,4 @@ class ViewsTab(LensTab):
 
     def wire(self, demo: gr.Blocks) -> None:
         super().wire(demo)
-
-        def refresh(current: str | None) -> Any:
-            choices = image_datasets(self.studio)
-            return gr.Dropdown(choices=choices, value=current if current in choices
-                               else (choices[0] if choices else None))
-
-        demo.load(refresh, [self.dataset], [self.dataset], api_visibility="private",
-                  show_progress="hidden")
+        refresh_datasets_on_load(demo, self.studio, self.dataset)
