@@ -16,7 +16,7 @@ from webapp.figures import (ACTIVE_STATUSES, add_points, curve_frame, empty_curv
 log = logging.getLogger(__name__)
 
 FINISHED = ("completed", "cancelled", "interrupted", "failed")
-# "run" is "#3 simclr" for a job (its method in the name), "pixels" or "random resnet18".
+# "run" is "#3 simclr" for a job (its method in the name), "pixels" or "random resnet18 (simclr)".
 BASE_COLUMNS = ["run", "backbone", "dataset", "px", "steps", "time"]
 # Health metrics the training loop logs (engine/evaluation/health.py), with what to look for.
 HEALTH_METRICS: dict[str, str] = {

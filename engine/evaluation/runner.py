@@ -202,12 +202,16 @@ def _baseline_rows(store: Store) -> list[Any]:
 
 
 def _has_baseline(store: Store, baseline: str, protocol: str, dataset: str, backbone: str,
-                  image_size: int) -> bool:
+                  image_size: int, method: str | None = None) -> bool:
+    """A random baseline is the job's own network at random init: the same backbone name
+    is a different network under another method (colorization's ResNet reads L only, BEiT's
+    ViT is not MAE's), so it matches on the method too."""
     for row in _baseline_rows(store):
         p = row.params
         if (row.protocol == protocol and row.dataset == dataset
                 and p.get("baseline") == baseline and p.get("image_size") == image_size
-                and (baseline == "pixels" or p.get("backbone") == backbone)):
+                and (baseline == "pixels" or (p.get("backbone") == backbone
+                                              and p.get("method") == method))):
             return True
     return False
 
@@ -220,7 +224,8 @@ def _ensure_baselines(home: Home, store: Store, protocol: str, dataset: str,
     try:
         if protocol == "finetune":
             # The job's scratch runs are the random baseline's fine-tuning: store them as such.
-            if not _has_baseline(store, "random", protocol, dataset, backbone, size):
+            if not _has_baseline(store, "random", protocol, dataset, backbone, size,
+                                 subject.method):
                 fractions = {k: {"fraction": v["fraction"], "num_labels": v["num_labels"],
                                  "random_top1": v["scratch_top1"]}
                              for k, v in results["fractions"].items() if "scratch_top1" in v}
@@ -229,7 +234,8 @@ def _ensure_baselines(home: Home, store: Store, protocol: str, dataset: str,
                     method=subject.method), {**results, "fractions": fractions})
             return
         todo = [b for b in ("pixels", "random")
-                if not _has_baseline(store, b, protocol, dataset, backbone, size)]
+                if not _has_baseline(store, b, protocol, dataset, backbone, size,
+                                     subject.method)]
         for i, baseline in enumerate(todo):
             if baseline == "pixels":
                 base = pixels_subject(size, home.cache_dir)
@@ -323,10 +329,12 @@ def leaderboard(store: Store) -> list[dict[str, Any]]:
             rows[key]["eval_step"] = p.get("checkpoint_step")
         else:
             baseline = p.get("baseline", "?")
-            key = ("baseline", baseline, p.get("backbone"), ev.dataset, p.get("image_size"))
+            method = p.get("method") if baseline == "random" else None
+            key = ("baseline", baseline, p.get("backbone"), method, ev.dataset,
+                   p.get("image_size"))
             if key not in rows:
                 name = ("pixels" if baseline == "pixels"
-                        else f"random {p.get('backbone')}")
+                        else f"random {p.get('backbone')}" + (f" ({method})" if method else ""))
                 rows[key] = {"kind": "baseline", "job_id": None, "name": name,
                              "method": f"baseline: {baseline}", "backbone": p.get("backbone"),
                              "dataset": ev.dataset, "trained_on": "", "steps": 0,

@@ -64,7 +64,7 @@ def test_baselines_stored_once_and_leaderboard_reads_without_recomputing(trained
     assert job_row["kind"] == "job" and job_row["knn_top1"] == summary["eval"]["knn_top1"]
     assert job_row["steps"] == 3 and job_row["dataset"] == "digits"
     assert by_name["pixels"]["kind"] == "baseline" and "linear_top1" in by_name["pixels"]
-    assert by_name["random resnet18"]["knn_top1"] > 0.5
+    assert by_name["random resnet18 (simclr)"]["knn_top1"] > 0.5
 
 
 def test_on_demand_protocols_reuse_cached_features(trained):
@@ -136,6 +136,23 @@ def test_text_methods_refuse_evaluations(tmp_path):
     with pytest.raises(SpecError, match="no image features"):
         studio.validate({"method": text[0], "dataset": method.default_dataset,
                          "evals": ["knn"], "eval_dataset": "digits"})
+
+
+def test_a_random_baseline_is_the_methods_own_network(tmp_path):
+    from engine.evaluation.runner import _has_baseline
+
+    studio = Studio(tmp_path)
+    params = {"baseline": "random", "backbone": "resnet18", "image_size": 16,
+              "method": "simclr"}
+    studio.store.add_evaluation(None, "knn", "digits", params, {"top1": 0.9, "top5": 1.0})
+    assert _has_baseline(studio.store, "random", "knn", "digits", "resnet18", 16, "simclr")
+    # colorization's ResNet-18 reads the L channel only: another network, another baseline
+    assert not _has_baseline(studio.store, "random", "knn", "digits", "resnet18", 16,
+                             "colorization")
+    studio.store.add_evaluation(None, "knn", "digits", dict(params, method="colorization"),
+                                {"top1": 0.5, "top5": 0.9})
+    names = {r["name"]: r["knn_top1"] for r in studio.leaderboard()}
+    assert names == {"random resnet18 (simclr)": 0.9, "random resnet18 (colorization)": 0.5}
 
 
 def test_old_specs_read_back_unchanged():
