@@ -20,6 +20,7 @@ from typing import Any
 
 from engine.api_lenses import LensesMixin
 from engine.config import TrainConfig, TrainSpec, build_config, config_fields
+from engine.data.views import resolve_augmentation
 from engine.data.datasets import dataset_info, list_datasets
 from engine.errors import DatasetError, JobError, SpecError
 from engine.home import Home
@@ -156,6 +157,7 @@ class Studio(LensesMixin):
         if cls.modality not in info.get("modalities", [info["kind"]]):
             raise SpecError(f"{spec.method} trains on {cls.modality} data; {spec.dataset!r} "
                             f"holds {info['kind']}")
+        config = resolve_augmentation(config, spec.dataset)  # "auto": the dataset's suggestion
         if spec.evals or spec.eval_dataset:  # before the corpus check, which may tokenise
             from engine.evaluation.runner import check_request
 

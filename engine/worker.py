@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from engine.api import register_user_datasets
 from engine.config import TrainSpec, build_config
+from engine.data.views import resolve_augmentation
 from engine.home import Home
 from engine.registry import get_method
 from engine.trainer import NonFiniteLoss, RunResult, run_job
@@ -105,6 +106,7 @@ def run_worker(home: Home, job_id: int,
     try:
         spec = TrainSpec.from_dict(job.spec)
         config = build_config(get_method(spec.method).Config, spec.preset, spec.params)
+        config = resolve_augmentation(config, spec.dataset)  # as Studio.validate stored it
         result: RunResult = run_job(spec, config, home.run_dir(job_id), sink, stop.is_set,
                                     data_cache_dir=home.cache_dir)
         sink.flush()

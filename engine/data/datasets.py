@@ -80,6 +80,8 @@ class DatasetSource:
     # What methods may train on it: a method's `modality` must be listed (default: `kind`).
     # `shapes` is also "image-text" (CLIP); the text corpora are "text".
     modalities: tuple[str, ...] = ()
+    # The view recipe (engine.data.views.DOMAINS) an `augmentation="auto"` job gets here.
+    augmentation: str = "natural"
 
 
 _SOURCES: dict[str, DatasetSource] = {}
@@ -112,6 +114,7 @@ def dataset_info(name: str) -> dict[str, Any]:
         "num_classes": source.num_classes, "labelled": source.labelled,
         "native_size": source.native_size,
         "modalities": list(source.modalities or (source.kind,)),
+        "augmentation": source.augmentation,
     }
 
 
@@ -243,7 +246,7 @@ register_dataset(DatasetSource(
     description="Procedural coloured shapes with captions; colour, size, place and background vary",
     num_train=shapes.NUM_TRAIN, num_test=shapes.NUM_TEST, num_classes=len(shapes.SHAPE_NAMES),
     labelled=True, native_size=shapes.NATIVE_SIZE, build=_build_shapes,
-    modalities=("image", "image-text"),
+    modalities=("image", "image-text"), version=2, augmentation="synthetic",
 ))
 register_dataset(DatasetSource(
     name="digits",

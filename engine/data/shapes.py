@@ -4,7 +4,12 @@ Every nuisance factor (colour, size, position, rotation, background) is drawn in
 the label, so a classifier on raw pixels or a random network does poorly while features that are
 invariant to crops and colour changes, what SSL learns, separate the shapes easily. The idea
 follows dSprites (Matthey et al. 2017) and 3D Shapes (Burgess & Kim 2018), with colour and
-clutter added so that pixel statistics carry no label information.
+backgrounds added so that pixel statistics carry no label information.
+
+The shapes fill a good part of the frame and the backgrounds are plain or a two-colour gradient.
+An earlier version drew smaller shapes (radius 0.13-0.34) over noisy and striped backgrounds too:
+there a background's texture told two images apart more easily than their shapes did, and
+neither SimCLR nor a supervised network learnt shape in CPU minutes (bench/RESULTS.md).
 
 Shapes are drawn as implicit regions ``f(u, v) <= 0`` in each image's rotated, scaled frame on a
 supersampled grid, and box-filtered down: analytic anti-aliasing without a per-image PIL loop, so
@@ -17,7 +22,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from engine.errors import DatasetError
 
@@ -34,10 +38,10 @@ PALETTE: dict[str, tuple[int, int, int]] = {
 BACKGROUND_PALETTE: dict[str, tuple[int, int, int]] = {
     **PALETTE, "white": (235, 235, 235), "grey": (128, 128, 128), "black": (25, 25, 25),
 }
-BACKGROUND_KINDS: tuple[str, ...] = ("plain", "gradient", "noisy", "striped")
+BACKGROUND_KINDS: tuple[str, ...] = ("plain", "gradient")
 # Circumradius as a fraction of the image side, one range per size word.
 SIZE_RANGES: dict[str, tuple[float, float]] = {
-    "small": (0.13, 0.19), "medium": (0.19, 0.26), "large": (0.26, 0.34),
+    "small": (0.22, 0.28), "medium": (0.28, 0.34), "large": (0.34, 0.42),
 }
 POSITION_WORDS: tuple[tuple[str, ...], ...] = (
     ("top left", "top", "top right"),
@@ -143,36 +147,19 @@ def _coverage(labels: np.ndarray, size_idx: np.ndarray, cx: np.ndarray, cy: np.n
 
 
 def _backgrounds(kinds: np.ndarray, base: np.ndarray, second: np.ndarray, theta: np.ndarray,
-                 freq: np.ndarray, field: np.ndarray, size: int) -> torch.Tensor:
-    """Background images (n, 3, size, size) float32 in 0..255.
-
-    ``theta`` (n,) orients gradients and stripes, ``freq`` (n,) is the stripe count, ``field``
-    (n, 1, 6, 6) the coarse gain map of noisy backgrounds. Each kind is computed on its own
-    images only.
-    """
+                 size: int) -> torch.Tensor:
+    """Background images (n, 3, size, size) float32 in 0..255: the base colour (plain), or a
+    ramp from it to ``second`` along the direction ``theta`` (n,) (gradient)."""
     n = len(kinds)
     grid = (torch.arange(size, dtype=torch.float32) + 0.5) / size - 0.5
     c0 = torch.from_numpy(base)[:, :, None, None]  # (n, 3, 1, 1)
     c1 = torch.from_numpy(second)[:, :, None, None]
     colour = c0.expand(n, 3, size, size).clone()  # plain: the base colour everywhere
-
-    def of_kind(name: str) -> torch.Tensor:
-        return torch.from_numpy(np.nonzero(kinds == BACKGROUND_KINDS.index(name))[0])
-
-    def along(idx: torch.Tensor) -> torch.Tensor:  # (k, H, W) position along each direction
-        angle = torch.from_numpy(theta)[idx][:, None, None]
-        return angle.cos() * grid[None, None, :] + angle.sin() * grid[None, :, None]
-
-    idx = of_kind("gradient")  # a ramp from the base colour to `second`
-    mix = (along(idx) / 1.4 + 0.5).clamp(0.0, 1.0)[:, None]  # (k, 1, H, W)
+    idx = torch.from_numpy(np.nonzero(kinds == BACKGROUND_KINDS.index("gradient"))[0])
+    angle = torch.from_numpy(theta)[idx][:, None, None]
+    along = angle.cos() * grid[None, None, :] + angle.sin() * grid[None, :, None]  # (k, H, W)
+    mix = (along / 1.4 + 0.5).clamp(0.0, 1.0)[:, None]  # (k, 1, H, W)
     colour[idx] = c0[idx] + mix * (c1[idx] - c0[idx])
-    idx = of_kind("noisy")  # smooth value noise: the coarse gain field upsampled
-    gain = F.interpolate(torch.from_numpy(field)[idx], size=(size, size), mode="bicubic",
-                         align_corners=False)  # (k, 1, H, W)
-    colour[idx] = colour[idx] * gain
-    idx = of_kind("striped")  # square-wave stripes, 70% / 100% brightness
-    waves = torch.sin(2 * math.pi * torch.from_numpy(freq)[idx][:, None, None] * along(idx))
-    colour[idx] = colour[idx] * (0.7 + 0.3 * (waves > 0).float())[:, None]
     return colour.clamp_(0.0, 255.0)
 
 
@@ -211,16 +198,13 @@ def generate_shapes(num_images: int, seed: int, size: int = NATIVE_SIZE,
     fg = np.clip(palette[colour_idx] + rng.uniform(-20, 20, (n, 3)), 0, 255).astype(np.float32)
     base = np.clip(bg_palette[bg_idx] + rng.uniform(-15, 15, (n, 3)), 0, 255).astype(np.float32)
     second = bg_palette[second_idx]
-    theta = rng.uniform(0, 2 * math.pi, n).astype(np.float32)  # gradient / stripe direction
-    freq = rng.uniform(3.0, 7.0, n).astype(np.float32)  # stripes per image side
-    # Value noise: a coarse random gain field, upsampled smoothly in _backgrounds.
-    field = rng.uniform(0.55, 1.25, (n, 1, 6, 6)).astype(np.float32)
+    theta = rng.uniform(0, 2 * math.pi, n).astype(np.float32)  # gradient direction
 
     cover = torch.from_numpy(_coverage(labels, size_idx, cx, cy, radius, angle, size, supersample))
     images = torch.empty((n, 3, size, size), dtype=torch.uint8)
     for start in range(0, n, _CHUNK):
         s = slice(start, start + _CHUNK)
-        background = _backgrounds(kinds[s], base[s], second[s], theta[s], freq[s], field[s], size)
+        background = _backgrounds(kinds[s], base[s], second[s], theta[s], size)
         colour = torch.from_numpy(fg[s])[:, :, None, None]  # (n, 3, 1, 1)
         # Alpha-composite: coverage is the opacity of the shape colour over the background.
         images[s] = background.lerp_(colour, cover[s]).round_().to(torch.uint8)
@@ -244,7 +228,7 @@ def generate_shapes(num_images: int, seed: int, size: int = NATIVE_SIZE,
 
 
 def _caption(shape: str, factors: dict[str, list[str]], second: str, i: int) -> str:
-    """One caption, e.g. "a small red star on a striped blue background, top left"."""
+    """One caption, e.g. "a small red star on a plain blue background, top left"."""
     kind, bg = factors["background"][i], factors["background_color"][i]
     backdrop = f"{bg} to {second} gradient" if kind == "gradient" else f"{kind} {bg} background"
     article = "an" if backdrop[0] in "aeiou" else "a"

@@ -34,25 +34,30 @@ def image_methods() -> list[str]:
     return [name for name in list_methods() if get_method(name).modality == "image"]
 
 
-def build_method(method: str, preset: str = "quick", real: bool = False) -> Any:
+def build_method(method: str, preset: str = "quick", real: bool = False,
+                 dataset: str | None = None) -> Any:
     """A method built from `preset` (cached), in eval mode, on the meta device unless `real`
-    (or unless its constructor needs real tensors); LensError when it trains on text."""
+    (or unless its constructor needs real tensors); LensError when it trains on text. With
+    `dataset`, an `augmentation` of "auto" becomes that dataset's suggestion, as in a job."""
     import torch
 
     from engine.config import build_config
+    from engine.data.views import resolve_augmentation
     from engine.registry import get_method
 
     cls = get_method(method)
     if cls.modality != "image":
         raise LensError(f"{method} trains on {cls.modality}, not on image views; the views "
                         f"lens shows {', '.join(image_methods())}")
-    key = (method, preset)
+    config = build_config(cls.Config, preset, {})
+    if dataset is not None:
+        config = resolve_augmentation(config, dataset)
+    key = (method, preset, getattr(config, "augmentation", None))
     with _methods_lock:
         cached = _methods.get(key)
         if cached is not None and (not real or not _on_meta(cached)):
             _methods.move_to_end(key)
             return cached
-    config = build_config(cls.Config, preset, {})
     info = {"num_classes": 10, "image_size": config.image_size}
     instance = None
     if not real:
@@ -84,10 +89,11 @@ def _seeded_views(instance: Any, images: Any, seed: int) -> list[tuple[str, Any]
         return instance.preview_views(images)
 
 
-def _views_of(method: str, preset: str, images: Any, seed: int) -> list[tuple[str, Any]]:
+def _views_of(method: str, preset: str, images: Any, seed: int,
+              dataset: str | None = None) -> list[tuple[str, Any]]:
     """The method's `preview_views(images)` under `seed`, retried on a real build when the
     meta-built one cannot make them (a hook that needs weights or buffers)."""
-    instance = build_method(method, preset)
+    instance = build_method(method, preset, dataset=dataset)
     try:
         views = _seeded_views(instance, images, seed)
         if not any(getattr(batch, "is_meta", False) for _, batch in views):
@@ -101,7 +107,8 @@ def _views_of(method: str, preset: str, images: Any, seed: int) -> list[tuple[st
         if not _on_meta(instance):
             raise
     try:
-        return _seeded_views(build_method(method, preset, real=True), images, seed)
+        return _seeded_views(build_method(method, preset, real=True, dataset=dataset), images,
+                             seed)
     except NotImplementedError as error:
         raise LensError(str(error)) from None
 
@@ -135,7 +142,7 @@ def preview_views(method: str, dataset: str, seed: int = 0, num_images: int = 4,
     generator = torch.Generator().manual_seed(seed)
     rows = torch.randperm(len(data.images), generator=generator)[:num_images]
     images = data.images[rows]  # (n, 3, S, S) uint8
-    views = _views_of(method, preset, images, seed)
+    views = _views_of(method, preset, images, seed, dataset)
     for caption, batch in views:
         if batch.dtype != torch.uint8 or batch.ndim != 4 or len(batch) != len(images):
             raise LensError(f"{method}.preview_views gave {caption!r} as {batch.dtype} "

@@ -14,25 +14,24 @@ import torch
 from torch import Tensor
 
 from engine.config import TrainConfig, param
-from engine.data.views import DOMAINS, normalize, view_pair
+from engine.data.views import AUGMENTATIONS, AUTO, augmentation_help, normalize, view_pair
 from engine.losses.barlow_twins import barlow_twins_loss
 from engine.methods.base import MethodCard, SSLMethod
 from engine.models.heads import ProjectionHead
-from engine.models.resnet import build_resnet
+from engine.models.resnet import CNN_BACKBONES, build_resnet
 from engine.registry import register_method
 
 
 @dataclass
 class BarlowTwinsConfig(TrainConfig):
-    backbone: str = param("resnet50", "Encoder: a torchvision ResNet trained from scratch.",
-                          choices=["resnet18", "resnet50"], main=True)
+    backbone: str = param("resnet50", "Encoder trained from scratch: the small VGG-style convnet "
+                          "(fast on a CPU) or a torchvision ResNet.",
+                          choices=list(CNN_BACKBONES), main=True)
     small_stem: bool = param(True, "Replace the 7x7 stride-2 stem and max pool by one 3x3 "
                              "convolution, right for images under ~96 px.")
-    augmentation: str = param("natural", "Augmentation preset: natural (BYOL's asymmetric "
-                              "pair: blur in one view, solarisation in the other), medical "
-                              "(weak crops, little intensity change, grayscale), satellite "
-                              "(quarter turns, flips, brightness/contrast).",
-                              choices=list(DOMAINS), main=True)
+    augmentation: str = param(AUTO, augmentation_help("BYOL's asymmetric pair: blur in one "
+                                                      "view, solarisation in the other"),
+                              choices=list(AUGMENTATIONS), main=True)
     projection_dim: int = param(8192, "Output width of the projector. The paper finds wider "
                                 "is better, still improving at 16384.", min=2)
     projection_hidden_dim: int = param(8192, "Hidden width of the 3-layer projector.", min=2)
@@ -43,17 +42,17 @@ class BarlowTwinsConfig(TrainConfig):
 
     PRESETS = {
         # Digits at 32 px: ResNet-18 (small stem), a 3 x 1024 projector, batch 64, AdamW.
-        "quick": dict(backbone="resnet18", steps=200, batch_size=64, lr=1e-3, image_size=32,
+        "quick": dict(backbone="convnet", steps=500, batch_size=64, lr=1e-3, image_size=32,
                       projection_dim=1024, projection_hidden_dim=1024, warmup_steps=10,
                       optimizer="adamw", weight_decay=1e-4, checkpoint_every=50),
         # Paper, section 4 and the official main.py: ResNet-50, 3 x 8192 projector, batch 2048,
         # LARS with lr 0.2 x batch/256 for the weights (biases and BN: 0.0048 x batch/256 in
         # the paper; here the same lr, without LARS adaptation), wd 1.5e-6, 10 warmup epochs of
         # 1000 on ImageNet (625 steps an epoch), lambda 0.0051.
-        "paper": dict(backbone="resnet50", small_stem=False, image_size=224, batch_size=2048,
-                      optimizer="lars", lr=1.6, weight_decay=1.5e-6, steps=625_000,
-                      warmup_steps=6250, projection_dim=8192, projection_hidden_dim=8192,
-                      lambda_offdiag=0.0051, checkpoint_every=5000),
+        "paper": dict(augmentation="natural", backbone="resnet50", small_stem=False,
+                      image_size=224, batch_size=2048, optimizer="lars", lr=1.6,
+                      weight_decay=1.5e-6, steps=625_000, warmup_steps=6250, projection_dim=8192,
+                      projection_hidden_dim=8192, lambda_offdiag=0.0051, checkpoint_every=5000),
     }
 
 

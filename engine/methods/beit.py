@@ -185,7 +185,6 @@ class BEiT(SSLMethod):
                               min_block=min_block(self.config)).to(pixels.device)
 
     def training_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        config = self.config
         with torch.no_grad():
             pixels = self.views(batch["images"])  # (B, 3, S, S)
             codes = self.visual_tokens(pixels)  # (B, L)

@@ -16,21 +16,25 @@ import torch
 from torch import Tensor
 
 from engine.config import TrainConfig, param
-from engine.data.views import make_views, normalize
+from engine.data.views import AUGMENTATIONS, AUTO, augmentation_help, normalize, view_pair
 from engine.losses.byol import byol_loss
 from engine.methods.base import MethodCard, SSLMethod
 from engine.models.ema import make_target, momentum_schedule, update_ema
 from engine.models.heads import PredictionHead, ProjectionHead
-from engine.models.resnet import build_resnet
+from engine.models.resnet import CNN_BACKBONES, build_resnet
 from engine.registry import register_method
 
 
 @dataclass
 class BYOLConfig(TrainConfig):
-    backbone: str = param("resnet18", "Encoder: a torchvision ResNet trained from scratch.",
-                          choices=["resnet18", "resnet50"], main=True)
+    backbone: str = param("resnet18", "Encoder trained from scratch: the small VGG-style convnet "
+                          "(fast on a CPU) or a torchvision ResNet.",
+                          choices=list(CNN_BACKBONES), main=True)
     small_stem: bool = param(True, "Replace the 7x7 stride-2 stem and max pool by one 3x3 "
                              "convolution: right for images under ~96 px.")
+    augmentation: str = param(AUTO, augmentation_help("the SimCLR recipe: crop, flip, colour "
+                                                      "jitter, grayscale, blur"),
+                              choices=list(AUGMENTATIONS), main=True)
     base_momentum: float = param(0.996, "Target momentum at the first step; it rises to 1 "
                                  "along a cosine. Paper: 0.996 (0.99 for batches of 512 "
                                  "and below, table 8). Lower follows the online network "
@@ -47,13 +51,14 @@ class BYOLConfig(TrainConfig):
         # Digits at 32 px, batch 32: batch 64 took 1.8x SimCLR's step (bench/train_step.py,
         # same run: 27.2 s against 15.0 s under heavy load; 1.2 s alone); bf16 1.29x faster
         # than fp32. Short runs want a faster target (0.99).
-        "quick": dict(steps=200, batch_size=32, lr=1e-3, image_size=32, warmup_steps=10,
-                      weight_decay=1e-6, base_momentum=0.99, checkpoint_every=50),
+        "quick": dict(backbone="convnet", steps=500, batch_size=32, lr=1e-3, image_size=32,
+                      warmup_steps=10, weight_decay=1e-6, base_momentum=0.99, checkpoint_every=50),
         # Paper, section 3.3 and appendix C: ImageNet, ResNet-50, batch 4096, LARS, lr
         # 0.2 x batch/256, weight decay 1.5e-6, 10 warmup epochs of 1000, base momentum 0.996.
-        "paper": dict(backbone="resnet50", small_stem=False, image_size=224, steps=312_800,
-                      batch_size=4096, lr=3.2, optimizer="lars", weight_decay=1.5e-6,
-                      warmup_steps=3128, base_momentum=0.996, checkpoint_every=5000),
+        "paper": dict(augmentation="natural", backbone="resnet50", small_stem=False,
+                      image_size=224, steps=312_800, batch_size=4096, lr=3.2, optimizer="lars",
+                      weight_decay=1.5e-6, warmup_steps=3128, base_momentum=0.996,
+                      checkpoint_every=5000),
     }
 
 
@@ -78,7 +83,7 @@ class BYOL(SSLMethod):
 
     def __init__(self, config: BYOLConfig, data_info: dict | None = None) -> None:
         super().__init__(config, data_info)
-        self.views = make_views("simclr", config.image_size)
+        self.views = view_pair(config.augmentation, config.image_size)[0]
         self.encoder, feature_dim = build_resnet(config.backbone, config.small_stem)
         self.projector = ProjectionHead(feature_dim, config.projection_hidden_dim,
                                         config.projection_dim, num_layers=2)

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from transformers import ViTConfig, ViTModel
 
 from engine.config import TrainConfig, param
-from engine.data.views import DOMAINS, MultiCrop, normalize
+from engine.data.views import AUGMENTATIONS, AUTO, MultiCrop, augmentation_help, normalize
 from engine.errors import SpecError
 from engine.losses.dino import dino_loss, updated_center
 from engine.methods.base import MethodCard, SSLMethod, views_to_uint8
@@ -44,10 +44,9 @@ class DINOConfig(TrainConfig):
                             "more (the paper's /8 models beat /16).", min=1, main=True)
     small_stem: bool = param(True, "ResNet only: one 3x3 stride-1 stem instead of the 7x7 "
                              "stride-2 stem and max pool, for images under ~96 px.")
-    augmentation: str = param("natural", "Augmentation preset for the crops: natural (DINO's "
-                              "colour jitter, grayscale, blur and solarisation), medical (weak "
-                              "intensity changes, grayscale), satellite (quarter turns, flips, "
-                              "brightness/contrast).", choices=list(DOMAINS), main=True)
+    augmentation: str = param(AUTO, augmentation_help("DINO's colour jitter, grayscale, blur "
+                                                      "and solarisation"),
+                              choices=list(AUGMENTATIONS), main=True)
     num_local_crops: int = param(8, "Small local crops per image besides the 2 global ones. "
                                  "More crops, better features (the paper's best: 10) at a "
                                  "proportional cost; 0 turns multi-crop off.", min=0, main=True)
@@ -103,12 +102,12 @@ class DINOConfig(TrainConfig):
         # 0.04 (the paper raises it to 0.4 along a cosine; fixed here), tau_t 0.04 -> 0.07
         # over 30 epochs, momentum 0.996 -> 1, last layer frozen for 1 epoch; 100 epochs of
         # ImageNet (1251 steps each).
-        "paper": dict(backbone="vit-small", patch_size=16, image_size=224, batch_size=1024,
-                      num_local_crops=8, local_crop_size=96, out_dim=65536, lr=2e-3,
-                      weight_decay=0.04, optimizer="adamw", steps=125_100, warmup_steps=12_510,
-                      warmup_teacher_temperature=0.04, teacher_temperature=0.07,
-                      warmup_teacher_temperature_steps=37_530, freeze_last_layer_steps=1251,
-                      grad_clip=3.0, checkpoint_every=5000),
+        "paper": dict(augmentation="natural", backbone="vit-small", patch_size=16, image_size=224,
+                      batch_size=1024, num_local_crops=8, local_crop_size=96, out_dim=65536,
+                      lr=2e-3, weight_decay=0.04, optimizer="adamw", steps=125_100,
+                      warmup_steps=12_510, warmup_teacher_temperature=0.04,
+                      teacher_temperature=0.07, warmup_teacher_temperature_steps=37_530,
+                      freeze_last_layer_steps=1251, grad_clip=3.0, checkpoint_every=5000),
     }
 
 

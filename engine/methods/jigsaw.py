@@ -24,7 +24,7 @@ from engine.data.views import IMAGENET_MEAN, IMAGENET_STD, make_views
 from engine.errors import SpecError
 from engine.methods.base import MethodCard, SSLMethod
 from engine.models.heads import ProjectionHead
-from engine.models.resnet import build_resnet
+from engine.models.resnet import CNN_BACKBONES, build_resnet
 from engine.registry import register_method
 
 GRID = 3
@@ -98,9 +98,9 @@ def shuffle_tiles(tiles: Tensor, orders: Tensor) -> Tensor:
 
 @dataclass
 class JigsawConfig(TrainConfig):
-    backbone: str = param("resnet18", "Tile encoder: a torchvision ResNet trained from scratch "
-                          "(the paper used AlexNet); its trunk embeds whole images for "
-                          "evaluation.", choices=["resnet18", "resnet50"], main=True)
+    backbone: str = param("resnet18", "Tile encoder trained from scratch: the small convnet or a "
+                          "ResNet (the paper used AlexNet); its trunk embeds whole images for "
+                          "evaluation.", choices=list(CNN_BACKBONES), main=True)
     small_stem: bool = param(True, "Replace the 7x7 stride-2 stem and max pool by one 3x3 "
                              "convolution: right for tiles under ~96 px.")
     num_permutations: int = param(100, "Size of the permutation set, i.e. classes to choose "
@@ -123,9 +123,9 @@ class JigsawConfig(TrainConfig):
         # Digits at 32 px upsampled to 48 px puzzles of 14 px tiles; batch 32 (288 tiles).
         # fp32: on CPU bf16 was 2.3x slower on these small tiles (bench/train_step.py, same
         # run: fp32 12.9 s, SimCLR's bf16 step 15.0 s under heavy load; 1.2 s alone).
-        "quick": dict(steps=200, batch_size=32, lr=1e-3, image_size=32, cell_size=16,
-                      tile_size=14, hidden_dim=1024, warmup_steps=10, weight_decay=5e-4,
-                      precision="fp32", checkpoint_every=50),
+        "quick": dict(backbone="convnet", steps=500, batch_size=32, lr=1e-3, image_size=32,
+                      cell_size=16, tile_size=14, hidden_dim=1024, warmup_steps=10,
+                      weight_decay=5e-4, precision="fp32", checkpoint_every=50),
         # Paper, section 4: 350k iterations, batch 256, SGD lr 0.01 (cut 10x every 100k; a
         # cosine here), 225 px crops of 256 px images, 64 px tiles in 75 px cells, 1000
         # permutations (their best).

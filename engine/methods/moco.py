@@ -24,13 +24,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from engine.config import TrainConfig, param
-from engine.data.views import make_views, normalize
+from engine.data.views import AUGMENTATIONS, AUTO, augmentation_help, normalize, view_pair
 from engine.errors import SpecError
 from engine.losses.infonce import info_nce_loss
 from engine.methods.base import MethodCard, SSLMethod
 from engine.models.ema import make_target, update_ema
 from engine.models.heads import ProjectionHead
-from engine.models.resnet import build_resnet
+from engine.models.resnet import CNN_BACKBONES, build_resnet
 from engine.registry import register_method
 
 
@@ -59,10 +59,14 @@ def _gather(keys: Tensor) -> Tensor:
 
 @dataclass
 class MoCoConfig(TrainConfig):
-    backbone: str = param("resnet18", "Encoder: a torchvision ResNet trained from scratch.",
-                          choices=["resnet18", "resnet50"], main=True)
+    backbone: str = param("resnet18", "Encoder trained from scratch: the small VGG-style convnet "
+                          "(fast on a CPU) or a torchvision ResNet.",
+                          choices=list(CNN_BACKBONES), main=True)
     small_stem: bool = param(True, "Replace the 7x7 stride-2 stem and max pool by one 3x3 "
                              "convolution: right for images under ~96 px.")
+    augmentation: str = param(AUTO, augmentation_help("the SimCLR recipe: crop, flip, colour "
+                                                      "jitter, grayscale, blur"),
+                              choices=list(AUGMENTATIONS), main=True)
     queue_size: int = param(65536, "Negatives kept in the queue (K). More negatives help, as "
                             "long as the queue stays smaller than the dataset: older keys of "
                             "the same image would otherwise act as negatives. Paper: 65536 "
@@ -89,16 +93,17 @@ class MoCoConfig(TrainConfig):
         # against 15.0 s under heavy load; 1.2 s alone); bf16 1.12x faster than fp32. The
         # queue holds 16 batches, under one epoch of digits' 1437 training images, so no image
         # is its own negative once the start-up keys have left.
-        "quick": dict(steps=200, batch_size=64, lr=1e-3, image_size=32, warmup_steps=10,
-                      weight_decay=1e-4, queue_size=1024, momentum=0.99,
+        "quick": dict(backbone="convnet", steps=500, batch_size=64, lr=1e-3, image_size=32,
+                      warmup_steps=10, weight_decay=1e-4, queue_size=1024, momentum=0.99,
                       projection_hidden_dim=512, bn_splits=2, checkpoint_every=50),
         # MoCo v2 (arXiv:2003.04297): ImageNet, ResNet-50, batch 256 on 8 GPUs, SGD lr 0.03,
         # weight decay 1e-4, cosine schedule, 200 epochs (800 for the best result), K 65536,
         # m 0.999, t 0.2, MLP 2048 -> 128.
-        "paper": dict(backbone="resnet50", small_stem=False, image_size=224, steps=1_001_000,
-                      batch_size=256, lr=0.03, optimizer="sgd", weight_decay=1e-4,
-                      warmup_steps=0, queue_size=65536, momentum=0.999, temperature=0.2,
-                      projection_hidden_dim=2048, bn_splits=8, checkpoint_every=5000),
+        "paper": dict(augmentation="natural", backbone="resnet50", small_stem=False,
+                      image_size=224, steps=1_001_000, batch_size=256, lr=0.03, optimizer="sgd",
+                      weight_decay=1e-4, warmup_steps=0, queue_size=65536, momentum=0.999,
+                      temperature=0.2, projection_hidden_dim=2048, bn_splits=8,
+                      checkpoint_every=5000),
     }
 
 
@@ -130,7 +135,7 @@ class MoCo(SSLMethod):
     def __init__(self, config: MoCoConfig, data_info: dict | None = None) -> None:
         super().__init__(config, data_info)
         self.check_config(config)
-        self.views = make_views("simclr", config.image_size)
+        self.views = view_pair(config.augmentation, config.image_size)[0]
         self.encoder, feature_dim = build_resnet(config.backbone, config.small_stem)
         self.projection = ProjectionHead(feature_dim, config.projection_hidden_dim,
                                          config.projection_dim, num_layers=2, batch_norm=False)

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from engine.config import TrainConfig, param
 from engine.data.views import make_views, normalize
 from engine.methods.base import MethodCard, SSLMethod, views_to_uint8
-from engine.models.resnet import build_resnet
+from engine.models.resnet import CNN_BACKBONES, build_resnet
 from engine.registry import register_method
 
 NUM_ROTATIONS = 4
@@ -33,10 +33,10 @@ def all_rotations(views: Tensor) -> tuple[Tensor, Tensor]:
 
 @dataclass
 class RotationConfig(TrainConfig):
-    backbone: str = param("resnet18", "Encoder: a torchvision ResNet trained from scratch. The "
-                          "paper used Network-in-Network and AlexNet; a ResNet trunk is what "
-                          "the studio evaluates for every method.",
-                          choices=["resnet18", "resnet50"], main=True)
+    backbone: str = param("resnet18", "Encoder trained from scratch: the small VGG-style convnet "
+                          "or a torchvision ResNet (the paper used Network-in-Network and "
+                          "AlexNet).",
+                          choices=list(CNN_BACKBONES), main=True)
     small_stem: bool = param(True, "Replace the 7x7 stride-2 stem and max pool by one 3x3 "
                              "convolution: right for images under ~96 px.")
     crop_scale_min: float = param(0.5, "Smallest area share of the random crop taken before "
@@ -48,8 +48,8 @@ class RotationConfig(TrainConfig):
         # Digits at 32 px, batch 32 (128 rotated images a step) costs what SimCLR's batch 64
         # does (bench/train_step.py, same run: 16.6 s against 15.0 s under heavy load, where
         # SimCLR takes 1.2 s alone); bf16 1.26x faster than fp32.
-        "quick": dict(steps=200, batch_size=32, lr=1e-3, image_size=32, warmup_steps=10,
-                      optimizer="adamw", weight_decay=5e-4, checkpoint_every=50),
+        "quick": dict(backbone="convnet", steps=500, batch_size=32, lr=1e-3, image_size=32,
+                      warmup_steps=10, optimizer="adamw", weight_decay=5e-4, checkpoint_every=50),
         # Paper, section 4.1 (CIFAR-10): batch 128 images x 4 rotations, SGD momentum 0.9, lr
         # 0.1, weight decay 5e-4, 100 epochs of 50k images (here a cosine decay instead of the
         # paper's steps at epochs 30, 60, 80).

@@ -12,21 +12,25 @@ import torch
 from torch import Tensor
 
 from engine.config import TrainConfig, param
-from engine.data.views import make_views, normalize
+from engine.data.views import AUGMENTATIONS, AUTO, augmentation_help, normalize, view_pair
 from engine.losses.nt_xent import nt_xent_loss
 from engine.methods.base import MethodCard, SSLMethod
 from engine.models.heads import ProjectionHead
-from engine.models.resnet import build_resnet
+from engine.models.resnet import CNN_BACKBONES, build_resnet
 from engine.registry import register_method
 
 
 @dataclass
 class SimCLRConfig(TrainConfig):
-    backbone: str = param("resnet18", "Encoder: a torchvision ResNet trained from scratch.",
-                          choices=["resnet18", "resnet50"], main=True)
+    backbone: str = param("resnet18", "Encoder trained from scratch: the small VGG-style convnet "
+                          "(fast on a CPU) or a torchvision ResNet.",
+                          choices=list(CNN_BACKBONES), main=True)
     small_stem: bool = param(True, "Replace the 7x7 stride-2 stem and max pool by one 3x3 "
                              "convolution: the paper's CIFAR setup, right for images under "
                              "~96 px.")
+    augmentation: str = param(AUTO, augmentation_help("the SimCLR recipe: crop, flip, colour "
+                                                      "jitter, grayscale, blur"),
+                              choices=list(AUGMENTATIONS), main=True)
     temperature: float = param(0.5, "NT-Xent temperature. Lower sharpens the softmax over "
                                "negatives; 0.1-0.5 works, 0.5 is the paper's best at small "
                                "batch sizes, 0.1 with LARS at batch 4096.", min=0.0,
@@ -36,14 +40,15 @@ class SimCLRConfig(TrainConfig):
     projection_hidden_dim: int = param(512, "Hidden width of the projection head.", min=2)
 
     PRESETS = {
-        # Digits at 32 px, batch 64: 1.2 s a step on two CPU cores with bf16 autocast, 2.8 s
-        # in fp32 (bench/train_step.py: bf16 is 2.3x faster here, so it stays the default).
-        "quick": dict(steps=200, batch_size=64, lr=1e-3, image_size=32, warmup_steps=10,
-                      optimizer="adamw", weight_decay=1e-6, checkpoint_every=50),
+        # CPU minutes: the small convnet at 32 px, batch 128, ~0.24 s a step on two cores
+        # (bench/RESULTS.md); temperature 0.2 (0.5 learnt shapes more slowly in short runs).
+        "quick": dict(backbone="convnet", steps=500, batch_size=128, temperature=0.2, lr=1e-3,
+                      image_size=32, warmup_steps=10, optimizer="adamw", weight_decay=1e-6,
+                      checkpoint_every=50),
         # Paper, appendix B.9 (CIFAR-10): ResNet-50, batch 1024, LARS, lr 0.3 x batch/256,
         # 1e-6 weight decay, temperature 0.5, 10 warmup epochs; 500 epochs of 50k images.
-        "paper": dict(backbone="resnet50", steps=24_000, batch_size=1024, lr=1.2,
-                      optimizer="lars", weight_decay=1e-6, warmup_steps=480, image_size=32,
+        "paper": dict(augmentation="natural", backbone="resnet50", steps=24_000, batch_size=1024,
+                      lr=1.2, optimizer="lars", weight_decay=1e-6, warmup_steps=480, image_size=32,
                       temperature=0.5, projection_hidden_dim=2048, checkpoint_every=1000),
     }
 
@@ -69,7 +74,7 @@ class SimCLR(SSLMethod):
 
     def __init__(self, config: SimCLRConfig, data_info: dict | None = None) -> None:
         super().__init__(config, data_info)
-        self.views = make_views("simclr", config.image_size)
+        self.views = view_pair(config.augmentation, config.image_size)[0]
         self.encoder, feature_dim = build_resnet(config.backbone, config.small_stem)
         self.projection = ProjectionHead(feature_dim, config.projection_hidden_dim,
                                          config.projection_dim, num_layers=2)

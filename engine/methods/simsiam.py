@@ -15,20 +15,24 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from engine.config import TrainConfig, param
-from engine.data.views import make_views, normalize
+from engine.data.views import AUGMENTATIONS, AUTO, augmentation_help, normalize, view_pair
 from engine.losses.byol import simsiam_loss
 from engine.methods.base import MethodCard, SSLMethod
 from engine.models.heads import PredictionHead, ProjectionHead
-from engine.models.resnet import build_resnet
+from engine.models.resnet import CNN_BACKBONES, build_resnet
 from engine.registry import register_method
 
 
 @dataclass
 class SimSiamConfig(TrainConfig):
-    backbone: str = param("resnet18", "Encoder: a torchvision ResNet trained from scratch.",
-                          choices=["resnet18", "resnet50"], main=True)
+    backbone: str = param("resnet18", "Encoder trained from scratch: the small VGG-style convnet "
+                          "(fast on a CPU) or a torchvision ResNet.",
+                          choices=list(CNN_BACKBONES), main=True)
     small_stem: bool = param(True, "Replace the 7x7 stride-2 stem and max pool by one 3x3 "
                              "convolution: right for images under ~96 px.")
+    augmentation: str = param(AUTO, augmentation_help("the SimCLR recipe: crop, flip, colour "
+                                                      "jitter, grayscale, blur"),
+                              choices=list(AUGMENTATIONS), main=True)
     projection_dim: int = param(2048, "Output size of the projector (paper: 2048).", min=2)
     projection_layers: int = param(3, "Layers of the projector, each with batch norm, the "
                                    "output too (paper: 3 for ImageNet, 2 for CIFAR).", min=2,
@@ -41,13 +45,14 @@ class SimSiamConfig(TrainConfig):
         # Digits at 32 px, batch 64: 1.3x SimCLR's step (bench/train_step.py, same run: 20.2 s
         # against 15.0 s under heavy load; 1.2 s alone); bf16 1.27x faster than fp32. The
         # paper's CIFAR projector (2 layers).
-        "quick": dict(steps=200, batch_size=64, lr=1e-3, image_size=32, warmup_steps=10,
-                      weight_decay=5e-4, projection_layers=2, checkpoint_every=50),
+        "quick": dict(backbone="convnet", steps=500, batch_size=64, lr=1e-3, image_size=32,
+                      warmup_steps=10, weight_decay=5e-4, projection_layers=2,
+                      checkpoint_every=50),
         # Paper, appendix D (CIFAR-10): ResNet-18 variant, batch 512, SGD lr 0.03 x
         # batch/256, weight decay 5e-4, cosine, 800 epochs of 50k images, 2-layer projector.
-        "paper": dict(steps=78_125, batch_size=512, lr=0.06, optimizer="sgd",
-                      weight_decay=5e-4, warmup_steps=0, image_size=32, projection_layers=2,
-                      checkpoint_every=1000),
+        "paper": dict(augmentation="natural", steps=78_125, batch_size=512, lr=0.06,
+                      optimizer="sgd", weight_decay=5e-4, warmup_steps=0, image_size=32,
+                      projection_layers=2, checkpoint_every=1000),
     }
 
 
@@ -71,7 +76,7 @@ class SimSiam(SSLMethod):
 
     def __init__(self, config: SimSiamConfig, data_info: dict | None = None) -> None:
         super().__init__(config, data_info)
-        self.views = make_views("simclr", config.image_size)
+        self.views = view_pair(config.augmentation, config.image_size)[0]
         self.encoder, feature_dim = build_resnet(config.backbone, config.small_stem)
         self.projector = ProjectionHead(feature_dim, config.projection_dim,
                                         config.projection_dim, config.projection_layers,

@@ -4,6 +4,7 @@ from PIL import Image
 from engine.config import build_config
 from engine.losses.colorization import rebalancing_weights
 from engine.methods.colorization import Colorization, ColorizationConfig
+from engine.models.resnet import ConvNet
 
 
 def _tiny():
@@ -39,7 +40,7 @@ def test_samples_are_written_and_training_state_is_untouched(tmp_path):
     colourised = method.eval().colorize(images[:2])
     assert colourised.shape == (2, 3, 16, 16)
     assert colourised.min() >= 0 and colourised.max() <= 1
-    assert method.embed(images[:2]).shape == (2, 512)
+    assert method.embed(images[:2]).shape == (2, ConvNet().feature_dim)  # the quick backbone
 
 
 def test_preview_shows_the_l_input_and_the_ab_target_in_colour():

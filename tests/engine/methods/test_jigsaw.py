@@ -4,6 +4,7 @@ from engine.config import build_config
 from engine.methods.jigsaw import (Jigsaw, JigsawConfig, cut_tiles, jigsaw_permutations,
                                    shuffle_tiles)
 
+from engine.models.resnet import ConvNet
 
 def _hamming(perms):
     distances = (perms[:, None, :] != perms[None, :, :]).sum(dim=-1)
@@ -59,7 +60,7 @@ def test_puzzles_and_permutations_travel_with_the_checkpoint():
     assert tiles.shape == (4, 9, 3, 6, 6) and labels.shape == (4,)
     # Every tile is standardised on its own (paper section 3.3).
     assert tiles.mean(dim=(-2, -1)).abs().max() < 1e-4
-    assert method.embed(torch.zeros(2, 3, 16, 16, dtype=torch.uint8)).shape == (2, 512)
+    assert method.embed(torch.zeros(2, 3, 16, 16, dtype=torch.uint8)).shape == (2, ConvNet().feature_dim)
 
 
 def test_preview_shows_puzzle_tiles_and_each_rows_permutation():
