@@ -27,7 +27,7 @@ from engine.errors import SpecError
 from engine.losses.dino import dino_loss, updated_center
 from engine.methods.base import MethodCard, SSLMethod, views_to_uint8
 from engine.models.ema import make_target, momentum_schedule, update_ema
-from engine.models.resnet import RESNETS, build_resnet
+from engine.models.resnet import CNN_BACKBONES, build_resnet
 from engine.models.vit import VIT_SIZES, vit_dims
 from engine.registry import register_method
 
@@ -37,7 +37,7 @@ class DINOConfig(TrainConfig):
     backbone: str = param("vit-small", "Student and teacher architecture. ViTs give the "
                           "attention maps DINO is known for; ResNets work too (the paper's "
                           "ResNet-50 recipe uses SGD, lr 0.03 and wd 1e-4).",
-                          choices=sorted(VIT_SIZES) + sorted(RESNETS), main=True)
+                          choices=sorted(VIT_SIZES) + list(CNN_BACKBONES), main=True)
     depth: int = param(0, "ViT layers; 0 keeps the size's standard 12.", min=0)
     patch_size: int = param(16, "ViT patch side in pixels; image and local-crop sides must be "
                             "multiples. Smaller patches give finer attention maps and cost "
