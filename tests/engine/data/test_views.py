@@ -180,3 +180,56 @@ def test_asymmetric_pair_with_solarisation_keeps_shape_and_range(size: int) -> N
         assert out.shape == (6, 3, size, size) and out.dtype == torch.float32
         assert torch.isfinite(out).all()
         assert (out >= LOW - 1e-4).all() and (out <= HIGH + 1e-4).all()
+
+
+def test_synthetic_recipe_makes_colour_useless_but_keeps_brightness_structure() -> None:
+    # One red square on blue, 400 times: the natural recipe's small hue jitter keeps the
+    # square's hue near red; the synthetic recipe spreads it round the whole colour wheel.
+    images = torch.zeros(400, 3, 32, 32, dtype=torch.uint8)
+    images[:, 2] = 200
+    images[:, :, 8:24, 8:24] = torch.tensor([220, 40, 40], dtype=torch.uint8)[:, None, None]
+
+    def hues(recipe: str) -> torch.Tensor:
+        torch.manual_seed(0)
+        unit = (Views(recipe, 32, crop_scale=(1.0, 1.0))(images) * STD + MEAN)[:, :, 16, 16]
+        r, g, b = unit.unbind(1)
+        chroma = unit.max(1).values - unit.min(1).values
+        coloured = chroma > 0.05  # grayscale views have no hue
+        return torch.atan2(3 ** 0.5 * (g - b), 2 * r - g - b)[coloured], coloured.float().mean()
+
+    natural, natural_colour = hues("natural")
+    synthetic, synthetic_colour = hues("synthetic")
+    spread = lambda h: 1 - torch.stack([h.cos().mean(), h.sin().mean()]).norm()  # noqa: E731
+    assert spread(natural) < 0.1 < 0.6 < spread(synthetic)  # circular variance of the hue
+    assert 0.75 < natural_colour and 0.35 < synthetic_colour < 0.65  # grayscale p 0.2 / 0.5
+    assert "synthetic" in V.DOMAINS and V.AUGMENTATIONS[0] == V.AUTO
+
+
+def test_auto_augmentation_is_the_datasets_suggestion() -> None:
+    from engine.config import build_config
+    from engine.methods.simclr import SimCLRConfig
+
+    quick = build_config(SimCLRConfig, "quick", {})
+    assert quick.augmentation == V.AUTO
+    assert V.resolve_augmentation(quick, "shapes").augmentation == "synthetic"
+    assert V.resolve_augmentation(quick, "digits").augmentation == "natural"
+    assert V.resolve_augmentation(quick, "no-such-dataset").augmentation == "natural"
+    chosen = build_config(SimCLRConfig, "quick", {"augmentation": "medical"})
+    assert V.resolve_augmentation(chosen, "shapes") is chosen
+    assert build_config(SimCLRConfig, "paper", {}).augmentation == "natural"
+    # Unresolved (a method built without a dataset), auto makes the natural views.
+    first, second = V.view_pair(V.AUTO, 32)
+    assert first.plan == Views("natural", 32).plan and second is first
+
+
+def test_a_job_stores_the_augmentation_it_will_train_with(tmp_path) -> None:
+    from engine.api import Studio
+
+    studio = Studio(tmp_path)
+    assert studio.validate({"method": "simclr", "dataset": "shapes"})[1].augmentation == \
+        "synthetic"
+    assert studio.validate({"method": "byol", "dataset": "digits"})[1].augmentation == "natural"
+    spec = {"method": "vicreg", "dataset": "shapes", "params": {"augmentation": "satellite"}}
+    assert studio.validate(spec)[1].augmentation == "satellite"
+    job = studio.store.get_job(studio.submit({"method": "dino", "dataset": "shapes"}))
+    assert job.config["augmentation"] == "synthetic"
