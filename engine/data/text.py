@@ -257,3 +257,31 @@ def token_blocks(texts: list[str], tokenizer, block_size: int, separator_id: int
     if prefix_id is not None:
         blocks = torch.cat([torch.full((count, 1), prefix_id, dtype=torch.long), blocks], 1)
     return blocks
+
+
+def token_rows(texts: list[str], tokenizer, row_size: int, cls_id: int, sep_id: int,
+               pad_id: int) -> torch.Tensor:
+    """One document per row, BERT's way for single sentences: [CLS] tokens [SEP], padded with
+    `pad_id` to the longest row (at most `row_size`); a document too long for a row continues
+    in the next rows, so nothing is dropped. (N, width) int64, width <= row_size."""
+    body = row_size - 2
+    if body < 1:
+        raise DatasetError(f"a context length of {row_size} leaves no room between [CLS] and "
+                           "[SEP]; use at least 3")
+    encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    rows = [[cls_id, *ids[start:start + body], sep_id]
+            for ids in encoded if ids for start in range(0, len(ids), body)]
+    if not rows:
+        raise DatasetError("the corpus has no tokens; add text")
+    width = max(len(row) for row in rows)
+    out = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    for i, row in enumerate(rows):
+        out[i, :len(row)] = torch.tensor(row, dtype=torch.long)
+    return out
+
+
+def fits_in_rows(texts: list[str], tokenizer, row_size: int, share: float = 0.9) -> bool:
+    """Whether at least `share` of the documents fit in one row of `row_size` with [CLS] and
+    [SEP] (short documents such as captions): then rows waste little on padding."""
+    lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    return bool(lengths) and sum(n <= row_size - 2 for n in lengths) >= share * len(lengths)

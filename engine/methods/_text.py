@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from engine.config import TrainConfig, param
-from engine.data.text import corpus_texts, token_blocks
+from engine.data.text import corpus_texts, fits_in_rows, token_blocks, token_rows
 from engine.data.tokenizers import load_or_train
 from engine.errors import DatasetError
 from engine.methods.base import TrainData
@@ -87,6 +87,22 @@ def blocks_data(blocks: torch.Tensor, tokenizer: Any, config: TextConfig, datase
     if run_dir is not None:
         info["samples_path"] = str(Path(run_dir) / SAMPLES_FILE)
     return TrainData({"input_ids": blocks}, info)
+
+
+def rows_or_pack(texts: list[str], tokenizer: Any, config: Any, dataset: str,
+                 run_dir: Path | None) -> TrainData:
+    """BERT's sequences under `config.packing`: "rows" (one document per padded row: a short
+    sentence's words keep their positions, as in a fill-mask prompt), "pack" (documents
+    concatenated and cut into full blocks), or "auto" (rows when nine in ten documents fit in
+    one, else pack)."""
+    rows = config.packing == "rows" or (
+        config.packing == "auto" and fits_in_rows(texts, tokenizer, config.context_length))
+    if not rows:
+        return pack(texts, tokenizer, config, dataset, run_dir, tokenizer.sep_token_id,
+                    prefix_id=tokenizer.cls_token_id)
+    table = token_rows(texts, tokenizer, config.context_length, tokenizer.cls_token_id,
+                       tokenizer.sep_token_id, tokenizer.pad_token_id)
+    return blocks_data(table, tokenizer, config, dataset, run_dir)
 
 
 def pack(texts: list[str], tokenizer: Any, config: TextConfig, dataset: str,

@@ -18,7 +18,7 @@ from transformers import BertConfig, BertForMaskedLM
 
 from engine.config import param
 from engine.losses.mlm import IGNORE, mask_tokens
-from engine.methods._text import StepCounter, TextConfig, load_corpus, pack
+from engine.methods._text import StepCounter, TextConfig, load_corpus, rows_or_pack
 from engine.methods.base import MethodCard, SSLMethod, TrainData
 from engine.models.text import text_dims
 from engine.registry import register_method
@@ -31,6 +31,11 @@ class BERTConfig(TextConfig):
                              min=0.01, max=0.9, main=True)
     whole_word_masking: bool = param(False, "Choose whole words: all pieces of a word are "
                                      "masked together (harder, better for WordPiece).")
+    packing: str = param("auto", "How documents become sequences: pack (concatenated and cut "
+                         "into blocks of context_length, the paper's way for long text), rows "
+                         "(one document per padded row, so a short sentence's words keep "
+                         "their positions, as in a fill-mask prompt), auto (rows when nine in "
+                         "ten documents fit in one).", choices=["auto", "pack", "rows"])
 
     PRESETS = {
         # fp32: bf16 autocast was only 1.27x faster here at this size (bench/train_step.py,
@@ -39,7 +44,7 @@ class BERTConfig(TextConfig):
                       weight_decay=0.01, dropout=0.0, checkpoint_every=100, precision="fp32"),
         # Paper, appendix A.2: BERT-base, 256 sequences of 512 tokens (128 for 90% of the
         # steps), Adam lr 1e-4, 10k warmup, weight decay 0.01, 1M steps, 30k WordPiece vocab.
-        "paper": dict(backbone="base", context_length=128, batch_size=256, lr=1e-4,
+        "paper": dict(packing="pack", backbone="base", context_length=128, batch_size=256, lr=1e-4,
                       warmup_steps=10_000, weight_decay=0.01, steps=1_000_000,
                       vocab_size=30_000, checkpoint_every=10_000),
     }
@@ -68,8 +73,7 @@ class BERT(SSLMethod):
     def load_data(cls, dataset: str, config: BERTConfig, run_dir: Path | None = None,
                   cache_dir: Path | None = None) -> TrainData:
         texts, tokenizer = load_corpus(cls, dataset, config, run_dir, cache_dir, "wordpiece")
-        return pack(texts, tokenizer, config, dataset, run_dir, tokenizer.sep_token_id,
-                    prefix_id=tokenizer.cls_token_id)
+        return rows_or_pack(texts, tokenizer, config, dataset, run_dir)
 
     def __init__(self, config: BERTConfig, data_info: dict | None = None) -> None:
         super().__init__(config, data_info)
@@ -94,6 +98,7 @@ class BERT(SSLMethod):
         # Random replacements come from the ordinary tokens, which follow the specials.
         self.first_ordinary = int(special.nonzero().max()) + 1 if special.any() else 0
         self.mask_token_id = tokenizer.mask_token_id if tokenizer is not None else 0
+        self.pad_token_id = tokenizer.pad_token_id if tokenizer is not None else 0
         self.counter = StepCounter()
 
     def training_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
@@ -104,7 +109,8 @@ class BERT(SSLMethod):
             input_ids, special, self.mask_token_id,
             (self.first_ordinary, self.data_info["vocab_size"]), self.config.mask_prob,
             word_starts)
-        logits = self.model(input_ids=corrupted).logits  # (B, T, V)
+        attention = (input_ids != self.pad_token_id).long()  # rows are padded; blocks are not
+        logits = self.model(input_ids=corrupted, attention_mask=attention).logits  # (B, T, V)
         chosen = labels != IGNORE
         loss = F.cross_entropy(logits[chosen].float(), labels[chosen])
         with torch.no_grad():
@@ -117,8 +123,10 @@ class BERT(SSLMethod):
     @torch.no_grad()
     def embed(self, input_ids: Tensor) -> Tensor:
         """(B, T) token ids -> (B, hidden) mean of the last layer's states."""
-        hidden = self.model.bert(input_ids=input_ids).last_hidden_state  # (B, T, hidden)
-        return hidden.mean(dim=1).float()
+        real = (input_ids != self.pad_token_id).long()
+        hidden = self.model.bert(input_ids=input_ids, attention_mask=real).last_hidden_state
+        weights = real[..., None].to(hidden.dtype)  # the mean over real tokens, not padding
+        return ((hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)).float()
 
     def export(self, out_dir: Path) -> None:
         self.model.save_pretrained(out_dir / "pretrained")

@@ -53,3 +53,25 @@ def test_token_blocks_pack_and_refuse_tiny_corpus():
     assert (blocks == tok.eos_token_id).any()
     with pytest.raises(DatasetError, match="fewer than one block"):
         text.token_blocks(["a b"], tok, 64, tok.eos_token_id)
+
+
+def test_token_rows_keep_each_document_in_place_and_split_long_ones():
+    from engine.data.tokenizers import train_tokenizer
+
+    docs = text.corpus_texts("captions", "train")[:200]
+    tok = train_tokenizer("wordpiece", docs, 500)
+    cls, sep, pad = tok.cls_token_id, tok.sep_token_id, tok.pad_token_id
+    rows = text.token_rows(docs, tok, 32, cls, sep, pad)
+    assert rows.shape[0] == len(docs) and rows.shape[1] <= 32
+    for doc, row in zip(docs, rows.tolist()):
+        ids = tok(doc, add_special_tokens=False)["input_ids"]
+        assert row[:len(ids) + 2] == [cls, *ids, sep]  # the words at their own positions
+        assert set(row[len(ids) + 2:]) <= {pad}
+    assert text.fits_in_rows(docs, tok, 32) and not text.fits_in_rows(docs, tok, 6)
+    # A document longer than a row goes on in the next row: every token is kept, in order.
+    long_doc = " ".join(docs[:5])
+    split = text.token_rows([long_doc], tok, 12, cls, sep, pad)
+    body = [t for row in split.tolist() for t in row if t not in (cls, sep, pad)]
+    assert body == tok(long_doc, add_special_tokens=False)["input_ids"] and len(split) > 1
+    with pytest.raises(DatasetError, match="no room"):
+        text.token_rows(docs, tok, 2, cls, sep, pad)
