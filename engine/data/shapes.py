@@ -234,3 +234,16 @@ def _caption(shape: str, factors: dict[str, list[str]], second: str, i: int) -> 
     article = "an" if backdrop[0] in "aeiou" else "a"
     size, colour, place = factors["size"][i], factors["color"][i], factors["position"][i]
     return f"a {size} {colour} {shape} on {article} {backdrop}, {place}"
+
+
+def caption_variants(shape: str, factors: dict[str, list[str]], i: int) -> list[str]:
+    """Shorter captions of image ``i`` that each name its shape and some of its other factors,
+    as a photo has several captions of different detail (COCO has five). CLIP draws one of
+    them, or the full caption, per image and step: with the full caption alone, colour, size,
+    place and background already tell every caption of a batch apart, and the shape is never
+    needed (bench/RESULTS-text.md)."""
+    size, colour = factors["size"][i], factors["color"][i]
+    backdrop, place = factors["background_color"][i], factors["position"][i]
+    return [f"a {shape}", f"a {colour} {shape}", f"a {size} {shape}",
+            f"a {size} {colour} {shape}", f"a {shape} on a {backdrop} background",
+            f"a {shape}, {place}"]

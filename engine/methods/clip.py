@@ -31,7 +31,7 @@ from engine.registry import register_method
 
 # Prompt templates; a class's text embedding is the mean over them (the paper's ensembling).
 TEMPLATES = ("a {}", "a small {}", "a medium {}", "a large {}", "a {} on a plain background",
-             "a {} on a striped background")
+             "a {} on a gradient background")
 CHANCE_NOTE = "chance is 1 / number of classes (0.1 on shapes)"
 
 
@@ -55,6 +55,10 @@ class CLIPTrainConfig(TrainConfig):
     logit_scale_init: float = param(2.6592, "Initial log of the inverse temperature "
                                     "(log(1/0.07), the paper's); clamped at log(100) after "
                                     "every step.", min=0.0, max=4.6052)
+    caption_variants: bool = param(True, "Where the dataset gives several captions per image "
+                                   "(shapes: the full one and shorter ones naming the shape "
+                                   "and a few other factors), draw one per image and step; "
+                                   "off: the full caption only.")
     zero_shot_every: int = param(25, "Measure held-out zero-shot accuracy every N steps (and "
                                  "at the last step).", min=1)
 
@@ -120,8 +124,20 @@ class CLIP(SSLMethod):
         captions = [c for c, k in zip(train.captions, keep.tolist()) if k]
         tokenizer = load_or_train(run_dir, "clip", captions, config.vocab_size,
                                   config.context_length)
-        tokens = tokenizer(captions, padding="max_length", truncation=True,
+        # (N, K) captions per image: the full one first, then the dataset's shorter variants.
+        factors = train.factors or {}
+        variants = config.caption_variants and {"color", "size", "position",
+                                                "background_color"} <= set(factors)
+        table = [[caption] + (shapes.caption_variants(train.class_names[label], factors, i)
+                              if variants else [])
+                 for i, (caption, label, k) in enumerate(zip(train.captions,
+                                                             train.labels.tolist(),
+                                                             keep.tolist())) if k]
+        flat = [c for row in table for c in row]
+        tokens = tokenizer(flat, padding="max_length", truncation=True,
                            max_length=config.context_length, return_tensors="pt")
+        tokens = {key: value.view(len(table), len(table[0]), -1)
+                  for key, value in tokens.items()}
         evaluate = unseen(test) if unseen(test).any() else torch.ones(len(test), dtype=torch.bool)
         info = {"vocab_size": len(tokenizer), "tokenizer": tokenizer,
                 "class_names": list(test.class_names)}
@@ -163,7 +179,12 @@ class CLIP(SSLMethod):
         return (images.float() / 255.0 - self.mean) / self.std
 
     def training_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+        input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]
+        if input_ids.ndim == 3:  # (B, K, T): one of each image's K captions, drawn per image
+            rows = torch.arange(len(input_ids), device=input_ids.device)
+            pick = torch.randint(0, input_ids.shape[1], (len(input_ids),), device=rows.device)
+            input_ids, attention_mask = input_ids[rows, pick], attention_mask[rows, pick]
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask,
                          pixel_values=self.pixels(batch["images"]))
         # image_embeds, text_embeds: (B, projection_dim)
         loss = clip_loss(out.image_embeds, out.text_embeds, self.model.logit_scale)

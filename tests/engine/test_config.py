@@ -34,7 +34,7 @@ def test_unknown_preset():
 
 def test_form_fields_carry_help_choices_and_preset_defaults():
     fields = {f["name"]: f for f in config_fields(SimCLRConfig, "paper")}
-    assert fields["backbone"]["choices"] == ["resnet18", "resnet50"]
+    assert fields["backbone"]["choices"] == ["convnet", "resnet18", "resnet50"]
     assert fields["backbone"]["default"] == "resnet50"
     assert fields["temperature"]["help"] and fields["temperature"]["main"]
     assert fields["steps"]["type"] == "int" and fields["lr"]["type"] == "float"

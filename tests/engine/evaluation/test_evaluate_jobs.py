@@ -35,7 +35,7 @@ def test_evaluations_run_at_the_end_and_are_stored(trained):
     assert knn["dataset"] == "digits"
     assert knn["params"]["k"] == 20 and knn["params"]["temperature"] == 0.07
     assert knn["params"]["checkpoint_step"] == 3 and knn["params"]["image_size"] == 16
-    assert knn["results"]["num_test"] == 360 and knn["results"]["feature_dim"] == 512
+    assert knn["results"]["num_test"] == 360 and knn["results"]["feature_dim"] == 256  # convnet
     # The job's spec keeps the request.
     assert studio.job(summary["job_id"])["spec"]["evals"] == ["knn", "linear"]
 
@@ -64,7 +64,7 @@ def test_baselines_stored_once_and_leaderboard_reads_without_recomputing(trained
     assert job_row["kind"] == "job" and job_row["knn_top1"] == summary["eval"]["knn_top1"]
     assert job_row["steps"] == 3 and job_row["dataset"] == "digits"
     assert by_name["pixels"]["kind"] == "baseline" and "linear_top1" in by_name["pixels"]
-    assert by_name["random resnet18 (simclr)"]["knn_top1"] > 0.5
+    assert by_name["random convnet (simclr)"]["knn_top1"] > 0.5
 
 
 def test_on_demand_protocols_reuse_cached_features(trained):

@@ -140,3 +140,29 @@ def test_hub_loads_run_folders_and_refuses_unknown_offline(bert_run, gpt_run):
     assert time.monotonic() - tick < 15  # no retry loop (generous: shared CPU)
     with pytest.raises(hub.HubError, match="no run folder"):
         hub.load("987654", home=run_dir)
+
+
+def test_clip_draws_one_of_each_images_captions(tmp_path):
+    from engine.data import shapes
+    from engine.methods.clip import CLIP
+
+    batch = shapes.generate_shapes(4, seed=3)
+    for i, label in enumerate(batch.labels.tolist()):
+        name = shapes.SHAPE_NAMES[label]
+        variants = shapes.caption_variants(name, batch.factors, i)
+        assert all(v.startswith("a ") and name in v for v in variants)  # each names the shape
+        assert len(set(variants)) == len(variants) and batch.captions[i] not in variants
+    config = build_config(CLIP.Config, "quick", dict(TINY, backbone="tiny"))
+    data = CLIP.load_data("shapes", config, tmp_path)
+    ids, mask = data.tensors["input_ids"], data.tensors["attention_mask"]
+    assert ids.ndim == 3 and ids.shape[:2] == (len(data), 7) and mask.shape == ids.shape
+    tokenizer = data.info["tokenizer"]
+    row = tokenizer.batch_decode(ids[0], skip_special_tokens=True)
+    assert len(set(row)) == 7  # the full caption first ("a size colour shape on ..., place")
+    assert len(row[0].split()) > max(len(r.split()) for r in row[1:]) and "," in row[0]
+    method = CLIP(config, data.info)
+    torch.manual_seed(0)
+    loss, _ = method.training_step({k: v[:8] for k, v in data.tensors.items()})
+    assert torch.isfinite(loss)
+    off = build_config(CLIP.Config, "quick", dict(TINY, backbone="tiny", caption_variants=False))
+    assert CLIP.load_data("shapes", off, tmp_path / "off").tensors["input_ids"].shape[1] == 1
