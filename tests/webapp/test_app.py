@@ -57,7 +57,7 @@ def prop(update, name):
 
 # ---- the Train form ----------------------------------------------------------------------
 def test_start_with_defaults_queues_a_job_with_no_overrides(studio, train_tab):
-    out = train_tab.start("simclr", "digits", "quick", 0, "resnet18", *form_values(train_tab))
+    out = train_tab.start("simclr", "digits", "quick", 0, "convnet", *form_values(train_tab))
     assert "Job #1 submitted" in out[0]
     [job] = studio.jobs()
     assert job["status"] == "queued" and job["method"] == "simclr"
@@ -69,11 +69,11 @@ def test_start_with_defaults_queues_a_job_with_no_overrides(studio, train_tab):
 
 def test_start_sends_only_changed_values(studio, train_tab):
     # Number boxes send floats; a whole float for an int field is an int in the spec.
-    raw = form_values(train_tab, steps=5.0, temperature=0.2, small_stem=False)
-    train_tab.start("simclr", "digits", "quick", 3.0, "resnet18", *raw)
+    raw = form_values(train_tab, steps=5.0, temperature=0.3, small_stem=False)
+    train_tab.start("simclr", "digits", "quick", 3.0, "convnet", *raw)
     spec = studio.job(studio.jobs()[0]["id"])["spec"]
     assert spec["seed"] == 3
-    assert spec["params"] == {"steps": 5, "temperature": 0.2, "small_stem": False}
+    assert spec["params"] == {"steps": 5, "temperature": 0.3, "small_stem": False}
 
 
 @pytest.mark.parametrize("values, words", [
@@ -90,7 +90,7 @@ def test_a_refused_form_shows_the_message_and_creates_nothing(studio, values, wo
 
 
 def test_a_refused_form_through_the_tab_handler(studio, train_tab):
-    out = train_tab.start("simclr", "digits", "quick", 0, "resnet18",
+    out = train_tab.start("simclr", "digits", "quick", 0, "convnet",
                           *form_values(train_tab, steps=0))
     assert "ps-error" in out[0] and "steps" in out[0]
     assert studio.jobs() == []
