@@ -75,3 +75,23 @@ def test_token_rows_keep_each_document_in_place_and_split_long_ones():
     assert body == tok(long_doc, add_special_tokens=False)["input_ids"] and len(split) > 1
     with pytest.raises(DatasetError, match="no room"):
         text.token_rows(docs, tok, 2, cls, sep, pad)
+
+
+def test_bert_reads_captions_in_rows_and_long_text_in_blocks(tmp_path):
+    from engine.config import build_config
+    from engine.methods.bert import BERT
+
+    def tokens(**params):
+        config = build_config(BERT.Config, "quick", dict(vocab_size=500, **params))
+        data = BERT.load_data("captions", config, tmp_path / str(len(list(tmp_path.iterdir()))))
+        return data.tensors["input_ids"], data.info["tokenizer"]
+
+    rows, tok = tokens(context_length=32)  # auto: nine in ten captions fit -> rows
+    assert (rows[:, 0] == tok.cls_token_id).all() and (rows == tok.pad_token_id).any()
+    assert ((rows == tok.sep_token_id).sum(dim=1) == 1).all()  # one caption per row
+    assert len(rows) == len(text.corpus_texts("captions", "train"))
+    blocks, tok = tokens(context_length=32, packing="pack")
+    assert blocks.shape[1] == 32 and not (blocks == tok.pad_token_id).any()
+    assert ((blocks == tok.sep_token_id).sum(dim=1) > 1).any()  # several captions per block
+    forced, tok = tokens(context_length=8, packing="auto")  # captions do not fit in 8 -> pack
+    assert forced.shape[1] == 8 and not (forced == tok.pad_token_id).any()
