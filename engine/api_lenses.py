@@ -60,7 +60,8 @@ class LensesMixin:
         per-head overlays, their mean, and a mask keeping `keep` of the attention mass.
         See `engine.inference.attention.attention_maps` for the keys."""
         from engine.inference.attention import attention_maps
-        from engine.inference.models import lens_threads, load_image
+        from engine.inference.images import load_image
+        from engine.inference.models import lens_threads
 
         picture = load_image(image)
         item = self.lens_model("attention", model)
@@ -72,7 +73,8 @@ class LensesMixin:
         """An MAE's original, masked input, reconstruction and reconstruction with the visible
         patches pasted back, for `image` at `mask_ratio` with the mask drawn from `seed`.
         See `engine.inference.reconstruct.reconstruct` for the keys."""
-        from engine.inference.models import lens_threads, load_image
+        from engine.inference.images import load_image
+        from engine.inference.models import lens_threads
         from engine.inference.reconstruct import reconstruct
 
         picture = load_image(image)
@@ -104,7 +106,8 @@ class LensesMixin:
         `image` under a CLIP model, each label's text embedding averaged over the prompt
         `templates` (one per line or a list, each with one "{}"; default "a photo of a {}.").
         See `engine.inference.zero_shot.zero_shot` for the keys."""
-        from engine.inference.models import lens_threads, load_image
+        from engine.inference.images import load_image
+        from engine.inference.models import lens_threads
         from engine.inference.zero_shot import zero_shot
 
         picture = load_image(image)

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from engine.inference import render
-from engine.inference.models import Lens, LensError, LensModel, center_square, model_input
+from engine.inference.images import center_square, model_input
+from engine.inference.models import Lens, LensError, LensModel
 
 ATTENTION = Lens(
     "attention", "attention", model_types=("vit", "vit_mae", "clip", "dinov2", "deit", "beit"),

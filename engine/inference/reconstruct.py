@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from engine.inference import render
-from engine.inference.models import Lens, LensError, LensModel, center_square, model_input
+from engine.inference.images import center_square, model_input
+from engine.inference.models import Lens, LensError, LensModel
 
 RECONSTRUCT = Lens(
     "reconstruct", "MAE reconstruction", model_types=("vit_mae",),

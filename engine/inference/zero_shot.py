@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from engine.inference.models import Lens, LensError, LensModel, center_square, model_input
+from engine.inference.images import center_square, model_input
+from engine.inference.models import Lens, LensError, LensModel
 
 ZERO_SHOT = Lens(
     "zero_shot", "zero-shot", model_types=("clip",),

@@ -13,9 +13,11 @@ from PIL import Image
 from engine.api import Studio
 from engine.config import build_config
 from engine.inference import models as lens_models
+from engine.inference import images as lens_images
 from engine.inference.attention import ATTENTION, attention_maps, keep_share_mask
+from engine.inference.images import load_image
 from engine.inference.models import (LensError, ModelCache, check_job, lens_threads,
-                                     load_image, load_lens_model)
+                                     load_lens_model)
 from engine.inference.reconstruct import RECONSTRUCT, reconstruct
 
 TINY_VIT = dict(image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=2,
@@ -90,7 +92,7 @@ def test_mae_encoder_attention_keeps_every_patch_in_order(folders):
     np.testing.assert_array_equal(first, second)  # no random shuffle of the patches
     assert lm.model.config.mask_ratio == 0.75  # the shared config is left as it was
     # The same maps as the encoder given all patches in order by hand.
-    _, pixels = lens_models.model_input(lens_models.center_square(PHOTO), 16,
+    _, pixels = lens_images.model_input(lens_images.center_square(PHOTO), 16,
                                         *lm.image_stats)
     lm.model.config.mask_ratio = 0.0
     try:

@@ -30,7 +30,7 @@ def runs():
 def test_zero_shot_probabilities_and_the_template_ensemble_by_hand(runs):
     from transformers import CLIPModel, CLIPProcessor
 
-    from engine.inference.models import center_square, model_input
+    from engine.inference.images import center_square, model_input
 
     studio, ids = runs
     labels, templates = ["star", "ring", "heart"], ["a {}", "a small {} on a background"]
