@@ -20,7 +20,7 @@ from typing import Any
 
 from engine.api_lenses import LensesMixin
 from engine.config import TrainConfig, TrainSpec, build_config, config_fields
-from engine.data.views import resolve_augmentation
+from engine.data.presets import resolve_augmentation
 from engine.data.datasets import dataset_info, list_datasets
 from engine.errors import DatasetError, JobError, SpecError
 from engine.home import Home

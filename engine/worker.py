@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from engine.api import register_user_datasets
 from engine.config import TrainSpec, build_config
-from engine.data.views import resolve_augmentation
+from engine.data.presets import resolve_augmentation
 from engine.home import Home
 from engine.registry import get_method
 from engine.trainer import NonFiniteLoss, RunResult, run_job

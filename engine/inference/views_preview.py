@@ -42,7 +42,7 @@ def build_method(method: str, preset: str = "quick", real: bool = False,
     import torch
 
     from engine.config import build_config
-    from engine.data.views import resolve_augmentation
+    from engine.data.presets import resolve_augmentation
     from engine.registry import get_method
 
     cls = get_method(method)

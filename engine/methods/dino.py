@@ -22,7 +22,8 @@ from torch import Tensor, nn
 from transformers import ViTConfig, ViTModel
 
 from engine.config import TrainConfig, param
-from engine.data.views import AUGMENTATIONS, AUTO, MultiCrop, augmentation_help, normalize
+from engine.data.presets import MultiCrop, augmentation_help
+from engine.data.views import AUGMENTATIONS, AUTO, normalize
 from engine.errors import SpecError
 from engine.losses.dino import dino_loss, updated_center
 from engine.methods.base import MethodCard, SSLMethod, views_to_uint8

@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from engine.config import TrainConfig, param
-from engine.data.views import AUGMENTATIONS, AUTO, augmentation_help, normalize, view_pair
+from engine.data.presets import augmentation_help
+from engine.data.views import AUGMENTATIONS, AUTO, normalize, view_pair
 from engine.errors import SpecError
 from engine.losses.infonce import info_nce_loss
 from engine.methods.base import MethodCard, SSLMethod

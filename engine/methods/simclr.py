@@ -12,7 +12,8 @@ import torch
 from torch import Tensor
 
 from engine.config import TrainConfig, param
-from engine.data.views import AUGMENTATIONS, AUTO, augmentation_help, normalize, view_pair
+from engine.data.presets import augmentation_help
+from engine.data.views import AUGMENTATIONS, AUTO, normalize, view_pair
 from engine.losses.nt_xent import nt_xent_loss
 from engine.methods.base import MethodCard, SSLMethod
 from engine.models.heads import ProjectionHead

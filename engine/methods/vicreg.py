@@ -15,7 +15,8 @@ import torch
 from torch import Tensor
 
 from engine.config import TrainConfig, param
-from engine.data.views import AUGMENTATIONS, AUTO, augmentation_help, normalize, view_pair
+from engine.data.presets import augmentation_help
+from engine.data.views import AUGMENTATIONS, AUTO, normalize, view_pair
 from engine.losses.vicreg import vicreg_loss
 from engine.methods.base import MethodCard, SSLMethod
 from engine.models.heads import ProjectionHead

@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine.data.views import (DOMAINS, IMAGENET_MEAN, IMAGENET_STD, MultiCrop, Views,
-                               view_pair)
+from engine.data.presets import MultiCrop
+from engine.data.views import DOMAINS, IMAGENET_MEAN, IMAGENET_STD, Views, view_pair
 from engine.errors import SpecError
 
 MEAN = torch.tensor(IMAGENET_MEAN)[None, :, None, None]

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 
+from engine.data import presets as P
 from engine.data import views as V
 from engine.data.views import IMAGENET_MEAN, IMAGENET_STD, RECIPES, Views, make_views, normalize
 from engine.errors import SpecError
@@ -211,11 +212,11 @@ def test_auto_augmentation_is_the_datasets_suggestion() -> None:
 
     quick = build_config(SimCLRConfig, "quick", {})
     assert quick.augmentation == V.AUTO
-    assert V.resolve_augmentation(quick, "shapes").augmentation == "synthetic"
-    assert V.resolve_augmentation(quick, "digits").augmentation == "natural"
-    assert V.resolve_augmentation(quick, "no-such-dataset").augmentation == "natural"
+    assert P.resolve_augmentation(quick, "shapes").augmentation == "synthetic"
+    assert P.resolve_augmentation(quick, "digits").augmentation == "natural"
+    assert P.resolve_augmentation(quick, "no-such-dataset").augmentation == "natural"
     chosen = build_config(SimCLRConfig, "quick", {"augmentation": "medical"})
-    assert V.resolve_augmentation(chosen, "shapes") is chosen
+    assert P.resolve_augmentation(chosen, "shapes") is chosen
     assert build_config(SimCLRConfig, "paper", {}).augmentation == "natural"
     # Unresolved (a method built without a dataset), auto makes the natural views.
     first, second = V.view_pair(V.AUTO, 32)
