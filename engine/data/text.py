@@ -242,11 +242,13 @@ def corpus_digest(texts: list[str]) -> str:
 
 
 def token_blocks(texts: list[str], tokenizer, block_size: int, separator_id: int,
-                 prefix_id: int | None = None) -> torch.Tensor:
+                 prefix_id: int | None = None,
+                 encoded: list[list[int]] | None = None) -> torch.Tensor:
     """Pack documents into rows of `block_size` token ids: each document's tokens followed by
     `separator_id`, concatenated, cut into blocks (the remainder is dropped); with `prefix_id`,
-    each block starts with it (BERT's [CLS]). (N, block_size) int64."""
-    encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    each block starts with it (BERT's [CLS]). (N, block_size) int64. `encoded`: the texts'
+    token ids when the caller has them already (see `encode`)."""
+    encoded = encode(texts, tokenizer) if encoded is None else encoded
     stream = [token for ids in encoded for token in (*ids, separator_id)]
     body = block_size - (prefix_id is not None)
     count = len(stream) // body
@@ -259,8 +261,13 @@ def token_blocks(texts: list[str], tokenizer, block_size: int, separator_id: int
     return blocks
 
 
+def encode(texts: list[str], tokenizer) -> list[list[int]]:
+    """Each text's token ids, without special tokens."""
+    return tokenizer(texts, add_special_tokens=False)["input_ids"]
+
+
 def token_rows(texts: list[str], tokenizer, row_size: int, cls_id: int, sep_id: int,
-               pad_id: int) -> torch.Tensor:
+               pad_id: int, encoded: list[list[int]] | None = None) -> torch.Tensor:
     """One document per row, BERT's way for single sentences: [CLS] tokens [SEP], padded with
     `pad_id` to the longest row (at most `row_size`); a document too long for a row continues
     in the next rows, so nothing is dropped. (N, width) int64, width <= row_size."""
@@ -268,7 +275,7 @@ def token_rows(texts: list[str], tokenizer, row_size: int, cls_id: int, sep_id: 
     if body < 1:
         raise DatasetError(f"a context length of {row_size} leaves no room between [CLS] and "
                            "[SEP]; use at least 3")
-    encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    encoded = encode(texts, tokenizer) if encoded is None else encoded
     rows = [[cls_id, *ids[start:start + body], sep_id]
             for ids in encoded if ids for start in range(0, len(ids), body)]
     if not rows:
@@ -280,8 +287,10 @@ def token_rows(texts: list[str], tokenizer, row_size: int, cls_id: int, sep_id: 
     return out
 
 
-def fits_in_rows(texts: list[str], tokenizer, row_size: int, share: float = 0.9) -> bool:
+def fits_in_rows(texts: list[str], tokenizer, row_size: int, share: float = 0.9,
+                 encoded: list[list[int]] | None = None) -> bool:
     """Whether at least `share` of the documents fit in one row of `row_size` with [CLS] and
     [SEP] (short documents such as captions): then rows waste little on padding."""
-    lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    encoded = encode(texts, tokenizer) if encoded is None else encoded
+    lengths = [len(ids) for ids in encoded]
     return bool(lengths) and sum(n <= row_size - 2 for n in lengths) >= share * len(lengths)

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from engine.config import TrainConfig, param
-from engine.data.text import corpus_texts, fits_in_rows, token_blocks, token_rows
+from engine.data.text import corpus_texts, encode, fits_in_rows, token_blocks, token_rows
 from engine.data.tokenizers import load_or_train
 from engine.errors import DatasetError
 from engine.methods.base import TrainData
@@ -95,13 +95,15 @@ def rows_or_pack(texts: list[str], tokenizer: Any, config: Any, dataset: str,
     sentence's words keep their positions, as in a fill-mask prompt), "pack" (documents
     concatenated and cut into full blocks), or "auto" (rows when nine in ten documents fit in
     one, else pack)."""
-    rows = config.packing == "rows" or (
-        config.packing == "auto" and fits_in_rows(texts, tokenizer, config.context_length))
+    encoded = encode(texts, tokenizer)  # once, for the choice and for the sequences
+    rows = config.packing == "rows" or (config.packing == "auto" and fits_in_rows(
+        texts, tokenizer, config.context_length, encoded=encoded))
     if not rows:
-        return pack(texts, tokenizer, config, dataset, run_dir, tokenizer.sep_token_id,
-                    prefix_id=tokenizer.cls_token_id)
+        blocks = token_blocks(texts, tokenizer, config.context_length, tokenizer.sep_token_id,
+                              tokenizer.cls_token_id, encoded=encoded)
+        return blocks_data(blocks, tokenizer, config, dataset, run_dir)
     table = token_rows(texts, tokenizer, config.context_length, tokenizer.cls_token_id,
-                       tokenizer.sep_token_id, tokenizer.pad_token_id)
+                       tokenizer.sep_token_id, tokenizer.pad_token_id, encoded=encoded)
     return blocks_data(table, tokenizer, config, dataset, run_dir)
 
 
