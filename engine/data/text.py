@@ -266,17 +266,19 @@ def encode(texts: list[str], tokenizer) -> list[list[int]]:
     return tokenizer(texts, add_special_tokens=False)["input_ids"]
 
 
-def token_rows(texts: list[str], tokenizer, row_size: int, cls_id: int, sep_id: int,
+def token_rows(texts: list[str], tokenizer, row_size: int, cls_id: int | None, sep_id: int,
                pad_id: int, encoded: list[list[int]] | None = None) -> torch.Tensor:
-    """One document per row, BERT's way for single sentences: [CLS] tokens [SEP], padded with
-    `pad_id` to the longest row (at most `row_size`); a document too long for a row continues
-    in the next rows, so nothing is dropped. (N, width) int64, width <= row_size."""
-    body = row_size - 2
+    """One document per row, BERT's way for single sentences: [CLS] tokens [SEP] (T5's: tokens
+    </s>, with `cls_id` None), padded with `pad_id` to the longest row (at most `row_size`); a
+    document too long for a row continues in the next rows, so nothing is dropped.
+    (N, width) int64, width <= row_size."""
+    prefix = [] if cls_id is None else [cls_id]
+    body = row_size - 1 - len(prefix)
     if body < 1:
-        raise DatasetError(f"a context length of {row_size} leaves no room between [CLS] and "
-                           "[SEP]; use at least 3")
+        raise DatasetError(f"a context length of {row_size} leaves no room for text in a row; "
+                           "use at least 3")
     encoded = encode(texts, tokenizer) if encoded is None else encoded
-    rows = [[cls_id, *ids[start:start + body], sep_id]
+    rows = [[*prefix, *ids[start:start + body], sep_id]
             for ids in encoded if ids for start in range(0, len(ids), body)]
     if not rows:
         raise DatasetError("the corpus has no tokens; add text")

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, \
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, \
     processors, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
@@ -90,7 +90,10 @@ def _sentencepiece(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizer
         vocab_size=max(vocab_size - NUM_SENTINELS, 64), min_frequency=2,
         special_tokens=["<pad>", "</s>", "<unk>"]))
     sentinels = [f"<extra_id_{i}>" for i in range(NUM_SENTINELS)]
-    tok.add_special_tokens(sentinels)
+    # lstrip: a sentinel typed between words takes the space before it, as t5-small's do;
+    # without it "plain <extra_id_0> background" reads as "plain", "▁", sentinel, a token
+    # sequence span corruption never produces.
+    tok.add_special_tokens([AddedToken(s, special=True, lstrip=True) for s in sentinels])
     tok.post_processor = processors.TemplateProcessing(
         single="$A </s>", pair="$A </s> $B:1 </s>:1",
         special_tokens=[("</s>", tok.token_to_id("</s>"))])

@@ -89,21 +89,30 @@ def blocks_data(blocks: torch.Tensor, tokenizer: Any, config: TextConfig, datase
     return TrainData({"input_ids": blocks}, info)
 
 
+def packing_param() -> Any:
+    """The `packing` setting of the methods that read documents either way (bert, t5)."""
+    return param("auto", "How documents become sequences: pack (concatenated and cut into "
+                 "blocks of context_length, the papers' way for long text), rows (one document "
+                 "per padded row, so a short sentence's words keep their positions and "
+                 "neighbours, as in a prompt), auto (rows when nine in ten documents fit in "
+                 "one).", choices=["auto", "pack", "rows"])
+
+
 def rows_or_pack(texts: list[str], tokenizer: Any, config: Any, dataset: str,
-                 run_dir: Path | None) -> TrainData:
-    """BERT's sequences under `config.packing`: "rows" (one document per padded row: a short
-    sentence's words keep their positions, as in a fill-mask prompt), "pack" (documents
-    concatenated and cut into full blocks), or "auto" (rows when nine in ten documents fit in
-    one, else pack)."""
+                 run_dir: Path | None, separator_id: int, prefix_id: int | None) -> TrainData:
+    """Sequences under `config.packing`: "rows" (one document per row, `prefix_id` tokens
+    `separator_id`, padded with the tokenizer's pad), "pack" (documents joined by
+    `separator_id` and cut into full blocks), or "auto" (rows when nine in ten documents fit
+    in one, else pack)."""
     encoded = encode(texts, tokenizer)  # once, for the choice and for the sequences
     rows = config.packing == "rows" or (config.packing == "auto" and fits_in_rows(
         texts, tokenizer, config.context_length, encoded=encoded))
     if not rows:
-        blocks = token_blocks(texts, tokenizer, config.context_length, tokenizer.sep_token_id,
-                              tokenizer.cls_token_id, encoded=encoded)
+        blocks = token_blocks(texts, tokenizer, config.context_length, separator_id, prefix_id,
+                              encoded=encoded)
         return blocks_data(blocks, tokenizer, config, dataset, run_dir)
-    table = token_rows(texts, tokenizer, config.context_length, tokenizer.cls_token_id,
-                       tokenizer.sep_token_id, tokenizer.pad_token_id, encoded=encoded)
+    table = token_rows(texts, tokenizer, config.context_length, prefix_id, separator_id,
+                       tokenizer.pad_token_id, encoded=encoded)
     return blocks_data(table, tokenizer, config, dataset, run_dir)
 
 

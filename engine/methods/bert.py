@@ -18,7 +18,8 @@ from transformers import BertConfig, BertForMaskedLM
 
 from engine.config import param
 from engine.losses.mlm import IGNORE, mask_tokens
-from engine.methods._text import StepCounter, TextConfig, load_corpus, rows_or_pack
+from engine.methods._text import (StepCounter, TextConfig, load_corpus, packing_param,
+                                  rows_or_pack)
 from engine.methods.base import MethodCard, SSLMethod, TrainData
 from engine.models.text import text_dims
 from engine.registry import register_method
@@ -31,11 +32,7 @@ class BERTConfig(TextConfig):
                              min=0.01, max=0.9, main=True)
     whole_word_masking: bool = param(False, "Choose whole words: all pieces of a word are "
                                      "masked together (harder, better for WordPiece).")
-    packing: str = param("auto", "How documents become sequences: pack (concatenated and cut "
-                         "into blocks of context_length, the paper's way for long text), rows "
-                         "(one document per padded row, so a short sentence's words keep "
-                         "their positions, as in a fill-mask prompt), auto (rows when nine in "
-                         "ten documents fit in one).", choices=["auto", "pack", "rows"])
+    packing: str = packing_param()
 
     PRESETS = {
         # fp32: bf16 autocast was only 1.27x faster here at this size (bench/train_step.py,
@@ -73,7 +70,8 @@ class BERT(SSLMethod):
     def load_data(cls, dataset: str, config: BERTConfig, run_dir: Path | None = None,
                   cache_dir: Path | None = None) -> TrainData:
         texts, tokenizer = load_corpus(cls, dataset, config, run_dir, cache_dir, "wordpiece")
-        return rows_or_pack(texts, tokenizer, config, dataset, run_dir)
+        return rows_or_pack(texts, tokenizer, config, dataset, run_dir, tokenizer.sep_token_id,
+                            tokenizer.cls_token_id)
 
     def __init__(self, config: BERTConfig, data_info: dict | None = None) -> None:
         super().__init__(config, data_info)

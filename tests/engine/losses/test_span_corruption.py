@@ -1,7 +1,8 @@
 """T5 span corruption: the promised share in spans, consistent sentinels, lossless."""
 import torch
 
-from engine.losses.span_corruption import noise_mask, span_corrupt, span_counts
+from engine.losses.span_corruption import (noise_mask, row_noise_mask, span_corrupt,
+                                           span_corrupt_rows, span_counts)
 
 SENTINELS = list(range(1000, 1100))
 EOS = 1
@@ -54,3 +55,37 @@ def test_sentinels_consistent_and_text_reconstructed():
         assert used_out == SENTINELS[:spans + 1]  # plus the closing sentinel
         assert i[-1] == EOS and t[-1] == EOS
         assert reconstruct(i, t) == tokens[row].tolist()
+
+
+def test_row_masks_keep_the_share_and_put_spans_anywhere():
+    g = torch.Generator().manual_seed(2)
+    masks = torch.stack([row_noise_mask(13, 0.15, 3.0, g) for _ in range(3000)])
+    counts = masks.sum(1)
+    assert counts.min() >= 1 and counts.max() <= 12
+    # binomial(13, 0.15) lifted to at least 1: mean 13 * 0.15 + P(0) = 1.95 + 0.12
+    assert abs(counts.float().mean().item() - 2.07) < 0.08
+    by_position = masks.float().mean(0)
+    assert by_position[0] > 0.04 and by_position[-1] > 0.04  # a span may start or end a row
+    assert (by_position[1:-1] > 0.1).all()  # and sit anywhere between
+    assert not masks[:, -1].all()  # `noise_mask` would always end with a span
+
+
+def test_rows_of_different_lengths_corrupt_only_their_own_tokens():
+    pad = 0
+    g = torch.Generator().manual_seed(3)
+    lengths = [14, 9, 2, 1, 20]
+    tokens = torch.full((len(lengths), 21), pad)
+    for row, n in enumerate(lengths):
+        tokens[row, :n] = torch.randint(2, 900, (n,), generator=g)
+        tokens[row, n] = EOS  # each document ends with eos, then padding
+    inputs, mask, targets = span_corrupt_rows(tokens, pad, SENTINELS, EOS, generator=g)
+    assert inputs.shape == mask.shape and targets.shape[0] == len(lengths)
+    for row, n in enumerate(lengths):
+        kept = inputs[row][mask[row].bool()].tolist()
+        assert pad not in kept and kept[-1] == EOS
+        assert (inputs[row][~mask[row].bool()] == pad).all()
+        target = [t for t in targets[row].tolist() if t != -100]
+        assert target[-1] == EOS and (targets[row][len(target):] == -100).all()
+        assert reconstruct(kept, target) == tokens[row, :n].tolist()  # lossless, eos aside
+        hidden = len(target) - 2 - sum(t in SENTINELS for t in target[:-1]) + 1
+        assert (n < 2 and hidden == 0) or 1 <= hidden <= n - 1

@@ -1,5 +1,6 @@
 """Text corpora: captions, and the pydocs harvest (deterministic, cleaned, cached)."""
 import pytest
+import torch
 
 from engine.data import text
 from engine.data.datasets import dataset_info, load_dataset
@@ -95,3 +96,23 @@ def test_bert_reads_captions_in_rows_and_long_text_in_blocks(tmp_path):
     assert ((blocks == tok.sep_token_id).sum(dim=1) > 1).any()  # several captions per block
     forced, tok = tokens(context_length=8, packing="auto")  # captions do not fit in 8 -> pack
     assert forced.shape[1] == 8 and not (forced == tok.pad_token_id).any()
+
+
+def test_t5_reads_captions_in_rows_ending_with_eos(tmp_path):
+    from engine.config import build_config
+    from engine.methods.t5 import T5
+
+    config = build_config(T5.Config, "quick", dict(vocab_size=500, context_length=32))
+    data = T5.load_data("captions", config, tmp_path / "rows")
+    rows, tok = data.tensors["input_ids"], data.info["tokenizer"]
+    assert len(rows) == len(text.corpus_texts("captions", "train")) and rows.shape[1] <= 32
+    assert ((rows == tok.eos_token_id).sum(dim=1) == 1).all() and (rows == tok.pad_token_id).any()
+    first = tok(text.corpus_texts("captions", "train")[0])["input_ids"]  # tokens + </s>
+    assert rows[0, :len(first)].tolist() == first
+    model = T5(config, data.info)
+    loss, logs = model.training_step({"input_ids": rows[:8]})  # padded rows: span_corrupt_rows
+    assert torch.isfinite(loss) and 0 <= float(logs["target_token_acc"]) <= 1
+    packed = build_config(T5.Config, "quick", dict(vocab_size=500, context_length=32,
+                                                   packing="pack"))
+    blocks = T5.load_data("captions", packed, tmp_path / "pack").tensors["input_ids"]
+    assert blocks.shape[1] == 32 and not (blocks == tok.pad_token_id).any()

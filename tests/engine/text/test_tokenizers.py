@@ -54,6 +54,17 @@ def test_specials_of_each_kind():
     assert t5.decode([sentinels[0]]) == "<extra_id_0>"
 
 
+def test_typed_sentinel_reads_as_span_corruption_writes_it(tmp_path):
+    """"a red <extra_id_0> on" is the tokens of "a red", the sentinel, "on": no stray "▁"."""
+    t5 = train_tokenizer("sentencepiece", captions(), 8000)
+    t5.save_pretrained(tmp_path)
+    again = AutoTokenizer.from_pretrained(tmp_path)
+    for tok in (t5, again):
+        plain = tok("a red on", add_special_tokens=False)["input_ids"]
+        typed = tok("a red <extra_id_0> on", add_special_tokens=False)["input_ids"]
+        assert typed == plain[:2] + [sentinel_ids(tok)[0]] + plain[2:]
+
+
 def test_saved_tokenizer_is_reused(tmp_path):
     first = load_or_train(tmp_path, "wordpiece", captions(), 8000, 64)
     second = load_or_train(tmp_path, "wordpiece", ["completely different text"] * 10, 8000, 64)
