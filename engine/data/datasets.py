@@ -82,6 +82,8 @@ class DatasetSource:
     modalities: tuple[str, ...] = ()
     # The view recipe (engine.data.views.DOMAINS) an `augmentation="auto"` job gets here.
     augmentation: str = "natural"
+    # Procedural sources: (count, seed) -> that many more native images, never the splits'.
+    render: Callable[[int, int], RawImages] | None = None
 
 
 _SOURCES: dict[str, DatasetSource] = {}
@@ -115,6 +117,7 @@ def dataset_info(name: str) -> dict[str, Any]:
         "native_size": source.native_size,
         "modalities": list(source.modalities or (source.kind,)),
         "augmentation": source.augmentation,
+        "procedural": source.render is not None,  # can render more training images
     }
 
 
@@ -222,6 +225,29 @@ def load_dataset(name: str, split: str = "train", image_size: int = 32,
     return _load_cached(name, split, int(image_size), folder)
 
 
+def render_images(name: str, count: int, image_size: int, seed: int = 0,
+                  chunk: int = 10_000) -> ImageDataset:
+    """``count`` fresh training images of a procedural dataset (shapes), resized as the splits
+    are; the same ones for the same arguments, none of them in the test split. A fixed
+    dataset has no more images to give: a clear error."""
+    source = _source(name)
+    if source.render is None:
+        procedural = ", ".join(n for n, s in _SOURCES.items() if s.render) or "none"
+        raise DatasetError(f"{name!r} is a fixed set of images and cannot render more; "
+                           f"only procedural datasets can ({procedural}); set the count to 0")
+    images, labels, captions, factors = [], [], [], {}
+    for k, start in enumerate(range(0, count, chunk)):  # bounds the native-size copy
+        raw = source.render(min(chunk, count - start), 1_000_003 * (seed + 1) + k)
+        images.append(resize_images(raw.images, image_size, source.resample))
+        labels.append(raw.labels.to(torch.int64))
+        captions += raw.captions or []
+        for key, values in (raw.factors or {}).items():
+            factors.setdefault(key, []).extend(values)
+    return ImageDataset(name=name, split="train", images=torch.cat(images).contiguous(),
+                        labels=torch.cat(labels), class_names=list(raw.class_names),
+                        captions=captions or None, factors=factors or None)
+
+
 def clear_memory_cache() -> None:
     """Forget the datasets held in memory (the disk cache is kept)."""
     _load_cached.cache_clear()
@@ -232,6 +258,14 @@ def clear_memory_cache() -> None:
 def _build_shapes(split: str) -> RawImages:
     count = shapes.NUM_TRAIN if split == "train" else shapes.NUM_TEST
     batch = shapes.generate_shapes(count, seed=shapes.SPLIT_SEEDS[split])
+    return RawImages(batch.images, batch.labels, list(shapes.SHAPE_NAMES), batch.captions,
+                     batch.factors)
+
+
+def _render_shapes(count: int, seed: int) -> RawImages:
+    if seed in shapes.SPLIT_SEEDS.values():
+        raise DatasetError(f"seed {seed} is a split's own; pick another")
+    batch = shapes.generate_shapes(count, seed=seed)
     return RawImages(batch.images, batch.labels, list(shapes.SHAPE_NAMES), batch.captions,
                      batch.factors)
 
@@ -247,6 +281,7 @@ register_dataset(DatasetSource(
     num_train=shapes.NUM_TRAIN, num_test=shapes.NUM_TEST, num_classes=len(shapes.SHAPE_NAMES),
     labelled=True, native_size=shapes.NATIVE_SIZE, build=_build_shapes,
     modalities=("image", "image-text"), version=2, augmentation="synthetic",
+    render=_render_shapes,
 ))
 register_dataset(DatasetSource(
     name="digits",

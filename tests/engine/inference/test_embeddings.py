@@ -260,7 +260,7 @@ def language(tmp_path_factory):
     studio = Studio(tmp_path_factory.mktemp("home"))
     tiny = dict(TINY, backbone="tiny")
     clip = studio.run_foreground({"method": "clip", "dataset": "shapes",
-                                  "params": dict(tiny, patch_size=4)})
+                                  "params": dict(tiny, patch_size=4, train_pairs=0)})
     bert = studio.run_foreground({"method": "bert", "dataset": "captions",
                                   "params": dict(tiny, context_length=32)})
     assert clip["status"] == bert["status"] == "completed"

@@ -35,7 +35,7 @@ def train(name, tmp_path_factory, **params):
                      params=dict(TINY, steps=8, backbone="tiny", sample_every=4, **params))
     if name == "clip":
         spec.params.pop("sample_every")
-        spec.params["zero_shot_every"] = 4
+        spec.params.update(zero_shot_every=4, train_pairs=600)  # 600 freshly rendered pairs
     config = build_config(get_method(name).Config, "quick", spec.params)
     sink = Sink()
     result = run_job(spec, config, run_dir, sink, should_stop=lambda: False)
@@ -102,6 +102,8 @@ def test_clip_zero_shot_pipeline_and_processor(tmp_path_factory):
     run_dir, folder, points = train("clip", tmp_path_factory, lr=3e-4)
     accuracies = [v["zero_shot_acc"] for _, v in points if "zero_shot_acc" in v]
     assert len(accuracies) == 2 and all(0 <= a <= 1 for a in accuracies)
+    seen = [v["zero_shot_seen_acc"] for _, v in points if "zero_shot_seen_acc" in v]
+    assert len(seen) == 2 and all(0 <= a <= 1 for a in seen)  # the trained pairs, beside
     assert all(v["temperature"] >= 0.01 - 1e-6 for _, v in points)  # clamp: scale <= 100
     model = CLIPModel.from_pretrained(folder, use_safetensors=True)
     processor = CLIPProcessor.from_pretrained(folder)
@@ -152,7 +154,7 @@ def test_clip_draws_one_of_each_images_captions(tmp_path):
         variants = shapes.caption_variants(name, batch.factors, i)
         assert all(v.startswith("a ") and name in v for v in variants)  # each names the shape
         assert len(set(variants)) == len(variants) and batch.captions[i] not in variants
-    config = build_config(CLIP.Config, "quick", dict(TINY, backbone="tiny"))
+    config = build_config(CLIP.Config, "quick", dict(TINY, backbone="tiny", train_pairs=0))
     data = CLIP.load_data("shapes", config, tmp_path)
     ids, mask = data.tensors["input_ids"], data.tensors["attention_mask"]
     assert ids.ndim == 3 and ids.shape[:2] == (len(data), 7) and mask.shape == ids.shape
@@ -164,5 +166,30 @@ def test_clip_draws_one_of_each_images_captions(tmp_path):
     torch.manual_seed(0)
     loss, _ = method.training_step({k: v[:8] for k, v in data.tensors.items()})
     assert torch.isfinite(loss)
-    off = build_config(CLIP.Config, "quick", dict(TINY, backbone="tiny", caption_variants=False))
+    off = build_config(CLIP.Config, "quick", dict(TINY, backbone="tiny", caption_variants=False,
+                                                  train_pairs=0))
     assert CLIP.load_data("shapes", off, tmp_path / "off").tensors["input_ids"].shape[1] == 1
+
+
+def test_clip_trains_on_freshly_rendered_pairs_never_the_held_out_ones(tmp_path):
+    from engine.data import shapes
+    from engine.data.datasets import load_dataset, render_images
+    from engine.errors import DatasetError
+    from engine.methods.clip import CLIP, held_out
+
+    fresh = render_images("shapes", 400, 16)
+    assert torch.equal(fresh.images, render_images("shapes", 400, 16).images)  # same seed
+    assert len(fresh.captions) == len(fresh.factors["color"]) == 400
+    test = load_dataset("shapes", "test", 16)
+    assert not (fresh.images[:, None] == test.images[None, :50]).flatten(2).all(2).any()
+    chunks = render_images("shapes", 400, 16, chunk=150)  # chunked: other seeds, same shape
+    assert chunks.images.shape == fresh.images.shape and len(chunks.captions) == 400
+    with pytest.raises(DatasetError, match="cannot render more"):
+        render_images("digits", 10, 16)
+    config = build_config(CLIP.Config, "quick", dict(TINY, backbone="tiny", train_pairs=400))
+    data = CLIP.load_data("shapes", config, tmp_path)
+    names, colours = list(shapes.SHAPE_NAMES), list(shapes.PALETTE)
+    unseen = sum(held_out(names[label], colour, names, colours)
+                 for label, colour in zip(fresh.labels.tolist(), fresh.factors["color"]))
+    assert 0 < unseen and len(data) == 400 - unseen  # the held-out pairs are left out
+    assert len(data.info["seen_images"]) == 500 and len(data.info["zero_shot_images"]) > 50
