@@ -19,7 +19,7 @@ INTRO = ("**Text-to-image search.** CLIP embeds the query and every image of the
          "one space; the nearest images come back, best first, with their cosine similarity. "
          "The dataset is embedded once per model and checkpoint (the first query takes a few "
          "seconds), then every query only embeds its words.")
-EXAMPLES = ["a red star", "a small blue ring on a striped background", "a large green heart",
+EXAMPLES = ["a red star", "a small blue ring on a gradient background", "a large green heart",
             "a yellow triangle, top left"]
 
 

@@ -201,9 +201,12 @@ class TrainTab:
 
     def wire(self, demo: gr.Blocks) -> None:
         private = dict(api_visibility="private")
+        # preprocess=False: the dataset's value is only a hint here (kept when it fits the new
+        # method), and gradio's check of it against the choices saw the previous method's
+        # list when methods were switched quickly, raising "captions is not in the list".
         self.method.input(self.on_method, [self.method, self.dataset, self.preset],
                           [self.dataset, self.preset, self.backbone, *self.form.components],
-                          **private)
+                          preprocess=False, **private)
         self.method.input(lambda method: card_markdown(self.methods[method]), [self.method],
                           [self.card], **private)
         self.preset.input(self.on_preset, [self.method, self.preset],

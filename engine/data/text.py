@@ -1,6 +1,6 @@
 """Text corpora, offline, and their tokenisation into fixed-length blocks of token ids.
 
-- `captions`: the captions of the builtin `shapes` dataset ("a small red star on a striped
+- `captions`: the captions of the builtin `shapes` dataset ("a small red star on a plain
   blue background, top left"): a tiny, regular language where a model learns fast.
 - `pydocs`: real English prose, the docstrings of the Python standard library installed here.
   They are harvested in one throwaway child process (importing ~300 modules must not touch

@@ -32,8 +32,9 @@ class TextConfig(TrainConfig):
                             "the run. The output layer is vocabulary x width: 8k keeps small "
                             "models fast (30k made them several times slower here); a small "
                             "corpus gives a smaller vocabulary.", min=128, max=65536)
-    context_length: int = param(64, "Tokens per training sequence: the corpus is packed into "
-                                "blocks of this length.", min=8, max=2048, main=True)
+    context_length: int = param(64, "Tokens per training sequence: a block of the packed "
+                                "corpus, or (bert and t5 with packing rows) the most a row "
+                                "holding one document may have.", min=8, max=2048, main=True)
     max_corpus_chars: int = param(0, "Cut the corpus to this many characters before "
                                   "tokenisation (0: all of it).", min=0)
     dropout: float = param(0.1, "Dropout in the transformer (0.1 in the papers; 0 learns faster "

@@ -73,3 +73,27 @@ def test_start_draws_the_loss_curve(app_url, tmp_path):
     assert job["status"] == "completed" and job["step"] == 4
     assert studio.job(job["id"])["spec"]["params"] == {"steps": 4, "batch_size": 16,
                                                        "image_size": 16}
+
+
+def test_switching_methods_keeps_the_dataset_list_valid(app_url):
+    """Text method, then image method, then text method: each gets a dataset it can train on,
+    and no "captions is not in the list of choices" error toast appears on the way."""
+    url, _ = app_url
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url, wait_until="load")
+            page.get_by_role("button", name="Start").wait_for()
+            dataset = page.get_by_label("Dataset", exact=True)
+            for method, expected in (("bert", "captions"), ("dino", "shapes"),
+                                     ("t5", "captions"), ("clip", "shapes")):
+                page.get_by_label("Method", exact=True).click()
+                page.get_by_role("option", name=f"{method} ·").first.click()
+                page.wait_for_timeout(2000)
+                assert dataset.input_value().startswith(expected), method
+            page.wait_for_timeout(1000)
+            assert page.get_by_text("not in the list of choices").count() == 0
+        finally:
+            browser.close()
