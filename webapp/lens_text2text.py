@@ -19,7 +19,7 @@ INTRO = ("**Text to text.** T5 pretraining cuts spans out of a text and leaves a
          "sentinel followed by its span, and the lens puts the spans back (highlighted). "
          "`[MASK]` works as a sentinel too. With t5-small from the Hub, the paper's task "
          "prefixes work: `translate English to French: ...`, `summarize: ...`.")
-EXAMPLES = ["a small red <extra_id_0> on a blue background",
+EXAMPLES = ["a small red <extra_id_0> on a plain blue background, centre",
             "a large [MASK] star on a [MASK] background, centre",
             "translate English to French: The house is wonderful.",
             "summarize: The studio trains self-supervised models on a laptop and shows what "
