@@ -14,7 +14,8 @@ from engine.data.shapes import PALETTE, SHAPE_NAMES, generate_shapes
 from engine.errors import DatasetError
 
 INFO_KEYS = {"name", "kind", "description", "available", "reason", "num_train", "num_test",
-             "num_classes", "labelled", "native_size", "modalities", "augmentation"}
+             "num_classes", "labelled", "native_size", "modalities", "augmentation",
+             "procedural"}
 
 
 @pytest.fixture(scope="module")
