@@ -116,7 +116,7 @@ class RunsTab:
                         **quiet)
             plot.double_click(self.unzoom, [self.compare, self.health_name],
                               [self.x_lim, *plots], **quiet)
-        self.timer.tick(self.tick, [*board_in, *curve_in, self.jobs_key],
+        self.timer.tick(self.tick, [*board_in, *curve_in, self.jobs_key, self.eval_job],
                         [*board_out, *curve_out, self.jobs, self.eval_job, self.jobs_key],
                         show_progress="hidden", trigger_mode="always_last", **serial,
                         **private).then(*restyle, **quiet)
@@ -205,9 +205,10 @@ class RunsTab:
 
     def tick(self, text: str, dataset: str, key: str, compare: dict[str, Any],
              job_ids: list[int] | None, health_name: str | None,
-             x_lim: list[float] | None, jobs_key: str) -> list:
+             x_lim: list[float] | None, jobs_key: str, eval_job: Any = None) -> list:
         """Every REFRESH_S while shown: the board when it changed, new points of the followed
-        jobs that are still running (values only: the zoom stays), and the job lists."""
+        jobs that are still running (values only: the zoom stays), and the job lists (the job
+        to evaluate stays picked while it is listed; else the newest finished one is)."""
         board = self.refresh_board(text, dataset, key)
         compare = compare or {}
         names = health_choices(compare)
@@ -228,8 +229,10 @@ class RunsTab:
             return [*board, *curves, gr.skip(), gr.skip(), jobs_key]
         finished = [(label, i) for label, i in choices if label.endswith(
             tuple(f"({status})" for status in FINISHED))]
-        return [*board, *curves, gr.update(choices=choices), gr.update(choices=finished),
-                new_jobs_key]
+        ids = [i for _, i in finished]
+        keep = eval_job if eval_job in ids else (ids[0] if ids else None)
+        return [*board, *curves, gr.update(choices=choices),
+                gr.update(choices=finished, value=keep), new_jobs_key]
 
     def evaluate(self, job_id: int | None, protocols: list[str], dataset: str | None,
                  text: str, dataset_filter: str, key: str,

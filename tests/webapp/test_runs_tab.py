@@ -193,3 +193,16 @@ def test_train_form_sends_the_chosen_evaluations(tmp_path):
         assert update["value"] == [] and update["interactive"] is False
     update = train.on_method_evals("simclr")
     assert update["value"] == ["knn", "linear"] and update["interactive"] is True
+
+
+def test_the_job_to_evaluate_is_picked_when_the_list_fills(studio, tab):
+    """The page may be built before any job finished: the first tick that lists finished jobs
+    also picks one (the newest), and later ticks keep the user's pick while it is listed."""
+    out = tab.tick("", ALL_DATASETS, "", {}, [], "embedding_std", None, "", None)
+    finished = out[-2]["choices"]
+    assert len(finished) >= 2 and out[-2]["value"] == finished[0][1]
+    picked = finished[-1][1]
+    out = tab.tick("", ALL_DATASETS, "", {}, [], "embedding_std", None, "", picked)
+    assert out[-2]["value"] == picked
+    gone = tab.tick("", ALL_DATASETS, "", {}, [], "embedding_std", None, "", 987)
+    assert gone[-2]["value"] == finished[0][1]
