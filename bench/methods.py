@@ -91,7 +91,14 @@ def bench_one(studio: Studio, method: str, dataset: str, budget: float,
               extra: dict[str, str]) -> list[dict[str, Any]]:
     """Train `method` on `dataset` for `budget` seconds, evaluate; its row and its baselines'."""
     batch = build_config(get_method(method).Config, "quick", extra).batch_size
+    busy = os.getloadavg()[0]
     cpu_per_step = calibrate(studio, method, dataset, extra)
+    if busy > CORES + 0.5:
+        # Under load, PyTorch's threads spin waiting for cores and bill CPU time without
+        # progress: the calibration overstates a step's cost and the method gets fewer steps
+        # than its budget (SimSiam, 149 steps in bench/RESULTS.md).
+        print(f"warning: {method} calibrated at load {busy:.1f} on {CORES} cores; its step "
+              "count may be low: rerun it on a quiet machine", file=sys.stderr, flush=True)
     steps = max(MIN_STEPS, math.floor(budget * CORES / cpu_per_step))
     cpu_start = time.process_time()
     tick = time.monotonic()
@@ -107,7 +114,7 @@ def bench_one(studio: Studio, method: str, dataset: str, budget: float,
                            "images_per_second": round(batch * CORES / cpu_per_step, 1),
                            "wall_images_per_second": job["images_per_second"],
                            "first_loss": summary.get("first_loss"), "last_loss": job["last_loss"],
-                           "load": load()}
+                           "load": load(), "calibration_load": round(busy, 1)}
     if summary["status"] != "completed":
         row["error"] = summary["error"]
         return [row]
