@@ -70,7 +70,7 @@ class CLIPTrainConfig(TrainConfig):
     PRESETS = {
         # lr 1e-3 collapsed the embeddings of a from-scratch CLIP here (loss stuck at
         # log(batch)); 3e-4 learns.
-        # 60k fresh pairs and 8 px patches: zero-shot on seen colour-shape pairs 0.29 after
+        # 60k fresh pairs and 8 px patches: zero-shot on seen colour-shape pairs 0.27-0.29 after
         # 2000 steps, against 0.12 for 5,000 pairs and 4 px patches (bench/RESULTS-text.md).
         "quick": dict(backbone="tiny", steps=2000, batch_size=64, lr=3e-4, image_size=32,
                       patch_size=8, train_pairs=60_000, warmup_steps=60, weight_decay=0.1,
