@@ -231,6 +231,8 @@ def render_images(name: str, count: int, image_size: int, seed: int = 0,
     are; the same ones for the same arguments, none of them in the test split. A fixed
     dataset has no more images to give: a clear error."""
     source = _source(name)
+    if count < 1:
+        raise DatasetError(f"asked to render {count} images; ask for at least one")
     if source.render is None:
         procedural = ", ".join(n for n, s in _SOURCES.items() if s.render) or "none"
         raise DatasetError(f"{name!r} is a fixed set of images and cannot render more; "

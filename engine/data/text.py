@@ -290,9 +290,11 @@ def token_rows(texts: list[str], tokenizer, row_size: int, cls_id: int | None, s
 
 
 def fits_in_rows(texts: list[str], tokenizer, row_size: int, share: float = 0.9,
-                 encoded: list[list[int]] | None = None) -> bool:
-    """Whether at least `share` of the documents fit in one row of `row_size` with [CLS] and
-    [SEP] (short documents such as captions): then rows waste little on padding."""
+                 encoded: list[list[int]] | None = None, specials: int = 2) -> bool:
+    """Whether at least `share` of the documents fit in one row of `row_size` with `specials`
+    extra tokens ([CLS] and [SEP]; T5's </s> alone is 1) (short documents such as captions):
+    then rows waste little on padding."""
     encoded = encode(texts, tokenizer) if encoded is None else encoded
     lengths = [len(ids) for ids in encoded]
-    return bool(lengths) and sum(n <= row_size - 2 for n in lengths) >= share * len(lengths)
+    room = row_size - specials
+    return bool(lengths) and sum(n <= room for n in lengths) >= share * len(lengths)

@@ -19,8 +19,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, \
-    processors, trainers
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, \
+    pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from engine.errors import DatasetError

@@ -106,15 +106,19 @@ def rows_or_pack(texts: list[str], tokenizer: Any, config: Any, dataset: str,
     `separator_id` and cut into full blocks), or "auto" (rows when nine in ten documents fit
     in one, else pack)."""
     encoded = encode(texts, tokenizer)  # once, for the choice and for the sequences
+    specials = 1 + (prefix_id is not None)
     rows = config.packing == "rows" or (config.packing == "auto" and fits_in_rows(
-        texts, tokenizer, config.context_length, encoded=encoded))
+        texts, tokenizer, config.context_length, encoded=encoded, specials=specials))
     if not rows:
         blocks = token_blocks(texts, tokenizer, config.context_length, separator_id, prefix_id,
                               encoded=encoded)
-        return blocks_data(blocks, tokenizer, config, dataset, run_dir)
-    table = token_rows(texts, tokenizer, config.context_length, prefix_id, separator_id,
-                       tokenizer.pad_token_id, encoded=encoded)
-    return blocks_data(table, tokenizer, config, dataset, run_dir)
+        data = blocks_data(blocks, tokenizer, config, dataset, run_dir)
+    else:
+        table = token_rows(texts, tokenizer, config.context_length, prefix_id, separator_id,
+                           tokenizer.pad_token_id, encoded=encoded)
+        data = blocks_data(table, tokenizer, config, dataset, run_dir)
+    data.info["rows"] = rows  # padded rows (a batch may still hold no padding) or full blocks
+    return data
 
 
 def pack(texts: list[str], tokenizer: Any, config: TextConfig, dataset: str,

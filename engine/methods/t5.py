@@ -108,7 +108,7 @@ class T5(SSLMethod):
         generator = torch.Generator().manual_seed(int(torch.randint(1 << 30, ())))
         options = (self.sentinels, self.eos_id, self.config.noise_density,
                    self.config.mean_span_length, generator)
-        if bool((tokens == self.pad_id).any()):  # one padded document per row
+        if self.data_info.get("rows"):  # one padded document per row
             inputs, mask, targets = span_corrupt_rows(tokens, self.pad_id, *options)
         else:  # packed blocks
             (inputs, targets), mask = span_corrupt(tokens, *options), None
