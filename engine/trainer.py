@@ -37,6 +37,11 @@ class Sink(Protocol):
 
     def checkpoint(self, step: int, path: str) -> None: ...
 
+    def flush(self) -> None:
+        """Make every point reported so far durable. Called before a checkpoint becomes the
+        one a resume starts from: a worker killed between the two must not leave a gap in
+        the curves (resume re-logs only the steps after that checkpoint)."""
+
     def started(self, first_step: int, total_steps: int) -> None: ...
 
 
@@ -161,6 +166,7 @@ def _save(accelerator: Accelerator, model: torch.nn.Module, optimizer, scheduler
     if not accelerator.is_main_process:
         return
     method = accelerator.unwrap_model(model)
+    sink.flush()  # the points up to `step` are stored before LATEST names this checkpoint
     path = checkpoints.save(run_dir, step, method, optimizer, scheduler, sampler)
     sink.checkpoint(step, str(path))
 

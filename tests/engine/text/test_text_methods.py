@@ -28,6 +28,9 @@ class Sink:
     def checkpoint(self, step, path):
         pass
 
+    def flush(self):
+        pass
+
 
 def train(name, tmp_path_factory, **params):
     run_dir = tmp_path_factory.mktemp(name)
