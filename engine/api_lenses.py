@@ -101,11 +101,13 @@ class LensesMixin:
 
     # ---- CLIP ---------------------------------------------------------------------------
     def zero_shot(self, image: Any, model: str, labels: str | list[str],
-                  templates: str | list[str] | None = None) -> dict[str, Any]:
+                  templates: str | list[str] | None = None,
+                  ignore: str | list[str] | None = None) -> dict[str, Any]:
         """Probabilities of the candidate `labels` (comma-separated text or a list) for
         `image` under a CLIP model, each label's text embedding averaged over the prompt
-        `templates` (one per line or a list, each with one "{}"; default "a photo of a {}.").
-        See `engine.inference.zero_shot.zero_shot` for the keys."""
+        `templates` (one per line or a list, each with one "{}"; default "a photo of a {}."),
+        and blind to the attribute whose values `ignore` lists (comma-separated, two or more;
+        e.g. the colours). See `engine.inference.zero_shot.zero_shot` for the keys."""
         from engine.inference.images import load_image
         from engine.inference.models import lens_threads
         from engine.inference.zero_shot import zero_shot
@@ -113,7 +115,7 @@ class LensesMixin:
         picture = load_image(image)
         item = self.lens_model("zero_shot", model)
         with lens_threads():
-            return zero_shot(item, picture, labels, templates)
+            return zero_shot(item, picture, labels, templates, ignore)
 
     def zero_shot_examples(self) -> list[dict[str, str]]:
         """The example pictures with labels and templates to try: [{"name", "path", "labels",

@@ -1,7 +1,8 @@
 """CLIP zero-shot tab (`/zero_shot`): which of the words fits the picture?
 
 Inputs: image, model (a CLIP run, folder or Hub id), candidate labels (comma-separated), prompt
-templates (one per line, each with "{}"). Outputs: a bar chart of the labels' probabilities,
+templates (one per line, each with "{}"), words to ignore (comma-separated values of an attribute
+such as colours). Outputs: a bar chart of the labels' probabilities,
 a table (label, probability, cosine similarity), details (templates, logit scale).
 """
 from __future__ import annotations
@@ -20,7 +21,9 @@ INTRO = ("**Zero-shot classification.** CLIP embeds the picture and each label p
          "prompt templates; a label's text embedding is the mean over its templates (the "
          "paper's prompt ensemble), and the closest label wins. No labelled training: the "
          "words are the classifier. Try the shape names on a shapes picture with a CLIP run "
-         "trained on shapes.")
+         "trained on shapes. *Ignore* takes an attribute out of the decision (Chuang et al. "
+         "2023): a CLIP that never saw a yellow heart learns \"heart\" as \"not yellow\"; "
+         "with the colours ignored, the picture is judged by its shape.")
 DEFAULT_LABELS = "circle, square, triangle, star, heart, ring"
 DEFAULT_TEMPLATES = "a photo of a {}."
 TABLE_HEADERS = ["label", "probability", "cosine similarity"]
@@ -54,6 +57,10 @@ class ZeroShotTab(LensTab):
                 self.templates = gr.Textbox(DEFAULT_TEMPLATES, lines=2, label="Prompt templates",
                                             info="One per line, {} is the label; several are "
                                                  "averaged")
+                self.ignore = gr.Textbox("", label="Ignore",
+                                         info="Optional: values of an attribute to leave out "
+                                              "of the decision, comma-separated (e.g. red, "
+                                              "blue, green)")
                 self.run_btn = gr.Button("Classify", variant="primary")
                 self.make_note()
                 self.example_rows()
@@ -64,9 +71,10 @@ class ZeroShotTab(LensTab):
                 with gr.Accordion("Details", open=False):
                     self.details = gr.JSON(label="Details")
         self.hidden_trigger()
-        self.inputs = [self.image, self.picker.dropdown, self.labels, self.templates]
+        self.inputs = [self.image, self.picker.dropdown, self.labels, self.templates,
+                       self.ignore]
         self.outputs = [self.plot, self.table, self.details]
-        self.auto_triggers = [self.image.change, self.labels.submit]
+        self.auto_triggers = [self.image.change, self.labels.submit, self.ignore.submit]
 
     def example_rows(self) -> None:
         """Examples that fill the picture, the labels and the templates together."""
@@ -76,23 +84,24 @@ class ZeroShotTab(LensTab):
             log.exception("zero-shot examples could not be written")
             return
         if rows:
-            gr.Examples([[r["path"], r["labels"], r["templates"]] for r in rows],
-                        [self.image, self.labels, self.templates], label="Examples",
+            gr.Examples([[r["path"], r["labels"], r["templates"], r["ignore"]] for r in rows],
+                        [self.image, self.labels, self.templates, self.ignore], label="Examples",
                         examples_per_page=8)
 
-    def compute(self, image: Any, model: str, labels: str, templates: str
+    def compute(self, image: Any, model: str, labels: str, templates: str, ignore: str = ""
                 ) -> tuple[list[Any], str]:
         if image is None:
             return self.cleared(), message("Upload an image or pick an example.")
-        result = self.studio.zero_shot(image, model, labels, templates)
+        result = self.studio.zero_shot(image, model, labels, templates, ignore)
         plot, table = result_frames(result)
         best = result["ranking"][0]
         details = {"model": result["model"], "templates": result["templates"],
-                   "logit_scale": round(result["logit_scale"], 3),
+                   "ignored": result["ignored"], "logit_scale": round(result["logit_scale"], 3),
                    "labels": result["labels"], "probabilities": result["probabilities"]}
         count = len(result["templates"])
+        ignoring = f"; ignoring {', '.join(result['ignored'])}" if result["ignored"] else ""
         note = message(f"{result['model']}: \"{result['labels'][best]}\" with probability "
                        f"{result['probabilities'][best]:.1%} of {len(result['labels'])} labels "
-                       f"({count} template{'s' if count > 1 else ''} averaged; chance "
-                       f"{1 / len(result['labels']):.1%}).", "ok")
+                       f"({count} template{'s' if count > 1 else ''} averaged{ignoring}"
+                       f"; chance {1 / len(result['labels']):.1%}).", "ok")
         return [plot, table, details], note

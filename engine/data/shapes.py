@@ -236,14 +236,20 @@ def _caption(shape: str, factors: dict[str, list[str]], second: str, i: int) -> 
     return f"a {size} {colour} {shape} on {article} {backdrop}, {place}"
 
 
-def caption_variants(shape: str, factors: dict[str, list[str]], i: int) -> list[str]:
+def caption_variants(shape: str, factors: dict[str, list[str]], i: int,
+                     colour: bool = True) -> list[str]:
     """Shorter captions of image ``i`` that each name its shape and some of its other factors,
     as a photo has several captions of different detail (COCO has five). CLIP draws one of
     them, or the full caption, per image and step: with the full caption alone, colour, size,
     place and background already tell every caption of a batch apart, and the shape is never
-    needed (bench/RESULTS-text.md)."""
-    size, colour = factors["size"][i], factors["color"][i]
-    backdrop, place = factors["background_color"][i], factors["position"][i]
-    return [f"a {shape}", f"a {colour} {shape}", f"a {size} {shape}",
-            f"a {size} {colour} {shape}", f"a {shape} on a {backdrop} background",
-            f"a {shape}, {place}"]
+    needed (bench/RESULTS-text.md).
+
+    The ones that name no colour come first; ``colour=False`` gives only those, the captions
+    that still fit a grey copy of the image."""
+    size, place = factors["size"][i], factors["position"][i]
+    plain = [f"a {shape}", f"a {size} {shape}", f"a {shape}, {place}"]
+    if not colour:
+        return plain
+    hue, backdrop = factors["color"][i], factors["background_color"][i]
+    return plain + [f"a {hue} {shape}", f"a {size} {hue} {shape}",
+                    f"a {shape} on a {backdrop} background"]

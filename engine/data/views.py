@@ -284,6 +284,13 @@ def _to_unit(images: Tensor) -> Tensor:
     return images.float()
 
 
+def grey(images: Tensor) -> Tensor:
+    """(B, 3, H, W) -> the same images in grey (luma in all three channels), same dtype."""
+    luma = torch.tensor(_LUMA, device=images.device)[:, None, None]
+    y = (images.float() * luma).sum(dim=1, keepdim=True).expand_as(images)
+    return y.round().to(images.dtype) if images.dtype == torch.uint8 else y.to(images.dtype)
+
+
 def normalize(images: Tensor) -> Tensor:
     """uint8 (B, 3, H, W) -> float32 normalised with the ImageNet mean and std; no augmentation."""
     x = _to_unit(images)

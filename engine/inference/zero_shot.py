@@ -10,6 +10,12 @@ scale, gives the softmax over the labels. Works on a CLIP run or any CLIP checkp
     lm = load_lens_model("7", ZERO_SHOT, home)
     out = zero_shot(lm, image, ["star", "ring"], ["a photo of a {}.", "a {} on a background"])
     out["probabilities"]   # one per label, summing to one
+
+Words to ignore (`ignore="red, blue, green"`) take an attribute out of the decision: the label
+classifiers are projected off the directions along which the prompts "a {word} {label}"
+differ, after Chuang et al. 2023 ("Debiasing Vision-Language Models via Biased Prompts",
+arXiv:2302.00070, their orthogonal projection). A CLIP that never saw a heart in yellow learns
+"heart" as "not yellow"; with the colours ignored, a yellow heart is judged by its shape.
 """
 from __future__ import annotations
 
@@ -29,6 +35,8 @@ ZERO_SHOT = Lens(
 DEFAULT_TEMPLATE = "a photo of a {}."
 MAX_LABELS = 100
 MAX_TEMPLATES = 32
+MAX_IGNORED = 32
+MAX_ATTRIBUTE_PROMPTS = 2000  # words x labels x templates embedded to find the directions
 
 
 def parse_labels(labels: str | Sequence[str]) -> list[str]:
@@ -65,6 +73,37 @@ def parse_templates(templates: str | Sequence[str] | None) -> list[str]:
     return out or [DEFAULT_TEMPLATE]
 
 
+def parse_ignored(words: str | Sequence[str] | None) -> list[str]:
+    """Comma-separated attribute words to ignore (or a list): none, or at least two, since an
+    attribute's direction is where its values differ."""
+    items = words.split(",") if isinstance(words, str) else list(words or [])
+    out = list(dict.fromkeys(w for w in (str(i).strip() for i in items) if w))
+    if len(out) == 1:
+        raise LensError(f"ignoring needs at least two values of the attribute, e.g. "
+                        f"\"red, blue, green\"; got only {out[0]!r}")
+    if len(out) > MAX_IGNORED:
+        raise LensError(f"at most {MAX_IGNORED} words to ignore; got {len(out)}")
+    return out
+
+
+def attribute_prompts(labels: Sequence[str], templates: Sequence[str],
+                      words: Sequence[str]) -> list[str]:
+    """The prompts that give each ignored word's direction: every template with every label
+    and the word before it ("a {}" -> "a red star"), word-major then label then template."""
+    return [t.format(f"{word} {label}") for word in words for label in labels for t in templates]
+
+
+def project_out(classes: Any, attributes: Any) -> Any:
+    """(C, D) unit label classifiers -> the same with the span of the differences between
+    the (A, D) attribute embeddings removed, normalised again (Chuang et al. 2023)."""
+    import torch
+
+    centred = (attributes - attributes.mean(dim=0, keepdim=True)).T.double()  # (D, A)
+    basis, strength, _ = torch.linalg.svd(centred, full_matrices=False)
+    basis = basis[:, strength > 1e-6 * strength.max().clamp_min(1e-12)].to(classes.dtype)
+    return torch.nn.functional.normalize(classes - (classes @ basis) @ basis.T, dim=-1)
+
+
 def clip_tokenizer(lm: LensModel) -> Any:
     tokenizer = getattr(lm.processor, "tokenizer", lm.processor)
     if tokenizer is None or not callable(tokenizer):
@@ -88,15 +127,24 @@ def text_embeddings(lm: LensModel, texts: list[str]) -> Any:
     return torch.nn.functional.normalize(features.float(), dim=-1)
 
 
-def label_embeddings(lm: LensModel, labels: list[str], templates: list[str]) -> Any:
+def label_embeddings(lm: LensModel, labels: list[str], templates: list[str],
+                     ignore: Sequence[str] = ()) -> Any:
     """(C, D): each label's prompts embedded and normalised, averaged over the templates, and
-    normalised again (the paper's ensemble)."""
+    normalised again (the paper's ensemble); with `ignore`, projected off those words'
+    directions."""
     import torch
 
-    prompts = [template.format(label) for label in labels for template in templates]
-    per_prompt = text_embeddings(lm, prompts)  # (C * T, D), label-major
-    mean = per_prompt.view(len(labels), len(templates), -1).mean(dim=1)  # (C, D)
-    return torch.nn.functional.normalize(mean, dim=-1)
+    def ensemble(prompts: list[str], groups: int) -> Any:  # group-major prompts -> (groups, D)
+        per_prompt = text_embeddings(lm, prompts)  # (groups * n, D)
+        mean = per_prompt.view(groups, -1, per_prompt.shape[-1]).mean(dim=1)
+        return torch.nn.functional.normalize(mean, dim=-1)
+
+    classes = ensemble([t.format(label) for label in labels for t in templates], len(labels))
+    if not ignore:
+        return classes
+    return project_out(classes, ensemble(attribute_prompts(labels, templates, ignore),
+                                         len(ignore)))
+
 
 
 def image_embedding(lm: LensModel, image: np.ndarray) -> Any:
@@ -111,18 +159,26 @@ def image_embedding(lm: LensModel, image: np.ndarray) -> Any:
 
 
 def zero_shot(lm: LensModel, image: np.ndarray, labels: str | Sequence[str],
-              templates: str | Sequence[str] | None = None) -> dict[str, Any]:
-    """Probabilities of `labels` for `image` (H, W, 3 uint8) with the template ensemble.
+              templates: str | Sequence[str] | None = None,
+              ignore: str | Sequence[str] | None = None) -> dict[str, Any]:
+    """Probabilities of `labels` for `image` (H, W, 3 uint8) with the template ensemble,
+    blind to the `ignore` words' attribute when given (comma-separated, at least two).
 
     Returns {"labels", "probabilities" (floats summing to one, in the labels' order),
     "similarities" (cosine of the image to each label's ensemble), "ranking" (label indices,
-    most probable first), "templates", "logit_scale", "model"}.
+    most probable first), "templates", "ignored", "logit_scale", "model"}.
     """
     import torch
 
     names = parse_labels(labels)
     prompts = parse_templates(templates)
-    classes = label_embeddings(lm, names, prompts)  # (C, D)
+    ignored = parse_ignored(ignore)
+    needed = len(ignored) * len(names) * len(prompts)
+    if needed > MAX_ATTRIBUTE_PROMPTS:
+        raise LensError(f"ignoring {len(ignored)} words over {len(names)} labels and "
+                        f"{len(prompts)} templates takes {needed} prompts, more than "
+                        f"{MAX_ATTRIBUTE_PROMPTS}; ignore fewer words or use fewer templates")
+    classes = label_embeddings(lm, names, prompts, ignored)  # (C, D)
     picture = image_embedding(lm, image)  # (D,)
     similarities = classes @ picture  # (C,)
     scale = float(lm.model.logit_scale.detach().exp())
@@ -130,7 +186,7 @@ def zero_shot(lm: LensModel, image: np.ndarray, labels: str | Sequence[str],
     return {"labels": names, "probabilities": probabilities.tolist(),
             "similarities": similarities.tolist(),
             "ranking": torch.argsort(probabilities, descending=True, stable=True).tolist(),
-            "templates": prompts, "logit_scale": scale, "model": lm.label}
+            "templates": prompts, "ignored": ignored, "logit_scale": scale, "model": lm.label}
 
 
 PHOTO_LABELS = "cat, dog, coffee cup, rocket, astronaut, car"
@@ -138,12 +194,13 @@ PHOTO_LABELS = "cat, dog, coffee cup, rocket, astronaut, car"
 
 def example_rows(pictures: list[dict[str, str]]) -> list[dict[str, str]]:
     """The example pictures ({"name", "path"}) with labels and templates to try on them: the
-    photographs with everyday words and the default template, the shapes with the shape names
-    and the prompts a CLIP run of the studio trains its zero-shot check with."""
-    from engine.data.shapes import SHAPE_NAMES
+    photographs with everyday words and the default template, the shapes with the shape names,
+    the prompts a CLIP run of the studio checks its zero-shot with, and its colours ignored."""
+    from engine.data.shapes import PALETTE, SHAPE_NAMES
     from engine.methods.clip import TEMPLATES
 
-    shapes = {"labels": ", ".join(SHAPE_NAMES), "templates": "\n".join(TEMPLATES[:3])}
-    photos = {"labels": PHOTO_LABELS, "templates": DEFAULT_TEMPLATE}
+    shapes = {"labels": ", ".join(SHAPE_NAMES), "templates": "\n".join(TEMPLATES),
+              "ignore": ", ".join(PALETTE)}
+    photos = {"labels": PHOTO_LABELS, "templates": DEFAULT_TEMPLATE, "ignore": ""}
     return [dict(p, **(shapes if p["name"].startswith("shapes-") else photos))
             for p in pictures]

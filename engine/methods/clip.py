@@ -9,6 +9,14 @@ The model is transformers' `CLIPModel` built from small configs; a run's `pretra
 holds it with a `CLIPProcessor`, so `pipeline("zero-shot-image-classification", model=...)`
 loads it. Some colour-shape combinations of `shapes` are held out of training, and zero-shot
 accuracy is measured on test images of exactly those combinations: generalisation, not memory.
+
+Trained so, CLIP learns the held-out pairs' absence: never shown a yellow heart, it learns
+"heart" as "not yellow", and a yellow heart scores low as a heart even when its shape is seen.
+Zero-shot is also logged blind to colour (`zero_shot_colour_blind_acc`): the class prompts are
+projected off the directions along which "a red heart", "a blue heart", ... differ (Chuang et
+al. 2023, arXiv:2302.00070; `engine.inference.zero_shot.project_out`), and `grayscale` shows
+some images in grey with captions naming no colour, so shape is learnt apart from colour
+(bench/RESULTS-text.md).
 """
 from __future__ import annotations
 
@@ -22,6 +30,7 @@ from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
 from engine.config import TrainConfig, param
 from engine.data.tokenizers import load_or_train
+from engine.data.views import grey
 from engine.errors import DatasetError, SpecError
 from engine.losses.clip import clamp_logit_scale_, clip_loss
 from engine.methods._text import StepCounter
@@ -30,8 +39,8 @@ from engine.models.text import TEXT_SIZES, text_dims
 from engine.registry import register_method
 
 # Prompt templates; a class's text embedding is the mean over them (the paper's ensembling).
-TEMPLATES = ("a {}", "a small {}", "a medium {}", "a large {}", "a {} on a plain background",
-             "a {} on a gradient background")
+# The forms of shapes' short captions that name no colour, the ones grey images draw.
+TEMPLATES = ("a {}", "a small {}", "a medium {}", "a large {}")
 CHANCE_NOTE = "chance is 1 / number of classes (0.1 on shapes)"
 
 
@@ -59,6 +68,13 @@ class CLIPTrainConfig(TrainConfig):
                                    "(shapes: the full one and shorter ones naming the shape "
                                    "and a few other factors), draw one per image and step; "
                                    "off: the full caption only.")
+    grayscale: float = param(0.0, "Share of training images shown in grey, each with one of "
+                             "its captions that names no colour (shapes' short captions). "
+                             "Colour is the easiest thing to match a caption by; grey copies "
+                             "make the image tower learn shape apart from colour, which is "
+                             "what carries zero-shot over to colour-shape pairs it never saw. "
+                             "Images whose captions may name a colour (a user folder) stay "
+                             "in colour.", min=0.0, max=1.0)
     train_pairs: int = param(0, "Image-caption pairs to render for training on a procedural "
                              "dataset (shapes), none from its test split: a ViT learns shape "
                              "from many images, not from many passes over a few. 0, and any "
@@ -150,10 +166,17 @@ class CLIP(SSLMethod):
         encoded = tokenizer(distinct, padding="max_length", truncation=True,
                             max_length=config.context_length, return_tensors="pt")
         index = torch.tensor([[where[c] for c in row] for row in table])  # (N, K)
+        # Which of the K columns name no colour: the captions a grey copy of the image keeps.
+        free = 1 + len(shapes.caption_variants(train.class_names[0], factors, 0, colour=False)) \
+            if variants else 0
+        colour_free = torch.arange(index.shape[1]) < free
+        colour_free[0] = False  # the full caption names both colours
         tokens = {key: value[index] for key, value in encoded.items()}
         evaluate = unseen(test) if unseen(test).any() else torch.ones(len(test), dtype=torch.bool)
         info = {"vocab_size": len(tokenizer), "tokenizer": tokenizer,
-                "class_names": list(test.class_names)}
+                "class_names": list(test.class_names), "colour_free": colour_free,
+                # The colour words its captions use: zero-shot is also logged blind to them.
+                "colour_words": [c for c in colours if c in set(factors.get("color", ()))]}
         if len(test.class_names) > 1 and len(test):  # an unlabelled set has no zero-shot task
             info.update(zero_shot_images=test.images[evaluate],
                         zero_shot_labels=test.labels[evaluate])
@@ -188,7 +211,7 @@ class CLIP(SSLMethod):
                                  persistent=False)
             self.register_buffer("zero_shot_labels", self.data_info["zero_shot_labels"],
                                  persistent=False)
-        for name in ("seen_images", "seen_labels"):
+        for name in ("seen_images", "seen_labels", "colour_free"):
             if name in self.data_info:
                 self.register_buffer(name, self.data_info[name], persistent=False)
         self.counter = StepCounter()
@@ -197,14 +220,40 @@ class CLIP(SSLMethod):
         """uint8 (B, 3, H, W) -> float normalised with CLIP's mean and std (as the processor)."""
         return (images.float() / 255.0 - self.mean) / self.std
 
-    def training_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+    def draw_pairs(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """The step's (images, input_ids, attention_mask): one of each image's K captions,
+        drawn at random. With `grayscale`, that share of the images goes grey and draws from
+        its captions that name no colour; the others draw from those that name one."""
         input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]
-        if input_ids.ndim == 3:  # (B, K, T): one of each image's K captions, drawn per image
-            rows = torch.arange(len(input_ids), device=input_ids.device)
-            pick = torch.randint(0, input_ids.shape[1], (len(input_ids),), device=rows.device)
-            input_ids, attention_mask = input_ids[rows, pick], attention_mask[rows, pick]
+        images = batch["images"]
+        if input_ids.ndim == 3:  # (B, K, T): K captions per image
+            images, input_ids, attention_mask = self._draw(images, input_ids, attention_mask)
+        # Drop the padding columns no drawn caption reaches: the text tower's cost follows its
+        # width (32 columns, most captions under 20 tokens), and its causal attention makes
+        # the embeddings the same without them.
+        width = int(attention_mask.sum(dim=1).max())
+        return images, input_ids[:, :width], attention_mask[:, :width]
+
+    def _draw(self, images: Tensor, input_ids: Tensor,
+              attention_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        size, device = len(input_ids), input_ids.device
+        rows = torch.arange(size, device=device)
+
+        def draw(columns: Tensor) -> Tensor:  # (size,) column indices, uniform over `columns`
+            return columns[torch.randint(0, len(columns), (size,), device=device)]
+
+        pick = draw(torch.arange(input_ids.shape[1], device=device))
+        free = self.colour_free.nonzero()[:, 0] if hasattr(self, "colour_free") else rows[:0]
+        if self.config.grayscale and len(free):
+            turned = torch.rand(size, device=device) < self.config.grayscale
+            pick = torch.where(turned, draw(free), pick)
+            images = torch.where(turned[:, None, None, None], grey(images), images)
+        return images, input_ids[rows, pick], attention_mask[rows, pick]
+
+    def training_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        images, input_ids, attention_mask = self.draw_pairs(batch)
         out = self.model(input_ids=input_ids, attention_mask=attention_mask,
-                         pixel_values=self.pixels(batch["images"]))
+                         pixel_values=self.pixels(images))
         # image_embeds, text_embeds: (B, projection_dim)
         loss = clip_loss(out.image_embeds, out.text_embeds, self.model.logit_scale)
         logs = {"temperature": (-self.model.logit_scale.detach()).exp()}
@@ -215,6 +264,9 @@ class CLIP(SSLMethod):
             if hasattr(self, "seen_images"):
                 logs["zero_shot_seen_acc"] = self.zero_shot_accuracy(
                     self.seen_images, self.seen_labels)
+            colours = tuple(self.data_info.get("colour_words", ()))
+            if len(colours) > 1:
+                logs["zero_shot_colour_blind_acc"] = self.zero_shot_accuracy(ignore=colours)
         return loss, logs
 
     def after_step(self, step: int, total_steps: int) -> None:
@@ -222,28 +274,41 @@ class CLIP(SSLMethod):
         self.counter.set(step)
 
     @torch.no_grad()
-    def class_embeddings(self, class_names: list[str], templates=TEMPLATES) -> Tensor:
-        """(C, projection_dim): each class's prompts embedded, normalised, averaged, normalised."""
-        prompts = [t.format(name) for name in class_names for t in templates]
+    def class_embeddings(self, class_names: list[str], templates=TEMPLATES,
+                         ignore: tuple[str, ...] | list[str] = ()) -> Tensor:
+        """(C, projection_dim): each class's prompts embedded, normalised, averaged, normalised;
+        with `ignore` (two or more attribute words), projected off those words' directions
+        (`engine.inference.zero_shot.project_out`)."""
+        from engine.inference.zero_shot import attribute_prompts, project_out
+
+        classes = self._ensemble([t.format(name) for name in class_names for t in templates],
+                                 len(class_names))
+        if not ignore:
+            return classes
+        return project_out(classes, self._ensemble(
+            attribute_prompts(class_names, templates, ignore), len(ignore)))
+
+    def _ensemble(self, prompts: list[str], groups: int) -> Tensor:
+        """Group-major prompts -> (groups, D): each group's normalised embeddings averaged."""
         device = self.model.logit_scale.device
-        tokens = self.tokenizer(prompts, padding=True, truncation=True,
-                                max_length=self.config.context_length, return_tensors="pt").to(device)
+        tokens = self.tokenizer(prompts, padding=True, truncation=True, return_tensors="pt",
+                                max_length=self.config.context_length).to(device)
         text = self.model.get_text_features(**tokens)
         text = text if isinstance(text, Tensor) else text.pooler_output
         text = torch.nn.functional.normalize(text.float(), dim=-1)
-        text = text.view(len(class_names), len(templates), -1).mean(dim=1)  # (C, D)
-        return torch.nn.functional.normalize(text, dim=-1)
+        return torch.nn.functional.normalize(text.view(groups, -1, text.shape[-1]).mean(dim=1),
+                                             dim=-1)
 
     @torch.no_grad()
     def zero_shot_accuracy(self, images: Tensor | None = None, labels: Tensor | None = None,
-                           batch_size: int = 256) -> Tensor:
+                           batch_size: int = 256, ignore: tuple[str, ...] = ()) -> Tensor:
         """Share of `images` (default: the held-out pairs) whose nearest class prompt
-        ensemble is their label."""
+        ensemble is their label (blind to the `ignore` words' attribute when given)."""
         images = self.zero_shot_images if images is None else images
         labels = self.zero_shot_labels if labels is None else labels
         was_training = self.model.training
         self.model.eval()
-        classes = self.class_embeddings(self.class_names)
+        classes = self.class_embeddings(self.class_names, ignore=ignore)
         correct = 0
         for start in range(0, len(images), batch_size):
             predicted = (self.embed(images[start:start + batch_size]) @ classes.T).argmax(dim=1)

@@ -206,7 +206,9 @@ def test_each_lens_endpoint_through_the_client(studio, photo, not_an_image):
         # The language lenses, on the tiny runs' folders (a folder works like a run id).
         clip = run_folder("clip")
         plot, table, details = client.predict(handle_file(photo), clip, "star, ring, heart",
-                                              "a {}\na small {}", api_name="/zero_shot")
+                                              "a {}\na small {}", "red, blue",
+                                              api_name="/zero_shot")
+        assert details["ignored"] == ["red", "blue"]
         assert abs(sum(details["probabilities"]) - 1) < 1e-6
         assert [row[0] for row in table["data"]] == [details["labels"][i] for i in np.argsort(
             -np.array(details["probabilities"]), kind="stable")]

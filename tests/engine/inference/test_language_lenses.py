@@ -12,7 +12,8 @@ import torch
 from engine.api import Studio
 from engine.inference.models import LensError
 from engine.inference.text2text import split_spans, with_sentinels
-from engine.inference.zero_shot import parse_labels, parse_templates
+from engine.inference.zero_shot import (attribute_prompts, parse_ignored, parse_labels,
+                                        parse_templates, project_out)
 from tests.language_runs import language_runs
 
 RNG = np.random.default_rng(1)
@@ -61,6 +62,67 @@ def test_zero_shot_probabilities_and_the_template_ensemble_by_hand(runs):
         expected = torch.softmax(model.logit_scale.exp() * cosine, dim=0)
     np.testing.assert_allclose(out["similarities"], cosine.numpy(), atol=1e-5)
     np.testing.assert_allclose(probabilities, expected.numpy(), atol=1e-5)
+
+
+def test_project_out_removes_only_the_attribute_span_by_hand():
+    classes = torch.tensor([[0.6, 0.8, 0.0], [0.6, 0.0, 0.8]])
+    # Three values of an attribute that differ along x only (rank 1 once centred): x goes,
+    # and no other direction with it.
+    attributes = torch.tensor([[1.0, 0.2, 0.0], [0.5, 0.2, 0.0], [-1.0, 0.2, 0.0]])
+    out = project_out(classes, attributes)
+    torch.testing.assert_close(out, torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]))
+    # Two directions (x and z differ): what is left of a class is its y part, normalised.
+    attributes = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, 0.0]])
+    torch.testing.assert_close(project_out(torch.tensor([[0.6, 0.48, 0.64]]), attributes),
+                               torch.tensor([[0.0, 1.0, 0.0]]))
+    assert attribute_prompts(["star", "ring"], ["a {}", "a small {}"], ["red", "blue"]) == [
+        "a red star", "a small red star", "a red ring", "a small red ring",
+        "a blue star", "a small blue star", "a blue ring", "a small blue ring"]
+
+
+def test_zero_shot_ignoring_an_attribute_by_hand(runs):
+    from transformers import CLIPModel, CLIPProcessor
+
+    from engine.inference.images import center_square, model_input
+
+    studio, ids = runs
+    labels, templates, colours = ["star", "ring", "heart"], ["a {}", "a small {}"], [
+        "red", "blue", "green"]
+    plain = studio.zero_shot(PHOTO, ids["clip"], labels, templates)
+    out = studio.zero_shot(PHOTO, ids["clip"], labels, templates, " red, blue,green ,red")
+    assert out["ignored"] == colours and plain["ignored"] == []
+    assert not np.allclose(out["similarities"], plain["similarities"])
+    folder = studio.lens_model("zero_shot", ids["clip"]).folder
+    model = CLIPModel.from_pretrained(folder, use_safetensors=True).eval()
+    tokenizer = CLIPProcessor.from_pretrained(folder).tokenizer
+
+    def ensemble(prompts, groups):
+        tokens = tokenizer(prompts, padding=True, return_tensors="pt")
+        text = model.get_text_features(**tokens).pooler_output
+        text = (text / text.norm(dim=-1, keepdim=True)).view(groups, -1, text.shape[-1])
+        mean = text.mean(dim=1)
+        return mean / mean.norm(dim=-1, keepdim=True)
+
+    with torch.no_grad():
+        classes = ensemble([t.format(x) for x in labels for t in templates], 3)
+        directions = ensemble([t.format(f"{c} {x}") for c in colours for x in labels
+                               for t in templates], 3)
+        centred = directions - directions.mean(dim=0)
+        basis = torch.linalg.svd(centred.T.double(), full_matrices=False)[0][:, :2].float()
+        classes = classes - classes @ basis @ basis.T  # the colours' plane, rank 2
+        classes = classes / classes.norm(dim=-1, keepdim=True)
+        assert (classes @ centred.T).abs().max() < 1e-5  # blind to the colours
+        _, pixels = model_input(center_square(PHOTO), 16, *studio.lens_model(
+            "zero_shot", ids["clip"]).image_stats)
+        image = model.get_image_features(pixel_values=pixels).pooler_output[0]
+        cosine = classes @ (image / image.norm())
+    np.testing.assert_allclose(out["similarities"], cosine.numpy(), atol=1e-5)
+    with pytest.raises(LensError, match="at least two values"):
+        studio.zero_shot(PHOTO, ids["clip"], labels, templates, "red")
+    with pytest.raises(LensError, match="more than 2000"):
+        studio.zero_shot(PHOTO, ids["clip"], [f"w{i}" for i in range(100)],
+                         [f"{{}} {i}" for i in range(10)], "red, blue, green")
+    assert parse_ignored("") == [] and parse_ignored(None) == []
 
 
 def test_zero_shot_input_checks(runs):

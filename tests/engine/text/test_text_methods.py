@@ -107,6 +107,9 @@ def test_clip_zero_shot_pipeline_and_processor(tmp_path_factory):
     assert len(accuracies) == 2 and all(0 <= a <= 1 for a in accuracies)
     seen = [v["zero_shot_seen_acc"] for _, v in points if "zero_shot_seen_acc" in v]
     assert len(seen) == 2 and all(0 <= a <= 1 for a in seen)  # the trained pairs, beside
+    blind = [v["zero_shot_colour_blind_acc"] for _, v in points
+             if "zero_shot_colour_blind_acc" in v]  # and the held-out ones, colours ignored
+    assert len(blind) == 2 and all(0 <= a <= 1 for a in blind)
     assert all(v["temperature"] >= 0.01 - 1e-6 for _, v in points)  # clamp: scale <= 100
     model = CLIPModel.from_pretrained(folder, use_safetensors=True)
     processor = CLIPProcessor.from_pretrained(folder)
@@ -169,9 +172,83 @@ def test_clip_draws_one_of_each_images_captions(tmp_path):
     torch.manual_seed(0)
     loss, _ = method.training_step({k: v[:8] for k, v in data.tensors.items()})
     assert torch.isfinite(loss)
+    # A step's captions are cut to the longest drawn: the same text embeddings, less width.
+    torch.manual_seed(1)
+    _, ids, mask = method.draw_pairs({k: v[:8] for k, v in data.tensors.items()})
+    assert ids.shape[1] == mask.sum(dim=1).max() < data.tensors["input_ids"].shape[2]
+    extra = data.tensors["input_ids"].shape[2] - ids.shape[1]
+    padded = torch.nn.functional.pad(ids, (0, extra), value=tokenizer.pad_token_id)
+    method.model.eval()
+    with torch.no_grad():
+        cut = method.model.get_text_features(input_ids=ids, attention_mask=mask)
+        full = method.model.get_text_features(
+            input_ids=padded, attention_mask=torch.nn.functional.pad(mask, (0, extra)))
+    cut, full = (t if isinstance(t, torch.Tensor) else t.pooler_output for t in (cut, full))
+    assert torch.allclose(cut, full, atol=1e-5)
+    # Zero-shot blind to colour: the class prompts have no part along the colours' differences.
+    colours = data.info["colour_words"]
+    assert colours == list(shapes.PALETTE)
+    blind = method.class_embeddings(method.class_names, ignore=colours)
+    from engine.methods.clip import TEMPLATES
+
+    with torch.no_grad():
+        per_colour = []
+        for c in colours:  # every prompt "a red circle", "a small red circle", ... normalised
+            tokens = tokenizer([t.format(f"{c} {n}") for n in method.class_names
+                                for t in TEMPLATES], padding=True, return_tensors="pt")
+            text = method.model.get_text_features(**tokens)
+            text = text if isinstance(text, torch.Tensor) else text.pooler_output
+            per_colour.append(torch.nn.functional.normalize(text, dim=-1).mean(dim=0))
+    directions = torch.nn.functional.normalize(torch.stack(per_colour), dim=-1)
+    assert (blind @ (directions - directions.mean(dim=0)).T).abs().max() < 1e-4
+    assert not torch.allclose(blind, method.class_embeddings(method.class_names))
     off = build_config(CLIP.Config, "quick", dict(TINY, backbone="tiny", caption_variants=False,
                                                   train_pairs=0))
     assert CLIP.load_data("shapes", off, tmp_path / "off").tensors["input_ids"].shape[1] == 1
+
+
+def test_clip_grayscale_pairs_grey_images_with_captions_naming_no_colour(tmp_path):
+    from engine.data import shapes
+    from engine.data.views import grey
+    from engine.methods.clip import CLIP
+
+    pixels = torch.tensor([[255, 0, 0], [0, 255, 0], [0, 0, 255], [200, 200, 200]],
+                          dtype=torch.uint8).T.reshape(1, 3, 2, 2)
+    # ITU-R 601 luma as torchvision weighs it: red 76, green 150, blue 29; grey stays grey.
+    assert grey(pixels)[0, :, 0, 0].tolist() == [76] * 3
+    assert grey(pixels)[0, 0].flatten().tolist() == [76, 150, 29, 200]
+    colours = set(shapes.BACKGROUND_PALETTE)
+    batch = shapes.generate_shapes(6, seed=4)
+    for i, label in enumerate(batch.labels.tolist()):
+        plain = shapes.caption_variants(shapes.SHAPE_NAMES[label], batch.factors, i, colour=False)
+        every = shapes.caption_variants(shapes.SHAPE_NAMES[label], batch.factors, i)
+        assert plain == every[:len(plain)] and not colours & set(" ".join(plain).split())
+        assert all(colours & set(v.split()) for v in every[len(plain):])
+
+    def drawn(grayscale):
+        config = build_config(CLIP.Config, "quick", dict(TINY, backbone="tiny", train_pairs=0,
+                                                         grayscale=grayscale))
+        data = CLIP.load_data("shapes", config, tmp_path / str(grayscale))
+        torch.manual_seed(0)
+        batch = {k: v[:200] for k, v in data.tensors.items()}
+        images, ids, _ = CLIP(config, data.info).draw_pairs(batch)
+        words = [set(c.split()) for c in
+                 data.info["tokenizer"].batch_decode(ids, skip_special_tokens=True)]
+        is_grey = (images == images[:, :1]).flatten(1).all(dim=1)
+        return batch["images"], images, is_grey, [bool(colours & w) for w in words]
+
+    raw, images, is_grey, names_colour = drawn(1.0)
+    assert is_grey.all() and not any(names_colour)  # all grey, no caption names a colour
+    assert torch.equal(images, grey(raw))
+    raw, images, is_grey, names_colour = drawn(0.5)
+    assert 0.35 < is_grey.float().mean() < 0.65
+    # Grey images draw a caption naming no colour; the others keep their colours and draw
+    # from all their captions.
+    assert not any(n for n, g in zip(names_colour, is_grey.tolist()) if g)
+    assert torch.equal(images[~is_grey], raw[~is_grey])
+    assert 20 < sum(names_colour) < (~is_grey).sum()
+    _, _, is_grey, names_colour = drawn(0.0)
+    assert not is_grey.any() and sum(names_colour) > 80
 
 
 def test_clip_trains_on_freshly_rendered_pairs_never_the_held_out_ones(tmp_path):
