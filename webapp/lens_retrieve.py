@@ -20,7 +20,7 @@ INTRO = ("**Text-to-image search.** CLIP embeds the query and every image of the
          "The dataset is embedded once per model and checkpoint (the first query takes a few "
          "seconds), then every query only embeds its words.")
 EXAMPLES = ["a red star", "a small blue ring on a gradient background", "a large green heart",
-            "a yellow triangle, top left"]
+            "a yellow triangle, top left", "a ring"]
 
 
 class RetrieveTab(LensTab):
