@@ -147,7 +147,6 @@ def label_embeddings(lm: LensModel, labels: list[str], templates: list[str],
                                          len(ignore)))
 
 
-
 def image_embedding(lm: LensModel, image: np.ndarray) -> Any:
     """An (H, W, 3) uint8 image -> float32 (D,) unit-length embedding of its centred square."""
     import torch
