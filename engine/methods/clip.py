@@ -87,8 +87,9 @@ class CLIPTrainConfig(TrainConfig):
         # 60k fresh pairs and 8 px patches: the ViT learns shape from many images (0.27 on
         # seen pairs after 2000 steps, against 0.12 for 5,000 pairs and 4 px patches). Half
         # the images grey and 4000 steps at lr 1e-3: held-out zero-shot 0.28-0.31 with the
-        # colours ignored, 0.10-0.12 without (bench/RESULTS-text.md). An earlier config
-        # collapsed at lr 1e-3 (loss stuck at log(batch)); this one does not.
+        # colours ignored, 0.10-0.12 without; --steps 16000 (15 minutes): 0.46 and 0.27
+        # (bench/RESULTS-text.md). An earlier config collapsed at lr 1e-3 (loss stuck at
+        # log(batch)); this one does not.
         "quick": dict(backbone="tiny", steps=4000, batch_size=64, lr=1e-3, image_size=32,
                       patch_size=8, train_pairs=60_000, grayscale=0.5, warmup_steps=60,
                       weight_decay=0.1, checkpoint_every=500, precision="fp32",
