@@ -169,11 +169,12 @@ class CLIP(SSLMethod):
         encoded = tokenizer(distinct, padding="max_length", truncation=True,
                             max_length=config.context_length, return_tensors="pt")
         index = torch.tensor([[where[c] for c in row] for row in table])  # (N, K)
-        # Which of the K columns name no colour: the captions a grey copy of the image keeps.
-        free = 1 + len(shapes.caption_variants(train.class_names[0], factors, 0, colour=False)) \
-            if variants else 0
-        colour_free = torch.arange(index.shape[1]) < free
-        colour_free[0] = False  # the full caption names both colours
+        # Which of the K columns name no colour (the captions a grey copy of the image keeps):
+        # the variants that come first, after the full caption.
+        colour_free = torch.zeros(index.shape[1], dtype=torch.bool)
+        if variants:
+            plain = shapes.caption_variants(train.class_names[0], factors, 0, colour=False)
+            colour_free[1:1 + len(plain)] = True
         tokens = {key: value[index] for key, value in encoded.items()}
         evaluate = unseen(test) if unseen(test).any() else torch.ones(len(test), dtype=torch.bool)
         info = {"vocab_size": len(tokenizer), "tokenizer": tokenizer,
