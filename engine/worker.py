@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable
 
 from engine.api import register_user_datasets
@@ -27,6 +28,7 @@ from storage.db import Store, utcnow
 
 HEARTBEAT_S = 1.0
 FLUSH_S = 0.5
+RATE_STEPS = 100  # logged steps the job's images-per-second is averaged over
 log = logging.getLogger(__name__)
 
 
@@ -39,10 +41,10 @@ class StoreSink:
         self._points: list[tuple[int, str, float]] = []
         self._last_flush = 0.0
         self._step, self._loss, self._rate = 0, None, None
-        # Seconds per image of each step logged since the last flush: the job's rate is their
-        # mean. The last step's own rate is not: the step that crosses a flush interval is
-        # most often a slow one (one that also evaluates), which made the ETA hours long.
-        self._per_image: list[float] = []
+        # Seconds per image of the last RATE_STEPS logged steps: the job's rate is their mean.
+        # The last step's own rate is not: the step that crosses a flush interval is most
+        # often a slow one (one that also evaluates), which made the ETA hours long.
+        self._per_image: deque[float] = deque(maxlen=RATE_STEPS)
 
     def started(self, first_step: int, total_steps: int) -> None:
         # A resumed job re-logs the steps after its checkpoint: drop the old ones.
@@ -68,7 +70,6 @@ class StoreSink:
         points, self._points = self._points, []
         if self._per_image:
             self._rate = len(self._per_image) / sum(self._per_image)
-            self._per_image = []
         self.store.add_metrics(self.job_id, points)
         self.store.update_job(self.job_id, step=self._step, last_loss=self._loss,
                               images_per_second=self._rate)

@@ -149,7 +149,7 @@ def test_recovery_leaves_live_workers_alone(studio):
     assert studio.job(job_id)["status"] == "running"
 
 
-def test_the_jobs_rate_is_the_mean_since_the_last_flush_not_the_last_step(studio, monkeypatch):
+def test_the_jobs_rate_is_the_mean_of_recent_steps_not_the_last_one(studio, monkeypatch):
     from engine import worker
     from engine.worker import StoreSink
 
@@ -157,14 +157,18 @@ def test_the_jobs_rate_is_the_mean_since_the_last_flush_not_the_last_step(studio
     job_id = studio.store.create_job(method="clip", dataset="shapes", spec={}, config={},
                                      status="running")
     sink = StoreSink(studio.store, job_id)
-    sink.flush()
     for step in range(1, 200):  # 199 steps at 1000 images/s, then one that also evaluates
         sink.metrics(step, {"loss": 1.0, "images_per_second": 1000.0})
     sink.metrics(200, {"loss": 1.0, "images_per_second": 40.0})
     sink.flush()
-    # 200 steps of one batch each in 199/1000 + 1/40 s of a batch's images: 893 a second,
-    # where the last step alone would say 40 (an ETA 22 times too long).
-    assert abs(studio.job(job_id)["images_per_second"] - 200 / (199 / 1000 + 1 / 40)) < 1e-6
-    sink.metrics(201, {"loss": 1.0})  # a step without a rate keeps the last one
+    # The last RATE_STEPS = 100 steps, each a batch, in 99/1000 + 1/40 s of a batch's images:
+    # 806 a second, where the last step alone would say 40 (an ETA 20 times too long).
+    assert worker.RATE_STEPS == 100
+    assert studio.job(job_id)["images_per_second"] == pytest.approx(100 / (0.099 + 0.025))
+    sink.metrics(201, {"loss": 1.0})  # a step without a rate leaves the window as it is
     sink.flush()
-    assert studio.job(job_id)["images_per_second"] == pytest.approx(892.857, abs=1e-3)
+    assert studio.job(job_id)["images_per_second"] == pytest.approx(100 / (0.099 + 0.025))
+    for step in range(202, 302):
+        sink.metrics(step, {"loss": 1.0, "images_per_second": 500.0})
+    sink.flush()  # the slow step has left the window
+    assert studio.job(job_id)["images_per_second"] == pytest.approx(500.0)
