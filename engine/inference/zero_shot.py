@@ -19,7 +19,7 @@ arXiv:2302.00070, their orthogonal projection). A CLIP that never saw a heart in
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -128,15 +128,15 @@ def text_embeddings(lm: LensModel, texts: list[str]) -> Any:
     return torch.nn.functional.normalize(features.float(), dim=-1)
 
 
-def label_embeddings(lm: LensModel, labels: list[str], templates: list[str],
-                     ignore: Sequence[str] = ()) -> Any:
-    """(C, D): each label's prompts embedded and normalised, averaged over the templates, and
-    normalised again (the paper's ensemble); with `ignore`, projected off those words'
-    directions."""
+def label_classifiers(embed: Callable[[list[str]], Any], labels: Sequence[str],
+                      templates: Sequence[str], ignore: Sequence[str] = ()) -> Any:
+    """(C, D): each label's prompts embedded by `embed` (texts -> (N, D) unit embeddings) and
+    averaged over the templates, normalised again (the paper's ensemble); with `ignore`,
+    projected off those words' directions. Shared by the lens and a CLIP run's own check."""
     import torch
 
     def ensemble(prompts: list[str], groups: int) -> Any:  # group-major prompts -> (groups, D)
-        per_prompt = text_embeddings(lm, prompts)  # (groups * n, D)
+        per_prompt = embed(prompts)  # (groups * n, D)
         mean = per_prompt.view(groups, -1, per_prompt.shape[-1]).mean(dim=1)
         return torch.nn.functional.normalize(mean, dim=-1)
 
@@ -178,7 +178,8 @@ def zero_shot(lm: LensModel, image: np.ndarray, labels: str | Sequence[str],
         raise LensError(f"ignoring {len(ignored)} words over {len(names)} labels and "
                         f"{len(prompts)} templates takes {needed} prompts, more than "
                         f"{MAX_ATTRIBUTE_PROMPTS}; ignore fewer words or use fewer templates")
-    classes = label_embeddings(lm, names, prompts, ignored)  # (C, D)
+    classes = label_classifiers(lambda texts: text_embeddings(lm, texts), names, prompts,
+                                ignored)  # (C, D)
     picture = image_embedding(lm, image)  # (D,)
     similarities = classes @ picture  # (C,)
     scale = float(lm.model.logit_scale.detach().exp())

@@ -14,9 +14,9 @@ Trained so, CLIP learns the held-out pairs' absence: never shown a yellow heart,
 "heart" as "not yellow", and a yellow heart scores low as a heart even when its shape is seen.
 Zero-shot is also logged blind to colour (`zero_shot_colour_blind_acc`): the class prompts are
 projected off the directions along which "a red heart", "a blue heart", ... differ (Chuang et
-al. 2023, arXiv:2302.00070; `engine.inference.zero_shot.project_out`), and `grayscale` shows
-some images in grey with captions naming no colour, so shape is learnt apart from colour
-(bench/RESULTS-text.md).
+al. 2023, arXiv:2302.00070; `engine.inference.zero_shot.label_classifiers`), and `grayscale`
+shows some images in grey with captions naming no colour, so shape is learnt apart from
+colour (bench/RESULTS-text.md).
 """
 from __future__ import annotations
 
@@ -177,10 +177,11 @@ class CLIP(SSLMethod):
             colour_free[1:1 + len(plain)] = True
         tokens = {key: value[index] for key, value in encoded.items()}
         evaluate = unseen(test) if unseen(test).any() else torch.ones(len(test), dtype=torch.bool)
+        used_colours = set(factors.get("color", ()))
         info = {"vocab_size": len(tokenizer), "tokenizer": tokenizer,
                 "class_names": list(test.class_names), "colour_free": colour_free,
                 # The colour words its captions use: zero-shot is also logged blind to them.
-                "colour_words": [c for c in colours if c in set(factors.get("color", ()))]}
+                "colour_words": [c for c in colours if c in used_colours]}
         if len(test.class_names) > 1 and len(test):  # an unlabelled set has no zero-shot task
             info.update(zero_shot_images=test.images[evaluate],
                         zero_shot_labels=test.labels[evaluate])
@@ -227,7 +228,7 @@ class CLIP(SSLMethod):
     def draw_pairs(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         """The step's (images, input_ids, attention_mask): one of each image's K captions,
         drawn at random. With `grayscale`, that share of the images goes grey and draws from
-        its captions that name no colour; the others draw from those that name one."""
+        its captions that name no colour; the others draw from all their captions."""
         input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]
         images = batch["images"]
         if input_ids.ndim == 3:  # (B, K, T): K captions per image
@@ -282,26 +283,19 @@ class CLIP(SSLMethod):
                          ignore: tuple[str, ...] | list[str] = ()) -> Tensor:
         """(C, projection_dim): each class's prompts embedded, normalised, averaged, normalised;
         with `ignore` (two or more attribute words), projected off those words' directions
-        (`engine.inference.zero_shot.project_out`)."""
-        from engine.inference.zero_shot import attribute_prompts, project_out
+        (`engine.inference.zero_shot.label_classifiers`, as the Zero-shot lens)."""
+        from engine.inference.zero_shot import label_classifiers
 
-        classes = self._ensemble([t.format(name) for name in class_names for t in templates],
-                                 len(class_names))
-        if not ignore:
-            return classes
-        return project_out(classes, self._ensemble(
-            attribute_prompts(class_names, templates, ignore), len(ignore)))
+        return label_classifiers(self._text_embeddings, class_names, templates, ignore)
 
-    def _ensemble(self, prompts: list[str], groups: int) -> Tensor:
-        """Group-major prompts -> (groups, D): each group's normalised embeddings averaged."""
+    def _text_embeddings(self, texts: list[str]) -> Tensor:
+        """(N, projection_dim) unit-length text embeddings."""
         device = self.model.logit_scale.device
-        tokens = self.tokenizer(prompts, padding=True, truncation=True, return_tensors="pt",
+        tokens = self.tokenizer(texts, padding=True, truncation=True, return_tensors="pt",
                                 max_length=self.config.context_length).to(device)
         text = self.model.get_text_features(**tokens)
         text = text if isinstance(text, Tensor) else text.pooler_output
-        text = torch.nn.functional.normalize(text.float(), dim=-1)
-        return torch.nn.functional.normalize(text.view(groups, -1, text.shape[-1]).mean(dim=1),
-                                             dim=-1)
+        return torch.nn.functional.normalize(text.float(), dim=-1)
 
     @torch.no_grad()
     def zero_shot_accuracy(self, images: Tensor | None = None, labels: Tensor | None = None,
