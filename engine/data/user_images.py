@@ -1,10 +1,15 @@
 """The user's own images: a folder on the server or an uploaded zip, checked once, cached as uint8.
 
 `import_images` reads every image once: unreadable or corrupt files are skipped and counted,
-images over a pixel limit are refused and counted, archive entries that would land outside the
-target folder refuse the whole archive, as do archives that expand past a size limit. Subfolders
-become labels when every image sits in one (so evaluation works); otherwise the set is
-unlabelled and still trains. Images are resized (shorter side, then a centre crop) to a native
+images over a pixel limit are refused and counted. A zip is checked from its central directory
+before anything is extracted and read entry by entry with its sizes and CRCs checked
+(`engine.data.archives`): any bad entry refuses the whole archive with one message naming it.
+Everything is written to a scratch folder inside the datasets folder and moved into place only
+when the import succeeds (`staged_dataset`), so a failed import leaves nothing behind and keeps
+an earlier dataset of the same name.
+
+Subfolders become labels when every image sits in one (so evaluation works); otherwise the set
+is unlabelled and still trains. Images are resized (shorter side, then a centre crop) to a native
 size and stored with a fixed stratified train/test split in `<home>/datasets/<name>/data.pt`;
 `register_user_dataset` makes it a `DatasetSource` like the builtins.
 
@@ -21,21 +26,21 @@ import os
 import re
 import shutil
 import tempfile
-import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 from PIL import Image
 
+from engine.data.archives import extract_zip
 from engine.data.datasets import DatasetSource, RawImages, _SOURCES, register_dataset
 from engine.errors import DatasetError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
-MAX_ARCHIVE_BYTES = 2 * 1024 ** 3   # uncompressed total of a zip
 MAX_IMAGE_PIXELS = 40_000_000       # one image, width x height
 MAX_IMAGES = 200_000
 NATIVE_SIZE = 64                    # the side images are stored at
@@ -86,25 +91,37 @@ def check_name(name: str) -> str:
     return name
 
 
-def safe_extract(archive: Path, target: Path, max_bytes: int = MAX_ARCHIVE_BYTES) -> None:
-    """Extract a zip into `target`, refusing entries outside it and oversized archives."""
+@contextmanager
+def staged_dataset(datasets_dir: Path, name: str) -> Iterator[tuple[Path, Path]]:
+    """(staged, scratch): fill `staged` with the dataset's files; when the block succeeds it
+    replaces `<datasets_dir>/<name>`. `scratch` (inside `datasets_dir`, so the final move is a
+    rename) holds work files. On any failure, or after the move, `scratch` is removed: no
+    half-imported dataset, and an earlier one of that name is kept whole."""
+    datasets_dir = Path(datasets_dir)
+    out_dir = datasets_dir / name
     try:
-        zf = zipfile.ZipFile(archive)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise DatasetError(f"{archive.name} is not a readable zip archive ({exc})") from None
-    with zf:
-        total = 0
-        root = target.resolve()
-        for info in zf.infolist():
-            dest = (target / info.filename).resolve()
-            if info.filename.startswith(("/", "\\")) or not str(dest).startswith(str(root)):
-                raise DatasetError(f"the archive entry {info.filename!r} would be written "
-                                   "outside the dataset folder; the archive was refused")
-            total += info.file_size
-            if total > max_bytes:
-                raise DatasetError(f"the archive expands past {max_bytes / 1024 ** 3:.1f} GB; "
-                                   "split it or add a folder on the server instead")
-        zf.extractall(target)
+        datasets_dir.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f".import-{name}-", dir=datasets_dir))
+    except OSError as exc:
+        raise DatasetError(f"cannot write in {datasets_dir} ({exc.strerror or exc})") from None
+    try:
+        staged = scratch / "dataset"
+        staged.mkdir()
+        yield staged, scratch
+        previous = scratch / "previous"
+        if out_dir.exists() or out_dir.is_symlink():
+            os.replace(out_dir, previous)
+        try:
+            os.replace(staged, out_dir)
+        except OSError:
+            if previous.exists() or previous.is_symlink():
+                os.replace(previous, out_dir)
+            raise
+    except OSError as exc:  # reading errors were turned into DatasetErrors where they happen
+        raise DatasetError(f"dataset {name!r} could not be written to {datasets_dir} "
+                           f"({exc.strerror or exc}); nothing was changed") from None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -119,6 +136,13 @@ def _image_files(folder: Path) -> list[Path]:
 
 def _visible(path: Path, folder: Path) -> bool:
     return not any(part.startswith((".", "__MACOSX")) for part in path.relative_to(folder).parts)
+
+
+def _read(path: Path, label: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise DatasetError(f"{label} could not be read ({exc.strerror or exc})") from None
 
 
 def _caption(raw: str) -> str:
@@ -137,12 +161,13 @@ def _read_captions(folder: Path, files: list[Path]) -> dict[Path, str] | None:
         for image in files:
             txt = image.with_suffix(".txt")
             if txt.is_file():
-                caption = _caption(decode_utf8(txt.read_bytes(), str(txt.relative_to(folder))))
+                label = str(txt.relative_to(folder))
+                caption = _caption(decode_utf8(_read(txt, label), label))
                 if caption:
                     sidecars[image.resolve()] = caption
         return sidecars or None
     table = tables[0]
-    reader = csv.reader(io.StringIO(decode_utf8(table.read_bytes(), CAPTIONS_FILE)))
+    reader = csv.reader(io.StringIO(decode_utf8(_read(table, CAPTIONS_FILE), CAPTIONS_FILE)))
     header = next(reader, None) or []
     columns = [cell.strip().lower() for cell in header]
     if "file" not in columns or "caption" not in columns:
@@ -206,16 +231,14 @@ def import_images(source: str | os.PathLike, name: str, datasets_dir: Path,
     source = Path(source).expanduser()
     if not source.exists():
         raise DatasetError(f"{source} does not exist; give a folder on the server or a .zip")
-    out_dir = Path(datasets_dir) / name
-    with tempfile.TemporaryDirectory(dir=datasets_dir if Path(datasets_dir).exists() else None
-                                     ) as tmp:
+    with staged_dataset(datasets_dir, name) as (staged, scratch):
         folder = source
         if source.is_file():
             if source.suffix.lower() != ".zip":
                 raise DatasetError(f"{source.name} is neither a folder nor a .zip archive")
-            folder = Path(tmp) / "extracted"
+            folder = scratch / "extracted"
             folder.mkdir()
-            safe_extract(source, folder)
+            extract_zip(source, folder)
         files = _image_files(folder)
         if not files:
             raise DatasetError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found in "
@@ -246,20 +269,22 @@ def import_images(source: str | os.PathLike, name: str, datasets_dir: Path,
             kept_labels.append(label)
             if captions is not None:
                 kept_captions.append(captions[path.resolve()])
-    if not images:
-        raise DatasetError(f"none of the {len(files)} files in {source.name} could be read "
-                           "as an image")
-    class_names = sorted(set(kept_labels))
-    labels = np.array([class_names.index(l) for l in kept_labels], dtype=np.int64)
-    test = _split(labels)
-    array = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()  # (N, 3, S, S)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp_file = out_dir / f".data-{os.getpid()}.pt"
-    torch.save({"images": array, "labels": torch.from_numpy(labels),
-                "test": torch.from_numpy(test), "class_names": class_names,
-                "labelled": labelled, "captions": kept_captions if captions is not None else None},
-               tmp_file)
-    os.replace(tmp_file, out_dir / "data.pt")
+        if not images:
+            raise DatasetError(f"none of the {len(files)} files in {source.name} could be read "
+                               "as an image")
+        class_names = sorted(set(kept_labels))
+        labels = np.array([class_names.index(l) for l in kept_labels], dtype=np.int64)
+        test = _split(labels)
+        array = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()  # (N,3,S,S)
+        stored = {"images": array, "labels": torch.from_numpy(labels),
+                  "test": torch.from_numpy(test), "class_names": class_names,
+                  "labelled": labelled,
+                  "captions": kept_captions if captions is not None else None}
+        try:
+            torch.save(stored, staged / "data.pt")
+        except RuntimeError as exc:  # torch's writer reports a full disk this way
+            raise DatasetError(f"dataset {name!r} could not be written ({exc}); nothing was "
+                               "changed") from None
     return ImportReport(name, len(labels), int((~test).sum()), int(test.sum()), class_names,
                         labelled, corrupt, too_large, skipped[:10], captions is not None,
                         without_caption)
