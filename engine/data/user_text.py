@@ -14,6 +14,9 @@ line, and `register_user_corpus` makes it a `kind="text"` dataset like `captions
   the one asked for, else `text`, else the only string column.
 
 Both are cut to `MAX_CORPUS_CHARS` at import, before any tokenisation, and the report says so.
+A file or dataset that cannot be read is one `DatasetError` naming it; the corpus is written to
+a scratch folder and moved into place only when complete (`user_images.staged_dataset`), so a
+failed import leaves nothing behind and keeps an earlier dataset of the same name.
 """
 from __future__ import annotations
 
@@ -102,9 +105,12 @@ def _store(name: str, origin: str, documents: list[str], datasets_dir: Path,
            detail: str = "") -> TextReport:
     if not documents:
         raise DatasetError("the text is empty (only whitespace): there is nothing to train on")
+    from engine.data.user_images import staged_dataset
+
     total = sum(len(d) + 1 for d in documents)
     kept = text.cut_to_chars(documents, MAX_CORPUS_CHARS)
-    write_corpus(kept, Path(datasets_dir) / name)
+    with staged_dataset(datasets_dir, name) as (staged, _):
+        write_corpus(kept, staged)
     return _report(name, origin, kept, total if total > MAX_CORPUS_CHARS else 0, detail)
 
 
@@ -116,14 +122,21 @@ def import_text_file(source: str | os.PathLike, name: str, datasets_dir: Path) -
     path = Path(source).expanduser()
     if not path.is_file():
         raise DatasetError(f"{path} is not a file; give a UTF-8 text file (.txt)")
-    size = path.stat().st_size
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise DatasetError(f"{path.name} could not be read ({exc.strerror or exc})") from None
     if size == 0:
         raise DatasetError(f"{path.name} is empty: there is nothing to train on")
     if size > MAX_FILE_BYTES:
         raise DatasetError(f"{path.name} is {size / 1024 ** 2:.1f} MB, over the "
                            f"{MAX_FILE_BYTES // 1024 ** 2} MB limit for a text file; cut it or "
                            "save it as a Hugging Face dataset and add that")
-    content = decode_utf8(path.read_bytes(), path.name)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DatasetError(f"{path.name} could not be read ({exc.strerror or exc})") from None
+    content = decode_utf8(data, path.name)
     if "\x00" in content:
         line = content.count("\n", 0, content.index("\x00")) + 1
         raise DatasetError(f"{path.name} holds a NUL byte on line {line}: it looks like a "
@@ -261,13 +274,17 @@ def import_hf_dataset(ref: str, name: str, datasets_dir: Path, column: str | Non
     dataset, chosen = open_hf_dataset(ref, (split or "").strip() or None)
     column = pick_column(dataset, (column or "").strip() or None, ref)
     documents, size = [], 0
-    for value in _rows(dataset, column):
-        document = " ".join(str(value).split()) if value is not None else ""
-        if document:
-            documents.append(document)
-            size += len(document) + 1
-            if size > MAX_CORPUS_CHARS:
-                break  # one row past the cap: `_store` cuts it and reports the cut
+    try:
+        for value in _rows(dataset, column):
+            document = " ".join(str(value).split()) if value is not None else ""
+            if document:
+                documents.append(document)
+                size += len(document) + 1
+                if size > MAX_CORPUS_CHARS:
+                    break  # one row past the cap: `_store` cuts it and reports the cut
+    except (OSError, ValueError, EOFError) as exc:  # pyarrow's read errors subclass these
+        raise DatasetError(f"{ref}: column {column!r} of split {chosen!r} could not be read "
+                           f"after {len(documents):,} rows ({exc})") from None
     return _store(name, "huggingface", documents, datasets_dir,
                   f"column '{column}' of split '{chosen}'")
 

@@ -167,3 +167,32 @@ def test_a_text_name_replaces_an_image_name_cleanly(tmp_path, studio):
         studio.validate({"method": "simclr", "dataset": "mine"})
     with pytest.raises(DatasetError, match="builtin dataset"):
         studio.add_text_dataset(path, "pydocs")
+
+
+def test_read_and_write_failures_are_clear_and_leave_nothing(tmp_path, studio, monkeypatch):
+    import errno
+    from pathlib import Path
+
+    path = tmp_path / "story.txt"
+    path.write_text(PROSE, "utf-8")
+    studio.add_text_dataset(path, "story")
+    stored = tmp_path / "home" / "datasets" / "story" / user_text.CORPUS_FILE
+    before = stored.read_bytes()
+
+    def unreadable(self):
+        raise OSError(errno.EIO, "Input/output error")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Path, "read_bytes", unreadable)
+        with pytest.raises(DatasetError, match=r"story.txt could not be read \(Input/output"):
+            studio.add_text_dataset(path, "story")
+
+    def disk_full(documents, out_dir):
+        (out_dir / user_text.CORPUS_FILE).write_text("half of it", "utf-8")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(user_text, "write_corpus", disk_full)
+    with pytest.raises(DatasetError, match=r"'story' could not be written .*No space left"):
+        studio.add_text_dataset(path, "story")
+    assert stored.read_bytes() == before  # the earlier corpus is whole, nothing else is left
+    assert [p.name for p in (tmp_path / "home" / "datasets").iterdir()] == ["story"]
