@@ -1,11 +1,14 @@
 """'Add your own data' under the Train tab's dataset picker: images (with or without captions),
-a UTF-8 text file, or a Hugging Face dataset. Each handler's logic is a plain function."""
+a UTF-8 text file, or a Hugging Face dataset. Each handler's logic is a plain function.
+An uploaded file is deleted once its import was tried, added or refused (`_discard_upload`)."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
+from webapp.errors import error_note
 from webapp.figures import message
 
 NAME_HINT = "Give the dataset a name (a-z, 0-9, '_' or '-')."
@@ -15,11 +18,36 @@ def _path(upload: Any) -> str | None:
     return getattr(upload, "name", upload) if upload else None
 
 
-def _added(call: Any) -> tuple[str | None, str]:
+def _discard_upload(upload: Any) -> None:
+    """Delete an uploaded file and its folder, if now empty, from Gradio's upload folder (the
+    import read it already). A path outside that folder, one the user typed, is never touched."""
+    from gradio.utils import get_upload_folder
+
+    if not _path(upload):
+        return
+    try:
+        uploads = Path(get_upload_folder()).resolve()
+        path = Path(_path(upload)).resolve()
+        if not path.is_relative_to(uploads) or path == uploads or not path.is_file():
+            return
+        path.unlink()
+        if path.parent != uploads:
+            path.parent.rmdir()  # Gradio keeps each upload in a folder of its own
+    except OSError:
+        pass  # not empty, or already gone: nothing of ours to remove
+
+
+def _added(call: Any, upload: Any = None) -> tuple[str | None, str]:
+    """Run an import; the upload it read, if any, is deleted after, whatever the outcome."""
+    if _path(upload) and not Path(_path(upload)).exists():
+        return None, message("The uploaded file is gone (each upload is deleted once it was "
+                             "added or refused); upload it again.", "warn")
     try:
         info = call()
-    except ValueError as error:  # DatasetError: names the problem and what to do
-        return None, message(str(error), "error")
+    except Exception as error:  # noqa: BLE001 - the user's message, or a bug logged
+        return None, error_note(error, "adding a dataset")
+    finally:
+        _discard_upload(upload)
     return info["name"], message(info["message"], "ok")
 
 
@@ -31,7 +59,7 @@ def add_dataset(studio: Any, upload: Any, folder: str | None, name: str | None
         return None, message("Upload a .zip of images or type a folder on the server.", "warn")
     if not (name or "").strip():
         return None, message(NAME_HINT, "warn")
-    return _added(lambda: studio.add_image_dataset(source, name))
+    return _added(lambda: studio.add_image_dataset(source, name), upload)
 
 
 def add_text(studio: Any, upload: Any, path: str | None, name: str | None
@@ -42,7 +70,7 @@ def add_text(studio: Any, upload: Any, path: str | None, name: str | None
         return None, message("Upload a UTF-8 text file or type a file on the server.", "warn")
     if not (name or "").strip():
         return None, message(NAME_HINT, "warn")
-    return _added(lambda: studio.add_text_dataset(source, name))
+    return _added(lambda: studio.add_text_dataset(source, name), upload)
 
 
 def add_hf(studio: Any, ref: str | None, column: str | None, split: str | None,

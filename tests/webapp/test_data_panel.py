@@ -1,7 +1,7 @@
 """The Train tab's 'Add your own data' handlers: text file, Hugging Face dataset, images."""
 import pytest
 
-from webapp.data_panel import add_hf, add_text, look_up_columns
+from webapp.data_panel import add_dataset, add_hf, add_text, look_up_columns
 
 
 @pytest.fixture(scope="module")
@@ -38,3 +38,48 @@ def test_add_hf_handler_and_column_look_up(tmp_path, studio):
     name, note = add_hf(studio, "someone/not-here", "", "", "remote")
     assert name is None and "cannot be reached" in note
     assert look_up_columns(studio, "", "")[0] == []
+
+
+def _upload(tmp_path, monkeypatch, build, filename="photos.zip"):
+    """A file where Gradio keeps an upload (its own folder under the upload folder), as the
+    gr.File value an event handler gets: an object whose .name is the path."""
+    from types import SimpleNamespace
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    path = tmp_path / "gradio" / "0123abcd" / filename
+    path.parent.mkdir(parents=True)
+    build(path)
+    return SimpleNamespace(name=str(path)), path
+
+
+def test_uploads_are_deleted_after_a_refused_and_an_added_import(tmp_path, monkeypatch, studio):
+    from tests.engine.data.test_archives import _zip, bad_crc
+
+    upload, path = _upload(tmp_path / "bad", monkeypatch, bad_crc)
+    name, note = add_dataset(studio, upload, "", "photos")
+    assert name is None and "ps-error" in note
+    assert "photos.zip: entry &#x27;pets/bad.png&#x27; is corrupt (CRC mismatch)" in note
+    assert not path.exists() and not path.parent.exists()
+    assert (tmp_path / "bad" / "gradio").is_dir()  # the upload folder itself stays
+    name, note = add_dataset(studio, upload, "", "photos")  # clicked again: says so
+    assert name is None and "upload it again" in note
+
+    upload, path = _upload(tmp_path / "good", monkeypatch, lambda p: _zip(p, []))
+    name, note = add_dataset(studio, upload, "", "photos")
+    assert name == "photos" and "ps-ok" in note
+    assert not path.exists() and not path.parent.exists()
+
+    upload, path = _upload(tmp_path / "text", monkeypatch,
+                           lambda p: p.write_text("one\n\ntwo\n", "utf-8"), "notes.txt")
+    assert add_text(studio, upload, "", "notes")[0] == "notes" and not path.exists()
+
+
+def test_a_typed_path_is_never_deleted(tmp_path, monkeypatch, studio):
+    from tests.engine.data.test_archives import _zip
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))  # even inside the upload folder
+    typed = _zip(tmp_path / "mine.zip", [])
+    assert add_dataset(studio, None, str(typed), "mine")[0] == "mine" and typed.exists()
+    outside = _zip(tmp_path / "elsewhere.zip", [])  # an upload value outside the folder
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    assert add_dataset(studio, str(outside), "", "mine")[0] == "mine" and outside.exists()
