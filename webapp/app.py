@@ -54,9 +54,34 @@ def theme() -> gr.themes.Base:
     return gr.themes.Soft(primary_hue="indigo", neutral_hue="slate")
 
 
+MAX_UPLOAD_ENV = "PRETEXT_MAX_UPLOAD_MB"
+DEFAULT_MAX_UPLOAD_MB = 2048  # a zip of images expands to at most 2 GB (engine.data.archives)
+
+
+def max_upload_bytes() -> int:
+    """Gradio's cap on one uploaded file: $PRETEXT_MAX_UPLOAD_MB megabytes (default 2048)."""
+    import math
+    import os
+
+    raw = os.environ.get(MAX_UPLOAD_ENV, "").strip() or str(DEFAULT_MAX_UPLOAD_MB)
+    try:
+        megabytes = float(raw)
+    except ValueError:
+        megabytes = math.nan
+    if not math.isfinite(megabytes) or megabytes <= 0:
+        raise ValueError(f"{MAX_UPLOAD_ENV}={raw!r}: give the largest upload as a positive "
+                         f"number of megabytes, e.g. {DEFAULT_MAX_UPLOAD_MB} (the default)")
+    return max(1, int(megabytes * 1024 ** 2))
+
+
 def launch_options() -> dict[str, Any]:
-    """The look, passed to `launch()` (Gradio 6 moved theme/css there)."""
-    return {"theme": theme(), "css": CSS}
+    """What `launch()` takes from here: the look (Gradio 6 moved theme/css there) and the
+    upload cap. A bad $PRETEXT_MAX_UPLOAD_MB stops the start with one line saying so."""
+    try:
+        max_file_size = max_upload_bytes()
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
+    return {"theme": theme(), "css": CSS, "max_file_size": max_file_size}
 
 
 TABS: list[tuple[str, str, Any]] = [

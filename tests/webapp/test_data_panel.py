@@ -83,3 +83,16 @@ def test_a_typed_path_is_never_deleted(tmp_path, monkeypatch, studio):
     outside = _zip(tmp_path / "elsewhere.zip", [])  # an upload value outside the folder
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
     assert add_dataset(studio, str(outside), "", "mine")[0] == "mine" and outside.exists()
+
+
+def test_launch_options_cap_uploads(monkeypatch):
+    from webapp.app import launch_options
+
+    monkeypatch.delenv("PRETEXT_MAX_UPLOAD_MB", raising=False)
+    assert launch_options()["max_file_size"] == 2048 * 1024 ** 2
+    monkeypatch.setenv("PRETEXT_MAX_UPLOAD_MB", "0.5")
+    assert launch_options()["max_file_size"] == 512 * 1024
+    for bad in ("lots", "-1", "0", "nan"):
+        monkeypatch.setenv("PRETEXT_MAX_UPLOAD_MB", bad)
+        with pytest.raises(SystemExit, match=rf"PRETEXT_MAX_UPLOAD_MB='{bad}': give the"):
+            launch_options()
