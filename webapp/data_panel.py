@@ -8,7 +8,6 @@ from typing import Any
 
 import gradio as gr
 
-from webapp.errors import error_note
 from webapp.figures import message
 
 NAME_HINT = "Give the dataset a name (a-z, 0-9, '_' or '-')."
@@ -44,8 +43,8 @@ def _added(call: Any, upload: Any = None) -> tuple[str | None, str]:
                              "added or refused); upload it again.", "warn")
     try:
         info = call()
-    except Exception as error:  # noqa: BLE001 - the user's message, or a bug logged
-        return None, error_note(error, "adding a dataset")
+    except ValueError as error:  # DatasetError: names the problem and what to do
+        return None, message(str(error), "error")
     finally:
         _discard_upload(upload)
     return info["name"], message(info["message"], "ok")
