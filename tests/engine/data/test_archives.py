@@ -134,11 +134,11 @@ def test_malformed_archive_is_one_clear_error_and_leaves_nothing(tmp_path, case)
     if before_extracting:
         assert not any(target.iterdir())
     assert not (tmp_path / "x.png").exists()
-    studio = Studio(tmp_path / "home")
+    studio = Studio(tmp_path / "home")  # a name no other test adds: the registry is global
     with pytest.raises(DatasetError, match="photos.zip"):
-        studio.add_image_dataset(archive, "photos")
+        studio.add_image_dataset(archive, "refused-archive")
     assert not any((tmp_path / "home" / "datasets").iterdir())
-    assert "photos" not in {d["name"] for d in studio.datasets()}
+    assert "refused-archive" not in {d["name"] for d in studio.datasets()}
 
 
 def test_too_many_entries_refused_before_extracting(tmp_path, monkeypatch):
