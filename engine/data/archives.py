@@ -39,14 +39,21 @@ RATIO_FLOOR_BYTES = 16 * 1024 ** 2
 # without bounding their output, so an entry in those could expand far past its cap in memory.
 READABLE_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED}
 CHUNK_BYTES = 1024 ** 2
+# Written beside the wanted files when a caller names some: captions (captions.csv, x.txt).
+SIDE_FILES = (".txt", ".csv")
 RECREATE = "re-create the archive"
 
 _ENCRYPTED = 0x1  # general purpose flag bit 0
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
 
 
-def extract_zip(archive: Path, target: Path) -> None:
-    """Extract the zip `archive` into the existing folder `target`, checking it all first."""
+def extract_zip(archive: Path, target: Path, wanted: tuple[str, ...] = (),
+                what: str = "files") -> None:
+    """Extract the zip `archive` into the existing folder `target`, checking it all first.
+
+    With `wanted` (name suffixes such as ".png"), only non-empty files whose names end so, and
+    the side files in `SIDE_FILES`, are written, and an archive holding no such file is
+    refused before anything is written ("holds no `what`")."""
     archive, label = Path(archive), Path(archive).name
     try:
         zf = zipfile.ZipFile(archive)
@@ -60,6 +67,14 @@ def extract_zip(archive: Path, target: Path) -> None:
         infos = zf.infolist()
         root = target.resolve()
         destinations = _check_directory(label, infos, root)
+        if wanted:
+            keep = [_is_wanted(info, wanted) for info in infos]
+            if not any(keep[i] and infos[i].filename.lower().endswith(wanted)
+                       for i in range(len(infos))):
+                raise DatasetError(f"{label} holds no {what} ({', '.join(sorted(wanted))}) "
+                                   f"among its {len(infos):,} entries; nothing was extracted")
+            infos = [info for info, k in zip(infos, keep) if k]
+            destinations = [d for d, k in zip(destinations, keep) if k]
         for info, dest in zip(infos, destinations):
             with _entry_errors(label, info):
                 if info.is_dir():
@@ -113,6 +128,13 @@ def _check_directory(label: str, infos: list[zipfile.ZipInfo], root: Path) -> li
                            f"than {MAX_RATIO}x): it looks like a zip bomb; the archive was "
                            "refused")
     return destinations
+
+
+def _is_wanted(info: zipfile.ZipInfo, wanted: tuple[str, ...]) -> bool:
+    name = info.filename.lower()
+    if info.is_dir() or info.file_size == 0:
+        return False
+    return name.endswith(wanted) or name.endswith(SIDE_FILES)
 
 
 def _bomb_like(size: int, compressed: int) -> bool:

@@ -238,7 +238,7 @@ def import_images(source: str | os.PathLike, name: str, datasets_dir: Path,
                 raise DatasetError(f"{source.name} is neither a folder nor a .zip archive")
             folder = scratch / "extracted"
             folder.mkdir()
-            extract_zip(source, folder)
+            extract_zip(source, folder, tuple(sorted(IMAGE_SUFFIXES)), "images")
         files = _image_files(folder)
         if not files:
             raise DatasetError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found in "

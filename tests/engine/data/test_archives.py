@@ -150,6 +150,24 @@ def test_too_many_entries_refused_before_extracting(tmp_path, monkeypatch):
     assert not any((tmp_path / "target").iterdir())
 
 
+def test_archive_of_empty_entries_refused_before_extracting(tmp_path):
+    """3,000 empty '.png' entries (the issue saw 30,000 extracted before the refusal): no
+    image in the central directory, so nothing is written; junk beside images is skipped."""
+    archive = tmp_path / "empty.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for i in range(3000):
+            zf.writestr(f"pets/{i}.png", b"")
+    (tmp_path / "target").mkdir()
+    with pytest.raises(DatasetError, match=r"empty.zip holds no images .* 3,000 entries"):
+        extract_zip(archive, tmp_path / "target", (".png",), "images")
+    assert not any((tmp_path / "target").iterdir())
+    mixed = _zip(tmp_path / "mixed.zip", [("pets/junk.bin", b"x" * 9), ("pets/empty.png", b""),
+                                          ("pets/ok.txt", b"a cat")])
+    extract_zip(mixed, tmp_path / "target", (".png",), "images")
+    assert sorted(p.name for p in (tmp_path / "target" / "pets").iterdir()) == ["ok.png",
+                                                                               "ok.txt"]
+
+
 def test_declared_sizes_refused_before_extracting(tmp_path, monkeypatch):
     archive = _zip(tmp_path / "big.zip", [("pets/big.png", NOISE)])
     (tmp_path / "target").mkdir()
