@@ -18,6 +18,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from engine import checks
 from engine.api_lenses import LensesMixin
 from engine.config import TrainConfig, TrainSpec, build_config, config_fields
 from engine.data.presets import resolve_augmentation
@@ -38,6 +39,11 @@ def register_user_datasets(store: Store) -> None:
     for row in store.user_datasets():
         register = register_user_corpus if row.kind == "text" else register_user_dataset
         register(row.name, row.path, row.meta)
+
+
+def _since(since_step: Any) -> int:
+    """A `since_step` argument: -1 (every point) or a step."""
+    return checks.whole_number(since_step, "since_step", -1, checks.MAX_ID)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -144,10 +150,7 @@ class Studio(LensesMixin):
     # ---- jobs ---------------------------------------------------------------------------
     def validate(self, spec: TrainSpec | dict[str, Any]) -> tuple[TrainSpec, TrainConfig]:
         """Check a spec completely; raises SpecError/DatasetError, returns it resolved."""
-        if isinstance(spec, dict):
-            spec = TrainSpec.from_dict(spec)
-        if not isinstance(spec.seed, int) or isinstance(spec.seed, bool):
-            raise SpecError(f"seed must be a whole number, got {spec.seed!r}")
+        spec = TrainSpec.from_dict(spec.to_dict() if isinstance(spec, TrainSpec) else spec)
         cls = get_method(spec.method)
         config = build_config(cls.Config, spec.preset, spec.params)
         cls.check_config(config)
@@ -212,7 +215,7 @@ class Studio(LensesMixin):
         return [job_to_dict(j, with_config=False) for j in self.store.list_jobs()]
 
     def job(self, job_id: int) -> dict[str, Any]:
-        job = self.store.get_job(int(job_id))
+        job = self.store.get_job(checks.job_id(job_id))
         if job is None:
             raise JobError(f"no job {job_id}; `python -m engine jobs` lists them")
         out = job_to_dict(job)
@@ -223,13 +226,13 @@ class Studio(LensesMixin):
     def metrics(self, job_id: int, since_step: int = -1) -> list[dict[str, Any]]:
         """Metric points with step > since_step: [{"step", "name", "value"}, ...]."""
         return [{"step": s, "name": n, "value": v}
-                for s, n, v in self.store.metrics(int(job_id), since_step)]
+                for s, n, v in self.store.metrics(checks.job_id(job_id), _since(since_step))]
 
     def samples(self, job_id: int, since_step: int = -1) -> list[dict[str, Any]]:
         """Text samples a job wrote (GPT generations, T5 fills) with step > since_step."""
         from engine.methods._text import read_samples
 
-        return read_samples(self.job(job_id)["run_dir"], since_step)
+        return read_samples(self.job(job_id)["run_dir"], _since(since_step))
 
     def cancel(self, job_id: int) -> str:
         """Stop a job: a queued one at once, a running one after its current step."""
@@ -252,7 +255,7 @@ class Studio(LensesMixin):
                                       finished_at=None, pid=None)
         if steps is not None:
             spec = dict(job["spec"])
-            spec["params"] = dict(spec["params"], steps=int(steps))
+            spec["params"] = dict(spec["params"], steps=checks.whole_number(steps, "steps"))
             spec_obj, config = self.validate(spec)
             fields.update(spec=spec_obj.to_dict(), config=dataclasses.asdict(config),
                           total_steps=config.steps)
@@ -277,7 +280,8 @@ class Studio(LensesMixin):
         "figures", "created_at"}. `on_progress(fraction, text)` reports progress."""
         from engine.evaluation.runner import evaluate_job
 
-        return evaluate_job(self.home, self.store, int(job_id), protocol, dataset, params,
+        return evaluate_job(self.home, self.store, checks.job_id(job_id), protocol,
+                            checks.optional_text(dataset, "dataset"), params,
                             on_progress)
 
     def evaluate_baseline(self, baseline: str, dataset: str, backbone: str = "resnet18",
@@ -289,7 +293,8 @@ class Studio(LensesMixin):
         from engine.evaluation.runner import evaluate_baseline
 
         return evaluate_baseline(self.home, self.store, baseline, dataset, protocol, backbone,
-                                 int(image_size), params, on_progress)
+                                 checks.whole_number(image_size, "image_size"), params,
+                                 on_progress)
 
     def evaluations(self, job_id: int | None = None) -> list[dict[str, Any]]:
         """Stored evaluations of a job (or every one, baselines included, when None)."""
@@ -298,13 +303,14 @@ class Studio(LensesMixin):
         if job_id is not None:
             self.job(job_id)  # a JobError names an unknown id
         return [evaluation_to_dict(r)
-                for r in self.store.evaluations(None if job_id is None else int(job_id))]
+                for r in self.store.evaluations(None if job_id is None
+                                                else checks.job_id(job_id))]
 
     def eval_figures(self, job_id: int) -> dict[str, float]:
         """A job's headline figures, e.g. {"knn_top1": 0.93, "linear_top1": 0.95}."""
         from engine.evaluation.runner import job_figures
 
-        return job_figures(self.store, int(job_id))
+        return job_figures(self.store, checks.job_id(job_id))
 
     def leaderboard(self) -> list[dict[str, Any]]:
         """One row per evaluated job and dataset, and per baseline, with their figures
@@ -339,8 +345,9 @@ class Studio(LensesMixin):
         "label_names", "indices", "kinds", "texts", "model", "knn_top1"}. Cached by (model,
         checkpoint step, dataset, split, samples, texts). `texts` ("none", "prompts",
         "captions") adds a CLIP model's text embeddings to the images."""
-        emb = self.explorer.embeddings(str(model), dataset, int(samples), split, texts,
-                                       on_progress)
+        emb = self.explorer.embeddings(str(model), dataset,
+                                       checks.whole_number(samples, "samples"), split,
+                                       texts, on_progress)
         names = emb.class_names
         return {"features": emb.features.numpy(), "labels": emb.labels.tolist(),
                 "label_names": [names[i] for i in emb.labels.tolist()],
@@ -354,8 +361,9 @@ class Studio(LensesMixin):
         """A 2-D map ("pca", "umap" with n_neighbors/min_dist, "tsne" with perplexity) of the
         same sample as `embeddings`, with the leave-one-out k-NN accuracy of its points.
         See `engine.inference.embeddings.Explorer.map` for the keys."""
-        return self.explorer.map(str(model), dataset, int(samples), projection, params, split,
-                                 texts, on_progress)
+        return self.explorer.map(str(model), dataset,
+                                 checks.whole_number(samples, "samples"), projection,
+                                 params, split, texts, on_progress)
 
     def maps_csv(self, views: list[dict[str, Any]]) -> str:
         """`project` results as CSV text: model, index, x, y, label, kind, text per point."""

@@ -6,7 +6,7 @@
 A model reference is a run id ("12"), a local folder or a Hub id. Images are file paths,
 PIL images or uint8 (H, W, 3) arrays; pictures come back as uint8 (H, W, 3) arrays. Torch's
 threads are capped while a lens runs, so training workers keep their cores. Errors a user can
-fix are ValueError (LensError, HubError) or RuntimeError (JobError) with the fix in the message.
+fix are StudioError (LensError, HubError, JobError) with the fix in the message.
 """
 from __future__ import annotations
 
@@ -131,13 +131,14 @@ class LensesMixin:
         pictures ("images": uint8 thumbnails) and "embeddings_cached" (False when this call
         embedded the dataset). The dataset is embedded once per model, checkpoint, dataset,
         split and sample size. See `engine.inference.retrieve.retrieve` for the other keys."""
+        from engine.checks import shown
         from engine.data.datasets import dataset_info
         from engine.inference.models import LensError, lens_threads
         from engine.inference.retrieve import check_request, gallery_pictures, retrieve
 
         _, k, samples = check_request(query, k, samples)
         if split not in ("train", "test"):
-            raise LensError(f"split must be train or test, got {split!r}")
+            raise LensError(f"split must be train or test, got {shown(split)}")
         info = dataset_info(dataset)
         if info["kind"] == "text":
             raise LensError(f"{dataset!r} is a text corpus; retrieval searches images: pick an "

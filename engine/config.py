@@ -14,6 +14,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from engine import checks
 from engine.errors import SpecError
 
 
@@ -28,13 +29,16 @@ def param(default: Any, help: str, *, choices: list | None = None, min: float | 
         "exclusive_min": exclusive_min})
 
 
+MAX_STEPS = 10**7  # days of training even on the smallest model; a larger number is a typo
+
+
 @dataclass
 class TrainConfig:
     """Hyperparameters every method shares; a method's config subclasses this."""
 
     backbone: str = param("resnet18", "Encoder architecture.", main=True)
     steps: int = param(200, "Optimizer steps in total. Resume continues up to this number.",
-                       min=1, main=True)
+                       min=1, max=MAX_STEPS, main=True)
     batch_size: int = param(64, "Images per step (each gives its views). Contrastive methods "
                             "want large batches: more negatives per step.", min=2, main=True)
     lr: float = param(1e-3, "Peak learning rate, reached after the warmup and then decayed "
@@ -88,16 +92,37 @@ class TrainSpec:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainSpec":
+    def from_dict(cls, data: Any) -> "TrainSpec":
+        """The spec in `data` (JSON), each field's type checked; SpecError names the field."""
+        if not isinstance(data, dict):
+            raise SpecError("the spec must be a JSON object such as {\"method\": \"simclr\", "
+                            f"\"dataset\": \"digits\"}}, got {checks.shown(data)}")
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(str(key) for key in set(data) - known)
         if unknown:
             raise SpecError(f"unknown spec keys {unknown}; expected some of {sorted(known)}")
-        return cls(**data)
+        missing = [name for name in ("method", "dataset") if data.get(name) is None]
+        if missing:
+            raise SpecError(f"the spec needs {' and '.join(missing)}")
+
+        def given(name: str, default: Any) -> Any:  # null (JSON) means the default
+            return default if data.get(name) is None else data[name]
+
+        evals = given("evals", [])
+        if not isinstance(evals, list):
+            raise SpecError(f"evals must be a list of protocols, got {checks.shown(evals)}")
+        return cls(method=checks.text(data["method"], "method"),
+                   dataset=checks.text(data["dataset"], "dataset"),
+                   preset=checks.text(given("preset", "quick"), "preset"),
+                   seed=checks.whole_number(given("seed", 0), "seed", 0, checks.MAX_SEED),
+                   params=dict(checks.mapping(given("params", {}), "params")),
+                   evals=[checks.text(e, "each of evals") for e in evals],
+                   eval_dataset=checks.optional_text(data.get("eval_dataset"), "eval_dataset"))
 
 
 def _coerce(name: str, value: Any, kind: type) -> Any:
-    """Turn `value` (maybe a string from the CLI or a float from a number widget) into `kind`."""
+    """Turn `value` (maybe a string from the CLI or a float from a number widget) into `kind`.
+    A boolean is not a number, and a dict or list is no value of any field."""
     if kind is bool:
         if isinstance(value, bool):
             return value
@@ -108,25 +133,23 @@ def _coerce(name: str, value: Any, kind: type) -> Any:
         if isinstance(value, (int, float)) and value in (0, 1):
             return bool(value)
         raise SpecError(f"{name} must be true or false, got {value!r}")
+    if kind in (int, float) and isinstance(value, str):  # the CLI's --set key=value
+        try:
+            value = int(value.strip())
+        except ValueError:
+            try:
+                value = float(value)
+            except ValueError:
+                raise SpecError(f"{name} must be a number, got {checks.shown(value)}") from None
     if kind is int:
-        try:
-            as_float = float(value)
-        except (TypeError, ValueError):
-            raise SpecError(f"{name} must be a whole number, got {value!r}") from None
-        if as_float != as_float or as_float != int(as_float):
-            raise SpecError(f"{name} must be a whole number, got {value!r}")
-        return int(as_float)
+        return checks.whole_number(value, name)
     if kind is float:
-        try:
-            out = float(value)
-        except (TypeError, ValueError):
-            raise SpecError(f"{name} must be a number, got {value!r}") from None
-        if out != out or out in (float("inf"), float("-inf")):
-            raise SpecError(f"{name} must be a finite number, got {value!r}")
-        return out
+        return checks.number(value, name)
     if value is None:
         raise SpecError(f"{name} needs a value")
-    return str(value)
+    if isinstance(value, (dict, list, tuple, set, bool)):
+        raise SpecError(f"{name} must be text, got {checks.shown(value)}")
+    return checks.text(str(value), name, checks.MAX_REF_CHARS)
 
 
 def _field_type(f: dataclasses.Field) -> type:
@@ -149,8 +172,10 @@ def config_fields(config_cls: type[TrainConfig], preset: str = "quick") -> list[
 
 def build_config(config_cls: type[TrainConfig], preset: str, params: dict[str, Any]) -> TrainConfig:
     """Class defaults <- preset <- params, each value type-checked and bounds-checked."""
-    if preset not in config_cls.PRESETS:
-        raise SpecError(f"unknown preset {preset!r}; choose one of {sorted(config_cls.PRESETS)}")
+    if not isinstance(preset, str) or preset not in config_cls.PRESETS:
+        raise SpecError(f"unknown preset {checks.shown(preset)}; choose one of "
+                        f"{sorted(config_cls.PRESETS)}")
+    checks.mapping(params, "params")
     by_name = {f.name: f for f in dataclasses.fields(config_cls)}
     unknown = sorted(set(params) - set(by_name))
     if unknown:
@@ -161,16 +186,16 @@ def build_config(config_cls: type[TrainConfig], preset: str, params: dict[str, A
         for name, raw in source.items():
             f = by_name[name]
             value = _coerce(name, raw, _field_type(f))
-            meta = f.metadata
+            meta, got = f.metadata, checks.shown(value)
             if meta.get("choices") and value not in meta["choices"]:
-                raise SpecError(f"{name} must be one of {meta['choices']}, got {value!r}")
+                raise SpecError(f"{name} must be one of {meta['choices']}, got {got}")
             low, high = meta.get("min"), meta.get("max")
             if low is not None:
                 if meta.get("exclusive_min") and not value > low:
-                    raise SpecError(f"{name} must be greater than {low}, got {value!r}")
+                    raise SpecError(f"{name} must be greater than {low}, got {got}")
                 if value < low:
-                    raise SpecError(f"{name} must be at least {low}, got {value!r}")
+                    raise SpecError(f"{name} must be at least {low}, got {got}")
             if high is not None and value > high:
-                raise SpecError(f"{name} must be at most {high}, got {value!r}")
+                raise SpecError(f"{name} must be at most {high}, got {got}")
             values[name] = value
     return config_cls(**values)

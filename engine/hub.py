@@ -18,6 +18,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from engine import checks
 from engine.errors import DatasetError
 
 HUB_HOST = "huggingface.co"
@@ -50,7 +51,7 @@ def hub_reachable(timeout_s: float = 1.0) -> bool:
 
 def resolve_folder(source: str | os.PathLike, home: str | os.PathLike | None = None) -> Path | None:
     """The model folder a run id or local path names, or None when `source` is neither."""
-    text = str(source).strip()
+    text = checks.text(os.fspath(source), "model", checks.MAX_REF_CHARS, HubError).strip()
     if text.isdigit():
         from engine.home import Home
 
@@ -61,7 +62,10 @@ def resolve_folder(source: str | os.PathLike, home: str | os.PathLike | None = N
         path = run_dir
     else:
         path = Path(text).expanduser()
-        if not path.exists():
+        try:
+            if not path.exists():
+                return None
+        except OSError:  # e.g. a name past the filesystem's 255 bytes: not a folder here
             return None
     if (path / "config.json").exists():
         return path
@@ -88,11 +92,13 @@ def load(source: str | os.PathLike, home: str | os.PathLike | None = None,
     options = {"local_files_only": True} if local_only or folder is not None else {}
     try:
         config = AutoConfig.from_pretrained(name, **options)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: huggingface_hub refuses the id's form
         if local_only:
-            raise HubError(f"{name!r} is not a run id, a folder, or a model in the local Hub "
-                           "cache, and the Hub cannot be reached (offline)") from None
-        raise HubError(f"cannot load {name!r}: {str(exc).splitlines()[0]}") from None
+            raise HubError(f"{checks.shown(name, 100)} is not a run id, a folder, or a model "
+                           "in the local Hub cache, and the Hub cannot be reached (offline)"
+                           ) from None
+        raise HubError(f"cannot load {checks.shown(name, 100)}: "
+                       f"{(str(exc).splitlines() or [repr(exc)])[0]}") from None
     model_type = config.model_type
     model_cls = getattr(transformers, _MODEL_CLASSES.get(model_type, "AutoModel"))
     model = model_cls.from_pretrained(name, use_safetensors=True, **options).to(device).eval()

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from engine.config import TrainConfig
+from engine.errors import SpecError
 
 
 class LARS(torch.optim.Optimizer):
@@ -68,7 +69,7 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
         return torch.optim.SGD(groups, lr=config.lr, momentum=0.9)
     if config.optimizer == "lars":
         return LARS(groups, lr=config.lr, weight_decay=config.weight_decay)
-    raise ValueError(f"unknown optimizer {config.optimizer!r}")
+    raise SpecError(f"unknown optimizer {config.optimizer!r}")
 
 
 def warmup_cosine(warmup_steps: int, total_steps: int) -> "callable":

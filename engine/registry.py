@@ -9,6 +9,7 @@ import importlib
 import pkgutil
 from typing import Callable, TypeVar
 
+from engine.checks import shown
 from engine.errors import SpecError
 
 _METHODS: dict[str, type] = {}
@@ -49,8 +50,7 @@ def list_methods() -> list[str]:
 
 def get_method(name: str) -> type:
     _load_all()
-    try:
-        return _METHODS[name]
-    except KeyError:
-        raise SpecError(f"unknown method {name!r}; choose one of: "
-                        f"{', '.join(sorted(_METHODS))}") from None
+    if not isinstance(name, str) or name not in _METHODS:
+        raise SpecError(f"unknown method {shown(name)}; choose one of: "
+                        f"{', '.join(sorted(_METHODS))}")
+    return _METHODS[name]

@@ -19,6 +19,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
+from engine.checks import shown
 from engine.data import digits, shapes
 from engine.errors import DatasetError
 
@@ -99,9 +100,9 @@ def register_dataset(source: DatasetSource) -> DatasetSource:
 
 
 def _source(name: str) -> DatasetSource:
-    if name not in _SOURCES:
+    if not isinstance(name, str) or name not in _SOURCES:
         known = ", ".join(sorted(_SOURCES))
-        raise DatasetError(f"unknown dataset {name!r}; known datasets: {known}")
+        raise DatasetError(f"unknown dataset {shown(name)}; known datasets: {known}")
     return _SOURCES[name]
 
 
@@ -211,8 +212,8 @@ def load_dataset(name: str, split: str = "train", image_size: int = 32,
     (a ``.pt`` file of tensors, named after the dataset, split, size and source version).
     """
     source = _source(name)
-    if split not in SPLITS:
-        raise DatasetError(f"unknown split {split!r} for dataset {name!r}; "
+    if not isinstance(split, str) or split not in SPLITS:
+        raise DatasetError(f"unknown split {shown(split)} for dataset {name!r}; "
                            f"use one of: {', '.join(SPLITS)}")
     whole = isinstance(image_size, numbers.Integral) and not isinstance(image_size, bool)
     if not whole or not MIN_IMAGE_SIZE <= image_size <= MAX_IMAGE_SIZE:

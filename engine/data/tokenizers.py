@@ -23,7 +23,7 @@ from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalize
     pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-from engine.errors import DatasetError
+from engine.errors import DatasetError, SpecError
 
 KINDS = ("wordpiece", "bytebpe", "clip", "sentencepiece")
 NUM_SENTINELS = 100  # T5's <extra_id_0..99>
@@ -108,7 +108,7 @@ def train_tokenizer(kind: str, texts: list[str], vocab_size: int = 8000,
                     max_length: int = 512) -> PreTrainedTokenizerFast:
     """Train a `kind` tokenizer (one of KINDS) on `texts`; deterministic for the same input."""
     if kind not in _BUILDERS:
-        raise ValueError(f"unknown tokenizer kind {kind!r}; choose one of {KINDS}")
+        raise SpecError(f"unknown tokenizer kind {kind!r}; choose one of {KINDS}")
     if not any(t.strip() for t in texts):
         raise DatasetError("the corpus is empty: a tokenizer needs some text to learn from")
     tokenizer = _BUILDERS[kind](texts, vocab_size)

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from engine.errors import JobError
 from engine.evaluation.sampling import stratified_fraction
 from engine.methods.base import SSLMethod
 from engine.optim import warmup_cosine
@@ -123,7 +124,7 @@ def train_classifier(method: SSLMethod, train_images: Tensor, train_labels: Tens
             logits = model(images)
         loss = F.cross_entropy(logits.float(), train_labels[index].to(device))
         if not math.isfinite(loss.item()):
-            raise ValueError(f"fine-tuning loss became {loss.item()} at step {step + 1}")
+            raise JobError(f"fine-tuning loss became {loss.item()} at step {step + 1}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from engine.errors import SpecError
+
 QUERY_CHUNK = 1024
 BANK_CHUNK = 8192
 
@@ -29,7 +31,7 @@ def knn_scores(bank: Tensor, bank_labels: Tensor, queries: Tensor, num_classes: 
     bank: (N, D) features, bank_labels: (N,) ints in [0, num_classes), queries: (Q, D).
     """
     if k < 1 or temperature <= 0:
-        raise ValueError(f"k must be at least 1 and temperature positive, got {k}, {temperature}")
+        raise SpecError(f"k must be at least 1 and temperature positive, got {k}, {temperature}")
     bank = F.normalize(bank.float(), dim=1)
     queries = F.normalize(queries.float(), dim=1)
     bank_labels = bank_labels.long()

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from engine import checks
 from engine.data.datasets import load_dataset
 from engine.errors import JobError, SpecError
 from engine.evaluation import BASELINES, PROTOCOLS
@@ -34,22 +35,38 @@ DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
                  "seed": 0},
 }
 FINISHED = ("completed", "cancelled", "interrupted", "failed")
+MAX_SETTING = 10**7  # the largest whole-number setting (steps, iterations, k, draws)
 
 
 def check_protocol(protocol: str) -> str:
-    if protocol not in PROTOCOLS:
-        raise SpecError(f"unknown protocol {protocol!r}; choose one of: {', '.join(PROTOCOLS)}")
+    if not isinstance(protocol, str) or protocol not in PROTOCOLS:
+        raise SpecError(f"unknown protocol {checks.shown(protocol)}; choose one of: "
+                        f"{', '.join(PROTOCOLS)}")
     return protocol
 
 
 def resolve_params(protocol: str, params: dict[str, Any] | None) -> dict[str, Any]:
-    """The protocol's defaults updated with `params` (unknown keys refused)."""
+    """The protocol's defaults updated with `params` (unknown keys refused, each value of its
+    default's type: whole numbers from 0, numbers, lists of them)."""
     defaults = DEFAULT_PARAMS[check_protocol(protocol)]
+    checks.mapping(params or {}, "params")
     unknown = sorted(set(params or {}) - set(defaults))
     if unknown:
         raise SpecError(f"unknown {protocol} setting(s) {', '.join(unknown)}; it knows: "
                         f"{', '.join(defaults)}")
-    return {**defaults, **(params or {})}
+    return {**defaults, **{name: _setting(f"{protocol} setting {name}", value, defaults[name])
+                           for name, value in (params or {}).items()}}
+
+
+def _setting(label: str, value: Any, default: Any) -> Any:
+    if isinstance(default, list):
+        if not isinstance(value, list) or not value:
+            raise SpecError(f"{label} must be a non-empty list, got {checks.shown(value)}")
+        return [_setting(label, item, default[0]) for item in value]
+    if isinstance(default, int):
+        high = checks.MAX_SEED if label.endswith("seed") else MAX_SETTING
+        return checks.whole_number(value, label, 0, high)
+    return checks.number(value, label)
 
 
 def check_request(method: str, evals: list[str], eval_dataset: str | None,
@@ -58,7 +75,7 @@ def check_request(method: str, evals: list[str], eval_dataset: str | None,
     if not evals:
         return
     if not isinstance(evals, (list, tuple)):
-        raise SpecError(f"evals must be a list of protocols, got {evals!r}")
+        raise SpecError(f"evals must be a list of protocols, got {checks.shown(evals)}")
     for protocol in evals:
         check_protocol(protocol)
     cls = get_method(method)
@@ -171,7 +188,7 @@ def evaluate_job(home: Home, store: Store, job_id: int, protocol: str,
     image size are computed too when the store has none yet."""
     check_protocol(protocol)
     settings = resolve_params(protocol, params)
-    job = store.get_job(int(job_id))
+    job = store.get_job(checks.job_id(job_id))
     if job is None:
         raise JobError(f"no job {job_id}; `python -m engine jobs` lists them")
     if require_finished and job.status not in FINISHED:
@@ -257,11 +274,13 @@ def evaluate_baseline(home: Home, store: Store, baseline: str, dataset: str,
                       params: dict[str, Any] | None = None,
                       on_progress: Progress | None = None) -> dict[str, Any]:
     """Evaluate a baseline ("pixels" or "random" with `backbone`) on `dataset`; stored."""
-    if baseline not in BASELINES:
-        raise SpecError(f"unknown baseline {baseline!r}; choose one of: {', '.join(BASELINES)}")
+    if not isinstance(baseline, str) or baseline not in BASELINES:
+        raise SpecError(f"unknown baseline {checks.shown(baseline)}; choose one of: "
+                        f"{', '.join(BASELINES)}")
     check_protocol(protocol)
     settings = resolve_params(protocol, params)
     labelled_image_dataset(dataset)
+    image_size = checks.whole_number(image_size, "image_size")
     if baseline == "pixels":
         subject = pixels_subject(int(image_size), home.cache_dir)
         stored = dict(settings, baseline="pixels", backbone="pixels", image_size=int(image_size),

@@ -8,6 +8,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from engine.errors import SpecError
+
 
 def _class_indices(labels: Tensor) -> list[Tensor]:
     return [torch.nonzero(labels == c)[:, 0] for c in torch.unique(labels).tolist()]
@@ -18,7 +20,7 @@ def stratified_fraction(labels: Tensor, fraction: float, generator: torch.Genera
     """Indices of about `fraction` of each class (rounded, at least `min_per_class`, at most
     the whole class), sorted."""
     if not 0.0 < fraction <= 1.0:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+        raise SpecError(f"fraction must be in (0, 1], got {fraction}")
     chosen = []
     for members in _class_indices(labels):
         take = min(len(members), max(min_per_class, round(fraction * len(members))))
@@ -43,7 +45,7 @@ def stratified_split(labels: Tensor, val_fraction: float, generator: torch.Gener
 def few_shot_indices(labels: Tensor, shots: int, generator: torch.Generator) -> Tensor:
     """`shots` random examples of every class (all of a class that has fewer), sorted."""
     if shots < 1:
-        raise ValueError(f"shots must be at least 1, got {shots}")
+        raise SpecError(f"shots must be at least 1, got {shots}")
     chosen = []
     for members in _class_indices(labels):
         order = torch.randperm(len(members), generator=generator)

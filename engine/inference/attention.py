@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from engine import checks
 from engine.inference import render
 from engine.inference.images import center_square, model_input
 from engine.inference.models import Lens, LensError, LensModel
@@ -31,7 +32,9 @@ def num_layers(lm: LensModel) -> int:
 def layer_index(lm: LensModel, layer: int | float | None) -> int:
     """0-based index of `layer`: 1..N counts from the input, 0 (or None) and -1 are the last."""
     count = num_layers(lm)
-    chosen = count if layer in (None, 0) else int(layer)
+    chosen = count if layer is None else checks.whole_number(layer, "layer", error=LensError)
+    if chosen == 0:
+        chosen = count
     if chosen < 0:
         chosen = count + 1 + chosen
     if not 1 <= chosen <= count:
@@ -96,7 +99,7 @@ def attention_maps(lm: LensModel, image: np.ndarray, layer: int | None = None,
     """
     import torch
 
-    if not 0.0 < float(keep) <= 1.0:
+    if not 0.0 < checks.number(keep, "keep", error=LensError) <= 1.0:
         raise LensError(f"keep must be a share of the attention mass in (0, 1], got {keep}")
     index = layer_index(lm, layer)
     crop = center_square(image)

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from engine import checks
 from engine.data.datasets import dataset_info, load_dataset
 from engine.errors import DatasetError, JobError, SpecError
 from engine.inference import projections
@@ -150,7 +151,7 @@ def build_embeddings(encoder: Encoder, dataset: str, split: str, samples: int,
             point_texts = captions or [""] * len(rows)
             if texts_mode not in TEXT_MODES:
                 raise SpecError(f"texts must be one of {', '.join(TEXT_MODES)}, "
-                                f"got {texts_mode!r}")
+                                f"got {checks.shown(texts_mode)}")
             if texts_mode != "none" and encoder.texts is not None:
                 if texts_mode == "prompts":
                     if encoder.prompts is not None:  # the method's own prompt ensemble
@@ -280,7 +281,7 @@ class Explorer:
         return method_encoder(loaded, key, info)
 
     def _job(self, job_id: int) -> Any:
-        job = self.store.get_job(job_id)
+        job = self.store.get_job(checks.job_id(job_id))
         if job is None:
             raise JobError(f"no job {job_id}; `python -m engine jobs` lists them")
         return job

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from engine import checks
 from engine.errors import SpecError
 from engine.inference.runs import LoadedMethod
 
@@ -156,7 +157,8 @@ def hub_encoder(source: str, home: Path) -> Encoder:
 
 def parse_source(source: str) -> tuple[str, str]:
     """("run", "3"), ("random", "3" or a method), ("pixels", "32") or ("hub", id/folder)."""
-    text = str(source).strip().removeprefix("#").removeprefix("job:")
+    text = checks.text(str(source), "model", checks.MAX_REF_CHARS)
+    text = text.strip().removeprefix("#").removeprefix("job:")
     if not text:
         raise SpecError("name a model: a job id, random:<job id>, pixels, or a Hub id")
     if text == "pixels" or text.startswith("pixels:"):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from engine import checks
 from engine.inference.models import Lens, LensError, LensModel
 
 FILL_MASK = Lens(
@@ -43,10 +44,7 @@ def fill_mask(lm: LensModel, text: str, k: int = 5) -> dict[str, Any]:
     mask = getattr(tokenizer, "mask_token", None)
     if tokenizer is None or mask is None:
         raise LensError(f"{lm.label} has no tokenizer with a mask token saved with it")
-    try:
-        k = int(k)
-    except (TypeError, ValueError):
-        raise LensError(f"k must be a whole number, got {k!r}") from None
+    k = checks.whole_number(k, "k", error=LensError)
     if not 1 <= k <= MAX_K:
         raise LensError(f"k must be from 1 to {MAX_K}, got {k}")
     text = with_model_mask(str(text or "").strip(), mask)

@@ -16,6 +16,7 @@ import threading
 import time
 from typing import Any
 
+from engine import checks
 from engine.inference.models import Lens, LensError, LensModel
 
 GENERATE = Lens(
@@ -30,12 +31,10 @@ _SAMPLING = threading.Lock()
 
 def check_settings(max_new_tokens: Any, temperature: Any, top_k: Any, seed: Any
                    ) -> tuple[int, float, int, int]:
-    try:
-        max_new_tokens, top_k, seed = int(max_new_tokens), int(top_k), int(seed)
-        temperature = float(temperature)
-    except (TypeError, ValueError):
-        raise LensError("max new tokens, top-k and seed are whole numbers and temperature a "
-                        "number") from None
+    max_new_tokens = checks.whole_number(max_new_tokens, "max new tokens", error=LensError)
+    temperature = checks.number(temperature, "temperature", error=LensError)
+    top_k = checks.whole_number(top_k, "top-k", error=LensError)
+    seed = checks.whole_number(seed, "seed", 0, checks.MAX_SEED, LensError)
     if not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
         raise LensError(f"max new tokens must be from 1 to {MAX_NEW_TOKENS}, got "
                         f"{max_new_tokens}")

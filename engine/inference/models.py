@@ -31,6 +31,7 @@ from typing import Any, Iterator
 
 
 from engine.data.views import IMAGENET_MEAN, IMAGENET_STD
+from engine.errors import StudioError
 
 CACHE_MB = float(os.environ.get("PRETEXT_LENS_CACHE_MB", 1024))
 # Runs that may still be written to are listed too: a checkpoint is complete once LATEST names it.
@@ -38,7 +39,7 @@ LISTED_STATUSES = ("completed", "cancelled", "interrupted", "failed", "running")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
 
-class LensError(ValueError):
+class LensError(StudioError, ValueError):
     """A lens cannot use its input (image, model, setting); the message says what would work."""
 
 

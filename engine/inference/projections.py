@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from engine import checks
 from engine.errors import SpecError
 
 log = logging.getLogger(__name__)
@@ -47,24 +48,25 @@ SEED = 0
 
 def check_projection(projection: str, params: dict[str, Any] | None) -> dict[str, Any]:
     """The projection's defaults updated with `params`; SpecError for unknown names/values."""
-    if projection not in PROJECTIONS:
-        raise SpecError(f"unknown projection {projection!r}; choose one of: "
+    if not isinstance(projection, str) or projection not in PROJECTIONS:
+        raise SpecError(f"unknown projection {checks.shown(projection)}; choose one of: "
                         f"{', '.join(PROJECTIONS)}")
     defaults = DEFAULT_PARAMS[projection]
+    checks.mapping(params or {}, "params")
     unknown = sorted(set(params or {}) - set(defaults))
     if unknown:
         raise SpecError(f"unknown {projection} setting(s) {', '.join(unknown)}; it knows: "
                         f"{', '.join(defaults) or 'none'}")
     out = {**defaults, **{k: v for k, v in (params or {}).items() if v is not None}}
     if projection == "umap":
-        out["n_neighbors"] = int(out["n_neighbors"])
-        out["min_dist"] = float(out["min_dist"])
+        out["n_neighbors"] = checks.whole_number(out["n_neighbors"], "n_neighbors")
+        out["min_dist"] = checks.number(out["min_dist"], "min_dist")
         if out["n_neighbors"] < 2:
             raise SpecError(f"n_neighbors must be at least 2, got {out['n_neighbors']}")
         if not 0.0 <= out["min_dist"] <= 1.0:
             raise SpecError(f"min_dist must be from 0 to 1, got {out['min_dist']}")
     if projection == "tsne":
-        out["perplexity"] = float(out["perplexity"])
+        out["perplexity"] = checks.number(out["perplexity"], "perplexity")
         if out["perplexity"] <= 0:
             raise SpecError(f"perplexity must be positive, got {out['perplexity']}")
     return out

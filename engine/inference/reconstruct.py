@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from engine import checks
 from engine.inference import render
 from engine.inference.images import center_square, model_input
 from engine.inference.models import Lens, LensError, LensModel
@@ -54,13 +55,10 @@ def reconstruct(lm: LensModel, image: np.ndarray, mask_ratio: float = 0.75,
     """
     import torch
 
-    ratio = float(mask_ratio)
+    ratio = checks.number(mask_ratio, "mask ratio", error=LensError)
     if not 0.0 <= ratio <= MAX_MASK_RATIO:
         raise LensError(f"mask ratio must be from 0 to {MAX_MASK_RATIO}, got {mask_ratio}")
-    try:
-        seed = int(seed)
-    except (TypeError, ValueError):
-        raise LensError(f"seed must be a whole number, got {seed!r}") from None
+    seed = checks.whole_number(seed, "seed", 0, checks.MAX_SEED, LensError)
     model, config = lm.model, lm.model.config
     size, patch = lm.image_size, lm.patch_size
     grid = size // patch

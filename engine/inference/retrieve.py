@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine import checks
 from engine.inference.models import Lens, LensError, LensModel
 from engine.inference.zero_shot import text_embeddings
 
@@ -33,10 +34,8 @@ def check_request(query: str, k: int, samples: int) -> tuple[str, int, int]:
     text = str(query or "").strip()
     if not text:
         raise LensError("type a query: what the pictures should show, e.g. \"a red star\"")
-    try:
-        k, samples = int(k), int(samples)
-    except (TypeError, ValueError):
-        raise LensError(f"k and samples must be whole numbers, got {k!r}, {samples!r}") from None
+    k = checks.whole_number(k, "k", error=LensError)
+    samples = checks.whole_number(samples, "samples", error=LensError)
     if not 1 <= k <= MAX_K:
         raise LensError(f"k must be from 1 to {MAX_K}, got {k}")
     if not 2 <= samples <= MAX_SAMPLES:

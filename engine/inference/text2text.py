@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from engine import checks
 from engine.inference.models import Lens, LensError, LensModel
 
 TEXT2TEXT = Lens(
@@ -64,10 +65,8 @@ def split_spans(ids: list[int], sentinels: dict[int, int], tokenizer: Any) -> di
 
 
 def check_settings(num_beams: Any, max_new_tokens: Any) -> tuple[int, int]:
-    try:
-        num_beams, max_new_tokens = int(num_beams), int(max_new_tokens)
-    except (TypeError, ValueError):
-        raise LensError("beams and max new tokens must be whole numbers") from None
+    num_beams = checks.whole_number(num_beams, "beams", error=LensError)
+    max_new_tokens = checks.whole_number(max_new_tokens, "max new tokens", error=LensError)
     if not 1 <= num_beams <= MAX_BEAMS:
         raise LensError(f"beams must be from 1 to {MAX_BEAMS}, got {num_beams}")
     if not 1 <= max_new_tokens <= MAX_NEW_TOKENS:

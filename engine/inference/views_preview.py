@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from engine import checks
 from engine.inference import render
 from engine.inference.models import LensError
 
@@ -131,10 +132,8 @@ def preview_views(method: str, dataset: str, seed: int = 0, num_images: int = 4,
 
     from engine.data.datasets import load_dataset
 
-    try:
-        num_images, seed = int(num_images), int(seed)
-    except (TypeError, ValueError):
-        raise LensError("number of images and seed must be whole numbers") from None
+    num_images = checks.whole_number(num_images, "number of images", error=LensError)
+    seed = checks.whole_number(seed, "seed", 0, checks.MAX_SEED, LensError)
     if not 1 <= num_images <= MAX_IMAGES:
         raise LensError(f"show from 1 to {MAX_IMAGES} images, not {num_images}")
     size = int(build_method(method, preset).config.image_size)

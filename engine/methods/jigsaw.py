@@ -61,7 +61,7 @@ def jigsaw_permutations(count: int = 100, seed: int = 0) -> Tensor:
     pairwise distance of 6, 1000 gives 5. Deterministic for a given seed.
     """
     if not 2 <= count <= 10_000:
-        raise ValueError(f"count must be between 2 and 10000, got {count}")
+        raise SpecError(f"count must be between 2 and 10000, got {count}")
     return _greedy_permutations(count, seed).clone()
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from engine.errors import SpecError
+
 # Variance floor in [0, 1] pixel units: flat patches (background) map to ~0 instead of having
 # their sensor noise blown up to unit contrast (Coates et al. add 10 on a 0-255 scale).
 CONTRAST_FLOOR = 0.01
@@ -58,9 +60,9 @@ def fit_codebook(points: Tensor, size: int, *, seed: int = 0, iterations: int = 
     and are simply never assigned.
     """
     if size < 2:
-        raise ValueError(f"a codebook needs at least 2 codes, got {size}")
+        raise SpecError(f"a codebook needs at least 2 codes, got {size}")
     if len(points) < size:
-        raise ValueError(f"cannot fit {size} codes to {len(points)} patches; lower the codebook "
+        raise SpecError(f"cannot fit {size} codes to {len(points)} patches; lower the codebook "
                          f"size or use more images")
     generator = torch.Generator().manual_seed(int(seed))
     points = points.float().cpu()

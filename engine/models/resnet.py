@@ -5,6 +5,8 @@ from __future__ import annotations
 import torchvision
 from torch import Tensor, nn
 
+from engine.errors import SpecError
+
 RESNETS = {"resnet18": torchvision.models.resnet18, "resnet50": torchvision.models.resnet50}
 CONVNET_WIDTH = 32
 # Every convolutional backbone a method can pick, smallest first (the config `choices`).
@@ -64,7 +66,7 @@ def build_resnet(name: str, small_stem: bool = True,
         net = ConvNet()
         return net, net.feature_dim
     if name not in RESNETS:
-        raise ValueError(f"unknown backbone {name!r}; choose one of {list(CNN_BACKBONES)}")
+        raise SpecError(f"unknown backbone {name!r}; choose one of {list(CNN_BACKBONES)}")
     net = RESNETS[name](weights=None, zero_init_residual=zero_init_residual)
     if small_stem:
         net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)

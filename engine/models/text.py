@@ -5,6 +5,8 @@ The names follow the BERT miniatures of Turc et al. 2019 (arXiv:1908.08962): on 
 """
 from __future__ import annotations
 
+from engine.errors import SpecError
+
 # name -> (hidden size, layers, attention heads)
 TEXT_SIZES: dict[str, tuple[int, int, int]] = {
     "tiny": (128, 2, 2),
@@ -17,6 +19,6 @@ TEXT_SIZES: dict[str, tuple[int, int, int]] = {
 def text_dims(name: str, depth: int = 0) -> tuple[int, int, int]:
     """(hidden, layers, heads) of a size; `depth` > 0 overrides the number of layers."""
     if name not in TEXT_SIZES:
-        raise ValueError(f"unknown text model size {name!r}; choose one of {sorted(TEXT_SIZES)}")
+        raise SpecError(f"unknown text model size {name!r}; choose one of {sorted(TEXT_SIZES)}")
     hidden, layers, heads = TEXT_SIZES[name]
     return hidden, depth or layers, heads
