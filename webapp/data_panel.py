@@ -8,6 +8,7 @@ from typing import Any
 
 import gradio as gr
 
+from webapp.errors import error_note
 from webapp.figures import message
 
 NAME_HINT = "Give the dataset a name (a-z, 0-9, '_' or '-')."
@@ -43,8 +44,8 @@ def _added(call: Any, upload: Any = None) -> tuple[str | None, str]:
                              "added or refused); upload it again.", "warn")
     try:
         info = call()
-    except ValueError as error:  # DatasetError: names the problem and what to do
-        return None, message(str(error), "error")
+    except Exception as error:  # noqa: BLE001 - the user's message, or a bug logged
+        return None, error_note(error, "adding a dataset")
     finally:
         _discard_upload(upload)
     return info["name"], message(info["message"], "ok")
@@ -92,8 +93,8 @@ def look_up_columns(studio: Any, ref: str | None, split: str | None
         return [], "", message("Name a Hugging Face dataset first.", "warn")
     try:
         info = studio.describe_hf_dataset(ref.strip(), (split or "").strip() or None)
-    except ValueError as error:
-        return [], "", message(str(error), "error")
+    except Exception as error:  # noqa: BLE001 - the user's message, or a bug logged
+        return [], "", error_note(error, "looking up columns")
     if not info["columns"]:
         return [], "", message(f"Split '{info['split']}' has no text column.", "error")
     return info["columns"], info["column"], message(

@@ -9,7 +9,8 @@ Every UI event (timer ticks, form refills, zoom) is registered with api_visibili
 so this module is the whole public surface, with one exception: the lens tabs (`lens_*.py`)
 publish their own endpoints (`/attention`, `/reconstruct`, `/views`, ...), because their images
 need the components' file handling; `LENS_ENDPOINTS` lists them. A refused request raises `gr.Error` with the
-engine's message, which the client re-raises.
+engine's message, which the client re-raises; a bug raises "internal error, logged on the server
+(id N)" and leaves its traceback in the server log.
 """
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from functools import wraps
 from typing import Any
 
 import gradio as gr
+
+from webapp.errors import api_error, argument_checker
 
 ENDPOINTS = ("submit", "cancel", "resume", "jobs", "job", "metrics", "methods", "datasets",
              "method_form", "leaderboard", "evaluate", "evaluate_baseline", "evaluations",
@@ -28,15 +31,19 @@ LENS_ENDPOINTS = ("attention", "reconstruct", "views", "zero_shot", "retrieve", 
 
 
 def _user_errors(fn: Callable) -> Callable:
-    """Engine errors (SpecError, DatasetError: ValueError; JobError: RuntimeError) become
-    gr.Error, so a client sees the message and not a generic failure."""
+    """`fn` as an endpoint: each argument checked against its annotation first (a boolean is
+    no job id, a dict no name), then a user's error (StudioError) becomes gr.Error with its
+    message, and a bug gr.Error("internal error, logged on the server (id N)") with the
+    traceback in the server log (see webapp/errors.py)."""
+    check = argument_checker(fn)
 
     @wraps(fn)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         try:
+            check(*args, **kwargs)
             return fn(*args, **kwargs)
-        except (ValueError, LookupError, RuntimeError) as error:
-            raise gr.Error(str(error), print_exception=False) from None
+        except Exception as error:  # noqa: BLE001 - sorted into the user's and bugs
+            raise api_error(error, f"/{fn.__name__}") from None
 
     return wrapped
 

@@ -10,19 +10,17 @@ Everything heavy (embedding, projection, caches) is `studio.project`; handlers a
 """
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import gradio as gr
 
+from webapp.errors import error_note
 from webapp.explorer_maps import (HOVER, LEGEND_CSS, MAX_THUMBS, SAME_ARCH, color_map,
                                   colour_choices, dataset_choices, knn_text, legend_html,
                                   map_frame, resolve_b, selection_rows, selection_text,
                                   write_csv)
 from webapp.figures import message
 
-log = logging.getLogger(__name__)
-USER_ERRORS = (ValueError, LookupError, RuntimeError)
 NO_MODEL = ""
 PROJECTIONS = [("PCA (instant)", "pca"), ("UMAP", "umap"), ("t-SNE", "tsne")]
 AXIS = {"pca": "PC", "umap": "UMAP", "tsne": "t-SNE"}
@@ -283,11 +281,8 @@ class ExplorerTab:
         try:
             views = self.compute(model_a, model_b, dataset, split, samples, projection,
                                  n_neighbors, min_dist, perplexity, texts, progress)
-        except USER_ERRORS as error:
-            return refused(message(str(error), "error"))
-        except Exception as error:  # noqa: BLE001 - show something, log the rest
-            log.exception("embedding map failed")
-            return refused(message(f"The map failed: {error}", "error"))
+        except Exception as error:  # noqa: BLE001 - the user's message, or a bug logged
+            return refused(error_note(error, "embedding map"))
         choices = colour_choices(views[0])
         colour_by = colour_by if colour_by in choices else "label"
         plots = [self.plot_update(view, colour_by) for view in views]

@@ -12,6 +12,8 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
+from engine.errors import StudioError
+from webapp.errors import error_note
 from webapp.figures import (ACTIVE_STATUSES, CurvePanel, empty_curves, format_duration,
                             format_number, format_time, message, poll)
 from webapp.train_tab import button_states, waiting_for
@@ -128,7 +130,7 @@ class JobsTab:
             return [None, gr.update(visible=False), *[gr.skip()] * (len(self.detail_outputs) - 1)]
         try:
             curves, job, _ = poll(self.studio, empty_curves(job_id))
-        except (ValueError, RuntimeError):  # deleted meanwhile
+        except StudioError:  # deleted meanwhile
             return [None, gr.update(visible=False), *[gr.skip()] * (len(self.detail_outputs) - 1)]
         curves["status"] = job["status"]
         wait = waiting_for(self.studio) if job["status"] == "queued" else None
@@ -163,8 +165,8 @@ class JobsTab:
             return message("Select a job first.", "warn")
         try:
             outcome = self.studio.cancel(job_id)
-        except (ValueError, RuntimeError) as error:
-            return message(str(error), "error")
+        except Exception as error:  # noqa: BLE001 - the user's message, or a bug logged
+            return error_note(error, "stop")
         return message(f"Job #{job_id}: {outcome}.", "info")
 
     def resume(self, job_id: int | None) -> list:
@@ -173,6 +175,6 @@ class JobsTab:
                     *[gr.skip()] * len(self.detail_outputs)]
         try:
             self.studio.resume(job_id)
-        except (ValueError, RuntimeError) as error:
-            return [message(str(error), "error"), *[gr.skip()] * len(self.detail_outputs)]
+        except Exception as error:  # noqa: BLE001 - the user's message, or a bug logged
+            return [error_note(error, "resume"), *[gr.skip()] * len(self.detail_outputs)]
         return [message(f"Job #{job_id} queued again.", "ok"), *self.show(job_id)[1:]]

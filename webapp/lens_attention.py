@@ -10,6 +10,7 @@ from typing import Any
 
 import gradio as gr
 
+from webapp.errors import error_note
 from webapp.figures import message
 from webapp.lens_common import (LensTab, ModelPicker, details_json, examples, image_input,
                                 picture)
@@ -84,8 +85,8 @@ class AttentionTab(LensTab):
             return [gr.skip(), ""]
         try:
             info = self.studio.lens_model_info("attention", model)
-        except (ValueError, LookupError, RuntimeError) as error:
-            return [gr.skip(), message(str(error), "error")]
+        except Exception as error:  # noqa: BLE001 - the user's message, or a bug logged
+            return [gr.skip(), error_note(error, "attention model info")]
         return [gr.Slider(maximum=info["num_layers"], value=0),
                 message(f"{info['model']}: {info['model_type']}, {info['num_layers']} layers, "
                         f"{info['num_heads']} heads, {info['image_size']} px images in "

@@ -3,12 +3,15 @@ lens both a tab and a named endpoint.
 
 A lens tab subclasses `LensTab`: `build()` lays out its widgets and sets `inputs`, `outputs`,
 `run_btn` and `note`; `compute(*inputs)` calls the engine and returns `(outputs, note)` in plain
-values (`present` may restyle them for the tab), raising ValueError/LookupError/RuntimeError (the engine's user errors) for bad input. `wire()`
-then connects:
+values (`present` may restyle them for the tab); the engine raises a StudioError for bad input.
+`wire()` then connects:
   - the Run button (and input changes) to `run_ui`, which shows an engine error as a message
     next to the inputs and clears the pictures;
   - a hidden trigger to `run_api`, public under `api_name`, which raises the message as
     `gr.Error`, so a gradio_client caller gets an exception that says what to fix.
+Either way a bug shows as "internal error, logged on the server (id N)" (webapp/errors.py), and
+an API client's value of the wrong type (a boolean for a slider, a dict for a text) is refused
+with a message naming the input before Gradio's own preprocessing (`guard_inputs`).
 Images cross as file paths (inputs) and numpy uint8 arrays (outputs, sent as PNG so no pixel
 changes on the way).
 
@@ -27,10 +30,10 @@ from typing import Any
 
 import gradio as gr
 
-from webapp.figures import message
+from engine.checks import shown
+from webapp.errors import api_error, error_note
 
 log = logging.getLogger(__name__)
-USER_ERRORS = (ValueError, LookupError, RuntimeError)
 PICKER_INFO = ("A run from the list, a folder on the server, or a Hub id (when online). "
                "Runs appear here once they have a checkpoint.")
 
@@ -144,11 +147,8 @@ class LensTab:
     def run_ui(self, *values: Any) -> list[Any]:
         try:
             outputs, note = self.compute(*values)
-        except USER_ERRORS as error:
-            return [*self.cleared(), message(str(error), "error")]
-        except Exception as error:  # noqa: BLE001 - show something, log the rest
-            log.exception("%s lens failed", self.api_name)
-            return [*self.cleared(), message(f"The lens failed: {error}", "error")]
+        except Exception as error:  # noqa: BLE001 - the user's message, or a bug logged
+            return [*self.cleared(), error_note(error, f"{self.api_name} lens")]
         return [*self.present(outputs), note]
 
     def present(self, outputs: list[Any]) -> list[Any]:
@@ -159,14 +159,15 @@ class LensTab:
     def run_api(self, *values: Any) -> list[Any]:
         try:
             outputs, _ = self.compute(*values)
-        except USER_ERRORS as error:
-            raise gr.Error(str(error), print_exception=False) from None
+        except Exception as error:  # noqa: BLE001 - the user's message, or a bug logged
+            raise api_error(error, f"/{self.api_name}") from None
         return outputs
 
     def cleared(self) -> list[Any]:
         return [None] * len(self.outputs)
 
     def wire(self, demo: gr.Blocks) -> None:
+        guard_inputs(self.inputs)
         gr.on([self.run_btn.click, *self.auto_triggers], self.run_ui, self.inputs,
               [*self.outputs, self.note], api_visibility="private", trigger_mode="always_last")
         self.api_btn.click(self.run_api, self.inputs, self.outputs, api_name=self.api_name,
@@ -176,6 +177,39 @@ class LensTab:
 
     def pickers(self) -> Sequence[ModelPicker]:
         return [value for value in vars(self).values() if isinstance(value, ModelPicker)]
+
+
+def guard_inputs(components: Sequence[Any]) -> None:
+    """Make each input refuse an API client's payload of the wrong type with a gr.Error that
+    names it ("Layer must be a number, got True"), where Gradio's preprocessing would fail
+    with a generic error or pass it on (a boolean for a slider, a dict for a textbox), and
+    prefix Gradio's own refusals (a value out of bounds or not among the choices) with it.
+    The browser always sends the right type; this is for the public endpoints."""
+    for component in components:
+        if not isinstance(component, LensImage):  # which passes any file on to the engine
+            component.preprocess = _guarded(component, component.preprocess)
+
+
+def _guarded(component: Any, preprocess: Any) -> Any:
+    label = component.label or type(component).__name__
+    numeric = isinstance(component, (gr.Number, gr.Slider))
+
+    def guarded(payload: Any) -> Any:
+        if payload is None and isinstance(component, gr.Slider):
+            raise gr.Error(f"{label} needs a number", print_exception=False)
+        if payload is not None and numeric and (isinstance(payload, bool)
+                                                or not isinstance(payload, (int, float))):
+            raise gr.Error(f"{label} must be a number, got {shown(payload)}",
+                           print_exception=False)
+        if payload is not None and isinstance(component, gr.Textbox) and not isinstance(
+                payload, str):
+            raise gr.Error(f"{label} must be text, got {shown(payload)}", print_exception=False)
+        try:
+            return preprocess(payload)
+        except gr.Error as error:
+            raise gr.Error(f"{label}: {error.message}", print_exception=False) from None
+
+    return guarded
 
 
 class LensGroup:

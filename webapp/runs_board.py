@@ -4,16 +4,16 @@ and `evaluate_jobs`. The tab (`webapp/runs_tab.py`) wires them up."""
 from __future__ import annotations
 
 import json
-import logging
 import re
 from typing import Any
 
 import pandas as pd
 
+from engine.errors import StudioError
+from webapp.errors import error_note
 from webapp.figures import (ACTIVE_STATUSES, add_points, curve_frame, empty_curves,
                             format_duration, message, rewind)
 
-log = logging.getLogger(__name__)
 
 FINISHED = ("completed", "cancelled", "interrupted", "failed")
 # "run" is "#3 simclr" for a job (its method in the name), "pixels" or "random resnet18 (simclr)".
@@ -135,7 +135,7 @@ def sync_compare(studio: Any, compare: dict[str, Any], job_ids: list[int]
         if entry["status"] in ACTIVE_STATUSES or entry["status"] is None:
             try:
                 job = studio.job(int(key))
-            except (ValueError, RuntimeError):
+            except StudioError:  # deleted meanwhile
                 changed = True
                 continue
             curves = entry["curves"]
@@ -206,11 +206,8 @@ def evaluate_jobs(studio: Any, job_id: int | None, protocols: list[str], dataset
         try:
             row = studio.evaluate(int(job_id), protocol, dataset or None,
                                   on_progress=on_progress)
-        except (ValueError, RuntimeError) as error:  # SpecError, DatasetError, JobError
-            return message(str(error), "error")
-        except Exception as error:  # a bug: keep the trace in the server log
-            log.exception("evaluating job %s failed", job_id)
-            return message(f"Evaluation failed: {error}", "error")
+        except Exception as error:  # noqa: BLE001 - the user's message, or a bug logged
+            return error_note(error, f"evaluating job {job_id}")
         done.append(", ".join(f"{k} {v:.3f}" for k, v in row["figures"].items()
                               if not k.endswith("_std")))
     return message(f"Job #{job_id} on {row['dataset']}: " + "; ".join(done), "ok")

@@ -17,6 +17,7 @@ from webapp.figures import (ACTIVE_STATUSES, RESUMABLE_STATUSES, TERMINAL_STATUS
                             CurvePanel, empty_curves, message, poll)
 from webapp.cards import card_markdown, cards_table
 from webapp.data_panel import DataPanel
+from webapp.errors import error_note, error_text
 from webapp.forms import ParamForm, clean_value, overrides
 
 log = logging.getLogger(__name__)
@@ -79,11 +80,8 @@ def submit_form(studio: Any, method: str, dataset: str, preset: str, seed: Any,
         if eval_dataset:
             spec["eval_dataset"] = eval_dataset
         job_id = studio.submit(spec)
-    except ValueError as error:  # SpecError, DatasetError: the message names the fix
-        return None, message(str(error), "error")
-    except Exception as error:  # a bug: keep the trace in the server log, not in the page
-        log.exception("submit failed")
-        return None, message(f"Could not start the job: {error}", "error")
+    except Exception as error:  # noqa: BLE001 - the user's message, or a bug logged
+        return None, error_note(error, "submit")
     return job_id, message(f"Job #{job_id} submitted.", "ok")
 
 
@@ -260,8 +258,8 @@ class TrainTab:
               *raw: Any) -> list:
         try:
             fields = self.studio.method_form(method, preset)
-        except ValueError as error:
-            return [message(str(error), "error"), *[gr.skip()] * len(self.follow_outputs)]
+        except Exception as error:  # noqa: BLE001 - the user's message, or a bug logged
+            return [error_note(error, "start"), *[gr.skip()] * len(self.follow_outputs)]
         count = len(self.form.components)  # then the evaluations and their dataset, if sent
         extra = list(raw[count:]) + [None, None]
         values = {"backbone": backbone, **self.form.values(fields, list(raw[:count]))}
@@ -289,9 +287,9 @@ class TrainTab:
                     gr.skip(), gr.skip()]
         try:
             curves, job, changed = poll(self.studio, curves)
-        except Exception as error:  # the job vanished (home wiped) or the database is gone
-            log.exception("polling job %s failed", curves.get("job_id"))
-            return [curves, gr.skip(), message(f"Lost the job: {error}", "error"),
+        except Exception as error:  # noqa: BLE001 - the job vanished, or a bug (logged)
+            note = error_text(error, f"polling job {curves.get('job_id')}")
+            return [curves, gr.skip(), message(f"Lost the job: {note}", "error"),
                     *[gr.skip()] * (len(self.panel.outputs) - 3), gr.Timer(active=False),
                     gr.skip(), gr.skip()]
         wait = waiting_for(self.studio) if job["status"] == "queued" else None
@@ -316,8 +314,8 @@ class TrainTab:
             return message("No job to stop.", "warn")
         try:
             outcome = self.studio.cancel(job_id)
-        except (ValueError, RuntimeError) as error:
-            return message(str(error), "error")
+        except Exception as error:  # noqa: BLE001 - the user's message, or a bug logged
+            return error_note(error, "stop")
         if outcome == "stopping":
             return message(f"Job #{job_id} stops after its current step and keeps a checkpoint.",
                            "info")
@@ -329,8 +327,8 @@ class TrainTab:
             return [message("No job to resume.", "warn"), *[gr.skip()] * len(self.follow_outputs)]
         try:
             self.studio.resume(job_id)
-        except (ValueError, RuntimeError) as error:
-            return [message(str(error), "error"), *[gr.skip()] * len(self.follow_outputs)]
+        except Exception as error:  # noqa: BLE001 - the user's message, or a bug logged
+            return [error_note(error, "resume"), *[gr.skip()] * len(self.follow_outputs)]
         return [message(f"Job #{job_id} queued again; it continues from its last checkpoint.",
                         "ok"), *self.follow(job_id)]
 
