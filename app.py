@@ -1,9 +1,16 @@
-"""Pretext Studio: `python app.py [--host H] [--port P] [--home DIR]`.
+"""Pretext Studio: `python app.py [--host H] [--port P] [--home DIR] [--auth USER:PASS]
+[--viewer] [--open]`.
 
 Builds the engine facade over the home folder (--home, else $PRETEXT_HOME, else ./.pretext),
 marks jobs whose worker died as interrupted, starts the job manager, and serves the dashboard.
 Without --host/--port, Gradio's GRADIO_SERVER_NAME / GRADIO_SERVER_PORT apply (a Hugging Face
 Space sets them); otherwise 127.0.0.1:7860.
+
+Who may change things (webapp/access.py): on loopback, the person at the keyboard; with --auth,
+everyone who signs in to Gradio's login; on a Space or any other host, visitors are viewers until
+the owner signs in (Hugging Face OAuth on a Space, else $PRETEXT_OWNER_KEY). --viewer makes
+everyone a viewer; --open gives a public host to everyone. Paths typed into the page are read
+only inside $PRETEXT_DATA_ROOTS. The first log line names the mode.
 """
 from __future__ import annotations
 
@@ -24,6 +31,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--home", default=None,
                         help="home folder for the job database and runs "
                              "(default: $PRETEXT_HOME or ./.pretext)")
+    parser.add_argument("--auth", default=None, metavar="USER:PASS",
+                        help="put Gradio's login in front of the whole app (default: "
+                             "$PRETEXT_AUTH); every signed-in user owns the studio")
+    parser.add_argument("--viewer", action="store_true",
+                        help="viewer mode for everyone: look at runs, change nothing "
+                             "(also $PRETEXT_VIEWER=1)")
+    parser.add_argument("--open", dest="open_", action="store_true",
+                        help="on a public host, let every visitor start, stop and add data "
+                             "(knowingly: anyone can fill the disk)")
     return parser.parse_args(argv)
 
 
@@ -31,10 +47,28 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own startup probes
+    import os
+
+    from gradio.utils import get_upload_folder
+
+    from engine.access import ServerPaths
     from engine.api import Studio
+    from webapp.access import AUTH_ENV, Access, parse_auth
     from webapp.app import build_app, launch_options
 
-    studio = Studio(args.home)
+    try:
+        auth = parse_auth(args.auth or os.environ.get(AUTH_ENV))
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
+    access = Access.resolve(args.host, auth, viewer=args.viewer, open_=args.open_)
+    # Uploads land in Gradio's upload folder: readable, never listed as a data folder.
+    try:
+        paths = ServerPaths.from_env(hidden=[get_upload_folder()])
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
+    options = launch_options()  # a bad $PRETEXT_MAX_UPLOAD_MB stops here, before any work
+    logging.info("Pretext Studio: %s; %s", access.describe(), paths.describe())
+    studio = Studio(args.home, paths=paths)
     lost = studio.recover()
     if lost:
         logging.info("jobs %s were running when the studio stopped: now interrupted", lost)
@@ -45,9 +79,9 @@ def main(argv: list[str] | None = None) -> None:
 
     signal.signal(signal.SIGTERM, on_term)
     try:
-        demo = build_app(studio)
+        demo = build_app(studio, access)
         demo.queue(default_concurrency_limit=4)
-        demo.launch(server_name=args.host, server_port=args.port, **launch_options())
+        demo.launch(server_name=args.host, server_port=args.port, auth=auth, **options)
     finally:
         studio.shutdown()
 

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from engine import checks
+from engine.access import AccessError, ServerPaths
 from engine.api_lenses import LensesMixin
 from engine.config import TrainConfig, TrainSpec, build_config, config_fields
 from engine.data.presets import resolve_augmentation
@@ -71,8 +72,12 @@ def job_to_dict(job: Job, with_config: bool = True) -> dict[str, Any]:
 class Studio(LensesMixin):
     """Everything the UI and the CLI can do, over one home folder."""
 
-    def __init__(self, home: str | os.PathLike | None = None) -> None:
+    def __init__(self, home: str | os.PathLike | None = None,
+                 paths: ServerPaths | None = None) -> None:
         self.home = Home.resolve(home)
+        # Which server paths callers may read: anywhere for the CLI; the web app passes
+        # ServerPaths.from_env() (inside $PRETEXT_DATA_ROOTS only).
+        self.paths = paths or ServerPaths.anywhere()
         self.store = Store.open(self.home.db_path)
         self.manager: JobManager | None = None
         register_user_datasets(self.store)
@@ -102,6 +107,7 @@ class Studio(LensesMixin):
         from engine.data.datasets import clear_memory_cache
         from engine.data.user_images import import_images, register_user_dataset
 
+        source = self.paths.check(source, "image folder or zip")
         datasets_dir = self.home.root / "datasets"
         datasets_dir.mkdir(parents=True, exist_ok=True)
         report = import_images(source, name, datasets_dir)
@@ -126,6 +132,7 @@ class Studio(LensesMixin):
         Returns its dataset info plus `message` (documents, characters, any cut)."""
         from engine.data import user_text
 
+        source = self.paths.check_source(os.fspath(source), "text file or dataset")
         datasets_dir = self.home.root / "datasets"
         datasets_dir.mkdir(parents=True, exist_ok=True)
         path = Path(source).expanduser()
@@ -145,7 +152,7 @@ class Studio(LensesMixin):
         {"split", "columns", "column" (the default, or "")}."""
         from engine.data.user_text import describe_hf_dataset
 
-        return describe_hf_dataset(source, split)
+        return describe_hf_dataset(self.paths.check_source(source, "dataset"), split)
 
     # ---- jobs ---------------------------------------------------------------------------
     def validate(self, spec: TrainSpec | dict[str, Any]) -> tuple[TrainSpec, TrainConfig]:
@@ -331,6 +338,19 @@ class Studio(LensesMixin):
             self._explorer = Explorer(self.home, self.store)
         return self._explorer
 
+    def model_source(self, model: Any) -> str:
+        """`model` (a job id, random:<id>, pixels, a Hub id or a folder) as text, after a folder
+        is checked against the server-path policy (AccessError when outside the roots)."""
+        from engine.inference.encoders import parse_source
+
+        if isinstance(model, bool) or not isinstance(model, (str, int)):
+            raise AccessError(f"model must be a job id or a name, got {type(model).__name__}")
+        text = str(model).strip()
+        if not text:
+            return text
+        kind, target = parse_source(text)
+        return self.paths.check_source(target, "model") if kind == "hub" else text
+
     def embedding_models(self) -> list[dict[str, Any]]:
         """What the explorer can map: finished jobs with a checkpoint ("3"), their networks at
         random initialisation ("random:3") and the raw pixels ("pixels"); a Hub id or model
@@ -345,7 +365,7 @@ class Studio(LensesMixin):
         "label_names", "indices", "kinds", "texts", "model", "knn_top1"}. Cached by (model,
         checkpoint step, dataset, split, samples, texts). `texts` ("none", "prompts",
         "captions") adds a CLIP model's text embeddings to the images."""
-        emb = self.explorer.embeddings(str(model), dataset,
+        emb = self.explorer.embeddings(self.model_source(model), dataset,
                                        checks.whole_number(samples, "samples"), split,
                                        texts, on_progress)
         names = emb.class_names
@@ -361,7 +381,7 @@ class Studio(LensesMixin):
         """A 2-D map ("pca", "umap" with n_neighbors/min_dist, "tsne" with perplexity) of the
         same sample as `embeddings`, with the leave-one-out k-NN accuracy of its points.
         See `engine.inference.embeddings.Explorer.map` for the keys."""
-        return self.explorer.map(str(model), dataset,
+        return self.explorer.map(self.model_source(model), dataset,
                                  checks.whole_number(samples, "samples"), projection,
                                  params, split, texts, on_progress)
 

@@ -30,7 +30,7 @@ class LensesMixin:
         a ValueError (LensError, HubError) or JobError says why it cannot serve."""
         from engine.inference.models import get_lens, load_lens_model, lens_threads
 
-        text = str(model or "").strip()
+        text = self.model_source(model or "")  # a folder outside the data roots is refused
         job = self.job(int(text)) if text.isdigit() else None
         with lens_threads():
             return load_lens_model(text, get_lens(lens), self.home.root, job)

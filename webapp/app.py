@@ -13,6 +13,8 @@ from typing import Any
 import gradio as gr
 
 from webapp import endpoints
+from webapp.access import Access, GuardedStudio
+from webapp.figures import message
 from webapp.explorer_tab import ExplorerTab
 from webapp.jobs_tab import JobsTab
 from webapp.runs_tab import RunsTab
@@ -102,11 +104,17 @@ TABS: list[tuple[str, str, Any]] = [
 ]
 
 
-def build_app(studio: Any) -> gr.Blocks:
-    """The whole dashboard over one `engine.api.Studio` (the only engine object used)."""
+def build_app(studio: Any, access: Access | None = None) -> gr.Blocks:
+    """The whole dashboard over one `engine.api.Studio` (the only engine object used).
+
+    `access` (default: local, everyone owns) decides who may change things; every handler
+    gets the Studio wrapped in `GuardedStudio`, which refuses viewers' changes."""
+    access = access or Access()
+    studio = GuardedStudio(studio, access)
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
         endpoints.register(studio)  # first, so the public names stay unsuffixed
         gr.HTML(f'<div class="ps-header"><h1>{TITLE}</h1><p>{DESCRIPTION}</p></div>')
+        owner = OwnerBar(access)
         tabs: dict[str, Any] = {}
         with gr.Tabs(selected="train") as tab_row:
             for label, tab_id, tab_class in TABS:
@@ -118,7 +126,69 @@ def build_app(studio: Any) -> gr.Blocks:
         tabs["jobs"].wire_visibility(tab_row, "Jobs")
         tabs["runs"].wire_visibility(tab_row, "Runs")
         _wire_between_tabs(tabs["train"], tabs["jobs"], tab_row)
+        owner.wire(demo, [tabs["train"].start_btn, *tabs["train"].data_panel.owner_controls,
+                          tabs["runs"].eval_btn])
     return demo
+
+
+class OwnerBar:
+    """Public and viewer modes: a line saying what a visitor may do and, where the owner can
+    sign in, the owner-key box (and on a Space Hugging Face's login button). On page load and
+    sign-in, the controls that change things are enabled only for the owner."""
+
+    def __init__(self, access: Access) -> None:
+        self.access = access
+        self.key = self.sign_in_btn = self.login = None
+        shown = access.mode in ("public", "viewer")
+        with gr.Row(visible=shown, equal_height=True):
+            self.note = gr.HTML(message(access.viewer_hint().capitalize() + ".", "info")
+                                if shown else "", elem_classes="ps-note", scale=4)
+            if access.owner_key and access.mode == "public":
+                self.key = gr.Textbox(label="Owner key", show_label=False, type="password",
+                                      scale=2, container=False,
+                                      placeholder="Owner key (PRETEXT_OWNER_KEY)")
+                self.sign_in_btn = gr.Button("Sign in", size="sm", scale=0, min_width=90)
+            if access.oauth:
+                self.login = gr.LoginButton(scale=0)
+
+    def state(self, owner: bool) -> list:
+        if self.access.mode not in ("public", "viewer"):
+            note = gr.skip()
+        elif owner:
+            note = message("Signed in as the owner: you can start, stop, add data and "
+                           "evaluate.", "ok")
+        else:
+            note = message(self.access.viewer_hint().capitalize() + ".", "info")
+        return [note, *[gr.update(interactive=owner)] * self.n_controls]
+
+    def wire(self, demo: gr.Blocks, controls: list[Any]) -> None:
+        self.n_controls = len(controls)
+        private = dict(api_visibility="private", show_progress="hidden")
+        outputs = [self.note, *controls]
+
+        def on_load(request: gr.Request) -> list:
+            return self.state(self.access.may_change(request))
+
+        def on_load_oauth(profile: gr.OAuthProfile | None, request: gr.Request) -> list:
+            name = getattr(profile, "username", None)
+            self.access.sign_in_with_profile(name, request)
+            return self.state(self.access.may_change(request))
+
+        def on_sign_in(key: str, request: gr.Request) -> list:
+            if self.access.sign_in_with_key(key, request):  # the key box has done its job
+                return [*self.state(True), gr.update(value="", visible=False),
+                        gr.update(visible=False)]
+            return [message("That is not the owner key.", "error"),
+                    *[gr.skip()] * self.n_controls, "", gr.skip()]
+
+        if self.access.mode in ("local", "private", "open"):
+            return  # everyone owns: nothing to switch
+        for control in controls:  # a viewer's page starts with them off, before any load
+            control.interactive = False
+        demo.load(on_load_oauth if self.access.oauth else on_load, None, outputs, **private)
+        if self.sign_in_btn is not None:
+            for event in (self.sign_in_btn.click, self.key.submit):
+                event(on_sign_in, [self.key], [*outputs, self.key, self.sign_in_btn], **private)
 
 
 def _wire_between_tabs(train: TrainTab, jobs: JobsTab, tab_row: gr.Tabs) -> None:

@@ -106,6 +106,12 @@ class DataPanel:
         self.studio = studio
 
     def build(self) -> None:
+        # Typed server paths only where the studio may read some (PRETEXT_DATA_ROOTS on a
+        # hosted studio); the handlers refuse them anyway.
+        paths = getattr(self.studio, "paths", None)
+        on_server = paths is None or paths.server_paths_allowed
+        where = "" if paths is None or not paths.restricted else (
+            " Inside: " + ", ".join(str(root) for root in paths.roots) + ".")
         with gr.Accordion("Add your own data", open=False):
             self.name = gr.Textbox(label="Dataset name", placeholder="my-data",
                                    info="How it appears in every dataset list and the CLI.")
@@ -120,7 +126,8 @@ class DataPanel:
                     self.upload = gr.File(label="Zip of images", file_types=[".zip"],
                                           height=90)
                     self.folder = gr.Textbox(label="…or a folder on the server",
-                                             placeholder="/data/my-photos")
+                                             placeholder="/data/my-photos", visible=on_server,
+                                             info=where.strip() or None)
                     self.add_btn = gr.Button("Add images", size="sm")
                 with gr.Tab("Text file"):
                     gr.Markdown("A UTF-8 text file for BERT, GPT or T5: paragraphs separated "
@@ -131,12 +138,14 @@ class DataPanel:
                                                file_types=[".txt", ".md", ".text", ".rst"],
                                                height=90)
                     self.text_path = gr.Textbox(label="…or a file on the server",
-                                                placeholder="/data/notes.txt")
+                                                placeholder="/data/notes.txt",
+                                                visible=on_server, info=where.strip() or None)
                     self.text_btn = gr.Button("Add text", size="sm")
                 with gr.Tab("Hugging Face dataset"):
-                    gr.Markdown("One text column of a dataset from the `datasets` library: a "
-                                "folder written by `save_to_disk`, or a Hub name when this "
-                                "server is online.")
+                    gr.Markdown("One text column of a dataset from the `datasets` library: "
+                                + ("a folder written by `save_to_disk`, or " if on_server
+                                   else "") + "a Hub name when this server is online."
+                                + where)
                     self.hf_ref = gr.Textbox(label="Dataset",
                                              placeholder="/data/saved-dataset or user/name")
                     with gr.Row():
@@ -149,6 +158,8 @@ class DataPanel:
                         self.hf_look = gr.Button("Look up columns", size="sm")
                         self.hf_btn = gr.Button("Add dataset", size="sm")
             self.note = gr.HTML("")
+        # Disabled for a viewer (webapp/access.py); the server refuses their clicks anyway.
+        self.owner_controls = [self.add_btn, self.text_btn, self.hf_btn, self.hf_look]
 
     def wire(self, dataset: gr.Dropdown, method: gr.Dropdown, choices_for: Any) -> None:
         """`choices_for(method)` gives the dataset dropdown's choices for that method."""
@@ -164,11 +175,15 @@ class DataPanel:
                 return [note, gr.update(choices=choices)]
             return [note, gr.update(choices=choices, value=added)]
 
+        # An upload is deleted on the server once imported or refused (add_dataset, add_text):
+        # the widget is cleared with it, so it never shows a file that is gone.
         def on_images(upload: Any, folder: str, name: str, method_name: str) -> list:
-            return refresh(*add_dataset(self.studio, upload, folder, name), method_name)
+            out = refresh(*add_dataset(self.studio, upload, folder, name), method_name)
+            return [*out, None if upload else gr.skip()]
 
         def on_text(upload: Any, path: str, name: str, method_name: str) -> list:
-            return refresh(*add_text(self.studio, upload, path, name), method_name)
+            out = refresh(*add_text(self.studio, upload, path, name), method_name)
+            return [*out, None if upload else gr.skip()]
 
         def on_hf(ref: str, column: str, split: str, name: str, method_name: str) -> list:
             return refresh(*add_hf(self.studio, ref, column, split, name), method_name)
@@ -178,9 +193,9 @@ class DataPanel:
             return [note, gr.update(choices=columns, value=default)]
 
         self.add_btn.click(on_images, [self.upload, self.folder, self.name, method],
-                           [self.note, dataset], **private)
+                           [self.note, dataset, self.upload], **private)
         self.text_btn.click(on_text, [self.text_upload, self.text_path, self.name, method],
-                            [self.note, dataset], **private)
+                            [self.note, dataset, self.text_upload], **private)
         self.hf_btn.click(on_hf, [self.hf_ref, self.hf_column, self.hf_split, self.name, method],
                           [self.note, dataset], **private)
         self.hf_look.click(on_look, [self.hf_ref, self.hf_split], [self.note, self.hf_column],

@@ -16,6 +16,7 @@ from engine.errors import StudioError
 from webapp.errors import error_note
 from webapp.figures import (ACTIVE_STATUSES, CurvePanel, empty_curves, format_duration,
                             format_number, format_time, message, poll)
+from webapp.access import may_change
 from webapp.train_tab import button_states, waiting_for
 
 log = logging.getLogger(__name__)
@@ -138,7 +139,7 @@ class JobsTab:
                  f"({job['backbone']}, {job['preset']} preset)")
         return [job_id, gr.update(visible=True), title, job.get("config"), job.get("spec"),
                 *self.panel.values(curves, job, True, None, None, waiting_for=wait, reset=True),
-                *button_states(job["status"])]
+                *button_states(job["status"], may_change(self.studio))]
 
     def tick(self, key: str, job_id: int | None, curves: dict[str, Any],
              x_lim: list[float] | None, extra_name: str | None) -> list:
@@ -156,7 +157,8 @@ class JobsTab:
         status_changed = job["status"] != curves.get("status")
         curves["status"] = job["status"]
         wait = waiting_for(self.studio) if job["status"] == "queued" else None
-        buttons = button_states(job["status"]) if status_changed else (gr.skip(), gr.skip())
+        buttons = (button_states(job["status"], may_change(self.studio)) if status_changed
+                   else (gr.skip(), gr.skip()))
         return [table, key, *self.panel.values(curves, job, changed, x_lim, extra_name,
                                                waiting_for=wait), *buttons]
 

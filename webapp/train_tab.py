@@ -16,6 +16,7 @@ import gradio as gr
 from webapp.figures import (ACTIVE_STATUSES, RESUMABLE_STATUSES, TERMINAL_STATUSES,
                             CurvePanel, empty_curves, message, poll)
 from webapp.cards import card_markdown, cards_table
+from webapp.access import may_change
 from webapp.data_panel import DataPanel
 from webapp.errors import error_note, error_text
 from webapp.forms import ParamForm, clean_value, overrides
@@ -118,10 +119,12 @@ def latest_sample_text(samples: list[dict[str, Any]]) -> str:
     return f"step {last['step']}\n" + "\n".join(parts)
 
 
-def button_states(status: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(Stop, Resume) interactivity for a job in `status`."""
-    return (gr.update(interactive=status in ACTIVE_STATUSES),
-            gr.update(interactive=status in RESUMABLE_STATUSES))
+def button_states(status: str | None, owner: bool = True
+                  ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(Stop, Resume) interactivity for a job in `status`; never for a viewer (`owner`
+    False), whose clicks the server would refuse anyway."""
+    return (gr.update(interactive=owner and status in ACTIVE_STATUSES),
+            gr.update(interactive=owner and status in RESUMABLE_STATUSES))
 
 
 class TrainTab:
@@ -276,7 +279,7 @@ class TrainTab:
         curves, job, _ = poll(self.studio, empty_curves(int(job_id)))
         wait = waiting_for(self.studio) if job["status"] == "queued" else None
         curves["status"] = job["status"]
-        stop, resume = button_states(job["status"])
+        stop, resume = button_states(job["status"], may_change(self.studio))
         return [*self.panel.values(curves, job, True, None, None, waiting_for=wait, reset=True),
                 gr.Timer(active=job["status"] not in TERMINAL_STATUSES), stop, resume]
 
@@ -295,7 +298,8 @@ class TrainTab:
         wait = waiting_for(self.studio) if job["status"] == "queued" else None
         status_changed = job["status"] != curves.get("status")
         curves["status"] = job["status"]
-        buttons = button_states(job["status"]) if status_changed else (gr.skip(), gr.skip())
+        buttons = (button_states(job["status"], may_change(self.studio)) if status_changed
+                   else (gr.skip(), gr.skip()))
         timer = gr.Timer(active=False) if job["status"] in TERMINAL_STATUSES else gr.skip()
         return [*self.panel.values(curves, job, changed, x_lim, extra_name, waiting_for=wait),
                 timer, *buttons]
