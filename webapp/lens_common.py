@@ -36,6 +36,14 @@ from webapp.errors import api_error, error_note
 log = logging.getLogger(__name__)
 PICKER_INFO = ("A run from the list, a folder on the server, or a Hub id (when online). "
                "Runs appear here once they have a checkpoint.")
+# A hosted studio without data roots reads no server folder (engine/access.py).
+PICKER_INFO_NO_PATHS = ("A run from the list, or a Hub id (when online). Runs appear here once "
+                        "they have a checkpoint.")
+
+
+def picker_info(studio: Any) -> str:
+    paths = getattr(studio, "paths", None)
+    return PICKER_INFO if paths is None or paths.server_paths_allowed else PICKER_INFO_NO_PATHS
 
 
 class LensImage(gr.Image):
@@ -96,7 +104,8 @@ class ModelPicker:
         choices = model_choices(studio, lens)
         with gr.Row(equal_height=False):
             self.dropdown = gr.Dropdown(choices=choices, value=newest_run(choices),
-                                        allow_custom_value=True, label=label, info=PICKER_INFO,
+                                        allow_custom_value=True, label=label,
+                                        info=picker_info(studio),
                                         scale=5)
             self.refresh_btn = gr.Button("↻", size="sm", scale=0, min_width=44)
 
