@@ -4,8 +4,11 @@
     python -m engine datasets [--json]
     python -m engine datasets --add PATH|HF_DATASET [--name N] [--column C] [--split S]
     python -m engine train --method simclr --dataset digits [--preset quick] [--steps N]
-                           [--batch-size B] [--lr X] [--seed S] [--set key=value ...] [--json]
+                           [--batch-size B] [--lr X] [--seed S] [--set key=value ...] [--now]
+                           [--json]
+    python -m engine resume JOB_ID [--now] [--json]
     python -m engine jobs [--json]
+    python -m engine metrics JOB_ID [--name loss] [--json]
     python -m engine eval --job ID --protocol knn|linear|fewshot|finetune [--dataset D] [--json]
     python -m engine eval --baseline pixels|random --dataset D [--backbone B] [--json]
 
@@ -91,8 +94,6 @@ def cmd_jobs(studio, args) -> int:
 
 
 def cmd_train(studio, args) -> int:
-    from tqdm import tqdm
-
     params: dict[str, Any] = _parse_set(args.set)
     for flag, key in (("backbone", "backbone"), ("steps", "steps"),
                       ("batch_size", "batch_size"), ("lr", "lr")):
@@ -106,15 +107,44 @@ def cmd_train(studio, args) -> int:
     if args.eval_dataset:
         spec["eval_dataset"] = args.eval_dataset
     _, config = studio.validate(spec)  # fail before the progress bar appears
-    bar = tqdm(total=config.steps, file=sys.stderr, unit="step", dynamic_ncols=True)
+    return _run_with_bar(studio, args, config.steps, 0, lambda **kw: studio.run_foreground(
+        spec, wait=not args.now, **kw))
+
+
+def cmd_resume(studio, args) -> int:
+    studio.recover()  # a job whose worker was killed shows as interrupted, at its checkpoint
+    job = studio.job(args.job_id)
+    return _run_with_bar(studio, args, job["total_steps"], job["step"], lambda **kw:
+                         studio.resume_foreground(args.job_id, wait=not args.now, **kw))
+
+
+def _run_with_bar(studio, args, total_steps: int, first_step: int, run) -> int:
+    """Run a foreground job with a progress bar on stderr; print its summary."""
+    from tqdm import tqdm
+
+    from engine.jobs import MAX_JOBS_ENV, max_jobs
+
+    bars: list[tqdm] = []  # made at the first step: none while it waits, or if it is refused
 
     def on_step(step: int, values: dict[str, float]) -> None:
-        bar.n = step
-        bar.set_postfix(loss=f"{values['loss']:.4f}", img_s=f"{values['images_per_second']:.0f}")
+        if not bars:
+            bars.append(tqdm(total=total_steps, initial=first_step, file=sys.stderr,
+                             unit="step", dynamic_ncols=True))
+        bars[0].n = step
+        bars[0].set_postfix(loss=f"{values['loss']:.4f}",
+                            img_s=f"{values['images_per_second']:.0f}")
 
-    summary = studio.run_foreground(spec, on_step=on_step)
-    bar.n = summary["steps"]
-    bar.close()
+    def on_wait(job_ids: list[int]) -> None:
+        jobs = "; ".join(f"job {j['id']} ({j['method']} on {j['dataset']}, step "
+                         f"{j['step']}/{j['total_steps']}, pid {j['pid']})"
+                         for j in map(studio.job, job_ids))
+        print(f"waiting for a free slot ({MAX_JOBS_ENV}={max_jobs()}) behind {jobs}; "
+              f"--now starts at once", file=sys.stderr, flush=True)
+
+    summary = run(on_step=on_step, on_wait=on_wait)
+    for bar in bars:
+        bar.n = summary["steps"]
+        bar.close()
     if args.json:
         print(json.dumps(summary))
     else:
@@ -128,6 +158,17 @@ def cmd_train(studio, args) -> int:
         if summary["error"]:
             print(f"error: {summary['error']}", file=sys.stderr)
     return 0 if summary["status"] in ("completed", "cancelled") else 1
+
+
+def cmd_metrics(studio, args) -> int:
+    studio.job(args.job_id)  # a JobError names an unknown id
+    points = [p for p in studio.metrics(args.job_id)
+              if args.name is None or p["name"] == args.name]
+    if args.json:
+        print(json.dumps(points))  # floats round-trip exactly
+    else:
+        print(_table(points, ["step", "name", "value"]))
+    return 0
 
 
 def _protocol_list(text: str) -> list[str]:
@@ -216,6 +257,18 @@ def build_parser() -> argparse.ArgumentParser:
                             "(knn,linear,fewshot,finetune); the JSON summary gains `eval`")
     train.add_argument("--eval-dataset", dest="eval_dataset", default=None,
                        help="labelled dataset for --eval (default: the training dataset)")
+    now_help = ("start at once even when PRETEXT_MAX_JOBS jobs already run in this home "
+                "(default: wait for a free slot)")
+    train.add_argument("--now", action="store_true", help=now_help)
+    resume = sub.add_parser("resume", parents=[common], help="continue a cancelled, "
+                            "interrupted or failed job in the foreground from its newest "
+                            "checkpoint")
+    resume.add_argument("job_id", type=int)
+    resume.add_argument("--now", action="store_true", help=now_help)
+    metrics = sub.add_parser("metrics", parents=[common],
+                             help="every stored metric point of a job: step, name, value")
+    metrics.add_argument("job_id", type=int)
+    metrics.add_argument("--name", help="only this metric (e.g. loss)")
     evaluate = sub.add_parser("eval", parents=[common],
                               help="evaluate a finished job, or a baseline")
     evaluate.add_argument("--job", type=int, help="the job to evaluate (its last checkpoint)")
@@ -241,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         studio = Studio(args.home)
         command = {"methods": cmd_methods, "datasets": cmd_datasets, "jobs": cmd_jobs,
-                   "train": cmd_train, "eval": cmd_eval}[args.command]
+                   "train": cmd_train, "eval": cmd_eval, "resume": cmd_resume,
+                   "metrics": cmd_metrics}[args.command]
         return command(studio, args)
     except (SpecError, DatasetError, JobError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -196,15 +196,52 @@ class Studio(LensesMixin):
         return self._create(spec, config, status="queued")
 
     def run_foreground(self, spec: TrainSpec | dict[str, Any],
-                       on_step: Callable[[int, dict[str, float]], None] | None = None
+                       on_step: Callable[[int, dict[str, float]], None] | None = None,
+                       wait: bool = True, on_wait: Callable[[list[int]], None] | None = None
                        ) -> dict[str, Any]:
-        """Validate, store and run a job in this process (the CLI); returns its summary."""
-        from engine.worker import run_worker
+        """Validate, store and run a job in this process (the CLI); returns its summary. With
+        `wait` it first waits for a free slot of this home (PRETEXT_MAX_JOBS running jobs);
+        `on_wait(job_ids)` hears which jobs it waits for."""
+        from engine.jobs import max_jobs
 
         spec, config = self.validate(spec)
-        job_id = self._create(spec, config, status="running", pid=os.getpid(),
-                              host=socket.gethostname(), started_at=utcnow())
-        run_worker(self.home, job_id, on_step=on_step)
+        limit = max_jobs() if wait else None
+        # Queued with this process's pid: the job manager leaves it to this process.
+        job_id = self._create(spec, config, status="queued", pid=os.getpid(),
+                              host=socket.gethostname())
+        return self._run_here(job_id, limit, on_step, on_wait)
+
+    def resume_foreground(self, job_id: int,
+                          on_step: Callable[[int, dict[str, float]], None] | None = None,
+                          wait: bool = True, on_wait: Callable[[list[int]], None] | None = None
+                          ) -> dict[str, Any]:
+        """Continue a cancelled, interrupted or failed job in this process from its newest
+        checkpoint, as `run_foreground` runs a new one; returns its summary."""
+        from engine.jobs import max_jobs
+
+        limit = max_jobs() if wait else None
+        self.recover()  # a job whose worker was killed shows as interrupted, not running
+        job = self.job(job_id)
+        if not self.store.transition(job["id"], RESUMABLE_STATUSES, status="queued",
+                                     cancel_requested=False, error=None, finished_at=None,
+                                     pid=os.getpid(), host=socket.gethostname()):
+            raise JobError(f"job {job_id} is {job['status']}; only "
+                           f"{', '.join(RESUMABLE_STATUSES)} jobs can be resumed")
+        return self._run_here(job["id"], limit, on_step, on_wait)
+
+    def _run_here(self, job_id: int, limit: int | None,
+                  on_step: Callable[[int, dict[str, float]], None] | None,
+                  on_wait: Callable[[list[int]], None] | None) -> dict[str, Any]:
+        from engine.jobs import wait_and_claim
+        from engine.worker import run_worker
+
+        try:
+            claimed = wait_and_claim(self.store, job_id, limit, on_wait)
+        except BaseException:  # e.g. Ctrl-C while waiting: the job never started
+            self.store.transition(job_id, ("queued",), status="cancelled", finished_at=utcnow())
+            raise
+        if claimed:  # else it was cancelled while it waited
+            run_worker(self.home, job_id, on_step=on_step)
         return self.summary(job_id)
 
     def summary(self, job_id: int) -> dict[str, Any]:
@@ -413,7 +450,9 @@ class Studio(LensesMixin):
     def recover(self) -> list[int]:
         return recover_interrupted(self.store)
 
-    def start_manager(self, max_running: int = 1) -> JobManager:
+    def start_manager(self, max_running: int | None = None) -> JobManager:
+        """Start the job manager (at most `max_running` jobs at once, default
+        PRETEXT_MAX_JOBS, else 1)."""
         if self.manager is None:
             self.manager = JobManager(self.home, max_running=max_running).start()
         return self.manager

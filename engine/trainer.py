@@ -4,7 +4,9 @@ It knows nothing method-specific: it builds the method from the registry, holds 
 uint8 tensor on the device, draws a batch per step, and lets the method make its views and its
 loss. Around that: AdamW/LARS/SGD, warmup + cosine schedule, gradient clipping, bf16 autocast,
 channels-last for conv nets, metrics to a sink, periodic and final checkpoints, resume, and a
-stop flag checked every step.
+stop flag checked every step. A resumed job draws the same batches and views as an uninterrupted
+one (the checkpoint holds the rest of the epoch's order and every random state), so its curve
+is bitwise the same on CPU.
 """
 from __future__ import annotations
 
@@ -26,8 +28,14 @@ from engine.methods.base import SSLMethod, TrainData
 from engine.optim import build_optimizer, warmup_cosine
 from engine.registry import get_method
 
-# Testing hook: PRETEXT_FAULT=nan@5 makes the loss NaN at step 5 (the NaN path has a test).
+# Testing hooks: PRETEXT_FAULT=nan@5 makes the loss NaN at step 5; exit@5 ends the process
+# right after step 5 as kill -9 would (no flush, no checkpoint), for the resume tests.
 FAULT_ENV = "PRETEXT_FAULT"
+# A weight tensor (parameter or buffer) whose norm passes this counts as diverged: float32
+# cannot square such values, so norms, variances and weight decay overflow from there on.
+# SimCLR at lr 1e6 without clipping kept a finite loss (its embeddings are normalised) while
+# batch-norm variances grew to 1e27, and the job "completed".
+WEIGHT_LIMIT = 2.0 ** 64
 
 
 class Sink(Protocol):
@@ -35,7 +43,9 @@ class Sink(Protocol):
 
     def metrics(self, step: int, values: dict[str, float]) -> None: ...
 
-    def checkpoint(self, step: int, path: str) -> None: ...
+    def checkpoint(self, step: int, path: str) -> None:
+        """Checkpoint `step` is published at `path` (older ones beyond checkpoints.KEEP are
+        removed right after this returns: `checkpoints.retiring` names them)."""
 
     def flush(self) -> None:
         """Make every point reported so far durable. Called before a checkpoint becomes the
@@ -45,8 +55,13 @@ class Sink(Protocol):
     def started(self, first_step: int, total_steps: int) -> None: ...
 
 
-class NonFiniteLoss(RuntimeError):
-    pass
+class Diverged(RuntimeError):
+    """The loss or the gradient norm stopped being finite, or the weights did (or outgrew
+    WEIGHT_LIMIT), at `step`; nothing from that step on is logged or saved."""
+
+    def __init__(self, message: str, step: int) -> None:
+        super().__init__(message)
+        self.step = step
 
 
 @dataclass
@@ -66,8 +81,9 @@ def run_job(spec: TrainSpec, config: TrainConfig, run_dir: Path, sink: Sink,
             should_stop: Callable[[], bool], data_cache_dir: Path | None = None) -> RunResult:
     """Train `spec` to `config.steps`, resuming from `run_dir`'s latest checkpoint if any.
 
-    Raises NonFiniteLoss (naming the step) if the loss stops being finite; nothing is saved
-    after that point. Returns when done or when `should_stop()` turns true (after saving).
+    Raises Diverged (naming the step) if the loss, the gradient norm or the weights stop being
+    finite; nothing is saved after that point. Returns when done or when `should_stop()` turns
+    true (after saving a checkpoint at the step it stopped at).
     """
     accelerator = Accelerator(mixed_precision="no")
     device = accelerator.device
@@ -93,43 +109,52 @@ def run_job(spec: TrainSpec, config: TrainConfig, run_dir: Path, sink: Sink,
         optimizer, warmup_cosine(config.warmup_steps, config.steps))
     sampler = torch.Generator().manual_seed(spec.seed)
 
-    start_step = 0
+    checkpoints.sweep(run_dir)  # this worker is the run's only writer now
     latest = checkpoints.latest(run_dir)
+    start_step, saved_step = 0, None
+    # Row indices the current epoch has not drawn yet: saved with each checkpoint, so a job
+    # killed mid-epoch resumes with the very batches an uninterrupted run would draw.
+    epoch_rest = torch.empty(0, dtype=torch.long)
     if latest is not None:
-        start_step = checkpoints.load(latest, method, optimizer, scheduler, sampler)
+        start_step, epoch_rest = checkpoints.restore(latest, method, optimizer, scheduler,
+                                                     sampler)
+        saved_step = start_step
     model, optimizer = accelerator.prepare(method, optimizer)
     sink.started(start_step, config.steps)
 
-    fault_step = _fault_step()
+    fault = _fault()
     autocast = torch.autocast(device.type, dtype=torch.bfloat16,
                               enabled=config.precision == "bf16")
     first_loss = final_loss = None
     step = start_step
-    order = torch.empty(0, dtype=torch.long)
     timed_images, timed_seconds = 0, 0.0
     model.train()
     if start_step == 0:
         with torch.no_grad(), autocast:
             accelerator.unwrap_model(model).on_train_start(tensors)
+    advice = f"lower the learning rate (now {config.lr:g})"
     while step < config.steps:
         if should_stop():
             break
-        if len(order) < config.batch_size:  # a fresh permutation per epoch
-            order = torch.randperm(len(data), generator=sampler)
-        batch_index, order = order[:config.batch_size], order[config.batch_size:]
+        if len(epoch_rest) < config.batch_size:  # a fresh permutation per epoch
+            epoch_rest = torch.randperm(len(data), generator=sampler)
+        batch_index, epoch_rest = epoch_rest[:config.batch_size], epoch_rest[config.batch_size:]
         tick = time.perf_counter()
         with autocast:
             index = batch_index.to(device)
             loss, logs = model({name: t[index] for name, t in tensors.items()})
-        if fault_step == step + 1:
+        if fault == ("nan", step + 1):
             loss = loss * float("nan")
         if not torch.isfinite(loss):
-            raise NonFiniteLoss(f"loss became {loss.item()} at step {step + 1}; lower the "
-                                f"learning rate (now {config.lr:g}) or turn on grad_clip")
+            raise Diverged(f"loss became {loss.item()} at step {step + 1}; {advice} or turn "
+                           f"on grad_clip", step + 1)
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(loss)
         if config.grad_clip > 0:
-            accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
+            grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
+            if not torch.isfinite(grad_norm):  # clipping would turn it into NaN weights
+                raise Diverged(f"the gradient norm became {float(grad_norm)} at step "
+                               f"{step + 1}; {advice}", step + 1)
         lr = scheduler.get_last_lr()[0]
         optimizer.step()
         scheduler.step()
@@ -144,38 +169,71 @@ def run_job(spec: TrainSpec, config: TrainConfig, run_dir: Path, sink: Sink,
         final_loss = loss_value
         health_now = health is not None and (step % config.health_every == 0
                                              or step == config.steps)
-        if step % config.log_every == 0 or step == config.steps or health_now:
+        log_now = step % config.log_every == 0 or step == config.steps or health_now
+        save_now = step % config.checkpoint_every == 0 and step < config.steps
+        if log_now or save_now:  # not every step when log_every > 1: it reads every weight
+            check_weights(accelerator.unwrap_model(model), step, advice)
+        if log_now:
             values = {"loss": loss_value, "lr": lr,
                       "images_per_second": config.batch_size / max(seconds, 1e-9)}
             values.update({k: float(v) for k, v in logs.items()})
             if health_now:
                 values.update(health(accelerator.unwrap_model(model)))
             sink.metrics(step, values)
-        if step % config.checkpoint_every == 0 and step < config.steps:
-            _save(accelerator, model, optimizer, scheduler, sampler, run_dir, step, sink)
+        if save_now:
+            _save(accelerator, model, optimizer, scheduler, sampler, epoch_rest, run_dir, step,
+                  sink)
+            saved_step = step
+        if fault == ("exit", step):
+            _exit_as_killed()
 
-    if step > start_step or latest is None:
-        _save(accelerator, model, optimizer, scheduler, sampler, run_dir, step, sink)
+    if step != saved_step:  # a stop always leaves a checkpoint at the step it stopped at
+        check_weights(accelerator.unwrap_model(model), step, advice)
+        _save(accelerator, model, optimizer, scheduler, sampler, epoch_rest, run_dir, step,
+              sink)
     images_per_second = timed_images / timed_seconds if timed_seconds > 0 else None
     status = "completed" if step >= config.steps else "cancelled"
     return RunResult(status, step, first_loss, final_loss, images_per_second)
 
 
+def check_weights(method: torch.nn.Module, step: int, advice: str) -> None:
+    """Raise Diverged if a parameter or floating buffer has a non-finite norm or one past
+    WEIGHT_LIMIT. One fused norm over every tensor (about the cost of an optimizer step's
+    read of the weights), then a single host sync."""
+    named = [(name, t) for name, t in (*method.named_parameters(), *method.named_buffers())
+             if t.is_floating_point() and t.numel()]
+    norms = torch.stack(torch._foreach_norm([t.detach() for _, t in named])).float()  # (T,)
+    worst = int(norms.nan_to_num(nan=float("inf")).argmax())
+    value = float(norms[worst])
+    if not value <= WEIGHT_LIMIT:  # NaN compares false too
+        name, tensor = named[worst]
+        largest = float(tensor.detach().abs().max())
+        what = (f"non-finite ({name} holds {largest})" if not math.isfinite(largest) else
+                f"too large ({name} holds {largest:.3g}; float32 overflows squaring it)")
+        raise Diverged(f"the weights became {what} by step {step}; {advice}", step)
+
+
 def _save(accelerator: Accelerator, model: torch.nn.Module, optimizer, scheduler, sampler,
-          run_dir: Path, step: int, sink: Sink) -> None:
+          epoch_rest: torch.Tensor, run_dir: Path, step: int, sink: Sink) -> None:
     if not accelerator.is_main_process:
         return
     method = accelerator.unwrap_model(model)
     sink.flush()  # the points up to `step` are stored before LATEST names this checkpoint
-    path = checkpoints.save(run_dir, step, method, optimizer, scheduler, sampler)
-    sink.checkpoint(step, str(path))
+    path = checkpoints.save(run_dir, step, method, optimizer, scheduler, sampler, epoch_rest)
+    sink.checkpoint(step, str(path))  # the store forgets the retiring ones before they go
+    checkpoints.rotate(run_dir)
 
 
-def _fault_step() -> int | None:
-    fault = os.environ.get(FAULT_ENV, "")
-    if fault.startswith("nan@"):
-        return int(fault[4:])
+def _fault() -> tuple[str, int] | None:
+    """("nan" or "exit", step) from PRETEXT_FAULT, or None."""
+    kind, sep, step = os.environ.get(FAULT_ENV, "").partition("@")
+    if sep and kind in ("nan", "exit") and step.isdigit():
+        return kind, int(step)
     return None
+
+
+def _exit_as_killed() -> None:
+    os._exit(137)  # 128 + SIGKILL, what a shell reports for kill -9; nothing is flushed
 
 
 def is_finite(value: float | None) -> bool:

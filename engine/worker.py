@@ -18,12 +18,13 @@ import traceback
 from collections import deque
 from collections.abc import Callable
 
+from engine import checkpoints
 from engine.api import register_user_datasets
 from engine.config import TrainSpec, build_config
 from engine.data.presets import resolve_augmentation
 from engine.home import Home
 from engine.registry import get_method
-from engine.trainer import NonFiniteLoss, RunResult, run_job
+from engine.trainer import Diverged, RunResult, run_job
 from storage.db import Store, utcnow
 
 HEARTBEAT_S = 1.0
@@ -36,8 +37,9 @@ class StoreSink:
     """Buffers metric points and writes them to the store at most every FLUSH_S seconds."""
 
     def __init__(self, store: Store, job_id: int,
-                 on_step: Callable[[int, dict[str, float]], None] | None = None) -> None:
-        self.store, self.job_id, self.on_step = store, job_id, on_step
+                 on_step: Callable[[int, dict[str, float]], None] | None = None,
+                 run_dir: os.PathLike | None = None) -> None:
+        self.store, self.job_id, self.on_step, self.run_dir = store, job_id, on_step, run_dir
         self._points: list[tuple[int, str, float]] = []
         self._last_flush = 0.0
         self._step, self._loss, self._rate = 0, None, None
@@ -63,8 +65,21 @@ class StoreSink:
             self.flush()
 
     def checkpoint(self, step: int, path: str) -> None:
+        self._step = max(self._step, step)  # the row's step is the checkpoint's at least
         self.flush()
-        self.store.add_checkpoint(self.job_id, step, path)
+        # The rows of the folders the trainer removes next go first (and rows of folders gone
+        # before this was done, and an older row of the same step): the store never lists a
+        # checkpoint that is not on disk.
+        retiring = ({str(p) for p in checkpoints.retiring(self.run_dir)} if self.run_dir
+                    else set())
+        stale = [c.path for c in self.store.checkpoints(self.job_id)
+                 if c.path in retiring or c.path == path or not os.path.isdir(c.path)]
+        self.store.add_checkpoint(self.job_id, step, path, replacing=stale)
+
+    def discard_from(self, step: int) -> None:
+        """Forget the unflushed points of `step` and later (a diverged step's)."""
+        self._points = [p for p in self._points if p[0] < step]
+        self._step = min(self._step, step - 1)
 
     def flush(self) -> None:
         points, self._points = self._points, []
@@ -110,7 +125,7 @@ def run_worker(home: Home, job_id: int,
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
     heartbeat = Heartbeat(store, job_id, stop)
     heartbeat.start()
-    sink = StoreSink(store, job_id, on_step)
+    sink = StoreSink(store, job_id, on_step, home.run_dir(job_id))
     fields: dict = {}
     try:
         spec = TrainSpec.from_dict(job.spec)
@@ -129,8 +144,8 @@ def run_worker(home: Home, job_id: int,
 
             fields.update(run_end_of_job(home, store, job_id, spec.evals, spec.eval_dataset,
                                          stop.is_set))
-    except NonFiniteLoss as exc:
-        sink._points.clear()  # keep nothing logged at or after the bad step
+    except Diverged as exc:
+        sink.discard_from(exc.step)  # keep nothing logged at or after the bad step
         sink.flush()
         fields = dict(status="failed", error=str(exc))
     except Exception as exc:

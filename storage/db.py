@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -121,6 +121,33 @@ class Store:
                                                  Job.status.in_(from_statuses)).values(**fields))
             return result.rowcount == 1
 
+    def claim_slot(self, job_id: int, max_running: int | None,
+                   **fields: Any) -> tuple[bool, list[int]]:
+        """Turn queued job `job_id` running (with `fields`) if fewer than `max_running` jobs
+        run (None: no limit). The count and the claim are one write transaction (BEGIN
+        IMMEDIATE), so two processes can never both take the last free slot. Returns whether
+        it was claimed and the ids of the jobs running before (the ones it waits for)."""
+        with self.write() as s:
+            running = list(s.scalars(select(Job.id).where(Job.status == "running")
+                                     .order_by(Job.id)))
+            if max_running is not None and len(running) >= max_running:
+                return False, running
+            result = s.execute(update(Job).where(Job.id == job_id, Job.status == "queued")
+                               .values(status="running", **fields))
+            return result.rowcount == 1, running
+
+    def rewind(self, job_id: int, step: int) -> None:
+        """Bring a job's row and curves back to `step` (its newest checkpoint, after its worker
+        was killed): points past it are dropped, `last_loss` is the loss logged at or before it."""
+        with self.write() as s:
+            s.execute(delete(MetricPoint).where(MetricPoint.job_id == job_id,
+                                                MetricPoint.step > step))
+            last_loss = s.scalar(select(MetricPoint.value)
+                                 .where(MetricPoint.job_id == job_id, MetricPoint.name == "loss")
+                                 .order_by(MetricPoint.step.desc()).limit(1))
+            s.execute(update(Job).where(Job.id == job_id).values(step=step,
+                                                                 last_loss=last_loss))
+
     # ---- metrics ------------------------------------------------------------------------
     def add_metrics(self, job_id: int, points: list[tuple[int, str, float]]) -> None:
         if not points:
@@ -151,8 +178,14 @@ class Store:
                                                 MetricPoint.step > step))
 
     # ---- checkpoints and evaluations ----------------------------------------------------
-    def add_checkpoint(self, job_id: int, step: int, path: str) -> None:
+    def add_checkpoint(self, job_id: int, step: int, path: str,
+                       replacing: Sequence[str] = ()) -> None:
+        """Record checkpoint `path`; the job's rows for the `replacing` paths (folders about to
+        be removed) go in the same transaction."""
         with self.write() as s:
+            if replacing:
+                s.execute(delete(Checkpoint).where(Checkpoint.job_id == job_id,
+                                                   Checkpoint.path.in_(list(replacing))))
             s.add(Checkpoint(job_id=job_id, step=step, path=path, created_at=utcnow()))
 
     def checkpoints(self, job_id: int) -> list[Checkpoint]:

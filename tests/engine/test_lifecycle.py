@@ -94,17 +94,31 @@ def test_kill_9_then_recover_then_resume_from_checkpoint(studio):
     job = studio.job(job_id)
     assert job["status"] == "interrupted" and "Resume" in job["error"]
     saved_step = job["checkpoints"][-1]["step"]
-    assert saved_step >= 5
+    assert saved_step >= 5 and job["step"] == saved_step  # brought back to its checkpoint
+    last_point_before = max(point_ids(studio, job_id))
 
     studio.resume(job_id)
     studio.start_manager()
     job = wait_for(lambda: (j := studio.job(job_id))["status"] in TERMINAL and j)
     assert job["status"] == "completed" and job["step"] == 30
-    steps = [c["step"] for c in job["checkpoints"]]
-    # It continued from the checkpoint: the steps up to it were not trained (or saved) again.
-    assert steps.count(saved_step) == 1 and steps[-1] == 30
+    # Only the folders kept on disk are listed (checkpoints.KEEP newest).
+    assert [c["step"] for c in job["checkpoints"]] == [25, 30]
+    # It continued from the checkpoint: the points up to it are the first attempt's.
+    ids = point_ids(studio, job_id)
+    assert all((point <= last_point_before) == (step <= saved_step)
+               for point, step in ids.items())
     loss_steps = [p["step"] for p in studio.metrics(job_id) if p["name"] == "loss"]
     assert loss_steps == list(range(1, 31))
+
+
+def point_ids(studio, job_id):
+    from sqlalchemy import select
+
+    from storage.models import MetricPoint
+
+    with studio.store.read() as s:
+        return dict(s.execute(select(MetricPoint.id, MetricPoint.step)
+                              .where(MetricPoint.job_id == job_id)).all())
 
 
 def _zombie(pid):
