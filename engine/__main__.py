@@ -31,7 +31,9 @@ def _parse_set(items: list[str]) -> dict[str, str]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"--set expects key=value, got {item!r}")
+            from engine.errors import SpecError
+
+            raise SpecError(f"--set expects key=value, got {item!r}")
         out[key.strip()] = value.strip()
     return out
 
@@ -289,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from engine.api import Studio
-    from engine.errors import DatasetError, JobError, SpecError
+    from engine.errors import StudioError
 
     try:
         studio = Studio(args.home)
@@ -297,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
                    "train": cmd_train, "eval": cmd_eval, "resume": cmd_resume,
                    "metrics": cmd_metrics}[args.command]
         return command(studio, args)
-    except (SpecError, DatasetError, JobError, ValueError) as exc:
+    except StudioError as exc:  # the user's to fix; anything else is a bug: its traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

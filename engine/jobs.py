@@ -30,6 +30,7 @@ from pathlib import Path
 import psutil
 
 from engine import checkpoints
+from engine.errors import SpecError
 from engine.home import Home
 from storage.db import Store, utcnow
 from storage.models import Job
@@ -45,7 +46,7 @@ def max_jobs() -> int:
     two trainings on one device only slow each other down)."""
     text = os.environ.get(MAX_JOBS_ENV, "").strip() or "1"
     if not text.isdigit() or int(text) < 1:
-        raise ValueError(f"{MAX_JOBS_ENV} must be a whole number of at least 1, got {text!r}")
+        raise SpecError(f"{MAX_JOBS_ENV} must be a whole number of at least 1, got {text!r}")
     return int(text)
 
 
