@@ -40,9 +40,10 @@ OAUTH_ENV = ("OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "OAUTH_SCOPES", "OPENID_P
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 MODES = ("local", "private", "public", "viewer", "open")
 # The Studio methods that change something (jobs, data, stored evaluations). Everything else
-# reads, and stays open to viewers.
+# reads (the lenses too), and stays open to viewers.
 MUTATING = ("submit", "cancel", "resume", "add_image_dataset", "add_text_dataset",
-            "describe_hf_dataset", "evaluate", "evaluate_baseline", "run_foreground")
+            "describe_hf_dataset", "evaluate", "evaluate_baseline", "run_foreground",
+            "resume_foreground")
 SIGN_IN_DELAY_S = 1.0  # after a wrong owner key: slows guessing down
 
 
