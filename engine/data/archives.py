@@ -6,7 +6,7 @@ bomb), or has an entry that is encrypted, a symbolic link, compressed with a met
 stored/deflate, or named outside the target folder (an absolute name or `..`). Then it copies
 each entry in chunks, never past the size the entry declares, and checks its CRC itself. Every
 problem is one `DatasetError` naming the archive and the entry; what was written before a
-failure is the caller's to remove (`user_images.staged_dataset` removes it).
+failure is the caller's to remove (`user_data.staged_dataset` removes it).
 """
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
-"""Image datasets: a registry of sources, and ``load_dataset`` with a memory and a disk cache.
+"""Image datasets: ``load_dataset`` with a memory and a disk cache, over the catalog's sources.
 
-A source is a small descriptor (``DatasetSource``): its numbers for the UI, a cheap availability
-check, and a ``build(split)`` that returns native-resolution uint8 images. User folders,
-torchvision and Hugging Face datasets are added later by registering one more descriptor; nothing
-else here changes. Images are kept as uint8 (N, 3, H, W): four times smaller than float, and the
-batched views (``engine.data.views``) turn them into float on the training device.
+Which datasets exist, and how each builds its images, is `engine.data.catalog`'s; this module
+resizes what a source builds and keeps it. Images are kept as uint8 (N, 3, H, W): four times
+smaller than float, and the batched views (``engine.data.views``) turn them into float on the
+training device. ``dataset_info`` and ``list_datasets`` are the catalog's, importable from here
+too, as the callers that load datasets describe them.
 """
 from __future__ import annotations
 
@@ -14,16 +14,16 @@ import os
 import pickle
 import tempfile
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from engine.checks import shown
-from engine.data import digits, shapes
+from engine.data.catalog import (SPLITS, DatasetSource, dataset_info, get_source,  # noqa: F401
+                                 list_datasets, sources)
 from engine.errors import DatasetError
 
-SPLITS: tuple[str, ...] = ("train", "test")
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 1024
 _CACHE_FORMAT = 1  # bump when the layout of the .pt cache files changes
 
@@ -47,84 +47,13 @@ class ImageDataset:
         return int(self.labels.shape[0])
 
 
-@dataclass
-class RawImages:
-    """What a source builds: one split at its native resolution."""
-
-    images: torch.Tensor  # (N, 3, h, w) uint8
-    labels: torch.Tensor  # (N,) int64
-    class_names: list[str]
-    captions: list[str] | None = None
-    factors: dict[str, list[str]] | None = None
-
-
-def _always_available() -> str:
-    return ""
-
-
-@dataclass(frozen=True)
-class DatasetSource:
-    """A registered dataset: what ``list_datasets`` shows and how to build a split."""
-
-    name: str
-    description: str  # one line, shown in the UI
-    num_train: int
-    num_test: int
-    num_classes: int
-    labelled: bool
-    native_size: int  # px, the side of the images ``build`` returns
-    build: Callable[[str], RawImages]  # split -> native images; may be slow
-    unavailable: Callable[[], str] = _always_available  # "" or why not; must be cheap
-    resample: str = "bilinear"  # interpolation used to reach the requested image_size
-    version: int = 1  # bump when ``build`` output changes: old disk caches are then ignored
-    kind: str = "image"
-    # What methods may train on it: a method's `modality` must be listed (default: `kind`).
-    # `shapes` is also "image-text" (CLIP); the text corpora are "text".
-    modalities: tuple[str, ...] = ()
-    # The view recipe (engine.data.views.DOMAINS) an `augmentation="auto"` job gets here.
-    augmentation: str = "natural"
-    # Procedural sources: (count, seed) -> that many more native images, never the splits'.
-    render: Callable[[int, int], RawImages] | None = None
-
-
-_SOURCES: dict[str, DatasetSource] = {}
-
-
-def register_dataset(source: DatasetSource) -> DatasetSource:
-    """Add a dataset source; a second source under one name is refused."""
-    if source.name in _SOURCES:
-        raise DatasetError(f"a dataset named {source.name!r} is already registered; "
-                           "pick another name")
-    _SOURCES[source.name] = source
+def image_source(name: str) -> DatasetSource:
+    """The catalog's source of an image dataset; a text corpus or an unknown name is refused."""
+    source = get_source(name)
+    if source.kind != "image":
+        raise DatasetError(f"{name!r} is a text corpus, not images; text methods read it with "
+                           "engine.data.text.corpus_texts")
     return source
-
-
-def _source(name: str) -> DatasetSource:
-    if not isinstance(name, str) or name not in _SOURCES:
-        known = ", ".join(sorted(_SOURCES))
-        raise DatasetError(f"unknown dataset {shown(name)}; known datasets: {known}")
-    return _SOURCES[name]
-
-
-def dataset_info(name: str) -> dict[str, Any]:
-    """The ``list_datasets`` entry of one dataset; an unknown name raises ``DatasetError``."""
-    source = _source(name)
-    reason = source.unavailable()
-    return {
-        "name": source.name, "kind": source.kind, "description": source.description,
-        "available": not reason, "reason": reason,
-        "num_train": source.num_train, "num_test": source.num_test,
-        "num_classes": source.num_classes, "labelled": source.labelled,
-        "native_size": source.native_size,
-        "modalities": list(source.modalities or (source.kind,)),
-        "augmentation": source.augmentation,
-        "procedural": source.render is not None,  # can render more training images
-    }
-
-
-def list_datasets() -> list[dict[str, Any]]:
-    """One dict per registered dataset (see ``dataset_info``); generates no images."""
-    return [dataset_info(name) for name in _SOURCES]
 
 
 def resize_images(images: torch.Tensor, size: int, mode: str = "bilinear") -> torch.Tensor:
@@ -193,7 +122,7 @@ def _write_cache(path: str, dataset: ImageDataset) -> None:
 
 @functools.lru_cache(maxsize=8)
 def _load_cached(name: str, split: str, image_size: int, cache_dir: str | None) -> ImageDataset:
-    source = _SOURCES[name]
+    source = get_source(name)
     if cache_dir is None:
         return _build(source, split, image_size)
     path = os.path.join(cache_dir, f"{name}-{split}-{image_size}px-v{source.version}.pt")
@@ -211,7 +140,7 @@ def load_dataset(name: str, split: str = "train", image_size: int = 32,
     Results are cached in memory per argument set, and on disk under ``cache_dir`` when given
     (a ``.pt`` file of tensors, named after the dataset, split, size and source version).
     """
-    source = _source(name)
+    source = image_source(name)
     if not isinstance(split, str) or split not in SPLITS:
         raise DatasetError(f"unknown split {shown(split)} for dataset {name!r}; "
                            f"use one of: {', '.join(SPLITS)}")
@@ -231,11 +160,11 @@ def render_images(name: str, count: int, image_size: int, seed: int = 0,
     """``count`` fresh training images of a procedural dataset (shapes), resized as the splits
     are; the same ones for the same arguments, none of them in the test split. A fixed
     dataset has no more images to give: a clear error."""
-    source = _source(name)
+    source = image_source(name)
     if count < 1:
         raise DatasetError(f"asked to render {count} images; ask for at least one")
     if source.render is None:
-        procedural = ", ".join(n for n, s in _SOURCES.items() if s.render) or "none"
+        procedural = ", ".join(s.name for s in sources("image") if s.render) or "none"
         raise DatasetError(f"{name!r} is a fixed set of images and cannot render more; "
                            f"only procedural datasets can ({procedural}); set the count to 0")
     images, labels, captions, factors = [], [], [], {}
@@ -254,60 +183,3 @@ def render_images(name: str, count: int, image_size: int, seed: int = 0,
 def clear_memory_cache() -> None:
     """Forget the datasets held in memory (the disk cache is kept)."""
     _load_cached.cache_clear()
-
-
-# --- builtin sources -------------------------------------------------------------------------
-
-def _build_shapes(split: str) -> RawImages:
-    count = shapes.NUM_TRAIN if split == "train" else shapes.NUM_TEST
-    batch = shapes.generate_shapes(count, seed=shapes.SPLIT_SEEDS[split])
-    return RawImages(batch.images, batch.labels, list(shapes.SHAPE_NAMES), batch.captions,
-                     batch.factors)
-
-
-def _render_shapes(count: int, seed: int) -> RawImages:
-    if seed in shapes.SPLIT_SEEDS.values():
-        raise DatasetError(f"seed {seed} is a split's own; pick another")
-    batch = shapes.generate_shapes(count, seed=seed)
-    return RawImages(batch.images, batch.labels, list(shapes.SHAPE_NAMES), batch.captions,
-                     batch.factors)
-
-
-def _build_digits(split: str) -> RawImages:
-    images, labels = digits.load_digits_split(split)
-    return RawImages(images, labels, list(digits.CLASS_NAMES), digits.captions_for(labels))
-
-
-register_dataset(DatasetSource(
-    name="shapes",
-    description="Procedural coloured shapes with captions; colour, size, place and background vary",
-    num_train=shapes.NUM_TRAIN, num_test=shapes.NUM_TEST, num_classes=len(shapes.SHAPE_NAMES),
-    labelled=True, native_size=shapes.NATIVE_SIZE, build=_build_shapes,
-    modalities=("image", "image-text"), version=2, augmentation="synthetic",
-    render=_render_shapes,
-))
-register_dataset(DatasetSource(
-    name="digits",
-    description="scikit-learn's 1,797 real 8x8 handwritten digits (0-9), upsampled",
-    num_train=digits.NUM_TRAIN, num_test=digits.NUM_TEST, num_classes=len(digits.CLASS_NAMES),
-    labelled=True, native_size=digits.NATIVE_SIZE, build=_build_digits,
-    unavailable=digits.unavailable_reason, resample="bicubic",
-))
-
-
-# --- text corpora (engine/data/text.py): listed here, read with engine.data.text -------------
-
-def _text_only(name: str) -> Callable[[str], RawImages]:
-    def build(split: str) -> RawImages:
-        raise DatasetError(f"{name!r} is a text corpus, not images; text methods read it with "
-                           "engine.data.text.corpus_texts")
-    return build
-
-
-from engine.data import text as _text  # noqa: E402  (text imports this module lazily only)
-
-for _corpus in _text.CORPORA.values():
-    register_dataset(DatasetSource(
-        name=_corpus.name, description=_corpus.description, num_train=_corpus.num_train,
-        num_test=_corpus.num_test, num_classes=0, labelled=False, native_size=0,
-        build=_text_only(_corpus.name), kind="text", modalities=("text",)))

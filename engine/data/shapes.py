@@ -163,15 +163,30 @@ def _backgrounds(kinds: np.ndarray, base: np.ndarray, second: np.ndarray, theta:
     return colour.clamp_(0.0, 255.0)
 
 
-def generate_shapes(num_images: int, seed: int, size: int = NATIVE_SIZE,
-                    supersample: int = 3) -> ShapeBatch:
-    """Render ``num_images`` labelled shape images, the same ones for the same arguments.
+@dataclass
+class _Scenes:
+    """Everything drawn at random for a batch of shape images: all of it is drawn before any
+    pixel, so the captions alone (`shape_captions`) need no rendering."""
 
-    Labels are exactly balanced (then shuffled); every nuisance factor is drawn independently of
-    the label and of each other, except that the background colour never equals the shape colour.
-    """
-    if not 1 <= supersample <= 15:  # coverage is counted in uint8: s * s must stay below 256
-        raise DatasetError(f"supersample must be from 1 to 15, got {supersample}")
+    labels: np.ndarray  # (n,) index into SHAPE_NAMES
+    colour_idx: np.ndarray  # (n,) index into PALETTE
+    bg_idx: np.ndarray  # (n,) index into BACKGROUND_PALETTE
+    second_idx: np.ndarray  # (n,) gradient end colour, index into BACKGROUND_PALETTE
+    kinds: np.ndarray  # (n,) index into BACKGROUND_KINDS
+    size_idx: np.ndarray  # (n,) index into SIZE_RANGES
+    radius: np.ndarray  # (n,) circumradius, fraction of the side
+    cx: np.ndarray  # (n,) centre, fraction of the side
+    cy: np.ndarray
+    angle: np.ndarray  # (n,) rotation, radians
+    fg: np.ndarray  # (n, 3) shape colour, jittered
+    base: np.ndarray  # (n, 3) background colour, jittered
+    second: np.ndarray  # (n, 3) gradient end colour
+    theta: np.ndarray  # (n,) gradient direction, radians
+
+
+def _draw_scenes(num_images: int, seed: int) -> _Scenes:
+    """Labels exactly balanced (then shuffled); every nuisance factor drawn independently of
+    the label and of each other, except that the background colour never equals the shape's."""
     rng = np.random.default_rng(seed)
     n, num_shapes = num_images, len(SHAPE_NAMES)
     labels = rng.permutation(np.arange(n) % num_shapes)
@@ -199,32 +214,55 @@ def generate_shapes(num_images: int, seed: int, size: int = NATIVE_SIZE,
     base = np.clip(bg_palette[bg_idx] + rng.uniform(-15, 15, (n, 3)), 0, 255).astype(np.float32)
     second = bg_palette[second_idx]
     theta = rng.uniform(0, 2 * math.pi, n).astype(np.float32)  # gradient direction
+    return _Scenes(labels, colour_idx, bg_idx, second_idx, kinds, size_idx, radius, cx, cy,
+                   angle, fg, base, second, theta)
 
-    cover = torch.from_numpy(_coverage(labels, size_idx, cx, cy, radius, angle, size, supersample))
-    images = torch.empty((n, 3, size, size), dtype=torch.uint8)
-    for start in range(0, n, _CHUNK):
-        s = slice(start, start + _CHUNK)
-        background = _backgrounds(kinds[s], base[s], second[s], theta[s], size)
-        colour = torch.from_numpy(fg[s])[:, :, None, None]  # (n, 3, 1, 1)
-        # Alpha-composite: coverage is the opacity of the shape colour over the background.
-        images[s] = background.lerp_(colour, cover[s]).round_().to(torch.uint8)
 
-    row, col = np.minimum((cy * 3).astype(int), 2), np.minimum((cx * 3).astype(int), 2)
+def _describe(scenes: _Scenes) -> tuple[dict[str, list[str]], list[str]]:
+    """(factors, captions) of drawn scenes: the words, one per image."""
+    colour_names, bg_names, size_words = list(PALETTE), list(BACKGROUND_PALETTE), list(SIZE_RANGES)
+    row = np.minimum((scenes.cy * 3).astype(int), 2)
+    col = np.minimum((scenes.cx * 3).astype(int), 2)
     factors: dict[str, list[str]] = {
-        "color": [colour_names[i] for i in colour_idx],
-        "size": [size_words[i] for i in size_idx],
+        "color": [colour_names[i] for i in scenes.colour_idx],
+        "size": [size_words[i] for i in scenes.size_idx],
         "position": [POSITION_WORDS[r][c] for r, c in zip(row, col)],
-        "background": [BACKGROUND_KINDS[k] for k in kinds],
-        "background_color": [bg_names[i] for i in bg_idx],
+        "background": [BACKGROUND_KINDS[k] for k in scenes.kinds],
+        "background_color": [bg_names[i] for i in scenes.bg_idx],
     }
-    captions = [_caption(SHAPE_NAMES[labels[i]], factors, bg_names[second_idx[i]], i)
-                for i in range(n)]
-    return ShapeBatch(
-        images=images,
-        labels=torch.from_numpy(labels.astype(np.int64)),
-        captions=captions,
-        factors=factors,
-    )
+    captions = [_caption(SHAPE_NAMES[label], factors, bg_names[second], i)
+                for i, (label, second) in enumerate(zip(scenes.labels, scenes.second_idx))]
+    return factors, captions
+
+
+def generate_shapes(num_images: int, seed: int, size: int = NATIVE_SIZE,
+                    supersample: int = 3) -> ShapeBatch:
+    """Render ``num_images`` labelled shape images, the same ones for the same arguments.
+
+    Labels are exactly balanced (then shuffled); every nuisance factor is drawn independently of
+    the label and of each other, except that the background colour never equals the shape colour.
+    """
+    if not 1 <= supersample <= 15:  # coverage is counted in uint8: s * s must stay below 256
+        raise DatasetError(f"supersample must be from 1 to 15, got {supersample}")
+    scenes = _draw_scenes(num_images, seed)
+    cover = torch.from_numpy(_coverage(scenes.labels, scenes.size_idx, scenes.cx, scenes.cy,
+                                       scenes.radius, scenes.angle, size, supersample))
+    images = torch.empty((num_images, 3, size, size), dtype=torch.uint8)
+    for start in range(0, num_images, _CHUNK):
+        part = slice(start, start + _CHUNK)
+        background = _backgrounds(scenes.kinds[part], scenes.base[part], scenes.second[part],
+                                  scenes.theta[part], size)
+        colour = torch.from_numpy(scenes.fg[part])[:, :, None, None]  # (n, 3, 1, 1)
+        # Alpha-composite: coverage is the opacity of the shape colour over the background.
+        images[part] = background.lerp_(colour, cover[part]).round_().to(torch.uint8)
+    factors, captions = _describe(scenes)
+    return ShapeBatch(images=images, labels=torch.from_numpy(scenes.labels.astype(np.int64)),
+                      captions=captions, factors=factors)
+
+
+def shape_captions(num_images: int, seed: int) -> list[str]:
+    """The captions `generate_shapes(num_images, seed)` gives, without drawing any pixel."""
+    return _describe(_draw_scenes(num_images, seed))[1]
 
 
 def _caption(shape: str, factors: dict[str, list[str]], second: str, i: int) -> str:

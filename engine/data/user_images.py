@@ -5,13 +5,13 @@ images over a pixel limit are refused and counted. A zip is checked from its cen
 before anything is extracted and read entry by entry with its sizes and CRCs checked
 (`engine.data.archives`): any bad entry refuses the whole archive with one message naming it.
 Everything is written to a scratch folder inside the datasets folder and moved into place only
-when the import succeeds (`staged_dataset`), so a failed import leaves nothing behind and keeps
-an earlier dataset of the same name.
+when the import succeeds (`user_data.staged_dataset`), so a failed import leaves nothing behind
+and keeps an earlier dataset of the same name.
 
 Subfolders become labels when every image sits in one (so evaluation works); otherwise the set
 is unlabelled and still trains. Images are resized (shorter side, then a centre crop) to a native
 size and stored with a fixed stratified train/test split in `<home>/datasets/<name>/data.pt`;
-`register_user_dataset` makes it a `DatasetSource` like the builtins.
+`register_user_dataset` adds it to the catalog (`engine.data.catalog`) like the builtins.
 
 Captions make it an image-text dataset (CLIP trains on it): a `captions.csv` with `file,caption`
 columns (paths relative to the csv's folder), or a `.txt` beside each image (`cat.png` +
@@ -23,24 +23,20 @@ from __future__ import annotations
 import csv
 import io
 import os
-import re
-import shutil
-import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
 from engine.data.archives import extract_zip
-from engine.data.datasets import DatasetSource, RawImages, _SOURCES, register_dataset
+from engine.data.catalog import DatasetSource, RawImages, register_dataset
+from engine.data.user_data import check_name, decode_utf8, staged_dataset, stored_file_check
 from engine.errors import DatasetError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 MAX_IMAGE_PIXELS = 40_000_000       # one image, width x height
 MAX_IMAGES = 200_000
 NATIVE_SIZE = 64                    # the side images are stored at
@@ -81,49 +77,6 @@ class ImportReport:
         return text
 
 
-def check_name(name: str) -> str:
-    name = (name or "").strip().lower()
-    if not NAME_PATTERN.match(name):
-        raise DatasetError(f"dataset name {name!r} must be 1-40 characters of a-z, 0-9, '_' "
-                           "or '-', starting with a letter or digit")
-    if name in _SOURCES and not _SOURCES[name].description.startswith("Your "):
-        raise DatasetError(f"{name!r} is a builtin dataset; pick another name")
-    return name
-
-
-@contextmanager
-def staged_dataset(datasets_dir: Path, name: str) -> Iterator[tuple[Path, Path]]:
-    """(staged, scratch): fill `staged` with the dataset's files; when the block succeeds it
-    replaces `<datasets_dir>/<name>`. `scratch` (inside `datasets_dir`, so the final move is a
-    rename) holds work files. On any failure, or after the move, `scratch` is removed: no
-    half-imported dataset, and an earlier one of that name is kept whole."""
-    datasets_dir = Path(datasets_dir)
-    out_dir = datasets_dir / name
-    try:
-        datasets_dir.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix=f".import-{name}-", dir=datasets_dir))
-    except OSError as exc:
-        raise DatasetError(f"cannot write in {datasets_dir} ({exc.strerror or exc})") from None
-    try:
-        staged = scratch / "dataset"
-        staged.mkdir()
-        yield staged, scratch
-        previous = scratch / "previous"
-        if out_dir.exists() or out_dir.is_symlink():
-            os.replace(out_dir, previous)
-        try:
-            os.replace(staged, out_dir)
-        except OSError:
-            if previous.exists() or previous.is_symlink():
-                os.replace(previous, out_dir)
-            raise
-    except OSError as exc:  # reading errors were turned into DatasetErrors where they happen
-        raise DatasetError(f"dataset {name!r} could not be written to {datasets_dir} "
-                           f"({exc.strerror or exc}); nothing was changed") from None
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
 def _image_files(folder: Path) -> list[Path]:
     files = sorted(p for p in folder.rglob("*") if p.is_file()
                    and p.suffix.lower() in IMAGE_SUFFIXES
@@ -152,8 +105,6 @@ def _caption(raw: str) -> str:
 def _read_captions(folder: Path, files: list[Path]) -> dict[Path, str] | None:
     """Each image's caption (keyed by resolved path) from the shallowest captions.csv, else
     from a .txt beside each image; None when the set has no captions at all."""
-    from engine.data.user_text import decode_utf8
-
     tables = sorted((p for p in folder.rglob(CAPTIONS_FILE) if p.is_file() and _visible(p, folder)),
                     key=lambda p: (len(p.parts), str(p)))
     if not tables:
@@ -303,23 +254,16 @@ def register_user_dataset(name: str, path: str | os.PathLike, meta: dict[str, An
         return RawImages(stored["images"][keep], stored["labels"][keep],
                          list(stored["class_names"]), captions)
 
-    def unavailable() -> str:
-        return "" if data_file.exists() else f"its files are gone from {path}; add it again"
-
-    from engine.data.user_text import forget
-
-    forget(name)  # re-added (a newer import under the same name, maybe of another kind)
     captioned = bool(meta.get("captioned"))
+    # A newer import under the same name (maybe of another kind) replaces the earlier one.
     register_dataset(DatasetSource(
-        name=name, description=f"Your images ({meta.get('num_images', 0)} images"
-                               f"{', labelled' if meta.get('labelled') else ', unlabelled'}"
-                               f"{', with captions' if captioned else ''})",
+        name=name, kind="image",
+        description=f"Your images ({meta.get('num_images', 0)} images"
+                    f"{', labelled' if meta.get('labelled') else ', unlabelled'}"
+                    f"{', with captions' if captioned else ''})",
         num_train=int(meta.get("num_train", 0)), num_test=int(meta.get("num_test", 0)),
         num_classes=int(meta.get("num_classes", 0)), labelled=bool(meta.get("labelled")),
-        native_size=NATIVE_SIZE, build=build, unavailable=unavailable,
+        native_size=NATIVE_SIZE, build=build, unavailable=stored_file_check(data_file, path),
         version=int(meta.get("version", 1)),
         modalities=("image", "image-text") if captioned else ()))
 
-
-def remove_directory(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)

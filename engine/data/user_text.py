@@ -1,8 +1,9 @@
 """The user's own text: an uploaded UTF-8 file, or a Hugging Face dataset's text column.
 
 Either becomes a corpus stored once as `<home>/datasets/<name>/corpus.txt`, one document per
-line, and `register_user_corpus` makes it a `kind="text"` dataset like `captions` and `pydocs`
-(the text methods read it with `engine.data.text.corpus_texts`).
+line, and `register_user_corpus` adds it to the catalog (`engine.data.catalog`) as a
+`kind="text"` dataset like `captions` and `pydocs` (the text methods read it with
+`engine.data.text.corpus_texts`).
 
 - A text file: at most `MAX_FILE_BYTES`; strict UTF-8 (the first undecodable byte is reported
   with its line and column; a UTF-8 BOM is dropped); an empty or binary-looking file is refused.
@@ -15,7 +16,7 @@ line, and `register_user_corpus` makes it a `kind="text"` dataset like `captions
 
 Both are cut to `MAX_CORPUS_CHARS` at import, before any tokenisation, and the report says so.
 A file or dataset that cannot be read is one `DatasetError` naming it; the corpus is written to
-a scratch folder and moved into place only when complete (`user_images.staged_dataset`), so a
+a scratch folder and moved into place only when complete (`user_data.staged_dataset`), so a
 failed import leaves nothing behind and keeps an earlier dataset of the same name.
 """
 from __future__ import annotations
@@ -28,7 +29,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from engine.data import text
-from engine.data.datasets import DatasetSource, _SOURCES, _text_only, register_dataset
+from engine.data.catalog import DatasetSource, register_dataset
+from engine.data.user_data import check_name, decode_utf8, staged_dataset, stored_file_check
 from engine.errors import DatasetError
 
 MAX_FILE_BYTES = 50 * 1024 ** 2    # an uploaded text file
@@ -59,19 +61,6 @@ class TextReport:
             out += (f" The text ({self.cut_from:,} characters) was cut to the first "
                     f"{MAX_CORPUS_CHARS:,}, before tokenisation.")
         return out
-
-
-def decode_utf8(data: bytes, label: str) -> str:
-    """Strict UTF-8 (a leading BOM dropped); an undecodable byte is reported with its line."""
-    try:
-        decoded = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise DatasetError(f"{label} is not UTF-8 text: line {line}, column {column} holds the "
-                           f"byte 0x{data[exc.start]:02x}, which UTF-8 cannot decode; save the "
-                           "file as UTF-8 and add it again") from None
-    return decoded.removeprefix("\ufeff")
 
 
 def split_documents(content: str) -> list[str]:
@@ -105,8 +94,6 @@ def _store(name: str, origin: str, documents: list[str], datasets_dir: Path,
            detail: str = "") -> TextReport:
     if not documents:
         raise DatasetError("the text is empty (only whitespace): there is nothing to train on")
-    from engine.data.user_images import staged_dataset
-
     total = sum(len(d) + 1 for d in documents)
     kept = text.cut_to_chars(documents, MAX_CORPUS_CHARS)
     with staged_dataset(datasets_dir, name) as (staged, _):
@@ -116,8 +103,6 @@ def _store(name: str, origin: str, documents: list[str], datasets_dir: Path,
 
 def import_text_file(source: str | os.PathLike, name: str, datasets_dir: Path) -> TextReport:
     """Check and store a UTF-8 text file as corpus `name`."""
-    from engine.data.user_images import check_name
-
     name = check_name(name)
     path = Path(source).expanduser()
     if not path.is_file():
@@ -264,8 +249,6 @@ def import_hf_dataset(ref: str, name: str, datasets_dir: Path, column: str | Non
                       split: str | None = None) -> TextReport:
     """Store one text column of a Hugging Face dataset (a saved folder or a Hub name) as corpus
     `name`: one document per row, empty rows dropped, cut at the cap."""
-    from engine.data.user_images import check_name
-
     name = check_name(name)
     ref = (ref or "").strip()
     if not ref:
@@ -299,35 +282,20 @@ def describe_hf_dataset(ref: str, split: str | None = None) -> dict[str, Any]:
 
 # ---- registration ---------------------------------------------------------------------------
 
-def forget(name: str) -> None:
-    """Drop a user dataset's registrations (it is being added again, maybe as another kind)."""
-    _SOURCES.pop(name, None)
-    if name in text.CORPORA and name not in text.BUILTIN_CORPORA:
-        del text.CORPORA[name]
-
-
 def register_user_corpus(name: str, path: str | os.PathLike, meta: dict[str, Any]) -> None:
     """Make a stored user corpus loadable by name (again in each process)."""
     corpus_file = Path(path) / CORPUS_FILE
 
-    def unavailable() -> str:
-        return "" if corpus_file.exists() else f"its files are gone from {path}; add it again"
-
     def documents(cache_dir: str | None) -> list[str]:
-        reason = unavailable()
-        if reason:
-            raise DatasetError(f"text dataset {name!r} is not available: {reason}")
         return corpus_file.read_text(encoding="utf-8").splitlines()
 
     origin = "Hugging Face dataset" if meta.get("origin") == "huggingface" else "text file"
-    description = (f"Your text ({origin} {meta.get('source_name', '')}: "
-                   f"{int(meta.get('num_documents', 0)):,} documents, "
-                   f"{int(meta.get('num_chars', 0)):,} characters)")
-    forget(name)
-    text.CORPORA[name] = text.Corpus(name, description, int(meta.get("num_train", 0)),
-                                     int(meta.get("num_test", 0)), documents)
+    # A newer import under the same name (maybe of another kind) replaces the earlier one.
     register_dataset(DatasetSource(
-        name=name, description=description, num_train=int(meta.get("num_train", 0)),
-        num_test=int(meta.get("num_test", 0)), num_classes=0, labelled=False, native_size=0,
-        build=_text_only(name), unavailable=unavailable, kind="text", modalities=("text",),
+        name=name, kind="text",
+        description=(f"Your text ({origin} {meta.get('source_name', '')}: "
+                     f"{int(meta.get('num_documents', 0)):,} documents, "
+                     f"{int(meta.get('num_chars', 0)):,} characters)"),
+        num_train=int(meta.get("num_train", 0)), num_test=int(meta.get("num_test", 0)),
+        documents=documents, unavailable=stored_file_check(corpus_file, path),
         version=int(meta.get("version", 1))))

@@ -1,20 +1,18 @@
 """Builtin datasets: determinism, splits, balance, captions, nuisance independence, caching."""
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
 from scipy.stats import chi2_contingency
 
-from engine.data import datasets
+from engine.data import catalog, datasets, digits, pydocs, shapes
 from engine.data.datasets import ImageDataset, dataset_info, list_datasets, load_dataset
 from engine.data.shapes import PALETTE, SHAPE_NAMES, generate_shapes
 from engine.errors import DatasetError
 
-INFO_KEYS = {"name", "kind", "description", "available", "reason", "num_train", "num_test",
-             "num_classes", "labelled", "native_size", "modalities", "augmentation",
+INFO_KEYS = {"name", "kind", "description", "builtin", "available", "reason", "num_train",
+             "num_test", "num_classes", "labelled", "native_size", "modalities", "augmentation",
              "procedural"}
 
 
@@ -63,6 +61,17 @@ def test_shapes_captions_name_the_label(shapes_test: ImageDataset) -> None:
     assert shapes_test.factors is not None
     colours = shapes_test.factors["color"]
     assert all(colour in caption for colour, caption in zip(colours, shapes_test.captions))
+
+
+def test_captions_corpus_is_the_shapes_captions(shapes_train: ImageDataset,
+                                                shapes_test: ImageDataset) -> None:
+    """Read from the factors alone (no image drawn), the same sentences the images carry."""
+    from engine.data.text import corpus_texts, is_test_index
+
+    documents = shapes_train.captions + shapes_test.captions
+    assert corpus_texts("captions", "test") == [d for i, d in enumerate(documents)
+                                                if is_test_index(i)]
+    assert shapes.shape_captions(37, 3) == generate_shapes(37, seed=3).captions
 
 
 @pytest.mark.parametrize("factor", ["color", "size", "position", "background", "background_color"])
@@ -116,11 +125,13 @@ def test_unknown_names_raise_helpful_errors() -> None:
 
 
 def test_list_datasets_is_complete_and_cheap(monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(split: str) -> datasets.RawImages:
-        raise AssertionError("list_datasets must not build images")
+    def refuse(*args, **kwargs):
+        raise AssertionError("list_datasets must not load any data")
 
-    patched = {k: dataclasses.replace(s, build=refuse) for k, s in datasets._SOURCES.items()}
-    monkeypatch.setattr(datasets, "_SOURCES", patched)
+    for module, loader in ((shapes, "generate_shapes"), (shapes, "shape_captions"),
+                           (digits, "load_digits_split")):
+        monkeypatch.setattr(module, loader, refuse)
+    monkeypatch.setattr(pydocs, "harvest_pydocs", refuse)
     entries = list_datasets()
     assert {e["name"] for e in entries} >= {"shapes", "digits"}
     assert {e["name"] for e in entries if e["kind"] == "text"} >= {"captions", "pydocs"}
@@ -130,7 +141,7 @@ def test_list_datasets_is_complete_and_cheap(monkeypatch: pytest.MonkeyPatch) ->
         assert entry["available"] is True and entry["reason"] == ""
         assert isinstance(entry["description"], str) and "\n" not in entry["description"]
     with pytest.raises(DatasetError, match="already registered"):
-        datasets.register_dataset(patched["shapes"])
+        catalog.register_dataset(catalog.get_source("shapes"))
 
 
 def test_disk_cache_round_trips(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -138,18 +149,17 @@ def test_disk_cache_round_trips(tmp_path, monkeypatch: pytest.MonkeyPatch) -> No
     files = list(tmp_path.glob("*.pt"))
     assert len(files) == 1 and not list(tmp_path.glob("*.tmp"))
 
-    def refuse(split: str) -> datasets.RawImages:
+    def refuse(split: str):
         raise AssertionError("a cached split must be read from disk, not rebuilt")
 
-    source = datasets._SOURCES["digits"]
-    monkeypatch.setitem(datasets._SOURCES, "digits", dataclasses.replace(source, build=refuse))
+    monkeypatch.setattr(digits, "load_digits_split", refuse)
     uncached = datasets._load_cached.__wrapped__  # skip the memory cache, read the file
     cached = uncached("digits", "test", 16, str(tmp_path))
     assert torch.equal(cached.images, fresh.images) and torch.equal(cached.labels, fresh.labels)
     assert cached.captions == fresh.captions and cached.class_names == fresh.class_names
 
     files[0].write_bytes(b"not a torch file")  # a damaged cache is rebuilt, not trusted
-    monkeypatch.setitem(datasets._SOURCES, "digits", source)
+    monkeypatch.undo()
     rebuilt = uncached("digits", "test", 16, str(tmp_path))
     assert torch.equal(rebuilt.images, fresh.images)
     assert torch.equal(torch.load(files[0], weights_only=True)["images"], fresh.images)

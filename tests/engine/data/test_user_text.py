@@ -162,7 +162,7 @@ def test_a_text_name_replaces_an_image_name_cleanly(tmp_path, studio):
     path = tmp_path / "mine.txt"
     path.write_text(PROSE, "utf-8")
     info = studio.add_text_dataset(path, "mine")
-    assert info["kind"] == "text" and "mine" in text.CORPORA
+    assert info["kind"] == "text" and text.corpus_texts("mine", "train")
     with pytest.raises(SpecError, match="holds text"):
         studio.validate({"method": "simclr", "dataset": "mine"})
     with pytest.raises(DatasetError, match="builtin dataset"):

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from engine.api import Studio
-from engine.data import datasets
+from engine.data import catalog
 from engine.errors import DatasetError, JobError, SpecError
 
 TINY = {"steps": 3, "batch_size": 16, "image_size": 16, "warmup_steps": 1, "precision": "fp32",
@@ -97,7 +97,17 @@ def test_finetune_against_scratch(trained):
         result["scratch_top1"]
 
 
-def test_bad_requests_say_what_is_wrong(trained, monkeypatch):
+@pytest.fixture
+def unlabelled_dataset():
+    """digits registered again as an unlabelled user dataset, for as long as a test runs."""
+    name = "unlabelled-test"
+    catalog.register_dataset(dataclasses.replace(catalog.get_source("digits"), name=name,
+                                                 builtin=False, labelled=False))
+    yield name
+    catalog.unregister_dataset(name)
+
+
+def test_bad_requests_say_what_is_wrong(trained, unlabelled_dataset):
     studio, summary = trained
     job_id = summary["job_id"]
     with pytest.raises(SpecError, match="unknown protocol 'svm'"):
@@ -109,11 +119,8 @@ def test_bad_requests_say_what_is_wrong(trained, monkeypatch):
     queued = studio.submit({"method": "simclr", "dataset": "digits", "params": TINY})
     with pytest.raises(JobError, match="is queued; evaluate it once it has finished"):
         studio.evaluate(queued, "knn")
-    source = dataclasses.replace(datasets._SOURCES["digits"], name="unlabelled-test",
-                                 labelled=False)
-    monkeypatch.setitem(datasets._SOURCES, "unlabelled-test", source)
     with pytest.raises(DatasetError, match="has no labels"):
-        studio.evaluate(job_id, "knn", dataset="unlabelled-test")
+        studio.evaluate(job_id, "knn", dataset=unlabelled_dataset)
     with pytest.raises(SpecError, match="unknown baseline"):
         studio.evaluate_baseline("noise", "digits")
     with pytest.raises(SpecError, match="pixels baseline has no network"):
@@ -122,7 +129,7 @@ def test_bad_requests_say_what_is_wrong(trained, monkeypatch):
         studio.validate({"method": "simclr", "dataset": "digits", "evals": ["knn", "svm"]})
     with pytest.raises(DatasetError, match="has no labels"):
         studio.validate({"method": "simclr", "dataset": "digits", "evals": ["knn"],
-                         "eval_dataset": "unlabelled-test"})
+                         "eval_dataset": unlabelled_dataset})
 
 
 def test_text_methods_refuse_evaluations(tmp_path):

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from engine.data import text
+from engine.data import pydocs, text
 from engine.data.datasets import dataset_info, load_dataset
 from engine.errors import DatasetError
 
@@ -27,10 +27,10 @@ def test_captions_split_and_cap():
 
 
 def test_pydocs_identical_across_two_builds_and_cached(tmp_path):
-    first, second = text.harvest_pydocs(), text.harvest_pydocs()
+    first, second = pydocs.harvest_pydocs(), pydocs.harvest_pydocs()
     assert text.corpus_digest(first) == text.corpus_digest(second)
     size = sum(len(p) + 1 for p in first)
-    assert 700_000 < size <= text.PYDOCS_MAX_CHARS, size
+    assert 700_000 < size <= pydocs.PYDOCS_MAX_CHARS, size
     assert len(set(first)) == len(first)  # de-duplicated
     assert not any(p.startswith(">>>") or "\n" in p for p in first)
     cached = text.corpus_texts("pydocs", "train", cache_dir=tmp_path)
@@ -41,7 +41,7 @@ def test_pydocs_identical_across_two_builds_and_cached(tmp_path):
 def test_cleaning_keeps_prose_drops_code_and_duplicates():
     docs = ["Return the sum of two numbers.\n\n>>> add(1, 2)\n3",
             "Return the sum of two numbers.", "x = f(a, b) # [1, 2] {}", "Too short."]
-    assert text.clean_docstrings(docs) == ["Return the sum of two numbers."]
+    assert pydocs.clean_docstrings(docs) == ["Return the sum of two numbers."]
 
 
 def test_token_blocks_pack_and_refuse_tiny_corpus():
