@@ -3,7 +3,7 @@
 Radford et al. 2021 (CLIP, arXiv:2103.00020), section 3.1.4: each candidate label is put into
 one or more prompt templates ("a photo of a {}."), the prompts are embedded by the text tower,
 and a label's classifier is the mean of its prompts' normalised embeddings, normalised again
-(the paper's prompt ensembling, computed here: transformers' pipeline takes one template).
+(the paper's prompt ensembling, `engine.prompts`: transformers' pipeline takes one template).
 The image's normalised embedding against those classifiers, times the model's learned logit
 scale, gives the softmax over the labels. Works on a CLIP run or any CLIP checkpoint.
 
@@ -19,13 +19,14 @@ arXiv:2302.00070, their orthogonal projection). A CLIP that never saw a heart in
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from engine.inference.images import center_square, model_input
 from engine.inference.models import Lens, LensError, LensModel
+from engine.prompts import label_classifiers
 
 ZERO_SHOT = Lens(
     "zero_shot", "zero-shot", model_types=("clip",),
@@ -86,25 +87,6 @@ def parse_ignored(words: str | Sequence[str] | None) -> list[str]:
     return out
 
 
-def attribute_prompts(labels: Sequence[str], templates: Sequence[str],
-                      words: Sequence[str]) -> list[str]:
-    """The prompts that give each ignored word's direction: every template with every label
-    and the word before it ("a {}" -> "a red star"), word-major then label then template."""
-    return [t.format(f"{word} {label}") for word in words for label in labels for t in templates]
-
-
-def project_out(classes: Any, attributes: Any) -> Any:
-    """(C, D) unit label classifiers -> the same with the span of the differences between
-    the (A, D) attribute embeddings removed, normalised again (Chuang et al. 2023)."""
-    import torch
-
-    centred = (attributes - attributes.mean(dim=0, keepdim=True)).T.double()  # (D, A)
-    basis, strength, _ = torch.linalg.svd(centred, full_matrices=False)
-    # Centring leaves A - 1 directions; what float32 rounding adds beyond them is noise.
-    basis = basis[:, strength > 1e-4 * strength.max().clamp_min(1e-12)].to(classes.dtype)
-    return torch.nn.functional.normalize(classes - (classes @ basis) @ basis.T, dim=-1)
-
-
 def clip_tokenizer(lm: LensModel) -> Any:
     tokenizer = getattr(lm.processor, "tokenizer", lm.processor)
     if tokenizer is None or not callable(tokenizer):
@@ -126,25 +108,6 @@ def text_embeddings(lm: LensModel, texts: list[str]) -> Any:
                                          attention_mask=tokens["attention_mask"])
     features = out if isinstance(out, torch.Tensor) else out.pooler_output  # (B, D)
     return torch.nn.functional.normalize(features.float(), dim=-1)
-
-
-def label_classifiers(embed: Callable[[list[str]], Any], labels: Sequence[str],
-                      templates: Sequence[str], ignore: Sequence[str] = ()) -> Any:
-    """(C, D): each label's prompts embedded by `embed` (texts -> (N, D) unit embeddings) and
-    averaged over the templates, normalised again (the paper's ensemble); with `ignore`,
-    projected off those words' directions. Shared by the lens and a CLIP run's own check."""
-    import torch
-
-    def ensemble(prompts: list[str], groups: int) -> Any:  # group-major prompts -> (groups, D)
-        per_prompt = embed(prompts)  # (groups * n, D)
-        mean = per_prompt.view(groups, -1, per_prompt.shape[-1]).mean(dim=1)
-        return torch.nn.functional.normalize(mean, dim=-1)
-
-    classes = ensemble([t.format(label) for label in labels for t in templates], len(labels))
-    if not ignore:
-        return classes
-    return project_out(classes, ensemble(attribute_prompts(labels, templates, ignore),
-                                         len(ignore)))
 
 
 def image_embedding(lm: LensModel, image: np.ndarray) -> Any:

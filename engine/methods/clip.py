@@ -14,7 +14,7 @@ Trained so, CLIP learns the held-out pairs' absence: never shown a yellow heart,
 "heart" as "not yellow", and a yellow heart scores low as a heart even when its shape is seen.
 Zero-shot is also logged blind to colour (`zero_shot_colour_blind_acc`): the class prompts are
 projected off the directions along which "a red heart", "a blue heart", ... differ (Chuang et
-al. 2023, arXiv:2302.00070; `engine.inference.zero_shot.label_classifiers`), and `grayscale`
+al. 2023, arXiv:2302.00070; `engine.prompts.label_classifiers`), and `grayscale`
 shows some images in grey with captions naming no colour, so shape is learnt apart from
 colour (bench/RESULTS-text.md).
 """
@@ -36,6 +36,7 @@ from engine.losses.clip import clamp_logit_scale_, clip_loss
 from engine.methods._text import StepCounter
 from engine.methods.base import MethodCard, SSLMethod, TrainData
 from engine.models.text import TEXT_SIZES, text_dims
+from engine.prompts import label_classifiers
 from engine.registry import register_method
 
 # Prompt templates; a class's text embedding is the mean over them (the paper's ensembling).
@@ -283,9 +284,7 @@ class CLIP(SSLMethod):
                          ignore: tuple[str, ...] | list[str] = ()) -> Tensor:
         """(C, projection_dim): each class's prompts embedded, normalised, averaged, normalised;
         with `ignore` (two or more attribute words), projected off those words' directions
-        (`engine.inference.zero_shot.label_classifiers`, as the Zero-shot lens)."""
-        from engine.inference.zero_shot import label_classifiers
-
+        (`engine.prompts.label_classifiers`, as the Zero-shot lens)."""
         return label_classifiers(self._text_embeddings, class_names, templates, ignore)
 
     def _text_embeddings(self, texts: list[str]) -> Tensor:

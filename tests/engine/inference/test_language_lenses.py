@@ -12,8 +12,8 @@ import torch
 from engine.api import Studio
 from engine.inference.models import LensError
 from engine.inference.text2text import split_spans, with_sentinels
-from engine.inference.zero_shot import (attribute_prompts, parse_ignored, parse_labels,
-                                        parse_templates, project_out)
+from engine.inference.zero_shot import parse_ignored, parse_labels, parse_templates
+from engine.prompts import attribute_prompts, project_out
 from tests.language_runs import language_runs
 
 RNG = np.random.default_rng(1)
