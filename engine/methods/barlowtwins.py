@@ -10,29 +10,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor
 
-from engine.config import TrainConfig, param
+from engine.config import param
 from engine.data.presets import augmentation_help
-from engine.data.views import AUGMENTATIONS, AUTO, normalize, view_pair
 from engine.losses.barlow_twins import barlow_twins_loss
-from engine.methods.base import MethodCard, SSLMethod
+from engine.methods._two_view import TwoViewConfig, TwoViewMethod, two_view_param
+from engine.methods.base import MethodCard
 from engine.models.heads import ProjectionHead
-from engine.models.resnet import CNN_BACKBONES, build_resnet
 from engine.registry import register_method
 
 
 @dataclass
-class BarlowTwinsConfig(TrainConfig):
-    backbone: str = param("resnet50", "Encoder trained from scratch: the small VGG-style convnet "
-                          "(fast on a CPU) or a torchvision ResNet.",
-                          choices=list(CNN_BACKBONES), main=True)
-    small_stem: bool = param(True, "Replace the 7x7 stride-2 stem and max pool by one 3x3 "
-                             "convolution, right for images under ~96 px.")
-    augmentation: str = param(AUTO, augmentation_help("BYOL's asymmetric pair: blur in one "
-                                                      "view, solarisation in the other"),
-                              choices=list(AUGMENTATIONS), main=True)
+class BarlowTwinsConfig(TwoViewConfig):
+    backbone: str = two_view_param("backbone", "resnet50")
+    small_stem: bool = two_view_param("small_stem", help="Replace the 7x7 stride-2 stem and max "
+                                      "pool by one 3x3 convolution, right for images under "
+                                      "~96 px.")
+    augmentation: str = two_view_param("augmentation", help=augmentation_help(
+        "BYOL's asymmetric pair: blur in one view, solarisation in the other"))
     projection_dim: int = param(8192, "Output width of the projector. The paper finds wider "
                                 "is better, still improving at 16384.", min=2)
     projection_hidden_dim: int = param(8192, "Hidden width of the 3-layer projector.", min=2)
@@ -60,7 +56,7 @@ class BarlowTwinsConfig(TrainConfig):
 
 
 @register_method("barlowtwins")
-class BarlowTwins(SSLMethod):
+class BarlowTwins(TwoViewMethod):
     description = "Redundancy reduction: views' cross-correlation to identity (Zbontar et al. 2021)"
     paper = "arXiv:2103.03230"
     Config = BarlowTwinsConfig
@@ -76,32 +72,19 @@ class BarlowTwins(SSLMethod):
         hyperparameters="lambda (balance of invariance and decorrelation, about 1/D); "
                         "projector width (wider is better, and costlier); augmentation "
                         "strength.")
-    channels_last = True
+    asymmetric_views = True
+    # Each view through the network on its own, as in the authors' code: batch norm then
+    # normalises each view with its own statistics.
+    views_in_one_batch = False
+    zero_init_residual = True  # as in the authors' code
 
     def __init__(self, config: BarlowTwinsConfig, data_info: dict | None = None) -> None:
         super().__init__(config, data_info)
-        self.views = view_pair(config.augmentation, config.image_size, asymmetric=True)
-        # Residual blocks start as the identity, as in the authors' code.
-        self.encoder, feature_dim = build_resnet(config.backbone, config.small_stem,
-                                                 zero_init_residual=True)
-        self.projection = ProjectionHead(feature_dim, config.projection_hidden_dim,
+        self.projection = ProjectionHead(self.feature_dim, config.projection_hidden_dim,
                                          config.projection_dim, num_layers=3)
 
     def training_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        images = batch["images"]  # (B, 3, H, W) uint8
-        # Each view through the network on its own, as in the authors' code: batch norm then
-        # normalises each view with its own statistics.
-        z_a, z_b = (self.projection(self.encoder(view)) for view in self._views(images))
+        z_a, z_b = self.project_views(batch["images"])  # (B, projection_dim) each
         out = barlow_twins_loss(z_a, z_b, self.config.lambda_offdiag)  # z: (B, projection_dim)
         return out.loss, {"on_diagonal": out.on_diagonal.detach(),
                           "off_diagonal": out.off_diagonal.detach()}
-
-    @torch.no_grad()
-    def _views(self, images: Tensor) -> list[Tensor]:
-        """Two views (B, 3, S, S), channels-last for the conv net."""
-        return [make(images).contiguous(memory_format=torch.channels_last)
-                for make in self.views]
-
-    @torch.no_grad()
-    def embed(self, images: Tensor) -> Tensor:
-        return self.encoder(normalize(images)).float()

@@ -93,6 +93,14 @@ class SSLMethod(nn.Module):
     def after_step(self, step: int, total_steps: int) -> None:
         """Called after every optimizer step; `step` counts from 1."""
 
+    def match_memory_format(self, images: Tensor) -> Tensor:
+        """An input batch (B, C, H, W) in the memory format of the network: channels-last when
+        `channels_last` is set (the loop converts the weights; an input in the same format
+        spares a conversion at every layer), else unchanged."""
+        if not self.channels_last:
+            return images
+        return images.contiguous(memory_format=torch.channels_last)
+
     @torch.no_grad()
     def embed(self, images: Tensor) -> Tensor:
         """(B, 3, H, W) uint8 -> (B, D) float features of the trained encoder."""

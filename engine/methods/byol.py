@@ -15,27 +15,17 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from engine.config import TrainConfig, param
-from engine.data.presets import augmentation_help
-from engine.data.views import AUGMENTATIONS, AUTO, normalize, view_pair
+from engine.config import param
 from engine.losses.byol import byol_loss
-from engine.methods.base import MethodCard, SSLMethod
+from engine.methods._two_view import TwoViewConfig, TwoViewMethod
+from engine.methods.base import MethodCard
 from engine.models.ema import make_target, momentum_schedule, update_ema
 from engine.models.heads import PredictionHead, ProjectionHead
-from engine.models.resnet import CNN_BACKBONES, build_resnet
 from engine.registry import register_method
 
 
 @dataclass
-class BYOLConfig(TrainConfig):
-    backbone: str = param("resnet18", "Encoder trained from scratch: the small VGG-style convnet "
-                          "(fast on a CPU) or a torchvision ResNet.",
-                          choices=list(CNN_BACKBONES), main=True)
-    small_stem: bool = param(True, "Replace the 7x7 stride-2 stem and max pool by one 3x3 "
-                             "convolution: right for images under ~96 px.")
-    augmentation: str = param(AUTO, augmentation_help("the SimCLR recipe: crop, flip, colour "
-                                                      "jitter, grayscale, blur"),
-                              choices=list(AUGMENTATIONS), main=True)
+class BYOLConfig(TwoViewConfig):
     base_momentum: float = param(0.996, "Target momentum at the first step; it rises to 1 "
                                  "along a cosine. Paper: 0.996 (0.99 for batches of 512 "
                                  "and below, table 8). Lower follows the online network "
@@ -64,7 +54,7 @@ class BYOLConfig(TrainConfig):
 
 
 @register_method("byol")
-class BYOL(SSLMethod):
+class BYOL(TwoViewMethod):
     description = "No negatives: online network predicts an EMA target's projection (Grill et al. 2020)"
     paper = "arXiv:2006.07733"
     Config = BYOLConfig
@@ -80,13 +70,10 @@ class BYOL(SSLMethod):
         hyperparameters="Target momentum (0.996 for long runs; lower, e.g. 0.99, for short "
                         "runs and small batches); predictor width; the usual augmentation "
                         "strength.")
-    channels_last = True
 
     def __init__(self, config: BYOLConfig, data_info: dict | None = None) -> None:
         super().__init__(config, data_info)
-        self.views = view_pair(config.augmentation, config.image_size)[0]
-        self.encoder, feature_dim = build_resnet(config.backbone, config.small_stem)
-        self.projector = ProjectionHead(feature_dim, config.projection_hidden_dim,
+        self.projector = ProjectionHead(self.feature_dim, config.projection_hidden_dim,
                                         config.projection_dim, num_layers=2)
         self.predictor = PredictionHead(config.projection_dim, config.prediction_hidden_dim)
         self.target_encoder = make_target(self.encoder)
@@ -94,17 +81,13 @@ class BYOL(SSLMethod):
         self.momentum = config.base_momentum  # the value the last after_step used
 
     def training_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        images = batch["images"]  # (B, 3, H, W) uint8
-        batch_size = images.shape[0]
+        views = self.make_views(batch["images"])  # (B, 3, S, S) each
+        pred_a, pred_b = self.forward_views(views, self.encoder, self.projector,
+                                            self.predictor)  # (B, d) each
         with torch.no_grad():
-            views = torch.cat([self.views(images), self.views(images)])  # (2B, 3, S, S)
-        if self.channels_last:
-            views = views.contiguous(memory_format=torch.channels_last)
-        predictions = self.predictor(self.projector(self.encoder(views)))  # (2B, d)
-        with torch.no_grad():
-            targets = self.target_projector(self.target_encoder(views))  # (2B, d)
-        loss = byol_loss(predictions[:batch_size], predictions[batch_size:],
-                         targets[:batch_size], targets[batch_size:])
+            target_a, target_b = self.forward_views(views, self.target_encoder,
+                                                    self.target_projector)  # (B, d) each
+        loss = byol_loss(pred_a, pred_b, target_a, target_b)
         return loss, {"target_momentum": torch.tensor(self.momentum)}
 
     def after_step(self, step: int, total_steps: int) -> None:
@@ -112,7 +95,3 @@ class BYOL(SSLMethod):
         self.momentum = momentum_schedule(step - 1, total_steps, self.config.base_momentum)
         update_ema(self.target_encoder, self.encoder, self.momentum)
         update_ema(self.target_projector, self.projector, self.momentum)
-
-    @torch.no_grad()
-    def embed(self, images: Tensor) -> Tensor:
-        return self.encoder(normalize(images)).float()

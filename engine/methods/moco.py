@@ -23,15 +23,13 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from engine.config import TrainConfig, param
-from engine.data.presets import augmentation_help
-from engine.data.views import AUGMENTATIONS, AUTO, normalize, view_pair
+from engine.config import param
 from engine.errors import SpecError
 from engine.losses.infonce import info_nce_loss
-from engine.methods.base import MethodCard, SSLMethod
+from engine.methods._two_view import TwoViewConfig, TwoViewMethod
+from engine.methods.base import MethodCard
 from engine.models.ema import make_target, update_ema
 from engine.models.heads import ProjectionHead
-from engine.models.resnet import CNN_BACKBONES, build_resnet
 from engine.registry import register_method
 
 
@@ -59,15 +57,7 @@ def _gather(keys: Tensor) -> Tensor:
 
 
 @dataclass
-class MoCoConfig(TrainConfig):
-    backbone: str = param("resnet18", "Encoder trained from scratch: the small VGG-style convnet "
-                          "(fast on a CPU) or a torchvision ResNet.",
-                          choices=list(CNN_BACKBONES), main=True)
-    small_stem: bool = param(True, "Replace the 7x7 stride-2 stem and max pool by one 3x3 "
-                             "convolution: right for images under ~96 px.")
-    augmentation: str = param(AUTO, augmentation_help("the SimCLR recipe: crop, flip, colour "
-                                                      "jitter, grayscale, blur"),
-                              choices=list(AUGMENTATIONS), main=True)
+class MoCoConfig(TwoViewConfig):
     queue_size: int = param(65536, "Negatives kept in the queue (K). More negatives help, as "
                             "long as the queue stays smaller than the dataset: older keys of "
                             "the same image would otherwise act as negatives. Paper: 65536 "
@@ -109,7 +99,7 @@ class MoCoConfig(TrainConfig):
 
 
 @register_method("moco")
-class MoCo(SSLMethod):
+class MoCo(TwoViewMethod):
     description = "Contrastive: momentum key encoder and a queue of negatives, MoCo v2 (He et al. 2020)"
     paper = "arXiv:2003.04297"
     Config = MoCoConfig
@@ -125,7 +115,6 @@ class MoCo(SSLMethod):
                         "key momentum (higher is more consistent but slower to follow); "
                         "temperature (0.2 with the MLP head); batch-norm splits against "
                         "the cheat through batch statistics.")
-    channels_last = True
 
     @classmethod
     def check_config(cls, config: MoCoConfig) -> None:
@@ -136,9 +125,7 @@ class MoCo(SSLMethod):
     def __init__(self, config: MoCoConfig, data_info: dict | None = None) -> None:
         super().__init__(config, data_info)
         self.check_config(config)
-        self.views = view_pair(config.augmentation, config.image_size)[0]
-        self.encoder, feature_dim = build_resnet(config.backbone, config.small_stem)
-        self.projection = ProjectionHead(feature_dim, config.projection_hidden_dim,
+        self.projection = ProjectionHead(self.feature_dim, config.projection_hidden_dim,
                                          config.projection_dim, num_layers=2, batch_norm=False)
         self.key_encoder = make_target(self.encoder)
         self.key_projection = make_target(self.projection)
@@ -155,9 +142,7 @@ class MoCo(SSLMethod):
     def encode_keys(self, images: Tensor) -> Tensor:
         """uint8 (B, 3, H, W) -> (B, projection_dim) unit keys of one augmented view each,
         through the key encoder with batch norm split and shuffled as in training."""
-        views = self.views(images)
-        if self.channels_last:
-            views = views.contiguous(memory_format=torch.channels_last)
+        views = self.make_view(images, 1)
         shuffle = torch.randperm(images.shape[0], device=images.device)
         keys = self._split_bn_forward(self.key_encoder, views[shuffle])
         keys = self.key_projection(keys)[torch.argsort(shuffle)]
@@ -184,10 +169,7 @@ class MoCo(SSLMethod):
 
     def training_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         images = batch["images"]  # (B, 3, H, W) uint8
-        with torch.no_grad():
-            query_views = self.views(images)  # (B, 3, S, S)
-        if self.channels_last:
-            query_views = query_views.contiguous(memory_format=torch.channels_last)
+        query_views = self.make_view(images, 0)  # (B, 3, S, S)
         queries = self.projection(self._split_bn_forward(self.encoder, query_views))  # (B, d)
         # Keys are shuffled across the batch-norm chunks: the images a key is normalised with
         # are not the ones its query was normalised with.
@@ -207,7 +189,3 @@ class MoCo(SSLMethod):
         if self._new_keys is not None:
             enqueue(self.queue, self.queue_pointer, _gather(self._new_keys))
             self._new_keys = None
-
-    @torch.no_grad()
-    def embed(self, images: Tensor) -> Tensor:
-        return self.encoder(normalize(images)).float()

@@ -11,27 +11,19 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from engine.config import TrainConfig, param
-from engine.data.presets import augmentation_help
-from engine.data.views import AUGMENTATIONS, AUTO, normalize, view_pair
+from engine.config import param
 from engine.losses.nt_xent import nt_xent_loss
-from engine.methods.base import MethodCard, SSLMethod
+from engine.methods._two_view import TwoViewConfig, TwoViewMethod, two_view_param
+from engine.methods.base import MethodCard
 from engine.models.heads import ProjectionHead
-from engine.models.resnet import CNN_BACKBONES, build_resnet
 from engine.registry import register_method
 
 
 @dataclass
-class SimCLRConfig(TrainConfig):
-    backbone: str = param("resnet18", "Encoder trained from scratch: the small VGG-style convnet "
-                          "(fast on a CPU) or a torchvision ResNet.",
-                          choices=list(CNN_BACKBONES), main=True)
-    small_stem: bool = param(True, "Replace the 7x7 stride-2 stem and max pool by one 3x3 "
-                             "convolution: the paper's CIFAR setup, right for images under "
-                             "~96 px.")
-    augmentation: str = param(AUTO, augmentation_help("the SimCLR recipe: crop, flip, colour "
-                                                      "jitter, grayscale, blur"),
-                              choices=list(AUGMENTATIONS), main=True)
+class SimCLRConfig(TwoViewConfig):
+    small_stem: bool = two_view_param("small_stem", help="Replace the 7x7 stride-2 stem and max "
+                                      "pool by one 3x3 convolution: the paper's CIFAR setup, "
+                                      "right for images under ~96 px.")
     temperature: float = param(0.5, "NT-Xent temperature. Lower sharpens the softmax over "
                                "negatives; 0.1-0.5 works, 0.5 is the paper's best at small "
                                "batch sizes, 0.1 with LARS at batch 4096.", min=0.0,
@@ -55,7 +47,7 @@ class SimCLRConfig(TrainConfig):
 
 
 @register_method("simclr")
-class SimCLR(SSLMethod):
+class SimCLR(TwoViewMethod):
     description = "Contrastive: two augmented views, NT-Xent over the batch (Chen et al. 2020)"
     paper = "arXiv:2002.05709"
     Config = SimCLRConfig
@@ -71,34 +63,21 @@ class SimCLR(SSLMethod):
         hyperparameters="Batch size (more negatives, better, up to thousands); temperature "
                         "(lower focuses on hard negatives, too low is unstable); the strength "
                         "of colour jitter and crop scale (too weak and the task is trivial).")
-    channels_last = True
 
     def __init__(self, config: SimCLRConfig, data_info: dict | None = None) -> None:
         super().__init__(config, data_info)
-        self.views = view_pair(config.augmentation, config.image_size)[0]
-        self.encoder, feature_dim = build_resnet(config.backbone, config.small_stem)
-        self.projection = ProjectionHead(feature_dim, config.projection_hidden_dim,
+        self.projection = ProjectionHead(self.feature_dim, config.projection_hidden_dim,
                                          config.projection_dim, num_layers=2)
 
     def training_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        images = batch["images"]  # (B, 3, H, W) uint8
-        batch_size = images.shape[0]
-        with torch.no_grad():
-            views = torch.cat([self.views(images), self.views(images)])  # (2B, 3, S, S)
-        if self.channels_last:
-            views = views.contiguous(memory_format=torch.channels_last)
-        projections = self.projection(self.encoder(views))  # (2B, projection_dim)
-        z_a, z_b = projections[:batch_size], projections[batch_size:]
+        z_a, z_b = self.project_views(batch["images"])  # (B, projection_dim) each
         loss = nt_xent_loss(z_a, z_b, self.config.temperature)
         with torch.no_grad():
             # Share of anchors whose most similar other view is their positive.
-            z = torch.nn.functional.normalize(projections.float(), dim=1)
+            batch_size = z_a.shape[0]
+            z = torch.nn.functional.normalize(torch.cat([z_a, z_b]).float(), dim=1)  # (2B, d)
             sim = (z @ z.T).fill_diagonal_(float("-inf"))
             target = torch.cat([torch.arange(batch_size, 2 * batch_size),
                                 torch.arange(batch_size)]).to(sim.device)
             accuracy = (sim.argmax(dim=1) == target).float().mean()
         return loss, {"contrastive_acc": accuracy}
-
-    @torch.no_grad()
-    def embed(self, images: Tensor) -> Tensor:
-        return self.encoder(normalize(images)).float()

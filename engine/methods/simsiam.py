@@ -14,26 +14,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from engine.config import TrainConfig, param
-from engine.data.presets import augmentation_help
-from engine.data.views import AUGMENTATIONS, AUTO, normalize, view_pair
+from engine.config import param
 from engine.losses.byol import simsiam_loss
-from engine.methods.base import MethodCard, SSLMethod
+from engine.methods._two_view import TwoViewConfig, TwoViewMethod
+from engine.methods.base import MethodCard
 from engine.models.heads import PredictionHead, ProjectionHead
-from engine.models.resnet import CNN_BACKBONES, build_resnet
 from engine.registry import register_method
 
 
 @dataclass
-class SimSiamConfig(TrainConfig):
-    backbone: str = param("resnet18", "Encoder trained from scratch: the small VGG-style convnet "
-                          "(fast on a CPU) or a torchvision ResNet.",
-                          choices=list(CNN_BACKBONES), main=True)
-    small_stem: bool = param(True, "Replace the 7x7 stride-2 stem and max pool by one 3x3 "
-                             "convolution: right for images under ~96 px.")
-    augmentation: str = param(AUTO, augmentation_help("the SimCLR recipe: crop, flip, colour "
-                                                      "jitter, grayscale, blur"),
-                              choices=list(AUGMENTATIONS), main=True)
+class SimSiamConfig(TwoViewConfig):
     projection_dim: int = param(2048, "Output size of the projector (paper: 2048).", min=2)
     projection_layers: int = param(3, "Layers of the projector, each with batch norm, the "
                                    "output too (paper: 3 for ImageNet, 2 for CIFAR).", min=2,
@@ -58,7 +48,7 @@ class SimSiamConfig(TrainConfig):
 
 
 @register_method("simsiam")
-class SimSiam(SSLMethod):
+class SimSiam(TwoViewMethod):
     description = "No negatives: stop-gradient and a predictor, no momentum encoder (Chen & He 2021)"
     paper = "arXiv:2011.10566"
     Config = SimSiamConfig
@@ -73,36 +63,24 @@ class SimSiam(SSLMethod):
                 "metrics: without its predictor or stop-gradient it collapses at once.",
         hyperparameters="Predictor bottleneck width; projector depth; learning rate (the "
                         "paper keeps the predictor's learning rate constant, which helps).")
-    channels_last = True
 
     def __init__(self, config: SimSiamConfig, data_info: dict | None = None) -> None:
         super().__init__(config, data_info)
-        self.views = view_pair(config.augmentation, config.image_size)[0]
-        self.encoder, feature_dim = build_resnet(config.backbone, config.small_stem)
-        self.projector = ProjectionHead(feature_dim, config.projection_dim,
+        self.projector = ProjectionHead(self.feature_dim, config.projection_dim,
                                         config.projection_dim, config.projection_layers,
                                         last_batch_norm=True)
         self.predictor = PredictionHead(config.projection_dim, config.prediction_hidden_dim)
 
     def training_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        images = batch["images"]  # (B, 3, H, W) uint8
-        batch_size = images.shape[0]
-        with torch.no_grad():
-            views = torch.cat([self.views(images), self.views(images)])  # (2B, 3, S, S)
-        if self.channels_last:
-            views = views.contiguous(memory_format=torch.channels_last)
-        projections = self.projector(self.encoder(views))  # (2B, d)
-        predictions = self.predictor(projections)  # (2B, d)
+        views = self.make_views(batch["images"])  # (B, 3, S, S) each
+        proj_a, proj_b = self.forward_views(views, self.encoder, self.projector)  # (B, d) each
+        # The predictor sees both views' projections as one batch, as the encoder did.
+        pred_a, pred_b = self.predictor(torch.cat([proj_a, proj_b])).chunk(2)  # (B, d) each
         # simsiam_loss stops the gradient through the projections it is given.
-        loss = simsiam_loss(predictions[:batch_size], predictions[batch_size:],
-                            projections[:batch_size], projections[batch_size:])
+        loss = simsiam_loss(pred_a, pred_b, proj_a, proj_b)
         with torch.no_grad():
             # Paper, figure 2: the per-channel std of the normalised output; about 1/sqrt(d)
             # when healthy, 0 when collapsed. Reported times sqrt(d), so healthy is about 1.
-            z = F.normalize(projections[:batch_size].float(), dim=1)
+            z = F.normalize(proj_a.float(), dim=1)
             output_std = z.std(dim=0).mean() * z.shape[1] ** 0.5
         return loss, {"output_std": output_std}
-
-    @torch.no_grad()
-    def embed(self, images: Tensor) -> Tensor:
-        return self.encoder(normalize(images)).float()

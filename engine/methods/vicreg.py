@@ -11,29 +11,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor
 
-from engine.config import TrainConfig, param
+from engine.config import param
 from engine.data.presets import augmentation_help
-from engine.data.views import AUGMENTATIONS, AUTO, normalize, view_pair
 from engine.losses.vicreg import vicreg_loss
-from engine.methods.base import MethodCard, SSLMethod
+from engine.methods._two_view import TwoViewConfig, TwoViewMethod, two_view_param
+from engine.methods.base import MethodCard
 from engine.models.heads import ProjectionHead
-from engine.models.resnet import CNN_BACKBONES, build_resnet
 from engine.registry import register_method
 
 
 @dataclass
-class VICRegConfig(TrainConfig):
-    backbone: str = param("resnet50", "Encoder trained from scratch: the small VGG-style convnet "
-                          "(fast on a CPU) or a torchvision ResNet.",
-                          choices=list(CNN_BACKBONES), main=True)
-    small_stem: bool = param(True, "Replace the 7x7 stride-2 stem and max pool by one 3x3 "
-                             "convolution, right for images under ~96 px.")
-    augmentation: str = param(AUTO, augmentation_help("BYOL's asymmetric pair: blur in one "
-                                                      "view, solarisation in the other"),
-                              choices=list(AUGMENTATIONS), main=True)
+class VICRegConfig(TwoViewConfig):
+    backbone: str = two_view_param("backbone", "resnet50")
+    small_stem: bool = two_view_param("small_stem", help="Replace the 7x7 stride-2 stem and max "
+                                      "pool by one 3x3 convolution, right for images under "
+                                      "~96 px.")
+    augmentation: str = two_view_param("augmentation", help=augmentation_help(
+        "BYOL's asymmetric pair: blur in one view, solarisation in the other"))
     projection_dim: int = param(8192, "Output width of the expander (the paper: 8192; "
                                 "wider keeps improving).", min=2)
     projection_hidden_dim: int = param(8192, "Hidden width of the 3-layer expander.", min=2)
@@ -61,7 +57,7 @@ class VICRegConfig(TrainConfig):
 
 
 @register_method("vicreg")
-class VICReg(SSLMethod):
+class VICReg(TwoViewMethod):
     description = "Redundancy reduction: variance, invariance, covariance (Bardes et al. 2022)"
     paper = "arXiv:2105.04906"
     Config = VICRegConfig
@@ -76,35 +72,22 @@ class VICReg(SSLMethod):
         hyperparameters="The three weights (the paper's 25 / 25 / 1; lowering the variance "
                         "weight risks collapse); expander width (wider is better); "
                         "augmentation strength.")
-    channels_last = True
+    asymmetric_views = True
+    # Each view through the network on its own, as in the authors' code: batch norm then
+    # normalises each view with its own statistics.
+    views_in_one_batch = False
+    zero_init_residual = True  # as in the authors' code
 
     def __init__(self, config: VICRegConfig, data_info: dict | None = None) -> None:
         super().__init__(config, data_info)
-        self.views = view_pair(config.augmentation, config.image_size, asymmetric=True)
-        # Residual blocks start as the identity, as in the authors' code.
-        self.encoder, feature_dim = build_resnet(config.backbone, config.small_stem,
-                                                 zero_init_residual=True)
-        self.projection = ProjectionHead(feature_dim, config.projection_hidden_dim,
+        self.projection = ProjectionHead(self.feature_dim, config.projection_hidden_dim,
                                          config.projection_dim, num_layers=3)
 
     def training_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        images = batch["images"]  # (B, 3, H, W) uint8
-        # Each view through the network on its own, as in the authors' code: batch norm then
-        # normalises each view with its own statistics.
-        z_a, z_b = (self.projection(self.encoder(view)) for view in self._views(images))
+        z_a, z_b = self.project_views(batch["images"])  # (B, projection_dim) each
         config = self.config
         out = vicreg_loss(z_a, z_b, config.invariance_weight, config.variance_weight,
                           config.covariance_weight)  # z: (B, projection_dim)
         return out.loss, {"invariance": out.invariance.detach(),
                           "variance": out.variance.detach(),
                           "covariance": out.covariance.detach()}
-
-    @torch.no_grad()
-    def _views(self, images: Tensor) -> list[Tensor]:
-        """Two views (B, 3, S, S), channels-last for the conv net."""
-        return [make(images).contiguous(memory_format=torch.channels_last)
-                for make in self.views]
-
-    @torch.no_grad()
-    def embed(self, images: Tensor) -> Tensor:
-        return self.encoder(normalize(images)).float()
