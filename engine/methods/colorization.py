@@ -162,8 +162,7 @@ class Colorization(SSLMethod):
             lab, ab = self.lab_views(images)  # (B, 3, S, S), (B, 2, S/4, S/4)
             targets = soft_encode(ab, self.bins)  # (B, Q, S/4, S/4)
             lightness = self.lightness_input(lab)
-        if self.channels_last:
-            lightness = lightness.contiguous(memory_format=torch.channels_last)
+        lightness = self.match_memory_format(lightness)
         logits = self.predict_logits(lightness).float()  # (B, Q, S/4, S/4)
         loss = rebalanced_cross_entropy(logits, targets, self.class_weights)
         with torch.no_grad():

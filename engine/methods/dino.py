@@ -240,9 +240,8 @@ class DINO(SSLMethod):
     def training_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         config, step = self.config, int(self.steps_done)
         global_crops, local_crops = self.crops(batch["images"])  # (2B, 3, G, G), (nB, 3, L, L)
-        if self.channels_last:
-            global_crops = global_crops.contiguous(memory_format=torch.channels_last)
-            local_crops = local_crops.contiguous(memory_format=torch.channels_last)
+        global_crops = self.match_memory_format(global_crops)
+        local_crops = self.match_memory_format(local_crops)
         batch_size = batch["images"].shape[0]
         with torch.no_grad():
             teacher_logits = self.teacher([global_crops])  # (2B, K)

@@ -193,9 +193,8 @@ class Jigsaw(SSLMethod):
         with torch.no_grad():
             tiles, labels = self.make_puzzles(images)  # (B, 9, 3, t, t), (B,)
         batch_size, _, _, tile, _ = tiles.shape
-        tiles = tiles.reshape(batch_size * NUM_TILES, 3, tile, tile)
-        if self.channels_last:
-            tiles = tiles.contiguous(memory_format=torch.channels_last)
+        tiles = tiles.reshape(batch_size * NUM_TILES, 3, tile, tile)  # (9B, 3, t, t)
+        tiles = self.match_memory_format(tiles)
         features = self.tile_fc(self.encoder(tiles))  # (9B, tile_dim), one shared encoder
         logits = self.classifier(features.reshape(batch_size, -1)).float()  # (B, P)
         loss = F.cross_entropy(logits, labels)

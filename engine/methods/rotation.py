@@ -90,8 +90,7 @@ class Rotation(SSLMethod):
         with torch.no_grad():
             # Every image in all four rotations: (4B, 3, S, S), labels (4B,).
             rotated, labels = all_rotations(self.views(images))
-        if self.channels_last:
-            rotated = rotated.contiguous(memory_format=torch.channels_last)
+        rotated = self.match_memory_format(rotated)
         logits = self.classifier(self.encoder(rotated)).float()  # (4B, 4)
         loss = F.cross_entropy(logits, labels)
         accuracy = (logits.detach().argmax(dim=1) == labels).float().mean()
