@@ -23,6 +23,7 @@ from engine.access import AccessError, ServerPaths
 from engine.api_lenses import LensesMixin
 from engine.config import TrainConfig, TrainSpec, build_config, config_fields
 from engine.data.presets import resolve_augmentation
+from engine.data.stored import register_user_datasets
 from engine.data.datasets import dataset_info, list_datasets
 from engine.errors import DatasetError, JobError, SpecError
 from engine.home import Home
@@ -30,16 +31,6 @@ from engine.jobs import JobManager, recover_interrupted
 from engine.registry import get_method, list_methods
 from storage.db import Store, utcnow
 from storage.models import RESUMABLE_STATUSES, Job
-
-
-def register_user_datasets(store: Store) -> None:
-    """Make the datasets users added loadable in this process (web, worker or CLI)."""
-    from engine.data.user_images import register_user_dataset
-    from engine.data.user_text import register_user_corpus
-
-    for row in store.user_datasets():
-        register = register_user_corpus if row.kind == "text" else register_user_dataset
-        register(row.name, row.path, row.meta)
 
 
 def _since(since_step: Any) -> int:

@@ -19,9 +19,9 @@ from collections import deque
 from collections.abc import Callable
 
 from engine import checkpoints
-from engine.api import register_user_datasets
 from engine.config import TrainSpec, build_config
 from engine.data.presets import resolve_augmentation
+from engine.data.stored import register_user_datasets
 from engine.home import Home
 from engine.registry import get_method
 from engine.trainer import Diverged, RunResult, run_job

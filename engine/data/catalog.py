@@ -8,7 +8,7 @@ tokenises them). Entries are cheap descriptors: listing the catalog loads nothin
 
 The builtins (shapes, digits, captions, pydocs) are registered below, at import. The user's
 datasets (image folders and zips, text files, Hugging Face datasets) are registered at
-startup from the store (`engine.api.register_user_datasets`) and when added, by
+startup from the store (`engine.data.stored.register_user_datasets`) and when added, by
 `engine.data.user_images` and `engine.data.user_text`.
 
 A name is taken once: a second source under it is refused, except a user dataset registered
