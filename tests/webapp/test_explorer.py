@@ -228,3 +228,12 @@ def test_a_dragged_box_in_a_browser_shows_the_images_behind_it(studio):
             browser.close()
     finally:
         demo.close()
+
+
+def test_the_selection_script_comes_from_its_file(tab):
+    """webapp/explorer.js is the bridge's js_on_load, read when the tab is built."""
+    from webapp.explorer_tab import SELECT_JS
+
+    script = SELECT_JS.read_text(encoding="utf-8")
+    assert tab.bridge.js_on_load == script
+    assert "window.__psExplorer" in script and "bridge.trigger('select'" in script
