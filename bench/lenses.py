@@ -61,24 +61,25 @@ def cases(studio: Studio, client, image: str) -> dict[str, Callable[[], object]]
     mae, dino = newest_run(studio, "mae"), newest_run(studio, "dino")
     for name, run in (("mae", mae), ("dino", dino)):
         if run:
-            out[f"attention  {name} run {run}"] = lambda r=run: studio.attention(image, r)
+            out[f"attention  {name} run {run}"] = lambda r=run: studio.lenses.attention(image, r)
     if mae:
-        out[f"reconstruct mae run {mae}"] = lambda: studio.reconstruct(image, mae, 0.75, 0)
+        out[f"reconstruct mae run {mae}"] = lambda: studio.lenses.reconstruct(image, mae, 0.75, 0)
+    views = studio.lenses.preview_views
     for method in ("simclr", "mae", "dino"):
-        out[f"views      {method}"] = lambda m=method: studio.preview_views(m, "shapes", 0, 4)
+        out[f"views      {method}"] = lambda m=method: views(m, "shapes", 0, 4)
     clip, bert, gpt, t5 = (newest_run(studio, m) for m in ("clip", "bert", "gpt", "t5"))
     if clip:
-        out[f"zero_shot  clip run {clip}"] = lambda: studio.zero_shot(
+        out[f"zero_shot  clip run {clip}"] = lambda: studio.lenses.zero_shot(
             image, clip, SHAPE_LABELS, SHAPE_TEMPLATES)
-        out[f"retrieve   clip run {clip}"] = lambda: studio.retrieve(
+        out[f"retrieve   clip run {clip}"] = lambda: studio.lenses.retrieve(
             "a red star", clip, "shapes", 8)
     if bert:
-        out[f"fill_mask  bert run {bert}"] = lambda: studio.fill_mask(CAPTION, bert, 5)
+        out[f"fill_mask  bert run {bert}"] = lambda: studio.lenses.fill_mask(CAPTION, bert, 5)
     if gpt:
-        out[f"generate   gpt run {gpt} (40 tokens)"] = lambda: studio.generate(
+        out[f"generate   gpt run {gpt} (40 tokens)"] = lambda: studio.lenses.generate(
             "a small red", gpt, 40, 0.8, 50, 0)
     if t5:
-        out[f"text2text  t5 run {t5} (4 beams)"] = lambda: studio.text2text(
+        out[f"text2text  t5 run {t5} (4 beams)"] = lambda: studio.lenses.text2text(
             SENTINELS, t5, 4, 40)
     if client is not None:
         from gradio_client import handle_file
@@ -123,7 +124,7 @@ def main() -> None:
         print(f"training an MAE (quick preset, {args.train_steps} steps) ...", flush=True)
         studio.run_foreground({"method": "mae", "dataset": "shapes",
                                "params": {"steps": args.train_steps}})
-    image = next(e["path"] for e in studio.lens_examples() if e["name"] == "cat")
+    image = next(e["path"] for e in studio.lenses.lens_examples() if e["name"] == "cat")
     client = demo = None
     if not args.no_client:
         from gradio_client import Client

@@ -6,7 +6,9 @@
     studio.cancel(job_id); studio.resume(job_id)
 
 `submit` validates everything before a row is written; a bad spec raises `SpecError` (or
-`DatasetError`) whose message names the problem and the fix.
+`DatasetError`) whose message names the problem and the fix. The lenses are `studio.lenses`
+(engine/api_lenses.py). What the web app may call, and the shapes of the results, are typed in
+engine/contract.py (the `Studio` protocol), which imports no torch.
 """
 from __future__ import annotations
 
@@ -16,13 +18,17 @@ import socket
 from pathlib import Path
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, cast
 
 from engine import checks
 from engine.access import AccessError, ServerPaths
-from engine.api_lenses import LensesMixin
+from engine.api_lenses import Lenses
 from engine.config import TrainConfig, TrainSpec, build_config, config_fields
 from engine.data.presets import resolve_augmentation
+from engine.contract import (RESUMABLE_STATUSES, AddedDataset, DatasetInfo, EmbeddingMap,
+                             EmbeddingModel, EvaluationRecord, FormField, HubColumns, JobDetail,
+                             JobSpec, JobStatus, JobSummary, LeaderboardRow, MethodInfo,
+                             MetricPoint, ProtocolInfo, TextSample)
 from engine.data.stored import register_user_datasets
 from engine.data.datasets import dataset_info, list_datasets
 from engine.errors import DatasetError, JobError, SpecError
@@ -30,7 +36,7 @@ from engine.home import Home
 from engine.jobs import JobManager, recover_interrupted
 from engine.registry import get_method, list_methods
 from storage.db import Store, utcnow
-from storage.models import RESUMABLE_STATUSES, Job
+from storage.models import Job
 
 
 def _since(since_step: Any) -> int:
@@ -42,26 +48,23 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat(timespec="seconds") + "Z" if value else None
 
 
-def job_to_dict(job: Job, with_config: bool = True) -> dict[str, Any]:
+def job_to_dict(job: Job) -> JobSummary:
     """A job row as plain types, with its wall-clock duration in seconds."""
     duration = job.elapsed_before
-    if job.status == "running" and job.started_at is not None:
+    if job.status == JobStatus.RUNNING and job.started_at is not None:
         duration += (utcnow() - job.started_at).total_seconds()
-    out = {"id": job.id, "method": job.method, "dataset": job.dataset,
-           "backbone": job.backbone, "preset": job.preset, "status": job.status,
-           "step": job.step, "total_steps": job.total_steps, "last_loss": job.last_loss,
-           "images_per_second": job.images_per_second, "error": job.error,
-           "created_at": _iso(job.created_at), "started_at": _iso(job.started_at),
-           "finished_at": _iso(job.finished_at), "duration_s": round(duration, 1),
-           "run_dir": job.run_dir, "pid": job.pid, "host": job.host,
-           "cancel_requested": job.cancel_requested}
-    if with_config:
-        out.update(spec=job.spec, config=job.config)
-    return out
+    return {"id": job.id, "method": job.method, "dataset": job.dataset,
+            "backbone": job.backbone, "preset": job.preset, "status": JobStatus(job.status),
+            "step": job.step, "total_steps": job.total_steps, "last_loss": job.last_loss,
+            "images_per_second": job.images_per_second, "error": job.error,
+            "created_at": _iso(job.created_at), "started_at": _iso(job.started_at),
+            "finished_at": _iso(job.finished_at), "duration_s": round(duration, 1),
+            "run_dir": job.run_dir, "pid": job.pid, "host": job.host,
+            "cancel_requested": job.cancel_requested}
 
 
-class Studio(LensesMixin):
-    """Everything the UI and the CLI can do, over one home folder."""
+class Studio:
+    """Everything the UI and the CLI can do, over one home folder; its lenses are `lenses`."""
 
     def __init__(self, home: str | os.PathLike | None = None,
                  paths: ServerPaths | None = None) -> None:
@@ -71,11 +74,12 @@ class Studio(LensesMixin):
         self.paths = paths or ServerPaths.anywhere()
         self.store = Store.open(self.home.db_path)
         self.manager: JobManager | None = None
+        self.lenses = Lenses(self)
         register_user_datasets(self.store)
 
     # ---- catalog ------------------------------------------------------------------------
-    def methods(self) -> list[dict[str, Any]]:
-        out = []
+    def methods(self) -> list[MethodInfo]:
+        out: list[MethodInfo] = []
         for name in list_methods():
             cls = get_method(name)
             backbone = next(f for f in config_fields(cls.Config) if f["name"] == "backbone")
@@ -85,14 +89,14 @@ class Studio(LensesMixin):
                         "presets": sorted(cls.Config.PRESETS)})
         return out
 
-    def method_form(self, method: str, preset: str = "quick") -> list[dict[str, Any]]:
+    def method_form(self, method: str, preset: str = "quick") -> list[FormField]:
         """The method's settings (name, type, default under `preset`, help, choices, bounds)."""
-        return config_fields(get_method(method).Config, preset)
+        return cast(list[FormField], config_fields(get_method(method).Config, preset))
 
-    def datasets(self) -> list[dict[str, Any]]:
-        return list_datasets()
+    def datasets(self) -> list[DatasetInfo]:
+        return cast(list[DatasetInfo], list_datasets())
 
-    def add_image_dataset(self, source: str | os.PathLike, name: str) -> dict[str, Any]:
+    def add_image_dataset(self, source: str | os.PathLike, name: str) -> AddedDataset:
         """Check and cache a folder or zip of images as dataset `name` (subfolders = labels).
         Returns its dataset info plus `message`, which counts what was skipped or refused."""
         from engine.data.datasets import clear_memory_cache
@@ -114,10 +118,10 @@ class Studio(LensesMixin):
         self.store.save_user_dataset(report.name, kind, path, str(source), meta)
         register_user_dataset(report.name, path, meta)
         clear_memory_cache()
-        return dict(dataset_info(report.name), message=report.message())
+        return cast(AddedDataset, dict(dataset_info(report.name), message=report.message()))
 
     def add_text_dataset(self, source: str | os.PathLike, name: str, column: str | None = None,
-                         split: str | None = None) -> dict[str, Any]:
+                         split: str | None = None) -> AddedDataset:
         """Store a UTF-8 text file, or one text `column` of a Hugging Face dataset (a folder
         saved with `save_to_disk`, or a Hub name when online), as text dataset `name`.
         Returns its dataset info plus `message` (documents, characters, any cut)."""
@@ -136,17 +140,19 @@ class Studio(LensesMixin):
         folder = str(datasets_dir / report.name)
         self.store.save_user_dataset(report.name, "text", folder, str(source), meta)
         user_text.register_user_corpus(report.name, folder, meta)
-        return dict(dataset_info(report.name), message=report.message())
+        return cast(AddedDataset, dict(dataset_info(report.name), message=report.message()))
 
-    def describe_hf_dataset(self, source: str, split: str | None = None) -> dict[str, Any]:
+    def describe_hf_dataset(self, source: str, split: str | None = None) -> HubColumns:
         """A Hugging Face dataset's split and text columns, to choose one before adding it:
         {"split", "columns", "column" (the default, or "")}."""
         from engine.data.user_text import describe_hf_dataset
 
-        return describe_hf_dataset(self.paths.check_source(source, "dataset"), split)
+        return cast(HubColumns,
+                    describe_hf_dataset(self.paths.check_source(source, "dataset"), split))
 
     # ---- jobs ---------------------------------------------------------------------------
-    def validate(self, spec: TrainSpec | dict[str, Any]) -> tuple[TrainSpec, TrainConfig]:
+    def validate(self, spec: TrainSpec | JobSpec | dict[str, Any]
+                 ) -> tuple[TrainSpec, TrainConfig]:
         """Check a spec completely; raises SpecError/DatasetError, returns it resolved."""
         spec = TrainSpec.from_dict(spec.to_dict() if isinstance(spec, TrainSpec) else spec)
         cls = get_method(spec.method)
@@ -181,7 +187,7 @@ class Studio(LensesMixin):
         self.store.update_job(job_id, run_dir=str(self.home.run_dir(job_id)))
         return job_id
 
-    def submit(self, spec: TrainSpec | dict[str, Any]) -> int:
+    def submit(self, spec: TrainSpec | JobSpec | dict[str, Any]) -> int:
         """Validate and queue a job; returns its id at once (the manager starts it)."""
         spec, config = self.validate(spec)
         return self._create(spec, config, status="queued")
@@ -246,30 +252,30 @@ class Studio(LensesMixin):
                 "duration_s": job["duration_s"], "run_dir": job["run_dir"],
                 "error": job["error"], "eval": self.eval_figures(job_id)}
 
-    def jobs(self) -> list[dict[str, Any]]:
-        return [job_to_dict(j, with_config=False) for j in self.store.list_jobs()]
+    def jobs(self) -> list[JobSummary]:
+        return [job_to_dict(j) for j in self.store.list_jobs()]
 
-    def job(self, job_id: int) -> dict[str, Any]:
+    def job(self, job_id: int) -> JobDetail:
         job = self.store.get_job(checks.job_id(job_id))
         if job is None:
             raise JobError(f"no job {job_id}; `python -m engine jobs` lists them")
-        out = job_to_dict(job)
-        out["checkpoints"] = [{"step": c.step, "dir": c.path}
-                              for c in self.store.checkpoints(job.id)]
-        return out
+        return {**job_to_dict(job), "spec": job.spec, "config": job.config,
+                "checkpoints": [{"step": c.step, "dir": c.path}
+                                for c in self.store.checkpoints(job.id)]}
 
-    def metrics(self, job_id: int, since_step: int = -1) -> list[dict[str, Any]]:
+    def metrics(self, job_id: int, since_step: int = -1) -> list[MetricPoint]:
         """Metric points with step > since_step: [{"step", "name", "value"}, ...]."""
         return [{"step": s, "name": n, "value": v}
                 for s, n, v in self.store.metrics(checks.job_id(job_id), _since(since_step))]
 
-    def samples(self, job_id: int, since_step: int = -1) -> list[dict[str, Any]]:
+    def samples(self, job_id: int, since_step: int = -1) -> list[TextSample]:
         """Text samples a job wrote (GPT generations, T5 fills) with step > since_step."""
         from engine.methods._text import read_samples
 
-        return read_samples(self.job(job_id)["run_dir"], _since(since_step))
+        return cast(list[TextSample], read_samples(self.job(job_id)["run_dir"],
+                                                   _since(since_step)))
 
-    def cancel(self, job_id: int) -> str:
+    def cancel(self, job_id: int) -> Literal["cancelled", "stopping"]:
         """Stop a job: a queued one at once, a running one after its current step."""
         job = self.job(job_id)
         if self.store.transition(job["id"], ("queued",), status="cancelled",
@@ -299,7 +305,7 @@ class Studio(LensesMixin):
         return job["id"]
 
     # ---- evaluation ---------------------------------------------------------------------
-    def protocols(self) -> list[dict[str, str]]:
+    def protocols(self) -> list[ProtocolInfo]:
         """The evaluation protocols: [{"name", "description"}, ...]."""
         from engine.evaluation import PROTOCOLS
 
@@ -307,7 +313,7 @@ class Studio(LensesMixin):
 
     def evaluate(self, job_id: int, protocol: str, dataset: str | None = None,
                  on_progress: Callable[[float, str], None] | None = None,
-                 params: dict[str, Any] | None = None) -> dict[str, Any]:
+                 params: dict[str, Any] | None = None) -> EvaluationRecord:
         """Evaluate a finished job's latest checkpoint with `protocol` (knn, linear, fewshot,
         finetune) on a labelled `dataset` (default: its eval dataset, else its training
         dataset). The result is stored (with the matching pixels and random baselines when
@@ -315,29 +321,29 @@ class Studio(LensesMixin):
         "figures", "created_at"}. `on_progress(fraction, text)` reports progress."""
         from engine.evaluation.runner import evaluate_job
 
-        return evaluate_job(self.home, self.store, checks.job_id(job_id), protocol,
-                            checks.optional_text(dataset, "dataset"), params,
-                            on_progress)
+        return cast(EvaluationRecord, evaluate_job(
+            self.home, self.store, checks.job_id(job_id), protocol,
+            checks.optional_text(dataset, "dataset"), params, on_progress))
 
     def evaluate_baseline(self, baseline: str, dataset: str, backbone: str = "resnet18",
                           protocol: str = "knn", image_size: int = 32,
                           on_progress: Callable[[float, str], None] | None = None,
-                          params: dict[str, Any] | None = None) -> dict[str, Any]:
+                          params: dict[str, Any] | None = None) -> EvaluationRecord:
         """Evaluate a baseline: "pixels" (raw pixels at `image_size`) or "random" (`backbone`
         at random initialisation) with `protocol` on `dataset`; stored and returned."""
         from engine.evaluation.runner import evaluate_baseline
 
-        return evaluate_baseline(self.home, self.store, baseline, dataset, protocol, backbone,
-                                 checks.whole_number(image_size, "image_size"), params,
-                                 on_progress)
+        return cast(EvaluationRecord, evaluate_baseline(
+            self.home, self.store, baseline, dataset, protocol, backbone,
+            checks.whole_number(image_size, "image_size"), params, on_progress))
 
-    def evaluations(self, job_id: int | None = None) -> list[dict[str, Any]]:
+    def evaluations(self, job_id: int | None = None) -> list[EvaluationRecord]:
         """Stored evaluations of a job (or every one, baselines included, when None)."""
         from engine.evaluation.runner import evaluation_to_dict
 
         if job_id is not None:
             self.job(job_id)  # a JobError names an unknown id
-        return [evaluation_to_dict(r)
+        return [cast(EvaluationRecord, evaluation_to_dict(r))
                 for r in self.store.evaluations(None if job_id is None
                                                 else checks.job_id(job_id))]
 
@@ -347,13 +353,13 @@ class Studio(LensesMixin):
 
         return job_figures(self.store, checks.job_id(job_id))
 
-    def leaderboard(self) -> list[dict[str, Any]]:
+    def leaderboard(self) -> list[LeaderboardRow]:
         """One row per evaluated job and dataset, and per baseline, with their figures
         (knn_top1, knn_top5, linear_top1, fewshot_Nshot, finetune_Npct[_scratch]), read from
         the store: nothing is recomputed."""
         from engine.evaluation.runner import leaderboard
 
-        return leaderboard(self.store)
+        return cast(list[LeaderboardRow], leaderboard(self.store))
 
     # ---- embedding explorer -------------------------------------------------------------
     @property
@@ -379,11 +385,11 @@ class Studio(LensesMixin):
         kind, target = parse_source(text)
         return self.paths.check_source(target, "model") if kind == "hub" else text
 
-    def embedding_models(self) -> list[dict[str, Any]]:
+    def embedding_models(self) -> list[EmbeddingModel]:
         """What the explorer can map: finished jobs with a checkpoint ("3"), their networks at
         random initialisation ("random:3") and the raw pixels ("pixels"); a Hub id or model
         folder works too. [{"value", "label", "job_id", "modality"}, ...]."""
-        return self.explorer.models()
+        return cast(list[EmbeddingModel], self.explorer.models())
 
     def embeddings(self, model: str, dataset: str, samples: int = 2000, split: str = "train",
                    texts: str = "none",
@@ -405,19 +411,19 @@ class Studio(LensesMixin):
     def project(self, model: str, dataset: str, samples: int = 2000, projection: str = "pca",
                 params: dict[str, Any] | None = None, split: str = "train",
                 texts: str = "none",
-                on_progress: Callable[[float, str], None] | None = None) -> dict[str, Any]:
+                on_progress: Callable[[float, str], None] | None = None) -> EmbeddingMap:
         """A 2-D map ("pca", "umap" with n_neighbors/min_dist, "tsne" with perplexity) of the
         same sample as `embeddings`, with the leave-one-out k-NN accuracy of its points.
         See `engine.inference.embeddings.Explorer.map` for the keys."""
-        return self.explorer.map(self.model_source(model), dataset,
-                                 checks.whole_number(samples, "samples"), projection,
-                                 params, split, texts, on_progress)
+        return cast(EmbeddingMap, self.explorer.map(
+            self.model_source(model), dataset, checks.whole_number(samples, "samples"),
+            projection, params, split, texts, on_progress))
 
-    def maps_csv(self, views: list[dict[str, Any]]) -> str:
+    def maps_csv(self, views: list[EmbeddingMap]) -> str:
         """`project` results as CSV text: model, index, x, y, label, kind, text per point."""
         from engine.inference.projections import maps_csv
 
-        return maps_csv(views)
+        return maps_csv(cast(list[dict[str, Any]], views))
 
     def embedding_thumbnails(self, dataset: str, split: str,
                              indices: list[int]) -> list[Any]:

@@ -6,17 +6,31 @@ from typing import Any
 
 from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from engine.contract import ACTIVE_STATUSES, JOB_STATUSES, RESUMABLE_STATUSES, JobStatus
+
+__all__ = ["ACTIVE_STATUSES", "JOB_STATUSES", "RESUMABLE_STATUSES", "Base", "Checkpoint",
+           "Evaluation", "Job", "JobStatus", "MetricPoint", "UserDataset"]
 
 
 class Base(DeclarativeBase):
     pass
 
 
-# A job moves queued -> running -> completed | cancelled | failed; a running job whose process
-# vanished becomes interrupted; cancelled and interrupted jobs can be resumed (back to queued).
-JOB_STATUSES = ("queued", "running", "completed", "cancelled", "failed", "interrupted")
-ACTIVE_STATUSES = ("queued", "running")
-RESUMABLE_STATUSES = ("cancelled", "interrupted", "failed")
+class StatusText(TypeDecorator[JobStatus]):
+    """A `JobStatus` (engine/contract.py) stored as its plain value in a String(16) column, as
+    databases written before the enum hold it: a row reads back as a JobStatus, and writing a
+    value that is no status raises ValueError instead of storing it."""
+
+    impl = String(16)
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Any) -> str | None:
+        return None if value is None else JobStatus(value).value
+
+    def process_result_value(self, value: str | None, dialect: Any) -> JobStatus | None:
+        return None if value is None else JobStatus(value)
 
 
 class Job(Base):
@@ -29,7 +43,7 @@ class Job(Base):
     preset: Mapped[str] = mapped_column(String(32), default="quick")
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)      # the TrainSpec as asked
     config: Mapped[dict[str, Any]] = mapped_column(JSON)    # the resolved method config
-    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    status: Mapped[JobStatus] = mapped_column(StatusText, default=JobStatus.QUEUED, index=True)
     total_steps: Mapped[int] = mapped_column(Integer, default=0)
     step: Mapped[int] = mapped_column(Integer, default=0)
     last_loss: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from functools import wraps
 from typing import Any
 
+from engine.contract import Lenses, PathPolicy, Studio
 from engine.errors import JobError
 
 log = logging.getLogger(__name__)
@@ -203,15 +204,26 @@ class Access:
 
 class GuardedStudio:
     """`engine.api.Studio` for the web: the same methods, with the mutating ones (`MUTATING`)
-    refused to viewers, checked against the request being served."""
+    refused to viewers, checked against the request being served. It satisfies the
+    `engine.contract.Studio` protocol the tabs are typed against: every attribute is the
+    wrapped studio's (`__getattr__`), the mutating methods wrapped in the check."""
 
-    def __init__(self, studio: Any, access: Access,
+    def __init__(self, studio: Studio, access: Access,
                  request: Callable[[], Any] = current_request) -> None:
         self._studio, self.access, self._request = studio, access, request
 
     def may_change(self) -> bool:
         """Whether the request being served may start, stop, add or evaluate."""
         return self.access.may_change(self._request())
+
+    @property
+    def lenses(self) -> Lenses:
+        """The wrapped studio's lenses, unguarded: a lens reads a model, it changes nothing."""
+        return self._studio.lenses
+
+    @property
+    def paths(self) -> PathPolicy:
+        return self._studio.paths
 
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._studio, name)
@@ -226,7 +238,7 @@ class GuardedStudio:
         return guarded
 
 
-def may_change(studio: Any) -> bool:
+def may_change(studio: object) -> bool:
     """For handlers given either a Studio (tests, the CLI) or a GuardedStudio."""
     check = getattr(studio, "may_change", None)
     return True if check is None else bool(check())

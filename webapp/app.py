@@ -12,6 +12,7 @@ from typing import Any
 
 import gradio as gr
 
+from engine.contract import Studio
 from webapp import endpoints
 from webapp.access import Access, GuardedStudio
 from webapp.figures import message
@@ -104,8 +105,9 @@ TABS: list[tuple[str, str, Any]] = [
 ]
 
 
-def build_app(studio: Any, access: Access | None = None) -> gr.Blocks:
-    """The whole dashboard over one `engine.api.Studio` (the only engine object used).
+def build_app(studio: Studio, access: Access | None = None) -> gr.Blocks:
+    """The whole dashboard over one `engine.api.Studio` (the only engine object used; the
+    tabs see it through the `engine.contract.Studio` protocol).
 
     `access` (default: local, everyone owns) decides who may change things; every handler
     gets the Studio wrapped in `GuardedStudio`, which refuses viewers' changes."""

@@ -1,9 +1,9 @@
 """Method cards: the selected method's card beside the form, and a table of all of them."""
 from __future__ import annotations
 
-from typing import Any
-
 import pandas as pd
+
+from engine.contract import MethodInfo
 
 
 def paper_link(paper: str) -> str:
@@ -13,7 +13,7 @@ def paper_link(paper: str) -> str:
     return paper
 
 
-def card_markdown(method: dict[str, Any]) -> str:
+def card_markdown(method: MethodInfo) -> str:
     card = method.get("card")
     if not card:
         return f"**{method['name']}**: {method['description']}"
@@ -24,7 +24,7 @@ def card_markdown(method: dict[str, Any]) -> str:
             f"**Key settings:** {card['hyperparameters']}")
 
 
-def cards_table(methods: list[dict[str, Any]]) -> pd.DataFrame:
+def cards_table(methods: list[MethodInfo]) -> pd.DataFrame:
     rows = []
     for m in methods:
         card = m.get("card") or {}

@@ -8,6 +8,7 @@ from typing import Any
 
 import gradio as gr
 
+from engine.contract import Studio
 from webapp.errors import error_note
 from webapp.figures import message
 
@@ -51,7 +52,7 @@ def _added(call: Any, upload: Any = None) -> tuple[str | None, str]:
     return info["name"], message(info["message"], "ok")
 
 
-def add_dataset(studio: Any, upload: Any, folder: str | None, name: str | None
+def add_dataset(studio: Studio, upload: Any, folder: str | None, name: str | None
                 ) -> tuple[str | None, str]:
     """Images: returns (the new dataset's name or None, the message to show)."""
     source = _path(upload) or (folder or "").strip()
@@ -62,7 +63,7 @@ def add_dataset(studio: Any, upload: Any, folder: str | None, name: str | None
     return _added(lambda: studio.add_image_dataset(source, name), upload)
 
 
-def add_text(studio: Any, upload: Any, path: str | None, name: str | None
+def add_text(studio: Studio, upload: Any, path: str | None, name: str | None
              ) -> tuple[str | None, str]:
     """A UTF-8 text file, uploaded or on the server."""
     source = _path(upload) or (path or "").strip()
@@ -73,7 +74,7 @@ def add_text(studio: Any, upload: Any, path: str | None, name: str | None
     return _added(lambda: studio.add_text_dataset(source, name), upload)
 
 
-def add_hf(studio: Any, ref: str | None, column: str | None, split: str | None,
+def add_hf(studio: Studio, ref: str | None, column: str | None, split: str | None,
            name: str | None) -> tuple[str | None, str]:
     """One text column of a Hugging Face dataset (a saved folder, or a Hub name online)."""
     ref = (ref or "").strip()
@@ -86,7 +87,7 @@ def add_hf(studio: Any, ref: str | None, column: str | None, split: str | None,
                                                           split or None))
 
 
-def look_up_columns(studio: Any, ref: str | None, split: str | None
+def look_up_columns(studio: Studio, ref: str | None, split: str | None
                     ) -> tuple[list[str], str, str]:
     """(the text columns, the default one, a message) of a Hugging Face dataset."""
     if not (ref or "").strip():
@@ -102,7 +103,7 @@ def look_up_columns(studio: Any, ref: str | None, split: str | None
 
 
 class DataPanel:
-    def __init__(self, studio: Any) -> None:
+    def __init__(self, studio: Studio) -> None:
         self.studio = studio
 
     def build(self) -> None:

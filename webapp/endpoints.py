@@ -20,6 +20,7 @@ from typing import Any
 
 import gradio as gr
 
+from engine.contract import Studio
 from webapp.errors import api_error, argument_checker
 
 ENDPOINTS = ("submit", "cancel", "resume", "jobs", "job", "metrics", "methods", "datasets",
@@ -48,7 +49,7 @@ def _user_errors(fn: Callable) -> Callable:
     return wrapped
 
 
-def register(studio: Any) -> None:
+def register(studio: Studio) -> None:
     """Add the endpoints to the Blocks being built (call inside `with gr.Blocks()`)."""
 
     def submit(spec: dict) -> int:

@@ -11,6 +11,8 @@ from typing import Any
 
 import pandas as pd
 
+from engine.contract import DatasetInfo, EmbeddingMap
+
 SAME_ARCH = "same-arch-random"  # model B: the random initialisation of model A's network
 MAX_THUMBS = 48       # images the gallery shows for one selection
 TEXT_LINES = 8        # texts the selection panel quotes
@@ -38,12 +40,12 @@ def group_name(label: str, kind: str) -> str:
     return label if kind == "image" or not kind else f"{label} · text"
 
 
-def colour_choices(view: dict[str, Any] | None) -> list[str]:
+def colour_choices(view: EmbeddingMap | None) -> list[str]:
     """What a map can be coloured by: the label, then the dataset's nuisance factors."""
-    return ["label", *sorted(((view or {}).get("points") or {}).get("factors") or {})]
+    return ["label", *sorted(view["points"].get("factors") or {} if view else {})]
 
 
-def map_frame(view: dict[str, Any], colour_by: str = "label") -> pd.DataFrame:
+def map_frame(view: EmbeddingMap, colour_by: str = "label") -> pd.DataFrame:
     """The plot's rows, in the engine's point order (the selection script counts on it); with
     a factor to colour by, a column of that name."""
     p = view["points"]
@@ -58,7 +60,7 @@ def map_frame(view: dict[str, Any], colour_by: str = "label") -> pd.DataFrame:
     return frame
 
 
-def color_map(view: dict[str, Any], colour_by: str = "label") -> dict[str, str]:
+def color_map(view: EmbeddingMap, colour_by: str = "label") -> dict[str, str]:
     """A fixed colour per class or factor value (the same on both maps); texts darker."""
     factors = view["points"].get("factors") or {}
     if colour_by != "label" and colour_by in factors:
@@ -74,7 +76,7 @@ def color_map(view: dict[str, Any], colour_by: str = "label") -> dict[str, str]:
     return out
 
 
-def legend_html(view: dict[str, Any] | None, colour_by: str = "label") -> str:
+def legend_html(view: EmbeddingMap | None, colour_by: str = "label") -> str:
     """One legend for both maps (each plot's own legend would be cut off past a few
     entries): a swatch per class or factor value present on the map."""
     if not view:
@@ -88,7 +90,7 @@ def legend_html(view: dict[str, Any] | None, colour_by: str = "label") -> str:
             + " ".join(items) + "</div>")
 
 
-def traces(view: dict[str, Any]) -> list[dict[str, Any]]:
+def traces(view: EmbeddingMap) -> list[dict[str, Any]]:
     """One trace per colour group (label, and label · text for texts): {"name", "x", "y",
     "index", "text"}, in the order of the class names."""
     p = view["points"]
@@ -106,14 +108,14 @@ def traces(view: dict[str, Any]) -> list[dict[str, Any]]:
             for name, values in sorted(by_name.items(), key=lambda kv: order.get(kv[0], 1e9))]
 
 
-def summary(view: dict[str, Any]) -> dict[str, Any]:
+def summary(view: EmbeddingMap) -> dict[str, Any]:
     """What the /embeddings endpoint returns besides the traces."""
     return {key: view[key] for key in ("model", "dataset", "split", "projection", "params",
                                        "num_points", "feature_dim", "knn_top1", "factor_knn",
                                        "message", "capped", "timing")}
 
 
-def knn_text(view: dict[str, Any] | None) -> str:
+def knn_text(view: EmbeddingMap | None) -> str:
     """Under a map: what it is, its k-NN accuracy by label (and by each nuisance factor: what
     else the embedding keeps), and what it cost."""
     if view is None:
@@ -139,7 +141,7 @@ def resolve_b(model_a: str | None, model_b: str | None) -> str | None:
     return model_b
 
 
-def selection_rows(view: dict[str, Any], positions: list[int]) -> list[int]:
+def selection_rows(view: EmbeddingMap, positions: list[int]) -> list[int]:
     """Valid plot positions, in order, without repeats."""
     count = len(view["points"]["index"])
     seen: dict[int, None] = {}
@@ -149,8 +151,8 @@ def selection_rows(view: dict[str, Any], positions: list[int]) -> list[int]:
     return list(seen)
 
 
-def selection_text(view: dict[str, Any], rows: list[int]) -> str:
-    if not rows:
+def selection_text(view: EmbeddingMap | None, rows: list[int]) -> str:
+    if not view or not rows:
         return "Click a point or drag a box on either map to see the images behind it."
     p = view["points"]
     labels = Counter(p["label"][r] for r in rows)
@@ -174,6 +176,6 @@ def write_csv(text: str) -> str:
     return path
 
 
-def dataset_choices(datasets: list[dict[str, Any]]) -> list[tuple[str, str]]:
+def dataset_choices(datasets: list[DatasetInfo]) -> list[tuple[str, str]]:
     return [(f"{d['name']} ({d['kind']})" if d["kind"] != "image" else d["name"], d["name"])
             for d in datasets if d.get("available", True)]

@@ -15,6 +15,7 @@ from typing import Any
 
 import gradio as gr
 
+from engine.contract import EmbeddingMap, EmbeddingModel, Studio
 from webapp.errors import error_note
 from webapp.explorer_maps import (HOVER, LEGEND_CSS, MAX_THUMBS, SAME_ARCH, color_map,
                                   colour_choices, dataset_choices, knn_text, legend_html,
@@ -40,11 +41,11 @@ def select_js() -> str:
 
 # ---- the tab -----------------------------------------------------------------------------
 class ExplorerTab:
-    def __init__(self, studio: Any) -> None:
+    def __init__(self, studio: Studio) -> None:
         self.studio = studio
         studio.warm_up_umap()  # background thread; PRETEXT_UMAP_WARMUP=0 turns it off
 
-    def model_choices(self) -> tuple[list[tuple[str, str]], list[dict[str, Any]]]:
+    def model_choices(self) -> tuple[list[tuple[str, str]], list[EmbeddingModel]]:
         models = self.studio.embedding_models()
         return [(m["label"], m["value"]) for m in models], models
 
@@ -115,7 +116,7 @@ class ExplorerTab:
                                                   fit_columns=False,
                                                   format="png", interactive=False)
                     with gr.Column(scale=1, min_width=200):
-                        self.selection = gr.Markdown(selection_text({}, []))
+                        self.selection = gr.Markdown(selection_text(None, []))
                         self.csv = gr.DownloadButton("Download CSV", visible=False, size="sm")
         self.bridge = gr.HTML("", js_on_load=select_js(), elem_id="ps-explorer-bridge")
         self.views = gr.State({})
@@ -182,7 +183,7 @@ class ExplorerTab:
 
     def compute(self, model_a: str, model_b: str | None, dataset: str, split: str,
                 samples: float, projection: str, n_neighbors: float, min_dist: float,
-                perplexity: float, texts: str, progress: Any = None) -> list[dict[str, Any]]:
+                perplexity: float, texts: str, progress: Any = None) -> list[EmbeddingMap]:
         """The maps of A (and B): engine views, in order."""
         params = {"pca": {}, "umap": {"n_neighbors": int(n_neighbors),
                                       "min_dist": float(min_dist)},
@@ -225,12 +226,12 @@ class ExplorerTab:
                  "dataset": dataset, "split": split}
         return [*plots, knn_text(views[0]), knn_text(views[1] if len(views) > 1 else None),
                 message(notes, level) if notes else "", state, [],
-                selection_text({}, []),
+                selection_text(None, []),
                 gr.DownloadButton(value=write_csv(self.studio.maps_csv(views)), visible=True),
                 message(self.studio.umap_status(), "info"),
                 gr.Dropdown(choices=choices, value=colour_by), legend_html(views[0], colour_by)]
 
-    def plot_update(self, view: dict[str, Any], colour_by: str = "label") -> gr.ScatterPlot:
+    def plot_update(self, view: EmbeddingMap, colour_by: str = "label") -> gr.ScatterPlot:
         axis = AXIS[view["projection"]]
         return gr.ScatterPlot(value=map_frame(view, colour_by), color=colour_by,
                               color_map=color_map(view, colour_by), x_title=f"{axis} 1",
@@ -249,11 +250,11 @@ class ExplorerTab:
         data = getattr(evt, "_data", None) or {}
         view = views.get(data.get("map") or "a") if views else None
         if not view:
-            return [[], selection_text({}, [])]
+            return [[], selection_text(None, [])]
         rows = selection_rows(view, data.get("positions") or [])
         return [self.gallery_items(views, view, rows), selection_text(view, rows)]
 
-    def gallery_items(self, views: dict[str, Any], view: dict[str, Any],
+    def gallery_items(self, views: dict[str, Any], view: EmbeddingMap,
                       rows: list[int]) -> list[tuple[Any, str]]:
         """(thumbnail, caption) for the selected image points (texts get no picture)."""
         p = view["points"]

@@ -14,14 +14,12 @@ from __future__ import annotations
 import html
 import time
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import gradio as gr
 import pandas as pd
 
-TERMINAL_STATUSES = ("completed", "cancelled", "failed", "interrupted")
-ACTIVE_STATUSES = ("queued", "running")
-RESUMABLE_STATUSES = ("cancelled", "interrupted", "failed")
+from engine.contract import JobDetail, JobStatus, MetricPoint, Studio
 # Logged every step but shown in the status line, not as a curve of its own by default.
 MAIN_CURVES = ("loss", "lr")
 MAX_PLOT_POINTS = 2000  # per curve; longer histories are thinned for the browser
@@ -29,11 +27,23 @@ RATE_WINDOW_S = 30.0    # the ETA uses the step rate over this many recent secon
 
 
 # ---- curves state ------------------------------------------------------------------------
-def empty_curves(job_id: int | None = None) -> dict[str, Any]:
+class Curves(TypedDict):
+    """A followed job's points, kept in a gr.State between polls."""
+
+    job_id: int | None
+    since: int                                  # the newest step fetched (-1: none yet)
+    points: dict[str, list[list[float]]]        # metric name -> [[step, value], ...]
+    samples: list[list[float]]                  # [[monotonic time, step], ...]: the ETA
+    status: NotRequired[str | None]             # the job's status at the last poll
+    status_html: NotRequired[str]               # the status line last sent
+    extra_names: NotRequired[list[str]]         # the metric choices last sent
+
+
+def empty_curves(job_id: int | None = None) -> Curves:
     return {"job_id": job_id, "since": -1, "points": {}, "samples": []}
 
 
-def add_points(curves: dict[str, Any], points: list[dict[str, Any]]) -> dict[str, Any]:
+def add_points(curves: Curves, points: list[MetricPoint]) -> Curves:
     """Append `studio.metrics` rows ({"step", "name", "value"}) to the curves, in place."""
     by_name: dict[str, list[list[float]]] = curves["points"]
     for point in points:
@@ -42,7 +52,7 @@ def add_points(curves: dict[str, Any], points: list[dict[str, Any]]) -> dict[str
     return curves
 
 
-def rewind(curves: dict[str, Any], step: int) -> dict[str, Any]:
+def rewind(curves: Curves, step: int) -> Curves:
     """Drop the points after `step` (a resumed job re-logs the steps after its checkpoint)."""
     for name, rows in curves["points"].items():
         curves["points"][name] = [row for row in rows if row[0] <= step]
@@ -51,13 +61,15 @@ def rewind(curves: dict[str, Any], step: int) -> dict[str, Any]:
     return curves
 
 
-def poll(studio: Any, curves: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], bool]:
+def poll(studio: Studio, curves: Curves) -> tuple[Curves, JobDetail, bool]:
     """One refresh of a followed job: returns (curves, job, whether new points arrived).
 
     The job row is read before the metrics, so a job whose step went backwards (resumed from an
     earlier checkpoint) is noticed and its newer points are dropped before fetching again.
     """
     job_id = curves["job_id"]
+    if job_id is None:
+        raise ValueError("poll needs the curves of a followed job")
     job = studio.job(job_id)
     changed = False
     if job["step"] < curves["since"]:
@@ -67,12 +79,12 @@ def poll(studio: Any, curves: dict[str, Any]) -> tuple[dict[str, Any], dict[str,
     if new:
         add_points(curves, new)
         changed = True
-    if job["status"] == "running":
+    if job["status"] == JobStatus.RUNNING:
         note_progress(curves, job["step"])
     return curves, job, changed
 
 
-def note_progress(curves: dict[str, Any], step: int, now: float | None = None) -> None:
+def note_progress(curves: Curves, step: int, now: float | None = None) -> None:
     now = time.monotonic() if now is None else now
     samples = [s for s in curves["samples"] if now - s[0] <= RATE_WINDOW_S]
     if not samples or samples[-1][1] != step:
@@ -80,7 +92,7 @@ def note_progress(curves: dict[str, Any], step: int, now: float | None = None) -
     curves["samples"] = samples
 
 
-def steps_per_second(curves: dict[str, Any], job: dict[str, Any]) -> float | None:
+def steps_per_second(curves: Curves, job: JobDetail) -> float | None:
     """The recent step rate: observed progress over the last RATE_WINDOW_S, else the worker's
     images-per-second divided by the batch size."""
     samples = curves.get("samples") or []
@@ -95,7 +107,7 @@ def steps_per_second(curves: dict[str, Any], job: dict[str, Any]) -> float | Non
 
 
 # ---- plot frames -------------------------------------------------------------------------
-def curve_frame(curves: dict[str, Any], name: str, x_lim: list[float] | None = None,
+def curve_frame(curves: Curves, name: str, x_lim: list[float] | None = None,
                 max_points: int = MAX_PLOT_POINTS) -> pd.DataFrame:
     """A two-column frame (step, `name`) for a LinePlot, thinned to `max_points`.
 
@@ -115,7 +127,7 @@ def curve_frame(curves: dict[str, Any], name: str, x_lim: list[float] | None = N
     return pd.DataFrame(rows, columns=["step", name]).astype({"step": "int64", name: "float64"})
 
 
-def extra_metric_names(curves: dict[str, Any]) -> list[str]:
+def extra_metric_names(curves: Curves) -> list[str]:
     """Logged metrics other than loss and lr (contrastive_acc, images_per_second, ...)."""
     names = [n for n in curves["points"] if n not in MAIN_CURVES]
     return sorted(names, key=lambda n: (n == "images_per_second", n))
@@ -159,19 +171,18 @@ def message(text: str, kind: str = "info") -> str:
     return f'<div class="ps-msg ps-{kind}">{html.escape(text)}</div>'
 
 
-def status_line(job: dict[str, Any], curves: dict[str, Any], waiting_for: int | None = None
-                ) -> str:
+def status_line(job: JobDetail, curves: Curves, waiting_for: int | None = None) -> str:
     """"#3 simclr on digits · running · step 120/200 · 85 img/s · ETA 1m 10s · elapsed 1m 40s"."""
     status = job["status"]
     parts = [f"#{job['id']} {job['method']} on {job['dataset']}", status]
-    if status == "queued":
+    if status == JobStatus.QUEUED:
         parts.append(f"waiting for the running job (#{waiting_for})" if waiting_for
                      else "waiting for the running job")
     else:
         parts.append(f"step {job['step']}/{job['total_steps']}")
         if job.get("images_per_second"):
             parts.append(f"{job['images_per_second']:.0f} img/s")
-        if status == "running":
+        if status == JobStatus.RUNNING:
             rate = steps_per_second(curves, job)
             if rate:
                 parts.append("ETA " + format_duration((job["total_steps"] - job["step"]) / rate))
@@ -180,8 +191,8 @@ def status_line(job: dict[str, Any], curves: dict[str, Any], waiting_for: int | 
         parts.append("elapsed " + format_duration(job.get("duration_s")))
         if job.get("last_loss") is not None:
             parts.append(f"loss {format_number(job['last_loss'])}")
-    kind = {"failed": "error", "interrupted": "warn", "cancelled": "warn",
-            "completed": "ok"}.get(status, "info")
+    kind = {JobStatus.FAILED: "error", JobStatus.INTERRUPTED: "warn",
+            JobStatus.CANCELLED: "warn", JobStatus.COMPLETED: "ok"}.get(status, "info")
     text = " · ".join(parts)
     out = message(text, kind)
     if job.get("error"):
@@ -236,30 +247,30 @@ class CurvePanel:
 
     # Handlers: plain functions of plain values.
     @staticmethod
-    def frames(curves: dict[str, Any], x_lim: list[float] | None, extra_name: str | None
+    def frames(curves: Curves, x_lim: list[float] | None, extra_name: str | None
                ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         extra = curve_frame(curves, extra_name or "", x_lim)
         extra.columns = ["step", "value"]
         return curve_frame(curves, "loss", x_lim), curve_frame(curves, "lr", x_lim), extra
 
-    def zoom(self, curves: dict[str, Any], extra_name: str | None, evt: gr.SelectData) -> list:
+    def zoom(self, curves: Curves, extra_name: str | None, evt: gr.SelectData) -> list:
         low, high = (float(v) for v in evt.index[:2])
         x_lim = [min(low, high), max(low, high)]
         loss, lr, extra = self.frames(curves, x_lim, extra_name)
         return [x_lim, gr.LinePlot(loss, x_lim=x_lim), gr.LinePlot(lr, x_lim=x_lim),
                 gr.LinePlot(extra, x_lim=x_lim)]
 
-    def unzoom(self, curves: dict[str, Any], extra_name: str | None) -> list:
+    def unzoom(self, curves: Curves, extra_name: str | None) -> list:
         loss, lr, extra = self.frames(curves, None, extra_name)
         return [None, gr.LinePlot(loss, x_lim=None), gr.LinePlot(lr, x_lim=None),
                 gr.LinePlot(extra, x_lim=None)]
 
-    def show_extra(self, curves: dict[str, Any], x_lim: list[float] | None,
-                   extra_name: str | None) -> dict[str, Any]:
+    def show_extra(self, curves: Curves, x_lim: list[float] | None,
+                   extra_name: str | None) -> gr.LinePlot:
         return gr.LinePlot(self.frames(curves, x_lim, extra_name)[2],
                            title=extra_name or "Other metric", y_title=extra_name or "value")
 
-    def values(self, curves: dict[str, Any], job: dict[str, Any] | None, changed: bool,
+    def values(self, curves: Curves, job: JobDetail | None, changed: bool,
                x_lim: list[float] | None, extra_name: str | None, *,
                waiting_for: int | None = None, reset: bool = False) -> list:
         """Updates for `outputs`. Unchanged pieces are skipped; `reset` (a newly followed job)

@@ -7,8 +7,8 @@ a user typed). A field that two methods share (steps, lr, ...) is one widget; on
 in kind (a number in one method, a choice in another) or in placement (main or "More settings")
 gets a widget per variant.
 
-Field dicts look like {"name", "type" ("int"|"float"|"bool"|"str"), "default", "help",
-"choices", "min", "max", "main"}.
+Field dicts are `engine.contract.FormField`s: {"name", "type" ("int"|"float"|"bool"|"str"),
+"default", "help", "choices", "min", "max", "main"}.
 """
 from __future__ import annotations
 
@@ -18,17 +18,19 @@ from typing import Any
 
 import gradio as gr
 
+from engine.contract import FormField
+
 # Fields with a widget of their own at the top of the form, not in the generic parameter list.
 SEPARATE_FIELDS = ("backbone",)
 
 
-def widget_kind(field: dict[str, Any]) -> str:
+def widget_kind(field: FormField) -> str:
     if field["type"] in ("int", "float", "bool"):
         return field["type"]
     return "choice" if field.get("choices") else "text"
 
 
-def widget_key(field: dict[str, Any]) -> tuple[str, str, bool]:
+def widget_key(field: FormField) -> tuple[str, str, bool]:
     return field["name"], widget_kind(field), bool(field.get("main"))
 
 
@@ -36,7 +38,7 @@ def pretty_label(name: str) -> str:
     return name.replace("_", " ")
 
 
-def number_step(field: dict[str, Any]) -> float:
+def number_step(field: FormField) -> float:
     """Spinner step: 1 for whole numbers, the default's order of magnitude for reals."""
     if field["type"] == "int":
         return 1
@@ -46,10 +48,10 @@ def number_step(field: dict[str, Any]) -> float:
     return 10.0 ** math.floor(math.log10(abs(float(default))))
 
 
-def widget_props(field: dict[str, Any]) -> dict[str, Any]:
+def widget_props(field: FormField) -> dict[str, Any]:
     """Constructor/update keywords for the field's widget (label, help as info, bounds)."""
-    props: dict[str, Any] = {"label": pretty_label(field["name"]), "info": field.get("help") or None,
-                             "value": field["default"]}
+    props: dict[str, Any] = {"label": pretty_label(field["name"]),
+                             "info": field.get("help") or None, "value": field["default"]}
     kind = widget_kind(field)
     if kind in ("int", "float"):
         props.update(minimum=field.get("min"), maximum=field.get("max"), step=number_step(field))
@@ -58,7 +60,7 @@ def widget_props(field: dict[str, Any]) -> dict[str, Any]:
     return props
 
 
-def make_widget(field: dict[str, Any], visible: bool) -> gr.components.Component:
+def make_widget(field: FormField, visible: bool) -> gr.components.Component:
     kind, props = widget_kind(field), widget_props(field)
     if kind == "int":
         return gr.Number(precision=0, visible=visible, **props)
@@ -89,7 +91,7 @@ def clean_value(value: Any, kind: str) -> Any:
     return value
 
 
-def overrides(fields: list[dict[str, Any]], values: dict[str, Any]) -> dict[str, Any]:
+def overrides(fields: list[FormField], values: dict[str, Any]) -> dict[str, Any]:
     """The params of a spec: the values that differ from the preset's defaults.
 
     Keys in `values` that the form does not know are passed on unchanged, so the engine rejects
@@ -117,17 +119,17 @@ class ParamWidget:
 class ParamForm:
     """The union of all methods' fields as widgets; `updates` shows one method's."""
 
-    def __init__(self, forms: dict[str, list[dict[str, Any]]]) -> None:
+    def __init__(self, forms: dict[str, list[FormField]]) -> None:
         """`forms`: method name -> its field dicts (any preset: only the shapes are used)."""
         self.forms = forms
-        self.fields_by_key: dict[tuple[str, str, bool], dict[str, Any]] = {}
+        self.fields_by_key: dict[tuple[str, str, bool], FormField] = {}
         for fields in forms.values():
             for field in fields:
                 if field["name"] not in SEPARATE_FIELDS:
                     self.fields_by_key.setdefault(widget_key(field), field)
         self.widgets: list[ParamWidget] = []
 
-    def render(self, main: bool, fields: list[dict[str, Any]]) -> None:
+    def render(self, main: bool, fields: list[FormField]) -> None:
         """Create the main (or the "More settings") widgets inside the current layout block;
         those of `fields` (the initial method's form) are shown with its values."""
         current = {widget_key(f): f for f in fields if f["name"] not in SEPARATE_FIELDS}
@@ -142,7 +144,7 @@ class ParamForm:
     def components(self) -> list[gr.components.Component]:
         return [w.component for w in self.widgets]
 
-    def updates(self, fields: list[dict[str, Any]]) -> list[Any]:
+    def updates(self, fields: list[FormField]) -> list[Any]:
         """One update per widget: the method's fields shown with their defaults, the rest
         hidden. Shown ones are fresh component instances, so a bound or help that is None
         for this method really clears the previous one (gr.update drops None entries)."""
@@ -156,7 +158,7 @@ class ParamForm:
                 out.append(make_widget(field, visible=True))
         return out
 
-    def values(self, fields: list[dict[str, Any]], raw: list[Any]) -> dict[str, Any]:
+    def values(self, fields: list[FormField], raw: list[Any]) -> dict[str, Any]:
         """Widget values (in `components` order) -> {field name: value} for `fields` only."""
         current = {widget_key(f): f["name"] for f in fields if f["name"] not in SEPARATE_FIELDS}
         return {current[w.key]: value for w, value in zip(self.widgets, raw) if w.key in current}

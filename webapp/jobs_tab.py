@@ -12,10 +12,11 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
+from engine.contract import ACTIVE_STATUSES, JobStatus, JobSummary, Studio
 from engine.errors import StudioError
 from webapp.errors import error_note
-from webapp.figures import (ACTIVE_STATUSES, CurvePanel, empty_curves, format_duration,
-                            format_number, format_time, message, poll)
+from webapp.figures import (CurvePanel, Curves, empty_curves, format_duration, format_number,
+                            format_time, message, poll)
 from webapp.access import may_change
 from webapp.train_tab import button_states, waiting_for
 
@@ -26,9 +27,9 @@ REFRESH_S = 3.0
 IDLE_TEXT = "Select a job in the table to see its curves and configuration."
 
 
-def jobs_frame(jobs: list[dict[str, Any]]) -> pd.DataFrame:
+def jobs_frame(jobs: list[JobSummary]) -> pd.DataFrame:
     """The table: one row per job, newest first."""
-    rows = [[j["id"], j["method"], j["dataset"], j["backbone"], j["status"],
+    rows = [[j["id"], j["method"], j["dataset"], j["backbone"], str(j["status"]),
              f"{j['step']}/{j['total_steps']}", format_number(j.get("last_loss")),
              format_time(j.get("started_at")),
              format_duration(j.get("duration_s")) if j.get("started_at") else ""]
@@ -47,7 +48,7 @@ def selected_job_id(row: list[Any] | None) -> int | None:
 
 
 class JobsTab:
-    def __init__(self, studio: Any) -> None:
+    def __init__(self, studio: Studio) -> None:
         self.studio = studio
 
     def build(self) -> None:
@@ -134,14 +135,14 @@ class JobsTab:
         except StudioError:  # deleted meanwhile
             return [None, gr.update(visible=False), *[gr.skip()] * (len(self.detail_outputs) - 1)]
         curves["status"] = job["status"]
-        wait = waiting_for(self.studio) if job["status"] == "queued" else None
+        wait = waiting_for(self.studio) if job["status"] == JobStatus.QUEUED else None
         title = (f"### Job #{job['id']}: {job['method']} on {job['dataset']} "
                  f"({job['backbone']}, {job['preset']} preset)")
         return [job_id, gr.update(visible=True), title, job.get("config"), job.get("spec"),
                 *self.panel.values(curves, job, True, None, None, waiting_for=wait, reset=True),
                 *button_states(job["status"], may_change(self.studio))]
 
-    def tick(self, key: str, job_id: int | None, curves: dict[str, Any],
+    def tick(self, key: str, job_id: int | None, curves: Curves,
              x_lim: list[float] | None, extra_name: str | None) -> list:
         table, key = self.refresh(key)
         skip_panel = [gr.skip()] * (len(self.panel.outputs) + 2)
@@ -156,7 +157,7 @@ class JobsTab:
             return [table, key, *skip_panel]
         status_changed = job["status"] != curves.get("status")
         curves["status"] = job["status"]
-        wait = waiting_for(self.studio) if job["status"] == "queued" else None
+        wait = waiting_for(self.studio) if job["status"] == JobStatus.QUEUED else None
         buttons = (button_states(job["status"], may_change(self.studio)) if status_changed
                    else (gr.skip(), gr.skip()))
         return [table, key, *self.panel.values(curves, job, changed, x_lim, extra_name,

@@ -58,7 +58,7 @@ class AttentionTab(LensTab):
                 ) -> tuple[list[Any], str]:
         if image is None:
             return self.cleared(), message("Upload an image or pick an example.")
-        result = self.studio.attention(image, model, int(layer or 0), float(keep))
+        result = self.studio.lenses.attention(image, model, int(layer or 0), float(keep))
         heads = [(overlay, f"head {i + 1}") for i, overlay in enumerate(result["heads"])]
         details = details_json(result, ["model", "layer", "num_layers", "num_heads", "grid",
                                         "kept_share", "share_range"])
@@ -84,7 +84,7 @@ class AttentionTab(LensTab):
         if not model:
             return [gr.skip(), ""]
         try:
-            info = self.studio.lens_model_info("attention", model)
+            info = self.studio.lenses.lens_model_info("attention", model)
         except Exception as error:  # noqa: BLE001 - the user's message, or a bug logged
             return [gr.skip(), error_note(error, "attention model info")]
         return [gr.Slider(maximum=info["num_layers"], value=0),

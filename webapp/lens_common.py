@@ -17,7 +17,8 @@ changes on the way).
 
 A new lens: its engine function and `Lens` (model types, words for the wrong-family message,
 Hub suggestions) in `engine/inference/<lens>.py`, one line in `LENS_SPECS`
-(engine/inference/models.py), a `Studio` method (engine/api_lenses.py); here a `LensTab`
+(engine/inference/models.py), a `Lenses` method (engine/api_lenses.py) with its result type
+and its line in the `Lenses` protocol (engine/contract.py); here a `LensTab`
 subclass in `lens_<name>.py` with a `ModelPicker(studio, "<lens>")`, one line in `TABS`
 (webapp/app.py; or in a `LensGroup`'s members there, which puts related lenses side by side
 under one tab) and in `endpoints.LENS_ENDPOINTS`.
@@ -25,12 +26,13 @@ under one tab) and in `endpoints.LENS_ENDPOINTS`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import gradio as gr
 
 from engine.checks import shown
+from engine.contract import Studio
 from webapp.errors import api_error, error_note
 
 log = logging.getLogger(__name__)
@@ -41,7 +43,7 @@ PICKER_INFO_NO_PATHS = ("A run from the list, or a Hub id (when online). Runs ap
                         "they have a checkpoint.")
 
 
-def picker_info(studio: Any) -> str:
+def picker_info(studio: Studio) -> str:
     paths = getattr(studio, "paths", None)
     return PICKER_INFO if paths is None or paths.server_paths_allowed else PICKER_INFO_NO_PATHS
 
@@ -72,10 +74,10 @@ def picture(label: str, **kwargs: Any) -> gr.Image:
     return gr.Image(label=label, type="numpy", format="png", interactive=False, **kwargs)
 
 
-def examples(studio: Any, image: gr.Image, per_page: int = 8) -> gr.Examples | None:
+def examples(studio: Studio, image: gr.Image, per_page: int = 8) -> gr.Examples | None:
     """The bundled example pictures (scikit-image's photographs, builtin shapes)."""
     try:
-        found = studio.lens_examples()
+        found = studio.lenses.lens_examples()
     except Exception:  # noqa: BLE001 - examples are a convenience; the lens works without
         log.exception("lens examples could not be written")
         return None
@@ -86,8 +88,8 @@ def examples(studio: Any, image: gr.Image, per_page: int = 8) -> gr.Examples | N
 
 
 # ---- the model picker --------------------------------------------------------------------
-def model_choices(studio: Any, lens: str) -> list[tuple[str, str]]:
-    return [(c["label"], c["value"]) for c in studio.lens_models(lens)]
+def model_choices(studio: Studio, lens: str) -> list[tuple[str, str]]:
+    return [(c["label"], c["value"]) for c in studio.lenses.lens_models(lens)]
 
 
 def newest_run(choices: list[tuple[str, str]]) -> str | None:
@@ -99,7 +101,7 @@ class ModelPicker:
     """A dropdown of the runs (and Hub ids) a lens can open, typed values allowed, with a
     refresh button; refreshed on page load too."""
 
-    def __init__(self, studio: Any, lens: str, label: str = "Model") -> None:
+    def __init__(self, studio: Studio, lens: str, label: str = "Model") -> None:
         self.studio, self.lens = studio, lens
         choices = model_choices(studio, lens)
         with gr.Row(equal_height=False):
@@ -126,7 +128,7 @@ class LensTab:
     api_name: str = ""
     intro: str = ""
 
-    def __init__(self, studio: Any) -> None:
+    def __init__(self, studio: Studio) -> None:
         self.studio = studio
         self.inputs: list[Any] = []
         self.outputs: list[Any] = []
@@ -226,7 +228,7 @@ class LensGroup:
     lenses), so the tab row stays short; each lens keeps its own endpoint.
     `members`: (label, id, LensTab subclass) per inner tab."""
 
-    def __init__(self, studio: Any, members: Sequence[tuple[str, str, type]]) -> None:
+    def __init__(self, studio: Studio, members: Sequence[tuple[str, str, type]]) -> None:
         self.members = [(label, tab_id, cls(studio)) for label, tab_id, cls in members]
 
     def build(self) -> None:
@@ -240,7 +242,7 @@ class LensGroup:
             tab.wire(demo)
 
 
-def details_json(result: dict[str, Any], keys: Sequence[str]) -> dict[str, Any]:
+def details_json(result: Mapping[str, Any], keys: Sequence[str]) -> dict[str, Any]:
     """The plain-typed facts of an engine result, for the Details panel and API clients."""
     out = {}
     for key in keys:

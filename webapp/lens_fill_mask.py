@@ -11,6 +11,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
+from engine.contract import FillMaskResult
 from webapp.figures import message
 from webapp.lens_common import LensTab, ModelPicker, score_plot
 
@@ -23,7 +24,7 @@ EXAMPLES = ["a small red [MASK] on a blue background", "a large [MASK] star on a
 TABLE_HEADERS = ["word", "probability", "sentence"]
 
 
-def result_frames(result: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def result_frames(result: FillMaskResult) -> tuple[pd.DataFrame, pd.DataFrame]:
     predictions = result["predictions"]
     plot = pd.DataFrame({"word": [p["token"] for p in predictions],
                          "probability": [p["score"] for p in predictions]})
@@ -59,7 +60,7 @@ class FillMaskTab(LensTab):
         self.auto_triggers = [self.text.submit, self.k.release]
 
     def compute(self, text: str, model: str, k: float) -> tuple[list[Any], str]:
-        result = self.studio.fill_mask(text, model, int(k or 5))
+        result = self.studio.lenses.fill_mask(text, model, int(k or 5))
         plot, table = result_frames(result)
         best = result["predictions"][0]
         note = message(f"{result['model']}: \"{best['token']}\" first with probability "

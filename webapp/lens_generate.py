@@ -59,7 +59,7 @@ class GenerateTab(LensTab):
 
     def compute(self, prompt: str, model: str, max_new_tokens: float, temperature: float,
                 top_k: float, seed: float) -> tuple[list[Any], str]:
-        result = self.studio.generate(prompt, model, int(max_new_tokens or 40),
+        result = self.studio.lenses.generate(prompt, model, int(max_new_tokens or 40),
                                       float(temperature or 0.0), int(top_k or 0),
                                       int(seed or 0))
         parts = [(result["prompt"], None), (result["continuation"], "generated")]

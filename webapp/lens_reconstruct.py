@@ -60,7 +60,7 @@ class ReconstructTab(LensTab):
                 ) -> tuple[list[Any], str]:
         if image is None:
             return self.cleared(), message("Upload an image or pick an example.")
-        result = self.studio.reconstruct(image, model, float(mask_ratio), int(seed or 0))
+        result = self.studio.lenses.reconstruct(image, model, float(mask_ratio), int(seed or 0))
         details = details_json(result, ["model", "visible_patches", "num_patches", "loss",
                                         "norm_pix_loss", "warning"])
         if result["warning"]:

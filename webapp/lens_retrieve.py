@@ -63,7 +63,7 @@ class RetrieveTab(LensTab):
                 samples: float) -> tuple[list[Any], str]:
         if not dataset:
             return self.cleared(), message("Pick a dataset.")
-        result = self.studio.retrieve(query, model, dataset, int(k or 8), split or "test",
+        result = self.studio.lenses.retrieve(query, model, dataset, int(k or 8), split or "test",
                                       int(samples or 1000))
         items = [(picture, f"{score:.3f} · {label}" + (f": {caption}" if caption else ""))
                  for picture, score, label, caption in zip(

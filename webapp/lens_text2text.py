@@ -61,7 +61,7 @@ class Text2TextTab(LensTab):
 
     def compute(self, text: str, model: str, num_beams: float, max_new_tokens: float
                 ) -> tuple[list[Any], str]:
-        result = self.studio.text2text(text, model, int(num_beams or 4),
+        result = self.studio.lenses.text2text(text, model, int(num_beams or 4),
                                        int(max_new_tokens or 40))
         # A span the model left empty shows as ∅ (the data keep it as "").
         parts = [(piece or "∅", "filled") if is_fill else (piece, None)

@@ -10,6 +10,7 @@ from typing import Any
 
 import gradio as gr
 
+from engine.contract import Studio
 from webapp.figures import message
 from webapp.lens_common import LensTab, details_json
 
@@ -18,12 +19,12 @@ INTRO = ("**What does the model see?** A method's training inputs, made by the v
          "few patches its encoder gets, and each other method's own views. One row per image.")
 
 
-def image_datasets(studio: Any) -> list[str]:
+def image_datasets(studio: Studio) -> list[str]:
     return [d["name"] for d in studio.datasets()
             if "image" in d.get("modalities", [d["kind"]]) and d["available"]]
 
 
-def refresh_datasets_on_load(demo: gr.Blocks, studio: Any, dropdown: gr.Dropdown) -> None:
+def refresh_datasets_on_load(demo: gr.Blocks, studio: Studio, dropdown: gr.Dropdown) -> None:
     """On each page load, offer the image datasets as they are now (one added in the Train
     tab since the app started included), keeping the user's pick when it still exists."""
 
@@ -42,7 +43,7 @@ class ViewsTab(LensTab):
 
     def build(self) -> None:
         self.header()
-        methods = self.studio.view_methods()
+        methods = self.studio.lenses.view_methods()
         datasets = image_datasets(self.studio)
         with gr.Row():
             with gr.Column(scale=1, min_width=260):
@@ -72,7 +73,8 @@ class ViewsTab(LensTab):
                 ) -> tuple[list[Any], str]:
         if not method or not dataset:
             return self.cleared(), message("Pick a method and a dataset.")
-        result = self.studio.preview_views(method, dataset, int(seed or 0), int(count or 4))
+        result = self.studio.lenses.preview_views(method, dataset, int(seed or 0),
+                                                  int(count or 4))
         details = details_json(result, ["method", "dataset", "preset", "image_size", "captions",
                                         "sizes", "columns"])
         kinds = "; ".join(c if s == result["image_size"] else f"{c} ({s} px)"

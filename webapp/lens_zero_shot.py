@@ -13,6 +13,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
+from engine.contract import ZeroShotResult
 from webapp.figures import message
 from webapp.lens_common import LensTab, ModelPicker, image_input, score_plot
 
@@ -29,8 +30,8 @@ DEFAULT_TEMPLATES = "a photo of a {}."
 TABLE_HEADERS = ["label", "probability", "cosine similarity"]
 
 
-def result_frames(result: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(bar chart data, table) from a `studio.zero_shot` result, most probable first."""
+def result_frames(result: ZeroShotResult) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(bar chart data, table) from a `studio.lenses.zero_shot` result, most probable first."""
     order = result["ranking"]
     labels = [result["labels"][i] for i in order]
     probabilities = [result["probabilities"][i] for i in order]
@@ -79,7 +80,7 @@ class ZeroShotTab(LensTab):
     def example_rows(self) -> None:
         """Examples that fill the picture, the labels and the templates together."""
         try:
-            rows = self.studio.zero_shot_examples()
+            rows = self.studio.lenses.zero_shot_examples()
         except Exception:  # noqa: BLE001 - examples are a convenience; the lens works without
             log.exception("zero-shot examples could not be written")
             return
@@ -92,7 +93,7 @@ class ZeroShotTab(LensTab):
                 ) -> tuple[list[Any], str]:
         if image is None:
             return self.cleared(), message("Upload an image or pick an example.")
-        result = self.studio.zero_shot(image, model, labels, templates, ignore)
+        result = self.studio.lenses.zero_shot(image, model, labels, templates, ignore)
         plot, table = result_frames(result)
         best = result["ranking"][0]
         details = {"model": result["model"], "templates": result["templates"],

@@ -9,13 +9,14 @@ from typing import Any
 
 import pandas as pd
 
+from engine.contract import (ACTIVE_STATUSES, TERMINAL_STATUSES, DatasetInfo, JobSummary,
+                             LeaderboardRow, Progress, Studio)
 from engine.errors import StudioError
 from webapp.errors import error_note
-from webapp.figures import (ACTIVE_STATUSES, add_points, curve_frame, empty_curves,
-                            format_duration, message, rewind)
+from webapp.figures import (add_points, curve_frame, empty_curves, format_duration, message,
+                            rewind)
 
-
-FINISHED = ("completed", "cancelled", "interrupted", "failed")
+FINISHED = TERMINAL_STATUSES  # the jobs that can be evaluated
 # "run" is "#3 simclr" for a job (its method in the name), "pixels" or "random resnet18 (simclr)".
 BASE_COLUMNS = ["run", "backbone", "dataset", "px", "steps", "time"]
 # Health metrics the training loop logs (engine/evaluation/health.py), with what to look for.
@@ -43,7 +44,7 @@ def _pct(key: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def figure_columns(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
+def figure_columns(rows: list[LeaderboardRow]) -> list[tuple[str, str]]:
     """(figure key, column header) for the figures any row has, in a fixed order; the four
     headline protocols always get a column so an empty board still says what it will hold."""
     keys = {k for row in rows for k in row if k.startswith(("knn_", "linear_", "fewshot_",
@@ -61,7 +62,7 @@ def figure_columns(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return [(k, h) for k, h in out if k in keys]
 
 
-def leaderboard_frame(rows: list[dict[str, Any]], text: str = "",
+def leaderboard_frame(rows: list[LeaderboardRow], text: str = "",
                       dataset: str | None = None) -> pd.DataFrame:
     """The leaderboard as a table, filtered by words (every word must appear in the row's
     name, method, backbone or dataset) and by evaluation dataset."""
@@ -98,18 +99,18 @@ def board_key(frame: pd.DataFrame, datasets: list[str]) -> str:
     return json.dumps([frame.to_json(), datasets])
 
 
-def job_label(job: dict[str, Any]) -> str:
+def job_label(job: JobSummary) -> str:
     return f"#{job['id']} {job['method']} on {job['dataset']} ({job['status']})"
 
 
-def job_choices(jobs: list[dict[str, Any]], finished_only: bool = False
+def job_choices(jobs: list[JobSummary], finished_only: bool = False
                 ) -> list[tuple[str, int]]:
     """Dropdown choices (label, id), newest first."""
     return [(job_label(j), j["id"]) for j in sorted(jobs, key=lambda j: -j["id"])
             if not finished_only or j["status"] in FINISHED]
 
 
-def dataset_choices(datasets: list[dict[str, Any]]) -> list[tuple[str, str]]:
+def dataset_choices(datasets: list[DatasetInfo]) -> list[tuple[str, str]]:
     """Labelled image datasets (evaluation needs labels); "" means the job's own."""
     out = [("the job's eval dataset (else its training dataset)", "")]
     out += [(d["name"], d["name"]) for d in datasets
@@ -117,11 +118,11 @@ def dataset_choices(datasets: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return out
 
 
-def short_name(job: dict[str, Any]) -> str:
+def short_name(job: JobSummary) -> str:
     return f"#{job['id']} {job['method']}"
 
 
-def sync_compare(studio: Any, compare: dict[str, Any], job_ids: list[int]
+def sync_compare(studio: Studio, compare: dict[str, Any], job_ids: list[int]
                  ) -> tuple[dict[str, Any], bool]:
     """Follow exactly `job_ids`: fetch new jobs' history, drop the rest; poll active ones for
     points after the last they have. Returns (compare, whether any curve changed)."""
@@ -188,8 +189,8 @@ def health_choices(compare: dict[str, Any]) -> list[tuple[str, str]]:
     return [(label, name) for name, label in HEALTH_METRICS.items()] + [(n, n) for n in extra]
 
 
-def evaluate_jobs(studio: Any, job_id: int | None, protocols: list[str], dataset: str | None,
-                  report: Any = None) -> str:
+def evaluate_jobs(studio: Studio, job_id: int | None, protocols: list[str], dataset: str | None,
+                  report: Progress | None = None) -> str:
     """The Evaluate button's logic: run each protocol on the job, return a status message.
     `report(fraction, text)` receives the progress of all protocols together."""
     if job_id is None:

@@ -16,6 +16,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
+from engine.contract import Studio
 from webapp.runs_board import (ALL_DATASETS, FINISHED, HEALTH_TITLES, board_datatypes,
                                board_key, dataset_choices, evaluate_jobs, health_choices,
                                job_choices, job_colors, leaderboard_frame, overlay_frame,
@@ -28,7 +29,7 @@ REFRESH_S = 3.0
 
 # ---- the tab -----------------------------------------------------------------------------
 class RunsTab:
-    def __init__(self, studio: Any) -> None:
+    def __init__(self, studio: Studio) -> None:
         self.studio = studio
 
     def build(self) -> None:

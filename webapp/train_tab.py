@@ -13,8 +13,10 @@ from typing import Any
 
 import gradio as gr
 
-from webapp.figures import (ACTIVE_STATUSES, RESUMABLE_STATUSES, TERMINAL_STATUSES,
-                            CurvePanel, empty_curves, message, poll)
+from engine.contract import (ACTIVE_STATUSES, RESUMABLE_STATUSES, TERMINAL_STATUSES,
+                             DatasetInfo, JobSpec, JobStatus, MethodInfo, ProtocolInfo, Studio,
+                             TextSample)
+from webapp.figures import CurvePanel, Curves, empty_curves, message, poll
 from webapp.cards import card_markdown, cards_table
 from webapp.access import may_change
 from webapp.data_panel import DataPanel
@@ -28,11 +30,11 @@ SAMPLE_POLL_S = 3.0
 
 
 # ---- plain helpers (no components) ------------------------------------------------------
-def method_choices(methods: list[dict[str, Any]]) -> list[tuple[str, str]]:
+def method_choices(methods: list[MethodInfo]) -> list[tuple[str, str]]:
     return [(f"{m['name']} · {m['description']}", m["name"]) for m in methods]
 
 
-def dataset_label(info: dict[str, Any]) -> str:
+def dataset_label(info: DatasetInfo) -> str:
     label = info["name"]
     if info.get("num_train"):
         label += f" · {info['num_train']:,} images" if info.get("kind", "image") == "image" \
@@ -42,19 +44,19 @@ def dataset_label(info: dict[str, Any]) -> str:
     return label
 
 
-def fits(info: dict[str, Any], modality: str | None) -> bool:
+def fits(info: DatasetInfo, modality: str | None) -> bool:
     """Whether a method of `modality` can train on the dataset `info` describes."""
     return modality is None or modality in info.get("modalities", [info.get("kind", modality)])
 
 
-def dataset_choices(datasets: list[dict[str, Any]], modality: str | None
+def dataset_choices(datasets: list[DatasetInfo], modality: str | None
                     ) -> list[tuple[str, str]]:
     """The datasets a method of `modality` can train on, unavailable ones marked."""
     fitting = [d for d in datasets if fits(d, modality)]
     return [(dataset_label(d), d["name"]) for d in fitting]
 
 
-def pick_dataset(datasets: list[dict[str, Any]], modality: str | None,
+def pick_dataset(datasets: list[DatasetInfo], modality: str | None,
                  current: str | None) -> str | None:
     """Keep `current` when the method can use it, else the first available one."""
     fitting = [d for d in datasets if fits(d, modality)]
@@ -65,7 +67,7 @@ def pick_dataset(datasets: list[dict[str, Any]], modality: str | None,
     return (available or names or [None])[0]
 
 
-def submit_form(studio: Any, method: str, dataset: str, preset: str, seed: Any,
+def submit_form(studio: Studio, method: str, dataset: str, preset: str, seed: Any,
                 values: dict[str, Any], evals: list[str] | None = None,
                 eval_dataset: str | None = None) -> tuple[int | None, str]:
     """Start's logic: form values -> spec -> `studio.submit`. Returns (job id or None, the
@@ -74,8 +76,8 @@ def submit_form(studio: Any, method: str, dataset: str, preset: str, seed: Any,
     `evals` (protocols to run when the job completes) and `eval_dataset` go in when set."""
     try:
         fields = studio.method_form(method, preset)
-        spec = {"method": method, "dataset": dataset, "preset": preset,
-                "seed": clean_value(seed, "int"), "params": overrides(fields, values)}
+        spec: JobSpec = {"method": method, "dataset": dataset, "preset": preset,
+                         "seed": clean_value(seed, "int"), "params": overrides(fields, values)}
         if evals:
             spec["evals"] = list(evals)
         if eval_dataset:
@@ -86,7 +88,7 @@ def submit_form(studio: Any, method: str, dataset: str, preset: str, seed: Any,
     return job_id, message(f"Job #{job_id} submitted.", "ok")
 
 
-def eval_choices(protocols: list[dict[str, str]]) -> list[tuple[str, str]]:
+def eval_choices(protocols: list[ProtocolInfo]) -> list[tuple[str, str]]:
     labels = {"knn": "k-NN", "linear": "linear probe", "fewshot": "few-shot",
               "finetune": "fine-tune 1%/10% (slow)"}
     return [(labels.get(p["name"], p["name"]), p["name"]) for p in protocols]
@@ -96,19 +98,19 @@ def default_evals(modality: str | None) -> list[str]:
     return ["knn", "linear"] if modality == "image" else []
 
 
-def eval_dataset_choices(datasets: list[dict[str, Any]]) -> list[tuple[str, str]]:
+def eval_dataset_choices(datasets: list[DatasetInfo]) -> list[tuple[str, str]]:
     """Labelled image datasets; "" evaluates on the training dataset."""
     return [("same as training", "")] + [
         (d["name"], d["name"]) for d in datasets
         if d.get("kind", "image") == "image" and d.get("labelled") and d.get("available", True)]
 
 
-def waiting_for(studio: Any) -> int | None:
-    running = [j["id"] for j in studio.jobs() if j["status"] == "running"]
+def waiting_for(studio: Studio) -> int | None:
+    running = [j["id"] for j in studio.jobs() if j["status"] == JobStatus.RUNNING]
     return running[0] if running else None
 
 
-def latest_sample_text(samples: list[dict[str, Any]]) -> str:
+def latest_sample_text(samples: list[TextSample]) -> str:
     """'step 120: <text>' for the newest sample; T5 records show input, target and fill."""
     if not samples:
         return ""
@@ -130,7 +132,7 @@ def button_states(status: str | None, owner: bool = True
 class TrainTab:
     """Builds the tab inside the current Blocks context and holds its components."""
 
-    def __init__(self, studio: Any) -> None:
+    def __init__(self, studio: Studio) -> None:
         self.studio = studio
         self.methods = {m["name"]: m for m in studio.methods()}
         self.forms = {name: studio.method_form(name, "quick") for name in self.methods}
@@ -277,13 +279,13 @@ class TrainTab:
         if job_id is None:
             return [gr.skip()] * len(self.follow_outputs)
         curves, job, _ = poll(self.studio, empty_curves(int(job_id)))
-        wait = waiting_for(self.studio) if job["status"] == "queued" else None
+        wait = waiting_for(self.studio) if job["status"] == JobStatus.QUEUED else None
         curves["status"] = job["status"]
         stop, resume = button_states(job["status"], may_change(self.studio))
         return [*self.panel.values(curves, job, True, None, None, waiting_for=wait, reset=True),
                 gr.Timer(active=job["status"] not in TERMINAL_STATUSES), stop, resume]
 
-    def tick(self, curves: dict[str, Any], x_lim: list[float] | None,
+    def tick(self, curves: Curves, x_lim: list[float] | None,
              extra_name: str | None) -> list:
         if curves.get("job_id") is None:
             return [*[gr.skip()] * len(self.panel.outputs), gr.Timer(active=False),
@@ -295,7 +297,7 @@ class TrainTab:
             return [curves, gr.skip(), message(f"Lost the job: {note}", "error"),
                     *[gr.skip()] * (len(self.panel.outputs) - 3), gr.Timer(active=False),
                     gr.skip(), gr.skip()]
-        wait = waiting_for(self.studio) if job["status"] == "queued" else None
+        wait = waiting_for(self.studio) if job["status"] == JobStatus.QUEUED else None
         status_changed = job["status"] != curves.get("status")
         curves["status"] = job["status"]
         buttons = (button_states(job["status"], may_change(self.studio)) if status_changed
@@ -304,7 +306,7 @@ class TrainTab:
         return [*self.panel.values(curves, job, changed, x_lim, extra_name, waiting_for=wait),
                 timer, *buttons]
 
-    def on_sample(self, curves: dict[str, Any]) -> Any:
+    def on_sample(self, curves: Curves) -> Any:
         """The newest text sample of the followed job (GPT generations, T5 fills), if any."""
         job_id = curves.get("job_id")
         if job_id is None:
@@ -312,7 +314,7 @@ class TrainTab:
         sample = latest_sample_text(self.studio.samples(job_id))
         return gr.update(value=sample, visible=True) if sample else gr.update(visible=False)
 
-    def stop(self, curves: dict[str, Any]) -> str:
+    def stop(self, curves: Curves) -> str:
         job_id = curves.get("job_id")
         if job_id is None:
             return message("No job to stop.", "warn")
@@ -325,7 +327,7 @@ class TrainTab:
                            "info")
         return message(f"Job #{job_id} {outcome}.", "info")
 
-    def resume(self, curves: dict[str, Any]) -> list:
+    def resume(self, curves: Curves) -> list:
         job_id = curves.get("job_id")
         if job_id is None:
             return [message("No job to resume.", "warn"), *[gr.skip()] * len(self.follow_outputs)]
@@ -339,7 +341,7 @@ class TrainTab:
     def on_load(self) -> list:
         """A (re)loaded page follows the running job, else the newest queued one, if any."""
         jobs = self.studio.jobs()
-        running = [j["id"] for j in jobs if j["status"] == "running"]
-        queued = [j["id"] for j in jobs if j["status"] == "queued"]
+        running = [j["id"] for j in jobs if j["status"] == JobStatus.RUNNING]
+        queued = [j["id"] for j in jobs if j["status"] == JobStatus.QUEUED]
         target = max(running) if running else (max(queued) if queued else None)
         return self.follow(target)

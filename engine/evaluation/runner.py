@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from engine import checks
+from engine.contract import TERMINAL_STATUSES
 from engine.data.datasets import load_dataset
 from engine.errors import JobError, SpecError
 from engine.evaluation import BASELINES, PROTOCOLS
@@ -34,7 +35,7 @@ DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
     "finetune": {"fractions": [0.01, 0.1], "steps": 60, "batch_size": 32, "lr": 3e-4,
                  "seed": 0},
 }
-FINISHED = ("completed", "cancelled", "interrupted", "failed")
+FINISHED = TERMINAL_STATUSES  # a job that stopped, one way or another, can be evaluated
 MAX_SETTING = 10**7  # the largest whole-number setting (steps, iterations, k, draws)
 
 

@@ -105,14 +105,14 @@ def test_coerce_refuses_booleans_and_non_numbers_for_numbers(value, words):
      "params must be a JSON object"),
     (lambda s: s.project("pixels", "digits", 100, "umap", {"n_neighbors": True}), SpecError,
      "n_neighbors must be a whole number"),
-    (lambda s: s.fill_mask("a [MASK]", LONG), StudioError, "model is too long: 10,000"),
-    (lambda s: s.fill_mask("a [MASK]", "x" * 300), StudioError, "is not a run id, a folder"),
-    (lambda s: s.fill_mask("a [MASK]", "9" * 40), JobError, "job id must be a positive"),
-    (lambda s: s.preview_views("simclr", "digits", seed=2**80), LensError,
+    (lambda s: s.lenses.fill_mask("a [MASK]", LONG), StudioError, "model is too long: 10,000"),
+    (lambda s: s.lenses.fill_mask("a [MASK]", "x" * 300), StudioError, "is not a run id, a folder"),
+    (lambda s: s.lenses.fill_mask("a [MASK]", "9" * 40), JobError, "job id must be a positive"),
+    (lambda s: s.lenses.preview_views("simclr", "digits", seed=2**80), LensError,
      "seed must be from 0 to 4294967295"),
-    (lambda s: s.preview_views("simclr", "digits", num_images=True), LensError,
+    (lambda s: s.lenses.preview_views("simclr", "digits", num_images=True), LensError,
      "number of images must be a whole number, got True"),
-    (lambda s: s.preview_views({"a": 1}, "digits"), SpecError, "unknown method"),
+    (lambda s: s.lenses.preview_views({"a": 1}, "digits"), SpecError, "unknown method"),
 ])
 def test_each_malformed_argument_names_its_field(studio, call, error, words):
     with pytest.raises(error, match=words):

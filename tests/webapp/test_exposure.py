@@ -171,7 +171,7 @@ def test_paths_inside_a_root_are_read(tmp_path, hostile):
     # a Hub-id-shaped name that exists on the server as a relative path is not a Hub id
     os.chdir(root.parent.parent)
     with pytest.raises(AccessError, match="names a file on the server"):
-        studio.lens_model("fill_mask", "roots/data")
+        studio.lenses.lens_model("fill_mask", "roots/data")
 
 
 def test_no_roots_hides_server_paths_and_refuses_them(tmp_path):
@@ -266,6 +266,22 @@ def test_viewer_is_refused_every_change(tmp_path, name, args):
         getattr(guarded, name)(*args)
     assert studio.jobs() == [] and studio.store.user_datasets() == []
     assert guarded.jobs() == [] and guarded.may_change() is False  # reading stays open
+
+
+def test_the_guarded_studio_is_a_studio_and_its_lenses_stay_open(tmp_path):
+    """Handlers are typed against engine.contract.Studio; the guarded one satisfies it, and a
+    viewer reaches the lenses (which read, never change) through it."""
+    from engine.contract import Studio as StudioProtocol
+
+    studio = Studio(tmp_path / "home")
+    guarded = GuardedStudio(studio, Access("viewer"), request=lambda: _Request())
+    assert isinstance(guarded, StudioProtocol)
+    assert guarded.lenses is studio.lenses and guarded.paths is studio.paths
+    assert "simclr" in guarded.lenses.view_methods()
+    assert [c["value"] for c in guarded.lenses.lens_models("attention")] == [
+        "facebook/dino-vits16"]
+    with pytest.raises(ViewerError):
+        guarded.submit({"method": "simclr", "dataset": "digits"})
 
 
 def test_viewer_through_the_launched_app(tmp_path):

@@ -130,6 +130,21 @@ def test_views_lens_shows_each_of_the_twelve_image_methods(studio):
         assert columns >= 3 and len(grid.constructor_args["value"]) == columns, method
 
 
+def test_image_lens_results_have_the_contracts_keys(studio, photo):
+    """What the tabs read is what engine/contract.py promises (the engine casts to it)."""
+    from engine import contract
+
+    lenses = studio.lenses
+    assert set(lenses.attention(photo, "1")) == set(contract.AttentionResult.__annotations__)
+    assert set(lenses.reconstruct(photo, "1")) == set(
+        contract.ReconstructResult.__annotations__)
+    assert set(lenses.lens_model_info("reconstruct", "1")) == set(
+        contract.LensModelInfo.__annotations__)
+    assert set(lenses.preview_views("simclr", "digits", 0, 1)) == set(
+        contract.ViewsResult.__annotations__)
+    assert all(set(c) == {"value", "label"} for c in lenses.lens_models("attention"))
+
+
 @pytest.fixture(scope="module")
 def language():
     home, ids = language_runs()
@@ -168,6 +183,23 @@ def test_language_tab_handlers_answer_or_explain(language, photo):
                                                       ids["t5"], 2, 8)
     assert source == "a red <extra_id_0> on a blue background" and parts[0] == ("a red ", None)
     assert details["spans"][0]["sentinel"] == "<extra_id_0>"
+
+
+def test_language_lens_results_have_the_contracts_keys(language, photo):
+    from engine import contract
+
+    studio, ids = language
+    lenses = studio.lenses
+    for result, typed in [
+            (lenses.zero_shot(photo, ids["clip"], "star, ring"), contract.ZeroShotResult),
+            (lenses.retrieve("a red star", ids["clip"], "shapes", 2, "test", 100),
+             contract.RetrieveResult),
+            (lenses.fill_mask("a small red [MASK]", ids["bert"], 2), contract.FillMaskResult),
+            (lenses.generate("a small", ids["gpt"], 4), contract.GenerateResult),
+            (lenses.text2text("a red [MASK] star", ids["t5"], 1, 4), contract.Text2TextResult)]:
+        assert set(result) == set(typed.__annotations__), typed.__name__
+    prediction = lenses.fill_mask("a small red [MASK]", ids["bert"], 1)["predictions"][0]
+    assert set(prediction) == set(contract.FillPrediction.__annotations__)
 
 
 def test_each_lens_endpoint_through_the_client(studio, photo, not_an_image):

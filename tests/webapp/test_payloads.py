@@ -130,7 +130,7 @@ def test_a_bug_in_a_tab_or_a_lens_shows_its_id_and_is_logged(demo, studio, monke
         raise TypeError("unsupported operand type(s) for +: 'NoneType' and 'int'")
 
     monkeypatch.setattr(studio, "submit", bug)
-    monkeypatch.setattr(studio, "preview_views", bug)
+    monkeypatch.setattr(studio.lenses, "preview_views", bug)
     with caplog.at_level(logging.ERROR, logger="webapp.errors"):
         job_id, note = submit_form(studio, "simclr", "digits", "quick", 0, {})
         assert job_id is None and "ps-error" in note and "NoneType" not in note

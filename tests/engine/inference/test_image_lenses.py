@@ -214,13 +214,13 @@ def test_jobs_without_a_fitting_model_are_explained(tmp_path):
 
 def test_offline_hub_id_fails_at_once_with_one_line(studio):
     with pytest.raises(ValueError, match="cannot be reached") as caught:
-        studio.attention(PHOTO, "facebook/dino-vits16")
+        studio.lenses.attention(PHOTO, "facebook/dino-vits16")
     assert "\n" not in str(caught.value)
 
 
 def test_unknown_run_id(studio):
     with pytest.raises(RuntimeError, match="no job 99"):
-        studio.attention(PHOTO, "99")
+        studio.lenses.attention(PHOTO, "99")
 
 
 def test_image_checks(tmp_path):
@@ -276,27 +276,27 @@ def mae_run(studio):
 
 def test_a_trained_run_is_listed_and_opens_in_both_lenses(studio, mae_run):
     for lens in ("attention", "reconstruct"):
-        values = [c["value"] for c in studio.lens_models(lens)]
+        values = [c["value"] for c in studio.lenses.lens_models(lens)]
         assert values[0] == mae_run and "facebook/" in values[-1]
-    out = studio.attention(PHOTO, mae_run)
+    out = studio.lenses.attention(PHOTO, mae_run)
     assert out["num_layers"] == 1 and out["grid"] == 4
-    out = studio.reconstruct(PHOTO, mae_run, 0.75, 0)
+    out = studio.lenses.reconstruct(PHOTO, mae_run, 0.75, 0)
     assert out["warning"] is None and out["norm_pix_loss"]
-    info = studio.lens_model_info("reconstruct", mae_run)
+    info = studio.lenses.lens_model_info("reconstruct", mae_run)
     assert info["decoder"] and info["image_size"] == 16
 
 
 def test_views_of_simclr_and_mae(studio):
-    out = studio.preview_views("simclr", "digits", seed=1, num_images=3)
+    out = studio.lenses.preview_views("simclr", "digits", seed=1, num_images=3)
     assert out["columns"] == 3 and out["captions"] == ["view 1", "view 2"]
     assert len(out["items"]) == 3 * 3
     assert all(p.dtype == np.uint8 and p.ndim == 3 for p, _ in out["items"])
-    again = studio.preview_views("simclr", "digits", seed=1, num_images=3)
+    again = studio.lenses.preview_views("simclr", "digits", seed=1, num_images=3)
     assert all(np.array_equal(a, b) for (a, _), (b, _) in zip(out["items"], again["items"]))
-    other = studio.preview_views("simclr", "digits", seed=2, num_images=3)
+    other = studio.lenses.preview_views("simclr", "digits", seed=2, num_images=3)
     assert not np.array_equal(out["items"][1][0], other["items"][1][0])
 
-    mae = studio.preview_views("mae", "digits", seed=0, num_images=2)
+    mae = studio.lenses.preview_views("mae", "digits", seed=0, num_images=2)
     caption = mae["captions"][1]
     assert caption == "encoder input: 16/64 patches"  # quick: 32 px, 4 px patches, 75%
     masked = mae["items"][2][0]  # image 1's encoder input, upscaled by a whole factor
@@ -327,13 +327,13 @@ def test_views_built_on_meta_equal_views_built_for_real():
 
 def test_views_refuses_text_methods(studio):
     with pytest.raises(LensError, match="bert trains on text"):
-        studio.preview_views("bert", "digits")
+        studio.lenses.preview_views("bert", "digits")
 
 
 def test_examples_are_written_once(studio):
-    found = studio.lens_examples()
+    found = studio.lenses.lens_examples()
     names = [e["name"] for e in found]
     assert any(n.startswith("shapes-") for n in names)
     assert all(Image.open(e["path"]).size[0] > 0 for e in found)
-    assert studio.lens_examples() == found
+    assert studio.lenses.lens_examples() == found
     json.dumps(found)

@@ -35,14 +35,14 @@ def test_zero_shot_probabilities_and_the_template_ensemble_by_hand(runs):
 
     studio, ids = runs
     labels, templates = ["star", "ring", "heart"], ["a {}", "a small {} on a background"]
-    out = studio.zero_shot(PHOTO, ids["clip"], ", ".join(labels), "\n".join(templates))
+    out = studio.lenses.zero_shot(PHOTO, ids["clip"], ", ".join(labels), "\n".join(templates))
     assert out["labels"] == labels and out["templates"] == templates
     probabilities = np.array(out["probabilities"])
     assert probabilities.shape == (3,) and (probabilities > 0).all()
     assert abs(probabilities.sum() - 1) < 1e-6
     assert out["ranking"] == list(np.argsort(-probabilities, kind="stable"))
 
-    folder = studio.lens_model("zero_shot", ids["clip"]).folder
+    folder = studio.lenses.lens_model("zero_shot", ids["clip"]).folder
     model = CLIPModel.from_pretrained(folder, use_safetensors=True).eval()
     tokenizer = CLIPProcessor.from_pretrained(folder).tokenizer
     with torch.no_grad():
@@ -54,7 +54,7 @@ def test_zero_shot_probabilities_and_the_template_ensemble_by_hand(runs):
             per_template.append(text / text.norm(dim=-1, keepdim=True))
         ensemble = torch.stack(per_template).mean(dim=0)  # (C, D)
         ensemble = ensemble / ensemble.norm(dim=-1, keepdim=True)
-        _, pixels = model_input(center_square(PHOTO), 16, *studio.lens_model(
+        _, pixels = model_input(center_square(PHOTO), 16, *studio.lenses.lens_model(
             "zero_shot", ids["clip"]).image_stats)
         image = model.get_image_features(pixel_values=pixels).pooler_output[0]
         image = image / image.norm()
@@ -88,11 +88,11 @@ def test_zero_shot_ignoring_an_attribute_by_hand(runs):
     studio, ids = runs
     labels, templates, colours = ["star", "ring", "heart"], ["a {}", "a small {}"], [
         "red", "blue", "green"]
-    plain = studio.zero_shot(PHOTO, ids["clip"], labels, templates)
-    out = studio.zero_shot(PHOTO, ids["clip"], labels, templates, " red, blue,green ,red")
+    plain = studio.lenses.zero_shot(PHOTO, ids["clip"], labels, templates)
+    out = studio.lenses.zero_shot(PHOTO, ids["clip"], labels, templates, " red, blue,green ,red")
     assert out["ignored"] == colours and plain["ignored"] == []
     assert not np.allclose(out["similarities"], plain["similarities"])
-    folder = studio.lens_model("zero_shot", ids["clip"]).folder
+    folder = studio.lenses.lens_model("zero_shot", ids["clip"]).folder
     model = CLIPModel.from_pretrained(folder, use_safetensors=True).eval()
     tokenizer = CLIPProcessor.from_pretrained(folder).tokenizer
 
@@ -112,15 +112,15 @@ def test_zero_shot_ignoring_an_attribute_by_hand(runs):
         classes = classes - classes @ basis @ basis.T  # the colours' plane, rank 2
         classes = classes / classes.norm(dim=-1, keepdim=True)
         assert (classes @ centred.T).abs().max() < 1e-5  # blind to the colours
-        _, pixels = model_input(center_square(PHOTO), 16, *studio.lens_model(
+        _, pixels = model_input(center_square(PHOTO), 16, *studio.lenses.lens_model(
             "zero_shot", ids["clip"]).image_stats)
         image = model.get_image_features(pixel_values=pixels).pooler_output[0]
         cosine = classes @ (image / image.norm())
     np.testing.assert_allclose(out["similarities"], cosine.numpy(), atol=1e-5)
     with pytest.raises(LensError, match="at least two values"):
-        studio.zero_shot(PHOTO, ids["clip"], labels, templates, "red")
+        studio.lenses.zero_shot(PHOTO, ids["clip"], labels, templates, "red")
     with pytest.raises(LensError, match="more than 2000"):
-        studio.zero_shot(PHOTO, ids["clip"], [f"w{i}" for i in range(100)],
+        studio.lenses.zero_shot(PHOTO, ids["clip"], [f"w{i}" for i in range(100)],
                          [f"{{}} {i}" for i in range(10)], "red, blue, green")
     assert parse_ignored("") == [] and parse_ignored(None) == []
 
@@ -130,20 +130,20 @@ def test_zero_shot_input_checks(runs):
     assert parse_labels(" cat, dog,, cat ") == ["cat", "dog"]
     assert parse_templates("") == ["a photo of a {}."]
     with pytest.raises(LensError, match="at least two"):
-        studio.zero_shot(PHOTO, ids["clip"], "cat")
+        studio.lenses.zero_shot(PHOTO, ids["clip"], "cat")
     with pytest.raises(LensError, match="exactly one"):
-        studio.zero_shot(PHOTO, ids["clip"], "cat, dog", "a photo")
+        studio.lenses.zero_shot(PHOTO, ids["clip"], "cat, dog", "a photo")
     with pytest.raises(LensError, match="no image"):
-        studio.zero_shot(None, ids["clip"], "cat, dog")
+        studio.lenses.zero_shot(None, ids["clip"], "cat, dog")
 
 
 # ---- retrieval ---------------------------------------------------------------------------
 def test_retrieval_scores_sorted_and_dataset_embedded_once(runs):
     studio, ids = runs
-    first = studio.retrieve("a red star", ids["clip"], "shapes", k=5, split="test",
+    first = studio.lenses.retrieve("a red star", ids["clip"], "shapes", k=5, split="test",
                             samples=200)
     calls = studio.explorer.embed_calls
-    second = studio.retrieve("a blue ring", ids["clip"], "shapes", k=5, split="test",
+    second = studio.lenses.retrieve("a blue ring", ids["clip"], "shapes", k=5, split="test",
                              samples=200)
     assert studio.explorer.embed_calls == calls  # no recompute on the second query
     assert second["embeddings_cached"] and first["searched"] == second["searched"] == 200
@@ -159,7 +159,7 @@ def test_retrieval_scores_sorted_and_dataset_embedded_once(runs):
     emb = studio.explorer.embeddings(ids["clip"], "shapes", 200, "test")
     from engine.inference.zero_shot import text_embeddings
 
-    query = text_embeddings(studio.lens_model("retrieve", ids["clip"]), ["a blue ring"])[0]
+    query = text_embeddings(studio.lenses.lens_model("retrieve", ids["clip"]), ["a blue ring"])[0]
     row = emb.indices.index(second["indices"][0])
     cosine = torch.nn.functional.normalize(emb.features[row], dim=0) @ query
     assert abs(float(cosine) - second["scores"][0]) < 1e-5
@@ -168,15 +168,15 @@ def test_retrieval_scores_sorted_and_dataset_embedded_once(runs):
 def test_retrieval_refuses_text_corpora_and_empty_queries(runs):
     studio, ids = runs
     with pytest.raises(LensError, match="text corpus"):
-        studio.retrieve("a red star", ids["clip"], "captions")
+        studio.lenses.retrieve("a red star", ids["clip"], "captions")
     with pytest.raises(LensError, match="type a query"):
-        studio.retrieve("  ", ids["clip"], "shapes")
+        studio.lenses.retrieve("  ", ids["clip"], "shapes")
 
 
 # ---- fill-mask ---------------------------------------------------------------------------
 def test_fill_mask_returns_k_distinct_words(runs):
     studio, ids = runs
-    out = studio.fill_mask(CAPTION, ids["bert"], k=7)
+    out = studio.lenses.fill_mask(CAPTION, ids["bert"], k=7)
     words = [p["token"] for p in out["predictions"]]
     assert len(words) == 7 == len(set(words))
     scores = [p["score"] for p in out["predictions"]]
@@ -185,35 +185,35 @@ def test_fill_mask_returns_k_distinct_words(runs):
     for prediction in out["predictions"]:
         assert prediction["sequence"].startswith("a small red")
         assert "[MASK]" not in prediction["sequence"]
-    same = studio.fill_mask(CAPTION.replace("[MASK]", "<mask>"), ids["bert"], k=7)
+    same = studio.lenses.fill_mask(CAPTION.replace("[MASK]", "<mask>"), ids["bert"], k=7)
     assert same["predictions"] == out["predictions"]  # either spelling of the blank
 
 
 def test_fill_mask_refuses_text_without_one_mask(runs):
     studio, ids = runs
     with pytest.raises(LensError, match="no mask"):
-        studio.fill_mask("a small red star", ids["bert"])
+        studio.lenses.fill_mask("a small red star", ids["bert"])
     with pytest.raises(LensError, match="one at a time"):
-        studio.fill_mask("a [MASK] red [MASK]", ids["bert"])
+        studio.lenses.fill_mask("a [MASK] red [MASK]", ids["bert"])
 
 
 # ---- generation --------------------------------------------------------------------------
 def test_generate_is_repeatable_for_a_seed(runs):
     studio, ids = runs
     settings = dict(max_new_tokens=12, temperature=1.0, top_k=0)
-    first = studio.generate("a small red", ids["gpt"], seed=3, **settings)
-    again = studio.generate("a small red", ids["gpt"], seed=3, **settings)
+    first = studio.lenses.generate("a small red", ids["gpt"], seed=3, **settings)
+    again = studio.lenses.generate("a small red", ids["gpt"], seed=3, **settings)
     assert first["continuation"] == again["continuation"]
     assert first["text"] == "a small red" + first["continuation"]
     assert 1 <= first["new_tokens"] <= 12 and not first["greedy"]
-    others = {studio.generate("a small red", ids["gpt"], seed=s, **settings)["continuation"]
+    others = {studio.lenses.generate("a small red", ids["gpt"], seed=s, **settings)["continuation"]
               for s in range(4, 8)}
     assert len(others | {first["continuation"]}) > 1  # the seed matters when sampling
-    greedy = [studio.generate("a small red", ids["gpt"], 12, 0.0, 50, seed)["continuation"]
+    greedy = [studio.lenses.generate("a small red", ids["gpt"], 12, 0.0, 50, seed)["continuation"]
               for seed in (0, 1)]
     assert greedy[0] == greedy[1]
     with pytest.raises(LensError, match="temperature"):
-        studio.generate("a", ids["gpt"], 5, -1.0)
+        studio.lenses.generate("a", ids["gpt"], 5, -1.0)
 
 
 def test_concurrent_requests_give_the_sequential_answers(runs):
@@ -227,8 +227,9 @@ def test_concurrent_requests_give_the_sequential_answers(runs):
     def answer(job):
         lens, value = job
         if lens == "generate":
-            return studio.generate("a small", ids["gpt"], 8, 1.0, 0, value)["continuation"]
-        return [p["token"] for p in studio.fill_mask(CAPTION, ids["bert"], value)["predictions"]]
+            return studio.lenses.generate("a small", ids["gpt"], 8, 1.0, 0, value)["continuation"]
+        predictions = studio.lenses.fill_mask(CAPTION, ids["bert"], value)["predictions"]
+        return [p["token"] for p in predictions]
 
     sequential = [answer(job) for job in jobs]
     with ThreadPoolExecutor(4) as pool:
@@ -238,7 +239,7 @@ def test_concurrent_requests_give_the_sequential_answers(runs):
 # ---- text to text ------------------------------------------------------------------------
 def test_text2text_puts_the_spans_back(runs, monkeypatch):
     studio, ids = runs
-    lm = studio.lens_model("text2text", ids["t5"])
+    lm = studio.lenses.lens_model("text2text", ids["t5"])
     tokenizer = lm.processor
     encode = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]
     sentinel = tokenizer.convert_tokens_to_ids
@@ -246,7 +247,7 @@ def test_text2text_puts_the_spans_back(runs, monkeypatch):
                 *encode("star"), sentinel("<extra_id_1>"), *encode("striped"),
                 lm.model.config.eos_token_id])
     monkeypatch.setattr(lm.model, "generate", lambda **kwargs: torch.tensor([written]))
-    out = studio.text2text("a small red [MASK] on a [MASK] background", ids["t5"])
+    out = studio.lenses.text2text("a small red [MASK] on a [MASK] background", ids["t5"])
     assert out["input"] == "a small red <extra_id_0> on a <extra_id_1> background"
     assert [s["text"] for s in out["spans"]] == ["star", "striped"]
     assert out["filled"] == "a small red star on a striped background"
@@ -256,14 +257,14 @@ def test_text2text_puts_the_spans_back(runs, monkeypatch):
 
 def test_text2text_on_the_trained_run(runs):
     studio, ids = runs
-    out = studio.text2text("a small red <extra_id_0> on a blue background", ids["t5"],
+    out = studio.lenses.text2text("a small red <extra_id_0> on a blue background", ids["t5"],
                            num_beams=2, max_new_tokens=8)
     assert [s["sentinel"] for s in out["spans"]] == ["<extra_id_0>"]
     assert out["filled"] == f"a small red {out['spans'][0]['text']} on a blue background"
-    plain = studio.text2text("a small red star", ids["t5"], 2, 8)
+    plain = studio.lenses.text2text("a small red star", ids["t5"], 2, 8)
     assert plain["filled"] is None and "span filling" in plain["hint"]
     with pytest.raises(LensError, match="beams"):
-        studio.text2text("a <extra_id_0>", ids["t5"], num_beams=0)
+        studio.lenses.text2text("a <extra_id_0>", ids["t5"], num_beams=0)
 
 
 def test_sentinel_helpers():
@@ -280,11 +281,11 @@ def test_sentinel_helpers():
 
 # ---- families and pickers ----------------------------------------------------------------
 @pytest.mark.parametrize("call, wrong, expected", [
-    (lambda s, m: s.zero_shot(PHOTO, m, "a, b"), "bert", "needs a CLIP model"),
-    (lambda s, m: s.retrieve("a star", m, "shapes"), "gpt", "needs a CLIP model"),
-    (lambda s, m: s.fill_mask(CAPTION, m), "t5", "needs a masked language model"),
-    (lambda s, m: s.generate("a", m), "bert", "needs a causal language model"),
-    (lambda s, m: s.text2text("a <extra_id_0>", m), "clip", "needs an encoder-decoder T5"),
+    (lambda s, m: s.lenses.zero_shot(PHOTO, m, "a, b"), "bert", "needs a CLIP model"),
+    (lambda s, m: s.lenses.retrieve("a star", m, "shapes"), "gpt", "needs a CLIP model"),
+    (lambda s, m: s.lenses.fill_mask(CAPTION, m), "t5", "needs a masked language model"),
+    (lambda s, m: s.lenses.generate("a", m), "bert", "needs a causal language model"),
+    (lambda s, m: s.lenses.text2text("a <extra_id_0>", m), "clip", "needs an encoder-decoder T5"),
 ])
 def test_each_lens_refuses_the_wrong_family(runs, call, wrong, expected):
     studio, ids = runs
@@ -298,5 +299,5 @@ def test_pickers_list_only_runs_of_the_fitting_method(runs):
                                  ("retrieve", "clip", "openai/clip-vit-base-patch32"),
                                  ("fill_mask", "bert", "bert-base-uncased"),
                                  ("generate", "gpt", "gpt2"), ("text2text", "t5", "t5-small")]:
-        values = [c["value"] for c in studio.lens_models(lens)]
+        values = [c["value"] for c in studio.lenses.lens_models(lens)]
         assert values == [ids[method], hub_id], lens
