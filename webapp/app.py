@@ -196,8 +196,8 @@ class OwnerBar:
 def _wire_between_tabs(train: TrainTab, jobs: JobsTab, tab_row: gr.Tabs) -> None:
     """Jobs -> "Follow in Train tab": the Train tab follows the selected job."""
 
-    def follow_in_train(job_id: int | None) -> list:
-        return [*train.follow(job_id), gr.Tabs(selected="train")]
+    def follow_in_train(job_id: int | None) -> dict:
+        return {**train.follow(job_id), tab_row: gr.Tabs(selected="train")}
 
     jobs.open_btn.click(follow_in_train, [jobs.selected], [*train.follow_outputs, tab_row],
                         api_visibility="private")

@@ -21,7 +21,7 @@ from webapp.explorer_maps import (HOVER, LEGEND_CSS, MAX_THUMBS, SAME_ARCH, colo
                                   colour_choices, dataset_choices, knn_text, legend_html,
                                   map_frame, resolve_b, selection_rows, selection_text,
                                   write_csv)
-from webapp.figures import message
+from webapp.figures import Updates, message
 
 NO_MODEL = ""
 PROJECTIONS = [("PCA (instant)", "pca"), ("UMAP", "umap"), ("t-SNE", "tsne")]
@@ -202,11 +202,11 @@ class ExplorerTab:
     def draw(self, model_a: str | None, model_b: str | None, dataset: str, split: str,
              samples: float, projection: str, n_neighbors: float, min_dist: float,
              perplexity: float, texts: str, colour_by: str = "label",
-             progress: gr.Progress = gr.Progress()) -> list[Any]:
+             progress: gr.Progress = gr.Progress()) -> Updates:
         status = message(self.studio.umap_status(), "info")
 
-        def refused(note: str) -> list[Any]:
-            return [gr.skip()] * 4 + [note] + [gr.skip()] * 4 + [status, gr.skip(), gr.skip()]
+        def refused(note: str) -> Updates:
+            return {self.note: note, self.status: status}
 
         if not model_a:
             return refused(message("Pick a model first.", "warn"))
@@ -217,19 +217,21 @@ class ExplorerTab:
             return refused(error_note(error, "embedding map"))
         choices = colour_choices(views[0])
         colour_by = colour_by if colour_by in choices else "label"
-        plots = [self.plot_update(view, colour_by) for view in views]
-        if len(views) == 1:
-            plots.append(gr.ScatterPlot(value=None, visible=False))
+        b = views[1] if len(views) > 1 else None
         notes = " ".join(dict.fromkeys(v["message"] for v in views if v["message"]))
         level = "warn" if any(v.get("capped") for v in views) else "info"
-        state = {"a": views[0], "b": views[1] if len(views) > 1 else None,
-                 "dataset": dataset, "split": split}
-        return [*plots, knn_text(views[0]), knn_text(views[1] if len(views) > 1 else None),
-                message(notes, level) if notes else "", state, [],
-                selection_text(None, []),
-                gr.DownloadButton(value=write_csv(self.studio.maps_csv(views)), visible=True),
-                message(self.studio.umap_status(), "info"),
-                gr.Dropdown(choices=choices, value=colour_by), legend_html(views[0], colour_by)]
+        state = {"a": views[0], "b": b, "dataset": dataset, "split": split}
+        return {self.plot_a: self.plot_update(views[0], colour_by),
+                self.plot_b: (self.plot_update(b, colour_by) if b
+                              else gr.ScatterPlot(value=None, visible=False)),
+                self.knn_a: knn_text(views[0]), self.knn_b: knn_text(b),
+                self.note: message(notes, level) if notes else "", self.views: state,
+                self.gallery: [], self.selection: selection_text(None, []),
+                self.csv: gr.DownloadButton(value=write_csv(self.studio.maps_csv(views)),
+                                            visible=True),
+                self.status: message(self.studio.umap_status(), "info"),
+                self.colour_by: gr.Dropdown(choices=choices, value=colour_by),
+                self.legend: legend_html(views[0], colour_by)}
 
     def plot_update(self, view: EmbeddingMap, colour_by: str = "label") -> gr.ScatterPlot:
         axis = AXIS[view["projection"]]
@@ -238,13 +240,15 @@ class ExplorerTab:
                               y_title=f"{axis} 2", visible=True, title=view["model"]["name"],
                               colors_in_legend=[])
 
-    def recolour(self, views: dict[str, Any], colour_by: str) -> list[Any]:
+    def recolour(self, views: dict[str, Any], colour_by: str) -> Any:
         """The drawn maps coloured by another column; nothing is computed again."""
         if not views or not views.get("a"):
-            return [gr.skip(), gr.skip(), gr.skip()]
-        return [self.plot_update(views["a"], colour_by),
-                self.plot_update(views["b"], colour_by) if views.get("b") else gr.skip(),
-                legend_html(views["a"], colour_by)]
+            return gr.skip()
+        out: Updates = {self.plot_a: self.plot_update(views["a"], colour_by),
+                        self.legend: legend_html(views["a"], colour_by)}
+        if views.get("b"):
+            out[self.plot_b] = self.plot_update(views["b"], colour_by)
+        return out
 
     def on_select(self, views: dict[str, Any], evt: gr.EventData) -> list[Any]:
         data = getattr(evt, "_data", None) or {}

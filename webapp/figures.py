@@ -1,13 +1,16 @@
 """Curves and the words around them: metric points, plot frames, status lines, dates.
 
-Plain functions over plain types (no gradio objects here), so each is testable on its own.
-A job's curves are held as a `Curves` dict in a `gr.State`:
+Plain functions over plain types (no gradio objects here but in `CurvePanel`), so each is
+testable on its own. A job's curves are held as a `Curves` dict in a `gr.State`:
 
     {"job_id": 3, "since": 120, "points": {"loss": [[1, 6.2], [2, 6.1], ...], "lr": [...]},
      "samples": [[monotonic_time, step], ...]}
 
 `poll` adds only the points after `since` (what `studio.metrics(job_id, since)` returns); it
 never fetches a job's history twice.
+
+Handlers with several outputs return `Updates`, a dict keyed by component: Gradio leaves an
+output that is not in it as it is, so nobody counts positions (see `respond`).
 """
 from __future__ import annotations
 
@@ -18,12 +21,22 @@ from typing import Any, NotRequired, TypedDict
 
 import gradio as gr
 import pandas as pd
+from gradio.components import Component
 
 from engine.contract import JobDetail, JobStatus, MetricPoint, Studio
+
+Updates = dict[Component, Any]  # a handler's answer: {output component: its new value}
+
 # Logged every step but shown in the status line, not as a curve of its own by default.
 MAIN_CURVES = ("loss", "lr")
 MAX_PLOT_POINTS = 2000  # per curve; longer histories are thinned for the browser
 RATE_WINDOW_S = 30.0    # the ETA uses the step rate over this many recent seconds
+
+
+def respond(updates: Updates) -> Any:
+    """`updates` as a handler's return value. An empty dict would reach Gradio as a value (it
+    expands only non-empty ones), so "nothing changed" is `gr.skip()`."""
+    return updates or gr.skip()
 
 
 # ---- curves state ------------------------------------------------------------------------
@@ -272,30 +285,28 @@ class CurvePanel:
 
     def values(self, curves: Curves, job: JobDetail | None, changed: bool,
                x_lim: list[float] | None, extra_name: str | None, *,
-               waiting_for: int | None = None, reset: bool = False) -> list:
-        """Updates for `outputs`. Unchanged pieces are skipped; `reset` (a newly followed job)
-        redraws everything and clears the zoom."""
+               waiting_for: int | None = None, reset: bool = False) -> Updates:
+        """Updates of `outputs` (the curves state always; the rest only where it changed).
+        `reset` (a newly followed job) redraws everything and clears the zoom."""
         status = status_line(job, curves, waiting_for) if job else message(self.idle_text)
-        status_out: Any = status
-        if status == curves.get("status_html") and not reset:
-            status_out = gr.skip()
+        out: Updates = {self.curves: curves}
+        if status != curves.get("status_html") or reset:
+            out[self.status] = status
         curves["status_html"] = status
         names = extra_metric_names(curves)
         name_changed = reset or names != curves.get("extra_names")
-        name_out: Any = gr.skip()
         if name_changed:
             curves["extra_names"] = names
             if extra_name not in names:
                 extra_name = names[0] if names else None
-            name_out = gr.update(choices=names, value=extra_name)
-        if reset:
-            x_lim = None
+            out[self.extra_name] = gr.update(choices=names, value=extra_name)
         if not (changed or reset):
-            return [curves, gr.skip(), status_out, gr.skip(), gr.skip(), name_out, gr.skip()]
-        loss, lr, extra = self.frames(curves, x_lim, extra_name)
+            return out
+        loss, lr, extra = self.frames(curves, None if reset else x_lim, extra_name)
         title = dict(title=extra_name or "Other metric", y_title=extra_name or "value")
         if reset:
-            return [curves, None, status_out, gr.LinePlot(loss, x_lim=None),
-                    gr.LinePlot(lr, x_lim=None), name_out, gr.LinePlot(extra, x_lim=None, **title)]
-        extra_out = gr.LinePlot(extra, **title) if name_changed else extra
-        return [curves, gr.skip(), status_out, loss, lr, name_out, extra_out]
+            return {**out, self.x_lim: None, self.loss: gr.LinePlot(loss, x_lim=None),
+                    self.lr: gr.LinePlot(lr, x_lim=None),
+                    self.extra: gr.LinePlot(extra, x_lim=None, **title)}
+        return {**out, self.loss: loss, self.lr: lr,
+                self.extra: gr.LinePlot(extra, **title) if name_changed else extra}

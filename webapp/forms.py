@@ -144,18 +144,16 @@ class ParamForm:
     def components(self) -> list[gr.components.Component]:
         return [w.component for w in self.widgets]
 
-    def updates(self, fields: list[FormField]) -> list[Any]:
-        """One update per widget: the method's fields shown with their defaults, the rest
+    def updates(self, fields: list[FormField]) -> dict[gr.components.Component, Any]:
+        """{widget: its update}: the method's fields shown with their defaults, the rest
         hidden. Shown ones are fresh component instances, so a bound or help that is None
         for this method really clears the previous one (gr.update drops None entries)."""
         current = {widget_key(f): f for f in fields if f["name"] not in SEPARATE_FIELDS}
-        out = []
+        out: dict[gr.components.Component, Any] = {}
         for widget in self.widgets:
             field = current.get(widget.key)
-            if field is None:
-                out.append(gr.update(visible=False))
-            else:
-                out.append(make_widget(field, visible=True))
+            out[widget.component] = (gr.update(visible=False) if field is None
+                                     else make_widget(field, visible=True))
         return out
 
     def values(self, fields: list[FormField], raw: list[Any]) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 The table is rebuilt from `studio.jobs()` on Refresh and every few seconds (sent only when it
 changed). Selecting a row shows that job; while it is active its curves grow through the same
-incremental `poll` the Train tab uses.
+incremental `poll` the Train tab uses. Handlers answer `{component: value}` (figures.Updates).
 """
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import pandas as pd
 from engine.contract import ACTIVE_STATUSES, JobStatus, JobSummary, Studio
 from engine.errors import StudioError
 from webapp.errors import error_note
-from webapp.figures import (CurvePanel, Curves, empty_curves, format_duration, format_number,
-                            format_time, message, poll)
+from webapp.figures import (CurvePanel, Curves, Updates, empty_curves, format_duration,
+                            format_number, format_time, message, poll)
 from webapp.access import may_change
 from webapp.train_tab import button_states, waiting_for
 
@@ -79,6 +79,8 @@ class JobsTab:
         self.timer = gr.Timer(REFRESH_S, active=False)
         self.detail_outputs = [self.detail, self.title, self.config, self.spec,
                                *self.panel.outputs, self.stop_btn, self.resume_btn]
+        self.tick_outputs = [self.table, self.table_key, *self.panel.outputs, self.stop_btn,
+                             self.resume_btn]
 
     def wire(self, demo: gr.Blocks) -> None:
         private = dict(api_visibility="private")
@@ -88,8 +90,7 @@ class JobsTab:
                           **private)
         self.timer.tick(self.tick, [self.table_key, self.selected, self.panel.curves,
                                     self.panel.x_lim, self.panel.extra_name],
-                        [self.table, self.table_key, *self.panel.outputs, self.stop_btn,
-                         self.resume_btn], show_progress="hidden", concurrency_limit=None,
+                        self.tick_outputs, show_progress="hidden", concurrency_limit=None,
                         **private)
         self.stop_btn.click(self.stop, [self.selected], [self.note], **private)
         self.resume_btn.click(self.resume, [self.selected], [self.note, *self.detail_outputs],
@@ -101,67 +102,75 @@ class JobsTab:
         dispatches select for the initial tab on page load, which would open Gradio's
         heartbeat stream on every page view.)"""
 
-        def on_tab(key: str, evt: gr.SelectData) -> list:
+        def on_tab(key: str, evt: gr.SelectData) -> Updates:
             if evt.value == label:
                 return self.shown(key)
-            return [gr.skip(), gr.skip(), self.hidden()]
+            return {self.timer: self.hidden()}
 
         tab_row.select(on_tab, [self.table_key], [self.table, self.table_key, self.timer],
                        api_visibility="private")
 
     # ---- handlers ----------------------------------------------------------------------
-    def shown(self, key: str) -> list:
+    def shown(self, key: str) -> Updates:
         """The tab came into view: refresh the table now and every REFRESH_S from here on."""
-        return [*self.refresh(key), gr.Timer(active=True)]
+        return {**self.refresh(key), self.timer: gr.Timer(active=True)}
 
     def hidden(self) -> Any:
         return gr.Timer(active=False)
 
-    def refresh(self, key: str) -> tuple[Any, str]:
-        """The table, or a skip when nothing in it changed since `key`."""
+    def refresh(self, key: str) -> Updates:
+        """The table's key, and the table when it changed since `key`."""
         frame = jobs_frame(self.studio.jobs())
         new_key = frame.to_json()
-        return (gr.skip() if new_key == key else frame), new_key
+        if new_key == key:
+            return {self.table_key: key}
+        return {self.table: frame, self.table_key: new_key}
 
-    def on_select(self, evt: gr.SelectData) -> list:
-        return self.show(selected_job_id(evt.row_value))
+    def on_select(self, evt: gr.SelectData) -> Updates:
+        job_id = selected_job_id(evt.row_value)
+        detail = self.show(job_id)
+        found = self.title in detail  # not a deleted job
+        return {self.selected: job_id if found else None, **detail}
 
-    def show(self, job_id: int | None) -> list:
-        """Updates for [selected, *detail_outputs] showing job `job_id`."""
+    def show(self, job_id: int | None) -> Updates:
+        """Updates of `detail_outputs` showing job `job_id` (the panel hidden when it is gone)."""
+        hidden = {self.detail: gr.update(visible=False)}
         if job_id is None:
-            return [None, gr.update(visible=False), *[gr.skip()] * (len(self.detail_outputs) - 1)]
+            return hidden
         try:
             curves, job, _ = poll(self.studio, empty_curves(job_id))
         except StudioError:  # deleted meanwhile
-            return [None, gr.update(visible=False), *[gr.skip()] * (len(self.detail_outputs) - 1)]
+            return hidden
         curves["status"] = job["status"]
         wait = waiting_for(self.studio) if job["status"] == JobStatus.QUEUED else None
         title = (f"### Job #{job['id']}: {job['method']} on {job['dataset']} "
                  f"({job['backbone']}, {job['preset']} preset)")
-        return [job_id, gr.update(visible=True), title, job.get("config"), job.get("spec"),
-                *self.panel.values(curves, job, True, None, None, waiting_for=wait, reset=True),
-                *button_states(job["status"], may_change(self.studio))]
+        stop, resume = button_states(job["status"], may_change(self.studio))
+        return {self.detail: gr.update(visible=True), self.title: title,
+                self.config: job.get("config"), self.spec: job.get("spec"),
+                **self.panel.values(curves, job, True, None, None, waiting_for=wait, reset=True),
+                self.stop_btn: stop, self.resume_btn: resume}
 
     def tick(self, key: str, job_id: int | None, curves: Curves,
-             x_lim: list[float] | None, extra_name: str | None) -> list:
-        table, key = self.refresh(key)
-        skip_panel = [gr.skip()] * (len(self.panel.outputs) + 2)
+             x_lim: list[float] | None, extra_name: str | None) -> Updates:
+        out = self.refresh(key)
         if job_id is None or curves.get("job_id") != job_id:
-            return [table, key, *skip_panel]
+            return out
         if curves.get("status") not in ACTIVE_STATUSES and curves.get("status") is not None:
-            return [table, key, *skip_panel]  # a finished job's curves do not move
+            return out  # a finished job's curves do not move
         try:
             curves, job, changed = poll(self.studio, curves)
         except Exception:
             log.exception("polling job %s failed", job_id)
-            return [table, key, *skip_panel]
+            return out
         status_changed = job["status"] != curves.get("status")
         curves["status"] = job["status"]
         wait = waiting_for(self.studio) if job["status"] == JobStatus.QUEUED else None
-        buttons = (button_states(job["status"], may_change(self.studio)) if status_changed
-                   else (gr.skip(), gr.skip()))
-        return [table, key, *self.panel.values(curves, job, changed, x_lim, extra_name,
-                                               waiting_for=wait), *buttons]
+        out.update(self.panel.values(curves, job, changed, x_lim, extra_name, waiting_for=wait))
+        if status_changed:
+            stop, resume = button_states(job["status"], may_change(self.studio))
+            out.update({self.stop_btn: stop, self.resume_btn: resume})
+        return out
 
     def stop(self, job_id: int | None) -> str:
         if job_id is None:
@@ -172,12 +181,11 @@ class JobsTab:
             return error_note(error, "stop")
         return message(f"Job #{job_id}: {outcome}.", "info")
 
-    def resume(self, job_id: int | None) -> list:
+    def resume(self, job_id: int | None) -> Updates:
         if job_id is None:
-            return [message("Select a job first.", "warn"),
-                    *[gr.skip()] * len(self.detail_outputs)]
+            return {self.note: message("Select a job first.", "warn")}
         try:
             self.studio.resume(job_id)
         except Exception as error:  # noqa: BLE001 - the user's message, or a bug logged
-            return [error_note(error, "resume"), *[gr.skip()] * len(self.detail_outputs)]
-        return [message(f"Job #{job_id} queued again.", "ok"), *self.show(job_id)[1:]]
+            return {self.note: error_note(error, "resume")}
+        return {self.note: message(f"Job #{job_id} queued again.", "ok"), **self.show(job_id)}

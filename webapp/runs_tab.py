@@ -4,7 +4,8 @@ loss and health curves overlaid (one colour per job), and on-demand evaluation.
 Everything shown is read from the store through `studio.leaderboard()` and `studio.metrics()`;
 only the Evaluate button computes (`studio.evaluate`, with a progress bar). The zoom works as in
 `figures.CurvePanel`: brushing a step range sets `x_lim` on both plots, a double click clears it,
-and refreshes send only new values, so the zoom survives every tick.
+and refreshes send only new values, so the zoom survives every tick. Handlers answer
+`{component: value}` (figures.Updates); what they leave out stays as it is.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import gradio as gr
 import pandas as pd
 
 from engine.contract import Studio
+from webapp.figures import Updates
 from webapp.runs_board import (ALL_DATASETS, FINISHED, HEALTH_TITLES, board_datatypes,
                                board_key, dataset_choices, evaluate_jobs, health_choices,
                                job_choices, job_colors, leaderboard_frame, overlay_frame,
@@ -128,41 +130,43 @@ class RunsTab:
     def wire_visibility(self, tab_row: gr.Tabs, label: str) -> None:
         """Tick only while this tab is shown (the Jobs tab does the same)."""
 
-        def on_tab(text: str, dataset: str, key: str, evt: gr.SelectData) -> list:
+        def on_tab(text: str, dataset: str, key: str, evt: gr.SelectData) -> Updates:
             if evt.value == label:
-                return [*self.refresh_board(text, dataset, key), gr.Timer(active=True)]
-            return [gr.skip(), gr.skip(), gr.skip(), gr.Timer(active=False)]
+                return {**self.refresh_board(text, dataset, key), self.timer: gr.Timer(active=True)}
+            return {self.timer: gr.Timer(active=False)}
 
         tab_row.select(on_tab, [self.filter, self.dataset_filter, self.board_key],
                        [self.board, self.board_key, self.dataset_filter, self.timer],
                        api_visibility="private")
 
     # ---- handlers ----------------------------------------------------------------------
-    def refresh_board(self, text: str, dataset: str, key: str) -> list:
-        """[board, key, dataset filter]: the board and the filter's choices are sent only
-        when they changed since `key`."""
+    def refresh_board(self, text: str, dataset: str, key: str) -> Updates:
+        """The board's key; the board and the filter's choices only when they changed since
+        `key`."""
         rows = self.studio.leaderboard()
         frame = leaderboard_frame(rows, text, dataset)
         datasets = sorted({r["dataset"] for r in rows})
         new_key = board_key(frame, datasets)
         if new_key == key:
-            return [gr.skip(), key, gr.skip()]
+            return {self.board_key: key}
+        out: Updates = {self.board: gr.Dataframe(frame, datatype=board_datatypes(frame)),
+                        self.board_key: new_key}
         old_datasets = json.loads(key)[1] if key else None
-        choices = (gr.skip() if datasets == old_datasets
-                   else gr.update(choices=[ALL_DATASETS, *datasets]))
-        return [gr.Dataframe(frame, datatype=board_datatypes(frame)), new_key, choices]
+        if datasets != old_datasets:
+            out[self.dataset_filter] = gr.update(choices=[ALL_DATASETS, *datasets])
+        return out
 
-    def on_row(self, selected: list[int] | None, evt: gr.SelectData) -> list:
+    def on_row(self, selected: list[int] | None, evt: gr.SelectData) -> Any:
         """A job's row adds that job to the curves and picks it for Evaluate."""
         name = str((evt.row_value or [""])[0])
         match = re.match(r"#(\d+) ", name)
         if not match:
-            return [gr.skip(), gr.skip()]
+            return gr.skip()
         job_id = int(match.group(1))
         selected = [int(j) for j in selected or []]
         if job_id not in selected:
             selected.append(job_id)
-        return [gr.update(value=selected), gr.update(value=job_id)]
+        return {self.jobs: gr.update(value=selected), self.eval_job: gr.update(value=job_id)}
 
     def plots(self, compare: dict[str, Any], health_name: str | None,
               x_lim: list[float] | None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -170,18 +174,20 @@ class RunsTab:
                 overlay_frame(compare, health_name or "embedding_std", x_lim))
 
     def on_jobs(self, compare: dict[str, Any], job_ids: list[int] | None,
-                health_name: str | None, x_lim: list[float] | None) -> list:
+                health_name: str | None, x_lim: list[float] | None) -> Updates:
         compare, _ = sync_compare(self.studio, compare or {}, job_ids or [])
         loss, health = self.plots(compare, health_name, x_lim)
-        return [compare, loss, health, gr.update(choices=health_choices(compare))]
+        return {self.compare: compare, self.loss_plot: loss, self.health_plot: health,
+                self.health_name: gr.update(choices=health_choices(compare))}
 
-    def restyle(self, compare: dict[str, Any], style_key: str) -> list:
+    def restyle(self, compare: dict[str, Any], style_key: str) -> Updates:
         """After new values are in: the job colours, when they changed (see `job_colors`)."""
         colors = job_colors(compare or {})
         key = json.dumps(colors, sort_keys=True)
         if key == style_key:
-            return [gr.skip(), gr.skip(), style_key]
-        return [gr.update(color_map=colors), gr.update(color_map=colors), key]
+            return {self.style_key: style_key}
+        return {self.loss_plot: gr.update(color_map=colors),
+                self.health_plot: gr.update(color_map=colors), self.style_key: key}
 
     def on_health_name(self, compare: dict[str, Any], health_name: str,
                        x_lim: list[float] | None) -> Any:
@@ -190,27 +196,27 @@ class RunsTab:
                            y_title=health_name, color_map=job_colors(compare))
 
     def zoom(self, compare: dict[str, Any], health_name: str | None,
-             evt: gr.SelectData) -> list:
+             evt: gr.SelectData) -> Updates:
         low, high = (float(v) for v in evt.index[:2])
-        x_lim = [min(low, high), max(low, high)]
+        return self.zoomed(compare, health_name, [min(low, high), max(low, high)])
+
+    def unzoom(self, compare: dict[str, Any], health_name: str | None) -> Updates:
+        return self.zoomed(compare, health_name, None)
+
+    def zoomed(self, compare: dict[str, Any], health_name: str | None,
+               x_lim: list[float] | None) -> Updates:
         loss, health = self.plots(compare, health_name, x_lim)
         colors = job_colors(compare)
-        return [x_lim, gr.LinePlot(loss, x_lim=x_lim, color_map=colors),
-                gr.LinePlot(health, x_lim=x_lim, color_map=colors)]
-
-    def unzoom(self, compare: dict[str, Any], health_name: str | None) -> list:
-        loss, health = self.plots(compare, health_name, None)
-        colors = job_colors(compare)
-        return [None, gr.LinePlot(loss, x_lim=None, color_map=colors),
-                gr.LinePlot(health, x_lim=None, color_map=colors)]
+        return {self.x_lim: x_lim, self.loss_plot: gr.LinePlot(loss, x_lim=x_lim, color_map=colors),
+                self.health_plot: gr.LinePlot(health, x_lim=x_lim, color_map=colors)}
 
     def tick(self, text: str, dataset: str, key: str, compare: dict[str, Any],
              job_ids: list[int] | None, health_name: str | None,
-             x_lim: list[float] | None, jobs_key: str, eval_job: Any = None) -> list:
+             x_lim: list[float] | None, jobs_key: str, eval_job: Any = None) -> Updates:
         """Every REFRESH_S while shown: the board when it changed, new points of the followed
         jobs that are still running (values only: the zoom stays), and the job lists (the job
         to evaluate stays picked while it is listed; else the newest finished one is)."""
-        board = self.refresh_board(text, dataset, key)
+        out = self.refresh_board(text, dataset, key)
         compare = compare or {}
         names = health_choices(compare)
         changed = False
@@ -218,28 +224,29 @@ class RunsTab:
             compare, changed = sync_compare(self.studio, compare, job_ids or [])
         except Exception:
             log.exception("polling the compared jobs failed")
-        curves: list[Any] = [gr.skip()] * 4
         if changed:
             loss, health = self.plots(compare, health_name, x_lim)
+            out.update({self.compare: compare, self.loss_plot: loss, self.health_plot: health})
             new_names = health_choices(compare)
-            curves = [compare, loss, health,
-                      gr.skip() if new_names == names else gr.update(choices=new_names)]
+            if new_names != names:
+                out[self.health_name] = gr.update(choices=new_names)
         choices = job_choices(self.studio.jobs())
         new_jobs_key = json.dumps(choices)
         if new_jobs_key == jobs_key:
-            return [*board, *curves, gr.skip(), gr.skip(), jobs_key]
+            return out
         finished = [(label, i) for label, i in choices if label.endswith(
             tuple(f"({status})" for status in FINISHED))]
         ids = [i for _, i in finished]
         keep = eval_job if eval_job in ids else (ids[0] if ids else None)
-        return [*board, *curves, gr.update(choices=choices),
-                gr.update(choices=finished, value=keep), new_jobs_key]
+        return {**out, self.jobs: gr.update(choices=choices),
+                self.eval_job: gr.update(choices=finished, value=keep),
+                self.jobs_key: new_jobs_key}
 
     def evaluate(self, job_id: int | None, protocols: list[str], dataset: str | None,
                  text: str, dataset_filter: str, key: str,
-                 progress: gr.Progress = gr.Progress()) -> list:
+                 progress: gr.Progress = gr.Progress()) -> Updates:
         def report(fraction: float, what: str) -> None:
             progress(fraction, desc=what)
 
         note = evaluate_jobs(self.studio, job_id, protocols, dataset, report)
-        return [note, *self.refresh_board(text, dataset_filter, key)]
+        return {self.note: note, **self.refresh_board(text, dataset_filter, key)}

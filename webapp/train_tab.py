@@ -4,7 +4,8 @@ The form is built from `studio.method_form` (see forms.py). Start turns it into 
 params are only the values that differ from the preset's defaults and calls `studio.submit`; a
 refused spec shows the engine's message beside the form and creates nothing. The tab then
 follows the job: a 1 s `gr.Timer`, active only while the followed job is queued or running,
-fetches the points after the last step it has (`studio.metrics(job_id, since)`).
+fetches the points after the last step it has (`studio.metrics(job_id, since)`). Handlers
+with several outputs answer `{component: value}` (figures.Updates); what they leave out stays.
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ import gradio as gr
 from engine.contract import (ACTIVE_STATUSES, RESUMABLE_STATUSES, TERMINAL_STATUSES,
                              DatasetInfo, JobSpec, JobStatus, MethodInfo, ProtocolInfo, Studio,
                              TextSample)
-from webapp.figures import CurvePanel, Curves, empty_curves, message, poll
+from webapp.figures import (CurvePanel, Curves, Updates, empty_curves, message, poll,
+                            respond)
 from webapp.cards import card_markdown, cards_table
 from webapp.access import may_change
 from webapp.data_panel import DataPanel
@@ -236,75 +238,79 @@ class TrainTab:
         demo.load(self.on_load, None, self.follow_outputs, show_progress="hidden", **private)
 
     # ---- handlers ----------------------------------------------------------------------
-    def on_method(self, method: str, dataset: str | None, preset: str | None) -> list:
+    def on_method(self, method: str, dataset: str | None, preset: str | None) -> Updates:
         info = self.methods[method]
         preset = preset if preset in info["presets"] else "quick"
         fields = self.studio.method_form(method, preset)
         datasets = self.studio.datasets()
         backbone = next(f for f in fields if f["name"] == "backbone")
-        return [gr.update(choices=dataset_choices(datasets, info["modality"]),
-                          value=pick_dataset(datasets, info["modality"], dataset)),
-                gr.update(choices=info["presets"], value=preset),
-                gr.update(choices=backbone["choices"] or [backbone["default"]],
-                          value=backbone["default"], info=backbone["help"]),
-                *self.form.updates(fields)]
+        return {self.dataset: gr.update(choices=dataset_choices(datasets, info["modality"]),
+                                        value=pick_dataset(datasets, info["modality"], dataset)),
+                self.preset: gr.update(choices=info["presets"], value=preset),
+                self.backbone: gr.update(choices=backbone["choices"] or [backbone["default"]],
+                                         value=backbone["default"], info=backbone["help"]),
+                **self.form.updates(fields)}
 
     def on_method_evals(self, method: str) -> Any:
         """Evaluations need image features: off (and locked) for text methods."""
         modality = self.methods[method]["modality"]
         return gr.update(value=default_evals(modality), interactive=modality == "image")
 
-    def on_preset(self, method: str, preset: str) -> list:
+    def on_preset(self, method: str, preset: str) -> Updates:
         fields = self.studio.method_form(method, preset)
         backbone = next(f for f in fields if f["name"] == "backbone")
-        return [gr.update(value=backbone["default"]), *self.form.updates(fields)]
+        return {self.backbone: gr.update(value=backbone["default"]), **self.form.updates(fields)}
 
     def start(self, method: str, dataset: str, preset: str, seed: Any, backbone: str,
-              *raw: Any) -> list:
+              *raw: Any) -> Updates:
         try:
             fields = self.studio.method_form(method, preset)
         except Exception as error:  # noqa: BLE001 - the user's message, or a bug logged
-            return [error_note(error, "start"), *[gr.skip()] * len(self.follow_outputs)]
+            return {self.note: error_note(error, "start")}
         count = len(self.form.components)  # then the evaluations and their dataset, if sent
         extra = list(raw[count:]) + [None, None]
         values = {"backbone": backbone, **self.form.values(fields, list(raw[:count]))}
         job_id, note = submit_form(self.studio, method, dataset, preset, seed, values,
                                    evals=extra[0], eval_dataset=extra[1])
         if job_id is None:
-            return [note, *[gr.skip()] * len(self.follow_outputs)]
-        return [note, *self.follow(job_id)]
+            return {self.note: note}
+        return {self.note: note, **self.follow(job_id)}
 
-    def follow(self, job_id: int | None) -> list:
-        """Updates for `follow_outputs` that make the tab follow `job_id` from scratch."""
+    def buttons(self, status: str | None) -> Updates:
+        stop, resume = button_states(status, may_change(self.studio))
+        return {self.stop_btn: stop, self.resume_btn: resume}
+
+    def follow(self, job_id: int | None) -> Updates:
+        """Updates of `follow_outputs` that make the tab follow `job_id` from scratch (none
+        for no job)."""
         if job_id is None:
-            return [gr.skip()] * len(self.follow_outputs)
+            return {}
         curves, job, _ = poll(self.studio, empty_curves(int(job_id)))
         wait = waiting_for(self.studio) if job["status"] == JobStatus.QUEUED else None
         curves["status"] = job["status"]
-        stop, resume = button_states(job["status"], may_change(self.studio))
-        return [*self.panel.values(curves, job, True, None, None, waiting_for=wait, reset=True),
-                gr.Timer(active=job["status"] not in TERMINAL_STATUSES), stop, resume]
+        return {**self.panel.values(curves, job, True, None, None, waiting_for=wait, reset=True),
+                self.timer: gr.Timer(active=job["status"] not in TERMINAL_STATUSES),
+                **self.buttons(job["status"])}
 
-    def tick(self, curves: Curves, x_lim: list[float] | None,
-             extra_name: str | None) -> list:
+    def tick(self, curves: Curves, x_lim: list[float] | None, extra_name: str | None) -> Updates:
         if curves.get("job_id") is None:
-            return [*[gr.skip()] * len(self.panel.outputs), gr.Timer(active=False),
-                    gr.skip(), gr.skip()]
+            return {self.timer: gr.Timer(active=False)}
         try:
             curves, job, changed = poll(self.studio, curves)
         except Exception as error:  # noqa: BLE001 - the job vanished, or a bug (logged)
             note = error_text(error, f"polling job {curves.get('job_id')}")
-            return [curves, gr.skip(), message(f"Lost the job: {note}", "error"),
-                    *[gr.skip()] * (len(self.panel.outputs) - 3), gr.Timer(active=False),
-                    gr.skip(), gr.skip()]
+            return {self.panel.curves: curves,
+                    self.panel.status: message(f"Lost the job: {note}", "error"),
+                    self.timer: gr.Timer(active=False)}
         wait = waiting_for(self.studio) if job["status"] == JobStatus.QUEUED else None
         status_changed = job["status"] != curves.get("status")
         curves["status"] = job["status"]
-        buttons = (button_states(job["status"], may_change(self.studio)) if status_changed
-                   else (gr.skip(), gr.skip()))
-        timer = gr.Timer(active=False) if job["status"] in TERMINAL_STATUSES else gr.skip()
-        return [*self.panel.values(curves, job, changed, x_lim, extra_name, waiting_for=wait),
-                timer, *buttons]
+        out = self.panel.values(curves, job, changed, x_lim, extra_name, waiting_for=wait)
+        if job["status"] in TERMINAL_STATUSES:
+            out[self.timer] = gr.Timer(active=False)
+        if status_changed:
+            out.update(self.buttons(job["status"]))
+        return out
 
     def on_sample(self, curves: Curves) -> Any:
         """The newest text sample of the followed job (GPT generations, T5 fills), if any."""
@@ -327,21 +333,21 @@ class TrainTab:
                            "info")
         return message(f"Job #{job_id} {outcome}.", "info")
 
-    def resume(self, curves: Curves) -> list:
+    def resume(self, curves: Curves) -> Updates:
         job_id = curves.get("job_id")
         if job_id is None:
-            return [message("No job to resume.", "warn"), *[gr.skip()] * len(self.follow_outputs)]
+            return {self.note: message("No job to resume.", "warn")}
         try:
             self.studio.resume(job_id)
         except Exception as error:  # noqa: BLE001 - the user's message, or a bug logged
-            return [error_note(error, "resume"), *[gr.skip()] * len(self.follow_outputs)]
-        return [message(f"Job #{job_id} queued again; it continues from its last checkpoint.",
-                        "ok"), *self.follow(job_id)]
+            return {self.note: error_note(error, "resume")}
+        return {self.note: message(f"Job #{job_id} queued again; it continues from its last "
+                                   "checkpoint.", "ok"), **self.follow(job_id)}
 
-    def on_load(self) -> list:
+    def on_load(self) -> Any:
         """A (re)loaded page follows the running job, else the newest queued one, if any."""
         jobs = self.studio.jobs()
         running = [j["id"] for j in jobs if j["status"] == JobStatus.RUNNING]
         queued = [j["id"] for j in jobs if j["status"] == JobStatus.QUEUED]
         target = max(running) if running else (max(queued) if queued else None)
-        return self.follow(target)
+        return respond(self.follow(target))

@@ -58,13 +58,14 @@ def prop(update, name):
 # ---- the Train form ----------------------------------------------------------------------
 def test_start_with_defaults_queues_a_job_with_no_overrides(studio, train_tab):
     out = train_tab.start("simclr", "digits", "quick", 0, "convnet", *form_values(train_tab))
-    assert "Job #1 submitted" in out[0]
+    assert "Job #1 submitted" in out[train_tab.note]
     [job] = studio.jobs()
     assert job["status"] == "queued" and job["method"] == "simclr"
     assert studio.job(job["id"])["spec"] == {"method": "simclr", "dataset": "digits",
                                              "preset": "quick", "seed": 0, "params": {}}
-    timer = out[1 + train_tab.follow_outputs.index(train_tab.timer)]
+    timer = out[train_tab.timer]
     assert isinstance(timer, gr.Timer) and timer.active
+    assert set(out) <= {train_tab.note, *train_tab.follow_outputs}  # all wired as outputs
 
 
 def test_start_sends_only_changed_values(studio, train_tab):
@@ -92,23 +93,25 @@ def test_a_refused_form_shows_the_message_and_creates_nothing(studio, values, wo
 def test_a_refused_form_through_the_tab_handler(studio, train_tab):
     out = train_tab.start("simclr", "digits", "quick", 0, "convnet",
                           *form_values(train_tab, steps=0))
-    assert "ps-error" in out[0] and "steps" in out[0]
+    assert list(out) == [train_tab.note]  # the rest stays as it is
+    assert "ps-error" in out[train_tab.note] and "steps" in out[train_tab.note]
     assert studio.jobs() == []
 
 
 def test_changing_method_swaps_fields_and_defaults(studio, train_tab):
     ups = train_tab.on_method("mae", "digits", "quick")
-    dataset, preset, backbone, fields = ups[0], ups[1], ups[2], ups[3:]
-    assert dataset["value"] == "digits"
+    dataset, backbone = ups[train_tab.dataset], ups[train_tab.backbone]
+    assert dataset["value"] == "digits" and ups[train_tab.preset]["value"] == "quick"
     assert backbone["value"] == "vit-tiny" and "vit-base" in backbone["choices"]
-    shown = {w.key[0]: u for w, u in zip(train_tab.form.widgets, fields) if prop(u, "visible")}
+    shown = {w.key[0]: ups[w.component] for w in train_tab.form.widgets
+             if prop(ups[w.component], "visible")}
     assert "mask_ratio" in shown and "temperature" not in shown
     assert prop(shown["steps"], "value") == studio.method_form("mae", "quick")[1]["default"]
     assert prop(shown["mask_ratio"], "maximum") == 0.95
     paper = train_tab.on_preset("simclr", "paper")
-    assert paper[0]["value"] == "resnet50"
-    by_name = {w.key[0]: u for w, u in zip(train_tab.form.widgets, paper[1:])
-               if prop(u, "visible")}
+    assert paper[train_tab.backbone]["value"] == "resnet50"
+    by_name = {w.key[0]: paper[w.component] for w in train_tab.form.widgets
+               if prop(paper[w.component], "visible")}
     assert prop(by_name["batch_size"], "value") == 1024
 
 
@@ -202,9 +205,10 @@ def test_one_job_runs_through_the_launched_app(studio):
         with gr.Blocks():
             train.build()
         out = train.follow(job_id)
-        loss = prop(out[train.follow_outputs.index(train.panel.loss)], "value")
+        loss = prop(out[train.panel.loss], "value")
         assert list(loss["step"]) == [1, 2, 3]
-        assert not out[train.follow_outputs.index(train.timer)].active
+        assert not out[train.timer].active
+        assert not prop(out[train.stop_btn], "interactive")  # a completed job: nothing to stop
         with pytest.raises(Exception, match="only"):
             client.predict(job_id, api_name="/resume")
     finally:
@@ -233,8 +237,11 @@ def test_zoom_sets_x_lim_and_ticks_leave_it_alone():
     job = {"id": 1, "method": "simclr", "dataset": "digits", "status": "running", "step": 50,
            "total_steps": 100, "duration_s": 10.0}
     out = panel.values(curves, job, True, [10.2, 20.4], "contrastive_acc")
-    loss, lr = out[panel.outputs.index(panel.loss)], out[panel.outputs.index(panel.lr)]
+    loss, lr = out[panel.loss], out[panel.lr]
     assert list(loss["step"]) == list(range(10, 22)) and "step" in lr  # plain frames
+    assert panel.x_lim not in out  # the zoom is the browser's
+    again = panel.values(curves, job, False, [10.2, 20.4], "contrastive_acc")
+    assert list(again) == [panel.curves]  # nothing new: only the state goes back
 
 
 def test_the_webapp_imports_no_torch():

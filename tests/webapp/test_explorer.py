@@ -36,11 +36,16 @@ def tab(studio):
     return tab
 
 
+NAMES = ["plot_a", "plot_b", "knn_a", "knn_b", "note", "views", "gallery", "selection", "csv",
+         "status", "colour_by", "legend"]
+
+
 def draw(tab, model_a="pixels", model_b="", projection="pca", dataset="digits", texts="none"):
-    return dict(zip(["plot_a", "plot_b", "knn_a", "knn_b", "note", "views", "gallery",
-                     "selection", "csv", "status", "colour_by", "legend"],
-                    tab.draw(model_a, model_b, dataset, "train", SAMPLES, projection, 15, 0.1,
-                             20, texts, progress=None)))
+    """The draw handler's answer by output name ("note", "views", ...); None where unchanged."""
+    out = tab.draw(model_a, model_b, dataset, "train", SAMPLES, projection, 15, 0.1, 20, texts,
+                   progress=None)
+    assert set(out) <= set(tab.draw_outputs)
+    return {name: out.get(getattr(tab, name)) for name in NAMES}
 
 
 class Event:
@@ -71,14 +76,16 @@ def test_a_map_can_be_coloured_by_a_nuisance_factor(tab):
     assert set(view["factor_knn"]) >= {"color", "background"}
     assert "color" in out["knn_a"] and "label" in out["knn_a"]
     assert "diamond" in out["legend"] and "ps-swatch" in out["legend"]
-    plot_a, plot_b, legend = tab.recolour(out["views"], "color")
+    recoloured = tab.recolour(out["views"], "color")
+    plot_a, legend = recoloured[tab.plot_a], recoloured[tab.legend]
     assert "<b>color</b>" in legend and "diamond" not in legend
     frame = plot_a.value
     columns = frame["columns"] if isinstance(frame, dict) else list(frame.columns)
     assert "color" in columns and plot_a.color == "color"
     assert set(plot_a.color_map) >= set(view["points"]["factors"]["color"])
     assert plot_a.color_map["red"] == "#d63a3a"  # a colour factor is drawn in its colours
-    assert tab.recolour({}, "color") == [gr.skip()] * 3
+    assert tab.plot_b not in recoloured  # no second map drawn
+    assert tab.recolour({}, "color") == gr.skip()
 
 
 def test_the_endpoint_shape_has_one_trace_per_label(tab):

@@ -64,9 +64,10 @@ def tab(studio):
 
 
 def test_leaderboard_handler_shows_jobs_and_baselines(studio, tab):
-    board, key, choices = tab.refresh_board("", ALL_DATASETS, "")
-    assert choices["choices"] == [ALL_DATASETS, "digits", "shapes"]
-    frame = board.constructor_args["value"]
+    out = tab.refresh_board("", ALL_DATASETS, "")
+    key = out[tab.board_key]
+    assert out[tab.dataset_filter]["choices"] == [ALL_DATASETS, "digits", "shapes"]
+    frame = out[tab.board].constructor_args["value"]
     assert list(frame["run"]) == ["#2 mae", "#1 simclr", "pixels", "random resnet18", "pixels"]
     row = frame[frame["run"] == "#1 simclr"].iloc[0]
     assert row["k-NN"] == 0.91 and row["linear"] == 0.93 and row["5-shot"] == 0.7
@@ -74,7 +75,7 @@ def test_leaderboard_handler_shows_jobs_and_baselines(studio, tab):
     assert row["time"] == "1m 15s" and row["steps"] == 100
     assert frame[frame["run"] == "random resnet18"].iloc[0]["k-NN"] == 0.95
     # Nothing changed: the next refresh sends nothing.
-    assert tab.refresh_board("", ALL_DATASETS, key) == [gr.skip(), key, gr.skip()]
+    assert tab.refresh_board("", ALL_DATASETS, key) == {tab.board_key: key}
 
 
 def test_filters(studio):
@@ -88,12 +89,13 @@ def test_filters(studio):
 
 
 def test_new_evaluations_appear_after_refresh(studio, tab):
-    _, key, _ = tab.refresh_board("", ALL_DATASETS, "")
+    key = tab.refresh_board("", ALL_DATASETS, "")[tab.board_key]
     third = add_job(studio)
     add_eval(studio, third, "knn", {"top1": 0.99, "top5": 1.0})
-    board, new_key, choices = tab.refresh_board("", ALL_DATASETS, key)
-    assert new_key != key and choices == gr.skip()  # same datasets: the filter stays
-    assert "#3 simclr" in list(board.constructor_args["value"]["run"])
+    out = tab.refresh_board("", ALL_DATASETS, key)
+    assert out[tab.board_key] != key
+    assert tab.dataset_filter not in out  # same datasets: the filter stays
+    assert "#3 simclr" in list(out[tab.board].constructor_args["value"]["run"])
 
 
 class Brush:
@@ -105,17 +107,20 @@ def test_overlaid_curves_one_colour_per_job_and_zoom_survives_ticks(studio, tab)
     studio.store.add_metrics(first, [(s, "loss", 5.0 - s / 50) for s in range(1, 101)]
                              + [(s, "embedding_std", 0.04) for s in (25, 50, 75, 100)])
     studio.store.add_metrics(second, [(s, "loss", 1.0) for s in range(1, 51)])
-    compare, loss, health, names = tab.on_jobs({}, [first, second], "embedding_std", None)
+    out = tab.on_jobs({}, [first, second], "embedding_std", None)
+    compare, loss, health = out[tab.compare], out[tab.loss_plot], out[tab.health_plot]
     assert set(loss["job"]) == {"#1 simclr", "#2 mae"} and len(loss) == 150
     # A job without the metric keeps one invalid point: it stays in the colour domain.
     assert set(health["job"]) == {"#1 simclr", "#2 mae"} and health["value"].notna().sum() == 4
     # Then each job its own colour, sent once per selection (it rebuilds the chart).
-    loss_style, health_style, key = tab.restyle(compare, "{}")
+    styles = tab.restyle(compare, "{}")
+    loss_style, key = styles[tab.loss_plot], styles[tab.style_key]
     colors = loss_style["color_map"]
     assert set(colors) == {"#1 simclr", "#2 mae"} and len(set(colors.values())) == 2
     assert "x_lim" not in loss_style and "value" not in loss_style  # the zoom stays
-    assert tab.restyle(compare, key) == [gr.skip(), gr.skip(), key]
-    x_lim, *plots = tab.zoom(compare, "embedding_std", Brush())
+    assert tab.restyle(compare, key) == {tab.style_key: key}
+    zoomed = tab.zoom(compare, "embedding_std", Brush())
+    x_lim, plots = zoomed[tab.x_lim], [zoomed[tab.loss_plot], zoomed[tab.health_plot]]
     assert x_lim == [10.2, 20.4] and all(p.constructor_args["x_lim"] == x_lim for p in plots)
     # A running job gets new points: the tick sends plain frames (values only), so the
     # zoom set on the plots stays.
@@ -123,12 +128,13 @@ def test_overlaid_curves_one_colour_per_job_and_zoom_survives_ticks(studio, tab)
     compare, _ = sync_compare(studio, {}, [first, second])
     studio.store.add_metrics(second, [(51, "loss", 0.9)])
     out = tab.tick("", ALL_DATASETS, "", compare, [first, second], "embedding_std", x_lim, "")
-    loss_out = out[4]
+    loss_out = out[tab.loss_plot]
     assert isinstance(loss_out, pd.DataFrame)
     assert loss_out["step"].max() <= 22  # still the zoomed window, at full resolution
     assert compare["2"]["curves"]["since"] == 51
     # Dropping a job drops its curve.
-    compare, loss, _, _ = tab.on_jobs(compare, [second], "embedding_std", None)
+    out = tab.on_jobs(compare, [second], "embedding_std", None)
+    compare, loss = out[tab.compare], out[tab.loss_plot]
     assert set(loss["job"]) == {"#2 mae"}
     assert list(compare) == ["2"]
 
@@ -142,13 +148,13 @@ def test_selecting_a_job_row_adds_it_to_the_curves(tab):
     class Row:
         row_value = ["#2 mae", "mae"]
 
-    jobs, eval_job = tab.on_row([1], Row())
-    assert jobs["value"] == [1, 2] and eval_job["value"] == 2
+    out = tab.on_row([1], Row())
+    assert out[tab.jobs]["value"] == [1, 2] and out[tab.eval_job]["value"] == 2
 
     class Baseline:
         row_value = ["pixels", "baseline: pixels"]
 
-    assert tab.on_row([1], Baseline()) == [gr.skip(), gr.skip()]
+    assert tab.on_row([1], Baseline()) == gr.skip()
 
 
 def test_evaluate_messages(studio):
@@ -199,10 +205,13 @@ def test_the_job_to_evaluate_is_picked_when_the_list_fills(studio, tab):
     """The page may be built before any job finished: the first tick that lists finished jobs
     also picks one (the newest), and later ticks keep the user's pick while it is listed."""
     out = tab.tick("", ALL_DATASETS, "", {}, [], "embedding_std", None, "", None)
-    finished = out[-2]["choices"]
-    assert len(finished) >= 2 and out[-2]["value"] == finished[0][1]
+    finished = out[tab.eval_job]["choices"]
+    assert len(finished) >= 2 and out[tab.eval_job]["value"] == finished[0][1]
     picked = finished[-1][1]
     out = tab.tick("", ALL_DATASETS, "", {}, [], "embedding_std", None, "", picked)
-    assert out[-2]["value"] == picked
+    assert out[tab.eval_job]["value"] == picked
     gone = tab.tick("", ALL_DATASETS, "", {}, [], "embedding_std", None, "", 987)
-    assert gone[-2]["value"] == finished[0][1]
+    assert gone[tab.eval_job]["value"] == finished[0][1]
+    same = tab.tick("", ALL_DATASETS, out[tab.board_key], {}, [], "embedding_std", None,
+                    out[tab.jobs_key], picked)
+    assert list(same) == [tab.board_key]  # nothing changed: nothing else is sent
