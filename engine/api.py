@@ -23,8 +23,7 @@ from typing import Any, Literal, cast
 from engine import checks
 from engine.access import AccessError, ServerPaths
 from engine.api_lenses import Lenses
-from engine.config import TrainConfig, TrainSpec, build_config, config_fields
-from engine.data.presets import resolve_augmentation
+from engine.config import TrainConfig, TrainSpec, config_fields
 from engine.contract import (RESUMABLE_STATUSES, AddedDataset, DatasetInfo, EmbeddingMap,
                              EmbeddingModel, EvaluationRecord, FormField, HubColumns, JobDetail,
                              JobSpec, JobStatus, JobSummary, LeaderboardRow, MethodInfo,
@@ -35,6 +34,7 @@ from engine.errors import DatasetError, JobError, SpecError
 from engine.home import Home
 from engine.jobs import JobManager, recover_interrupted
 from engine.registry import get_method, list_methods
+from engine.runs import resolve
 from storage.db import Store, utcnow
 from storage.models import Job
 
@@ -154,9 +154,9 @@ class Studio:
     def validate(self, spec: TrainSpec | JobSpec | dict[str, Any]
                  ) -> tuple[TrainSpec, TrainConfig]:
         """Check a spec completely; raises SpecError/DatasetError, returns it resolved."""
-        spec = TrainSpec.from_dict(spec.to_dict() if isinstance(spec, TrainSpec) else spec)
+        # "auto" augmentation becomes the dataset's suggestion, as the worker will train it.
+        spec, config = resolve(spec.to_dict() if isinstance(spec, TrainSpec) else spec)
         cls = get_method(spec.method)
-        config = build_config(cls.Config, spec.preset, spec.params)
         cls.check_config(config)
         info = dataset_info(spec.dataset)
         if not info["available"]:
@@ -164,7 +164,6 @@ class Studio:
         if cls.modality not in info.get("modalities", [info["kind"]]):
             raise SpecError(f"{spec.method} trains on {cls.modality} data; {spec.dataset!r} "
                             f"holds {info['kind']}")
-        config = resolve_augmentation(config, spec.dataset)  # "auto": the dataset's suggestion
         if spec.evals or spec.eval_dataset:  # before the corpus check, which may tokenise
             from engine.evaluation.runner import check_request
 

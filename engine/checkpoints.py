@@ -8,6 +8,11 @@ Layout of `runs/<id>/checkpoints/step_000100/`:
                        state the next step draws from (the sampler, torch CPU and CUDA, numpy,
                        `random`); tensors and plain types only, read back with
                        `torch.load(weights_only=True)` and only from the job's own run folder
+  constructor.json     what the method's constructor was given: its registry name, its config
+                       and its `data_info` (the data's `TrainData.info`: number of classes,
+                       vocabulary size, ...), so `engine.runs.open_run` rebuilds it without
+                       loading the dataset; the info's tensors are in `data_info.safetensors`
+                       and its tokenizer in `tokenizer/` (a folder named by its key)
   pretrained/          what the method exports for other tools (e.g. `save_pretrained`)
 A checkpoint is written under a temporary name and renamed when complete; `LATEST` names the
 newest one and is itself replaced atomically. `rotate` then keeps the KEEP newest; `sweep`
@@ -15,6 +20,8 @@ removes what a killed writer left behind (`.tmp-step_*` folders, `.LATEST-*` poi
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import random
 import shutil
@@ -23,17 +30,27 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_file, load_model, save_file, save_model
 
 from engine.methods.base import SSLMethod
 
 KEEP = 2
 STEP_PREFIX = "step_"
+CONSTRUCTOR_FILE = "constructor.json"
+INFO_TENSORS_FILE = "data_info.safetensors"
 
 
 class Restored(NamedTuple):
     step: int
     epoch_rest: torch.Tensor  # (n,) int64 row indices the epoch has not drawn yet; may be empty
+
+
+class Constructor(NamedTuple):
+    """A method's constructor inputs as a checkpoint recorded them."""
+
+    method: str                # registry name
+    config: dict[str, Any]     # the config's fields
+    data_info: dict[str, Any]  # TrainData.info, its tensors and tokenizer read back
 
 
 def checkpoint_dir(run_dir: Path) -> Path:
@@ -59,6 +76,7 @@ def save(run_dir: Path, step: int, method: SSLMethod, optimizer, scheduler,
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     save_model(method, str(tmp / "model.safetensors"))
+    _save_constructor(tmp, method)
     torch.save({"step": step, "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "sampler": sampler.get_state(),
                 "epoch_rest": epoch_rest.detach().to("cpu", torch.long).clone(),
@@ -70,6 +88,59 @@ def save(run_dir: Path, step: int, method: SSLMethod, optimizer, scheduler,
     pointer.write_text(final.name)
     os.replace(pointer, root / "LATEST")
     return final
+
+
+def _save_constructor(folder: Path, method: SSLMethod) -> None:
+    """Write `constructor.json` (and the info's tensors and tokenizer) into `folder`. A
+    `data_info` value that is neither a tensor, nor a tokenizer (anything with
+    `save_pretrained`), nor JSON raises TypeError: the method's test catches it."""
+    plain: dict[str, Any] = {}
+    tensors: dict[str, torch.Tensor] = {}
+    tokenizers: dict[str, str] = {}
+    for key, value in method.data_info.items():
+        if isinstance(value, torch.Tensor):
+            tensors[key] = value.detach().to("cpu").contiguous()
+        elif hasattr(value, "save_pretrained"):
+            value.save_pretrained(folder / key)
+            tokenizers[key] = key  # relative to the checkpoint folder
+        else:
+            try:
+                json.dumps(value)
+            except (TypeError, ValueError):
+                raise TypeError(f"{method.name}'s data_info[{key!r}] is a "
+                                f"{type(value).__name__}; a checkpoint stores tensors, "
+                                "tokenizers and JSON values") from None
+            plain[key] = value
+    if tensors:
+        save_file(tensors, str(folder / INFO_TENSORS_FILE))
+    record = {"method": method.name, "config": dataclasses.asdict(method.config),
+              "data_info": plain, "tensors": sorted(tensors), "tokenizers": tokenizers}
+    (folder / CONSTRUCTOR_FILE).write_text(json.dumps(record, indent=1))
+
+
+def constructor(path: Path, data: bool = True) -> Constructor | None:
+    """The constructor inputs checkpoint `path` recorded; None for a checkpoint written
+    before checkpoints recorded them. Without `data`, only the JSON: the info's tensors and
+    tokenizer are left out (quick, to read the config)."""
+    path = Path(path)
+    if not (path / CONSTRUCTOR_FILE).exists():
+        return None
+    record = json.loads((path / CONSTRUCTOR_FILE).read_text())
+    info = dict(record["data_info"])
+    if data and record["tensors"]:
+        info.update(load_file(str(path / INFO_TENSORS_FILE)))
+    if data and record["tokenizers"]:
+        from transformers import AutoTokenizer
+
+        for key, folder in record["tokenizers"].items():
+            info[key] = AutoTokenizer.from_pretrained(path / folder)
+    return Constructor(record["method"], record["config"], info)
+
+
+def at_step(run_dir: Path, step: int) -> Path | None:
+    """The complete checkpoint of `step` in a run, or None."""
+    path = checkpoint_dir(run_dir) / f"{STEP_PREFIX}{step:07d}"
+    return path if (path / "model.safetensors").exists() else None
 
 
 def retiring(run_dir: Path) -> list[Path]:

@@ -19,11 +19,9 @@ from collections import deque
 from collections.abc import Callable
 
 from engine import checkpoints
-from engine.config import TrainSpec, build_config
-from engine.data.presets import resolve_augmentation
 from engine.data.stored import register_user_datasets
 from engine.home import Home
-from engine.registry import get_method
+from engine.runs import resolve
 from engine.trainer import Diverged, RunResult, run_job
 from storage.db import Store, utcnow
 
@@ -128,9 +126,7 @@ def run_worker(home: Home, job_id: int,
     sink = StoreSink(store, job_id, on_step, home.run_dir(job_id))
     fields: dict = {}
     try:
-        spec = TrainSpec.from_dict(job.spec)
-        config = build_config(get_method(spec.method).Config, spec.preset, spec.params)
-        config = resolve_augmentation(config, spec.dataset)  # as Studio.validate stored it
+        spec, config = resolve(job.spec)  # as Studio.validate stored it
         result: RunResult = run_job(spec, config, home.run_dir(job_id), sink, stop.is_set,
                                     data_cache_dir=home.cache_dir)
         sink.flush()

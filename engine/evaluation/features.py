@@ -1,10 +1,11 @@
 """What is evaluated (a job's checkpoint, or a baseline) and its frozen features, cached.
 
-A `Subject` knows how to build its network (`make_method`: a fresh `SSLMethod`, with the job's
-checkpoint loaded for a job; None for raw pixels) and where its features are cached. Features
-of one (subject, dataset, split) are computed once with `method.embed` and kept in memory and
-on disk (safetensors under the run folder for a job, keyed by checkpoint step), so the k-NN,
-the linear probe and few-shot of one job embed the dataset once between them.
+A `Subject` knows how to build its network (`make_method`: a job's checkpoint reopened by
+`engine.runs.open_run`, or a freshly initialised method; None for raw pixels) and where its
+features are cached. Features of one (subject, dataset, split) are computed once with
+`method.embed` and kept in memory and on disk (safetensors under the run folder for a job,
+keyed by checkpoint step), so the k-NN, the linear probe and few-shot of one job embed the
+dataset once between them.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from engine import checkpoints
+from engine import runs
 from engine.config import TrainConfig, TrainSpec, build_config
 from engine.data.datasets import dataset_info, load_dataset
 from engine.errors import DatasetError, JobError, SpecError
@@ -65,17 +66,6 @@ def labelled_image_dataset(name: str) -> dict:
     return info
 
 
-def _config_of(spec: TrainSpec) -> TrainConfig:
-    return build_config(get_method(spec.method).Config, spec.preset, spec.params)
-
-
-def _build(method_name: str, config: TrainConfig, data_dataset: str, run_dir: Path | None,
-           cache_dir: Path | None) -> SSLMethod:
-    cls = get_method(method_name)
-    info = cls.load_data(data_dataset, config, run_dir, cache_dir).info
-    return cls(config, info)
-
-
 def job_subject(job, cache_dir: Path | None = None) -> Subject:
     """The job's latest checkpoint as a subject (JobError when it has none)."""
     spec = TrainSpec.from_dict(job.spec)
@@ -83,22 +73,19 @@ def job_subject(job, cache_dir: Path | None = None) -> Subject:
     if not has_image_embed(cls):
         raise SpecError(f"{spec.method} is a {cls.modality} method with no image features; "
                         f"the evaluation protocols need an image encoder")
-    run_dir = Path(job.run_dir)
-    latest = checkpoints.latest(run_dir)
-    if latest is None:
-        raise JobError(f"job {job.id} has no checkpoint yet; evaluate it once it has trained")
-    step = int(latest.name.rsplit("_", 1)[-1])
-    config = _config_of(spec)
+    try:
+        run = runs.describe(job)
+    except JobError:
+        raise JobError(f"job {job.id} has no checkpoint yet; evaluate it once it has "
+                       "trained") from None
+    config, step = run.config, run.step
 
     def make() -> SSLMethod:
-        method = _build(spec.method, config, spec.dataset, run_dir, cache_dir)
-        with torch.random.fork_rng(devices=[]):  # load() restores the saved RNG state
-            checkpoints.load(latest, method)
-        return method
+        return runs.open_run(job, step, cache_dir=cache_dir)[0]
 
     return Subject(f"job {job.id} @ step {step}", config.image_size,
-                   run_dir / "features" / f"step_{step:07d}", make, config, spec.method,
-                   config.backbone, step)
+                   Path(job.run_dir) / "features" / f"step_{step:07d}", make, config,
+                   spec.method, config.backbone, step)
 
 
 def architecture_for(backbone: str) -> str:
@@ -133,7 +120,7 @@ def random_subject(backbone: str, image_size: int, cache_root: Path | None,
     def make() -> SSLMethod:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return _build(method_name, config, default_dataset, None, cache_root)
+            return runs.new_method(method_name, config, default_dataset, None, cache_root)
 
     # The features depend on every architecture setting (depth, patch size, stem, ...):
     # the cache is keyed by a digest of the whole config.

@@ -1,14 +1,13 @@
-"""A finished job's method, rebuilt as the trainer builds it and loaded from its newest checkpoint.
+"""A finished job's method reopened from its newest checkpoint, cached for the explorer.
 
     loader = RunLoader(home.cache_dir)
     loaded = loader.job(store.get_job(3))          # job 3 at its LATEST checkpoint, eval mode
     baseline = loader.random(store.get_job(3))     # the same architecture, freshly initialised
 
-Nothing new is stored with a run: the registry class is built from the job's spec with
-`cls(config, cls.load_data(dataset, config, run_dir, cache_dir).info)`, exactly as `run_job`
-does, then the checkpoint's weights are loaded. Loaded models are kept in a small LRU cache
-bounded by count and by parameter bytes, keyed by (job, checkpoint step), so a resumed job
-that wrote a newer checkpoint is loaded again.
+Jobs are opened by `engine.runs.open_run` (from the constructor inputs their checkpoint
+recorded, without loading the dataset). Loaded models are kept in a small LRU cache bounded by
+count and by parameter bytes, keyed by (job, checkpoint step), so a resumed job that wrote a
+newer checkpoint is loaded again.
 """
 from __future__ import annotations
 
@@ -22,10 +21,11 @@ from typing import Any
 import torch
 
 from engine import checkpoints
-from engine.config import TrainConfig, TrainSpec, build_config
+from engine.config import TrainConfig, build_config
 from engine.errors import JobError
 from engine.methods.base import SSLMethod
 from engine.registry import get_method
+from engine.runs import new_method, open_run
 
 # Jobs whose newest checkpoint a lens may load (a running job's weights still move).
 LOADABLE_STATUSES = ("completed", "cancelled", "interrupted")
@@ -54,19 +54,6 @@ def checkpoint_step(job: Any) -> tuple[Path, int]:
         raise JobError(f"job {job.id} has no checkpoint yet; it can be explored once it has "
                        f"saved one")
     return latest, int(latest.name.rsplit("_", 1)[-1])
-
-
-def job_config(job: Any) -> tuple[TrainSpec, TrainConfig]:
-    spec = TrainSpec.from_dict(job.spec)
-    return spec, build_config(get_method(spec.method).Config, spec.preset, spec.params)
-
-
-def build_method(method_name: str, config: TrainConfig, dataset: str, run_dir: Path | None,
-                 cache_dir: Path | None) -> SSLMethod:
-    """The method as the trainer builds it (tokenizers and codebooks come from `run_dir`)."""
-    cls = get_method(method_name)
-    info = cls.load_data(dataset, config, run_dir, cache_dir).info
-    return cls(config, info)
 
 
 def model_bytes(module: torch.nn.Module) -> int:
@@ -123,52 +110,43 @@ class RunLoader:
         if job.status not in LOADABLE_STATUSES:
             raise JobError(f"job {job.id} is {job.status}; explore it once it has finished "
                            f"(or stop it: a cancelled job keeps its last checkpoint)")
-        latest, step = checkpoint_step(job)
-        spec, config = job_config(job)
+        step = checkpoint_step(job)[1]
 
         def build() -> SSLMethod:
-            method = build_method(spec.method, config, spec.dataset, Path(job.run_dir),
-                                  self.cache_dir)
-            with torch.random.fork_rng(devices=[]):  # load() restores the saved RNG state
-                checkpoints.load(latest, method)
-            return method
+            return open_run(job, step, cache_dir=self.cache_dir)[0]
 
-        return self._get(("job", job.id, step), f"#{job.id} {spec.method} @ step {step}", build,
-                         spec, config, step, job.id)
+        return self._get(("job", job.id, step), f"#{job.id} {job.method} @ step {step}", build,
+                         step, job.id)
 
     def random(self, job: Any, seed: int = 0) -> LoadedMethod:
         """The job's architecture and settings at random initialisation (seeded)."""
-        spec, config = job_config(job)
-
         def build() -> SSLMethod:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
-                run_dir = Path(job.run_dir) if job.run_dir else None
-                return build_method(spec.method, config, spec.dataset, run_dir, self.cache_dir)
+                return open_run(job, weights=False, cache_dir=self.cache_dir)[0]
 
         return self._get(("random", job.id, seed),
-                         f"#{job.id}'s {spec.method} at random init (seed {seed})", build,
-                         spec, config, None, job.id)
+                         f"#{job.id}'s {job.method} at random init (seed {seed})", build,
+                         None, job.id)
 
     def random_method(self, method_name: str, image_size: int = 32, seed: int = 0
                       ) -> LoadedMethod:
         """A method's quick-preset network at `image_size`, freshly initialised (no job)."""
         cls = get_method(method_name)
         config = build_config(cls.Config, "quick", {"image_size": image_size})
-        spec = TrainSpec(method_name, cls.default_dataset)
 
         def build() -> SSLMethod:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
-                return build_method(method_name, config, cls.default_dataset, None,
-                                    self.cache_dir)
+                return new_method(method_name, config, cls.default_dataset, None,
+                                  self.cache_dir)
 
         return self._get(("random-method", method_name, image_size, seed),
                          f"{method_name} {config.backbone} at random init (seed {seed})", build,
-                         spec, config, None, None)
+                         None, None)
 
-    def _get(self, key: tuple, name: str, build: Callable[[], SSLMethod], spec: TrainSpec,
-             config: TrainConfig, step: int | None, job_id: int | None) -> LoadedMethod:
+    def _get(self, key: tuple, name: str, build: Callable[[], SSLMethod], step: int | None,
+             job_id: int | None) -> LoadedMethod:
         cached = self.cache.get(key)
         if cached is not None:
             return cached
@@ -177,7 +155,7 @@ class RunLoader:
             if cached is not None:
                 return cached
             method = build().eval()
-            cls = type(method)
-            loaded = LoadedMethod(name, method, spec.method, config.backbone, config.image_size,
-                                  cls.modality, step, job_id)
+            config: TrainConfig = method.config
+            loaded = LoadedMethod(name, method, method.name, config.backbone, config.image_size,
+                                  method.modality, step, job_id)
             return self.cache.put(key, loaded)

@@ -38,21 +38,20 @@ def image_methods() -> list[str]:
 def build_method(method: str, preset: str = "quick", real: bool = False,
                  dataset: str | None = None) -> Any:
     """A method built from `preset` (cached), in eval mode, on the meta device unless `real`
-    (or unless its constructor needs real tensors); LensError when it trains on text. With
-    `dataset`, an `augmentation` of "auto" becomes that dataset's suggestion, as in a job."""
+    (or unless its constructor needs real tensors); LensError when it trains on text. Its
+    config is a job's on `dataset` (default: the method's own): an `augmentation` of "auto"
+    becomes that dataset's suggestion."""
     import torch
 
-    from engine.config import build_config
-    from engine.data.presets import resolve_augmentation
+    from engine.config import TrainSpec
     from engine.registry import get_method
+    from engine.runs import resolve
 
     cls = get_method(method)
     if cls.modality != "image":
         raise LensError(f"{method} trains on {cls.modality}, not on image views; the views "
                         f"lens shows {', '.join(image_methods())}")
-    config = build_config(cls.Config, preset, {})
-    if dataset is not None:
-        config = resolve_augmentation(config, dataset)
+    config = resolve(TrainSpec(method, dataset or cls.default_dataset, preset))[1]
     key = (method, preset, getattr(config, "augmentation", None))
     with _methods_lock:
         cached = _methods.get(key)
@@ -136,7 +135,7 @@ def preview_views(method: str, dataset: str, seed: int = 0, num_images: int = 4,
     seed = checks.whole_number(seed, "seed", 0, checks.MAX_SEED, LensError)
     if not 1 <= num_images <= MAX_IMAGES:
         raise LensError(f"show from 1 to {MAX_IMAGES} images, not {num_images}")
-    size = int(build_method(method, preset).config.image_size)
+    size = int(build_method(method, preset, dataset=dataset).config.image_size)
     data = load_dataset(dataset, "train", size, cache_dir=cache_dir)
     generator = torch.Generator().manual_seed(seed)
     rows = torch.randperm(len(data.images), generator=generator)[:num_images]

@@ -16,7 +16,8 @@ from engine.errors import JobError, SpecError
 from engine.inference import embeddings as emb_module
 from engine.inference import projections
 from engine.inference.embeddings import Encoder, Explorer, parse_source, sample_rows
-from engine.inference.runs import LRU, RunLoader, build_method, job_config
+from engine.inference.runs import LRU, RunLoader
+from engine.runs import new_method, resolve
 
 TINY = {"steps": 2, "batch_size": 16, "image_size": 16, "warmup_steps": 1,
         "checkpoint_every": 1, "precision": "fp32", "health_every": 0}
@@ -223,9 +224,9 @@ def test_a_job_is_rebuilt_from_its_checkpoint_beside_its_random_init(trained):
     job = studio.store.get_job(job_id)
     loaded = studio.explorer.loader.job(job)
     assert loaded.step == 2 and not loaded.method.training
-    # The same weights as the checkpoint, built independently.
-    spec, config = job_config(job)
-    reference = build_method(spec.method, config, spec.dataset, None, None)
+    # The same weights as the checkpoint, built independently (from the dataset).
+    spec, config = resolve(job.spec)
+    reference = new_method(spec.method, config, spec.dataset)
     checkpoints.load(checkpoints.latest(Path(job.run_dir)), reference)
     reference.eval()
     trained_map = studio.project(str(job_id), "digits", 64, "pca")
