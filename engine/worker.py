@@ -47,10 +47,14 @@ class StoreSink:
         self._per_image: deque[float] = deque(maxlen=RATE_STEPS)
 
     def started(self, first_step: int, total_steps: int) -> None:
-        # A resumed job re-logs the steps after its checkpoint: drop the old ones.
-        self.store.delete_metrics_after(self.job_id, first_step)
-        self.store.update_job(self.job_id, step=first_step, total_steps=total_steps)
+        # A resumed job re-logs the steps after its checkpoint: drop the old ones, and start
+        # from the loss logged at its checkpoint (a flush before the first new step, e.g. a
+        # Stop right after Resume, must not write an empty last loss).
+        self.store.rewind(self.job_id, first_step)
+        self.store.update_job(self.job_id, total_steps=total_steps)
         self._step = first_step
+        job = self.store.get_job(self.job_id)
+        self._loss = job.last_loss if job is not None else None
 
     def metrics(self, step: int, values: dict[str, float]) -> None:
         self._points.extend((step, name, float(value)) for name, value in values.items())

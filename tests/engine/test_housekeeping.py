@@ -127,6 +127,20 @@ def test_a_killed_job_is_brought_back_to_its_newest_checkpoint(studio):
     assert max(p["step"] for p in studio.metrics(job_id)) == 20
 
 
+def test_a_resumed_attempt_starts_from_its_checkpoints_loss(studio):
+    """Stop, Resume, Stop before a new step: the row keeps the loss logged at the checkpoint
+    (a flush with no new point used to write an empty last loss)."""
+    from engine.worker import StoreSink
+
+    job_id = _killed_job(studio, None, step=27, saved=20)
+    sink = StoreSink(studio.store, job_id, run_dir=studio.home.run_dir(job_id))
+    sink.started(20, 40)
+    sink.flush()
+    job = studio.job(job_id)
+    assert (job["step"], job["last_loss"]) == (20, 20.0)
+    assert max(p["step"] for p in studio.metrics(job_id)) == 20
+
+
 def test_a_stopping_worker_that_still_beats_is_not_killed(studio):
     # Ignores SIGTERM, like a worker busy writing its last checkpoint under load.
     busy = subprocess.Popen([sys.executable, "-c", "import signal, time; "
