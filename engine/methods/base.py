@@ -20,6 +20,13 @@ from torch import Tensor, nn
 from engine.config import TrainConfig
 
 
+# What every method's "tiny" preset starts from (each adds small widths of its own): seconds on
+# a CPU, for smoke tests (the registry walk trains every method with it) and for trying the
+# pipeline end to end. Nothing useful is learnt in 16 steps; "quick" is the preset that learns.
+TINY_PRESET: dict[str, Any] = dict(steps=16, batch_size=32, image_size=16, warmup_steps=2,
+                                   checkpoint_every=5, precision="fp32")
+
+
 @dataclass
 class TrainData:
     """Training tensors (same first dimension N; a batch takes the same rows of each) and facts

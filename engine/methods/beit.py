@@ -24,7 +24,7 @@ from engine.data.masking import blockwise_mask
 from engine.data.views import IMAGENET_MEAN, IMAGENET_STD, make_views, normalize
 from engine.errors import SpecError
 from engine.losses.masked_token_ce import masked_token_cross_entropy
-from engine.methods.base import MethodCard, SSLMethod, TrainData, views_to_uint8
+from engine.methods.base import TINY_PRESET, MethodCard, SSLMethod, TrainData, views_to_uint8
 from engine.models.codebook import assign_codes, fit_codebook, normalise_patches, patchify
 from engine.models.vit import VIT_SIZES, vit_dims
 from engine.registry import register_method
@@ -73,6 +73,9 @@ class BEiTConfig(TrainConfig):
                       mask_ratio=0.4, min_block_patches=16, codebook_size=8192,
                       position_encoding="shared_relative", layer_scale_init=0.1,
                       drop_path_rate=0.1, grad_clip=3.0, checkpoint_every=5000),
+        # Seconds on a CPU (the registry walk trains it): a smoke test, not a recipe.
+        "tiny": dict(TINY_PRESET, backbone="vit-tiny", depth=1, patch_size=4, codebook_size=16,
+                     position_encoding="absolute", drop_path_rate=0.0, lr=1.5e-3),
     }
 
 

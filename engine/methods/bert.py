@@ -20,7 +20,7 @@ from engine.config import param
 from engine.losses.mlm import IGNORE, mask_tokens
 from engine.methods._text import (StepCounter, TextConfig, load_corpus, packing_param,
                                   rows_or_pack)
-from engine.methods.base import MethodCard, SSLMethod, TrainData
+from engine.methods.base import TINY_PRESET, MethodCard, SSLMethod, TrainData
 from engine.models.text import text_dims
 from engine.registry import register_method
 
@@ -44,6 +44,9 @@ class BERTConfig(TextConfig):
         "paper": dict(packing="pack", backbone="base", context_length=128, batch_size=256, lr=1e-4,
                       warmup_steps=10_000, weight_decay=0.01, steps=1_000_000,
                       vocab_size=30_000, checkpoint_every=10_000),
+        # Seconds on a CPU (the registry walk trains it): a smoke test, not a recipe.
+        "tiny": dict(TINY_PRESET, backbone="tiny", depth=1, lr=1e-3, dropout=0.0,
+                     context_length=32),
     }
 
 

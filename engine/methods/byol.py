@@ -18,7 +18,7 @@ from torch import Tensor
 from engine.config import param
 from engine.losses.byol import byol_loss
 from engine.methods._two_view import TwoViewConfig, TwoViewMethod
-from engine.methods.base import MethodCard
+from engine.methods.base import TINY_PRESET, MethodCard
 from engine.models.ema import make_target, momentum_schedule, update_ema
 from engine.models.heads import PredictionHead, ProjectionHead
 from engine.registry import register_method
@@ -50,6 +50,9 @@ class BYOLConfig(TwoViewConfig):
                       image_size=224, steps=312_800, batch_size=4096, lr=3.2, optimizer="lars",
                       weight_decay=1.5e-6, warmup_steps=3128, base_momentum=0.996,
                       checkpoint_every=5000),
+        # Seconds on a CPU (the registry walk trains it): a smoke test, not a recipe.
+        "tiny": dict(TINY_PRESET, backbone="convnet", lr=1e-3, base_momentum=0.99,
+                     projection_dim=32, projection_hidden_dim=128, prediction_hidden_dim=128),
     }
 
 

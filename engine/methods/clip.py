@@ -101,6 +101,11 @@ class CLIPTrainConfig(TrainConfig):
                       lr=5e-4, weight_decay=0.2, warmup_steps=2000, steps=390_000,
                       projection_dim=512, context_length=77, vocab_size=49_408,
                       checkpoint_every=5000),
+        # Seconds on a CPU (the registry walk trains it): a smoke test, not a recipe. The
+        # values of engine.methods.base.TINY_PRESET, then 300 rendered pairs and small towers.
+        "tiny": dict(steps=16, batch_size=32, image_size=16, warmup_steps=2, checkpoint_every=5,
+                     precision="fp32", backbone="tiny", depth=1, patch_size=8, lr=1e-3,
+                     train_pairs=300, context_length=16),
     }
 
 

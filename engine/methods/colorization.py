@@ -24,7 +24,7 @@ from engine.config import TrainConfig, param
 from engine.data.lab import ab_gamut_bins, annealed_mean, lab_to_rgb, rgb_to_lab, soft_encode
 from engine.data.views import IMAGENET_MEAN, IMAGENET_STD, make_views
 from engine.losses.colorization import rebalanced_cross_entropy, rebalancing_weights
-from engine.methods.base import MethodCard, SSLMethod, TrainData
+from engine.methods.base import TINY_PRESET, MethodCard, SSLMethod, TrainData
 from engine.models.resnet import CNN_BACKBONES, build_resnet, feature_map
 from engine.registry import register_method
 
@@ -63,6 +63,8 @@ class ColorizationConfig(TrainConfig):
         # decay 1e-3, batch 40, ~450k iterations on ImageNet at 256 px (224 here).
         "paper": dict(steps=450_000, batch_size=40, lr=3e-5, weight_decay=1e-3, warmup_steps=0,
                       image_size=224, small_stem=False, checkpoint_every=5000),
+        # Seconds on a CPU (the registry walk trains it): a smoke test, not a recipe.
+        "tiny": dict(TINY_PRESET, backbone="convnet", lr=1e-3, decoder_dim=32),
     }
 
 

@@ -26,7 +26,7 @@ from engine.data.presets import MultiCrop, augmentation_help
 from engine.data.views import AUGMENTATIONS, AUTO, normalize
 from engine.errors import SpecError
 from engine.losses.dino import dino_loss, updated_center
-from engine.methods.base import MethodCard, SSLMethod, views_to_uint8
+from engine.methods.base import TINY_PRESET, MethodCard, SSLMethod, views_to_uint8
 from engine.models.ema import make_target, momentum_schedule, update_ema
 from engine.models.resnet import CNN_BACKBONES, build_resnet
 from engine.models.vit import VIT_SIZES, vit_dims
@@ -109,6 +109,10 @@ class DINOConfig(TrainConfig):
                       warmup_steps=12_510, warmup_teacher_temperature=0.04,
                       teacher_temperature=0.07, warmup_teacher_temperature_steps=37_530,
                       freeze_last_layer_steps=1251, grad_clip=3.0, checkpoint_every=5000),
+        # Seconds on a CPU (the registry walk trains it): a smoke test, not a recipe.
+        "tiny": dict(TINY_PRESET, backbone="vit-tiny", depth=1, patch_size=4, lr=5e-4,
+                     num_local_crops=2, local_crop_size=0, out_dim=256, head_hidden_dim=64,
+                     bottleneck_dim=32, teacher_momentum=0.99),
     }
 
 

@@ -19,7 +19,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 from engine.config import param
 from engine.losses.next_token import next_token_loss
 from engine.methods._text import StepCounter, TextConfig, load_corpus, pack, write_sample
-from engine.methods.base import MethodCard, SSLMethod, TrainData
+from engine.methods.base import TINY_PRESET, MethodCard, SSLMethod, TrainData
 from engine.models.text import text_dims
 from engine.registry import register_method
 
@@ -40,6 +40,9 @@ class GPTConfig(TextConfig):
         "paper": dict(backbone="base", context_length=1024, batch_size=512, lr=6e-4,
                       warmup_steps=2000, weight_decay=0.1, steps=600_000,
                       vocab_size=50_257, checkpoint_every=10_000),
+        # Seconds on a CPU (the registry walk trains it): a smoke test, not a recipe.
+        "tiny": dict(TINY_PRESET, backbone="tiny", depth=1, lr=1e-3, dropout=0.0,
+                     context_length=32),
     }
 
 

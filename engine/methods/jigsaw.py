@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from engine.config import TrainConfig, param
 from engine.data.views import IMAGENET_MEAN, IMAGENET_STD, make_views
 from engine.errors import SpecError
-from engine.methods.base import MethodCard, SSLMethod
+from engine.methods.base import TINY_PRESET, MethodCard, SSLMethod
 from engine.models.heads import ProjectionHead
 from engine.models.resnet import CNN_BACKBONES, build_resnet
 from engine.registry import register_method
@@ -133,6 +133,9 @@ class JigsawConfig(TrainConfig):
                       weight_decay=5e-4, warmup_steps=0, image_size=256, small_stem=False,
                       num_permutations=1000, cell_size=75, tile_size=64, hidden_dim=4096,
                       checkpoint_every=5000),
+        # Seconds on a CPU (the registry walk trains it): a smoke test, not a recipe.
+        "tiny": dict(TINY_PRESET, backbone="convnet", lr=1e-3, num_permutations=10, cell_size=8,
+                     tile_size=6, tile_dim=64, hidden_dim=128),
     }
 
 

@@ -19,7 +19,7 @@ from engine.config import TrainConfig, param
 from engine.errors import SpecError
 from engine.data.views import make_views, normalize
 from engine.losses.masked_mse import masked_patch_mse
-from engine.methods.base import MethodCard, SSLMethod, views_to_uint8
+from engine.methods.base import TINY_PRESET, MethodCard, SSLMethod, views_to_uint8
 from engine.models.vit import VIT_SIZES, vit_dims
 from engine.registry import register_method
 
@@ -53,6 +53,9 @@ class MAEConfig(TrainConfig):
                       lr=2.4e-3, weight_decay=0.05, steps=500_000, warmup_steps=12_500,
                       decoder_hidden_size=512, decoder_layers=8, decoder_heads=16,
                       checkpoint_every=5000),
+        # Seconds on a CPU (the registry walk trains it): a smoke test, not a recipe.
+        "tiny": dict(TINY_PRESET, depth=1, patch_size=4, lr=1.5e-3, decoder_hidden_size=32,
+                     decoder_layers=1, decoder_heads=2),
     }
 
 

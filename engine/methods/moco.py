@@ -27,7 +27,7 @@ from engine.config import param
 from engine.errors import SpecError
 from engine.losses.infonce import info_nce_loss
 from engine.methods._two_view import TwoViewConfig, TwoViewMethod
-from engine.methods.base import MethodCard
+from engine.methods.base import TINY_PRESET, MethodCard
 from engine.models.ema import make_target, update_ema
 from engine.models.heads import ProjectionHead
 from engine.registry import register_method
@@ -95,6 +95,9 @@ class MoCoConfig(TwoViewConfig):
                       weight_decay=1e-4, warmup_steps=0, queue_size=65536, momentum=0.999,
                       temperature=0.2, projection_hidden_dim=2048, bn_splits=8,
                       checkpoint_every=5000),
+        # Seconds on a CPU (the registry walk trains it): a smoke test, not a recipe.
+        "tiny": dict(TINY_PRESET, backbone="convnet", lr=1e-3, queue_size=128, momentum=0.99,
+                     projection_dim=32, projection_hidden_dim=128, bn_splits=2),
     }
 
 

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from engine.config import TrainConfig, param
 from engine.data.views import make_views, normalize
-from engine.methods.base import MethodCard, SSLMethod, views_to_uint8
+from engine.methods.base import TINY_PRESET, MethodCard, SSLMethod, views_to_uint8
 from engine.models.resnet import CNN_BACKBONES, build_resnet
 from engine.registry import register_method
 
@@ -55,6 +55,8 @@ class RotationConfig(TrainConfig):
         # paper's steps at epochs 30, 60, 80).
         "paper": dict(steps=39_100, batch_size=128, lr=0.1, optimizer="sgd", weight_decay=5e-4,
                       warmup_steps=0, image_size=32, crop_scale_min=0.75, checkpoint_every=1000),
+        # Seconds on a CPU (the registry walk trains it): a smoke test, not a recipe.
+        "tiny": dict(TINY_PRESET, backbone="convnet", lr=1e-3),
     }
 
 

@@ -14,7 +14,7 @@ from torch import Tensor
 from engine.config import param
 from engine.losses.nt_xent import nt_xent_loss
 from engine.methods._two_view import TwoViewConfig, TwoViewMethod, two_view_param
-from engine.methods.base import MethodCard
+from engine.methods.base import TINY_PRESET, MethodCard
 from engine.models.heads import ProjectionHead
 from engine.registry import register_method
 
@@ -43,6 +43,9 @@ class SimCLRConfig(TwoViewConfig):
         "paper": dict(augmentation="natural", backbone="resnet50", steps=24_000, batch_size=1024,
                       lr=1.2, optimizer="lars", weight_decay=1e-6, warmup_steps=480, image_size=32,
                       temperature=0.5, projection_hidden_dim=2048, checkpoint_every=1000),
+        # Seconds on a CPU (the registry walk trains it): a smoke test, not a recipe.
+        "tiny": dict(TINY_PRESET, backbone="convnet", lr=1e-3, temperature=0.2, projection_dim=32,
+                     projection_hidden_dim=128),
     }
 
 

@@ -17,7 +17,7 @@ from torch import Tensor
 from engine.config import param
 from engine.losses.byol import simsiam_loss
 from engine.methods._two_view import TwoViewConfig, TwoViewMethod
-from engine.methods.base import MethodCard
+from engine.methods.base import TINY_PRESET, MethodCard
 from engine.models.heads import PredictionHead, ProjectionHead
 from engine.registry import register_method
 
@@ -44,6 +44,9 @@ class SimSiamConfig(TwoViewConfig):
         "paper": dict(augmentation="natural", steps=78_125, batch_size=512, lr=0.06,
                       optimizer="sgd", weight_decay=5e-4, warmup_steps=0, image_size=32,
                       projection_layers=2, checkpoint_every=1000),
+        # Seconds on a CPU (the registry walk trains it): a smoke test, not a recipe.
+        "tiny": dict(TINY_PRESET, backbone="convnet", lr=1e-3, projection_dim=256,
+                     projection_layers=2, prediction_hidden_dim=64),
     }
 
 

@@ -24,7 +24,7 @@ from engine.errors import SpecError
 from engine.losses.span_corruption import span_corrupt, span_corrupt_rows, span_counts
 from engine.methods._text import (StepCounter, TextConfig, load_corpus, packing_param,
                                   rows_or_pack, write_sample)
-from engine.methods.base import MethodCard, SSLMethod, TrainData
+from engine.methods.base import TINY_PRESET, MethodCard, SSLMethod, TrainData
 from engine.models.text import text_dims
 from engine.registry import register_method
 
@@ -49,6 +49,9 @@ class T5SpanConfig(TextConfig):
         "paper": dict(packing="pack", backbone="base", context_length=512, batch_size=128, lr=1e-3,
                       warmup_steps=10_000, weight_decay=0.0, steps=524_288,
                       vocab_size=32_000, checkpoint_every=10_000),
+        # Seconds on a CPU (the registry walk trains it): a smoke test, not a recipe.
+        "tiny": dict(TINY_PRESET, backbone="tiny", depth=1, lr=1e-3, dropout=0.0,
+                     context_length=32),
     }
 
 

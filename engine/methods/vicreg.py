@@ -17,7 +17,7 @@ from engine.config import param
 from engine.data.presets import augmentation_help
 from engine.losses.vicreg import vicreg_loss
 from engine.methods._two_view import TwoViewConfig, TwoViewMethod, two_view_param
-from engine.methods.base import MethodCard
+from engine.methods.base import TINY_PRESET, MethodCard
 from engine.models.heads import ProjectionHead
 from engine.registry import register_method
 
@@ -53,6 +53,9 @@ class VICRegConfig(TwoViewConfig):
                       image_size=224, batch_size=2048, optimizer="lars", lr=1.6, weight_decay=1e-6,
                       steps=625_000, warmup_steps=6250, projection_dim=8192,
                       projection_hidden_dim=8192, checkpoint_every=5000),
+        # Seconds on a CPU (the registry walk trains it): a smoke test, not a recipe.
+        "tiny": dict(TINY_PRESET, backbone="convnet", lr=1e-3, projection_dim=128,
+                     projection_hidden_dim=128),
     }
 
 

@@ -1,9 +1,11 @@
-"""Every registered method trains a few steps on CPU: finite, falling loss; reloadable weights."""
+"""Every registered method trains its tiny preset on CPU: finite, falling loss; a checkpoint that
+reloads into the very model that was trained."""
 import pytest
 import torch
 
-from engine import checkpoints
+from engine import checkpoints, trainer
 from engine.config import TrainSpec, build_config
+from engine.methods.base import TINY_PRESET
 from engine.registry import get_method, list_methods, register_method
 from engine.trainer import run_job
 from tests.conftest import TINY
@@ -38,40 +40,49 @@ def test_registry_refuses_duplicates_and_names_unknown():
 
 
 @pytest.mark.parametrize("name", list_methods())
-def test_method_trains_and_reloads(name, tmp_path):
-    dataset = get_method(name).default_dataset
-    # Batch 32: Barlow Twins' 1024 x 1024 cross-correlation over 16 samples is mostly noise,
-    # and its loss need not fall in 16 steps.
-    spec = TrainSpec(name, dataset, seed=0, params=dict(TINY, steps=16, batch_size=32))
-    config = build_config(get_method(name).Config, "quick", spec.params)
+def test_tiny_preset_starts_from_the_shared_one(name):
+    presets = get_method(name).Config.PRESETS
+    assert {"quick", "paper", "tiny"} <= set(presets)
+    assert TINY_PRESET.items() <= presets["tiny"].items()
+
+
+@pytest.mark.parametrize("name", list_methods())
+def test_method_trains_and_reloads(name, tmp_path, monkeypatch):
+    cls = get_method(name)
+    spec = TrainSpec(name, cls.default_dataset, preset="tiny", seed=0)
+    config = build_config(cls.Config, spec.preset, spec.params)
+    built, build = [], trainer.build_method  # the method the loop trains, and its data
+
+    def keep_method(spec, config, data):
+        built.append((build(spec, config, data), data))
+        return built[-1][0]
+
+    monkeypatch.setattr(trainer, "build_method", keep_method)
     sink = ListSink()
-    result = run_job(spec, config, tmp_path, sink, should_stop=lambda: False)
-    assert result.status == "completed" and result.step == 16
+    result = trainer.run_job(spec, config, tmp_path, sink, should_stop=lambda: False)
+    assert result.status == "completed" and result.step == config.steps
     losses = [values["loss"] for _, values in sink.points]
     assert all(torch.isfinite(torch.tensor(losses)))
     assert sum(losses[-4:]) / 4 < sum(losses[:4]) / 4, losses
-    assert [s for s, _ in sink.saved] == [5, 10, 15, 16]
+    every = config.checkpoint_every
+    assert [s for s, _ in sink.saved] == [*range(every, config.steps, every), config.steps]
 
-    cls = get_method(name)
-    info = cls.load_data(dataset, config, tmp_path).info
-    fresh, trained = cls(config, info), cls(config, info)
-    assert checkpoints.load(checkpoints.latest(tmp_path), trained) == 16
+    [(trained, data)] = built
+    trained.eval()
+    loaded = cls(config, trained.data_info).eval()
+    assert checkpoints.load(checkpoints.latest(tmp_path), loaded) == config.steps
     for key, value in trained.state_dict().items():
-        if value.is_floating_point():
-            if not torch.equal(value, fresh.state_dict()[key]):
-                break
-    else:
-        pytest.fail("reloaded weights equal a fresh initialisation")
-    # Loading twice gives identical weights.
-    again = cls(config, info)
-    checkpoints.load(checkpoints.latest(tmp_path), again)
-    for key, value in trained.state_dict().items():
-        assert torch.equal(value, again.state_dict()[key]), key
+        assert torch.equal(value, loaded.state_dict()[key]), key
     # Text methods embed token ids (B, T); image and image-text methods embed images.
-    probe = (torch.zeros(2, 8, dtype=torch.long) if cls.modality == "text"
-             else torch.zeros(2, 3, 16, 16, dtype=torch.uint8))
-    features = trained.eval().embed(probe)
-    assert features.ndim == 2 and features.shape[0] == 2
+    probe = data.tensors["input_ids" if cls.modality == "text" else "images"][:4]
+    if trained.channels_last:  # the layout the loop trained in: the sums run in one order
+        loaded = loaded.to(memory_format=torch.channels_last)
+    features = trained.embed(probe)
+    assert features.ndim == 2 and features.shape[0] == 4
+    assert torch.equal(loaded.embed(probe), features)
+    # The check can fail: a fresh initialisation embeds the same images differently.
+    fresh = cls(config, trained.data_info).eval()
+    assert not torch.allclose(fresh.embed(probe), features)
 
 
 def test_stop_flag_ends_with_a_checkpoint_and_resume_continues(tmp_path):
