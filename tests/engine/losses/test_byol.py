@@ -17,6 +17,22 @@ def test_hand_worked_values():
         -1 / math.sqrt(2), rel=1e-6)
 
 
+def test_simsiam_worked_example():
+    # Row 1: D(p_a, z_b) = -cos((1, 0), (3, 4)) = -3/5; D(p_b, z_a) = -cos((0, 2), (5, 12))
+    # = -24 / (2 x 13) = -12/13. Row 2: -cos((0, -1), (0, 1)) = +1; -cos((1, 1), (1, -1)) = 0.
+    # Batch means 0.2 and -6/13; the loss is half their sum: 0.1 - 3/13 = -17/130.
+    p_a = torch.tensor([[1.0, 0.0], [0.0, -1.0]], dtype=torch.float64, requires_grad=True)
+    p_b = torch.tensor([[0.0, 2.0], [1.0, 1.0]], dtype=torch.float64)
+    z_a = torch.tensor([[5.0, 12.0], [1.0, -1.0]], dtype=torch.float64)
+    z_b = torch.tensor([[3.0, 4.0], [0.0, 1.0]], dtype=torch.float64)
+    loss = simsiam_loss(p_a, p_b, z_a, z_b)
+    assert loss.item() == pytest.approx(-17 / 130, abs=1e-7)
+    # d(-cos(p, z))/dp = -(z/|z| - cos(p, z) p/|p|) / |p|, times 1/2 (symmetrised) and 1/2
+    # (batch mean): row 1 -((0.6, 0.8) - 0.6 (1, 0)) / 4 = (0, -0.2); row 2, p opposite z: 0.
+    loss.backward()
+    assert p_a.grad.flatten().tolist() == pytest.approx([0.0, -0.2, 0.0, 0.0], abs=1e-7)
+
+
 def _byol_equation_2(p, z):
     """BYOL (arXiv:2006.07733) equation 2: ||p/||p|| - z/||z||||^2, averaged over the batch."""
     total = 0.0
