@@ -12,6 +12,7 @@ the owner signs in (Hugging Face OAuth on a Space, else $PRETEXT_OWNER_KEY). --v
 everyone a viewer; --open gives a public host to everyone. Paths typed into the page are read
 only inside $PRETEXT_DATA_ROOTS. The first log line names the mode.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,25 +22,42 @@ import sys
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--host", default=None,
-                        help="address to listen on (default: $GRADIO_SERVER_NAME or 127.0.0.1; "
-                             "0.0.0.0 for every interface)")
-    parser.add_argument("--port", type=int, default=None,
-                        help="port (default: $GRADIO_SERVER_PORT or 7860)")
-    parser.add_argument("--home", default=None,
-                        help="home folder for the job database and runs "
-                             "(default: $PRETEXT_HOME or ./.pretext)")
-    parser.add_argument("--auth", default=None, metavar="USER:PASS",
-                        help="put Gradio's login in front of the whole app (default: "
-                             "$PRETEXT_AUTH); every signed-in user owns the studio")
-    parser.add_argument("--viewer", action="store_true",
-                        help="viewer mode for everyone: look at runs, change nothing "
-                             "(also $PRETEXT_VIEWER=1)")
-    parser.add_argument("--open", dest="open_", action="store_true",
-                        help="on a public host, let every visitor start, stop and add data "
-                             "(knowingly: anyone can fill the disk)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--host",
+        default=None,
+        help="address to listen on (default: $GRADIO_SERVER_NAME or 127.0.0.1; "
+        "0.0.0.0 for every interface)",
+    )
+    parser.add_argument(
+        "--port", type=int, default=None, help="port (default: $GRADIO_SERVER_PORT or 7860)"
+    )
+    parser.add_argument(
+        "--home",
+        default=None,
+        help="home folder for the job database and runs (default: $PRETEXT_HOME or ./.pretext)",
+    )
+    parser.add_argument(
+        "--auth",
+        default=None,
+        metavar="USER:PASS",
+        help="put Gradio's login in front of the whole app (default: "
+        "$PRETEXT_AUTH); every signed-in user owns the studio",
+    )
+    parser.add_argument(
+        "--viewer",
+        action="store_true",
+        help="viewer mode for everyone: look at runs, change nothing (also $PRETEXT_VIEWER=1)",
+    )
+    parser.add_argument(
+        "--open",
+        dest="open_",
+        action="store_true",
+        help="on a public host, let every visitor start, stop and add data "
+        "(knowingly: anyone can fill the disk)",
+    )
     return parser.parse_args(argv)
 
 

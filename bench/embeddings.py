@@ -10,6 +10,7 @@ background warm-up pays once); "warm" is the same call again. Projections use
 PRETEXT_PROJECTION_THREADS threads (--threads), as in the app. The wall times depend on what
 else runs on the machine: the load average is printed with them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import torch  # noqa: E402
+import torch
 
 
 def timed(fn, *args, **kwargs):
@@ -30,14 +31,23 @@ def timed(fn, *args, **kwargs):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", default="2000,10000")
     parser.add_argument("--image-size", type=int, default=32)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="threads for t-SNE and UMAP (PRETEXT_PROJECTION_THREADS)")
-    parser.add_argument("--no-tsne-above", type=int, default=0,
-                        help="skip t-SNE above this many points (0: never skip)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="threads for t-SNE and UMAP (PRETEXT_PROJECTION_THREADS)",
+    )
+    parser.add_argument(
+        "--no-tsne-above",
+        type=int,
+        default=0,
+        help="skip t-SNE above this many points (0: never skip)",
+    )
     args = parser.parse_args()
     os.environ["PRETEXT_PROJECTION_THREADS"] = str(args.threads)
     os.environ["PRETEXT_UMAP_WARMUP"] = "0"
@@ -49,8 +59,10 @@ def main() -> None:
     from engine.inference.runs import RunLoader
 
     sizes = [int(s) for s in args.sizes.split(",")]
-    print(f"torch threads {torch.get_num_threads()}, projection threads {args.threads}, "
-          f"load average at start {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(
+        f"torch threads {torch.get_num_threads()}, projection threads {args.threads}, "
+        f"load average at start {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )
     method = RunLoader().random_method("simclr", args.image_size).method
     umap_cold = True
     for n in sizes:
@@ -60,8 +72,11 @@ def main() -> None:
         features, embed_s = timed(embed_in_batches, method.embed, images, n, None, "")
         _, pca_s = timed(projections.pca, features)
         _, knn_s = timed(projections.leave_one_out_knn, features, labels)
-        rows = [("embedding (ResNet-18, %d px)" % args.image_size, embed_s),
-                ("PCA", pca_s), ("k-NN leave-one-out", knn_s)]
+        rows = [
+            (f"embedding (ResNet-18, {args.image_size} px)", embed_s),
+            ("PCA", pca_s),
+            ("k-NN leave-one-out", knn_s),
+        ]
         if umap_cold:
             _, cold_s = timed(projections.umap, features)
             rows.append(("UMAP cold (import + compile + fit)", cold_s))
@@ -71,8 +86,10 @@ def main() -> None:
         if not args.no_tsne_above or n <= args.no_tsne_above:
             _, tsne_s = timed(projections.tsne, features)
             rows.append(("t-SNE (Barnes-Hut, perplexity 30)", tsne_s))
-        print(f"\n{n:,} points, {features.shape[1]}-d features "
-              f"(load average {os.getloadavg()[0]:.1f})")
+        print(
+            f"\n{n:,} points, {features.shape[1]}-d features "
+            f"(load average {os.getloadavg()[0]:.1f})"
+        )
         for name, seconds in rows:
             print(f"  {name:<38} {seconds:8.2f} s")
 

@@ -6,6 +6,7 @@ Prints the wall time and the peak resident memory of the process: the full simil
 would be bank x queries x 4 bytes (2 GB at the defaults); the chunked scan holds one
 (1024, 20 + 8192) block at a time.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import torch  # noqa: E402
+import torch
 
-from engine.evaluation.knn import knn_evaluate  # noqa: E402
+from engine.evaluation.knn import knn_evaluate
 
 
 def main() -> None:
@@ -40,9 +41,11 @@ def main() -> None:
     seconds = time.perf_counter() - tick
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     full = args.bank * args.queries * 4 / 2**20
-    print(f"k-NN {args.queries} queries x {args.bank} bank x {args.dim} dims: {seconds:.1f} s, "
-          f"top-1 {result['top1']:.3f}; peak RSS {peak:.0f} MB ({peak - before:+.0f} MB over "
-          f"the data); the full similarity matrix alone would be {full:.0f} MB")
+    print(
+        f"k-NN {args.queries} queries x {args.bank} bank x {args.dim} dims: {seconds:.1f} s, "
+        f"top-1 {result['top1']:.3f}; peak RSS {peak:.0f} MB ({peak - before:+.0f} MB over "
+        f"the data); the full similarity matrix alone would be {full:.0f} MB"
+    )
 
 
 if __name__ == "__main__":

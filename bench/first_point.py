@@ -6,6 +6,7 @@ Submits a job through the engine API to a fresh home folder, lets the job manage
 worker process, and polls `metrics` as the UI does; prints the time to the first point, to the
 tenth, and the images/s the worker reports.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.api import Studio  # noqa: E402
+from engine.api import Studio
 
 
 def main() -> None:
@@ -31,8 +32,14 @@ def main() -> None:
         studio = Studio(home)
         studio.start_manager()
         start = time.monotonic()
-        job_id = studio.submit({"method": args.method, "dataset": args.dataset,
-                                "preset": args.preset, "params": params})
+        job_id = studio.submit(
+            {
+                "method": args.method,
+                "dataset": args.dataset,
+                "preset": args.preset,
+                "params": params,
+            }
+        )
         first = tenth = None
         while tenth is None and time.monotonic() - start < 300:
             steps = [p["step"] for p in studio.metrics(job_id) if p["name"] == "loss"]
@@ -46,9 +53,11 @@ def main() -> None:
             time.sleep(0.2)
         job = studio.job(job_id)
         studio.shutdown()
-    print(f"{args.method} on {args.dataset} ({args.preset}): first loss point after "
-          f"{first:.1f} s, tenth after {tenth:.1f} s; {job['images_per_second'] or 0:.0f} "
-          f"images/s at step {job['step']}")
+    print(
+        f"{args.method} on {args.dataset} ({args.preset}): first loss point after "
+        f"{first:.1f} s, tenth after {tenth:.1f} s; {job['images_per_second'] or 0:.0f} "
+        f"images/s at step {job['step']}"
+    )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ then fetches in parallel; `/jobs`, a JSON endpoint with no lens behind it, gives
 job manager and, once it has logged a few steps, everything is timed again; the job is
 cancelled at the end.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.api import Studio  # noqa: E402
-
+from engine.api import Studio
 
 SHAPE_LABELS = "circle, square, triangle, star, hexagon, cross, heart, diamond, ellipse, ring"
 SHAPE_TEMPLATES = "a {}\na small {}\na large {}"
@@ -70,44 +70,55 @@ def cases(studio: Studio, client, image: str) -> dict[str, Callable[[], object]]
     clip, bert, gpt, t5 = (newest_run(studio, m) for m in ("clip", "bert", "gpt", "t5"))
     if clip:
         out[f"zero_shot  clip run {clip}"] = lambda: studio.lenses.zero_shot(
-            image, clip, SHAPE_LABELS, SHAPE_TEMPLATES)
+            image, clip, SHAPE_LABELS, SHAPE_TEMPLATES
+        )
         out[f"retrieve   clip run {clip}"] = lambda: studio.lenses.retrieve(
-            "a red star", clip, "shapes", 8)
+            "a red star", clip, "shapes", 8
+        )
     if bert:
         out[f"fill_mask  bert run {bert}"] = lambda: studio.lenses.fill_mask(CAPTION, bert, 5)
     if gpt:
         out[f"generate   gpt run {gpt} (40 tokens)"] = lambda: studio.lenses.generate(
-            "a small red", gpt, 40, 0.8, 50, 0)
+            "a small red", gpt, 40, 0.8, 50, 0
+        )
     if t5:
         out[f"text2text  t5 run {t5} (4 beams)"] = lambda: studio.lenses.text2text(
-            SENTINELS, t5, 4, 40)
+            SENTINELS, t5, 4, 40
+        )
     if client is not None:
         from gradio_client import handle_file
 
         if mae:
             out[f"/attention  (client) mae run {mae}"] = lambda: client.predict(
-                handle_file(image), mae, 0, 0.6, api_name="/attention")
+                handle_file(image), mae, 0, 0.6, api_name="/attention"
+            )
             out[f"/reconstruct (client) mae run {mae}"] = lambda: client.predict(
-                handle_file(image), mae, 0.75, 0, api_name="/reconstruct")
+                handle_file(image), mae, 0.75, 0, api_name="/reconstruct"
+            )
         out["/views      (client) simclr"] = lambda: client.predict(
-            "simclr", "shapes", 0, 4, api_name="/views")
+            "simclr", "shapes", 0, 4, api_name="/views"
+        )
         if clip:
             out[f"/zero_shot (client) clip run {clip}"] = lambda: client.predict(
-                handle_file(image), clip, SHAPE_LABELS, SHAPE_TEMPLATES, api_name="/zero_shot")
+                handle_file(image), clip, SHAPE_LABELS, SHAPE_TEMPLATES, api_name="/zero_shot"
+            )
             out[f"/retrieve  (client) clip run {clip}"] = lambda: client.predict(
-                "a red star", clip, "shapes", 8, "test", 1000, api_name="/retrieve")
+                "a red star", clip, "shapes", 8, "test", 1000, api_name="/retrieve"
+            )
         if bert:
             out[f"/fill_mask (client) bert run {bert}"] = lambda: client.predict(
-                CAPTION, bert, 5, api_name="/fill_mask")
+                CAPTION, bert, 5, api_name="/fill_mask"
+            )
         if gpt:
             out[f"/generate  (client) gpt run {gpt}"] = lambda: client.predict(
-                "a small red", gpt, 40, 0.8, 50, 0, api_name="/generate")
+                "a small red", gpt, 40, 0.8, 50, 0, api_name="/generate"
+            )
         if t5:
             out[f"/text2text (client) t5 run {t5}"] = lambda: client.predict(
-                SENTINELS, t5, 4, 40, api_name="/text2text")
+                SENTINELS, t5, 4, 40, api_name="/text2text"
+            )
         # The floor: a JSON endpoint with no lens behind it (queue, HTTP, client).
-        out["/jobs       (client) no lens: the floor"] = lambda: client.predict(
-            api_name="/jobs")
+        out["/jobs       (client) no lens: the floor"] = lambda: client.predict(api_name="/jobs")
     return out
 
 
@@ -122,8 +133,9 @@ def main() -> None:
     studio = Studio(args.home or scratch.name)
     if newest_run(studio, "mae") is None:
         print(f"training an MAE (quick preset, {args.train_steps} steps) ...", flush=True)
-        studio.run_foreground({"method": "mae", "dataset": "shapes",
-                               "params": {"steps": args.train_steps}})
+        studio.run_foreground(
+            {"method": "mae", "dataset": "shapes", "params": {"steps": args.train_steps}}
+        )
     image = next(e["path"] for e in studio.lenses.lens_examples() if e["name"] == "cat")
     client = demo = None
     if not args.no_client:
@@ -134,8 +146,13 @@ def main() -> None:
 
         demo = build_app(studio)
         port = free_port()
-        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
-                    quiet=True, **launch_options())
+        demo.launch(
+            server_name="127.0.0.1",
+            server_port=port,
+            prevent_thread_lock=True,
+            quiet=True,
+            **launch_options(),
+        )
         # Pictures are not downloaded: a browser fetches them in parallel once the answer is
         # in, while the client would fetch them one by one (about 0.1-0.2 s each here).
         client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=False)
@@ -145,8 +162,9 @@ def main() -> None:
             job_id = None
             if phase == "training":
                 studio.start_manager()
-                job_id = studio.submit({"method": "simclr", "dataset": "shapes",
-                                        "params": {"steps": 10_000}})
+                job_id = studio.submit(
+                    {"method": "simclr", "dataset": "shapes", "params": {"steps": 10_000}}
+                )
                 while studio.job(job_id)["step"] < 3:
                     time.sleep(0.5)
             for name, fn in cases(studio, client, image).items():
@@ -156,8 +174,11 @@ def main() -> None:
                     print(f"{phase:9s}{name:44s} skipped: {error}", flush=True)
                     results.pop(name, None)
                     continue
-                print(f"{phase:9s}{name:44s} p50 {results[name][phase][0]:.3f} s  "
-                      f"p95 {results[name][phase][1]:.3f} s", flush=True)
+                print(
+                    f"{phase:9s}{name:44s} p50 {results[name][phase][0]:.3f} s  "
+                    f"p95 {results[name][phase][1]:.3f} s",
+                    flush=True,
+                )
             if job_id is not None:
                 studio.cancel(job_id)
                 while studio.job(job_id)["status"] == "running":
@@ -166,11 +187,15 @@ def main() -> None:
         if demo is not None:
             demo.close()
         studio.shutdown()
-    print(f"\n{'lens':44s} {'idle p50':>9s} {'idle p95':>9s} {'train p50':>10s} "
-          f"{'train p95':>10s}   (seconds, {args.repeats} calls each)")
+    print(
+        f"\n{'lens':44s} {'idle p50':>9s} {'idle p95':>9s} {'train p50':>10s} "
+        f"{'train p95':>10s}   (seconds, {args.repeats} calls each)"
+    )
     for name, by_phase in results.items():
-        idle, busy = by_phase.get("idle", (float("nan"),) * 2), \
-            by_phase.get("training", (float("nan"),) * 2)
+        idle, busy = (
+            by_phase.get("idle", (float("nan"),) * 2),
+            by_phase.get("training", (float("nan"),) * 2),
+        )
         print(f"{name:44s} {idle[0]:9.3f} {idle[1]:9.3f} {busy[0]:10.3f} {busy[1]:10.3f}")
     scratch.cleanup()
 

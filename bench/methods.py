@@ -25,6 +25,7 @@ cores.
 Prints a markdown table (dataset, method, steps, images/s, k-NN top-1, linear top-1, and the
 baselines as rows) and writes every figure to --out as JSON.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,9 +41,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from engine.api import Studio  # noqa: E402
-from engine.config import build_config  # noqa: E402
-from engine.registry import get_method, list_methods  # noqa: E402
+from engine.api import Studio
+from engine.config import build_config
+from engine.registry import get_method, list_methods
 
 CALIBRATION_STEPS = 5  # the first is not timed (warm-up allocations), four are
 CORES = os.cpu_count() or 1
@@ -71,24 +72,33 @@ def parse_set(items: list[str]) -> dict[str, str]:
 def run_params(method: str, steps: int, extra: dict[str, str]) -> dict[str, Any]:
     """The quick preset with `steps`; warmup shortened to at most a tenth of a short run."""
     preset = build_config(get_method(method).Config, "quick", extra)
-    return {**extra, "steps": steps, "warmup_steps": min(preset.warmup_steps, steps // 10),
-            "checkpoint_every": steps}
+    return {
+        **extra,
+        "steps": steps,
+        "warmup_steps": min(preset.warmup_steps, steps // 10),
+        "checkpoint_every": steps,
+    }
 
 
 def calibrate(studio: Studio, method: str, dataset: str, extra: dict[str, str]) -> float:
     """CPU seconds (all threads) one training step of `method` takes, from a few-step job."""
     marks: list[float] = []
     summary = studio.run_foreground(
-        {"method": method, "dataset": dataset, "params": {
-            **extra, "steps": CALIBRATION_STEPS, "warmup_steps": 0, "health_every": 0}},
-        on_step=lambda step, values: marks.append(time.process_time()))
+        {
+            "method": method,
+            "dataset": dataset,
+            "params": {**extra, "steps": CALIBRATION_STEPS, "warmup_steps": 0, "health_every": 0},
+        },
+        on_step=lambda step, values: marks.append(time.process_time()),
+    )
     if summary["status"] != "completed" or len(marks) != CALIBRATION_STEPS:
         raise RuntimeError(f"calibration of {method} failed: {summary['error']}")
     return (marks[-1] - marks[0]) / (CALIBRATION_STEPS - 1)
 
 
-def bench_one(studio: Studio, method: str, dataset: str, budget: float,
-              extra: dict[str, str]) -> list[dict[str, Any]]:
+def bench_one(
+    studio: Studio, method: str, dataset: str, budget: float, extra: dict[str, str]
+) -> list[dict[str, Any]]:
     """Train `method` on `dataset` for `budget` seconds, evaluate; its row and its baselines'."""
     batch = build_config(get_method(method).Config, "quick", extra).batch_size
     busy = os.getloadavg()[0]
@@ -97,24 +107,38 @@ def bench_one(studio: Studio, method: str, dataset: str, budget: float,
         # Under load, PyTorch's threads spin waiting for cores and bill CPU time without
         # progress: the calibration overstates a step's cost and the method gets fewer steps
         # than its budget (SimSiam, 149 steps in bench/RESULTS.md).
-        print(f"warning: {method} calibrated at load {busy:.1f} on {CORES} cores; its step "
-              "count may be low: rerun it on a quiet machine", file=sys.stderr, flush=True)
+        print(
+            f"warning: {method} calibrated at load {busy:.1f} on {CORES} cores; its step "
+            "count may be low: rerun it on a quiet machine",
+            file=sys.stderr,
+            flush=True,
+        )
     steps = max(MIN_STEPS, math.floor(budget * CORES / cpu_per_step))
     cpu_start = time.process_time()
     tick = time.monotonic()
-    summary = studio.run_foreground({"method": method, "dataset": dataset,
-                                     "params": run_params(method, steps, extra)})
+    summary = studio.run_foreground(
+        {"method": method, "dataset": dataset, "params": run_params(method, steps, extra)}
+    )
     train_s = time.monotonic() - tick
     train_cpu_s = time.process_time() - cpu_start
     job = studio.job(summary["job_id"])
-    row: dict[str, Any] = {"dataset": dataset, "method": method, "kind": "job",
-                           "job_id": job["id"], "status": summary["status"],
-                           "steps": job["step"], "batch_size": batch,
-                           "train_s": round(train_s, 1), "train_cpu_s": round(train_cpu_s, 1),
-                           "images_per_second": round(batch * CORES / cpu_per_step, 1),
-                           "wall_images_per_second": job["images_per_second"],
-                           "first_loss": summary.get("first_loss"), "last_loss": job["last_loss"],
-                           "load": load(), "calibration_load": round(busy, 1)}
+    row: dict[str, Any] = {
+        "dataset": dataset,
+        "method": method,
+        "kind": "job",
+        "job_id": job["id"],
+        "status": summary["status"],
+        "steps": job["step"],
+        "batch_size": batch,
+        "train_s": round(train_s, 1),
+        "train_cpu_s": round(train_cpu_s, 1),
+        "images_per_second": round(batch * CORES / cpu_per_step, 1),
+        "wall_images_per_second": job["images_per_second"],
+        "first_loss": summary.get("first_loss"),
+        "last_loss": job["last_loss"],
+        "load": load(),
+        "calibration_load": round(busy, 1),
+    }
     if summary["status"] != "completed":
         row["error"] = summary["error"]
         return [row]
@@ -128,8 +152,9 @@ def bench_one(studio: Studio, method: str, dataset: str, budget: float,
             continue
         name = params.get("baseline")
         label = "pixels" if name == "pixels" else f"random init ({method}: {params['backbone']})"
-        base = baselines.setdefault(label, {"dataset": dataset, "method": label,
-                                            "kind": "baseline", "of": method})
+        base = baselines.setdefault(
+            label, {"dataset": dataset, "method": label, "kind": "baseline", "of": method}
+        )
         base[f"{ev['protocol']}_top1"] = ev["figures"].get(f"{ev['protocol']}_top1")
     row["eval_s"] = round(time.monotonic() - tick - train_s, 1)
     return [row, *baselines.values()]
@@ -142,45 +167,80 @@ def fmt(value: Any, digits: int = 3) -> str:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| dataset | method | steps | images/s | k-NN top-1 | linear top-1 | "
-             "random init k-NN / linear |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| dataset | method | steps | images/s | k-NN top-1 | linear top-1 | "
+        "random init k-NN / linear |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
     pixels_done: set[str] = set()
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
         here = [r for r in rows if r["dataset"] == dataset]
         for r in (r for r in here if r["kind"] == "job"):
-            random = next((b for b in here if b["kind"] == "baseline" and b["of"] == r["method"]
-                           and b["method"] != "pixels"), {})
-            lines.append(f"| {dataset} | {r['method']} | {r['steps']} | "
-                         f"{fmt(r.get('images_per_second'), 0)} | {fmt(r.get('knn_top1'))} | "
-                         f"{fmt(r.get('linear_top1'))} | {fmt(random.get('knn_top1'))} / "
-                         f"{fmt(random.get('linear_top1'))} |")
+            random = next(
+                (
+                    b
+                    for b in here
+                    if b["kind"] == "baseline"
+                    and b["of"] == r["method"]
+                    and b["method"] != "pixels"
+                ),
+                {},
+            )
+            lines.append(
+                f"| {dataset} | {r['method']} | {r['steps']} | "
+                f"{fmt(r.get('images_per_second'), 0)} | {fmt(r.get('knn_top1'))} | "
+                f"{fmt(r.get('linear_top1'))} | {fmt(random.get('knn_top1'))} / "
+                f"{fmt(random.get('linear_top1'))} |"
+            )
         for b in (b for b in here if b["method"] == "pixels"):
             if dataset not in pixels_done:
                 pixels_done.add(dataset)
-                lines.append(f"| {dataset} | baseline: raw pixels | 0 | - | "
-                             f"{fmt(b.get('knn_top1'))} | {fmt(b.get('linear_top1'))} | |")
+                lines.append(
+                    f"| {dataset} | baseline: raw pixels | 0 | - | "
+                    f"{fmt(b.get('knn_top1'))} | {fmt(b.get('linear_top1'))} | |"
+                )
     return "\n".join(lines)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--methods", default=",".join(image_methods()))
     parser.add_argument("--datasets", default="digits,shapes")
-    parser.add_argument("--budget-s", dest="budget", type=float, default=90.0,
-                        help="training seconds of the whole machine per run (x cores of CPU "
-                             "time; the calibration job comes on top)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a quick-preset setting for every method (exploration)")
+    parser.add_argument(
+        "--budget-s",
+        dest="budget",
+        type=float,
+        default=90.0,
+        help="training seconds of the whole machine per run (x cores of CPU "
+        "time; the calibration job comes on top)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a quick-preset setting for every method (exploration)",
+    )
     parser.add_argument("--out", default=None, help="write the rows as JSON here")
-    parser.add_argument("--home", default=None,
-                        help="keep the home folders (one per method) under this folder")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="torch threads (0: torch's default); 1 wastes no CPU time on "
-                             "thread synchronisation when other processes share the cores")
-    parser.add_argument("--table", nargs="+", metavar="JSON", default=None,
-                        help="print the table of earlier --out files (merged) and exit")
+    parser.add_argument(
+        "--home", default=None, help="keep the home folders (one per method) under this folder"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads (0: torch's default); 1 wastes no CPU time on "
+        "thread synchronisation when other processes share the cores",
+    )
+    parser.add_argument(
+        "--table",
+        nargs="+",
+        metavar="JSON",
+        default=None,
+        help="print the table of earlier --out files (merged) and exit",
+    )
     args = parser.parse_args()
     if args.table:
         rows = [row for path in args.table for row in json.loads(Path(path).read_text())["rows"]]
@@ -196,12 +256,16 @@ def main() -> None:
     extra = parse_set(args.set)
     unknown = sorted(set(methods) - set(image_methods()))
     if unknown:
-        raise SystemExit(f"not image methods: {', '.join(unknown)}; "
-                         f"choose from {', '.join(image_methods())}")
+        raise SystemExit(
+            f"not image methods: {', '.join(unknown)}; choose from {', '.join(image_methods())}"
+        )
     started = time.strftime("%Y-%m-%d %H:%M")
-    print(f"{started}, {CORES} cores, load (1/5 min) {load()}, budget {args.budget:g} s x "
-          f"{CORES} cores of CPU time per run"
-          f"{', overrides ' + str(extra) if extra else ''}", flush=True)
+    print(
+        f"{started}, {CORES} cores, load (1/5 min) {load()}, budget {args.budget:g} s x "
+        f"{CORES} cores of CPU time per run"
+        f"{', overrides ' + str(extra) if extra else ''}",
+        flush=True,
+    )
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.home or tmp)
@@ -211,23 +275,44 @@ def main() -> None:
                 studio = studios[method]
                 try:
                     found = bench_one(studio, method, dataset, args.budget, extra)
-                except Exception as exc:  # one method failing must not lose the others
-                    found = [{"dataset": dataset, "method": method, "kind": "job",
-                              "steps": 0, "error": f"{type(exc).__name__}: {exc}"}]
+                except Exception as exc:  # noqa: BLE001 - one method failing must not lose the others
+                    found = [
+                        {
+                            "dataset": dataset,
+                            "method": method,
+                            "kind": "job",
+                            "steps": 0,
+                            "error": f"{type(exc).__name__}: {exc}",
+                        }
+                    ]
                 rows.extend(found)
                 job = found[0]
-                print(f"{dataset:>7} {method:<13} steps {job.get('steps')} in "
-                      f"{job.get('train_s')} s wall, {job.get('train_cpu_s')} s CPU "
-                      f"({fmt(job.get('images_per_second'), 0)} img/s), "
-                      f"k-NN {fmt(job.get('knn_top1'))}, linear {fmt(job.get('linear_top1'))}"
-                      + "".join(f"; {b['method']} k-NN {fmt(b.get('knn_top1'))} linear "
-                                f"{fmt(b.get('linear_top1'))}" for b in found[1:])
-                      + f"; eval {job.get('eval_s')} s, load {load()}"
-                      + (f"; ERROR {job['error']}" if job.get("error") else ""), flush=True)
+                print(
+                    f"{dataset:>7} {method:<13} steps {job.get('steps')} in "
+                    f"{job.get('train_s')} s wall, {job.get('train_cpu_s')} s CPU "
+                    f"({fmt(job.get('images_per_second'), 0)} img/s), "
+                    f"k-NN {fmt(job.get('knn_top1'))}, linear {fmt(job.get('linear_top1'))}"
+                    + "".join(
+                        f"; {b['method']} k-NN {fmt(b.get('knn_top1'))} linear "
+                        f"{fmt(b.get('linear_top1'))}"
+                        for b in found[1:]
+                    )
+                    + f"; eval {job.get('eval_s')} s, load {load()}"
+                    + (f"; ERROR {job['error']}" if job.get("error") else ""),
+                    flush=True,
+                )
                 if args.out:
-                    Path(args.out).write_text(json.dumps(
-                        {"started": started, "budget_s": args.budget, "overrides": extra,
-                         "rows": rows}, indent=1))
+                    Path(args.out).write_text(
+                        json.dumps(
+                            {
+                                "started": started,
+                                "budget_s": args.budget,
+                                "overrides": extra,
+                                "rows": rows,
+                            },
+                            indent=1,
+                        )
+                    )
     print()
     print(table(rows))
 

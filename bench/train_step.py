@@ -5,6 +5,7 @@
 Prints ms per step and images per second for each method and precision, and the bf16/fp32
 ratio: the measurement behind each method's `precision` default.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,11 +17,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import torch  # noqa: E402
+import torch
 
-from engine.config import build_config  # noqa: E402
-from engine.optim import build_optimizer  # noqa: E402
-from engine.registry import get_method, list_methods  # noqa: E402
+from engine.config import build_config
+from engine.optim import build_optimizer
+from engine.registry import get_method, list_methods
 
 
 def measure(name: str, preset: str, precision: str, steps: int, warmup: int = 3) -> float:
@@ -55,15 +56,19 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12)
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, preset {args.preset}")
-    print(f"{'method':<10}{'batch':>6}{'px':>5}{'fp32 ms':>10}{'bf16 ms':>10}"
-          f"{'fp32 img/s':>12}{'bf16 img/s':>12}{'bf16 speedup':>14}")
+    print(
+        f"{'method':<10}{'batch':>6}{'px':>5}{'fp32 ms':>10}{'bf16 ms':>10}"
+        f"{'fp32 img/s':>12}{'bf16 img/s':>12}{'bf16 speedup':>14}"
+    )
     for name in args.methods.split(","):
         config = build_config(get_method(name).Config, args.preset, {})
         fp32 = measure(name, args.preset, "fp32", args.steps)
         bf16 = measure(name, args.preset, "bf16", args.steps)
         b = config.batch_size
-        print(f"{name:<10}{b:>6}{config.image_size:>5}{fp32 * 1e3:>10.0f}{bf16 * 1e3:>10.0f}"
-              f"{b / fp32:>12.0f}{b / bf16:>12.0f}{fp32 / bf16:>13.2f}x")
+        print(
+            f"{name:<10}{b:>6}{config.image_size:>5}{fp32 * 1e3:>10.0f}{bf16 * 1e3:>10.0f}"
+            f"{b / fp32:>12.0f}{b / bf16:>12.0f}{fp32 / bf16:>13.2f}x"
+        )
 
 
 if __name__ == "__main__":

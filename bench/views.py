@@ -7,6 +7,7 @@ brackets): on a shared two-core machine other processes slow some rounds down, a
 lets every pipeline meet the same conditions. The kornia and torchvision pipelines follow the same
 recipes (SimCLR appendix A, MAE crop + flip) so the ratios compare like with like.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -14,13 +15,13 @@ import os
 import statistics
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from engine.data.views import IMAGENET_MEAN, IMAGENET_STD, make_views  # noqa: E402
+from engine.data.views import IMAGENET_MEAN, IMAGENET_STD, make_views
 
 
 def kornia_views(recipe: str, size: int) -> Callable[[torch.Tensor], torch.Tensor] | None:
@@ -30,8 +31,10 @@ def kornia_views(recipe: str, size: int) -> Callable[[torch.Tensor], torch.Tenso
     except ImportError:
         return None
     scale = (0.2, 1.0)
-    steps: list[torch.nn.Module] = [K.RandomResizedCrop((size, size), scale=scale),
-                                    K.RandomHorizontalFlip()]
+    steps: list[torch.nn.Module] = [
+        K.RandomResizedCrop((size, size), scale=scale),
+        K.RandomHorizontalFlip(),
+    ]
     if recipe == "simclr":
         steps += [K.ColorJitter(0.4, 0.4, 0.4, 0.1, p=0.8), K.RandomGrayscale(p=0.2)]
         if size > 32:
@@ -43,6 +46,7 @@ def kornia_views(recipe: str, size: int) -> Callable[[torch.Tensor], torch.Tenso
     def run(images: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             return pipeline(images.float() / 255)
+
     return run
 
 
@@ -52,16 +56,21 @@ def torchvision_views(recipe: str, size: int) -> Callable[[torch.Tensor], torch.
     from torchvision import transforms as T
 
     if recipe == "simclr":
-        steps = [T.RandomResizedCrop(size, scale=(0.2, 1.0)), T.RandomHorizontalFlip(),
-                 T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
-                 T.RandomGrayscale(p=0.2)]
+        steps = [
+            T.RandomResizedCrop(size, scale=(0.2, 1.0)),
+            T.RandomHorizontalFlip(),
+            T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
+            T.RandomGrayscale(p=0.2),
+        ]
         if size > 32:
             kernel = int(0.1 * size) // 2 * 2 + 1
             steps.append(T.RandomApply([T.GaussianBlur(kernel, (0.1, 2.0))], p=0.5))
     else:
         bicubic = T.InterpolationMode.BICUBIC
-        steps = [T.RandomResizedCrop(size, scale=(0.2, 1.0), interpolation=bicubic),
-                 T.RandomHorizontalFlip()]
+        steps = [
+            T.RandomResizedCrop(size, scale=(0.2, 1.0), interpolation=bicubic),
+            T.RandomHorizontalFlip(),
+        ]
     pipeline = T.Compose(steps + [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
     cache: dict[int, list[Image.Image]] = {}
 
@@ -70,11 +79,13 @@ def torchvision_views(recipe: str, size: int) -> Callable[[torch.Tensor], torch.
         if key not in cache:
             cache[key] = [Image.fromarray(img.permute(1, 2, 0).numpy()) for img in images]
         return torch.stack([pipeline(img) for img in cache[key]])
+
     return run
 
 
-def measure(pipelines: dict[str, Callable[[torch.Tensor], torch.Tensor]], images: torch.Tensor,
-            rounds: int) -> dict[str, list[float]]:
+def measure(
+    pipelines: dict[str, Callable[[torch.Tensor], torch.Tensor]], images: torch.Tensor, rounds: int
+) -> dict[str, list[float]]:
     """Images/s of each pipeline per round, rounds interleaved across pipelines."""
     rates: dict[str, list[float]] = {name: [] for name in pipelines}
     for run in pipelines.values():
@@ -93,19 +104,23 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[32, 64])
     parser.add_argument("--recipes", nargs="+", default=["simclr", "mae"])
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--no-pil", action="store_true",
-                        help="skip the per-image torchvision pipeline")
+    parser.add_argument(
+        "--no-pil", action="store_true", help="skip the per-image torchvision pipeline"
+    )
     args = parser.parse_args()
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, "
-          f"load average {load:.1f}; batch {args.batch}, best of {args.rounds} rounds (median)")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, "
+        f"load average {load:.1f}; batch {args.batch}, best of {args.rounds} rounds (median)"
+    )
     torch.manual_seed(0)
     for size in args.sizes:
         images = torch.randint(0, 256, (args.batch, 3, size, size), dtype=torch.uint8)
         for recipe in args.recipes:
             pipelines: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-                "ours": make_views(recipe, size)}
+                "ours": make_views(recipe, size)
+            }
             reference = kornia_views(recipe, size)
             if reference is not None:
                 pipelines["kornia"] = reference
@@ -113,12 +128,19 @@ def main() -> None:
                 pipelines["torchvision PIL"] = torchvision_views(recipe, size)
             rates = measure(pipelines, images, args.rounds)
             best = {name: max(r) for name, r in rates.items()}
-            cells = [f"{name} {best[name]:8,.0f} ({statistics.median(r):,.0f})"
-                     for name, r in rates.items()]
-            ratios = [f"x{best['ours'] / best[name]:.1f} vs {name}"
-                      for name in best if name != "ours"]
-            print(f"{recipe:7s} {size:3d}px  " + "  ".join(cells) + "   images/s;  "
-                  + ", ".join(ratios))
+            cells = [
+                f"{name} {best[name]:8,.0f} ({statistics.median(r):,.0f})"
+                for name, r in rates.items()
+            ]
+            ratios = [
+                f"x{best['ours'] / best[name]:.1f} vs {name}" for name in best if name != "ours"
+            ]
+            print(
+                f"{recipe:7s} {size:3d}px  "
+                + "  ".join(cells)
+                + "   images/s;  "
+                + ", ".join(ratios)
+            )
 
 
 if __name__ == "__main__":

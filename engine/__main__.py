@@ -14,6 +14,7 @@
 
 Every command takes --home DIR (default $PRETEXT_HOME, else ./.pretext).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -73,8 +74,10 @@ def cmd_datasets(studio, args) -> int:
     else:
         for d in datasets:
             state = "available" if d["available"] else f"unavailable: {d['reason']}"
-            print(f"{d['name']:<12}{d['kind']:<7}{d['num_train']:>7} train {d['num_test']:>6} "
-                  f"test  {state}  - {d['description']}")
+            print(
+                f"{d['name']:<12}{d['kind']:<7}{d['num_train']:>7} train {d['num_test']:>6} "
+                f"test  {state}  - {d['description']}"
+            )
     return 0
 
 
@@ -84,40 +87,75 @@ def cmd_jobs(studio, args) -> int:
     if args.json:
         print(json.dumps(jobs))
     elif not jobs:
-        print("no jobs yet; start one with `python -m engine train --method simclr "
-              "--dataset digits`")
+        print(
+            "no jobs yet; start one with `python -m engine train --method simclr --dataset digits`"
+        )
     else:
         for j in jobs:
             j["steps"] = f"{j['step']}/{j['total_steps']}"
             j["loss"] = None if j["last_loss"] is None else f"{j['last_loss']:.4f}"
-        print(_table(jobs, ["id", "method", "dataset", "backbone", "status", "steps", "loss",
-                            "started_at", "duration_s", "error"]))
+        print(
+            _table(
+                jobs,
+                [
+                    "id",
+                    "method",
+                    "dataset",
+                    "backbone",
+                    "status",
+                    "steps",
+                    "loss",
+                    "started_at",
+                    "duration_s",
+                    "error",
+                ],
+            )
+        )
     return 0
 
 
 def cmd_train(studio, args) -> int:
     params: dict[str, Any] = _parse_set(args.set)
-    for flag, key in (("backbone", "backbone"), ("steps", "steps"),
-                      ("batch_size", "batch_size"), ("lr", "lr")):
+    for flag, key in (
+        ("backbone", "backbone"),
+        ("steps", "steps"),
+        ("batch_size", "batch_size"),
+        ("lr", "lr"),
+    ):
         value = getattr(args, flag)
         if value is not None:
             params[key] = value
-    spec = {"method": args.method, "dataset": args.dataset, "preset": args.preset,
-            "seed": args.seed, "params": params}
+    spec = {
+        "method": args.method,
+        "dataset": args.dataset,
+        "preset": args.preset,
+        "seed": args.seed,
+        "params": params,
+    }
     if args.eval:
         spec["evals"] = _protocol_list(args.eval)
     if args.eval_dataset:
         spec["eval_dataset"] = args.eval_dataset
     _, config = studio.validate(spec)  # fail before the progress bar appears
-    return _run_with_bar(studio, args, config.steps, 0, lambda **kw: studio.run_foreground(
-        spec, wait=not args.now, **kw))
+    return _run_with_bar(
+        studio,
+        args,
+        config.steps,
+        0,
+        lambda **kw: studio.run_foreground(spec, wait=not args.now, **kw),
+    )
 
 
 def cmd_resume(studio, args) -> int:
     studio.recover()  # a job whose worker was killed shows as interrupted, at its checkpoint
     job = studio.job(args.job_id)
-    return _run_with_bar(studio, args, job["total_steps"], job["step"], lambda **kw:
-                         studio.resume_foreground(args.job_id, wait=not args.now, **kw))
+    return _run_with_bar(
+        studio,
+        args,
+        job["total_steps"],
+        job["step"],
+        lambda **kw: studio.resume_foreground(args.job_id, wait=not args.now, **kw),
+    )
 
 
 def _run_with_bar(studio, args, total_steps: int, first_step: int, run) -> int:
@@ -130,18 +168,32 @@ def _run_with_bar(studio, args, total_steps: int, first_step: int, run) -> int:
 
     def on_step(step: int, values: dict[str, float]) -> None:
         if not bars:
-            bars.append(tqdm(total=total_steps, initial=first_step, file=sys.stderr,
-                             unit="step", dynamic_ncols=True))
+            bars.append(
+                tqdm(
+                    total=total_steps,
+                    initial=first_step,
+                    file=sys.stderr,
+                    unit="step",
+                    dynamic_ncols=True,
+                )
+            )
         bars[0].n = step
-        bars[0].set_postfix(loss=f"{values['loss']:.4f}",
-                            img_s=f"{values['images_per_second']:.0f}")
+        bars[0].set_postfix(
+            loss=f"{values['loss']:.4f}", img_s=f"{values['images_per_second']:.0f}"
+        )
 
     def on_wait(job_ids: list[int]) -> None:
-        jobs = "; ".join(f"job {j['id']} ({j['method']} on {j['dataset']}, step "
-                         f"{j['step']}/{j['total_steps']}, pid {j['pid']})"
-                         for j in map(studio.job, job_ids))
-        print(f"waiting for a free slot ({MAX_JOBS_ENV}={max_jobs()}) behind {jobs}; "
-              f"--now starts at once", file=sys.stderr, flush=True)
+        jobs = "; ".join(
+            f"job {j['id']} ({j['method']} on {j['dataset']}, step "
+            f"{j['step']}/{j['total_steps']}, pid {j['pid']})"
+            for j in map(studio.job, job_ids)
+        )
+        print(
+            f"waiting for a free slot ({MAX_JOBS_ENV}={max_jobs()}) behind {jobs}; "
+            f"--now starts at once",
+            file=sys.stderr,
+            flush=True,
+        )
 
     summary = run(on_step=on_step, on_wait=on_wait)
     for bar in bars:
@@ -150,13 +202,19 @@ def _run_with_bar(studio, args, total_steps: int, first_step: int, run) -> int:
     if args.json:
         print(json.dumps(summary))
     else:
-        print(f"job {summary['job_id']} {summary['status']}: {summary['steps']} steps, loss "
-              f"{summary['first_loss']} -> {summary['final_loss']}, "
-              f"{summary['images_per_second'] or 0:.0f} images/s, run folder "
-              f"{summary['run_dir']}")
+        print(
+            f"job {summary['job_id']} {summary['status']}: {summary['steps']} steps, loss "
+            f"{summary['first_loss']} -> {summary['final_loss']}, "
+            f"{summary['images_per_second'] or 0:.0f} images/s, run folder "
+            f"{summary['run_dir']}"
+        )
         if summary["eval"]:
-            print("eval: " + ", ".join(f"{k} {v:.4f}" for k, v in summary["eval"].items()
-                                       if not k.endswith("_std")))
+            print(
+                "eval: "
+                + ", ".join(
+                    f"{k} {v:.4f}" for k, v in summary["eval"].items() if not k.endswith("_std")
+                )
+            )
         if summary["error"]:
             print(f"error: {summary['error']}", file=sys.stderr)
     return 0 if summary["status"] in ("completed", "cancelled") else 1
@@ -164,8 +222,7 @@ def _run_with_bar(studio, args, total_steps: int, first_step: int, run) -> int:
 
 def cmd_metrics(studio, args) -> int:
     studio.job(args.job_id)  # a JobError names an unknown id
-    points = [p for p in studio.metrics(args.job_id)
-              if args.name is None or p["name"] == args.name]
+    points = [p for p in studio.metrics(args.job_id) if args.name is None or p["name"] == args.name]
     if args.json:
         print(json.dumps(points))  # floats round-trip exactly
     else:
@@ -193,8 +250,13 @@ def cmd_eval(studio, args) -> int:
             raise SpecError(f"unknown protocol {protocol!r}; choose one of: {', '.join(known)}")
     rows, figures = [], {}
     for protocol in protocols:
-        bar = tqdm(total=100, file=sys.stderr, desc=protocol, dynamic_ncols=True,
-                   bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
+        bar = tqdm(
+            total=100,
+            file=sys.stderr,
+            desc=protocol,
+            dynamic_ncols=True,
+            bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}",
+        )
 
         def on_progress(fraction: float, text: str, bar=bar) -> None:
             bar.n = round(100 * fraction)
@@ -203,45 +265,76 @@ def cmd_eval(studio, args) -> int:
         if args.job is not None:
             row = studio.evaluate(args.job, protocol, args.dataset, on_progress=on_progress)
         else:
-            row = studio.evaluate_baseline(args.baseline, args.dataset, args.backbone,
-                                           protocol, args.image_size, on_progress=on_progress)
+            row = studio.evaluate_baseline(
+                args.baseline,
+                args.dataset,
+                args.backbone,
+                protocol,
+                args.image_size,
+                on_progress=on_progress,
+            )
         bar.close()
         rows.append(row)
         figures.update(row["figures"])
-    subject = (f"job {args.job}" if args.job is not None else
-               f"baseline {args.baseline}" + ("" if args.baseline == "pixels"
-                                               else f" ({args.backbone})"))
+    subject = (
+        f"job {args.job}"
+        if args.job is not None
+        else f"baseline {args.baseline}"
+        + ("" if args.baseline == "pixels" else f" ({args.backbone})")
+    )
     if args.json:
-        print(json.dumps({"job_id": args.job, "baseline": args.baseline,
-                          "dataset": rows[0]["dataset"], "eval": figures,
-                          "evaluations": rows}))
+        print(
+            json.dumps(
+                {
+                    "job_id": args.job,
+                    "baseline": args.baseline,
+                    "dataset": rows[0]["dataset"],
+                    "eval": figures,
+                    "evaluations": rows,
+                }
+            )
+        )
     else:
-        print(f"{subject} on {rows[0]['dataset']}: " + ", ".join(
-            f"{k} {v:.4f}" for k, v in figures.items() if not k.endswith("_std")))
+        print(
+            f"{subject} on {rows[0]['dataset']}: "
+            + ", ".join(f"{k} {v:.4f}" for k, v in figures.items() if not k.endswith("_std"))
+        )
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m engine",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--home", help="home folder (database and runs); default "
-                                       "$PRETEXT_HOME, else ./.pretext")
+    common.add_argument(
+        "--home", help="home folder (database and runs); default $PRETEXT_HOME, else ./.pretext"
+    )
     common.add_argument("--json", action="store_true", help="machine-readable output")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("methods", parents=[common], help="list the registered methods")
-    datasets = sub.add_parser("datasets", parents=[common],
-                              help="list the datasets, or add your own data")
-    datasets.add_argument("--add", metavar="PATH", help="add your own data: a folder or .zip "
-                          "of images (subfolders become labels; a captions.csv or a .txt "
-                          "beside each image adds captions for CLIP), a UTF-8 text file, or a "
-                          "Hugging Face dataset (a folder saved with save_to_disk, or a Hub "
-                          "name when online)")
+    datasets = sub.add_parser(
+        "datasets", parents=[common], help="list the datasets, or add your own data"
+    )
+    datasets.add_argument(
+        "--add",
+        metavar="PATH",
+        help="add your own data: a folder or .zip "
+        "of images (subfolders become labels; a captions.csv or a .txt "
+        "beside each image adds captions for CLIP), a UTF-8 text file, or a "
+        "Hugging Face dataset (a folder saved with save_to_disk, or a Hub "
+        "name when online)",
+    )
     datasets.add_argument("--name", help="name of the added dataset (default: the file name)")
-    datasets.add_argument("--column", help="Hugging Face dataset: its text column (default: "
-                          "'text', else its only text column)")
-    datasets.add_argument("--split", help="Hugging Face dataset: the split to read (default: "
-                          "train, else its first)")
+    datasets.add_argument(
+        "--column",
+        help="Hugging Face dataset: its text column (default: 'text', else its only text column)",
+    )
+    datasets.add_argument(
+        "--split", help="Hugging Face dataset: the split to read (default: train, else its first)"
+    )
     sub.add_parser("jobs", parents=[common], help="the job history")
     train = sub.add_parser("train", parents=[common], help="run one job in the foreground")
     train.add_argument("--method", required=True)
@@ -252,39 +345,73 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", dest="batch_size", type=int)
     train.add_argument("--lr", type=float)
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="any other setting of the method (see the Train tab)")
-    train.add_argument("--eval", default="", metavar="PROTOCOLS",
-                       help="evaluations to run when the job completes, comma-separated "
-                            "(knn,linear,fewshot,finetune); the JSON summary gains `eval`")
-    train.add_argument("--eval-dataset", dest="eval_dataset", default=None,
-                       help="labelled dataset for --eval (default: the training dataset)")
-    now_help = ("start at once even when PRETEXT_MAX_JOBS jobs already run in this home "
-                "(default: wait for a free slot)")
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other setting of the method (see the Train tab)",
+    )
+    train.add_argument(
+        "--eval",
+        default="",
+        metavar="PROTOCOLS",
+        help="evaluations to run when the job completes, comma-separated "
+        "(knn,linear,fewshot,finetune); the JSON summary gains `eval`",
+    )
+    train.add_argument(
+        "--eval-dataset",
+        dest="eval_dataset",
+        default=None,
+        help="labelled dataset for --eval (default: the training dataset)",
+    )
+    now_help = (
+        "start at once even when PRETEXT_MAX_JOBS jobs already run in this home "
+        "(default: wait for a free slot)"
+    )
     train.add_argument("--now", action="store_true", help=now_help)
-    resume = sub.add_parser("resume", parents=[common], help="continue a cancelled, "
-                            "interrupted or failed job in the foreground from its newest "
-                            "checkpoint")
+    resume = sub.add_parser(
+        "resume",
+        parents=[common],
+        help="continue a cancelled, "
+        "interrupted or failed job in the foreground from its newest "
+        "checkpoint",
+    )
     resume.add_argument("job_id", type=int)
     resume.add_argument("--now", action="store_true", help=now_help)
-    metrics = sub.add_parser("metrics", parents=[common],
-                             help="every stored metric point of a job: step, name, value")
+    metrics = sub.add_parser(
+        "metrics", parents=[common], help="every stored metric point of a job: step, name, value"
+    )
     metrics.add_argument("job_id", type=int)
     metrics.add_argument("--name", help="only this metric (e.g. loss)")
-    evaluate = sub.add_parser("eval", parents=[common],
-                              help="evaluate a finished job, or a baseline")
+    evaluate = sub.add_parser(
+        "eval", parents=[common], help="evaluate a finished job, or a baseline"
+    )
     evaluate.add_argument("--job", type=int, help="the job to evaluate (its last checkpoint)")
-    evaluate.add_argument("--baseline", choices=["pixels", "random"],
-                          help="evaluate a baseline instead of a job")
-    evaluate.add_argument("--protocol", default="knn,linear",
-                          help="knn, linear, fewshot or finetune; several comma-separated "
-                               "(default: knn,linear)")
-    evaluate.add_argument("--dataset", help="labelled dataset (default for a job: its eval "
-                                            "dataset, else its training dataset)")
-    evaluate.add_argument("--backbone", default="resnet18",
-                          help="architecture of the random baseline (default resnet18)")
-    evaluate.add_argument("--image-size", dest="image_size", type=int, default=32,
-                          help="image size of a baseline, in pixels (default 32)")
+    evaluate.add_argument(
+        "--baseline", choices=["pixels", "random"], help="evaluate a baseline instead of a job"
+    )
+    evaluate.add_argument(
+        "--protocol",
+        default="knn,linear",
+        help="knn, linear, fewshot or finetune; several comma-separated (default: knn,linear)",
+    )
+    evaluate.add_argument(
+        "--dataset",
+        help="labelled dataset (default for a job: its eval dataset, else its training dataset)",
+    )
+    evaluate.add_argument(
+        "--backbone",
+        default="resnet18",
+        help="architecture of the random baseline (default resnet18)",
+    )
+    evaluate.add_argument(
+        "--image-size",
+        dest="image_size",
+        type=int,
+        default=32,
+        help="image size of a baseline, in pixels (default 32)",
+    )
     return parser
 
 
@@ -295,9 +422,15 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         studio = Studio(args.home)
-        command = {"methods": cmd_methods, "datasets": cmd_datasets, "jobs": cmd_jobs,
-                   "train": cmd_train, "eval": cmd_eval, "resume": cmd_resume,
-                   "metrics": cmd_metrics}[args.command]
+        command = {
+            "methods": cmd_methods,
+            "datasets": cmd_datasets,
+            "jobs": cmd_jobs,
+            "train": cmd_train,
+            "eval": cmd_eval,
+            "resume": cmd_resume,
+            "metrics": cmd_metrics,
+        }[args.command]
         return command(studio, args)
     except StudioError as exc:  # the user's to fix; anything else is a bug: its traceback
         print(f"error: {exc}", file=sys.stderr)

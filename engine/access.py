@@ -11,6 +11,7 @@ Containment is decided on resolved real paths (`Path.is_relative_to`), never on 
 `/data-evil` is not inside `/data`, and a symlink inside a root that points outside it is
 outside. Callers read the path this returns (the resolved one), not the text they were given.
 """
+
 from __future__ import annotations
 
 import os
@@ -40,16 +41,17 @@ class ServerPaths:
     """The server-path policy of one `Studio`: `restricted` False reads anywhere."""
 
     restricted: bool = False
-    roots: tuple[Path, ...] = ()      # the configured data roots, resolved
-    hidden: tuple[Path, ...] = ()     # also allowed, never shown (Gradio's upload folder)
+    roots: tuple[Path, ...] = ()  # the configured data roots, resolved
+    hidden: tuple[Path, ...] = ()  # also allowed, never shown (Gradio's upload folder)
 
     @classmethod
-    def anywhere(cls) -> "ServerPaths":
+    def anywhere(cls) -> ServerPaths:
         return cls()
 
     @classmethod
-    def inside(cls, roots: Iterable[str | os.PathLike],
-               hidden: Iterable[str | os.PathLike] = ()) -> "ServerPaths":
+    def inside(
+        cls, roots: Iterable[str | os.PathLike], hidden: Iterable[str | os.PathLike] = ()
+    ) -> ServerPaths:
         """Only paths inside `roots` (folders that must exist: a typo fails here, not at the
         first import) and `hidden`."""
         checked = []
@@ -60,12 +62,16 @@ class ServerPaths:
             if not os.path.isdir(text):
                 raise AccessError(f"data root {text!r} ({ROOTS_ENV}) is not a folder")
             checked.append(Path(os.path.realpath(text)))
-        return cls(True, tuple(checked),
-                   tuple(Path(os.path.realpath(str(h))) for h in hidden if str(h).strip()))
+        return cls(
+            True,
+            tuple(checked),
+            tuple(Path(os.path.realpath(str(h))) for h in hidden if str(h).strip()),
+        )
 
     @classmethod
-    def from_env(cls, hidden: Iterable[str | os.PathLike] = (),
-                 environ: dict[str, str] | None = None) -> "ServerPaths":
+    def from_env(
+        cls, hidden: Iterable[str | os.PathLike] = (), environ: dict[str, str] | None = None
+    ) -> ServerPaths:
         """The web app's policy: $PRETEXT_DATA_ROOTS (colon-separated) plus `hidden`."""
         env = os.environ if environ is None else environ
         text = env.get(ROOTS_ENV, "")
@@ -96,18 +102,25 @@ class ServerPaths:
         if not self.restricted:
             return Path(raw).expanduser()
         real = Path(os.path.realpath(raw)) if os.path.isabs(raw) else None
-        if real is not None and any(real == root or real.is_relative_to(root)
-                                    for root in self.roots + self.hidden):
+        if real is not None and any(
+            real == root or real.is_relative_to(root) for root in self.roots + self.hidden
+        ):
             return real
         if not self.roots:
-            raise AccessError(f"reading files on the server is turned off here ({what} "
-                              f"{_short(raw)!r}): upload the file instead, or the studio's "
-                              f"owner lists data folders in {ROOTS_ENV}")
+            raise AccessError(
+                f"reading files on the server is turned off here ({what} "
+                f"{_short(raw)!r}): upload the file instead, or the studio's "
+                f"owner lists data folders in {ROOTS_ENV}"
+            )
         if real is None:
-            raise AccessError(f"{what} {_short(raw)!r} must be a full path inside a data "
-                              f"folder: {self._roots_text()}")
-        raise AccessError(f"{what} {_short(raw)!r} is outside the data folders this studio "
-                          f"may read ({self._roots_text()}); put the data there, or upload it")
+            raise AccessError(
+                f"{what} {_short(raw)!r} must be a full path inside a data "
+                f"folder: {self._roots_text()}"
+            )
+        raise AccessError(
+            f"{what} {_short(raw)!r} is outside the data folders this studio "
+            f"may read ({self._roots_text()}); put the data there, or upload it"
+        )
 
     def check_source(self, text: str, what: str = "model") -> str:
         """A run id, Hub id or server path as given, after checking a path against the roots.
@@ -121,9 +134,11 @@ class ServerPaths:
             return text
         if is_hub_id(text) and not text.startswith("."):
             if os.path.lexists(text):
-                raise AccessError(f"{what} {_short(text)!r} names a file on the server, not a "
-                                  "Hub id; give a run id, a Hub id, or a full path inside a "
-                                  f"data folder ({self._roots_text()})")
+                raise AccessError(
+                    f"{what} {_short(text)!r} names a file on the server, not a "
+                    "Hub id; give a run id, a Hub id, or a full path inside a "
+                    f"data folder ({self._roots_text()})"
+                )
             return text
         return str(self.check(text, what))
 

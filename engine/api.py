@@ -10,26 +10,42 @@
 (engine/api_lenses.py). What the web app may call, and the shapes of the results, are typed in
 engine/contract.py (the `Studio` protocol), which imports no torch.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import os
 import socket
-from pathlib import Path
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal, cast
 
 from engine import checks
 from engine.access import AccessError, ServerPaths
 from engine.api_lenses import Lenses
 from engine.config import TrainConfig, TrainSpec, config_fields
-from engine.contract import (RESUMABLE_STATUSES, AddedDataset, DatasetInfo, EmbeddingMap,
-                             EmbeddingModel, EvaluationRecord, FormField, HubColumns, JobDetail,
-                             JobSpec, JobStatus, JobSummary, LeaderboardRow, MethodInfo,
-                             MetricPoint, ProtocolInfo, TextSample)
-from engine.data.stored import register_user_datasets
+from engine.contract import (
+    RESUMABLE_STATUSES,
+    AddedDataset,
+    DatasetInfo,
+    EmbeddingMap,
+    EmbeddingModel,
+    EvaluationRecord,
+    FormField,
+    HubColumns,
+    JobDetail,
+    JobSpec,
+    JobStatus,
+    JobSummary,
+    LeaderboardRow,
+    MethodInfo,
+    MetricPoint,
+    ProtocolInfo,
+    TextSample,
+)
 from engine.data.datasets import dataset_info, list_datasets
+from engine.data.stored import register_user_datasets
 from engine.errors import DatasetError, JobError, SpecError
 from engine.home import Home
 from engine.jobs import JobManager, recover_interrupted
@@ -53,21 +69,35 @@ def job_to_dict(job: Job) -> JobSummary:
     duration = job.elapsed_before
     if job.status == JobStatus.RUNNING and job.started_at is not None:
         duration += (utcnow() - job.started_at).total_seconds()
-    return {"id": job.id, "method": job.method, "dataset": job.dataset,
-            "backbone": job.backbone, "preset": job.preset, "status": JobStatus(job.status),
-            "step": job.step, "total_steps": job.total_steps, "last_loss": job.last_loss,
-            "images_per_second": job.images_per_second, "error": job.error,
-            "created_at": _iso(job.created_at), "started_at": _iso(job.started_at),
-            "finished_at": _iso(job.finished_at), "duration_s": round(duration, 1),
-            "run_dir": job.run_dir, "pid": job.pid, "host": job.host,
-            "cancel_requested": job.cancel_requested}
+    return {
+        "id": job.id,
+        "method": job.method,
+        "dataset": job.dataset,
+        "backbone": job.backbone,
+        "preset": job.preset,
+        "status": JobStatus(job.status),
+        "step": job.step,
+        "total_steps": job.total_steps,
+        "last_loss": job.last_loss,
+        "images_per_second": job.images_per_second,
+        "error": job.error,
+        "created_at": _iso(job.created_at),
+        "started_at": _iso(job.started_at),
+        "finished_at": _iso(job.finished_at),
+        "duration_s": round(duration, 1),
+        "run_dir": job.run_dir,
+        "pid": job.pid,
+        "host": job.host,
+        "cancel_requested": job.cancel_requested,
+    }
 
 
 class Studio:
     """Everything the UI and the CLI can do, over one home folder; its lenses are `lenses`."""
 
-    def __init__(self, home: str | os.PathLike | None = None,
-                 paths: ServerPaths | None = None) -> None:
+    def __init__(
+        self, home: str | os.PathLike | None = None, paths: ServerPaths | None = None
+    ) -> None:
         self.home = Home.resolve(home)
         # Which server paths callers may read: anywhere for the CLI; the web app passes
         # ServerPaths.from_env() (inside $PRETEXT_DATA_ROOTS only).
@@ -83,10 +113,17 @@ class Studio:
         for name in list_methods():
             cls = get_method(name)
             backbone = next(f for f in config_fields(cls.Config) if f["name"] == "backbone")
-            out.append({"name": name, "description": cls.description, "paper": cls.paper,
-                        "modality": cls.modality, "backbones": backbone["choices"] or [],
-                        "card": dataclasses.asdict(cls.card) if cls.card else None,
-                        "presets": sorted(cls.Config.PRESETS)})
+            out.append(
+                {
+                    "name": name,
+                    "description": cls.description,
+                    "paper": cls.paper,
+                    "modality": cls.modality,
+                    "backbones": backbone["choices"] or [],
+                    "card": dataclasses.asdict(cls.card) if cls.card else None,
+                    "presets": sorted(cls.Config.PRESETS),
+                }
+            )
         return out
 
     def method_form(self, method: str, preset: str = "quick") -> list[FormField]:
@@ -106,13 +143,19 @@ class Studio:
         datasets_dir = self.home.root / "datasets"
         datasets_dir.mkdir(parents=True, exist_ok=True)
         report = import_images(source, name, datasets_dir)
-        meta = {"num_images": report.num_images, "num_train": report.num_train,
-                "num_test": report.num_test, "num_classes": len(report.class_names),
-                "labelled": report.labelled, "class_names": report.class_names,
-                "skipped_corrupt": report.skipped_corrupt,
-                "refused_too_large": report.refused_too_large, "captioned": report.captioned,
-                "without_caption": report.without_caption,
-                "version": int(utcnow().timestamp())}
+        meta = {
+            "num_images": report.num_images,
+            "num_train": report.num_train,
+            "num_test": report.num_test,
+            "num_classes": len(report.class_names),
+            "labelled": report.labelled,
+            "class_names": report.class_names,
+            "skipped_corrupt": report.skipped_corrupt,
+            "refused_too_large": report.refused_too_large,
+            "captioned": report.captioned,
+            "without_caption": report.without_caption,
+            "version": int(utcnow().timestamp()),
+        }
         path = str(datasets_dir / report.name)
         kind = "image-text" if report.captioned else "image"
         self.store.save_user_dataset(report.name, kind, path, str(source), meta)
@@ -120,8 +163,13 @@ class Studio:
         clear_memory_cache()
         return cast(AddedDataset, dict(dataset_info(report.name), message=report.message()))
 
-    def add_text_dataset(self, source: str | os.PathLike, name: str, column: str | None = None,
-                         split: str | None = None) -> AddedDataset:
+    def add_text_dataset(
+        self,
+        source: str | os.PathLike,
+        name: str,
+        column: str | None = None,
+        split: str | None = None,
+    ) -> AddedDataset:
         """Store a UTF-8 text file, or one text `column` of a Hugging Face dataset (a folder
         saved with `save_to_disk`, or a Hub name when online), as text dataset `name`.
         Returns its dataset info plus `message` (documents, characters, any cut)."""
@@ -135,8 +183,11 @@ class Studio:
             report = user_text.import_text_file(path, name, datasets_dir)
         else:
             report = user_text.import_hf_dataset(str(source), name, datasets_dir, column, split)
-        meta = {**dataclasses.asdict(report), "source_name": path.name or str(source),
-                "version": int(utcnow().timestamp())}
+        meta = {
+            **dataclasses.asdict(report),
+            "source_name": path.name or str(source),
+            "version": int(utcnow().timestamp()),
+        }
         folder = str(datasets_dir / report.name)
         self.store.save_user_dataset(report.name, "text", folder, str(source), meta)
         user_text.register_user_corpus(report.name, folder, meta)
@@ -147,12 +198,12 @@ class Studio:
         {"split", "columns", "column" (the default, or "")}."""
         from engine.data.user_text import describe_hf_dataset
 
-        return cast(HubColumns,
-                    describe_hf_dataset(self.paths.check_source(source, "dataset"), split))
+        return cast(
+            HubColumns, describe_hf_dataset(self.paths.check_source(source, "dataset"), split)
+        )
 
     # ---- jobs ---------------------------------------------------------------------------
-    def validate(self, spec: TrainSpec | JobSpec | dict[str, Any]
-                 ) -> tuple[TrainSpec, TrainConfig]:
+    def validate(self, spec: TrainSpec | JobSpec | dict[str, Any]) -> tuple[TrainSpec, TrainConfig]:
         """Check a spec completely; raises SpecError/DatasetError, returns it resolved."""
         # "auto" augmentation becomes the dataset's suggestion, as the worker will train it.
         spec, config = resolve(spec.to_dict() if isinstance(spec, TrainSpec) else spec)
@@ -162,8 +213,10 @@ class Studio:
         if not info["available"]:
             raise DatasetError(f"dataset {spec.dataset!r} is not available: {info['reason']}")
         if cls.modality not in info.get("modalities", [info["kind"]]):
-            raise SpecError(f"{spec.method} trains on {cls.modality} data; {spec.dataset!r} "
-                            f"holds {info['kind']}")
+            raise SpecError(
+                f"{spec.method} trains on {cls.modality} data; {spec.dataset!r} "
+                f"holds {info['kind']}"
+            )
         if spec.evals or spec.eval_dataset:  # before the corpus check, which may tokenise
             from engine.evaluation.runner import check_request
 
@@ -173,16 +226,24 @@ class Studio:
 
             check_corpus(cls, spec.dataset, config, self.home.cache_dir)
         elif config.batch_size > info["num_train"]:
-            raise SpecError(f"batch_size {config.batch_size} is larger than the "
-                            f"{info['num_train']} training images of {spec.dataset}; use at "
-                            f"most {info['num_train']}")
+            raise SpecError(
+                f"batch_size {config.batch_size} is larger than the "
+                f"{info['num_train']} training images of {spec.dataset}; use at "
+                f"most {info['num_train']}"
+            )
         return spec, config
 
     def _create(self, spec: TrainSpec, config: TrainConfig, **fields: Any) -> int:
         job_id = self.store.create_job(
-            method=spec.method, dataset=spec.dataset, backbone=config.backbone,
-            preset=spec.preset, spec=spec.to_dict(), config=dataclasses.asdict(config),
-            total_steps=config.steps, **fields)
+            method=spec.method,
+            dataset=spec.dataset,
+            backbone=config.backbone,
+            preset=spec.preset,
+            spec=spec.to_dict(),
+            config=dataclasses.asdict(config),
+            total_steps=config.steps,
+            **fields,
+        )
         self.store.update_job(job_id, run_dir=str(self.home.run_dir(job_id)))
         return job_id
 
@@ -191,10 +252,13 @@ class Studio:
         spec, config = self.validate(spec)
         return self._create(spec, config, status="queued")
 
-    def run_foreground(self, spec: TrainSpec | dict[str, Any],
-                       on_step: Callable[[int, dict[str, float]], None] | None = None,
-                       wait: bool = True, on_wait: Callable[[list[int]], None] | None = None
-                       ) -> dict[str, Any]:
+    def run_foreground(
+        self,
+        spec: TrainSpec | dict[str, Any],
+        on_step: Callable[[int, dict[str, float]], None] | None = None,
+        wait: bool = True,
+        on_wait: Callable[[list[int]], None] | None = None,
+    ) -> dict[str, Any]:
         """Validate, store and run a job in this process (the CLI); returns its summary. With
         `wait` it first waits for a free slot of this home (PRETEXT_MAX_JOBS running jobs);
         `on_wait(job_ids)` hears which jobs it waits for."""
@@ -203,14 +267,18 @@ class Studio:
         spec, config = self.validate(spec)
         limit = max_jobs() if wait else None
         # Queued with this process's pid: the job manager leaves it to this process.
-        job_id = self._create(spec, config, status="queued", pid=os.getpid(),
-                              host=socket.gethostname())
+        job_id = self._create(
+            spec, config, status="queued", pid=os.getpid(), host=socket.gethostname()
+        )
         return self._run_here(job_id, limit, on_step, on_wait)
 
-    def resume_foreground(self, job_id: int,
-                          on_step: Callable[[int, dict[str, float]], None] | None = None,
-                          wait: bool = True, on_wait: Callable[[list[int]], None] | None = None
-                          ) -> dict[str, Any]:
+    def resume_foreground(
+        self,
+        job_id: int,
+        on_step: Callable[[int, dict[str, float]], None] | None = None,
+        wait: bool = True,
+        on_wait: Callable[[list[int]], None] | None = None,
+    ) -> dict[str, Any]:
         """Continue a cancelled, interrupted or failed job in this process from its newest
         checkpoint, as `run_foreground` runs a new one; returns its summary."""
         from engine.jobs import max_jobs
@@ -218,16 +286,29 @@ class Studio:
         limit = max_jobs() if wait else None
         self.recover()  # a job whose worker was killed shows as interrupted, not running
         job = self.job(job_id)
-        if not self.store.transition(job["id"], RESUMABLE_STATUSES, status="queued",
-                                     cancel_requested=False, error=None, finished_at=None,
-                                     pid=os.getpid(), host=socket.gethostname()):
-            raise JobError(f"job {job_id} is {job['status']}; only "
-                           f"{', '.join(RESUMABLE_STATUSES)} jobs can be resumed")
+        if not self.store.transition(
+            job["id"],
+            RESUMABLE_STATUSES,
+            status="queued",
+            cancel_requested=False,
+            error=None,
+            finished_at=None,
+            pid=os.getpid(),
+            host=socket.gethostname(),
+        ):
+            raise JobError(
+                f"job {job_id} is {job['status']}; only "
+                f"{', '.join(RESUMABLE_STATUSES)} jobs can be resumed"
+            )
         return self._run_here(job["id"], limit, on_step, on_wait)
 
-    def _run_here(self, job_id: int, limit: int | None,
-                  on_step: Callable[[int, dict[str, float]], None] | None,
-                  on_wait: Callable[[list[int]], None] | None) -> dict[str, Any]:
+    def _run_here(
+        self,
+        job_id: int,
+        limit: int | None,
+        on_step: Callable[[int, dict[str, float]], None] | None,
+        on_wait: Callable[[list[int]], None] | None,
+    ) -> dict[str, Any]:
         from engine.jobs import wait_and_claim
         from engine.worker import run_worker
 
@@ -243,13 +324,22 @@ class Studio:
     def summary(self, job_id: int) -> dict[str, Any]:
         """The CLI's JSON summary of a job."""
         job = self.job(job_id)
-        return {"job_id": job_id, "status": job["status"], "method": job["method"],
-                "dataset": job["dataset"], "backbone": job["backbone"], "steps": job["step"],
-                "total_steps": job["total_steps"],
-                "first_loss": self.store.first_metric(job_id, "loss"),
-                "final_loss": job["last_loss"], "images_per_second": job["images_per_second"],
-                "duration_s": job["duration_s"], "run_dir": job["run_dir"],
-                "error": job["error"], "eval": self.eval_figures(job_id)}
+        return {
+            "job_id": job_id,
+            "status": job["status"],
+            "method": job["method"],
+            "dataset": job["dataset"],
+            "backbone": job["backbone"],
+            "steps": job["step"],
+            "total_steps": job["total_steps"],
+            "first_loss": self.store.first_metric(job_id, "loss"),
+            "final_loss": job["last_loss"],
+            "images_per_second": job["images_per_second"],
+            "duration_s": job["duration_s"],
+            "run_dir": job["run_dir"],
+            "error": job["error"],
+            "eval": self.eval_figures(job_id),
+        }
 
     def jobs(self) -> list[JobSummary]:
         return [job_to_dict(j) for j in self.store.list_jobs()]
@@ -258,27 +348,32 @@ class Studio:
         job = self.store.get_job(checks.job_id(job_id))
         if job is None:
             raise JobError(f"no job {job_id}; `python -m engine jobs` lists them")
-        return {**job_to_dict(job), "spec": job.spec, "config": job.config,
-                "checkpoints": [{"step": c.step, "dir": c.path}
-                                for c in self.store.checkpoints(job.id)]}
+        return {
+            **job_to_dict(job),
+            "spec": job.spec,
+            "config": job.config,
+            "checkpoints": [
+                {"step": c.step, "dir": c.path} for c in self.store.checkpoints(job.id)
+            ],
+        }
 
     def metrics(self, job_id: int, since_step: int = -1) -> list[MetricPoint]:
         """Metric points with step > since_step: [{"step", "name", "value"}, ...]."""
-        return [{"step": s, "name": n, "value": v}
-                for s, n, v in self.store.metrics(checks.job_id(job_id), _since(since_step))]
+        return [
+            {"step": s, "name": n, "value": v}
+            for s, n, v in self.store.metrics(checks.job_id(job_id), _since(since_step))
+        ]
 
     def samples(self, job_id: int, since_step: int = -1) -> list[TextSample]:
         """Text samples a job wrote (GPT generations, T5 fills) with step > since_step."""
         from engine.methods._text import read_samples
 
-        return cast(list[TextSample], read_samples(self.job(job_id)["run_dir"],
-                                                   _since(since_step)))
+        return cast(list[TextSample], read_samples(self.job(job_id)["run_dir"], _since(since_step)))
 
     def cancel(self, job_id: int) -> Literal["cancelled", "stopping"]:
         """Stop a job: a queued one at once, a running one after its current step."""
         job = self.job(job_id)
-        if self.store.transition(job["id"], ("queued",), status="cancelled",
-                                 finished_at=utcnow()):
+        if self.store.transition(job["id"], ("queued",), status="cancelled", finished_at=utcnow()):
             return "cancelled"
         if self.store.transition(job["id"], ("running",), cancel_requested=True):
             return "stopping"
@@ -289,16 +384,20 @@ class Studio:
         checkpoint (optionally to a new total of `steps`). Returns the job id."""
         job = self.job(job_id)
         if job["status"] not in RESUMABLE_STATUSES:
-            raise JobError(f"job {job_id} is {job['status']}; only "
-                           f"{', '.join(RESUMABLE_STATUSES)} jobs can be resumed")
-        fields: dict[str, Any] = dict(status="queued", cancel_requested=False, error=None,
-                                      finished_at=None, pid=None)
+            raise JobError(
+                f"job {job_id} is {job['status']}; only "
+                f"{', '.join(RESUMABLE_STATUSES)} jobs can be resumed"
+            )
+        fields: dict[str, Any] = dict(
+            status="queued", cancel_requested=False, error=None, finished_at=None, pid=None
+        )
         if steps is not None:
             spec = dict(job["spec"])
             spec["params"] = dict(spec["params"], steps=checks.whole_number(steps, "steps"))
             spec_obj, config = self.validate(spec)
-            fields.update(spec=spec_obj.to_dict(), config=dataclasses.asdict(config),
-                          total_steps=config.steps)
+            fields.update(
+                spec=spec_obj.to_dict(), config=dataclasses.asdict(config), total_steps=config.steps
+            )
         if not self.store.transition(job["id"], RESUMABLE_STATUSES, **fields):
             raise JobError(f"job {job_id} changed state meanwhile; try again")
         return job["id"]
@@ -310,9 +409,14 @@ class Studio:
 
         return [{"name": k, "description": v} for k, v in PROTOCOLS.items()]
 
-    def evaluate(self, job_id: int, protocol: str, dataset: str | None = None,
-                 on_progress: Callable[[float, str], None] | None = None,
-                 params: dict[str, Any] | None = None) -> EvaluationRecord:
+    def evaluate(
+        self,
+        job_id: int,
+        protocol: str,
+        dataset: str | None = None,
+        on_progress: Callable[[float, str], None] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> EvaluationRecord:
         """Evaluate a finished job's latest checkpoint with `protocol` (knn, linear, fewshot,
         finetune) on a labelled `dataset` (default: its eval dataset, else its training
         dataset). The result is stored (with the matching pixels and random baselines when
@@ -320,21 +424,47 @@ class Studio:
         "figures", "created_at"}. `on_progress(fraction, text)` reports progress."""
         from engine.evaluation.runner import evaluate_job
 
-        return cast(EvaluationRecord, evaluate_job(
-            self.home, self.store, checks.job_id(job_id), protocol,
-            checks.optional_text(dataset, "dataset"), params, on_progress))
+        return cast(
+            EvaluationRecord,
+            evaluate_job(
+                self.home,
+                self.store,
+                checks.job_id(job_id),
+                protocol,
+                checks.optional_text(dataset, "dataset"),
+                params,
+                on_progress,
+            ),
+        )
 
-    def evaluate_baseline(self, baseline: str, dataset: str, backbone: str = "resnet18",
-                          protocol: str = "knn", image_size: int = 32,
-                          on_progress: Callable[[float, str], None] | None = None,
-                          params: dict[str, Any] | None = None) -> EvaluationRecord:
+    def evaluate_baseline(
+        self,
+        baseline: str,
+        dataset: str,
+        backbone: str = "resnet18",
+        protocol: str = "knn",
+        image_size: int = 32,
+        on_progress: Callable[[float, str], None] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> EvaluationRecord:
         """Evaluate a baseline: "pixels" (raw pixels at `image_size`) or "random" (`backbone`
         at random initialisation) with `protocol` on `dataset`; stored and returned."""
         from engine.evaluation.runner import evaluate_baseline
 
-        return cast(EvaluationRecord, evaluate_baseline(
-            self.home, self.store, baseline, dataset, protocol, backbone,
-            checks.whole_number(image_size, "image_size"), params, on_progress))
+        return cast(
+            EvaluationRecord,
+            evaluate_baseline(
+                self.home,
+                self.store,
+                baseline,
+                dataset,
+                protocol,
+                backbone,
+                checks.whole_number(image_size, "image_size"),
+                params,
+                on_progress,
+            ),
+        )
 
     def evaluations(self, job_id: int | None = None) -> list[EvaluationRecord]:
         """Stored evaluations of a job (or every one, baselines included, when None)."""
@@ -342,9 +472,10 @@ class Studio:
 
         if job_id is not None:
             self.job(job_id)  # a JobError names an unknown id
-        return [cast(EvaluationRecord, evaluation_to_dict(r))
-                for r in self.store.evaluations(None if job_id is None
-                                                else checks.job_id(job_id))]
+        return [
+            cast(EvaluationRecord, evaluation_to_dict(r))
+            for r in self.store.evaluations(None if job_id is None else checks.job_id(job_id))
+        ]
 
     def eval_figures(self, job_id: int) -> dict[str, float]:
         """A job's headline figures, e.g. {"knn_top1": 0.93, "linear_top1": 0.95}."""
@@ -390,33 +521,67 @@ class Studio:
         folder works too. [{"value", "label", "job_id", "modality"}, ...]."""
         return cast(list[EmbeddingModel], self.explorer.models())
 
-    def embeddings(self, model: str, dataset: str, samples: int = 2000, split: str = "train",
-                   texts: str = "none",
-                   on_progress: Callable[[float, str], None] | None = None) -> dict[str, Any]:
+    def embeddings(
+        self,
+        model: str,
+        dataset: str,
+        samples: int = 2000,
+        split: str = "train",
+        texts: str = "none",
+        on_progress: Callable[[float, str], None] | None = None,
+    ) -> dict[str, Any]:
         """The embeddings of `samples` rows of `dataset` (drawn with a fixed seed, so every
         model gets the same rows) under `model`: {"features": float32 array (N, D), "labels",
         "label_names", "indices", "kinds", "texts", "model", "knn_top1"}. Cached by (model,
         checkpoint step, dataset, split, samples, texts). `texts` ("none", "prompts",
         "captions") adds a CLIP model's text embeddings to the images."""
-        emb = self.explorer.embeddings(self.model_source(model), dataset,
-                                       checks.whole_number(samples, "samples"), split,
-                                       texts, on_progress)
+        emb = self.explorer.embeddings(
+            self.model_source(model),
+            dataset,
+            checks.whole_number(samples, "samples"),
+            split,
+            texts,
+            on_progress,
+        )
         names = emb.class_names
-        return {"features": emb.features.numpy(), "labels": emb.labels.tolist(),
-                "label_names": [names[i] for i in emb.labels.tolist()],
-                "indices": list(emb.indices), "kinds": list(emb.kinds),
-                "texts": list(emb.texts), "model": dict(emb.model), "knn_top1": emb.knn_top1}
+        return {
+            "features": emb.features.numpy(),
+            "labels": emb.labels.tolist(),
+            "label_names": [names[i] for i in emb.labels.tolist()],
+            "indices": list(emb.indices),
+            "kinds": list(emb.kinds),
+            "texts": list(emb.texts),
+            "model": dict(emb.model),
+            "knn_top1": emb.knn_top1,
+        }
 
-    def project(self, model: str, dataset: str, samples: int = 2000, projection: str = "pca",
-                params: dict[str, Any] | None = None, split: str = "train",
-                texts: str = "none",
-                on_progress: Callable[[float, str], None] | None = None) -> EmbeddingMap:
+    def project(
+        self,
+        model: str,
+        dataset: str,
+        samples: int = 2000,
+        projection: str = "pca",
+        params: dict[str, Any] | None = None,
+        split: str = "train",
+        texts: str = "none",
+        on_progress: Callable[[float, str], None] | None = None,
+    ) -> EmbeddingMap:
         """A 2-D map ("pca", "umap" with n_neighbors/min_dist, "tsne" with perplexity) of the
         same sample as `embeddings`, with the leave-one-out k-NN accuracy of its points.
         See `engine.inference.embeddings.Explorer.map` for the keys."""
-        return cast(EmbeddingMap, self.explorer.map(
-            self.model_source(model), dataset, checks.whole_number(samples, "samples"),
-            projection, params, split, texts, on_progress))
+        return cast(
+            EmbeddingMap,
+            self.explorer.map(
+                self.model_source(model),
+                dataset,
+                checks.whole_number(samples, "samples"),
+                projection,
+                params,
+                split,
+                texts,
+                on_progress,
+            ),
+        )
 
     def maps_csv(self, views: list[EmbeddingMap]) -> str:
         """`project` results as CSV text: model, index, x, y, label, kind, text per point."""
@@ -424,8 +589,7 @@ class Studio:
 
         return maps_csv(cast(list[dict[str, Any]], views))
 
-    def embedding_thumbnails(self, dataset: str, split: str,
-                             indices: list[int]) -> list[Any]:
+    def embedding_thumbnails(self, dataset: str, split: str, indices: list[int]) -> list[Any]:
         """Small (h, w, 3) uint8 images of the given rows of a dataset split."""
         return self.explorer.thumbnails(dataset, split, indices)
 

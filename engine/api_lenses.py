@@ -9,14 +9,27 @@ threads are capped while a lens runs, so training workers keep their cores. Erro
 fix are StudioError (LensError, HubError, JobError) with the fix in the message. The result
 types are engine/contract.py's (the `Lenses` protocol the web app is typed against).
 """
+
 from __future__ import annotations
 
 from typing import Any, Protocol, cast
 
-from engine.contract import (AttentionResult, FillMaskResult, GenerateResult, JobDetail,
-                             JobSummary, LensChoice, LensExample, LensModelInfo,
-                             ReconstructResult, RetrieveResult, Text2TextResult, ViewsResult,
-                             ZeroShotExample, ZeroShotResult)
+from engine.contract import (
+    AttentionResult,
+    FillMaskResult,
+    GenerateResult,
+    JobDetail,
+    JobSummary,
+    LensChoice,
+    LensExample,
+    LensModelInfo,
+    ReconstructResult,
+    RetrieveResult,
+    Text2TextResult,
+    ViewsResult,
+    ZeroShotExample,
+    ZeroShotResult,
+)
 from engine.home import Home
 
 
@@ -53,7 +66,7 @@ class Lenses:
     def lens_model(self, lens: str, model: str) -> Any:
         """The cached `LensModel` for `model`, checked against `lens` (loaded on first use);
         a ValueError (LensError, HubError) or JobError says why it cannot serve."""
-        from engine.inference.models import get_lens, load_lens_model, lens_threads
+        from engine.inference.models import get_lens, lens_threads, load_lens_model
 
         text = self.studio.model_source(model or "")  # a folder outside the roots is refused
         job = cast(dict[str, Any], self.studio.job(int(text))) if text.isdigit() else None
@@ -67,21 +80,25 @@ class Lenses:
 
         item = self.lens_model(lens, model)
         vision = item.vision_config
-        return {"model": item.label, "model_type": item.model_type,
-                "num_layers": int(vision.num_hidden_layers),
-                "num_heads": int(vision.num_attention_heads), "image_size": item.image_size,
-                "patch_size": item.patch_size,
-                "decoder": item.model_type == "vit_mae" and not decoder_missing(item)}
+        return {
+            "model": item.label,
+            "model_type": item.model_type,
+            "num_layers": int(vision.num_hidden_layers),
+            "num_heads": int(vision.num_attention_heads),
+            "image_size": item.image_size,
+            "patch_size": item.patch_size,
+            "decoder": item.model_type == "vit_mae" and not decoder_missing(item),
+        }
 
     def lens_examples(self) -> list[LensExample]:
         """Example pictures for the image lenses: [{"name", "path"}, ...] (PNG files)."""
         from engine.inference.examples import example_images
 
-        return cast(list[LensExample],
-                    example_images(self.studio.home.cache_dir / "lens_examples"))
+        return cast(list[LensExample], example_images(self.studio.home.cache_dir / "lens_examples"))
 
-    def attention(self, image: Any, model: str, layer: int = 0,
-                  keep: float = 0.6) -> AttentionResult:
+    def attention(
+        self, image: Any, model: str, layer: int = 0, keep: float = 0.6
+    ) -> AttentionResult:
         """[CLS] attention of every head of `layer` (1..N; 0 = last) of a ViT over `image`:
         per-head overlays, their mean, and a mask keeping `keep` of the attention mass.
         See `engine.inference.attention.attention_maps` for the keys."""
@@ -94,8 +111,9 @@ class Lenses:
         with lens_threads():
             return cast(AttentionResult, attention_maps(item, picture, layer, keep))
 
-    def reconstruct(self, image: Any, model: str, mask_ratio: float = 0.75,
-                    seed: int = 0) -> ReconstructResult:
+    def reconstruct(
+        self, image: Any, model: str, mask_ratio: float = 0.75, seed: int = 0
+    ) -> ReconstructResult:
         """An MAE's original, masked input, reconstruction and reconstruction with the visible
         patches pasted back, for `image` at `mask_ratio` with the mask drawn from `seed`.
         See `engine.inference.reconstruct.reconstruct` for the keys."""
@@ -114,21 +132,31 @@ class Lenses:
 
         return image_methods()
 
-    def preview_views(self, method: str, dataset: str, seed: int = 0, num_images: int = 4,
-                      preset: str = "quick") -> ViewsResult:
+    def preview_views(
+        self, method: str, dataset: str, seed: int = 0, num_images: int = 4, preset: str = "quick"
+    ) -> ViewsResult:
         """The exact views `method` trains on, for `num_images` images of `dataset` drawn by
         `seed`. See `engine.inference.views_preview.preview_views` for the keys."""
         from engine.inference.models import lens_threads
         from engine.inference.views_preview import preview_views
 
         with lens_threads():
-            return cast(ViewsResult, preview_views(method, dataset, seed, num_images, preset,
-                                                   cache_dir=self.studio.home.cache_dir))
+            return cast(
+                ViewsResult,
+                preview_views(
+                    method, dataset, seed, num_images, preset, cache_dir=self.studio.home.cache_dir
+                ),
+            )
 
     # ---- CLIP ---------------------------------------------------------------------------
-    def zero_shot(self, image: Any, model: str, labels: str | list[str],
-                  templates: str | list[str] | None = None,
-                  ignore: str | list[str] | None = None) -> ZeroShotResult:
+    def zero_shot(
+        self,
+        image: Any,
+        model: str,
+        labels: str | list[str],
+        templates: str | list[str] | None = None,
+        ignore: str | list[str] | None = None,
+    ) -> ZeroShotResult:
         """Probabilities of the candidate `labels` (comma-separated text or a list) for
         `image` under a CLIP model, each label's text embedding averaged over the prompt
         `templates` (one per line or a list, each with one "{}"; default "a photo of a {}."),
@@ -151,8 +179,15 @@ class Lenses:
         pictures = cast(list[dict[str, str]], self.lens_examples())
         return cast(list[ZeroShotExample], example_rows(pictures))
 
-    def retrieve(self, query: str, model: str, dataset: str = "shapes", k: int = 8,
-                 split: str = "test", samples: int = 1000) -> RetrieveResult:
+    def retrieve(
+        self,
+        query: str,
+        model: str,
+        dataset: str = "shapes",
+        k: int = 8,
+        split: str = "test",
+        samples: int = 1000,
+    ) -> RetrieveResult:
         """The `k` images of `dataset`'s `split` (a fixed sample of `samples` rows, the
         explorer's) nearest to the text `query` under a CLIP model, best first, with their
         pictures ("images": uint8 thumbnails) and "embeddings_cached" (False when this call
@@ -168,8 +203,10 @@ class Lenses:
             raise LensError(f"split must be train or test, got {shown(split)}")
         info = dataset_info(dataset)
         if info["kind"] == "text":
-            raise LensError(f"{dataset!r} is a text corpus; retrieval searches images: pick an "
-                            "image dataset (shapes, digits or one you added)")
+            raise LensError(
+                f"{dataset!r} is a text corpus; retrieval searches images: pick an "
+                "image dataset (shapes, digits or one you added)"
+            )
         item = self.lens_model("retrieve", model)
         explorer = self.studio.explorer
         before = explorer.embed_calls
@@ -192,8 +229,15 @@ class Lenses:
         with lens_threads():
             return cast(FillMaskResult, fill_mask(item, text, k))
 
-    def generate(self, prompt: str, model: str, max_new_tokens: int = 40,
-                 temperature: float = 0.8, top_k: int = 50, seed: int = 0) -> GenerateResult:
+    def generate(
+        self,
+        prompt: str,
+        model: str,
+        max_new_tokens: int = 40,
+        temperature: float = 0.8,
+        top_k: int = 50,
+        seed: int = 0,
+    ) -> GenerateResult:
         """A causal language model's continuation of `prompt` (temperature 0: greedy; top_k
         0: no cut), repeatable for a seed. See `engine.inference.generate.generate`."""
         from engine.inference.generate import generate
@@ -201,11 +245,13 @@ class Lenses:
 
         item = self.lens_model("generate", model)
         with lens_threads():
-            return cast(GenerateResult,
-                        generate(item, prompt, max_new_tokens, temperature, top_k, seed))
+            return cast(
+                GenerateResult, generate(item, prompt, max_new_tokens, temperature, top_k, seed)
+            )
 
-    def text2text(self, text: str, model: str, num_beams: int = 4,
-                  max_new_tokens: int = 40) -> Text2TextResult:
+    def text2text(
+        self, text: str, model: str, num_beams: int = 4, max_new_tokens: int = 40
+    ) -> Text2TextResult:
         """A T5's output for `text` by beam search: the sentinel spans filled in (a T5 run),
         or a task's answer ("translate English to French: ...", with t5-small).
         See `engine.inference.text2text.text2text` for the keys."""

@@ -18,6 +18,7 @@ A checkpoint is written under a temporary name and renamed when complete; `LATES
 newest one and is itself replaced atomically. `rotate` then keeps the KEEP newest; `sweep`
 removes what a killed writer left behind (`.tmp-step_*` folders, `.LATEST-*` pointer files).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -48,8 +49,8 @@ class Restored(NamedTuple):
 class Constructor(NamedTuple):
     """A method's constructor inputs as a checkpoint recorded them."""
 
-    method: str                # registry name
-    config: dict[str, Any]     # the config's fields
+    method: str  # registry name
+    config: dict[str, Any]  # the config's fields
     data_info: dict[str, Any]  # TrainData.info, its tensors and tokenizer read back
 
 
@@ -60,14 +61,21 @@ def checkpoint_dir(run_dir: Path) -> Path:
 def step_of(path: Path) -> int:
     """The step a checkpoint folder holds, from its name (`step_0000100` -> 100)."""
     name = Path(path).name
-    if name.startswith(STEP_PREFIX) and name[len(STEP_PREFIX):].isdigit():
-        return int(name[len(STEP_PREFIX):])
+    if name.startswith(STEP_PREFIX) and name[len(STEP_PREFIX) :].isdigit():
+        return int(name[len(STEP_PREFIX) :])
     state = torch.load(Path(path) / "training_state.pt", weights_only=True, map_location="cpu")
     return int(state["step"])
 
 
-def save(run_dir: Path, step: int, method: SSLMethod, optimizer, scheduler,
-         sampler: torch.Generator, epoch_rest: torch.Tensor) -> Path:
+def save(
+    run_dir: Path,
+    step: int,
+    method: SSLMethod,
+    optimizer,
+    scheduler,
+    sampler: torch.Generator,
+    epoch_rest: torch.Tensor,
+) -> Path:
     """Write checkpoint `step` and make it the LATEST; older ones stay until `rotate`."""
     root = checkpoint_dir(run_dir)
     root.mkdir(parents=True, exist_ok=True)
@@ -77,10 +85,17 @@ def save(run_dir: Path, step: int, method: SSLMethod, optimizer, scheduler,
     tmp.mkdir()
     save_model(method, str(tmp / "model.safetensors"))
     _save_constructor(tmp, method)
-    torch.save({"step": step, "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "sampler": sampler.get_state(),
-                "epoch_rest": epoch_rest.detach().to("cpu", torch.long).clone(),
-                **_random_states()}, tmp / "training_state.pt")
+    torch.save(
+        {
+            "step": step,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "sampler": sampler.get_state(),
+            "epoch_rest": epoch_rest.detach().to("cpu", torch.long).clone(),
+            **_random_states(),
+        },
+        tmp / "training_state.pt",
+    )
     method.export(tmp)
     shutil.rmtree(final, ignore_errors=True)
     os.rename(tmp, final)
@@ -107,14 +122,21 @@ def _save_constructor(folder: Path, method: SSLMethod) -> None:
             try:
                 json.dumps(value)
             except (TypeError, ValueError):
-                raise TypeError(f"{method.name}'s data_info[{key!r}] is a "
-                                f"{type(value).__name__}; a checkpoint stores tensors, "
-                                "tokenizers and JSON values") from None
+                raise TypeError(
+                    f"{method.name}'s data_info[{key!r}] is a "
+                    f"{type(value).__name__}; a checkpoint stores tensors, "
+                    "tokenizers and JSON values"
+                ) from None
             plain[key] = value
     if tensors:
         save_file(tensors, str(folder / INFO_TENSORS_FILE))
-    record = {"method": method.name, "config": dataclasses.asdict(method.config),
-              "data_info": plain, "tensors": sorted(tensors), "tokenizers": tokenizers}
+    record = {
+        "method": method.name,
+        "config": dataclasses.asdict(method.config),
+        "data_info": plain,
+        "tensors": sorted(tensors),
+        "tokenizers": tokenizers,
+    }
     (folder / CONSTRUCTOR_FILE).write_text(json.dumps(record, indent=1))
 
 
@@ -188,8 +210,9 @@ def load(path: Path, method: SSLMethod) -> int:
     return step_of(path)
 
 
-def restore(path: Path, method: SSLMethod, optimizer, scheduler,
-            sampler: torch.Generator) -> Restored:
+def restore(
+    path: Path, method: SSLMethod, optimizer, scheduler, sampler: torch.Generator
+) -> Restored:
     """Everything `save` wrote, to continue training exactly where it stopped: weights,
     optimizer, scheduler, the sampler, the global random states. Returns the step and the
     rest of the epoch's order (empty for checkpoints written before it was saved)."""
@@ -209,10 +232,15 @@ def _random_states() -> dict[str, Any]:
     version, words, gauss_next = random.getstate()
     states: dict[str, Any] = {
         "torch_rng": torch.get_rng_state(),
-        "numpy_rng": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)),
-                      "position": int(position), "has_gauss": int(has_gauss),
-                      "cached_gaussian": float(cached_gaussian)},
-        "python_rng": {"version": version, "words": list(words), "gauss_next": gauss_next}}
+        "numpy_rng": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "position": int(position),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached_gaussian),
+        },
+        "python_rng": {"version": version, "words": list(words), "gauss_next": gauss_next},
+    }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         states["cuda_rng"] = torch.cuda.get_rng_state_all()
     return states
@@ -222,8 +250,15 @@ def _set_random_states(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch_rng"])
     if "numpy_rng" in state:
         saved = state["numpy_rng"]
-        np.random.set_state((saved["kind"], saved["keys"].numpy().astype(np.uint32),
-                             saved["position"], saved["has_gauss"], saved["cached_gaussian"]))
+        np.random.set_state(
+            (
+                saved["kind"],
+                saved["keys"].numpy().astype(np.uint32),
+                saved["position"],
+                saved["has_gauss"],
+                saved["cached_gaussian"],
+            )
+        )
     if "python_rng" in state:
         saved = state["python_rng"]
         random.setstate((saved["version"], tuple(saved["words"]), saved["gauss_next"]))

@@ -6,6 +6,7 @@ is out of range, a dict is not a name, a 10,000-character string is too long. Th
 a value reaches SQLite (whose integers stop at 2**63 - 1), numpy seeds (2**32 - 1) or the
 filesystem (255 bytes a name). Torch-free, like `engine.errors`.
 """
+
 from __future__ import annotations
 
 import math
@@ -14,10 +15,10 @@ from typing import Any
 
 from engine.errors import JobError, SpecError, StudioError
 
-MAX_NAME_CHARS = 200    # a method, dataset, preset, split or protocol name
-MAX_REF_CHARS = 1024    # a model reference or a path: a run id, a folder, a Hub id
-MAX_ID = 2**63 - 1      # SQLite's largest integer: job ids and steps fit below it
-MAX_SEED = 2**32 - 1    # numpy's seeds stop here (torch's at 2**64 - 1)
+MAX_NAME_CHARS = 200  # a method, dataset, preset, split or protocol name
+MAX_REF_CHARS = 1024  # a model reference or a path: a run id, a folder, a Hub id
+MAX_ID = 2**63 - 1  # SQLite's largest integer: job ids and steps fit below it
+MAX_SEED = 2**32 - 1  # numpy's seeds stop here (torch's at 2**64 - 1)
 
 
 def shown(value: Any, limit: int = 60) -> str:
@@ -26,8 +27,13 @@ def shown(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
-def whole_number(value: Any, name: str, low: int | None = None, high: int | None = None,
-                 error: type[StudioError] = SpecError) -> int:
+def whole_number(
+    value: Any,
+    name: str,
+    low: int | None = None,
+    high: int | None = None,
+    error: type[StudioError] = SpecError,
+) -> int:
     """`value` as an int: an int or a whole float (a number widget's 3.0), never a boolean or
     a string, within [low, high] where given."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -41,8 +47,13 @@ def whole_number(value: Any, name: str, low: int | None = None, high: int | None
     return out
 
 
-def number(value: Any, name: str, low: float | None = None, high: float | None = None,
-           error: type[StudioError] = SpecError) -> float:
+def number(
+    value: Any,
+    name: str,
+    low: float | None = None,
+    high: float | None = None,
+    error: type[StudioError] = SpecError,
+) -> float:
     """`value` as a finite float (an int is fine), never a boolean or a string, within
     [low, high] where given."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -57,8 +68,9 @@ def number(value: Any, name: str, low: float | None = None, high: float | None =
     return out
 
 
-def _check_range(value: float, name: str, low: float | None, high: float | None,
-                 error: type[StudioError]) -> None:
+def _check_range(
+    value: float, name: str, low: float | None, high: float | None, error: type[StudioError]
+) -> None:
     if low is not None and high is not None and not low <= value <= high:
         raise error(f"{name} must be from {low} to {high}, got {shown(value)}")
     if low is not None and value < low:
@@ -67,8 +79,9 @@ def _check_range(value: float, name: str, low: float | None, high: float | None,
         raise error(f"{name} must be at most {high}, got {shown(value)}")
 
 
-def text(value: Any, name: str, max_chars: int = MAX_NAME_CHARS,
-         error: type[StudioError] = SpecError) -> str:
+def text(
+    value: Any, name: str, max_chars: int = MAX_NAME_CHARS, error: type[StudioError] = SpecError
+) -> str:
     """`value` if it is a string of at most `max_chars` characters."""
     if not isinstance(value, str):
         raise error(f"{name} must be text, got {shown(value)}")
@@ -77,8 +90,9 @@ def text(value: Any, name: str, max_chars: int = MAX_NAME_CHARS,
     return value
 
 
-def optional_text(value: Any, name: str, max_chars: int = MAX_NAME_CHARS,
-                  error: type[StudioError] = SpecError) -> str | None:
+def optional_text(
+    value: Any, name: str, max_chars: int = MAX_NAME_CHARS, error: type[StudioError] = SpecError
+) -> str | None:
     """None, or `value` checked by `text`."""
     return None if value is None else text(value, name, max_chars, error)
 
@@ -86,8 +100,7 @@ def optional_text(value: Any, name: str, max_chars: int = MAX_NAME_CHARS,
 def mapping(value: Any, name: str, error: type[StudioError] = SpecError) -> dict[str, Any]:
     """`value` if it is a dict with string keys (a JSON object)."""
     if not isinstance(value, dict):
-        raise error(f"{name} must be a JSON object ({{\"key\": value, ...}}), "
-                    f"got {shown(value)}")
+        raise error(f'{name} must be a JSON object ({{"key": value, ...}}), got {shown(value)}')
     for key in value:
         text(key, f"a key of {name}", MAX_NAME_CHARS, error)
     return value

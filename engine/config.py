@@ -8,6 +8,7 @@ overrides, each checked against the field's type, bounds and choices.
 Defaults and help text live once, in the dataclass fields (see `param`); the UI builds its forms
 from `config_fields` and the CLI names the same keys in `--set key=value`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,15 +19,31 @@ from engine import checks
 from engine.errors import SpecError
 
 
-def param(default: Any, help: str, *, choices: list | None = None, min: float | None = None,
-          max: float | None = None, main: bool = False, exclusive_min: bool = False) -> Any:
+def param(
+    default: Any,
+    help: str,
+    *,
+    choices: list | None = None,
+    min: float | None = None,
+    max: float | None = None,
+    main: bool = False,
+    exclusive_min: bool = False,
+) -> Any:
     """A config field with its help text, bounds and choices (the UI reads all of them).
 
     `main` marks the hyperparameters shown in the Train form before "More settings".
     """
-    return field(default=default, metadata={
-        "help": help, "choices": choices, "min": min, "max": max, "main": main,
-        "exclusive_min": exclusive_min})
+    return field(
+        default=default,
+        metadata={
+            "help": help,
+            "choices": choices,
+            "min": min,
+            "max": max,
+            "main": main,
+            "exclusive_min": exclusive_min,
+        },
+    )
 
 
 MAX_STEPS = 10**7  # days of training even on the smallest model; a larger number is a typo
@@ -37,31 +54,62 @@ class TrainConfig:
     """Hyperparameters every method shares; a method's config subclasses this."""
 
     backbone: str = param("resnet18", "Encoder architecture.", main=True)
-    steps: int = param(200, "Optimizer steps in total. Resume continues up to this number.",
-                       min=1, max=MAX_STEPS, main=True)
-    batch_size: int = param(64, "Images per step (each gives its views). Contrastive methods "
-                            "want large batches: more negatives per step.", min=2, main=True)
-    lr: float = param(1e-3, "Peak learning rate, reached after the warmup and then decayed "
-                      "to zero with a cosine schedule.", min=0.0, exclusive_min=True, main=True)
-    weight_decay: float = param(1e-4, "Decoupled weight decay; biases and norm layers get none.",
-                                min=0.0)
+    steps: int = param(
+        200,
+        "Optimizer steps in total. Resume continues up to this number.",
+        min=1,
+        max=MAX_STEPS,
+        main=True,
+    )
+    batch_size: int = param(
+        64,
+        "Images per step (each gives its views). Contrastive methods "
+        "want large batches: more negatives per step.",
+        min=2,
+        main=True,
+    )
+    lr: float = param(
+        1e-3,
+        "Peak learning rate, reached after the warmup and then decayed "
+        "to zero with a cosine schedule.",
+        min=0.0,
+        exclusive_min=True,
+        main=True,
+    )
+    weight_decay: float = param(
+        1e-4, "Decoupled weight decay; biases and norm layers get none.", min=0.0
+    )
     warmup_steps: int = param(10, "Linear learning-rate warmup from zero, in steps.", min=0)
-    optimizer: str = param("adamw", "AdamW for transformers and small batches; LARS (SGD with "
-                           "layer-wise trust ratios) is the paper choice for large-batch "
-                           "ResNet training.", choices=["adamw", "lars", "sgd"])
-    grad_clip: float = param(1.0, "Clip the global gradient norm to this value (0 turns it off).",
-                             min=0.0)
-    image_size: int = param(32, "Side of the square training images, in pixels.", min=8,
-                            max=512, main=True)
-    precision: str = param("bf16", "bf16 autocast for the forward pass (losses stay fp32), "
-                           "or plain fp32.", choices=["bf16", "fp32"])
+    optimizer: str = param(
+        "adamw",
+        "AdamW for transformers and small batches; LARS (SGD with "
+        "layer-wise trust ratios) is the paper choice for large-batch "
+        "ResNet training.",
+        choices=["adamw", "lars", "sgd"],
+    )
+    grad_clip: float = param(
+        1.0, "Clip the global gradient norm to this value (0 turns it off).", min=0.0
+    )
+    image_size: int = param(
+        32, "Side of the square training images, in pixels.", min=8, max=512, main=True
+    )
+    precision: str = param(
+        "bf16",
+        "bf16 autocast for the forward pass (losses stay fp32), or plain fp32.",
+        choices=["bf16", "fp32"],
+    )
     log_every: int = param(1, "Write the loss and learning rate every N steps.", min=1)
-    checkpoint_every: int = param(100, "Save a resumable checkpoint every N steps (and always "
-                                  "at the end or on Stop).", min=1)
-    health_every: int = param(25, "Every N steps (and at the last), log collapse metrics of the "
-                              "encoder on a fixed batch: embedding std (near 1/sqrt(d) when "
-                              "healthy, 0 when collapsed), effective rank, alignment and "
-                              "uniformity. 0 turns them off.", min=0)
+    checkpoint_every: int = param(
+        100, "Save a resumable checkpoint every N steps (and always at the end or on Stop).", min=1
+    )
+    health_every: int = param(
+        25,
+        "Every N steps (and at the last), log collapse metrics of the "
+        "encoder on a fixed batch: embedding std (near 1/sqrt(d) when "
+        "healthy, 0 when collapsed), effective rank, alignment and "
+        "uniformity. 0 turns them off.",
+        min=0,
+    )
 
     # Per-preset overrides: "quick" runs in minutes on a laptop CPU, "paper" is the recipe of
     # the method's paper. Subclasses fill these in.
@@ -92,11 +140,13 @@ class TrainSpec:
         return out
 
     @classmethod
-    def from_dict(cls, data: Any) -> "TrainSpec":
+    def from_dict(cls, data: Any) -> TrainSpec:
         """The spec in `data` (JSON), each field's type checked; SpecError names the field."""
         if not isinstance(data, dict):
-            raise SpecError("the spec must be a JSON object such as {\"method\": \"simclr\", "
-                            f"\"dataset\": \"digits\"}}, got {checks.shown(data)}")
+            raise SpecError(
+                'the spec must be a JSON object such as {"method": "simclr", '
+                f'"dataset": "digits"}}, got {checks.shown(data)}'
+            )
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(str(key) for key in set(data) - known)
         if unknown:
@@ -111,13 +161,15 @@ class TrainSpec:
         evals = given("evals", [])
         if not isinstance(evals, list):
             raise SpecError(f"evals must be a list of protocols, got {checks.shown(evals)}")
-        return cls(method=checks.text(data["method"], "method"),
-                   dataset=checks.text(data["dataset"], "dataset"),
-                   preset=checks.text(given("preset", "quick"), "preset"),
-                   seed=checks.whole_number(given("seed", 0), "seed", 0, checks.MAX_SEED),
-                   params=dict(checks.mapping(given("params", {}), "params")),
-                   evals=[checks.text(e, "each of evals") for e in evals],
-                   eval_dataset=checks.optional_text(data.get("eval_dataset"), "eval_dataset"))
+        return cls(
+            method=checks.text(data["method"], "method"),
+            dataset=checks.text(data["dataset"], "dataset"),
+            preset=checks.text(given("preset", "quick"), "preset"),
+            seed=checks.whole_number(given("seed", 0), "seed", 0, checks.MAX_SEED),
+            params=dict(checks.mapping(given("params", {}), "params")),
+            evals=[checks.text(e, "each of evals") for e in evals],
+            eval_dataset=checks.optional_text(data.get("eval_dataset"), "eval_dataset"),
+        )
 
 
 def _coerce(name: str, value: Any, kind: type) -> Any:
@@ -163,24 +215,35 @@ def config_fields(config_cls: type[TrainConfig], preset: str = "quick") -> list[
     out = []
     for f in dataclasses.fields(config_cls):
         meta = dict(f.metadata)
-        out.append({"name": f.name, "type": _field_type(f).__name__, "default": defaults[f.name],
-                    "help": meta.get("help", ""), "choices": meta.get("choices"),
-                    "min": meta.get("min"), "max": meta.get("max"),
-                    "main": bool(meta.get("main"))})
+        out.append(
+            {
+                "name": f.name,
+                "type": _field_type(f).__name__,
+                "default": defaults[f.name],
+                "help": meta.get("help", ""),
+                "choices": meta.get("choices"),
+                "min": meta.get("min"),
+                "max": meta.get("max"),
+                "main": bool(meta.get("main")),
+            }
+        )
     return out
 
 
 def build_config(config_cls: type[TrainConfig], preset: str, params: dict[str, Any]) -> TrainConfig:
     """Class defaults <- preset <- params, each value type-checked and bounds-checked."""
     if not isinstance(preset, str) or preset not in config_cls.PRESETS:
-        raise SpecError(f"unknown preset {checks.shown(preset)}; choose one of "
-                        f"{sorted(config_cls.PRESETS)}")
+        raise SpecError(
+            f"unknown preset {checks.shown(preset)}; choose one of {sorted(config_cls.PRESETS)}"
+        )
     checks.mapping(params, "params")
     by_name = {f.name: f for f in dataclasses.fields(config_cls)}
     unknown = sorted(set(params) - set(by_name))
     if unknown:
-        raise SpecError(f"unknown setting(s) {', '.join(unknown)}; this method knows: "
-                        f"{', '.join(sorted(by_name))}")
+        raise SpecError(
+            f"unknown setting(s) {', '.join(unknown)}; this method knows: "
+            f"{', '.join(sorted(by_name))}"
+        )
     values: dict[str, Any] = {}
     for source in (config_cls.PRESETS[preset], params):
         for name, raw in source.items():

@@ -57,8 +57,12 @@ class JobStatus(enum.StrEnum):
 JOB_STATUSES = tuple(JobStatus)
 ACTIVE_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
 RESUMABLE_STATUSES = (JobStatus.CANCELLED, JobStatus.INTERRUPTED, JobStatus.FAILED)
-TERMINAL_STATUSES = (JobStatus.COMPLETED, JobStatus.CANCELLED, JobStatus.FAILED,
-                     JobStatus.INTERRUPTED)
+TERMINAL_STATUSES = (
+    JobStatus.COMPLETED,
+    JobStatus.CANCELLED,
+    JobStatus.FAILED,
+    JobStatus.INTERRUPTED,
+)
 
 
 class JobSpec(TypedDict, total=False):
@@ -67,11 +71,11 @@ class JobSpec(TypedDict, total=False):
 
     method: Required[str]
     dataset: Required[str]
-    preset: str                     # "quick" or "paper"
+    preset: str  # "quick" or "paper"
     seed: int
-    params: dict[str, Any]          # config fields that differ from the preset
-    evals: list[str]                # protocols to run when the job completes
-    eval_dataset: str               # a labelled image dataset to run them on
+    params: dict[str, Any]  # config fields that differ from the preset
+    evals: list[str]  # protocols to run when the job completes
+    eval_dataset: str  # a labelled image dataset to run them on
 
 
 class JobSummary(TypedDict):
@@ -87,11 +91,11 @@ class JobSummary(TypedDict):
     total_steps: int
     last_loss: float | None
     images_per_second: float | None
-    error: str | None               # why it failed, in words
+    error: str | None  # why it failed, in words
     created_at: str | None
     started_at: str | None
     finished_at: str | None
-    duration_s: float               # wall-clock seconds spent running, resumes added up
+    duration_s: float  # wall-clock seconds spent running, resumes added up
     run_dir: str
     pid: int | None
     host: str | None
@@ -113,7 +117,7 @@ class JobDetail(JobSummary):
 
 class MetricPoint(TypedDict):
     step: int
-    name: str                       # "loss", "lr", "embedding_std", ...
+    name: str  # "loss", "lr", "embedding_std", ...
     value: float
 
 
@@ -132,9 +136,9 @@ class MethodInfo(TypedDict):
     name: str
     description: str
     paper: str
-    modality: str                   # "image", "text" or "image-text"
+    modality: str  # "image", "text" or "image-text"
     backbones: list[str]
-    card: dict[str, Any] | None     # title, authors, year, paper, idea, good_at, hyperparameters
+    card: dict[str, Any] | None  # title, authors, year, paper, idea, good_at, hyperparameters
     presets: list[str]
 
 
@@ -142,55 +146,55 @@ class FormField(TypedDict):
     """One setting of a method's config, as `method_form` describes it to build a widget."""
 
     name: str
-    type: str                       # "int", "float", "bool" or "str"
-    default: Any                    # under the preset asked for
+    type: str  # "int", "float", "bool" or "str"
+    default: Any  # under the preset asked for
     help: str
     choices: list[Any] | None
     min: float | None
     max: float | None
-    main: bool                      # shown at the top of the form, not under "More settings"
+    main: bool  # shown at the top of the form, not under "More settings"
 
 
 class DatasetInfo(TypedDict):
     name: str
-    kind: str                       # "image", "text" or "image-text"
+    kind: str  # "image", "text" or "image-text"
     description: str
     available: bool
-    reason: str                     # why it is not available ("" when it is)
+    reason: str  # why it is not available ("" when it is)
     num_train: int
     num_test: int
     num_classes: int
     labelled: bool
     native_size: int | None
-    modalities: list[str]           # what methods it can feed ("image", "image-text", ...)
+    modalities: list[str]  # what methods it can feed ("image", "image-text", ...)
     augmentation: str
     procedural: bool
 
 
 class AddedDataset(DatasetInfo):
-    message: str                    # what was added, skipped or refused, in words
+    message: str  # what was added, skipped or refused, in words
 
 
 class HubColumns(TypedDict):
     split: str
-    columns: list[str]              # the split's text columns
-    column: str                     # the default one, or ""
+    columns: list[str]  # the split's text columns
+    column: str  # the default one, or ""
 
 
 # ---- evaluation --------------------------------------------------------------------------
 class ProtocolInfo(TypedDict):
-    name: str                       # "knn", "linear", "fewshot", "finetune"
+    name: str  # "knn", "linear", "fewshot", "finetune"
     description: str
 
 
 class EvaluationRecord(TypedDict):
     id: int
-    job_id: int | None              # None for a baseline
+    job_id: int | None  # None for a baseline
     protocol: str
     dataset: str
     params: dict[str, Any]
-    results: dict[str, Any]         # the protocol's own numbers
-    figures: dict[str, float]       # headline figures: knn_top1, linear_top1, ...
+    results: dict[str, Any]  # the protocol's own numbers
+    figures: dict[str, float]  # headline figures: knn_top1, linear_top1, ...
     created_at: str
 
 
@@ -198,9 +202,9 @@ class LeaderboardRow(TypedDict, total=False):
     """One evaluated job (and dataset) or baseline, with figure keys such as knn_top1,
     fewshot_5shot or finetune_10pct(_scratch) besides these."""
 
-    kind: Required[str]             # "job" or "baseline"
+    kind: Required[str]  # "job" or "baseline"
     job_id: Required[int | None]
-    name: Required[str]             # "#3 simclr", "pixels", "random resnet18"
+    name: Required[str]  # "#3 simclr", "pixels", "random resnet18"
     method: str
     backbone: str | None
     dataset: Required[str]
@@ -213,52 +217,52 @@ class LeaderboardRow(TypedDict, total=False):
 
 # ---- embedding explorer ------------------------------------------------------------------
 class EmbeddingModel(TypedDict):
-    value: str                      # what `project` takes: "3", "random:3", "pixels"
+    value: str  # what `project` takes: "3", "random:3", "pixels"
     label: str
-    kind: str                       # "run", "random" or "pixels"
+    kind: str  # "run", "random" or "pixels"
     job_id: int | None
     modality: str
-    dataset: str | None             # the run's training dataset
+    dataset: str | None  # the run's training dataset
 
 
 class MapPoints(TypedDict):
-    index: list[int]                # rows of the dataset split
+    index: list[int]  # rows of the dataset split
     x: list[float]
     y: list[float]
     label: list[str]
-    kind: list[str]                 # "image" or "text"
-    text: list[str]                 # caption or prompt ("" for none)
-    factors: dict[str, list[Any]]   # nuisance factors (shapes: color, size, ...)
+    kind: list[str]  # "image" or "text"
+    text: list[str]  # caption or prompt ("" for none)
+    factors: dict[str, list[Any]]  # nuisance factors (shapes: color, size, ...)
 
 
 class EmbeddingMap(TypedDict):
     """`project`'s 2-D map of a sample of a dataset under one model."""
 
-    model: dict[str, Any]           # {"name", ...}
+    model: dict[str, Any]  # {"name", ...}
     dataset: str
     split: str
-    projection: str                 # "pca", "umap" or "tsne"
+    projection: str  # "pca", "umap" or "tsne"
     params: dict[str, Any]
     num_points: int
     feature_dim: int
     class_names: list[str]
-    knn_top1: float | None          # leave-one-out k-NN of the embeddings by label
-    factor_knn: dict[str, float]    # the same with each nuisance factor as the label
+    knn_top1: float | None  # leave-one-out k-NN of the embeddings by label
+    factor_knn: dict[str, float]  # the same with each nuisance factor as the label
     points: MapPoints
     message: str
-    capped: bool                    # the projection's point cap cut the sample
-    timing: dict[str, Any]          # embed_s, project_s, embeddings_cached
+    capped: bool  # the projection's point cap cut the sample
+    timing: dict[str, Any]  # embed_s, project_s, embeddings_cached
 
 
 # ---- lenses ------------------------------------------------------------------------------
 class LensChoice(TypedDict):
-    value: str                      # a run id or a Hub id
+    value: str  # a run id or a Hub id
     label: str
 
 
 class LensExample(TypedDict):
     name: str
-    path: str                       # a PNG file
+    path: str  # a PNG file
 
 
 class ZeroShotExample(LensExample):
@@ -274,20 +278,20 @@ class LensModelInfo(TypedDict):
     num_heads: int
     image_size: int
     patch_size: int
-    decoder: bool                   # an MAE that can reconstruct
+    decoder: bool  # an MAE that can reconstruct
 
 
 class AttentionResult(TypedDict):
-    heads: list[Picture]            # one overlay per head
+    heads: list[Picture]  # one overlay per head
     mean: Picture
     mask: Picture
     image: Picture
-    attention: Any                  # float32 (heads, grid, grid)
+    attention: Any  # float32 (heads, grid, grid)
     prefix: Any
-    keep_mask: Any                  # bool (grid, grid)
+    keep_mask: Any  # bool (grid, grid)
     kept_share: float
     share_range: tuple[float, float]
-    layer: int                      # 1..num_layers
+    layer: int  # 1..num_layers
     num_layers: int
     num_heads: int
     grid: int
@@ -299,7 +303,7 @@ class ReconstructResult(TypedDict):
     masked: Picture
     reconstruction: Picture | None  # None for a checkpoint without a decoder
     pasted: Picture | None
-    mask: Any                       # bool (grid, grid), True on hidden patches
+    mask: Any  # bool (grid, grid), True on hidden patches
     visible_patches: int
     num_patches: int
     loss: float | None
@@ -321,9 +325,9 @@ class ViewsResult(TypedDict):
 
 class ZeroShotResult(TypedDict):
     labels: list[str]
-    probabilities: list[float]      # in the labels' order, summing to 1
+    probabilities: list[float]  # in the labels' order, summing to 1
     similarities: list[float]
-    ranking: list[int]              # label positions, most probable first
+    ranking: list[int]  # label positions, most probable first
     templates: list[str]
     ignored: list[str]
     logit_scale: float
@@ -332,7 +336,7 @@ class ZeroShotResult(TypedDict):
 
 class RetrieveResult(TypedDict):
     query: str
-    scores: list[float]             # cosine similarity, best first
+    scores: list[float]  # cosine similarity, best first
     indices: list[int]
     labels: list[str]
     captions: list[str]
@@ -340,7 +344,7 @@ class RetrieveResult(TypedDict):
     dataset: str
     split: str
     model: str
-    embeddings_cached: bool         # False when this call embedded the dataset
+    embeddings_cached: bool  # False when this call embedded the dataset
     images: list[Picture]
 
 
@@ -379,7 +383,7 @@ class Text2TextResult(TypedDict):
     output: str
     spans: list[Span]
     filled: str | None
-    parts: list[tuple[str, bool]]   # (piece, whether the model wrote it)
+    parts: list[tuple[str, bool]]  # (piece, whether the model wrote it)
     hint: str | None
     model: str
 
@@ -405,24 +409,47 @@ class Lenses(Protocol):
     def lens_models(self, lens: str) -> list[LensChoice]: ...
     def lens_model_info(self, lens: str, model: str) -> LensModelInfo: ...
     def lens_examples(self) -> list[LensExample]: ...
-    def attention(self, image: Any, model: str, layer: int = 0,
-                  keep: float = 0.6) -> AttentionResult: ...
-    def reconstruct(self, image: Any, model: str, mask_ratio: float = 0.75,
-                    seed: int = 0) -> ReconstructResult: ...
+    def attention(
+        self, image: Any, model: str, layer: int = 0, keep: float = 0.6
+    ) -> AttentionResult: ...
+    def reconstruct(
+        self, image: Any, model: str, mask_ratio: float = 0.75, seed: int = 0
+    ) -> ReconstructResult: ...
     def view_methods(self) -> list[str]: ...
-    def preview_views(self, method: str, dataset: str, seed: int = 0, num_images: int = 4,
-                      preset: str = "quick") -> ViewsResult: ...
-    def zero_shot(self, image: Any, model: str, labels: str | list[str],
-                  templates: str | list[str] | None = None,
-                  ignore: str | list[str] | None = None) -> ZeroShotResult: ...
+    def preview_views(
+        self, method: str, dataset: str, seed: int = 0, num_images: int = 4, preset: str = "quick"
+    ) -> ViewsResult: ...
+    def zero_shot(
+        self,
+        image: Any,
+        model: str,
+        labels: str | list[str],
+        templates: str | list[str] | None = None,
+        ignore: str | list[str] | None = None,
+    ) -> ZeroShotResult: ...
     def zero_shot_examples(self) -> list[ZeroShotExample]: ...
-    def retrieve(self, query: str, model: str, dataset: str = "shapes", k: int = 8,
-                 split: str = "test", samples: int = 1000) -> RetrieveResult: ...
+    def retrieve(
+        self,
+        query: str,
+        model: str,
+        dataset: str = "shapes",
+        k: int = 8,
+        split: str = "test",
+        samples: int = 1000,
+    ) -> RetrieveResult: ...
     def fill_mask(self, text: str, model: str, k: int = 5) -> FillMaskResult: ...
-    def generate(self, prompt: str, model: str, max_new_tokens: int = 40,
-                 temperature: float = 0.8, top_k: int = 50, seed: int = 0) -> GenerateResult: ...
-    def text2text(self, text: str, model: str, num_beams: int = 4,
-                  max_new_tokens: int = 40) -> Text2TextResult: ...
+    def generate(
+        self,
+        prompt: str,
+        model: str,
+        max_new_tokens: int = 40,
+        temperature: float = 0.8,
+        top_k: int = 50,
+        seed: int = 0,
+    ) -> GenerateResult: ...
+    def text2text(
+        self, text: str, model: str, num_beams: int = 4, max_new_tokens: int = 40
+    ) -> Text2TextResult: ...
 
 
 @runtime_checkable
@@ -439,8 +466,13 @@ class Studio(Protocol):
     def method_form(self, method: str, preset: str = "quick") -> list[FormField]: ...
     def datasets(self) -> list[DatasetInfo]: ...
     def add_image_dataset(self, source: str | os.PathLike, name: str) -> AddedDataset: ...
-    def add_text_dataset(self, source: str | os.PathLike, name: str, column: str | None = None,
-                         split: str | None = None) -> AddedDataset: ...
+    def add_text_dataset(
+        self,
+        source: str | os.PathLike,
+        name: str,
+        column: str | None = None,
+        split: str | None = None,
+    ) -> AddedDataset: ...
     def describe_hf_dataset(self, source: str, split: str | None = None) -> HubColumns: ...
 
     # jobs
@@ -454,23 +486,43 @@ class Studio(Protocol):
 
     # evaluation
     def protocols(self) -> list[ProtocolInfo]: ...
-    def evaluate(self, job_id: int, protocol: str, dataset: str | None = None,
-                 on_progress: Progress | None = None,
-                 params: dict[str, Any] | None = None) -> EvaluationRecord: ...
-    def evaluate_baseline(self, baseline: str, dataset: str, backbone: str = "resnet18",
-                          protocol: str = "knn", image_size: int = 32,
-                          on_progress: Progress | None = None,
-                          params: dict[str, Any] | None = None) -> EvaluationRecord: ...
+    def evaluate(
+        self,
+        job_id: int,
+        protocol: str,
+        dataset: str | None = None,
+        on_progress: Progress | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> EvaluationRecord: ...
+    def evaluate_baseline(
+        self,
+        baseline: str,
+        dataset: str,
+        backbone: str = "resnet18",
+        protocol: str = "knn",
+        image_size: int = 32,
+        on_progress: Progress | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> EvaluationRecord: ...
     def evaluations(self, job_id: int | None = None) -> list[EvaluationRecord]: ...
     def leaderboard(self) -> list[LeaderboardRow]: ...
 
     # embedding explorer
     def embedding_models(self) -> list[EmbeddingModel]: ...
-    def project(self, model: str, dataset: str, samples: int = 2000, projection: str = "pca",
-                params: dict[str, Any] | None = None, split: str = "train",
-                texts: str = "none", on_progress: Progress | None = None) -> EmbeddingMap: ...
+    def project(
+        self,
+        model: str,
+        dataset: str,
+        samples: int = 2000,
+        projection: str = "pca",
+        params: dict[str, Any] | None = None,
+        split: str = "train",
+        texts: str = "none",
+        on_progress: Progress | None = None,
+    ) -> EmbeddingMap: ...
     def maps_csv(self, views: list[EmbeddingMap]) -> str: ...
-    def embedding_thumbnails(self, dataset: str, split: str,
-                             indices: list[int]) -> list[Picture]: ...
+    def embedding_thumbnails(
+        self, dataset: str, split: str, indices: list[int]
+    ) -> list[Picture]: ...
     def warm_up_umap(self) -> bool: ...
     def umap_status(self) -> str: ...

@@ -1,4 +1,5 @@
 """The home folder: the job database, run folders and caches, in one place."""
+
 from __future__ import annotations
 
 import os
@@ -14,7 +15,7 @@ class Home:
     root: Path
 
     @classmethod
-    def resolve(cls, home: str | os.PathLike | None = None) -> "Home":
+    def resolve(cls, home: str | os.PathLike | None = None) -> Home:
         """`home` if given, else $PRETEXT_HOME, else ./.pretext; created if missing."""
         root = Path(home or os.environ.get(HOME_ENV) or DEFAULT_HOME).expanduser().resolve()
         root.mkdir(parents=True, exist_ok=True)

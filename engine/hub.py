@@ -10,6 +10,7 @@ reached is decided once per process (HF_HUB_OFFLINE, else a one-second connectio
 offline, a Hub id loads from the local cache only and a missing one fails at once with one line,
 instead of huggingface_hub retrying for ~23 s.
 """
+
 from __future__ import annotations
 
 import functools
@@ -30,11 +31,20 @@ class HubError(DatasetError):
 
 # model_type -> the transformers class that loads the whole pretrained model (with its head)
 _MODEL_CLASSES = {
-    "clip": "CLIPModel", "bert": "BertForMaskedLM", "gpt2": "GPT2LMHeadModel",
-    "t5": "T5ForConditionalGeneration", "vit_mae": "ViTMAEForPreTraining",
+    "clip": "CLIPModel",
+    "bert": "BertForMaskedLM",
+    "gpt2": "GPT2LMHeadModel",
+    "t5": "T5ForConditionalGeneration",
+    "vit_mae": "ViTMAEForPreTraining",
 }
-_PROCESSOR_KINDS = {"clip": "processor", "bert": "tokenizer", "gpt2": "tokenizer",
-                    "t5": "tokenizer", "vit_mae": "image_processor", "vit": "image_processor"}
+_PROCESSOR_KINDS = {
+    "clip": "processor",
+    "bert": "tokenizer",
+    "gpt2": "tokenizer",
+    "t5": "tokenizer",
+    "vit_mae": "image_processor",
+    "vit": "image_processor",
+}
 
 
 @functools.lru_cache(maxsize=1)
@@ -57,8 +67,9 @@ def resolve_folder(source: str | os.PathLike, home: str | os.PathLike | None = N
 
         run_dir = Home.resolve(home).run_dir(int(text))
         if not run_dir.exists():
-            raise HubError(f"no run folder for job {text} ({run_dir}); `python -m engine jobs` "
-                           "lists the jobs")
+            raise HubError(
+                f"no run folder for job {text} ({run_dir}); `python -m engine jobs` lists the jobs"
+            )
         path = run_dir
     else:
         path = Path(text).expanduser()
@@ -76,12 +87,15 @@ def resolve_folder(source: str | os.PathLike, home: str | os.PathLike | None = N
     latest = checkpoints.latest(path)
     if latest is not None and (latest / "pretrained" / "config.json").exists():
         return latest / "pretrained"
-    raise HubError(f"{path} holds no transformers model (no config.json, pretrained/ or "
-                   "finished checkpoint); is the job still at its first step?")
+    raise HubError(
+        f"{path} holds no transformers model (no config.json, pretrained/ or "
+        "finished checkpoint); is the job still at its first step?"
+    )
 
 
-def load(source: str | os.PathLike, home: str | os.PathLike | None = None,
-         device: str = "cpu") -> tuple[Any, Any]:
+def load(
+    source: str | os.PathLike, home: str | os.PathLike | None = None, device: str = "cpu"
+) -> tuple[Any, Any]:
     """(model in eval mode, its processor or tokenizer) from a run id, folder or Hub id."""
     import transformers
     from transformers import AutoConfig
@@ -94,17 +108,22 @@ def load(source: str | os.PathLike, home: str | os.PathLike | None = None,
         config = AutoConfig.from_pretrained(name, **options)
     except (OSError, ValueError) as exc:  # ValueError: huggingface_hub refuses the id's form
         if local_only:
-            raise HubError(f"{checks.shown(name, 100)} is not a run id, a folder, or a model "
-                           "in the local Hub cache, and the Hub cannot be reached (offline)"
-                           ) from None
-        raise HubError(f"cannot load {checks.shown(name, 100)}: "
-                       f"{(str(exc).splitlines() or [repr(exc)])[0]}") from None
+            raise HubError(
+                f"{checks.shown(name, 100)} is not a run id, a folder, or a model "
+                "in the local Hub cache, and the Hub cannot be reached (offline)"
+            ) from None
+        raise HubError(
+            f"cannot load {checks.shown(name, 100)}: {(str(exc).splitlines() or [repr(exc)])[0]}"
+        ) from None
     model_type = config.model_type
     model_cls = getattr(transformers, _MODEL_CLASSES.get(model_type, "AutoModel"))
     model = model_cls.from_pretrained(name, use_safetensors=True, **options).to(device).eval()
     kind = _PROCESSOR_KINDS.get(model_type, "tokenizer")
-    auto = {"processor": transformers.AutoProcessor, "tokenizer": transformers.AutoTokenizer,
-            "image_processor": transformers.AutoImageProcessor}[kind]
+    auto = {
+        "processor": transformers.AutoProcessor,
+        "tokenizer": transformers.AutoTokenizer,
+        "image_processor": transformers.AutoImageProcessor,
+    }[kind]
     try:
         processor = auto.from_pretrained(name, **options)
     except (OSError, ValueError, KeyError):

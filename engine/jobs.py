@@ -13,6 +13,7 @@ heartbeat has gone quiet: a worker busy saving under load still beats and is not
 whose worker ended without recording its end (killed) becomes `interrupted`, its row and curves
 brought back to its newest checkpoint, where Resume continues.
 """
+
 from __future__ import annotations
 
 import logging
@@ -71,17 +72,29 @@ def recover_interrupted(store: Store) -> list[int]:
         else:  # another machine's worker: only its heartbeat can tell
             gone = job.heartbeat_at is None or now - job.heartbeat_at > STALE_HEARTBEAT
         if gone and store.transition(
-                job.id, ("running",), status="interrupted", finished_at=now,
-                elapsed_before=_elapsed(job),
-                error="the worker process ended without finishing (killed, or the machine "
-                      "restarted); Resume continues from the last checkpoint"):
+            job.id,
+            ("running",),
+            status="interrupted",
+            finished_at=now,
+            elapsed_before=_elapsed(job),
+            error="the worker process ended without finishing (killed, or the machine "
+            "restarted); Resume continues from the last checkpoint",
+        ):
             rewind_to_checkpoint(store, job)
             lost.append(job.id)
     for job in store.list_jobs(("queued",)):
-        if (job.pid is not None and job.host == host and not _process_alive(job.pid)
-                and store.transition(job.id, ("queued",), status="interrupted",
-                                     finished_at=now, error="the command that was waiting to "
-                                     "run it ended first; Resume queues it")):
+        if (
+            job.pid is not None
+            and job.host == host
+            and not _process_alive(job.pid)
+            and store.transition(
+                job.id,
+                ("queued",),
+                status="interrupted",
+                finished_at=now,
+                error="the command that was waiting to run it ended first; Resume queues it",
+            )
+        ):
             lost.append(job.id)
     return lost
 
@@ -95,9 +108,13 @@ def rewind_to_checkpoint(store: Store, job: Job) -> int:
     return step
 
 
-def wait_and_claim(store: Store, job_id: int, max_running: int | None,
-                   on_wait: Callable[[list[int]], None] | None = None,
-                   poll_s: float = 1.0) -> bool:
+def wait_and_claim(
+    store: Store,
+    job_id: int,
+    max_running: int | None,
+    on_wait: Callable[[list[int]], None] | None = None,
+    poll_s: float = 1.0,
+) -> bool:
     """Run queued job `job_id` in this process once a slot is free: claim it (running, with
     this pid) when fewer than `max_running` jobs run (None: at once). `on_wait(ids)` hears
     which jobs it waits for, again when they change. The job must carry this process's pid
@@ -106,9 +123,14 @@ def wait_and_claim(store: Store, job_id: int, max_running: int | None,
     waiting_for: list[int] | None = None
     while True:
         now = utcnow()
-        claimed, running = store.claim_slot(job_id, max_running, pid=os.getpid(),
-                                            host=socket.gethostname(), started_at=now,
-                                            heartbeat_at=now)
+        claimed, running = store.claim_slot(
+            job_id,
+            max_running,
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            started_at=now,
+            heartbeat_at=now,
+        )
         if claimed:
             return True
         if max_running is None or len(running) < max_running:
@@ -124,8 +146,9 @@ class JobManager:
     """Runs queued jobs in worker processes while fewer than `max_running` jobs (default
     `max_jobs()`) run in the home, its own and foreground ones."""
 
-    def __init__(self, home: Home, max_running: int | None = None, grace_s: float = 10.0,
-                 poll_s: float = 0.5) -> None:
+    def __init__(
+        self, home: Home, max_running: int | None = None, grace_s: float = 10.0, poll_s: float = 0.5
+    ) -> None:
         self.home, self.store = home, Store.open(home.db_path)
         self.max_running = max_jobs() if max_running is None else max_running
         self.grace_s, self.poll_s = grace_s, poll_s
@@ -136,7 +159,7 @@ class JobManager:
         self._thread: threading.Thread | None = None
         self._ticks = 0
 
-    def start(self) -> "JobManager":
+    def start(self) -> JobManager:
         recover_interrupted(self.store)
         self._thread = threading.Thread(target=self._loop, daemon=True, name="job-manager")
         self._thread.start()
@@ -168,8 +191,13 @@ class JobManager:
             # the worker starts, in the same transaction that counts the running jobs.
             now = utcnow()
             claimed, running = self.store.claim_slot(
-                job.id, self.max_running, pid=os.getpid(), host=socket.gethostname(),
-                started_at=now, heartbeat_at=now)
+                job.id,
+                self.max_running,
+                pid=os.getpid(),
+                host=socket.gethostname(),
+                started_at=now,
+                heartbeat_at=now,
+            )
             if claimed:
                 self._spawn(job)
             elif len(running) >= self.max_running:
@@ -182,12 +210,28 @@ class JobManager:
         try:
             with open(run_dir / "worker.log", "ab") as log_file:
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "engine.worker", str(job.id), "--home",
-                     str(self.home.root)], stdout=log_file, stderr=subprocess.STDOUT, env=env,
-                    cwd=str(_repo_root()), start_new_session=True)
+                    [
+                        sys.executable,
+                        "-m",
+                        "engine.worker",
+                        str(job.id),
+                        "--home",
+                        str(self.home.root),
+                    ],
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    cwd=str(_repo_root()),
+                    start_new_session=True,
+                )
         except OSError as exc:
-            self.store.transition(job.id, ("running",), status="failed", finished_at=utcnow(),
-                                  error=f"could not start the worker: {exc}")
+            self.store.transition(
+                job.id,
+                ("running",),
+                status="failed",
+                finished_at=utcnow(),
+                error=f"could not start the worker: {exc}",
+            )
             return
         self.store.update_job(job.id, pid=proc.pid)
         self._procs[job.id] = proc
@@ -207,20 +251,31 @@ class JobManager:
                 status, error = "cancelled", None
             elif code < 0 or code == KILLED_EXIT:
                 status = "interrupted"
-                error = (f"the worker was killed (signal {-code if code < 0 else 9}); Resume "
-                         f"continues from the last checkpoint")
+                error = (
+                    f"the worker was killed (signal {-code if code < 0 else 9}); Resume "
+                    f"continues from the last checkpoint"
+                )
             else:
                 status = "failed"
                 error = f"the worker exited with code {code}: {_log_tail(self.home, job_id)}"
-            if self.store.transition(job_id, ("running",), status=status, error=error,
-                                     finished_at=utcnow(), elapsed_before=_elapsed(job)):
+            if self.store.transition(
+                job_id,
+                ("running",),
+                status=status,
+                error=error,
+                finished_at=utcnow(),
+                elapsed_before=_elapsed(job),
+            ):
                 rewind_to_checkpoint(self.store, job)  # what it did after it is lost
 
     def _escalate_cancels(self) -> None:
         now = time.monotonic()
         quiet_since = utcnow() - timedelta(seconds=self.grace_s)
-        stopping = [j for j in self.store.list_jobs(("running",))
-                    if j.cancel_requested and _process_alive(j.pid)]
+        stopping = [
+            j
+            for j in self.store.list_jobs(("running",))
+            if j.cancel_requested and _process_alive(j.pid)
+        ]
         ids = {j.id for j in stopping}  # forget jobs that stopped (a later cancel starts anew)
         self._cancel_seen = {i: t for i, t in self._cancel_seen.items() if i in ids}
         self._termed &= ids

@@ -1,4 +1,5 @@
 """Optimizers and the learning-rate schedule every method shares."""
+
 from __future__ import annotations
 
 import math
@@ -18,10 +19,24 @@ class LARS(torch.optim.Optimizer):
     (biases and norm layers) get neither weight decay nor the trust ratio.
     """
 
-    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
-                 trust_coefficient: float = 0.001) -> None:
-        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
-                                      trust_coefficient=trust_coefficient, lars_exclude=False))
+    def __init__(
+        self,
+        params,
+        lr: float,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        trust_coefficient: float = 0.001,
+    ) -> None:
+        super().__init__(
+            params,
+            dict(
+                lr=lr,
+                momentum=momentum,
+                weight_decay=weight_decay,
+                trust_coefficient=trust_coefficient,
+                lars_exclude=False,
+            ),
+        )
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -34,9 +49,11 @@ class LARS(torch.optim.Optimizer):
                 if not group["lars_exclude"]:
                     grad = grad.add(p, alpha=group["weight_decay"])
                     param_norm, grad_norm = torch.norm(p), torch.norm(grad)
-                    trust = torch.where((param_norm > 0) & (grad_norm > 0),
-                                        group["trust_coefficient"] * param_norm / grad_norm,
-                                        torch.ones_like(param_norm))
+                    trust = torch.where(
+                        (param_norm > 0) & (grad_norm > 0),
+                        group["trust_coefficient"] * param_norm / grad_norm,
+                        torch.ones_like(param_norm),
+                    )
                     grad = grad.mul(trust)
                 state = self.state[p]
                 if "momentum_buffer" not in state:
@@ -53,8 +70,10 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     for _, p in model.named_parameters():
         if p.requires_grad:
             (no_decay if p.ndim <= 1 else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0, "lars_exclude": True}]
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0, "lars_exclude": True},
+    ]
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -72,7 +91,7 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
     raise SpecError(f"unknown optimizer {config.optimizer!r}")
 
 
-def warmup_cosine(warmup_steps: int, total_steps: int) -> "callable":
+def warmup_cosine(warmup_steps: int, total_steps: int) -> callable:
     """Multiplier of the peak lr at a step: linear warmup, then cosine decay to zero."""
 
     def factor(step: int) -> float:

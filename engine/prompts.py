@@ -12,6 +12,7 @@ the directions along which the prompts "a {word} {label}" differ, after Chuang e
 ("Debiasing Vision-Language Models via Biased Prompts", arXiv:2302.00070, their orthogonal
 projection).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -20,8 +21,9 @@ import torch
 from torch import Tensor
 
 
-def attribute_prompts(labels: Sequence[str], templates: Sequence[str],
-                      words: Sequence[str]) -> list[str]:
+def attribute_prompts(
+    labels: Sequence[str], templates: Sequence[str], words: Sequence[str]
+) -> list[str]:
     """The prompts that give each ignored word's direction: every template with every label
     and the word before it ("a {}" -> "a red star"), word-major then label then template."""
     return [t.format(f"{word} {label}") for word in words for label in labels for t in templates]
@@ -37,11 +39,16 @@ def project_out(classes: Tensor, attributes: Tensor) -> Tensor:
     return torch.nn.functional.normalize(classes - (classes @ basis) @ basis.T, dim=-1)
 
 
-def label_classifiers(embed: Callable[[list[str]], Tensor], labels: Sequence[str],
-                      templates: Sequence[str], ignore: Sequence[str] = ()) -> Tensor:
+def label_classifiers(
+    embed: Callable[[list[str]], Tensor],
+    labels: Sequence[str],
+    templates: Sequence[str],
+    ignore: Sequence[str] = (),
+) -> Tensor:
     """(C, D): each label's prompts embedded by `embed` (texts -> (N, D) unit embeddings) and
     averaged over the templates, normalised again (the paper's ensemble); with `ignore`,
     projected off those words' directions. Shared by the lens and a CLIP run's own check."""
+
     def ensemble(prompts: list[str], groups: int) -> Tensor:  # group-major prompts -> (groups, D)
         per_prompt = embed(prompts)  # (groups * n, D)
         mean = per_prompt.view(groups, -1, per_prompt.shape[-1]).mean(dim=1)
@@ -50,5 +57,4 @@ def label_classifiers(embed: Callable[[list[str]], Tensor], labels: Sequence[str
     classes = ensemble([t.format(label) for label in labels for t in templates], len(labels))
     if not ignore:
         return classes
-    return project_out(classes, ensemble(attribute_prompts(labels, templates, ignore),
-                                         len(ignore)))
+    return project_out(classes, ensemble(attribute_prompts(labels, templates, ignore), len(ignore)))

@@ -3,11 +3,13 @@
 Every module in `engine/methods/` is imported on first use, so adding a method is adding its
 file: the CLI, the UI form and the registry-wide tests pick it up.
 """
+
 from __future__ import annotations
 
 import importlib
 import pkgutil
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from engine.checks import shown
 from engine.errors import SpecError
@@ -22,8 +24,10 @@ def register_method(name: str) -> Callable[[T], T]:
 
     def wrap(cls: T) -> T:
         if name in _METHODS and _METHODS[name] is not cls:
-            raise ValueError(f"method {name!r} is registered twice "
-                             f"({_METHODS[name].__module__} and {cls.__module__})")
+            raise ValueError(
+                f"method {name!r} is registered twice "
+                f"({_METHODS[name].__module__} and {cls.__module__})"
+            )
         cls.name = name
         _METHODS[name] = cls
         return cls
@@ -51,6 +55,7 @@ def list_methods() -> list[str]:
 def get_method(name: str) -> type:
     _load_all()
     if not isinstance(name, str) or name not in _METHODS:
-        raise SpecError(f"unknown method {shown(name)}; choose one of: "
-                        f"{', '.join(sorted(_METHODS))}")
+        raise SpecError(
+            f"unknown method {shown(name)}; choose one of: {', '.join(sorted(_METHODS))}"
+        )
     return _METHODS[name]

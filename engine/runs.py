@@ -11,6 +11,7 @@ the method from them and loads the weights without loading the dataset: a CLIP r
 renders its 60,000 training pairs to learn its vocabulary size. A checkpoint written before
 checkpoints recorded them is rebuilt as before, from the job's spec and `load_data`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -33,11 +34,11 @@ from engine.registry import get_method
 class RunInfo:
     """What `open_run` opened."""
 
-    method: str                # registry name
-    config: TrainConfig        # what the method was built with
-    step: int | None           # the checkpoint's step; None when there is none (weights=False)
+    method: str  # registry name
+    config: TrainConfig  # what the method was built with
+    step: int | None  # the checkpoint's step; None when there is none (weights=False)
     checkpoint: Path | None
-    run_dir: Path | None       # None: a job that has not started
+    run_dir: Path | None  # None: a job that has not started
     job_id: int | None
     # "checkpoint": built from the constructor inputs the checkpoint recorded; "dataset": from
     # the spec and `load_data` (a checkpoint older than that record, or none).
@@ -54,8 +55,13 @@ def resolve(spec: TrainSpec | dict[str, Any]) -> tuple[TrainSpec, TrainConfig]:
     return spec, resolve_augmentation(config, spec.dataset)
 
 
-def new_method(method: str, config: TrainConfig, dataset: str, run_dir: Path | None = None,
-               cache_dir: Path | None = None) -> SSLMethod:
+def new_method(
+    method: str,
+    config: TrainConfig,
+    dataset: str,
+    run_dir: Path | None = None,
+    cache_dir: Path | None = None,
+) -> SSLMethod:
     """A freshly initialised method built as the trainer builds it, from `dataset`'s
     `load_data` (which may render, tokenise or fit a codebook: slow for some methods; a
     tokenizer or codebook saved in `run_dir` is reused)."""
@@ -75,8 +81,9 @@ def describe(run: Any, step: int | None = None, *, required: bool = True) -> Run
     run_dir = Path(run) if not is_job else Path(run.run_dir) if run.run_dir else None
     checkpoint = None
     if run_dir is not None:
-        checkpoint = (checkpoints.latest(run_dir) if step is None
-                      else checkpoints.at_step(run_dir, int(step)))
+        checkpoint = (
+            checkpoints.latest(run_dir) if step is None else checkpoints.at_step(run_dir, int(step))
+        )
     if checkpoint is None and (required or step is not None or not is_job):
         which = "no checkpoint yet" if step is None else f"no checkpoint of step {step}"
         raise JobError(f"{name} has {which}; open it once it has saved one")
@@ -90,15 +97,25 @@ def describe(run: Any, step: int | None = None, *, required: bool = True) -> Run
         spec, config = resolve(run.spec)
         method = spec.method
     else:
-        raise JobError(f"{checkpoint} was saved before checkpoints recorded how to rebuild "
-                       "their method; open it through its job instead")
+        raise JobError(
+            f"{checkpoint} was saved before checkpoints recorded how to rebuild "
+            "their method; open it through its job instead"
+        )
     step_done = checkpoints.step_of(checkpoint) if checkpoint is not None else None
-    return RunInfo(method, config, step_done, checkpoint, run_dir, job_id,
-                   "checkpoint" if record is not None else "dataset")
+    return RunInfo(
+        method,
+        config,
+        step_done,
+        checkpoint,
+        run_dir,
+        job_id,
+        "checkpoint" if record is not None else "dataset",
+    )
 
 
-def open_run(run: Any, step: int | None = None, *, weights: bool = True,
-             cache_dir: Path | None = None) -> tuple[SSLMethod, RunInfo]:
+def open_run(
+    run: Any, step: int | None = None, *, weights: bool = True, cache_dir: Path | None = None
+) -> tuple[SSLMethod, RunInfo]:
     """A run's method in eval mode with checkpoint `step` (default: the newest) loaded: built
     from the constructor inputs the checkpoint recorded, or, for a checkpoint older than that
     record, from the job's spec and `load_data` (`cache_dir`: the dataset cache).
@@ -108,8 +125,11 @@ def open_run(run: Any, step: int | None = None, *, weights: bool = True,
     is built from its spec. With weights, the process's random state is left as it was."""
     info = describe(run, step, required=weights)
     with torch.random.fork_rng(devices=[], enabled=weights):  # the init is overwritten
-        record = (checkpoints.constructor(info.checkpoint)
-                  if info.rebuilt_from == "checkpoint" and info.checkpoint is not None else None)
+        record = (
+            checkpoints.constructor(info.checkpoint)
+            if info.rebuilt_from == "checkpoint" and info.checkpoint is not None
+            else None
+        )
         if record is not None:
             method = get_method(info.method)(info.config, record.data_info)
         else:

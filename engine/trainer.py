@@ -8,6 +8,7 @@ stop flag checked every step. A resumed job draws the same batches and views as 
 one (the checkpoint holds the rest of the epoch's order and every random state), so its curve
 is bitwise the same on CPU.
 """
+
 from __future__ import annotations
 
 import math
@@ -35,7 +36,7 @@ FAULT_ENV = "PRETEXT_FAULT"
 # cannot square such values, so norms, variances and weight decay overflow from there on.
 # SimCLR at lr 1e6 without clipping kept a finite loss (its embeddings are normalised) while
 # batch-norm variances grew to 1e27, and the job "completed".
-WEIGHT_LIMIT = 2.0 ** 64
+WEIGHT_LIMIT = 2.0**64
 
 
 class Sink(Protocol):
@@ -66,9 +67,9 @@ class Diverged(RuntimeError):
 
 @dataclass
 class RunResult:
-    status: str                 # "completed" or "cancelled"
-    step: int                   # optimizer steps done in total
-    first_loss: float | None    # loss of the first step of this attempt
+    status: str  # "completed" or "cancelled"
+    step: int  # optimizer steps done in total
+    first_loss: float | None  # loss of the first step of this attempt
     final_loss: float | None
     images_per_second: float | None
 
@@ -77,8 +78,14 @@ def build_method(spec: TrainSpec, config: TrainConfig, data: TrainData) -> SSLMe
     return get_method(spec.method)(config, data.info)
 
 
-def run_job(spec: TrainSpec, config: TrainConfig, run_dir: Path, sink: Sink,
-            should_stop: Callable[[], bool], data_cache_dir: Path | None = None) -> RunResult:
+def run_job(
+    spec: TrainSpec,
+    config: TrainConfig,
+    run_dir: Path,
+    sink: Sink,
+    should_stop: Callable[[], bool],
+    data_cache_dir: Path | None = None,
+) -> RunResult:
     """Train `spec` to `config.steps`, resuming from `run_dir`'s latest checkpoint if any.
 
     Raises Diverged (naming the step) if the loss, the gradient norm or the weights stop being
@@ -91,8 +98,10 @@ def run_job(spec: TrainSpec, config: TrainConfig, run_dir: Path, sink: Sink,
     run_dir = Path(run_dir)
     data = get_method(spec.method).load_data(spec.dataset, config, run_dir, data_cache_dir)
     if config.batch_size > len(data):
-        raise ValueError(f"batch_size {config.batch_size} is larger than the {len(data)} "
-                         f"training examples of {spec.dataset}")
+        raise ValueError(
+            f"batch_size {config.batch_size} is larger than the {len(data)} "
+            f"training examples of {spec.dataset}"
+        )
     # The whole training set stays on the device (uint8 images or token ids): a step only
     # indexes it, no loader workers.
     tensors = {name: t.to(device) for name, t in data.tensors.items()}
@@ -106,7 +115,8 @@ def run_job(spec: TrainSpec, config: TrainConfig, run_dir: Path, sink: Sink,
         health = HealthProbe.for_method(type(method), tensors, config.image_size)
     optimizer = build_optimizer(method, config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_cosine(config.warmup_steps, config.steps))
+        optimizer, warmup_cosine(config.warmup_steps, config.steps)
+    )
     sampler = torch.Generator().manual_seed(spec.seed)
 
     checkpoints.sweep(run_dir)  # this worker is the run's only writer now
@@ -116,15 +126,13 @@ def run_job(spec: TrainSpec, config: TrainConfig, run_dir: Path, sink: Sink,
     # killed mid-epoch resumes with the very batches an uninterrupted run would draw.
     epoch_rest = torch.empty(0, dtype=torch.long)
     if latest is not None:
-        start_step, epoch_rest = checkpoints.restore(latest, method, optimizer, scheduler,
-                                                     sampler)
+        start_step, epoch_rest = checkpoints.restore(latest, method, optimizer, scheduler, sampler)
         saved_step = start_step
     model, optimizer = accelerator.prepare(method, optimizer)
     sink.started(start_step, config.steps)
 
     fault = _fault()
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16,
-                              enabled=config.precision == "bf16")
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
     first_loss = final_loss = None
     step = start_step
     timed_images, timed_seconds = 0, 0.0
@@ -138,7 +146,7 @@ def run_job(spec: TrainSpec, config: TrainConfig, run_dir: Path, sink: Sink,
             break
         if len(epoch_rest) < config.batch_size:  # a fresh permutation per epoch
             epoch_rest = torch.randperm(len(data), generator=sampler)
-        batch_index, epoch_rest = epoch_rest[:config.batch_size], epoch_rest[config.batch_size:]
+        batch_index, epoch_rest = epoch_rest[: config.batch_size], epoch_rest[config.batch_size :]
         tick = time.perf_counter()
         with autocast:
             index = batch_index.to(device)
@@ -146,15 +154,19 @@ def run_job(spec: TrainSpec, config: TrainConfig, run_dir: Path, sink: Sink,
         if fault == ("nan", step + 1):
             loss = loss * float("nan")
         if not torch.isfinite(loss):
-            raise Diverged(f"loss became {loss.item()} at step {step + 1}; {advice} or turn "
-                           f"on grad_clip", step + 1)
+            raise Diverged(
+                f"loss became {loss.item()} at step {step + 1}; {advice} or turn on grad_clip",
+                step + 1,
+            )
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(loss)
         if config.grad_clip > 0:
             grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
             if not torch.isfinite(grad_norm):  # clipping would turn it into NaN weights
-                raise Diverged(f"the gradient norm became {float(grad_norm)} at step "
-                               f"{step + 1}; {advice}", step + 1)
+                raise Diverged(
+                    f"the gradient norm became {float(grad_norm)} at step {step + 1}; {advice}",
+                    step + 1,
+                )
         lr = scheduler.get_last_lr()[0]
         optimizer.step()
         scheduler.step()
@@ -167,30 +179,34 @@ def run_job(spec: TrainSpec, config: TrainConfig, run_dir: Path, sink: Sink,
             timed_seconds += seconds
         first_loss = loss_value if first_loss is None else first_loss
         final_loss = loss_value
-        health_now = health is not None and (step % config.health_every == 0
-                                             or step == config.steps)
+        health_now = health is not None and (
+            step % config.health_every == 0 or step == config.steps
+        )
         log_now = step % config.log_every == 0 or step == config.steps or health_now
         save_now = step % config.checkpoint_every == 0 and step < config.steps
         if log_now or save_now:  # not every step when log_every > 1: it reads every weight
             check_weights(accelerator.unwrap_model(model), step, advice)
         if log_now:
-            values = {"loss": loss_value, "lr": lr,
-                      "images_per_second": config.batch_size / max(seconds, 1e-9)}
+            values = {
+                "loss": loss_value,
+                "lr": lr,
+                "images_per_second": config.batch_size / max(seconds, 1e-9),
+            }
             values.update({k: float(v) for k, v in logs.items()})
             if health_now:
                 values.update(health(accelerator.unwrap_model(model)))
             sink.metrics(step, values)
         if save_now:
-            _save(accelerator, model, optimizer, scheduler, sampler, epoch_rest, run_dir, step,
-                  sink)
+            _save(
+                accelerator, model, optimizer, scheduler, sampler, epoch_rest, run_dir, step, sink
+            )
             saved_step = step
         if fault == ("exit", step):
             _exit_as_killed()
 
     if step != saved_step:  # a stop always leaves a checkpoint at the step it stopped at
         check_weights(accelerator.unwrap_model(model), step, advice)
-        _save(accelerator, model, optimizer, scheduler, sampler, epoch_rest, run_dir, step,
-              sink)
+        _save(accelerator, model, optimizer, scheduler, sampler, epoch_rest, run_dir, step, sink)
     images_per_second = timed_images / timed_seconds if timed_seconds > 0 else None
     status = "completed" if step >= config.steps else "cancelled"
     return RunResult(status, step, first_loss, final_loss, images_per_second)
@@ -200,21 +216,36 @@ def check_weights(method: torch.nn.Module, step: int, advice: str) -> None:
     """Raise Diverged if a parameter or floating buffer has a non-finite norm or one past
     WEIGHT_LIMIT. One fused norm over every tensor (about the cost of an optimizer step's
     read of the weights), then a single host sync."""
-    named = [(name, t) for name, t in (*method.named_parameters(), *method.named_buffers())
-             if t.is_floating_point() and t.numel()]
+    named = [
+        (name, t)
+        for name, t in (*method.named_parameters(), *method.named_buffers())
+        if t.is_floating_point() and t.numel()
+    ]
     norms = torch.stack(torch._foreach_norm([t.detach() for _, t in named])).float()  # (T,)
     worst = int(norms.nan_to_num(nan=float("inf")).argmax())
     value = float(norms[worst])
     if not value <= WEIGHT_LIMIT:  # NaN compares false too
         name, tensor = named[worst]
         largest = float(tensor.detach().abs().max())
-        what = (f"non-finite ({name} holds {largest})" if not math.isfinite(largest) else
-                f"too large ({name} holds {largest:.3g}; float32 overflows squaring it)")
+        what = (
+            f"non-finite ({name} holds {largest})"
+            if not math.isfinite(largest)
+            else f"too large ({name} holds {largest:.3g}; float32 overflows squaring it)"
+        )
         raise Diverged(f"the weights became {what} by step {step}; {advice}", step)
 
 
-def _save(accelerator: Accelerator, model: torch.nn.Module, optimizer, scheduler, sampler,
-          epoch_rest: torch.Tensor, run_dir: Path, step: int, sink: Sink) -> None:
+def _save(
+    accelerator: Accelerator,
+    model: torch.nn.Module,
+    optimizer,
+    scheduler,
+    sampler,
+    epoch_rest: torch.Tensor,
+    run_dir: Path,
+    step: int,
+    sink: Sink,
+) -> None:
     if not accelerator.is_main_process:
         return
     method = accelerator.unwrap_model(model)

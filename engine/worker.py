@@ -4,6 +4,7 @@ The worker owns its job row while it runs: it marks it running with its pid and 
 heartbeat every second, turns the row's cancel flag or a SIGTERM into a clean stop (checkpoint,
 then `cancelled`), writes metric points in small batches, and records how the job ended.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,9 +35,13 @@ log = logging.getLogger(__name__)
 class StoreSink:
     """Buffers metric points and writes them to the store at most every FLUSH_S seconds."""
 
-    def __init__(self, store: Store, job_id: int,
-                 on_step: Callable[[int, dict[str, float]], None] | None = None,
-                 run_dir: os.PathLike | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        job_id: int,
+        on_step: Callable[[int, dict[str, float]], None] | None = None,
+        run_dir: os.PathLike | None = None,
+    ) -> None:
         self.store, self.job_id, self.on_step, self.run_dir = store, job_id, on_step, run_dir
         self._points: list[tuple[int, str, float]] = []
         self._last_flush = 0.0
@@ -72,10 +77,12 @@ class StoreSink:
         # The rows of the folders the trainer removes next go first (and rows of folders gone
         # before this was done, and an older row of the same step): the store never lists a
         # checkpoint that is not on disk.
-        retiring = ({str(p) for p in checkpoints.retiring(self.run_dir)} if self.run_dir
-                    else set())
-        stale = [c.path for c in self.store.checkpoints(self.job_id)
-                 if c.path in retiring or c.path == path or not os.path.isdir(c.path)]
+        retiring = {str(p) for p in checkpoints.retiring(self.run_dir)} if self.run_dir else set()
+        stale = [
+            c.path
+            for c in self.store.checkpoints(self.job_id)
+            if c.path in retiring or c.path == path or not os.path.isdir(c.path)
+        ]
         self.store.add_checkpoint(self.job_id, step, path, replacing=stale)
 
     def discard_from(self, step: int) -> None:
@@ -88,8 +95,9 @@ class StoreSink:
         if self._per_image:
             self._rate = len(self._per_image) / sum(self._per_image)
         self.store.add_metrics(self.job_id, points)
-        self.store.update_job(self.job_id, step=self._step, last_loss=self._loss,
-                              images_per_second=self._rate)
+        self.store.update_job(
+            self.job_id, step=self._step, last_loss=self._loss, images_per_second=self._rate
+        )
         self._last_flush = time.monotonic()
 
 
@@ -111,8 +119,9 @@ class Heartbeat(threading.Thread):
                 log.exception("heartbeat failed")
 
 
-def run_worker(home: Home, job_id: int,
-               on_step: Callable[[int, dict[str, float]], None] | None = None) -> dict:
+def run_worker(
+    home: Home, job_id: int, on_step: Callable[[int, dict[str, float]], None] | None = None
+) -> dict:
     """Run stored job `job_id` to its end here; returns the final job fields as a dict."""
     store = Store.open(home.db_path)
     register_user_datasets(store)
@@ -120,8 +129,16 @@ def run_worker(home: Home, job_id: int,
     if job is None:
         raise SystemExit(f"no job {job_id} in {home.db_path}")
     started = utcnow()
-    store.update_job(job_id, status="running", pid=os.getpid(), host=socket.gethostname(),
-                     started_at=started, heartbeat_at=started, finished_at=None, error=None)
+    store.update_job(
+        job_id,
+        status="running",
+        pid=os.getpid(),
+        host=socket.gethostname(),
+        started_at=started,
+        heartbeat_at=started,
+        finished_at=None,
+        error=None,
+    )
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -131,36 +148,41 @@ def run_worker(home: Home, job_id: int,
     fields: dict = {}
     try:
         spec, config = resolve(job.spec)  # as Studio.validate stored it
-        result: RunResult = run_job(spec, config, home.run_dir(job_id), sink, stop.is_set,
-                                    data_cache_dir=home.cache_dir)
+        result: RunResult = run_job(
+            spec, config, home.run_dir(job_id), sink, stop.is_set, data_cache_dir=home.cache_dir
+        )
         sink.flush()
-        fields = dict(status=result.status, step=result.step,
-                      images_per_second=result.images_per_second)
+        fields = dict(
+            status=result.status, step=result.step, images_per_second=result.images_per_second
+        )
         if result.final_loss is not None:
             fields["last_loss"] = result.final_loss
         if result.status == "completed" and spec.evals:
             # Still `running` (heartbeat on) while the chosen evaluations run and are stored.
             from engine.evaluation.runner import run_end_of_job
 
-            fields.update(run_end_of_job(home, store, job_id, spec.evals, spec.eval_dataset,
-                                         stop.is_set))
+            fields.update(
+                run_end_of_job(home, store, job_id, spec.evals, spec.eval_dataset, stop.is_set)
+            )
     except Diverged as exc:
         sink.discard_from(exc.step)  # keep nothing logged at or after the bad step
         sink.flush()
         fields = dict(status="failed", error=str(exc))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any crash is recorded as the job's error
         traceback.print_exc()
         try:
             sink.flush()
         except Exception:
-            pass
+            log.exception("could not flush the last points")
         fields = dict(status="failed", error=f"{type(exc).__name__}: {exc}")
     finally:
         heartbeat.done.set()
         heartbeat.join()
     finished = utcnow()
-    fields.update(finished_at=finished,
-                  elapsed_before=job.elapsed_before + (finished - started).total_seconds())
+    fields.update(
+        finished_at=finished,
+        elapsed_before=job.elapsed_before + (finished - started).total_seconds(),
+    )
     store.update_job(job_id, **fields)
     return fields
 

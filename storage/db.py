@@ -9,13 +9,14 @@ Two paths, never mixed:
 
 One `Store` per (process, database file): `Store.open(path)` reuses it.
 """
+
 from __future__ import annotations
 
 import os
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +30,13 @@ BUSY_TIMEOUT_S = 30.0
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _make_engine(path: Path, begin: str | None) -> Engine:
-    engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": BUSY_TIMEOUT_S,
-                                                              "check_same_thread": False})
+    engine = create_engine(
+        f"sqlite:///{path}", connect_args={"timeout": BUSY_TIMEOUT_S, "check_same_thread": False}
+    )
 
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -48,6 +50,7 @@ def _make_engine(path: Path, begin: str | None) -> Engine:
         cursor.close()
 
     if begin is not None:
+
         @event.listens_for(engine, "begin")
         def on_begin(connection: Any) -> None:
             connection.exec_driver_sql(begin)
@@ -58,7 +61,7 @@ def _make_engine(path: Path, begin: str | None) -> Engine:
 class Store:
     """Jobs, metric points, checkpoints and evaluations in one SQLite file."""
 
-    _instances: dict[tuple[int, str], "Store"] = {}
+    _instances: dict[tuple[int, str], Store] = {}
     _lock = threading.Lock()
 
     def __init__(self, path: str | os.PathLike) -> None:
@@ -71,7 +74,7 @@ class Store:
         self._read_sessions = sessionmaker(self._reader, expire_on_commit=False)
 
     @classmethod
-    def open(cls, path: str | os.PathLike) -> "Store":
+    def open(cls, path: str | os.PathLike) -> Store:
         """The process's store for `path` (one engine per process and file)."""
         key = (os.getpid(), str(Path(path).resolve()))
         with cls._lock:
@@ -117,75 +120,96 @@ class Store:
     def transition(self, job_id: int, from_statuses: tuple[str, ...], **fields: Any) -> bool:
         """Update the job only if its status is one of `from_statuses`; True if it was."""
         with self.write() as s:
-            result = s.execute(update(Job).where(Job.id == job_id,
-                                                 Job.status.in_(from_statuses)).values(**fields))
+            result = s.execute(
+                update(Job).where(Job.id == job_id, Job.status.in_(from_statuses)).values(**fields)
+            )
             return result.rowcount == 1
 
-    def claim_slot(self, job_id: int, max_running: int | None,
-                   **fields: Any) -> tuple[bool, list[int]]:
+    def claim_slot(
+        self, job_id: int, max_running: int | None, **fields: Any
+    ) -> tuple[bool, list[int]]:
         """Turn queued job `job_id` running (with `fields`) if fewer than `max_running` jobs
         run (None: no limit). The count and the claim are one write transaction (BEGIN
         IMMEDIATE), so two processes can never both take the last free slot. Returns whether
         it was claimed and the ids of the jobs running before (the ones it waits for)."""
         with self.write() as s:
-            running = list(s.scalars(select(Job.id).where(Job.status == "running")
-                                     .order_by(Job.id)))
+            running = list(
+                s.scalars(select(Job.id).where(Job.status == "running").order_by(Job.id))
+            )
             if max_running is not None and len(running) >= max_running:
                 return False, running
-            result = s.execute(update(Job).where(Job.id == job_id, Job.status == "queued")
-                               .values(status="running", **fields))
+            result = s.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status == "queued")
+                .values(status="running", **fields)
+            )
             return result.rowcount == 1, running
 
     def rewind(self, job_id: int, step: int) -> None:
         """Bring a job's row and curves back to `step` (its newest checkpoint, after its worker
         was killed): points past it are dropped, `last_loss` is the loss logged at or before it."""
         with self.write() as s:
-            s.execute(delete(MetricPoint).where(MetricPoint.job_id == job_id,
-                                                MetricPoint.step > step))
-            last_loss = s.scalar(select(MetricPoint.value)
-                                 .where(MetricPoint.job_id == job_id, MetricPoint.name == "loss")
-                                 .order_by(MetricPoint.step.desc()).limit(1))
-            s.execute(update(Job).where(Job.id == job_id).values(step=step,
-                                                                 last_loss=last_loss))
+            s.execute(
+                delete(MetricPoint).where(MetricPoint.job_id == job_id, MetricPoint.step > step)
+            )
+            last_loss = s.scalar(
+                select(MetricPoint.value)
+                .where(MetricPoint.job_id == job_id, MetricPoint.name == "loss")
+                .order_by(MetricPoint.step.desc())
+                .limit(1)
+            )
+            s.execute(update(Job).where(Job.id == job_id).values(step=step, last_loss=last_loss))
 
     # ---- metrics ------------------------------------------------------------------------
     def add_metrics(self, job_id: int, points: list[tuple[int, str, float]]) -> None:
         if not points:
             return
         with self.write() as s:
-            s.add_all(MetricPoint(job_id=job_id, step=step, name=name, value=value)
-                      for step, name, value in points)
+            s.add_all(
+                MetricPoint(job_id=job_id, step=step, name=name, value=value)
+                for step, name, value in points
+            )
 
     def metrics(self, job_id: int, since_step: int = -1) -> list[tuple[int, str, float]]:
         """Points with step > since_step, ordered by step."""
-        query = (select(MetricPoint.step, MetricPoint.name, MetricPoint.value)
-                 .where(MetricPoint.job_id == job_id, MetricPoint.step > since_step)
-                 .order_by(MetricPoint.step, MetricPoint.id))
+        query = (
+            select(MetricPoint.step, MetricPoint.name, MetricPoint.value)
+            .where(MetricPoint.job_id == job_id, MetricPoint.step > since_step)
+            .order_by(MetricPoint.step, MetricPoint.id)
+        )
         with self.read() as s:
             return [tuple(row) for row in s.execute(query)]
 
     def first_metric(self, job_id: int, name: str) -> float | None:
-        query = (select(MetricPoint.value).where(MetricPoint.job_id == job_id,
-                                                 MetricPoint.name == name)
-                 .order_by(MetricPoint.step).limit(1))
+        query = (
+            select(MetricPoint.value)
+            .where(MetricPoint.job_id == job_id, MetricPoint.name == name)
+            .order_by(MetricPoint.step)
+            .limit(1)
+        )
         with self.read() as s:
             return s.scalar(query)
 
     def delete_metrics_after(self, job_id: int, step: int) -> None:
         """Drop points past `step` (a resumed job re-logs them from its checkpoint)."""
         with self.write() as s:
-            s.execute(delete(MetricPoint).where(MetricPoint.job_id == job_id,
-                                                MetricPoint.step > step))
+            s.execute(
+                delete(MetricPoint).where(MetricPoint.job_id == job_id, MetricPoint.step > step)
+            )
 
     # ---- checkpoints and evaluations ----------------------------------------------------
-    def add_checkpoint(self, job_id: int, step: int, path: str,
-                       replacing: Sequence[str] = ()) -> None:
+    def add_checkpoint(
+        self, job_id: int, step: int, path: str, replacing: Sequence[str] = ()
+    ) -> None:
         """Record checkpoint `path`; the job's rows for the `replacing` paths (folders about to
         be removed) go in the same transaction."""
         with self.write() as s:
             if replacing:
-                s.execute(delete(Checkpoint).where(Checkpoint.job_id == job_id,
-                                                   Checkpoint.path.in_(list(replacing))))
+                s.execute(
+                    delete(Checkpoint).where(
+                        Checkpoint.job_id == job_id, Checkpoint.path.in_(list(replacing))
+                    )
+                )
             s.add(Checkpoint(job_id=job_id, step=step, path=path, created_at=utcnow()))
 
     def checkpoints(self, job_id: int) -> list[Checkpoint]:
@@ -193,11 +217,23 @@ class Store:
         with self.read() as s:
             return list(s.scalars(query))
 
-    def add_evaluation(self, job_id: int | None, protocol: str, dataset: str,
-                       params: dict[str, Any], results: dict[str, Any]) -> int:
+    def add_evaluation(
+        self,
+        job_id: int | None,
+        protocol: str,
+        dataset: str,
+        params: dict[str, Any],
+        results: dict[str, Any],
+    ) -> int:
         with self.write() as s:
-            row = Evaluation(job_id=job_id, protocol=protocol, dataset=dataset, params=params,
-                             results=results, created_at=utcnow())
+            row = Evaluation(
+                job_id=job_id,
+                protocol=protocol,
+                dataset=dataset,
+                params=params,
+                results=results,
+                created_at=utcnow(),
+            )
             s.add(row)
             s.flush()
             return row.id
@@ -214,11 +250,15 @@ class Store:
             return s.scalar(select(func.count(Job.id))) or 0
 
     # ---- user datasets ------------------------------------------------------------------
-    def save_user_dataset(self, name: str, kind: str, path: str, source: str,
-                          meta: dict[str, Any]) -> None:
+    def save_user_dataset(
+        self, name: str, kind: str, path: str, source: str, meta: dict[str, Any]
+    ) -> None:
         with self.write() as s:
-            s.merge(UserDataset(name=name, kind=kind, path=path, source=source, meta=meta,
-                                created_at=utcnow()))
+            s.merge(
+                UserDataset(
+                    name=name, kind=kind, path=path, source=source, meta=meta, created_at=utcnow()
+                )
+            )
 
     def user_datasets(self) -> list[UserDataset]:
         with self.read() as s:

@@ -1,4 +1,5 @@
 """SQLAlchemy 2 tables: jobs, their metric points, checkpoints and evaluations."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -10,8 +11,18 @@ from sqlalchemy.types import TypeDecorator
 
 from engine.contract import ACTIVE_STATUSES, JOB_STATUSES, RESUMABLE_STATUSES, JobStatus
 
-__all__ = ["ACTIVE_STATUSES", "JOB_STATUSES", "RESUMABLE_STATUSES", "Base", "Checkpoint",
-           "Evaluation", "Job", "JobStatus", "MetricPoint", "UserDataset"]
+__all__ = [
+    "ACTIVE_STATUSES",
+    "JOB_STATUSES",
+    "RESUMABLE_STATUSES",
+    "Base",
+    "Checkpoint",
+    "Evaluation",
+    "Job",
+    "JobStatus",
+    "MetricPoint",
+    "UserDataset",
+]
 
 
 class Base(DeclarativeBase):
@@ -41,8 +52,8 @@ class Job(Base):
     dataset: Mapped[str] = mapped_column(String(256))
     backbone: Mapped[str] = mapped_column(String(64), default="")
     preset: Mapped[str] = mapped_column(String(32), default="quick")
-    spec: Mapped[dict[str, Any]] = mapped_column(JSON)      # the TrainSpec as asked
-    config: Mapped[dict[str, Any]] = mapped_column(JSON)    # the resolved method config
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)  # the TrainSpec as asked
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)  # the resolved method config
     status: Mapped[JobStatus] = mapped_column(StatusText, default=JobStatus.QUEUED, index=True)
     total_steps: Mapped[int] = mapped_column(Integer, default=0)
     step: Mapped[int] = mapped_column(Integer, default=0)
@@ -87,8 +98,9 @@ class Evaluation(Base):
     __tablename__ = "evaluations"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"),
-                                               nullable=True, index=True)
+    job_id: Mapped[int | None] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), nullable=True, index=True
+    )
     protocol: Mapped[str] = mapped_column(String(32))
     dataset: Mapped[str] = mapped_column(String(256))
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -1,4 +1,5 @@
 """Test-wide settings: offline, no analytics, no UMAP warm-up, the repo root importable."""
+
 import os
 import sys
 from pathlib import Path
@@ -13,8 +14,14 @@ os.environ.pop("PRETEXT_FAULT", None)
 import pytest  # noqa: E402
 
 # Tiny settings every method accepts: a few steps in well under a second each on a CPU.
-TINY = {"steps": 12, "batch_size": 16, "image_size": 16, "warmup_steps": 2,
-        "checkpoint_every": 5, "precision": "fp32"}
+TINY = {
+    "steps": 12,
+    "batch_size": 16,
+    "image_size": 16,
+    "warmup_steps": 2,
+    "checkpoint_every": 5,
+    "precision": "fp32",
+}
 
 
 @pytest.fixture

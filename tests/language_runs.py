@@ -5,6 +5,7 @@ that asks: `language_runs()` returns (home folder, {"clip": "1", "bert": "2", ..
 Built with `Studio.run_foreground`, so each is a real finished job with its exported
 `pretrained/` folder, listed by the lens pickers like any user's run.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -13,11 +14,16 @@ import shutil
 import tempfile
 from pathlib import Path
 
-COMMON = {"steps": 3, "batch_size": 16, "warmup_steps": 1, "precision": "fp32",
-          "backbone": "tiny", "checkpoint_every": 3}
+COMMON = {
+    "steps": 3,
+    "batch_size": 16,
+    "warmup_steps": 1,
+    "precision": "fp32",
+    "backbone": "tiny",
+    "checkpoint_every": 3,
+}
 RUNS = (
-    ("clip", "shapes", {"image_size": 16, "patch_size": 4, "zero_shot_every": 3,
-                          "train_pairs": 0}),
+    ("clip", "shapes", {"image_size": 16, "patch_size": 4, "zero_shot_every": 3, "train_pairs": 0}),
     ("bert", "captions", {"context_length": 32}),
     ("gpt", "captions", {"context_length": 32}),
     ("t5", "captions", {"context_length": 32}),
@@ -33,8 +39,9 @@ def language_runs() -> tuple[Path, dict[str, str]]:
     studio = Studio(home)
     ids = {}
     for method, dataset, params in RUNS:
-        summary = studio.run_foreground({"method": method, "dataset": dataset,
-                                         "params": dict(COMMON, **params)})
+        summary = studio.run_foreground(
+            {"method": method, "dataset": dataset, "params": dict(COMMON, **params)}
+        )
         assert summary["status"] == "completed", summary["error"]
         ids[method] = str(summary["job_id"])
     studio.shutdown()

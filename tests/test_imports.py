@@ -6,6 +6,7 @@ other, and neither can be understood, tested or moved alone. So every `import` a
 with relative imports resolved. (That the web app imports no torch is tested in
 tests/webapp/test_app.py.)
 """
+
 from __future__ import annotations
 
 import ast
@@ -36,7 +37,7 @@ def imported_names(module: str, path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:  # `from . import x` in a.b.c: level 1 is package a.b
-                parts = package.split(".")[:len(package.split(".")) - node.level + 1]
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join(parts + ([base] if base else []))
             names.add(base)
             names.update(f"{base}.{alias.name}" for alias in node.names)
@@ -101,11 +102,20 @@ def test_cycles_finds_a_cycle_and_only_a_cycle():
 
 def test_imported_names_resolve_relative_and_function_level_imports(tmp_path):
     source = tmp_path / "mod.py"
-    source.write_text("from . import sibling\nfrom ..up import thing\n"
-                      "def f():\n    import deep.module\n    from .near import x\n")
+    source.write_text(
+        "from . import sibling\nfrom ..up import thing\n"
+        "def f():\n    import deep.module\n    from .near import x\n"
+    )
     names = imported_names("pkg.sub.mod", source)
-    assert {"pkg.sub", "pkg.sub.sibling", "pkg.up", "pkg.up.thing", "deep.module",
-            "pkg.sub.near", "pkg.sub.near.x"} == names
+    assert {
+        "pkg.sub",
+        "pkg.sub.sibling",
+        "pkg.up",
+        "pkg.up.thing",
+        "deep.module",
+        "pkg.sub.near",
+        "pkg.sub.near.x",
+    } == names
 
 
 def test_no_import_cycles():
@@ -113,4 +123,5 @@ def test_no_import_cycles():
     assert "engine.data.catalog" in graph and "webapp.app" in graph  # the walk found the tree
     found = cycles(graph)
     assert not found, "import cycles (function-level imports included):\n" + "\n".join(
-        "  " + " <-> ".join(component) for component in found)
+        "  " + " <-> ".join(component) for component in found
+    )

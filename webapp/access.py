@@ -17,6 +17,7 @@ served (Gradio's request context) and raise `ViewerError` for a viewer. The page
 the controls (`may_change()` for the current request), but the server check is the one that
 counts.
 """
+
 from __future__ import annotations
 
 import hmac
@@ -42,9 +43,18 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 MODES = ("local", "private", "public", "viewer", "open")
 # The Studio methods that change something (jobs, data, stored evaluations). Everything else
 # reads (the lenses too), and stays open to viewers.
-MUTATING = ("submit", "cancel", "resume", "add_image_dataset", "add_text_dataset",
-            "describe_hf_dataset", "evaluate", "evaluate_baseline", "run_foreground",
-            "resume_foreground")
+MUTATING = (
+    "submit",
+    "cancel",
+    "resume",
+    "add_image_dataset",
+    "add_text_dataset",
+    "describe_hf_dataset",
+    "evaluate",
+    "evaluate_baseline",
+    "run_foreground",
+    "resume_foreground",
+)
 SIGN_IN_DELAY_S = 1.0  # after a wrong owner key: slows guessing down
 
 
@@ -58,7 +68,7 @@ def on_space(environ: dict[str, str] | None = None) -> bool:
 
 
 def parse_auth(text: str | None) -> tuple[str, str] | None:
-    """"USER:PASS" -> (user, password); None for no text. A malformed value raises ValueError."""
+    """ "USER:PASS" -> (user, password); None for no text. A malformed value raises ValueError."""
     if not text:
         return None
     user, sep, password = text.partition(":")
@@ -80,8 +90,8 @@ class Access:
 
     mode: str = "local"
     owner_key: str | None = None
-    owners: frozenset[str] = frozenset()   # Hugging Face user names (a Space's OAuth)
-    oauth: bool = False                    # a Space with Hugging Face sign-in
+    owners: frozenset[str] = frozenset()  # Hugging Face user names (a Space's OAuth)
+    oauth: bool = False  # a Space with Hugging Face sign-in
     _sessions: set[str] = field(default_factory=set, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -90,9 +100,14 @@ class Access:
             raise ValueError(f"unknown access mode {self.mode!r}; one of {MODES}")
 
     @classmethod
-    def resolve(cls, host: str | None, auth: tuple[str, str] | None = None,
-                viewer: bool = False, open_: bool = False,
-                environ: dict[str, str] | None = None) -> "Access":
+    def resolve(
+        cls,
+        host: str | None,
+        auth: tuple[str, str] | None = None,
+        viewer: bool = False,
+        open_: bool = False,
+        environ: dict[str, str] | None = None,
+    ) -> Access:
         """The mode for a server on `host` (None: Gradio's $GRADIO_SERVER_NAME, else
         loopback) with these flags and environment."""
         env = os.environ if environ is None else environ
@@ -149,8 +164,10 @@ class Access:
             return "you are a viewer; the owner signs in with Hugging Face"
         if self.owner_key:
             return "you are a viewer; the owner signs in with the owner key"
-        return (f"you are a viewer; this public studio has no owner sign-in (set "
-                f"{OWNER_KEY_ENV}, or run it with --auth)")
+        return (
+            f"you are a viewer; this public studio has no owner sign-in (set "
+            f"{OWNER_KEY_ENV}, or run it with --auth)"
+        )
 
     # ---- signing in ----------------------------------------------------------------------
     def sign_in_with_key(self, key: str | None, request: Any) -> bool:
@@ -189,14 +206,17 @@ class Access:
         return {
             "local": "local mode (loopback): whoever uses this machine owns every job",
             "private": "private mode (--auth): Gradio's login in front; every signed-in user "
-                       "owns every job",
+            "owns every job",
             "public": "public mode: visitors are viewers (they look, they change nothing); "
-                      + ("the owner signs in with " + " or ".join(
-                          (["Hugging Face"] if self.oauth else [])
-                          + (["the owner key"] if self.owner_key else []))
-                         if self.can_sign_in else
-                         f"no owner sign-in is set up ({OWNER_KEY_ENV}), so nobody can "
-                         "change anything"),
+            + (
+                "the owner signs in with "
+                + " or ".join(
+                    (["Hugging Face"] if self.oauth else [])
+                    + (["the owner key"] if self.owner_key else [])
+                )
+                if self.can_sign_in
+                else f"no owner sign-in is set up ({OWNER_KEY_ENV}), so nobody can change anything"
+            ),
             "viewer": "viewer mode (--viewer): everyone looks, nobody changes anything",
             "open": "open mode (--open): a public host where every visitor owns every job",
         }[self.mode]
@@ -208,8 +228,9 @@ class GuardedStudio:
     `engine.contract.Studio` protocol the tabs are typed against: every attribute is the
     wrapped studio's (`__getattr__`), the mutating methods wrapped in the check."""
 
-    def __init__(self, studio: Studio, access: Access,
-                 request: Callable[[], Any] = current_request) -> None:
+    def __init__(
+        self, studio: Studio, access: Access, request: Callable[[], Any] = current_request
+    ) -> None:
         self._studio, self.access, self._request = studio, access, request
 
     def may_change(self) -> bool:
@@ -242,4 +263,3 @@ def may_change(studio: object) -> bool:
     """For handlers given either a Studio (tests, the CLI) or a GuardedStudio."""
     check = getattr(studio, "may_change", None)
     return True if check is None else bool(check())
-

@@ -5,6 +5,7 @@ Tabs are listed in `TABS`; each is a class with `build()` (layout, inside its gr
 related lenses share a tab as a `LensGroup` (inner tabs: CLIP, Language).
 Theme and CSS go to `launch()` (Gradio 6): use `demo.launch(**launch_options())`.
 """
+
 from __future__ import annotations
 
 from functools import partial
@@ -15,10 +16,9 @@ import gradio as gr
 from engine.contract import Studio
 from webapp import endpoints
 from webapp.access import Access, GuardedStudio
-from webapp.figures import message
 from webapp.explorer_tab import ExplorerTab
+from webapp.figures import message
 from webapp.jobs_tab import JobsTab
-from webapp.runs_tab import RunsTab
 from webapp.lens_attention import AttentionTab
 from webapp.lens_common import LensGroup
 from webapp.lens_fill_mask import FillMaskTab
@@ -28,11 +28,14 @@ from webapp.lens_retrieve import RetrieveTab
 from webapp.lens_text2text import Text2TextTab
 from webapp.lens_views import ViewsTab
 from webapp.lens_zero_shot import ZeroShotTab
+from webapp.runs_tab import RunsTab
 from webapp.train_tab import TrainTab
 
 TITLE = "Pretext Studio"
-DESCRIPTION = ("Pretrain models with self-supervised learning (SimCLR, MAE, ...), watch their "
-               "curves live, and keep every job's history.")
+DESCRIPTION = (
+    "Pretrain models with self-supervised learning (SimCLR, MAE, ...), watch their "
+    "curves live, and keep every job's history."
+)
 
 CSS = """
 .ps-header h1 { margin: 0; font-size: 1.6rem; }
@@ -72,9 +75,11 @@ def max_upload_bytes() -> int:
     except ValueError:
         megabytes = math.nan
     if not math.isfinite(megabytes) or megabytes <= 0:
-        raise ValueError(f"{MAX_UPLOAD_ENV}={raw!r}: give the largest upload as a positive "
-                         f"number of megabytes, e.g. {DEFAULT_MAX_UPLOAD_MB} (the default)")
-    return max(1, int(megabytes * 1024 ** 2))
+        raise ValueError(
+            f"{MAX_UPLOAD_ENV}={raw!r}: give the largest upload as a positive "
+            f"number of megabytes, e.g. {DEFAULT_MAX_UPLOAD_MB} (the default)"
+        )
+    return max(1, int(megabytes * 1024**2))
 
 
 def launch_options() -> dict[str, Any]:
@@ -94,13 +99,29 @@ TABS: list[tuple[str, str, Any]] = [
     ("Attention", "attention", AttentionTab),
     ("MAE reconstruction", "reconstruct", ReconstructTab),
     ("What the model sees", "views", ViewsTab),
-    ("CLIP", "clip", partial(LensGroup, members=[
-        ("Zero-shot", "zero_shot", ZeroShotTab),
-        ("Retrieval", "retrieve", RetrieveTab)])),
-    ("Language", "language", partial(LensGroup, members=[
-        ("Fill-mask", "fill_mask", FillMaskTab),
-        ("Generate", "generate", GenerateTab),
-        ("Text to text", "text2text", Text2TextTab)])),
+    (
+        "CLIP",
+        "clip",
+        partial(
+            LensGroup,
+            members=[
+                ("Zero-shot", "zero_shot", ZeroShotTab),
+                ("Retrieval", "retrieve", RetrieveTab),
+            ],
+        ),
+    ),
+    (
+        "Language",
+        "language",
+        partial(
+            LensGroup,
+            members=[
+                ("Fill-mask", "fill_mask", FillMaskTab),
+                ("Generate", "generate", GenerateTab),
+                ("Text to text", "text2text", Text2TextTab),
+            ],
+        ),
+    ),
     ("Embeddings", "embeddings", ExplorerTab),
 ]
 
@@ -128,8 +149,14 @@ def build_app(studio: Studio, access: Access | None = None) -> gr.Blocks:
         tabs["jobs"].wire_visibility(tab_row, "Jobs")
         tabs["runs"].wire_visibility(tab_row, "Runs")
         _wire_between_tabs(tabs["train"], tabs["jobs"], tab_row)
-        owner.wire(demo, [tabs["train"].start_btn, *tabs["train"].data_panel.owner_controls,
-                          tabs["runs"].eval_btn])
+        owner.wire(
+            demo,
+            [
+                tabs["train"].start_btn,
+                *tabs["train"].data_panel.owner_controls,
+                tabs["runs"].eval_btn,
+            ],
+        )
     return demo
 
 
@@ -143,12 +170,20 @@ class OwnerBar:
         self.key = self.sign_in_btn = self.login = None
         shown = access.mode in ("public", "viewer")
         with gr.Row(visible=shown, equal_height=True):
-            self.note = gr.HTML(message(access.viewer_hint().capitalize() + ".", "info")
-                                if shown else "", elem_classes="ps-note", scale=4)
+            self.note = gr.HTML(
+                message(access.viewer_hint().capitalize() + ".", "info") if shown else "",
+                elem_classes="ps-note",
+                scale=4,
+            )
             if access.owner_key and access.mode == "public":
-                self.key = gr.Textbox(label="Owner key", show_label=False, type="password",
-                                      scale=2, container=False,
-                                      placeholder="Owner key (PRETEXT_OWNER_KEY)")
+                self.key = gr.Textbox(
+                    label="Owner key",
+                    show_label=False,
+                    type="password",
+                    scale=2,
+                    container=False,
+                    placeholder="Owner key (PRETEXT_OWNER_KEY)",
+                )
                 self.sign_in_btn = gr.Button("Sign in", size="sm", scale=0, min_width=90)
             if access.oauth:
                 self.login = gr.LoginButton(scale=0)
@@ -157,8 +192,9 @@ class OwnerBar:
         if self.access.mode not in ("public", "viewer"):
             note = gr.skip()
         elif owner:
-            note = message("Signed in as the owner: you can start, stop, add data and "
-                           "evaluate.", "ok")
+            note = message(
+                "Signed in as the owner: you can start, stop, add data and evaluate.", "ok"
+            )
         else:
             note = message(self.access.viewer_hint().capitalize() + ".", "info")
         return [note, *[gr.update(interactive=owner)] * self.n_controls]
@@ -178,10 +214,17 @@ class OwnerBar:
 
         def on_sign_in(key: str, request: gr.Request) -> list:
             if self.access.sign_in_with_key(key, request):  # the key box has done its job
-                return [*self.state(True), gr.update(value="", visible=False),
-                        gr.update(visible=False)]
-            return [message("That is not the owner key.", "error"),
-                    *[gr.skip()] * self.n_controls, "", gr.skip()]
+                return [
+                    *self.state(True),
+                    gr.update(value="", visible=False),
+                    gr.update(visible=False),
+                ]
+            return [
+                message("That is not the owner key.", "error"),
+                *[gr.skip()] * self.n_controls,
+                "",
+                gr.skip(),
+            ]
 
         if self.access.mode in ("local", "private", "open"):
             return  # everyone owns: nothing to switch
@@ -199,5 +242,6 @@ def _wire_between_tabs(train: TrainTab, jobs: JobsTab, tab_row: gr.Tabs) -> None
     def follow_in_train(job_id: int | None) -> dict:
         return {**train.follow(job_id), tab_row: gr.Tabs(selected="train")}
 
-    jobs.open_btn.click(follow_in_train, [jobs.selected], [*train.follow_outputs, tab_row],
-                        api_visibility="private")
+    jobs.open_btn.click(
+        follow_in_train, [jobs.selected], [*train.follow_outputs, tab_row], api_visibility="private"
+    )

@@ -1,6 +1,7 @@
 """'Add your own data' under the Train tab's dataset picker: images (with or without captions),
 a UTF-8 text file, or a Hugging Face dataset. Each handler's logic is a plain function.
 An uploaded file is deleted once its import was tried, added or refused (`_discard_upload`)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -41,8 +42,11 @@ def _discard_upload(upload: Any) -> None:
 def _added(call: Any, upload: Any = None) -> tuple[str | None, str]:
     """Run an import; the upload it read, if any, is deleted after, whatever the outcome."""
     if _path(upload) and not Path(_path(upload)).exists():
-        return None, message("The uploaded file is gone (each upload is deleted once it was "
-                             "added or refused); upload it again.", "warn")
+        return None, message(
+            "The uploaded file is gone (each upload is deleted once it was "
+            "added or refused); upload it again.",
+            "warn",
+        )
     try:
         info = call()
     except Exception as error:  # noqa: BLE001 - the user's message, or a bug logged
@@ -52,8 +56,9 @@ def _added(call: Any, upload: Any = None) -> tuple[str | None, str]:
     return info["name"], message(info["message"], "ok")
 
 
-def add_dataset(studio: Studio, upload: Any, folder: str | None, name: str | None
-                ) -> tuple[str | None, str]:
+def add_dataset(
+    studio: Studio, upload: Any, folder: str | None, name: str | None
+) -> tuple[str | None, str]:
     """Images: returns (the new dataset's name or None, the message to show)."""
     source = _path(upload) or (folder or "").strip()
     if not source:
@@ -63,8 +68,9 @@ def add_dataset(studio: Studio, upload: Any, folder: str | None, name: str | Non
     return _added(lambda: studio.add_image_dataset(source, name), upload)
 
 
-def add_text(studio: Studio, upload: Any, path: str | None, name: str | None
-             ) -> tuple[str | None, str]:
+def add_text(
+    studio: Studio, upload: Any, path: str | None, name: str | None
+) -> tuple[str | None, str]:
     """A UTF-8 text file, uploaded or on the server."""
     source = _path(upload) or (path or "").strip()
     if not source:
@@ -74,21 +80,23 @@ def add_text(studio: Studio, upload: Any, path: str | None, name: str | None
     return _added(lambda: studio.add_text_dataset(source, name), upload)
 
 
-def add_hf(studio: Studio, ref: str | None, column: str | None, split: str | None,
-           name: str | None) -> tuple[str | None, str]:
+def add_hf(
+    studio: Studio, ref: str | None, column: str | None, split: str | None, name: str | None
+) -> tuple[str | None, str]:
     """One text column of a Hugging Face dataset (a saved folder, or a Hub name online)."""
     ref = (ref or "").strip()
     if not ref:
-        return None, message("Name a Hugging Face dataset: a folder saved with save_to_disk, "
-                             "or a Hub name.", "warn")
+        return None, message(
+            "Name a Hugging Face dataset: a folder saved with save_to_disk, or a Hub name.", "warn"
+        )
     if not (name or "").strip():
         return None, message(NAME_HINT, "warn")
-    return _added(lambda: studio.add_text_dataset(ref, name, column or None,
-                                                          split or None))
+    return _added(lambda: studio.add_text_dataset(ref, name, column or None, split or None))
 
 
-def look_up_columns(studio: Studio, ref: str | None, split: str | None
-                    ) -> tuple[list[str], str, str]:
+def look_up_columns(
+    studio: Studio, ref: str | None, split: str | None
+) -> tuple[list[str], str, str]:
     """(the text columns, the default one, a message) of a Hugging Face dataset."""
     if not (ref or "").strip():
         return [], "", message("Name a Hugging Face dataset first.", "warn")
@@ -98,8 +106,11 @@ def look_up_columns(studio: Studio, ref: str | None, split: str | None
         return [], "", error_note(error, "looking up columns")
     if not info["columns"]:
         return [], "", message(f"Split '{info['split']}' has no text column.", "error")
-    return info["columns"], info["column"], message(
-        f"Split '{info['split']}': text columns {', '.join(info['columns'])}.", "info")
+    return (
+        info["columns"],
+        info["column"],
+        message(f"Split '{info['split']}': text columns {', '.join(info['columns'])}.", "info"),
+    )
 
 
 class DataPanel:
@@ -111,50 +122,73 @@ class DataPanel:
         # hosted studio); the handlers refuse them anyway.
         paths = getattr(self.studio, "paths", None)
         on_server = paths is None or paths.server_paths_allowed
-        where = "" if paths is None or not paths.restricted else (
-            " Inside: " + ", ".join(str(root) for root in paths.roots) + ".")
+        where = (
+            ""
+            if paths is None or not paths.restricted
+            else (" Inside: " + ", ".join(str(root) for root in paths.roots) + ".")
+        )
         with gr.Accordion("Add your own data", open=False):
-            self.name = gr.Textbox(label="Dataset name", placeholder="my-data",
-                                   info="How it appears in every dataset list and the CLI.")
+            self.name = gr.Textbox(
+                label="Dataset name",
+                placeholder="my-data",
+                info="How it appears in every dataset list and the CLI.",
+            )
             with gr.Tabs():
                 with gr.Tab("Images"):
-                    gr.Markdown("A zip or a folder of images; subfolders become labels (so "
-                                "evaluation works), a flat folder still trains. A "
-                                "`captions.csv` (columns `file,caption`) or a `.txt` beside "
-                                "each image adds captions, so CLIP can train on it. Images are "
-                                "checked and cached once: unreadable files are skipped and "
-                                "counted.")
-                    self.upload = gr.File(label="Zip of images", file_types=[".zip"],
-                                          height=90)
-                    self.folder = gr.Textbox(label="…or a folder on the server",
-                                             placeholder="/data/my-photos", visible=on_server,
-                                             info=where.strip() or None)
+                    gr.Markdown(
+                        "A zip or a folder of images; subfolders become labels (so "
+                        "evaluation works), a flat folder still trains. A "
+                        "`captions.csv` (columns `file,caption`) or a `.txt` beside "
+                        "each image adds captions, so CLIP can train on it. Images are "
+                        "checked and cached once: unreadable files are skipped and "
+                        "counted."
+                    )
+                    self.upload = gr.File(label="Zip of images", file_types=[".zip"], height=90)
+                    self.folder = gr.Textbox(
+                        label="…or a folder on the server",
+                        placeholder="/data/my-photos",
+                        visible=on_server,
+                        info=where.strip() or None,
+                    )
                     self.add_btn = gr.Button("Add images", size="sm")
                 with gr.Tab("Text file"):
-                    gr.Markdown("A UTF-8 text file for BERT, GPT or T5: paragraphs separated "
-                                "by blank lines (or one document per line). Up to 50 MB; "
-                                "longer text is cut to 20 million characters before "
-                                "tokenisation.")
-                    self.text_upload = gr.File(label="Text file",
-                                               file_types=[".txt", ".md", ".text", ".rst"],
-                                               height=90)
-                    self.text_path = gr.Textbox(label="…or a file on the server",
-                                                placeholder="/data/notes.txt",
-                                                visible=on_server, info=where.strip() or None)
+                    gr.Markdown(
+                        "A UTF-8 text file for BERT, GPT or T5: paragraphs separated "
+                        "by blank lines (or one document per line). Up to 50 MB; "
+                        "longer text is cut to 20 million characters before "
+                        "tokenisation."
+                    )
+                    self.text_upload = gr.File(
+                        label="Text file", file_types=[".txt", ".md", ".text", ".rst"], height=90
+                    )
+                    self.text_path = gr.Textbox(
+                        label="…or a file on the server",
+                        placeholder="/data/notes.txt",
+                        visible=on_server,
+                        info=where.strip() or None,
+                    )
                     self.text_btn = gr.Button("Add text", size="sm")
                 with gr.Tab("Hugging Face dataset"):
-                    gr.Markdown("One text column of a dataset from the `datasets` library: "
-                                + ("a folder written by `save_to_disk`, or " if on_server
-                                   else "") + "a Hub name when this server is online."
-                                + where)
-                    self.hf_ref = gr.Textbox(label="Dataset",
-                                             placeholder="/data/saved-dataset or user/name")
+                    gr.Markdown(
+                        "One text column of a dataset from the `datasets` library: "
+                        + ("a folder written by `save_to_disk`, or " if on_server else "")
+                        + "a Hub name when this server is online."
+                        + where
+                    )
+                    self.hf_ref = gr.Textbox(
+                        label="Dataset", placeholder="/data/saved-dataset or user/name"
+                    )
                     with gr.Row():
-                        self.hf_split = gr.Textbox(label="Split", placeholder="train",
-                                                   min_width=100)
+                        self.hf_split = gr.Textbox(
+                            label="Split", placeholder="train", min_width=100
+                        )
                         self.hf_column = gr.Dropdown(
-                            [], label="Text column", allow_custom_value=True, min_width=140,
-                            info="Empty: 'text', else the only text column.")
+                            [],
+                            label="Text column",
+                            allow_custom_value=True,
+                            min_width=140,
+                            info="Empty: 'text', else the only text column.",
+                        )
                     with gr.Row():
                         self.hf_look = gr.Button("Look up columns", size="sm")
                         self.hf_btn = gr.Button("Add dataset", size="sm")
@@ -171,8 +205,11 @@ class DataPanel:
                 return [note, gr.skip()]
             choices = choices_for(method_name)
             if added not in [value for _, value in choices]:
-                note += message(f"'{added}' does not fit {method_name}: pick a method that "
-                                "trains on it (text: bert, gpt, t5; captions: clip).", "info")
+                note += message(
+                    f"'{added}' does not fit {method_name}: pick a method that "
+                    "trains on it (text: bert, gpt, t5; captions: clip).",
+                    "info",
+                )
                 return [note, gr.update(choices=choices)]
             return [note, gr.update(choices=choices, value=added)]
 
@@ -193,11 +230,24 @@ class DataPanel:
             columns, default, note = look_up_columns(self.studio, ref, split)
             return [note, gr.update(choices=columns, value=default)]
 
-        self.add_btn.click(on_images, [self.upload, self.folder, self.name, method],
-                           [self.note, dataset, self.upload], **private)
-        self.text_btn.click(on_text, [self.text_upload, self.text_path, self.name, method],
-                            [self.note, dataset, self.text_upload], **private)
-        self.hf_btn.click(on_hf, [self.hf_ref, self.hf_column, self.hf_split, self.name, method],
-                          [self.note, dataset], **private)
-        self.hf_look.click(on_look, [self.hf_ref, self.hf_split], [self.note, self.hf_column],
-                           **private)
+        self.add_btn.click(
+            on_images,
+            [self.upload, self.folder, self.name, method],
+            [self.note, dataset, self.upload],
+            **private,
+        )
+        self.text_btn.click(
+            on_text,
+            [self.text_upload, self.text_path, self.name, method],
+            [self.note, dataset, self.text_upload],
+            **private,
+        )
+        self.hf_btn.click(
+            on_hf,
+            [self.hf_ref, self.hf_column, self.hf_split, self.name, method],
+            [self.note, dataset],
+            **private,
+        )
+        self.hf_look.click(
+            on_look, [self.hf_ref, self.hf_split], [self.note, self.hf_column], **private
+        )

@@ -12,6 +12,7 @@ need the components' file handling; `LENS_ENDPOINTS` lists them. A refused reque
 engine's message, which the client re-raises; a bug raises "internal error, logged on the server
 (id N)" and leaves its traceback in the server log.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -23,12 +24,33 @@ import gradio as gr
 from engine.contract import Studio
 from webapp.errors import api_error, argument_checker
 
-ENDPOINTS = ("submit", "cancel", "resume", "jobs", "job", "metrics", "methods", "datasets",
-             "method_form", "leaderboard", "evaluate", "evaluate_baseline", "evaluations",
-             "embeddings")
+ENDPOINTS = (
+    "submit",
+    "cancel",
+    "resume",
+    "jobs",
+    "job",
+    "metrics",
+    "methods",
+    "datasets",
+    "method_form",
+    "leaderboard",
+    "evaluate",
+    "evaluate_baseline",
+    "evaluations",
+    "embeddings",
+)
 # Published by the lens tabs (see webapp/lens_common.py), not registered here.
-LENS_ENDPOINTS = ("attention", "reconstruct", "views", "zero_shot", "retrieve", "fill_mask",
-                  "generate", "text2text")
+LENS_ENDPOINTS = (
+    "attention",
+    "reconstruct",
+    "views",
+    "zero_shot",
+    "retrieve",
+    "fill_mask",
+    "generate",
+    "text2text",
+)
 
 
 def _user_errors(fn: Callable) -> Callable:
@@ -99,8 +121,13 @@ def register(studio: Studio) -> None:
         ("" = its eval or training dataset); stored with its baselines. Returns the result."""
         return studio.evaluate(int(job_id), protocol, dataset or None)
 
-    def evaluate_baseline(baseline: str, dataset: str, backbone: str = "resnet18",
-                          protocol: str = "knn", image_size: int = 32) -> dict:
+    def evaluate_baseline(
+        baseline: str,
+        dataset: str,
+        backbone: str = "resnet18",
+        protocol: str = "knn",
+        image_size: int = 32,
+    ) -> dict:
         """Evaluate a baseline: "pixels" or "random" (the backbone at random init)."""
         return studio.evaluate_baseline(baseline, dataset, backbone, protocol, int(image_size))
 
@@ -108,9 +135,15 @@ def register(studio: Studio) -> None:
         """A job's stored evaluations: protocol, dataset, params, results, figures."""
         return studio.evaluations(int(job_id))
 
-    def embeddings(model: str, dataset: str = "digits", samples: int = 1000,
-                   projection: str = "pca", params: dict | None = None, split: str = "train",
-                   texts: str = "none") -> dict:
+    def embeddings(
+        model: str,
+        dataset: str = "digits",
+        samples: int = 1000,
+        projection: str = "pca",
+        params: dict | None = None,
+        split: str = "train",
+        texts: str = "none",
+    ) -> dict:
         """A 2-D map of `samples` rows of `dataset` under `model` (a job id, "random:<job id>",
         "pixels" or a Hub id): `projection` "pca", "umap" (params n_neighbors, min_dist) or
         "tsne" (perplexity). Returns {"traces": one per label [{"name", "x", "y", "index",
@@ -118,10 +151,25 @@ def register(studio: Studio) -> None:
         "feature_dim", "message", "timing", ...}."""
         from webapp.explorer_maps import summary, traces
 
-        view = studio.project(model, dataset, int(samples), projection, params or None, split,
-                              texts)
+        view = studio.project(
+            model, dataset, int(samples), projection, params or None, split, texts
+        )
         return {**summary(view), "traces": traces(view)}
 
-    for fn in (submit, cancel, resume, jobs, job, metrics, methods, datasets, method_form,
-               leaderboard, evaluate, evaluate_baseline, evaluations, embeddings):
+    for fn in (
+        submit,
+        cancel,
+        resume,
+        jobs,
+        job,
+        metrics,
+        methods,
+        datasets,
+        method_form,
+        leaderboard,
+        evaluate,
+        evaluate_baseline,
+        evaluations,
+        embeddings,
+    ):
         gr.api(_user_errors(fn), api_name=fn.__name__)

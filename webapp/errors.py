@@ -14,6 +14,7 @@ server's insides leaks into the page.
 Endpoints also check each argument against its annotation first (`check_arguments`), so a
 boolean sent as a job id or a dict sent as a name is refused with a message naming the field.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -42,8 +43,12 @@ def error_text(error: BaseException, context: str) -> str:
     if isinstance(error, StudioError):
         return str(error)
     incident = secrets.token_hex(3)
-    log.error("internal error (id %s) in %s", incident, context,
-              exc_info=(type(error), error, error.__traceback__))
+    log.error(
+        "internal error (id %s) in %s",
+        incident,
+        context,
+        exc_info=(type(error), error, error.__traceback__),
+    )
     return INTERNAL.format(incident)
 
 
@@ -77,9 +82,9 @@ def argument_checker(fn: Callable) -> Callable[..., None]:
         hints = typing.get_type_hints(fn)
     except Exception:  # noqa: BLE001 - an unresolvable annotation: check nothing
         hints = {}
-    checks: dict[str, tuple[set[type], bool]] = {name: _kinds(hint)
-                                                 for name, hint in hints.items()
-                                                 if name != "return"}
+    checks: dict[str, tuple[set[type], bool]] = {
+        name: _kinds(hint) for name, hint in hints.items() if name != "return"
+    }
 
     def check(*args: Any, **kwargs: Any) -> None:
         try:

@@ -1,6 +1,7 @@
 """The Embeddings tab's plain helpers (no components): a projected view (`studio.project`)
 turned into the scatter's frame, its colours and legend, the `/embeddings` trace list, k-NN
 and selection texts, and the CSV file. The tab (`webapp/explorer_tab.py`) wires them up."""
+
 from __future__ import annotations
 
 import html
@@ -14,19 +15,59 @@ import pandas as pd
 from engine.contract import DatasetInfo, EmbeddingMap
 
 SAME_ARCH = "same-arch-random"  # model B: the random initialisation of model A's network
-MAX_THUMBS = 48       # images the gallery shows for one selection
-TEXT_LINES = 8        # texts the selection panel quotes
-PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
-           "#ff9da7", "#9c755f", "#bab0ac", "#1f77b4", "#aec7e8", "#ff7f0e", "#ffbb78",
-           "#2ca02c", "#98df8a", "#d62728", "#ff9896", "#9467bd", "#c5b0d5"]
-TEXT_PALETTE = ["#1d3c5c", "#8a4c0f", "#7d1f20", "#2f5d59", "#2b5527", "#7a6414", "#5c3a5a",
-                "#9c4a55", "#4d3a2e", "#5c5753"]
+MAX_THUMBS = 48  # images the gallery shows for one selection
+TEXT_LINES = 8  # texts the selection panel quotes
+PALETTE = [
+    "#4e79a7",
+    "#f28e2b",
+    "#e15759",
+    "#76b7b2",
+    "#59a14f",
+    "#edc948",
+    "#b07aa1",
+    "#ff9da7",
+    "#9c755f",
+    "#bab0ac",
+    "#1f77b4",
+    "#aec7e8",
+    "#ff7f0e",
+    "#ffbb78",
+    "#2ca02c",
+    "#98df8a",
+    "#d62728",
+    "#ff9896",
+    "#9467bd",
+    "#c5b0d5",
+]
+TEXT_PALETTE = [
+    "#1d3c5c",
+    "#8a4c0f",
+    "#7d1f20",
+    "#2f5d59",
+    "#2b5527",
+    "#7a6414",
+    "#5c3a5a",
+    "#9c4a55",
+    "#4d3a2e",
+    "#5c5753",
+]
 # A factor whose values are all colour names (shapes' color, background_color) is drawn in
 # those colours; white a light grey, so it shows on the plot's background.
-NAMED_COLOURS = {"black": "#222222", "blue": "#2f6fd6", "cyan": "#22b8cc", "green": "#3a9e4f",
-                 "grey": "#9a9a9a", "gray": "#9a9a9a", "orange": "#f28e2b", "pink": "#f08cc0",
-                 "purple": "#8a55b5", "red": "#d63a3a", "white": "#d9d9d9",
-                 "yellow": "#e3c229", "brown": "#8c5a3c"}
+NAMED_COLOURS = {
+    "black": "#222222",
+    "blue": "#2f6fd6",
+    "cyan": "#22b8cc",
+    "green": "#3a9e4f",
+    "grey": "#9a9a9a",
+    "gray": "#9a9a9a",
+    "orange": "#f28e2b",
+    "pink": "#f08cc0",
+    "purple": "#8a55b5",
+    "red": "#d63a3a",
+    "white": "#d9d9d9",
+    "yellow": "#e3c229",
+    "brown": "#8c5a3c",
+}
 HOVER = ["label", "index", "text"]
 LEGEND_CSS = """
 .ps-legend { font-size: 0.85rem; line-height: 1.9; }
@@ -34,6 +75,7 @@ LEGEND_CSS = """
 .ps-swatch { display: inline-block; width: 0.7rem; height: 0.7rem; border-radius: 50%;
              margin-right: 0.25rem; vertical-align: -0.05rem; }
 """
+
 
 def group_name(label: str, kind: str) -> str:
     """The colour group of a point: its label, or "label · text" for a text point."""
@@ -49,14 +91,20 @@ def map_frame(view: EmbeddingMap, colour_by: str = "label") -> pd.DataFrame:
     """The plot's rows, in the engine's point order (the selection script counts on it); with
     a factor to colour by, a column of that name."""
     p = view["points"]
-    frame = pd.DataFrame({"x": p["x"], "y": p["y"],
-                          "label": [group_name(l, k) for l, k in zip(p["label"], p["kind"])],
-                          "index": p["index"],
-                          "text": [t if t else "" for t in p["text"]]})
+    frame = pd.DataFrame(
+        {
+            "x": p["x"],
+            "y": p["y"],
+            "label": [group_name(lab, k) for lab, k in zip(p["label"], p["kind"])],
+            "index": p["index"],
+            "text": [t if t else "" for t in p["text"]],
+        }
+    )
     factors = p.get("factors") or {}
     if colour_by != "label" and colour_by in factors:
-        frame[colour_by] = [group_name(v or "(text)", k)
-                            for v, k in zip(factors[colour_by], p["kind"])]
+        frame[colour_by] = [
+            group_name(v or "(text)", k) for v, k in zip(factors[colour_by], p["kind"])
+        ]
     return frame
 
 
@@ -83,11 +131,13 @@ def legend_html(view: EmbeddingMap | None, colour_by: str = "label") -> str:
         return ""
     frame = map_frame(view, colour_by)
     present = set(frame[colour_by if colour_by in frame.columns else "label"])
-    items = [f'<span class="ps-legend-item"><span class="ps-swatch" style="background:{colour}">'
-             f'</span>{html.escape(name)}</span>'
-             for name, colour in color_map(view, colour_by).items() if name in present]
-    return (f'<div class="ps-legend"><b>{html.escape(colour_by)}</b> '
-            + " ".join(items) + "</div>")
+    items = [
+        f'<span class="ps-legend-item"><span class="ps-swatch" style="background:{colour}">'
+        f"</span>{html.escape(name)}</span>"
+        for name, colour in color_map(view, colour_by).items()
+        if name in present
+    ]
+    return f'<div class="ps-legend"><b>{html.escape(colour_by)}</b> ' + " ".join(items) + "</div>"
 
 
 def traces(view: EmbeddingMap) -> list[dict[str, Any]]:
@@ -95,24 +145,42 @@ def traces(view: EmbeddingMap) -> list[dict[str, Any]]:
     "index", "text"}, in the order of the class names."""
     p = view["points"]
     by_name: dict[str, dict[str, list]] = {}
-    for x, y, label, kind, index, text in zip(p["x"], p["y"], p["label"], p["kind"],
-                                              p["index"], p["text"]):
-        trace = by_name.setdefault(group_name(label, kind),
-                                   {"x": [], "y": [], "index": [], "text": []})
+    for x, y, label, kind, index, text in zip(
+        p["x"], p["y"], p["label"], p["kind"], p["index"], p["text"]
+    ):
+        trace = by_name.setdefault(
+            group_name(label, kind), {"x": [], "y": [], "index": [], "text": []}
+        )
         trace["x"].append(x)
         trace["y"].append(y)
         trace["index"].append(index)
         trace["text"].append(text)
     order = {name: i for i, name in enumerate(color_map(view))}
-    return [{"name": name, **values}
-            for name, values in sorted(by_name.items(), key=lambda kv: order.get(kv[0], 1e9))]
+    return [
+        {"name": name, **values}
+        for name, values in sorted(by_name.items(), key=lambda kv: order.get(kv[0], 1e9))
+    ]
 
 
 def summary(view: EmbeddingMap) -> dict[str, Any]:
     """What the /embeddings endpoint returns besides the traces."""
-    return {key: view[key] for key in ("model", "dataset", "split", "projection", "params",
-                                       "num_points", "feature_dim", "knn_top1", "factor_knn",
-                                       "message", "capped", "timing")}
+    return {
+        key: view[key]
+        for key in (
+            "model",
+            "dataset",
+            "split",
+            "projection",
+            "params",
+            "num_points",
+            "feature_dim",
+            "knn_top1",
+            "factor_knn",
+            "message",
+            "capped",
+            "timing",
+        )
+    }
 
 
 def knn_text(view: EmbeddingMap | None) -> str:
@@ -122,13 +190,16 @@ def knn_text(view: EmbeddingMap | None) -> str:
         return ""
     acc = view.get("knn_top1")
     figure = "n/a (no labels)" if acc is None else f"**{acc:.1%}**"
-    others = "".join(f" · {name} {value:.0%}"
-                     for name, value in sorted((view.get("factor_knn") or {}).items()))
+    others = "".join(
+        f" · {name} {value:.0%}" for name, value in sorted((view.get("factor_knn") or {}).items())
+    )
     took = view["timing"]
     embed = "cached" if took["embeddings_cached"] else f"{took['embed_s']:.1f} s"
-    return (f"**{view['model']['name']}** · {view['num_points']:,} points, "
-            f"{view['feature_dim']}-d · embed {embed}, {view['projection'].upper()} "
-            f"{took['project_s']:.1f} s  \nk-NN (leave-one-out, k 20): label {figure}{others}")
+    return (
+        f"**{view['model']['name']}** · {view['num_points']:,} points, "
+        f"{view['feature_dim']}-d · embed {embed}, {view['projection'].upper()} "
+        f"{took['project_s']:.1f} s  \nk-NN (leave-one-out, k 20): label {figure}{others}"
+    )
 
 
 def resolve_b(model_a: str | None, model_b: str | None) -> str | None:
@@ -177,5 +248,8 @@ def write_csv(text: str) -> str:
 
 
 def dataset_choices(datasets: list[DatasetInfo]) -> list[tuple[str, str]]:
-    return [(f"{d['name']} ({d['kind']})" if d["kind"] != "image" else d["name"], d["name"])
-            for d in datasets if d.get("available", True)]
+    return [
+        (f"{d['name']} ({d['kind']})" if d["kind"] != "image" else d["name"], d["name"])
+        for d in datasets
+        if d.get("available", True)
+    ]

@@ -12,11 +12,12 @@ never fetches a job's history twice.
 Handlers with several outputs return `Updates`, a dict keyed by component: Gradio leaves an
 output that is not in it as it is, so nobody counts positions (see `respond`).
 """
+
 from __future__ import annotations
 
 import html
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, NotRequired, TypedDict
 
 import gradio as gr
@@ -30,7 +31,7 @@ Updates = dict[Component, Any]  # a handler's answer: {output component: its new
 # Logged every step but shown in the status line, not as a curve of its own by default.
 MAIN_CURVES = ("loss", "lr")
 MAX_PLOT_POINTS = 2000  # per curve; longer histories are thinned for the browser
-RATE_WINDOW_S = 30.0    # the ETA uses the step rate over this many recent seconds
+RATE_WINDOW_S = 30.0  # the ETA uses the step rate over this many recent seconds
 
 
 def respond(updates: Updates) -> Any:
@@ -44,12 +45,12 @@ class Curves(TypedDict):
     """A followed job's points, kept in a gr.State between polls."""
 
     job_id: int | None
-    since: int                                  # the newest step fetched (-1: none yet)
-    points: dict[str, list[list[float]]]        # metric name -> [[step, value], ...]
-    samples: list[list[float]]                  # [[monotonic time, step], ...]: the ETA
-    status: NotRequired[str | None]             # the job's status at the last poll
-    status_html: NotRequired[str]               # the status line last sent
-    extra_names: NotRequired[list[str]]         # the metric choices last sent
+    since: int  # the newest step fetched (-1: none yet)
+    points: dict[str, list[list[float]]]  # metric name -> [[step, value], ...]
+    samples: list[list[float]]  # [[monotonic time, step], ...]: the ETA
+    status: NotRequired[str | None]  # the job's status at the last poll
+    status_html: NotRequired[str]  # the status line last sent
+    extra_names: NotRequired[list[str]]  # the metric choices last sent
 
 
 def empty_curves(job_id: int | None = None) -> Curves:
@@ -120,8 +121,9 @@ def steps_per_second(curves: Curves, job: JobDetail) -> float | None:
 
 
 # ---- plot frames -------------------------------------------------------------------------
-def curve_frame(curves: Curves, name: str, x_lim: list[float] | None = None,
-                max_points: int = MAX_PLOT_POINTS) -> pd.DataFrame:
+def curve_frame(
+    curves: Curves, name: str, x_lim: list[float] | None = None, max_points: int = MAX_PLOT_POINTS
+) -> pd.DataFrame:
     """A two-column frame (step, `name`) for a LinePlot, thinned to `max_points`.
 
     With a zoom window only the points inside it (plus one on each side, so the line reaches
@@ -130,10 +132,13 @@ def curve_frame(curves: Curves, name: str, x_lim: list[float] | None = None,
     rows = curves["points"].get(name, [])
     if x_lim is not None and rows:
         low, high = x_lim
-        inside = [i for i, row in enumerate(rows)
-                  if (low is None or row[0] >= low) and (high is None or row[0] <= high)]
+        inside = [
+            i
+            for i, row in enumerate(rows)
+            if (low is None or row[0] >= low) and (high is None or row[0] <= high)
+        ]
         if inside:
-            rows = rows[max(inside[0] - 1, 0):inside[-1] + 2]
+            rows = rows[max(inside[0] - 1, 0) : inside[-1] + 2]
     if len(rows) > max_points:
         stride = -(-len(rows) // max_points)
         rows = rows[::stride] + ([rows[-1]] if (len(rows) - 1) % stride else [])
@@ -152,7 +157,7 @@ def parse_time(value: str | None) -> datetime | None:
     if not value:
         return None
     when = datetime.fromisoformat(value.rstrip("Z"))
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def format_time(value: str | None) -> str:
@@ -165,7 +170,7 @@ def format_duration(seconds: float | None) -> str:
     """83 -> "1m 23s", 7500 -> "2h 05m", 4.2 -> "4s"."""
     if seconds is None:
         return ""
-    total = int(round(max(seconds, 0)))
+    total = round(max(seconds, 0))
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
     if hours:
@@ -185,12 +190,15 @@ def message(text: str, kind: str = "info") -> str:
 
 
 def status_line(job: JobDetail, curves: Curves, waiting_for: int | None = None) -> str:
-    """"#3 simclr on digits · running · step 120/200 · 85 img/s · ETA 1m 10s · elapsed 1m 40s"."""
+    """ "#3 simclr on digits · running · step 120/200 · 85 img/s · ETA 1m 10s · elapsed 1m 40s"."""
     status = job["status"]
     parts = [f"#{job['id']} {job['method']} on {job['dataset']}", status]
     if status == JobStatus.QUEUED:
-        parts.append(f"waiting for the running job (#{waiting_for})" if waiting_for
-                     else "waiting for the running job")
+        parts.append(
+            f"waiting for the running job (#{waiting_for})"
+            if waiting_for
+            else "waiting for the running job"
+        )
     else:
         parts.append(f"step {job['step']}/{job['total_steps']}")
         if job.get("images_per_second"):
@@ -204,8 +212,12 @@ def status_line(job: JobDetail, curves: Curves, waiting_for: int | None = None) 
         parts.append("elapsed " + format_duration(job.get("duration_s")))
         if job.get("last_loss") is not None:
             parts.append(f"loss {format_number(job['last_loss'])}")
-    kind = {JobStatus.FAILED: "error", JobStatus.INTERRUPTED: "warn",
-            JobStatus.CANCELLED: "warn", JobStatus.COMPLETED: "ok"}.get(status, "info")
+    kind = {
+        JobStatus.FAILED: "error",
+        JobStatus.INTERRUPTED: "warn",
+        JobStatus.CANCELLED: "warn",
+        JobStatus.COMPLETED: "ok",
+    }.get(status, "info")
     text = " · ".join(parts)
     out = message(text, kind)
     if job.get("error"):
@@ -227,41 +239,71 @@ class CurvePanel:
         self.idle_text = idle_text
         self.curves = gr.State(empty_curves())
         self.x_lim = gr.State(None)
-        self.status = gr.HTML(message(idle_text), elem_classes=["ps-status"],
-                              elem_id=f"{prefix}-status")
+        self.status = gr.HTML(
+            message(idle_text), elem_classes=["ps-status"], elem_id=f"{prefix}-status"
+        )
         common = dict(x="step", height=height, x_title="step", tooltip="axis")
         with gr.Row(equal_height=True):
-            self.loss = gr.LinePlot(y="loss", title="Loss", y_title="loss",
-                                    elem_id=f"{prefix}-loss", **common)
-            self.lr = gr.LinePlot(y="lr", title="Learning rate", y_title="lr",
-                                  y_axis_format=".1e", elem_id=f"{prefix}-lr", **common)
+            self.loss = gr.LinePlot(
+                y="loss", title="Loss", y_title="loss", elem_id=f"{prefix}-loss", **common
+            )
+            self.lr = gr.LinePlot(
+                y="lr",
+                title="Learning rate",
+                y_title="lr",
+                y_axis_format=".1e",
+                elem_id=f"{prefix}-lr",
+                **common,
+            )
         with gr.Row(equal_height=True):
-            self.extra = gr.LinePlot(y="value", title="Other metric", y_title="value",
-                                     scale=3, elem_id=f"{prefix}-extra", **common)
-            self.extra_name = gr.Dropdown(label="Other metric", choices=[], value=None,
-                                          info="Metrics the method logs besides loss and lr. "
-                                               "Brush a step range on any plot to zoom all "
-                                               "three; double-click to zoom out.",
-                                          scale=1, min_width=180)
+            self.extra = gr.LinePlot(
+                y="value",
+                title="Other metric",
+                y_title="value",
+                scale=3,
+                elem_id=f"{prefix}-extra",
+                **common,
+            )
+            self.extra_name = gr.Dropdown(
+                label="Other metric",
+                choices=[],
+                value=None,
+                info="Metrics the method logs besides loss and lr. "
+                "Brush a step range on any plot to zoom all "
+                "three; double-click to zoom out.",
+                scale=1,
+                min_width=180,
+            )
         self.plots = [self.loss, self.lr, self.extra]
-        self.outputs = [self.curves, self.x_lim, self.status, self.loss, self.lr,
-                        self.extra_name, self.extra]
+        self.outputs = [
+            self.curves,
+            self.x_lim,
+            self.status,
+            self.loss,
+            self.lr,
+            self.extra_name,
+            self.extra,
+        ]
 
     def wire(self) -> None:
         """Zoom and metric-choice events (private: not API endpoints)."""
         quiet = dict(api_visibility="private", show_progress="hidden")
         for plot in self.plots:
-            plot.select(self.zoom, [self.curves, self.extra_name], [self.x_lim, *self.plots],
-                        **quiet)
-            plot.double_click(self.unzoom, [self.curves, self.extra_name],
-                              [self.x_lim, *self.plots], **quiet)
-        self.extra_name.input(self.show_extra, [self.curves, self.x_lim, self.extra_name],
-                              [self.extra], **quiet)
+            plot.select(
+                self.zoom, [self.curves, self.extra_name], [self.x_lim, *self.plots], **quiet
+            )
+            plot.double_click(
+                self.unzoom, [self.curves, self.extra_name], [self.x_lim, *self.plots], **quiet
+            )
+        self.extra_name.input(
+            self.show_extra, [self.curves, self.x_lim, self.extra_name], [self.extra], **quiet
+        )
 
     # Handlers: plain functions of plain values.
     @staticmethod
-    def frames(curves: Curves, x_lim: list[float] | None, extra_name: str | None
-               ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    def frames(
+        curves: Curves, x_lim: list[float] | None, extra_name: str | None
+    ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         extra = curve_frame(curves, extra_name or "", x_lim)
         extra.columns = ["step", "value"]
         return curve_frame(curves, "loss", x_lim), curve_frame(curves, "lr", x_lim), extra
@@ -270,22 +312,42 @@ class CurvePanel:
         low, high = (float(v) for v in evt.index[:2])
         x_lim = [min(low, high), max(low, high)]
         loss, lr, extra = self.frames(curves, x_lim, extra_name)
-        return [x_lim, gr.LinePlot(loss, x_lim=x_lim), gr.LinePlot(lr, x_lim=x_lim),
-                gr.LinePlot(extra, x_lim=x_lim)]
+        return [
+            x_lim,
+            gr.LinePlot(loss, x_lim=x_lim),
+            gr.LinePlot(lr, x_lim=x_lim),
+            gr.LinePlot(extra, x_lim=x_lim),
+        ]
 
     def unzoom(self, curves: Curves, extra_name: str | None) -> list:
         loss, lr, extra = self.frames(curves, None, extra_name)
-        return [None, gr.LinePlot(loss, x_lim=None), gr.LinePlot(lr, x_lim=None),
-                gr.LinePlot(extra, x_lim=None)]
+        return [
+            None,
+            gr.LinePlot(loss, x_lim=None),
+            gr.LinePlot(lr, x_lim=None),
+            gr.LinePlot(extra, x_lim=None),
+        ]
 
-    def show_extra(self, curves: Curves, x_lim: list[float] | None,
-                   extra_name: str | None) -> gr.LinePlot:
-        return gr.LinePlot(self.frames(curves, x_lim, extra_name)[2],
-                           title=extra_name or "Other metric", y_title=extra_name or "value")
+    def show_extra(
+        self, curves: Curves, x_lim: list[float] | None, extra_name: str | None
+    ) -> gr.LinePlot:
+        return gr.LinePlot(
+            self.frames(curves, x_lim, extra_name)[2],
+            title=extra_name or "Other metric",
+            y_title=extra_name or "value",
+        )
 
-    def values(self, curves: Curves, job: JobDetail | None, changed: bool,
-               x_lim: list[float] | None, extra_name: str | None, *,
-               waiting_for: int | None = None, reset: bool = False) -> Updates:
+    def values(
+        self,
+        curves: Curves,
+        job: JobDetail | None,
+        changed: bool,
+        x_lim: list[float] | None,
+        extra_name: str | None,
+        *,
+        waiting_for: int | None = None,
+        reset: bool = False,
+    ) -> Updates:
         """Updates of `outputs` (the curves state always; the rest only where it changed).
         `reset` (a newly followed job) redraws everything and clears the zoom."""
         status = status_line(job, curves, waiting_for) if job else message(self.idle_text)
@@ -305,8 +367,16 @@ class CurvePanel:
         loss, lr, extra = self.frames(curves, None if reset else x_lim, extra_name)
         title = dict(title=extra_name or "Other metric", y_title=extra_name or "value")
         if reset:
-            return {**out, self.x_lim: None, self.loss: gr.LinePlot(loss, x_lim=None),
-                    self.lr: gr.LinePlot(lr, x_lim=None),
-                    self.extra: gr.LinePlot(extra, x_lim=None, **title)}
-        return {**out, self.loss: loss, self.lr: lr,
-                self.extra: gr.LinePlot(extra, **title) if name_changed else extra}
+            return {
+                **out,
+                self.x_lim: None,
+                self.loss: gr.LinePlot(loss, x_lim=None),
+                self.lr: gr.LinePlot(lr, x_lim=None),
+                self.extra: gr.LinePlot(extra, x_lim=None, **title),
+            }
+        return {
+            **out,
+            self.loss: loss,
+            self.lr: lr,
+            self.extra: gr.LinePlot(extra, **title) if name_changed else extra,
+        }

@@ -10,6 +10,7 @@ gets a widget per variant.
 Field dicts are `engine.contract.FormField`s: {"name", "type" ("int"|"float"|"bool"|"str"),
 "default", "help", "choices", "min", "max", "main"}.
 """
+
 from __future__ import annotations
 
 import math
@@ -50,8 +51,11 @@ def number_step(field: FormField) -> float:
 
 def widget_props(field: FormField) -> dict[str, Any]:
     """Constructor/update keywords for the field's widget (label, help as info, bounds)."""
-    props: dict[str, Any] = {"label": pretty_label(field["name"]),
-                             "info": field.get("help") or None, "value": field["default"]}
+    props: dict[str, Any] = {
+        "label": pretty_label(field["name"]),
+        "info": field.get("help") or None,
+        "value": field["default"],
+    }
     kind = widget_kind(field)
     if kind in ("int", "float"):
         props.update(minimum=field.get("min"), maximum=field.get("max"), step=number_step(field))
@@ -152,8 +156,9 @@ class ParamForm:
         out: dict[gr.components.Component, Any] = {}
         for widget in self.widgets:
             field = current.get(widget.key)
-            out[widget.component] = (gr.update(visible=False) if field is None
-                                     else make_widget(field, visible=True))
+            out[widget.component] = (
+                gr.update(visible=False) if field is None else make_widget(field, visible=True)
+            )
         return out
 
     def values(self, fields: list[FormField], raw: list[Any]) -> dict[str, Any]:

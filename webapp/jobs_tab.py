@@ -4,6 +4,7 @@ The table is rebuilt from `studio.jobs()` on Refresh and every few seconds (sent
 changed). Selecting a row shows that job; while it is active its curves grow through the same
 incremental `poll` the Train tab uses. Handlers answer `{component: value}` (figures.Updates).
 """
+
 from __future__ import annotations
 
 import logging
@@ -14,26 +15,53 @@ import pandas as pd
 
 from engine.contract import ACTIVE_STATUSES, JobStatus, JobSummary, Studio
 from engine.errors import StudioError
-from webapp.errors import error_note
-from webapp.figures import (CurvePanel, Curves, Updates, empty_curves, format_duration,
-                            format_number, format_time, message, poll)
 from webapp.access import may_change
+from webapp.errors import error_note
+from webapp.figures import (
+    CurvePanel,
+    Curves,
+    Updates,
+    empty_curves,
+    format_duration,
+    format_number,
+    format_time,
+    message,
+    poll,
+)
 from webapp.train_tab import button_states, waiting_for
 
 log = logging.getLogger(__name__)
-COLUMNS = ["id", "method", "dataset", "backbone", "status", "steps", "last loss", "started",
-           "duration"]
+COLUMNS = [
+    "id",
+    "method",
+    "dataset",
+    "backbone",
+    "status",
+    "steps",
+    "last loss",
+    "started",
+    "duration",
+]
 REFRESH_S = 3.0
 IDLE_TEXT = "Select a job in the table to see its curves and configuration."
 
 
 def jobs_frame(jobs: list[JobSummary]) -> pd.DataFrame:
     """The table: one row per job, newest first."""
-    rows = [[j["id"], j["method"], j["dataset"], j["backbone"], str(j["status"]),
-             f"{j['step']}/{j['total_steps']}", format_number(j.get("last_loss")),
-             format_time(j.get("started_at")),
-             format_duration(j.get("duration_s")) if j.get("started_at") else ""]
-            for j in sorted(jobs, key=lambda j: j["id"], reverse=True)]
+    rows = [
+        [
+            j["id"],
+            j["method"],
+            j["dataset"],
+            j["backbone"],
+            str(j["status"]),
+            f"{j['step']}/{j['total_steps']}",
+            format_number(j.get("last_loss")),
+            format_time(j.get("started_at")),
+            format_duration(j.get("duration_s")) if j.get("started_at") else "",
+        ]
+        for j in sorted(jobs, key=lambda j: j["id"], reverse=True)
+    ]
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -54,47 +82,79 @@ class JobsTab:
     def build(self) -> None:
         with gr.Row():
             self.refresh_btn = gr.Button("Refresh", size="sm", scale=0, min_width=100)
-            gr.Markdown("Select a row to see that job's curves, configuration and actions.",
-                        elem_classes=["ps-hint"])
+            gr.Markdown(
+                "Select a row to see that job's curves, configuration and actions.",
+                elem_classes=["ps-hint"],
+            )
             self.note = gr.HTML("", elem_classes=["ps-note"])
-        self.table = gr.Dataframe(jobs_frame(self.studio.jobs()), headers=COLUMNS,
-                                  interactive=False, max_height=360, label="Jobs",
-                                  show_label=False, elem_classes=["ps-jobs"])
+        self.table = gr.Dataframe(
+            jobs_frame(self.studio.jobs()),
+            headers=COLUMNS,
+            interactive=False,
+            max_height=360,
+            label="Jobs",
+            show_label=False,
+            elem_classes=["ps-jobs"],
+        )
         self.table_key = gr.State("")
         self.selected = gr.State(None)
         with gr.Column(visible=False) as self.detail:
             with gr.Row():
                 self.title = gr.Markdown("")
-                self.stop_btn = gr.Button("Stop", variant="stop", size="sm", scale=0,
-                                          min_width=90, interactive=False)
-                self.resume_btn = gr.Button("Resume", size="sm", scale=0, min_width=90,
-                                            interactive=False)
-                self.open_btn = gr.Button("Follow in Train tab", size="sm", scale=0,
-                                          min_width=170)
+                self.stop_btn = gr.Button(
+                    "Stop", variant="stop", size="sm", scale=0, min_width=90, interactive=False
+                )
+                self.resume_btn = gr.Button(
+                    "Resume", size="sm", scale=0, min_width=90, interactive=False
+                )
+                self.open_btn = gr.Button("Follow in Train tab", size="sm", scale=0, min_width=170)
             self.panel = CurvePanel(IDLE_TEXT, "jobs", height=220)
             with gr.Row():
                 self.config = gr.JSON(label="Resolved configuration", open=True)
                 self.spec = gr.JSON(label="Spec (as asked)", open=True)
         # Ticks only while this tab is shown (see `shown`): an idle page polls nothing.
         self.timer = gr.Timer(REFRESH_S, active=False)
-        self.detail_outputs = [self.detail, self.title, self.config, self.spec,
-                               *self.panel.outputs, self.stop_btn, self.resume_btn]
-        self.tick_outputs = [self.table, self.table_key, *self.panel.outputs, self.stop_btn,
-                             self.resume_btn]
+        self.detail_outputs = [
+            self.detail,
+            self.title,
+            self.config,
+            self.spec,
+            *self.panel.outputs,
+            self.stop_btn,
+            self.resume_btn,
+        ]
+        self.tick_outputs = [
+            self.table,
+            self.table_key,
+            *self.panel.outputs,
+            self.stop_btn,
+            self.resume_btn,
+        ]
 
     def wire(self, demo: gr.Blocks) -> None:
         private = dict(api_visibility="private")
-        self.refresh_btn.click(self.refresh, [self.table_key], [self.table, self.table_key],
-                               **private)
-        self.table.select(self.on_select, None, [self.selected, *self.detail_outputs],
-                          **private)
-        self.timer.tick(self.tick, [self.table_key, self.selected, self.panel.curves,
-                                    self.panel.x_lim, self.panel.extra_name],
-                        self.tick_outputs, show_progress="hidden", concurrency_limit=None,
-                        **private)
+        self.refresh_btn.click(
+            self.refresh, [self.table_key], [self.table, self.table_key], **private
+        )
+        self.table.select(self.on_select, None, [self.selected, *self.detail_outputs], **private)
+        self.timer.tick(
+            self.tick,
+            [
+                self.table_key,
+                self.selected,
+                self.panel.curves,
+                self.panel.x_lim,
+                self.panel.extra_name,
+            ],
+            self.tick_outputs,
+            show_progress="hidden",
+            concurrency_limit=None,
+            **private,
+        )
         self.stop_btn.click(self.stop, [self.selected], [self.note], **private)
-        self.resume_btn.click(self.resume, [self.selected], [self.note, *self.detail_outputs],
-                              **private)
+        self.resume_btn.click(
+            self.resume, [self.selected], [self.note, *self.detail_outputs], **private
+        )
         self.panel.wire()
 
     def wire_visibility(self, tab_row: gr.Tabs, label: str) -> None:
@@ -107,8 +167,12 @@ class JobsTab:
                 return self.shown(key)
             return {self.timer: self.hidden()}
 
-        tab_row.select(on_tab, [self.table_key], [self.table, self.table_key, self.timer],
-                       api_visibility="private")
+        tab_row.select(
+            on_tab,
+            [self.table_key],
+            [self.table, self.table_key, self.timer],
+            api_visibility="private",
+        )
 
     # ---- handlers ----------------------------------------------------------------------
     def shown(self, key: str) -> Updates:
@@ -143,16 +207,29 @@ class JobsTab:
             return hidden
         curves["status"] = job["status"]
         wait = waiting_for(self.studio) if job["status"] == JobStatus.QUEUED else None
-        title = (f"### Job #{job['id']}: {job['method']} on {job['dataset']} "
-                 f"({job['backbone']}, {job['preset']} preset)")
+        title = (
+            f"### Job #{job['id']}: {job['method']} on {job['dataset']} "
+            f"({job['backbone']}, {job['preset']} preset)"
+        )
         stop, resume = button_states(job["status"], may_change(self.studio))
-        return {self.detail: gr.update(visible=True), self.title: title,
-                self.config: job.get("config"), self.spec: job.get("spec"),
-                **self.panel.values(curves, job, True, None, None, waiting_for=wait, reset=True),
-                self.stop_btn: stop, self.resume_btn: resume}
+        return {
+            self.detail: gr.update(visible=True),
+            self.title: title,
+            self.config: job.get("config"),
+            self.spec: job.get("spec"),
+            **self.panel.values(curves, job, True, None, None, waiting_for=wait, reset=True),
+            self.stop_btn: stop,
+            self.resume_btn: resume,
+        }
 
-    def tick(self, key: str, job_id: int | None, curves: Curves,
-             x_lim: list[float] | None, extra_name: str | None) -> Updates:
+    def tick(
+        self,
+        key: str,
+        job_id: int | None,
+        curves: Curves,
+        x_lim: list[float] | None,
+        extra_name: str | None,
+    ) -> Updates:
         out = self.refresh(key)
         if job_id is None or curves.get("job_id") != job_id:
             return out

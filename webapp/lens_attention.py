@@ -4,6 +4,7 @@ Inputs: image, model (run id, folder or Hub id), layer (0 = last), keep (share o
 mass the mask keeps). Outputs: a gallery of per-head overlays, the heads' mean, the mask, and
 details (layer, heads, grid, share kept).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -12,13 +13,14 @@ import gradio as gr
 
 from webapp.errors import error_note
 from webapp.figures import message
-from webapp.lens_common import (LensTab, ModelPicker, details_json, examples, image_input,
-                                picture)
+from webapp.lens_common import LensTab, ModelPicker, details_json, examples, image_input, picture
 
-INTRO = ("**Where does the model look?** The [CLS] token's attention over the image patches, "
-         "one map per head of the chosen layer, their mean, and the patches that hold the "
-         "chosen share of the attention (DINO's figure 1). Works on DINO runs with a ViT, MAE "
-         "encoders, CLIP's vision tower, and facebook/dino-vits16 when online.")
+INTRO = (
+    "**Where does the model look?** The [CLS] token's attention over the image patches, "
+    "one map per head of the chosen layer, their mean, and the patches that hold the "
+    "chosen share of the attention (DINO's figure 1). Works on DINO runs with a ViT, MAE "
+    "encoders, CLIP's vision tower, and facebook/dino-vits16 when online."
+)
 MAX_LAYERS = 24
 
 
@@ -33,10 +35,22 @@ class AttentionTab(LensTab):
                 self.image = image_input()
                 self.picker = ModelPicker(self.studio, "attention")
                 with gr.Row():
-                    self.layer = gr.Slider(0, MAX_LAYERS, value=0, step=1, label="Layer",
-                                           info="1 is the first; 0 the last (DINO's choice)")
-                    self.keep = gr.Slider(0.05, 1.0, value=0.6, step=0.05, label="Mask",
-                                          info="Attention share kept (DINO: 0.6)")
+                    self.layer = gr.Slider(
+                        0,
+                        MAX_LAYERS,
+                        value=0,
+                        step=1,
+                        label="Layer",
+                        info="1 is the first; 0 the last (DINO's choice)",
+                    )
+                    self.keep = gr.Slider(
+                        0.05,
+                        1.0,
+                        value=0.6,
+                        step=0.05,
+                        label="Mask",
+                        info="Attention share kept (DINO: 0.6)",
+                    )
                 self.run_btn = gr.Button("Show attention", variant="primary")
                 self.make_note()
                 examples(self.studio, self.image)
@@ -44,9 +58,14 @@ class AttentionTab(LensTab):
                 with gr.Row():
                     self.mean = picture("Mean over heads")
                     self.mask = picture("Mask")
-                self.heads = gr.Gallery(label="Each head", columns=6, height="fit-content",
-                                        object_fit="contain", format="png",
-                                        allow_preview=True)
+                self.heads = gr.Gallery(
+                    label="Each head",
+                    columns=6,
+                    height="fit-content",
+                    object_fit="contain",
+                    format="png",
+                    allow_preview=True,
+                )
                 with gr.Accordion("Details", open=False):
                     self.details = gr.JSON(label="Details")
         self.hidden_trigger()
@@ -54,23 +73,27 @@ class AttentionTab(LensTab):
         self.outputs = [self.heads, self.mean, self.mask, self.details]
         self.auto_triggers = [self.image.change, self.layer.release, self.keep.release]
 
-    def compute(self, image: Any, model: str, layer: float, keep: float
-                ) -> tuple[list[Any], str]:
+    def compute(self, image: Any, model: str, layer: float, keep: float) -> tuple[list[Any], str]:
         if image is None:
             return self.cleared(), message("Upload an image or pick an example.")
         result = self.studio.lenses.attention(image, model, int(layer or 0), float(keep))
         heads = [(overlay, f"head {i + 1}") for i, overlay in enumerate(result["heads"])]
-        details = details_json(result, ["model", "layer", "num_layers", "num_heads", "grid",
-                                        "kept_share", "share_range"])
+        details = details_json(
+            result,
+            ["model", "layer", "num_layers", "num_heads", "grid", "kept_share", "share_range"],
+        )
         details["kept_patches"] = int(result["keep_mask"].sum())
         low, high = result["share_range"]
-        note = message(f"{result['model']}: layer {result['layer']} of "
-                       f"{result['num_layers']}, {result['num_heads']} heads on a "
-                       f"{result['grid']}x{result['grid']} patch grid. A patch gets "
-                       f"{low:.1%} to {high:.1%} of the mean attention (uniform: "
-                       f"{1 / result['grid'] ** 2:.1%}); the mask keeps "
-                       f"{details['kept_patches']} patches holding "
-                       f"{result['kept_share']:.0%} of it.", "ok")
+        note = message(
+            f"{result['model']}: layer {result['layer']} of "
+            f"{result['num_layers']}, {result['num_heads']} heads on a "
+            f"{result['grid']}x{result['grid']} patch grid. A patch gets "
+            f"{low:.1%} to {high:.1%} of the mean attention (uniform: "
+            f"{1 / result['grid'] ** 2:.1%}); the mask keeps "
+            f"{details['kept_patches']} patches holding "
+            f"{result['kept_share']:.0%} of it.",
+            "ok",
+        )
         return [heads, result["mean"], result["mask"], details], note
 
     def present(self, outputs: list[Any]) -> list[Any]:
@@ -87,12 +110,17 @@ class AttentionTab(LensTab):
             info = self.studio.lenses.lens_model_info("attention", model)
         except Exception as error:  # noqa: BLE001 - the user's message, or a bug logged
             return [gr.skip(), error_note(error, "attention model info")]
-        return [gr.Slider(maximum=info["num_layers"], value=0),
-                message(f"{info['model']}: {info['model_type']}, {info['num_layers']} layers, "
-                        f"{info['num_heads']} heads, {info['image_size']} px images in "
-                        f"{info['patch_size']} px patches.")]
+        return [
+            gr.Slider(maximum=info["num_layers"], value=0),
+            message(
+                f"{info['model']}: {info['model_type']}, {info['num_layers']} layers, "
+                f"{info['num_heads']} heads, {info['image_size']} px images in "
+                f"{info['patch_size']} px patches."
+            ),
+        ]
 
     def wire(self, demo: gr.Blocks) -> None:
         super().wire(demo)
-        self.picker.dropdown.input(self.on_model, [self.picker.dropdown],
-                                   [self.layer, self.note], api_visibility="private")
+        self.picker.dropdown.input(
+            self.on_model, [self.picker.dropdown], [self.layer, self.note], api_visibility="private"
+        )

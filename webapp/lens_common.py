@@ -23,6 +23,7 @@ subclass in `lens_<name>.py` with a `ModelPicker(studio, "<lens>")`, one line in
 (webapp/app.py; or in a `LensGroup`'s members there, which puts related lenses side by side
 under one tab) and in `endpoints.LENS_ENDPOINTS`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -36,11 +37,14 @@ from engine.contract import Studio
 from webapp.errors import api_error, error_note
 
 log = logging.getLogger(__name__)
-PICKER_INFO = ("A run from the list, a folder on the server, or a Hub id (when online). "
-               "Runs appear here once they have a checkpoint.")
+PICKER_INFO = (
+    "A run from the list, a folder on the server, or a Hub id (when online). "
+    "Runs appear here once they have a checkpoint."
+)
 # A hosted studio without data roots reads no server folder (engine/access.py).
-PICKER_INFO_NO_PATHS = ("A run from the list, or a Hub id (when online). Runs appear here once "
-                        "they have a checkpoint.")
+PICKER_INFO_NO_PATHS = (
+    "A run from the list, or a Hub id (when online). Runs appear here once they have a checkpoint."
+)
 
 
 def picker_info(studio: Studio) -> str:
@@ -65,8 +69,9 @@ class LensImage(gr.Image):
 def image_input(label: str = "Image") -> LensImage:
     """The lenses' image input: a file path reaches the handler (the engine checks and decodes
     it, pixel limit first); image_mode=None, so Gradio does not re-encode it."""
-    return LensImage(label=label, type="filepath", image_mode=None,
-                     sources=["upload", "clipboard"], height=280)
+    return LensImage(
+        label=label, type="filepath", image_mode=None, sources=["upload", "clipboard"], height=280
+    )
 
 
 def picture(label: str, **kwargs: Any) -> gr.Image:
@@ -78,13 +83,14 @@ def examples(studio: Studio, image: gr.Image, per_page: int = 8) -> gr.Examples 
     """The bundled example pictures (scikit-image's photographs, builtin shapes)."""
     try:
         found = studio.lenses.lens_examples()
-    except Exception:  # noqa: BLE001 - examples are a convenience; the lens works without
+    except Exception:
         log.exception("lens examples could not be written")
         return None
     if not found:
         return None
-    return gr.Examples([[e["path"]] for e in found], [image], label="Examples",
-                       examples_per_page=per_page)
+    return gr.Examples(
+        [[e["path"]] for e in found], [image], label="Examples", examples_per_page=per_page
+    )
 
 
 # ---- the model picker --------------------------------------------------------------------
@@ -105,10 +111,14 @@ class ModelPicker:
         self.studio, self.lens = studio, lens
         choices = model_choices(studio, lens)
         with gr.Row(equal_height=False):
-            self.dropdown = gr.Dropdown(choices=choices, value=newest_run(choices),
-                                        allow_custom_value=True, label=label,
-                                        info=picker_info(studio),
-                                        scale=5)
+            self.dropdown = gr.Dropdown(
+                choices=choices,
+                value=newest_run(choices),
+                allow_custom_value=True,
+                label=label,
+                info=picker_info(studio),
+                scale=5,
+            )
             self.refresh_btn = gr.Button("↻", size="sm", scale=0, min_width=44)
 
     def refresh(self, current: str | None) -> Any:
@@ -179,10 +189,17 @@ class LensTab:
 
     def wire(self, demo: gr.Blocks) -> None:
         guard_inputs(self.inputs)
-        gr.on([self.run_btn.click, *self.auto_triggers], self.run_ui, self.inputs,
-              [*self.outputs, self.note], api_visibility="private", trigger_mode="always_last")
-        self.api_btn.click(self.run_api, self.inputs, self.outputs, api_name=self.api_name,
-                           api_visibility="public")
+        gr.on(
+            [self.run_btn.click, *self.auto_triggers],
+            self.run_ui,
+            self.inputs,
+            [*self.outputs, self.note],
+            api_visibility="private",
+            trigger_mode="always_last",
+        )
+        self.api_btn.click(
+            self.run_api, self.inputs, self.outputs, api_name=self.api_name, api_visibility="public"
+        )
         for picker in self.pickers():
             picker.wire(demo)
 
@@ -208,12 +225,17 @@ def _guarded(component: Any, preprocess: Any) -> Any:
     def guarded(payload: Any) -> Any:
         if payload is None and isinstance(component, gr.Slider):
             raise gr.Error(f"{label} needs a number", print_exception=False)
-        if payload is not None and numeric and (isinstance(payload, bool)
-                                                or not isinstance(payload, (int, float))):
-            raise gr.Error(f"{label} must be a number, got {shown(payload)}",
-                           print_exception=False)
-        if payload is not None and isinstance(component, gr.Textbox) and not isinstance(
-                payload, str):
+        if (
+            payload is not None
+            and numeric
+            and (isinstance(payload, bool) or not isinstance(payload, (int, float)))
+        ):
+            raise gr.Error(f"{label} must be a number, got {shown(payload)}", print_exception=False)
+        if (
+            payload is not None
+            and isinstance(component, gr.Textbox)
+            and not isinstance(payload, str)
+        ):
             raise gr.Error(f"{label} must be text, got {shown(payload)}", print_exception=False)
         try:
             return preprocess(payload)
@@ -253,10 +275,10 @@ def details_json(result: Mapping[str, Any], keys: Sequence[str]) -> dict[str, An
     return out
 
 
-
 def score_plot(label: str, x: str, y: str = "probability") -> gr.BarPlot:
     """A bar chart of scores, highest first (the zero-shot and fill-mask lenses); the axis
     starts at 0 (bars stay proportional) and ends at the highest bar, so small probabilities
     stay readable."""
-    return gr.BarPlot(x=x, y=y, y_lim=[0, None], sort="-y", label=label, height=260,
-                      x_label_angle=-30)
+    return gr.BarPlot(
+        x=x, y=y, y_lim=[0, None], sort="-y", label=label, height=260, x_label_angle=-30
+    )

@@ -4,6 +4,7 @@ Inputs: text with one "[MASK]" (or "<mask>"), model (a BERT run, folder or Hub i
 Outputs: a bar chart of the k most probable distinct words and a table of the sentences they
 complete (word, probability, sentence).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -15,22 +16,35 @@ from engine.contract import FillMaskResult
 from webapp.figures import message
 from webapp.lens_common import LensTab, ModelPicker, score_plot
 
-INTRO = ("**Fill in the blank.** A masked language model reads the whole sentence, blank "
-         "included, and ranks its vocabulary for the blank. Write `[MASK]` (or `<mask>`) where "
-         "a word is missing; the bars are probabilities over the whole vocabulary.")
-EXAMPLES = ["a small red [MASK] on a blue background", "a large [MASK] star on a plain white "
-            "background, centre", "a medium green heart on a [MASK] background",
-            "The capital of France is [MASK]."]
+INTRO = (
+    "**Fill in the blank.** A masked language model reads the whole sentence, blank "
+    "included, and ranks its vocabulary for the blank. Write `[MASK]` (or `<mask>`) where "
+    "a word is missing; the bars are probabilities over the whole vocabulary."
+)
+EXAMPLES = [
+    "a small red [MASK] on a blue background",
+    "a large [MASK] star on a plain white background, centre",
+    "a medium green heart on a [MASK] background",
+    "The capital of France is [MASK].",
+]
 TABLE_HEADERS = ["word", "probability", "sentence"]
 
 
 def result_frames(result: FillMaskResult) -> tuple[pd.DataFrame, pd.DataFrame]:
     predictions = result["predictions"]
-    plot = pd.DataFrame({"word": [p["token"] for p in predictions],
-                         "probability": [p["score"] for p in predictions]})
-    table = pd.DataFrame({"word": [p["token"] for p in predictions],
-                          "probability": [round(p["score"], 4) for p in predictions],
-                          "sentence": [p["sequence"] for p in predictions]})
+    plot = pd.DataFrame(
+        {
+            "word": [p["token"] for p in predictions],
+            "probability": [p["score"] for p in predictions],
+        }
+    )
+    table = pd.DataFrame(
+        {
+            "word": [p["token"] for p in predictions],
+            "probability": [round(p["score"], 4) for p in predictions],
+            "sentence": [p["sequence"] for p in predictions],
+        }
+    )
     return plot, table
 
 
@@ -42,18 +56,24 @@ class FillMaskTab(LensTab):
         self.header()
         with gr.Row():
             with gr.Column(scale=2, min_width=300):
-                self.text = gr.Textbox(EXAMPLES[0], lines=2, label="Text",
-                                       info="One [MASK] (or <mask>) where a word is missing")
+                self.text = gr.Textbox(
+                    EXAMPLES[0],
+                    lines=2,
+                    label="Text",
+                    info="One [MASK] (or <mask>) where a word is missing",
+                )
                 self.picker = ModelPicker(self.studio, "fill_mask")
-                self.k = gr.Slider(1, 20, value=5, step=1, label="Top k",
-                                   info="How many distinct words")
+                self.k = gr.Slider(
+                    1, 20, value=5, step=1, label="Top k", info="How many distinct words"
+                )
                 self.run_btn = gr.Button("Fill the blank", variant="primary")
                 self.make_note()
                 gr.Examples([[e] for e in EXAMPLES], [self.text], label="Examples")
             with gr.Column(scale=3, min_width=360):
                 self.plot = score_plot("Top words", "word")
-                self.table = gr.Dataframe(headers=TABLE_HEADERS, label="Filled sentences",
-                                          interactive=False, wrap=True)
+                self.table = gr.Dataframe(
+                    headers=TABLE_HEADERS, label="Filled sentences", interactive=False, wrap=True
+                )
         self.hidden_trigger()
         self.inputs = [self.text, self.picker.dropdown, self.k]
         self.outputs = [self.plot, self.table]
@@ -63,7 +83,10 @@ class FillMaskTab(LensTab):
         result = self.studio.lenses.fill_mask(text, model, int(k or 5))
         plot, table = result_frames(result)
         best = result["predictions"][0]
-        note = message(f"{result['model']}: \"{best['token']}\" first with probability "
-                       f"{best['score']:.1%}; the {len(result['predictions'])} words shown hold "
-                       f"{sum(p['score'] for p in result['predictions']):.1%} of it.", "ok")
+        note = message(
+            f'{result["model"]}: "{best["token"]}" first with probability '
+            f"{best['score']:.1%}; the {len(result['predictions'])} words shown hold "
+            f"{sum(p['score'] for p in result['predictions']):.1%} of it.",
+            "ok",
+        )
         return [plot, table], note

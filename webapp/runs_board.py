@@ -1,6 +1,7 @@
 """The Runs tab's plain helpers (no components): the leaderboard frame and its columns, job
 labels and choices, the overlaid curves of several jobs (`sync_compare` fetches only new points)
 and `evaluate_jobs`. The tab (`webapp/runs_tab.py`) wires them up."""
+
 from __future__ import annotations
 
 import json
@@ -9,12 +10,18 @@ from typing import Any
 
 import pandas as pd
 
-from engine.contract import (ACTIVE_STATUSES, TERMINAL_STATUSES, DatasetInfo, JobSummary,
-                             LeaderboardRow, Progress, Studio)
+from engine.contract import (
+    ACTIVE_STATUSES,
+    TERMINAL_STATUSES,
+    DatasetInfo,
+    JobSummary,
+    LeaderboardRow,
+    Progress,
+    Studio,
+)
 from engine.errors import StudioError
 from webapp.errors import error_note
-from webapp.figures import (add_points, curve_frame, empty_curves, format_duration, message,
-                            rewind)
+from webapp.figures import add_points, curve_frame, empty_curves, format_duration, message, rewind
 
 FINISHED = TERMINAL_STATUSES  # the jobs that can be evaluated
 # "run" is "#3 simclr" for a job (its method in the name), "pixels" or "random resnet18 (simclr)".
@@ -35,8 +42,18 @@ HEALTH_TITLES: dict[str, str] = {
 }
 ALL_DATASETS = "all datasets"
 # One colour per job, fixed by its id so a job keeps its colour whatever else is selected.
-PALETTE = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3",
-           "#8c8c8c", "#ccb974", "#64b5cd"]
+PALETTE = [
+    "#4c72b0",
+    "#dd8452",
+    "#55a868",
+    "#c44e52",
+    "#8172b3",
+    "#937860",
+    "#da8bc3",
+    "#8c8c8c",
+    "#ccb974",
+    "#64b5cd",
+]
 
 
 def _pct(key: str) -> float:
@@ -47,23 +64,32 @@ def _pct(key: str) -> float:
 def figure_columns(rows: list[LeaderboardRow]) -> list[tuple[str, str]]:
     """(figure key, column header) for the figures any row has, in a fixed order; the four
     headline protocols always get a column so an empty board still says what it will hold."""
-    keys = {k for row in rows for k in row if k.startswith(("knn_", "linear_", "fewshot_",
-                                                            "finetune_"))}
+    keys = {
+        k for row in rows for k in row if k.startswith(("knn_", "linear_", "fewshot_", "finetune_"))
+    }
     keys |= {"knn_top1", "linear_top1", "fewshot_5shot", "finetune_10pct"}
     out = [("knn_top1", "k-NN"), ("linear_top1", "linear")]  # k-NN top-5: in the API
-    shots = sorted({int(m.group(1)) for k in keys
-                    if (m := re.fullmatch(r"fewshot_(\d+)shot", k))})
+    shots = sorted({int(m.group(1)) for k in keys if (m := re.fullmatch(r"fewshot_(\d+)shot", k))})
     out += [(f"fewshot_{n}shot", f"{n}-shot") for n in shots]
-    fractions = sorted({k.removeprefix("finetune_").removesuffix("_scratch") for k in keys
-                        if k.startswith("finetune_")}, key=_pct)
+    fractions = sorted(
+        {
+            k.removeprefix("finetune_").removesuffix("_scratch")
+            for k in keys
+            if k.startswith("finetune_")
+        },
+        key=_pct,
+    )
     for frac in fractions:
-        out += [(f"finetune_{frac}", f"FT {frac.replace('pct', '%')}"),
-                (f"finetune_{frac}_scratch", f"scratch {frac.replace('pct', '%')}")]
+        out += [
+            (f"finetune_{frac}", f"FT {frac.replace('pct', '%')}"),
+            (f"finetune_{frac}_scratch", f"scratch {frac.replace('pct', '%')}"),
+        ]
     return [(k, h) for k, h in out if k in keys]
 
 
-def leaderboard_frame(rows: list[LeaderboardRow], text: str = "",
-                      dataset: str | None = None) -> pd.DataFrame:
+def leaderboard_frame(
+    rows: list[LeaderboardRow], text: str = "", dataset: str | None = None
+) -> pd.DataFrame:
     """The leaderboard as a table, filtered by words (every word must appear in the row's
     name, method, backbone or dataset) and by evaluation dataset."""
     words = (text or "").lower().split()
@@ -71,17 +97,26 @@ def leaderboard_frame(rows: list[LeaderboardRow], text: str = "",
     for row in rows:
         if dataset and dataset != ALL_DATASETS and row["dataset"] != dataset:
             continue
-        haystack = " ".join(str(row.get(k) or "") for k in
-                            ("name", "method", "backbone", "dataset", "trained_on")).lower()
+        haystack = " ".join(
+            str(row.get(k) or "") for k in ("name", "method", "backbone", "dataset", "trained_on")
+        ).lower()
         if all(w in haystack for w in words):
             kept.append(row)
     columns = figure_columns(rows)
     table = []
     for row in kept:
         wall = format_duration(row["wall_time_s"]) if row.get("wall_time_s") else ""
-        table.append([row["name"], row.get("backbone") or "", row["dataset"],
-                      row.get("image_size"), row.get("eval_step", row.get("steps")) or None,
-                      wall, *[row.get(k) for k, _ in columns]])
+        table.append(
+            [
+                row["name"],
+                row.get("backbone") or "",
+                row["dataset"],
+                row.get("image_size"),
+                row.get("eval_step", row.get("steps")) or None,
+                wall,
+                *[row.get(k) for k, _ in columns],
+            ]
+        )
     headers = BASE_COLUMNS + [h for _, h in columns]
     frame = pd.DataFrame(table, columns=headers)
     for _, header in columns:
@@ -90,8 +125,9 @@ def leaderboard_frame(rows: list[LeaderboardRow], text: str = "",
 
 
 def board_datatypes(frame: pd.DataFrame) -> list[str]:
-    return ["str", "str", "str", "number", "number", "str"] + \
-        ["number"] * (len(frame.columns) - len(BASE_COLUMNS))
+    return ["str", "str", "str", "number", "number", "str"] + ["number"] * (
+        len(frame.columns) - len(BASE_COLUMNS)
+    )
 
 
 def board_key(frame: pd.DataFrame, datasets: list[str]) -> str:
@@ -103,18 +139,23 @@ def job_label(job: JobSummary) -> str:
     return f"#{job['id']} {job['method']} on {job['dataset']} ({job['status']})"
 
 
-def job_choices(jobs: list[JobSummary], finished_only: bool = False
-                ) -> list[tuple[str, int]]:
+def job_choices(jobs: list[JobSummary], finished_only: bool = False) -> list[tuple[str, int]]:
     """Dropdown choices (label, id), newest first."""
-    return [(job_label(j), j["id"]) for j in sorted(jobs, key=lambda j: -j["id"])
-            if not finished_only or j["status"] in FINISHED]
+    return [
+        (job_label(j), j["id"])
+        for j in sorted(jobs, key=lambda j: -j["id"])
+        if not finished_only or j["status"] in FINISHED
+    ]
 
 
 def dataset_choices(datasets: list[DatasetInfo]) -> list[tuple[str, str]]:
     """Labelled image datasets (evaluation needs labels); "" means the job's own."""
     out = [("the job's eval dataset (else its training dataset)", "")]
-    out += [(d["name"], d["name"]) for d in datasets
-            if d.get("kind", "image") == "image" and d.get("labelled") and d.get("available")]
+    out += [
+        (d["name"], d["name"])
+        for d in datasets
+        if d.get("kind", "image") == "image" and d.get("labelled") and d.get("available")
+    ]
     return out
 
 
@@ -122,8 +163,9 @@ def short_name(job: JobSummary) -> str:
     return f"#{job['id']} {job['method']}"
 
 
-def sync_compare(studio: Studio, compare: dict[str, Any], job_ids: list[int]
-                 ) -> tuple[dict[str, Any], bool]:
+def sync_compare(
+    studio: Studio, compare: dict[str, Any], job_ids: list[int]
+) -> tuple[dict[str, Any], bool]:
     """Follow exactly `job_ids`: fetch new jobs' history, drop the rest; poll active ones for
     points after the last they have. Returns (compare, whether any curve changed)."""
     wanted = [str(int(j)) for j in job_ids or []]
@@ -152,8 +194,9 @@ def sync_compare(studio: Studio, compare: dict[str, Any], job_ids: list[int]
     return out, changed
 
 
-def overlay_frame(compare: dict[str, Any], metric: str, x_lim: list[float] | None = None
-                  ) -> pd.DataFrame:
+def overlay_frame(
+    compare: dict[str, Any], metric: str, x_lim: list[float] | None = None
+) -> pd.DataFrame:
     """Long format (step, value, job) of `metric` for every followed job, thinned per job."""
     parts = []
     for entry in compare.values():
@@ -166,9 +209,13 @@ def overlay_frame(compare: dict[str, Any], metric: str, x_lim: list[float] | Non
         frame["job"] = entry["name"]
         parts.append(frame)
     if not parts:
-        return pd.DataFrame({"step": pd.Series(dtype="int64"),
-                             "value": pd.Series(dtype="float64"),
-                             "job": pd.Series(dtype="str")})
+        return pd.DataFrame(
+            {
+                "step": pd.Series(dtype="int64"),
+                "value": pd.Series(dtype="float64"),
+                "job": pd.Series(dtype="str"),
+            }
+        )
     return pd.concat(parts, ignore_index=True)
 
 
@@ -189,8 +236,13 @@ def health_choices(compare: dict[str, Any]) -> list[tuple[str, str]]:
     return [(label, name) for name, label in HEALTH_METRICS.items()] + [(n, n) for n in extra]
 
 
-def evaluate_jobs(studio: Studio, job_id: int | None, protocols: list[str], dataset: str | None,
-                  report: Progress | None = None) -> str:
+def evaluate_jobs(
+    studio: Studio,
+    job_id: int | None,
+    protocols: list[str],
+    dataset: str | None,
+    report: Progress | None = None,
+) -> str:
     """The Evaluate button's logic: run each protocol on the job, return a status message.
     `report(fraction, text)` receives the progress of all protocols together."""
     if job_id is None:
@@ -199,16 +251,16 @@ def evaluate_jobs(studio: Studio, job_id: int | None, protocols: list[str], data
         return message("Tick at least one protocol.", "warn")
     done = []
     for i, protocol in enumerate(protocols):
-        def on_progress(fraction: float, text: str, i: int = i, protocol: str = protocol
-                        ) -> None:
+
+        def on_progress(fraction: float, text: str, i: int = i, protocol: str = protocol) -> None:
             if report is not None:
                 report((i + fraction) / len(protocols), f"{protocol}: {text}")
 
         try:
-            row = studio.evaluate(int(job_id), protocol, dataset or None,
-                                  on_progress=on_progress)
+            row = studio.evaluate(int(job_id), protocol, dataset or None, on_progress=on_progress)
         except Exception as error:  # noqa: BLE001 - the user's message, or a bug logged
             return error_note(error, f"evaluating job {job_id}")
-        done.append(", ".join(f"{k} {v:.3f}" for k, v in row["figures"].items()
-                              if not k.endswith("_std")))
+        done.append(
+            ", ".join(f"{k} {v:.3f}" for k, v in row["figures"].items() if not k.endswith("_std"))
+        )
     return message(f"Job #{job_id} on {row['dataset']}: " + "; ".join(done), "ok")

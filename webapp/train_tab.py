@@ -7,6 +7,7 @@ follows the job: a 1 s `gr.Timer`, active only while the followed job is queued 
 fetches the points after the last step it has (`studio.metrics(job_id, since)`). Handlers
 with several outputs answer `{component: value}` (figures.Updates); what they leave out stays.
 """
+
 from __future__ import annotations
 
 import logging
@@ -14,15 +15,23 @@ from typing import Any
 
 import gradio as gr
 
-from engine.contract import (ACTIVE_STATUSES, RESUMABLE_STATUSES, TERMINAL_STATUSES,
-                             DatasetInfo, JobSpec, JobStatus, MethodInfo, ProtocolInfo, Studio,
-                             TextSample)
-from webapp.figures import (CurvePanel, Curves, Updates, empty_curves, message, poll,
-                            respond)
-from webapp.cards import card_markdown, cards_table
+from engine.contract import (
+    ACTIVE_STATUSES,
+    RESUMABLE_STATUSES,
+    TERMINAL_STATUSES,
+    DatasetInfo,
+    JobSpec,
+    JobStatus,
+    MethodInfo,
+    ProtocolInfo,
+    Studio,
+    TextSample,
+)
 from webapp.access import may_change
+from webapp.cards import card_markdown, cards_table
 from webapp.data_panel import DataPanel
 from webapp.errors import error_note, error_text
+from webapp.figures import CurvePanel, Curves, Updates, empty_curves, message, poll, respond
 from webapp.forms import ParamForm, clean_value, overrides
 
 log = logging.getLogger(__name__)
@@ -39,8 +48,11 @@ def method_choices(methods: list[MethodInfo]) -> list[tuple[str, str]]:
 def dataset_label(info: DatasetInfo) -> str:
     label = info["name"]
     if info.get("num_train"):
-        label += f" · {info['num_train']:,} images" if info.get("kind", "image") == "image" \
+        label += (
+            f" · {info['num_train']:,} images"
+            if info.get("kind", "image") == "image"
             else f" · {info['num_train']:,} examples"
+        )
     if not info.get("available", True):
         label += f" (unavailable: {info.get('reason') or 'not on disk'})"
     return label
@@ -51,15 +63,15 @@ def fits(info: DatasetInfo, modality: str | None) -> bool:
     return modality is None or modality in info.get("modalities", [info.get("kind", modality)])
 
 
-def dataset_choices(datasets: list[DatasetInfo], modality: str | None
-                    ) -> list[tuple[str, str]]:
+def dataset_choices(datasets: list[DatasetInfo], modality: str | None) -> list[tuple[str, str]]:
     """The datasets a method of `modality` can train on, unavailable ones marked."""
     fitting = [d for d in datasets if fits(d, modality)]
     return [(dataset_label(d), d["name"]) for d in fitting]
 
 
-def pick_dataset(datasets: list[DatasetInfo], modality: str | None,
-                 current: str | None) -> str | None:
+def pick_dataset(
+    datasets: list[DatasetInfo], modality: str | None, current: str | None
+) -> str | None:
     """Keep `current` when the method can use it, else the first available one."""
     fitting = [d for d in datasets if fits(d, modality)]
     names = [d["name"] for d in fitting]
@@ -69,17 +81,29 @@ def pick_dataset(datasets: list[DatasetInfo], modality: str | None,
     return (available or names or [None])[0]
 
 
-def submit_form(studio: Studio, method: str, dataset: str, preset: str, seed: Any,
-                values: dict[str, Any], evals: list[str] | None = None,
-                eval_dataset: str | None = None) -> tuple[int | None, str]:
+def submit_form(
+    studio: Studio,
+    method: str,
+    dataset: str,
+    preset: str,
+    seed: Any,
+    values: dict[str, Any],
+    evals: list[str] | None = None,
+    eval_dataset: str | None = None,
+) -> tuple[int | None, str]:
     """Start's logic: form values -> spec -> `studio.submit`. Returns (job id or None, the
     message to show beside the form). `values` maps field names (backbone included) to
     widget values; only those differing from the preset's defaults go into the spec.
     `evals` (protocols to run when the job completes) and `eval_dataset` go in when set."""
     try:
         fields = studio.method_form(method, preset)
-        spec: JobSpec = {"method": method, "dataset": dataset, "preset": preset,
-                         "seed": clean_value(seed, "int"), "params": overrides(fields, values)}
+        spec: JobSpec = {
+            "method": method,
+            "dataset": dataset,
+            "preset": preset,
+            "seed": clean_value(seed, "int"),
+            "params": overrides(fields, values),
+        }
         if evals:
             spec["evals"] = list(evals)
         if eval_dataset:
@@ -91,8 +115,12 @@ def submit_form(studio: Studio, method: str, dataset: str, preset: str, seed: An
 
 
 def eval_choices(protocols: list[ProtocolInfo]) -> list[tuple[str, str]]:
-    labels = {"knn": "k-NN", "linear": "linear probe", "fewshot": "few-shot",
-              "finetune": "fine-tune 1%/10% (slow)"}
+    labels = {
+        "knn": "k-NN",
+        "linear": "linear probe",
+        "fewshot": "few-shot",
+        "finetune": "fine-tune 1%/10% (slow)",
+    }
     return [(labels.get(p["name"], p["name"]), p["name"]) for p in protocols]
 
 
@@ -103,8 +131,10 @@ def default_evals(modality: str | None) -> list[str]:
 def eval_dataset_choices(datasets: list[DatasetInfo]) -> list[tuple[str, str]]:
     """Labelled image datasets; "" evaluates on the training dataset."""
     return [("same as training", "")] + [
-        (d["name"], d["name"]) for d in datasets
-        if d.get("kind", "image") == "image" and d.get("labelled") and d.get("available", True)]
+        (d["name"], d["name"])
+        for d in datasets
+        if d.get("kind", "image") == "image" and d.get("labelled") and d.get("available", True)
+    ]
 
 
 def waiting_for(studio: Studio) -> int | None:
@@ -123,12 +153,13 @@ def latest_sample_text(samples: list[TextSample]) -> str:
     return f"step {last['step']}\n" + "\n".join(parts)
 
 
-def button_states(status: str | None, owner: bool = True
-                  ) -> tuple[dict[str, Any], dict[str, Any]]:
+def button_states(status: str | None, owner: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
     """(Stop, Resume) interactivity for a job in `status`; never for a viewer (`owner`
     False), whose clicks the server would refuse anyway."""
-    return (gr.update(interactive=owner and status in ACTIVE_STATUSES),
-            gr.update(interactive=owner and status in RESUMABLE_STATUSES))
+    return (
+        gr.update(interactive=owner and status in ACTIVE_STATUSES),
+        gr.update(interactive=owner and status in RESUMABLE_STATUSES),
+    )
 
 
 class TrainTab:
@@ -151,24 +182,36 @@ class TrainTab:
         backbone = next(f for f in fields if f["name"] == "backbone")
         with gr.Row():
             with gr.Column(scale=2, min_width=380):
-                self.method = gr.Dropdown(method_choices(list(self.methods.values())),
-                                          value=first, label="Method",
-                                          info="Each method is one file in engine/methods/.")
-                self.dataset = gr.Dropdown(dataset_choices(datasets, info["modality"]),
-                                           value=pick_dataset(datasets, info["modality"], None),
-                                           label="Dataset")
+                self.method = gr.Dropdown(
+                    method_choices(list(self.methods.values())),
+                    value=first,
+                    label="Method",
+                    info="Each method is one file in engine/methods/.",
+                )
+                self.dataset = gr.Dropdown(
+                    dataset_choices(datasets, info["modality"]),
+                    value=pick_dataset(datasets, info["modality"], None),
+                    label="Dataset",
+                )
                 self.data_panel.build()
                 with gr.Accordion("About this method", open=False):
                     self.card = gr.Markdown(card_markdown(info))
                 with gr.Row():
-                    self.backbone = gr.Dropdown(backbone["choices"] or [backbone["default"]],
-                                                value=backbone["default"], label="Backbone",
-                                                info=backbone["help"])
-                    self.preset = gr.Dropdown(info["presets"], value="quick", label="Preset",
-                                              info="quick: minutes on a laptop CPU; paper: "
-                                                   "the paper's recipe.")
-                    self.seed = gr.Number(0, precision=0, label="Seed", minimum=0,
-                                          info="Same seed, same run.")
+                    self.backbone = gr.Dropdown(
+                        backbone["choices"] or [backbone["default"]],
+                        value=backbone["default"],
+                        label="Backbone",
+                        info=backbone["help"],
+                    )
+                    self.preset = gr.Dropdown(
+                        info["presets"],
+                        value="quick",
+                        label="Preset",
+                        info="quick: minutes on a laptop CPU; paper: the paper's recipe.",
+                    )
+                    self.seed = gr.Number(
+                        0, precision=0, label="Seed", minimum=0, info="Same seed, same run."
+                    )
                 with gr.Row(elem_classes=["ps-params"]):
                     self.form.render(main=True, fields=fields)
                 with gr.Accordion("More settings", open=False):
@@ -178,28 +221,40 @@ class TrainTab:
                     self.evals = gr.CheckboxGroup(
                         eval_choices(self.studio.protocols()),
                         value=default_evals(info["modality"]),
-                        interactive=info["modality"] == "image", scale=3,
-                        label="Evaluate when done", elem_id="train-evals",
+                        interactive=info["modality"] == "image",
+                        scale=3,
+                        label="Evaluate when done",
+                        elem_id="train-evals",
                         info="Scored on the test split; see them in the Runs tab beside "
-                             "the pixels and random-network baselines.")
+                        "the pixels and random-network baselines.",
+                    )
                     self.eval_dataset = gr.Dropdown(
-                        eval_dataset_choices(datasets), value="", scale=2, min_width=160,
-                        label="Evaluate on", info="A labelled image dataset.")
+                        eval_dataset_choices(datasets),
+                        value="",
+                        scale=2,
+                        min_width=160,
+                        label="Evaluate on",
+                        info="A labelled image dataset.",
+                    )
                 with gr.Row():
-                    self.start_btn = gr.Button("Start", variant="primary", scale=2,
-                                               min_width=100)
-                    self.stop_btn = gr.Button("Stop", variant="stop", interactive=False,
-                                              scale=1, min_width=80)
-                    self.resume_btn = gr.Button("Resume", interactive=False, scale=1,
-                                                min_width=80)
+                    self.start_btn = gr.Button("Start", variant="primary", scale=2, min_width=100)
+                    self.stop_btn = gr.Button(
+                        "Stop", variant="stop", interactive=False, scale=1, min_width=80
+                    )
+                    self.resume_btn = gr.Button("Resume", interactive=False, scale=1, min_width=80)
                 self.note = gr.HTML("", elem_classes=["ps-note"])
             with gr.Column(scale=3, min_width=480):
                 self.panel = CurvePanel(IDLE_TEXT, "train")
-                self.sample = gr.Textbox(label="Latest sample the model wrote", lines=3,
-                                         visible=False, interactive=False)
+                self.sample = gr.Textbox(
+                    label="Latest sample the model wrote", lines=3, visible=False, interactive=False
+                )
         with gr.Accordion("Compare all methods", open=False):
-            gr.Dataframe(cards_table(list(self.methods.values())), interactive=False,
-                         wrap=True, column_widths=["9%", "6%", "8%", "42%", "35%"])
+            gr.Dataframe(
+                cards_table(list(self.methods.values())),
+                interactive=False,
+                wrap=True,
+                column_widths=["9%", "6%", "8%", "42%", "35%"],
+            )
         self.timer = gr.Timer(POLL_S, active=False)
         self.sample_timer = gr.Timer(SAMPLE_POLL_S)
         self.follow_outputs = [*self.panel.outputs, self.timer, self.stop_btn, self.resume_btn]
@@ -209,32 +264,68 @@ class TrainTab:
         # preprocess=False: the dataset's value is only a hint here (kept when it fits the new
         # method), and gradio's check of it against the choices saw the previous method's
         # list when methods were switched quickly, raising "captions is not in the list".
-        self.method.input(self.on_method, [self.method, self.dataset, self.preset],
-                          [self.dataset, self.preset, self.backbone, *self.form.components],
-                          preprocess=False, **private)
-        self.method.input(lambda method: card_markdown(self.methods[method]), [self.method],
-                          [self.card], **private)
-        self.preset.input(self.on_preset, [self.method, self.preset],
-                          [self.backbone, *self.form.components], **private)
+        self.method.input(
+            self.on_method,
+            [self.method, self.dataset, self.preset],
+            [self.dataset, self.preset, self.backbone, *self.form.components],
+            preprocess=False,
+            **private,
+        )
+        self.method.input(
+            lambda method: card_markdown(self.methods[method]),
+            [self.method],
+            [self.card],
+            **private,
+        )
+        self.preset.input(
+            self.on_preset,
+            [self.method, self.preset],
+            [self.backbone, *self.form.components],
+            **private,
+        )
         # preprocess=False: the raw widget values go to the engine, which checks bounds and
         # types and names the field in its message (gradio's own bound check would raise a
         # toast that names no field).
-        self.start_btn.click(self.start, [self.method, self.dataset, self.preset, self.seed,
-                                          self.backbone, *self.form.components, self.evals,
-                                          self.eval_dataset],
-                             [self.note, *self.follow_outputs], preprocess=False, **private)
+        self.start_btn.click(
+            self.start,
+            [
+                self.method,
+                self.dataset,
+                self.preset,
+                self.seed,
+                self.backbone,
+                *self.form.components,
+                self.evals,
+                self.eval_dataset,
+            ],
+            [self.note, *self.follow_outputs],
+            preprocess=False,
+            **private,
+        )
         self.method.input(self.on_method_evals, [self.method], [self.evals], **private)
-        self.timer.tick(self.tick, [self.panel.curves, self.panel.x_lim, self.panel.extra_name],
-                        self.follow_outputs, show_progress="hidden", concurrency_limit=None,
-                        **private)
+        self.timer.tick(
+            self.tick,
+            [self.panel.curves, self.panel.x_lim, self.panel.extra_name],
+            self.follow_outputs,
+            show_progress="hidden",
+            concurrency_limit=None,
+            **private,
+        )
         self.stop_btn.click(self.stop, [self.panel.curves], [self.note], **private)
-        self.resume_btn.click(self.resume, [self.panel.curves], [self.note, *self.follow_outputs],
-                              **private)
+        self.resume_btn.click(
+            self.resume, [self.panel.curves], [self.note, *self.follow_outputs], **private
+        )
         self.panel.wire()
-        self.sample_timer.tick(self.on_sample, [self.panel.curves], [self.sample],
-                               show_progress="hidden", **private)
-        self.data_panel.wire(self.dataset, self.method, lambda method: dataset_choices(
-            self.studio.datasets(), self.methods[method]["modality"]))
+        self.sample_timer.tick(
+            self.on_sample, [self.panel.curves], [self.sample], show_progress="hidden", **private
+        )
+        self.data_panel.wire(
+            self.dataset,
+            self.method,
+            lambda method: dataset_choices(
+                self.studio.datasets(), self.methods[method]["modality"]
+            ),
+        )
         demo.load(self.on_load, None, self.follow_outputs, show_progress="hidden", **private)
 
     # ---- handlers ----------------------------------------------------------------------
@@ -244,12 +335,19 @@ class TrainTab:
         fields = self.studio.method_form(method, preset)
         datasets = self.studio.datasets()
         backbone = next(f for f in fields if f["name"] == "backbone")
-        return {self.dataset: gr.update(choices=dataset_choices(datasets, info["modality"]),
-                                        value=pick_dataset(datasets, info["modality"], dataset)),
-                self.preset: gr.update(choices=info["presets"], value=preset),
-                self.backbone: gr.update(choices=backbone["choices"] or [backbone["default"]],
-                                         value=backbone["default"], info=backbone["help"]),
-                **self.form.updates(fields)}
+        return {
+            self.dataset: gr.update(
+                choices=dataset_choices(datasets, info["modality"]),
+                value=pick_dataset(datasets, info["modality"], dataset),
+            ),
+            self.preset: gr.update(choices=info["presets"], value=preset),
+            self.backbone: gr.update(
+                choices=backbone["choices"] or [backbone["default"]],
+                value=backbone["default"],
+                info=backbone["help"],
+            ),
+            **self.form.updates(fields),
+        }
 
     def on_method_evals(self, method: str) -> Any:
         """Evaluations need image features: off (and locked) for text methods."""
@@ -261,8 +359,9 @@ class TrainTab:
         backbone = next(f for f in fields if f["name"] == "backbone")
         return {self.backbone: gr.update(value=backbone["default"]), **self.form.updates(fields)}
 
-    def start(self, method: str, dataset: str, preset: str, seed: Any, backbone: str,
-              *raw: Any) -> Updates:
+    def start(
+        self, method: str, dataset: str, preset: str, seed: Any, backbone: str, *raw: Any
+    ) -> Updates:
         try:
             fields = self.studio.method_form(method, preset)
         except Exception as error:  # noqa: BLE001 - the user's message, or a bug logged
@@ -270,8 +369,16 @@ class TrainTab:
         count = len(self.form.components)  # then the evaluations and their dataset, if sent
         extra = list(raw[count:]) + [None, None]
         values = {"backbone": backbone, **self.form.values(fields, list(raw[:count]))}
-        job_id, note = submit_form(self.studio, method, dataset, preset, seed, values,
-                                   evals=extra[0], eval_dataset=extra[1])
+        job_id, note = submit_form(
+            self.studio,
+            method,
+            dataset,
+            preset,
+            seed,
+            values,
+            evals=extra[0],
+            eval_dataset=extra[1],
+        )
         if job_id is None:
             return {self.note: note}
         return {self.note: note, **self.follow(job_id)}
@@ -288,9 +395,11 @@ class TrainTab:
         curves, job, _ = poll(self.studio, empty_curves(int(job_id)))
         wait = waiting_for(self.studio) if job["status"] == JobStatus.QUEUED else None
         curves["status"] = job["status"]
-        return {**self.panel.values(curves, job, True, None, None, waiting_for=wait, reset=True),
-                self.timer: gr.Timer(active=job["status"] not in TERMINAL_STATUSES),
-                **self.buttons(job["status"])}
+        return {
+            **self.panel.values(curves, job, True, None, None, waiting_for=wait, reset=True),
+            self.timer: gr.Timer(active=job["status"] not in TERMINAL_STATUSES),
+            **self.buttons(job["status"]),
+        }
 
     def tick(self, curves: Curves, x_lim: list[float] | None, extra_name: str | None) -> Updates:
         if curves.get("job_id") is None:
@@ -299,9 +408,11 @@ class TrainTab:
             curves, job, changed = poll(self.studio, curves)
         except Exception as error:  # noqa: BLE001 - the job vanished, or a bug (logged)
             note = error_text(error, f"polling job {curves.get('job_id')}")
-            return {self.panel.curves: curves,
-                    self.panel.status: message(f"Lost the job: {note}", "error"),
-                    self.timer: gr.Timer(active=False)}
+            return {
+                self.panel.curves: curves,
+                self.panel.status: message(f"Lost the job: {note}", "error"),
+                self.timer: gr.Timer(active=False),
+            }
         wait = waiting_for(self.studio) if job["status"] == JobStatus.QUEUED else None
         status_changed = job["status"] != curves.get("status")
         curves["status"] = job["status"]
@@ -329,8 +440,9 @@ class TrainTab:
         except Exception as error:  # noqa: BLE001 - the user's message, or a bug logged
             return error_note(error, "stop")
         if outcome == "stopping":
-            return message(f"Job #{job_id} stops after its current step and keeps a checkpoint.",
-                           "info")
+            return message(
+                f"Job #{job_id} stops after its current step and keeps a checkpoint.", "info"
+            )
         return message(f"Job #{job_id} {outcome}.", "info")
 
     def resume(self, curves: Curves) -> Updates:
@@ -341,8 +453,12 @@ class TrainTab:
             self.studio.resume(job_id)
         except Exception as error:  # noqa: BLE001 - the user's message, or a bug logged
             return {self.note: error_note(error, "resume")}
-        return {self.note: message(f"Job #{job_id} queued again; it continues from its last "
-                                   "checkpoint.", "ok"), **self.follow(job_id)}
+        return {
+            self.note: message(
+                f"Job #{job_id} queued again; it continues from its last checkpoint.", "ok"
+            ),
+            **self.follow(job_id),
+        }
 
     def on_load(self) -> Any:
         """A (re)loaded page follows the running job, else the newest queued one, if any."""

@@ -14,10 +14,12 @@ startup from the store (`engine.data.stored.register_user_datasets`) and when ad
 A name is taken once: a second source under it is refused, except a user dataset registered
 again under its own name (re-imported, maybe as another kind), which replaces the first.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -74,8 +76,9 @@ class DatasetSource:
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
-            raise DatasetError(f"dataset {self.name!r} has kind {self.kind!r}; use one of: "
-                               f"{', '.join(KINDS)}")
+            raise DatasetError(
+                f"dataset {self.name!r} has kind {self.kind!r}; use one of: {', '.join(KINDS)}"
+            )
         loader = self.build if self.kind == "image" else self.documents
         if loader is None:
             needed = "build" if self.kind == "image" else "documents"
@@ -92,8 +95,10 @@ def register_dataset(source: DatasetSource) -> DatasetSource:
     the new source are user datasets: a re-import replaces the earlier one."""
     earlier = _SOURCES.get(source.name)
     if earlier is not None and (earlier.builtin or source.builtin):
-        raise DatasetError(f"a dataset named {source.name!r} is already registered"
-                           f"{' (a builtin)' if earlier.builtin else ''}; pick another name")
+        raise DatasetError(
+            f"a dataset named {source.name!r} is already registered"
+            f"{' (a builtin)' if earlier.builtin else ''}; pick another name"
+        )
     _SOURCES[source.name] = source
     return source
 
@@ -109,8 +114,9 @@ def get_source(name: str) -> DatasetSource:
     """The source registered under `name`; an unknown name raises `DatasetError` naming the
     known ones."""
     if not isinstance(name, str) or name not in _SOURCES:
-        raise DatasetError(f"unknown dataset {shown(name)}; known datasets: "
-                           f"{', '.join(sorted(_SOURCES))}")
+        raise DatasetError(
+            f"unknown dataset {shown(name)}; known datasets: {', '.join(sorted(_SOURCES))}"
+        )
     return _SOURCES[name]
 
 
@@ -130,11 +136,18 @@ def dataset_info(name: str) -> dict[str, Any]:
     source = get_source(name)
     reason = source.unavailable()
     return {
-        "name": source.name, "kind": source.kind, "description": source.description,
-        "builtin": source.builtin, "available": not reason, "reason": reason,
-        "num_train": source.num_train, "num_test": source.num_test,
-        "num_classes": source.num_classes, "labelled": source.labelled,
-        "native_size": source.native_size, "modalities": list(source.modalities),
+        "name": source.name,
+        "kind": source.kind,
+        "description": source.description,
+        "builtin": source.builtin,
+        "available": not reason,
+        "reason": reason,
+        "num_train": source.num_train,
+        "num_test": source.num_test,
+        "num_classes": source.num_classes,
+        "labelled": source.labelled,
+        "native_size": source.native_size,
+        "modalities": list(source.modalities),
         "augmentation": source.augmentation,
         "procedural": source.render is not None,  # can render more training images
     }
@@ -147,19 +160,22 @@ def list_datasets() -> list[dict[str, Any]]:
 
 # --- builtin sources -------------------------------------------------------------------------
 
+
 def _build_shapes(split: str) -> RawImages:
     count = shapes.NUM_TRAIN if split == "train" else shapes.NUM_TEST
     batch = shapes.generate_shapes(count, seed=shapes.SPLIT_SEEDS[split])
-    return RawImages(batch.images, batch.labels, list(shapes.SHAPE_NAMES), batch.captions,
-                     batch.factors)
+    return RawImages(
+        batch.images, batch.labels, list(shapes.SHAPE_NAMES), batch.captions, batch.factors
+    )
 
 
 def _render_shapes(count: int, seed: int) -> RawImages:
     if seed in shapes.SPLIT_SEEDS.values():
         raise DatasetError(f"seed {seed} is a split's own; pick another")
     batch = shapes.generate_shapes(count, seed=seed)
-    return RawImages(batch.images, batch.labels, list(shapes.SHAPE_NAMES), batch.captions,
-                     batch.factors)
+    return RawImages(
+        batch.images, batch.labels, list(shapes.SHAPE_NAMES), batch.captions, batch.factors
+    )
 
 
 def _build_digits(split: str) -> RawImages:
@@ -169,33 +185,69 @@ def _build_digits(split: str) -> RawImages:
 
 def _shapes_captions(cache_dir: str | None) -> list[str]:
     """The captions of both `shapes` splits, train first (no image is drawn)."""
-    return [caption for split in SPLITS for caption in shapes.shape_captions(
-        shapes.NUM_TRAIN if split == "train" else shapes.NUM_TEST, shapes.SPLIT_SEEDS[split])]
+    return [
+        caption
+        for split in SPLITS
+        for caption in shapes.shape_captions(
+            shapes.NUM_TRAIN if split == "train" else shapes.NUM_TEST, shapes.SPLIT_SEEDS[split]
+        )
+    ]
 
 
-register_dataset(DatasetSource(
-    name="shapes", kind="image", builtin=True,
-    description="Procedural coloured shapes with captions; colour, size, place and background vary",
-    num_train=shapes.NUM_TRAIN, num_test=shapes.NUM_TEST, num_classes=len(shapes.SHAPE_NAMES),
-    labelled=True, native_size=shapes.NATIVE_SIZE, build=_build_shapes,
-    modalities=("image", "image-text"), version=2, augmentation="synthetic",
-    render=_render_shapes,
-))
-register_dataset(DatasetSource(
-    name="digits", kind="image", builtin=True,
-    description="scikit-learn's 1,797 real 8x8 handwritten digits (0-9), upsampled",
-    num_train=digits.NUM_TRAIN, num_test=digits.NUM_TEST, num_classes=len(digits.CLASS_NAMES),
-    labelled=True, native_size=digits.NATIVE_SIZE, build=_build_digits,
-    unavailable=digits.unavailable_reason, resample="bicubic",
-))
-register_dataset(DatasetSource(
-    name="captions", kind="text", builtin=True,
-    description="The captions of `shapes` as a text corpus (6,000 short sentences)",
-    num_train=5700, num_test=300, documents=_shapes_captions,
-))
-register_dataset(DatasetSource(
-    name="pydocs", kind="text", builtin=True,
-    description="English prose from the Python standard library's docstrings (~1.1 MB, "
-                "harvested and cached on first use)",
-    num_train=8100, num_test=420, documents=pydocs.load_pydocs,
-))
+register_dataset(
+    DatasetSource(
+        name="shapes",
+        kind="image",
+        builtin=True,
+        description="Procedural coloured shapes with captions; colour, size, place and background vary",
+        num_train=shapes.NUM_TRAIN,
+        num_test=shapes.NUM_TEST,
+        num_classes=len(shapes.SHAPE_NAMES),
+        labelled=True,
+        native_size=shapes.NATIVE_SIZE,
+        build=_build_shapes,
+        modalities=("image", "image-text"),
+        version=2,
+        augmentation="synthetic",
+        render=_render_shapes,
+    )
+)
+register_dataset(
+    DatasetSource(
+        name="digits",
+        kind="image",
+        builtin=True,
+        description="scikit-learn's 1,797 real 8x8 handwritten digits (0-9), upsampled",
+        num_train=digits.NUM_TRAIN,
+        num_test=digits.NUM_TEST,
+        num_classes=len(digits.CLASS_NAMES),
+        labelled=True,
+        native_size=digits.NATIVE_SIZE,
+        build=_build_digits,
+        unavailable=digits.unavailable_reason,
+        resample="bicubic",
+    )
+)
+register_dataset(
+    DatasetSource(
+        name="captions",
+        kind="text",
+        builtin=True,
+        description="The captions of `shapes` as a text corpus (6,000 short sentences)",
+        num_train=5700,
+        num_test=300,
+        documents=_shapes_captions,
+    )
+)
+register_dataset(
+    DatasetSource(
+        name="pydocs",
+        kind="text",
+        builtin=True,
+        description="English prose from the Python standard library's docstrings (~1.1 MB, "
+        "harvested and cached on first use)",
+        num_train=8100,
+        num_test=420,
+        documents=pydocs.load_pydocs,
+    )
+)

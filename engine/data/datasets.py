@@ -6,6 +6,7 @@ smaller than float, and the batched views (``engine.data.views``) turn them into
 training device. ``dataset_info`` and ``list_datasets`` are the catalog's, importable from here
 too, as the callers that load datasets describe them.
 """
+
 from __future__ import annotations
 
 import functools
@@ -20,8 +21,14 @@ import torch
 import torch.nn.functional as F
 
 from engine.checks import shown
-from engine.data.catalog import (SPLITS, DatasetSource, dataset_info, get_source,  # noqa: F401
-                                 list_datasets, sources)
+from engine.data.catalog import (  # noqa: F401
+    SPLITS,
+    DatasetSource,
+    dataset_info,
+    get_source,
+    list_datasets,
+    sources,
+)
 from engine.errors import DatasetError
 
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 1024
@@ -51,8 +58,10 @@ def image_source(name: str) -> DatasetSource:
     """The catalog's source of an image dataset; a text corpus or an unknown name is refused."""
     source = get_source(name)
     if source.kind != "image":
-        raise DatasetError(f"{name!r} is a text corpus, not images; text methods read it with "
-                           "engine.data.text.corpus_texts")
+        raise DatasetError(
+            f"{name!r} is a text corpus, not images; text methods read it with "
+            "engine.data.text.corpus_texts"
+        )
     return source
 
 
@@ -64,19 +73,22 @@ def resize_images(images: torch.Tensor, size: int, mode: str = "bilinear") -> to
     options: dict[str, Any] = {"align_corners": False, "antialias": True} if smooth else {}
     out = torch.empty((images.shape[0], images.shape[1], size, size), dtype=torch.uint8)
     for start in range(0, images.shape[0], 1024):  # chunks bound the float copy to ~50 MB at 64 px
-        chunk = images[start:start + 1024].float()
+        chunk = images[start : start + 1024].float()
         resized = F.interpolate(chunk, size=(size, size), mode=mode, **options)
-        out[start:start + 1024] = resized.round_().clamp_(0, 255).to(torch.uint8)
+        out[start : start + 1024] = resized.round_().clamp_(0, 255).to(torch.uint8)
     return out
 
 
 def _build(source: DatasetSource, split: str, image_size: int) -> ImageDataset:
     raw = source.build(split)
     return ImageDataset(
-        name=source.name, split=split,
+        name=source.name,
+        split=split,
         images=resize_images(raw.images, image_size, source.resample),
         labels=raw.labels.to(torch.int64).contiguous(),
-        class_names=list(raw.class_names), captions=raw.captions, factors=raw.factors,
+        class_names=list(raw.class_names),
+        captions=raw.captions,
+        factors=raw.factors,
     )
 
 
@@ -87,9 +99,13 @@ def _read_cache(path: str, source: DatasetSource, split: str) -> ImageDataset | 
         if blob.get("format") != _CACHE_FORMAT:
             return None
         return ImageDataset(
-            name=source.name, split=split, images=blob["images"].contiguous(),
-            labels=blob["labels"], class_names=list(blob["class_names"]),
-            captions=blob["captions"], factors=blob["factors"],
+            name=source.name,
+            split=split,
+            images=blob["images"].contiguous(),
+            labels=blob["labels"],
+            class_names=list(blob["class_names"]),
+            captions=blob["captions"],
+            factors=blob["factors"],
         )
     except FileNotFoundError:
         return None
@@ -104,15 +120,23 @@ def _write_cache(path: str, dataset: ImageDataset) -> None:
         os.makedirs(folder, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     except OSError as exc:
-        raise DatasetError(f"cannot write the dataset cache in {folder!r} ({exc}); "
-                           "pass a writable cache_dir or none") from exc
+        raise DatasetError(
+            f"cannot write the dataset cache in {folder!r} ({exc}); "
+            "pass a writable cache_dir or none"
+        ) from exc
     try:
         with os.fdopen(fd, "wb") as handle:
-            torch.save({
-                "format": _CACHE_FORMAT, "images": dataset.images, "labels": dataset.labels,
-                "class_names": dataset.class_names, "captions": dataset.captions,
-                "factors": dataset.factors,
-            }, handle)
+            torch.save(
+                {
+                    "format": _CACHE_FORMAT,
+                    "images": dataset.images,
+                    "labels": dataset.labels,
+                    "class_names": dataset.class_names,
+                    "captions": dataset.captions,
+                    "factors": dataset.factors,
+                },
+                handle,
+            )
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -133,8 +157,12 @@ def _load_cached(name: str, split: str, image_size: int, cache_dir: str | None) 
     return dataset
 
 
-def load_dataset(name: str, split: str = "train", image_size: int = 32,
-                 cache_dir: str | os.PathLike[str] | None = None) -> ImageDataset:
+def load_dataset(
+    name: str,
+    split: str = "train",
+    image_size: int = 32,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> ImageDataset:
     """Load one split resized to ``image_size`` x ``image_size`` (antialiased); deterministic.
 
     Results are cached in memory per argument set, and on disk under ``cache_dir`` when given
@@ -142,12 +170,15 @@ def load_dataset(name: str, split: str = "train", image_size: int = 32,
     """
     source = image_source(name)
     if not isinstance(split, str) or split not in SPLITS:
-        raise DatasetError(f"unknown split {shown(split)} for dataset {name!r}; "
-                           f"use one of: {', '.join(SPLITS)}")
+        raise DatasetError(
+            f"unknown split {shown(split)} for dataset {name!r}; use one of: {', '.join(SPLITS)}"
+        )
     whole = isinstance(image_size, numbers.Integral) and not isinstance(image_size, bool)
     if not whole or not MIN_IMAGE_SIZE <= image_size <= MAX_IMAGE_SIZE:
-        raise DatasetError(f"image_size must be a whole number of pixels from {MIN_IMAGE_SIZE} to "
-                           f"{MAX_IMAGE_SIZE}, got {image_size!r}")
+        raise DatasetError(
+            f"image_size must be a whole number of pixels from {MIN_IMAGE_SIZE} to "
+            f"{MAX_IMAGE_SIZE}, got {image_size!r}"
+        )
     reason = source.unavailable()
     if reason:
         raise DatasetError(f"dataset {name!r} is not available: {reason}")
@@ -155,8 +186,9 @@ def load_dataset(name: str, split: str = "train", image_size: int = 32,
     return _load_cached(name, split, int(image_size), folder)
 
 
-def render_images(name: str, count: int, image_size: int, seed: int = 0,
-                  chunk: int = 10_000) -> ImageDataset:
+def render_images(
+    name: str, count: int, image_size: int, seed: int = 0, chunk: int = 10_000
+) -> ImageDataset:
     """``count`` fresh training images of a procedural dataset (shapes), resized as the splits
     are; the same ones for the same arguments, none of them in the test split. A fixed
     dataset has no more images to give: a clear error."""
@@ -165,8 +197,10 @@ def render_images(name: str, count: int, image_size: int, seed: int = 0,
         raise DatasetError(f"asked to render {count} images; ask for at least one")
     if source.render is None:
         procedural = ", ".join(s.name for s in sources("image") if s.render) or "none"
-        raise DatasetError(f"{name!r} is a fixed set of images and cannot render more; "
-                           f"only procedural datasets can ({procedural}); set the count to 0")
+        raise DatasetError(
+            f"{name!r} is a fixed set of images and cannot render more; "
+            f"only procedural datasets can ({procedural}); set the count to 0"
+        )
     images, labels, captions, factors = [], [], [], {}
     for k, start in enumerate(range(0, count, chunk)):  # bounds the native-size copy
         raw = source.render(min(chunk, count - start), 1_000_003 * (seed + 1) + k)
@@ -175,9 +209,15 @@ def render_images(name: str, count: int, image_size: int, seed: int = 0,
         captions += raw.captions or []
         for key, values in (raw.factors or {}).items():
             factors.setdefault(key, []).extend(values)
-    return ImageDataset(name=name, split="train", images=torch.cat(images).contiguous(),
-                        labels=torch.cat(labels), class_names=list(raw.class_names),
-                        captions=captions or None, factors=factors or None)
+    return ImageDataset(
+        name=name,
+        split="train",
+        images=torch.cat(images).contiguous(),
+        labels=torch.cat(labels),
+        class_names=list(raw.class_names),
+        captions=captions or None,
+        factors=factors or None,
+    )
 
 
 def clear_memory_cache() -> None:

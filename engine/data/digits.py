@@ -4,6 +4,7 @@ Alpaydin & Kaynak 1998, "Optical Recognition of Handwritten Digits", UCI ML repo
 ships inside scikit-learn, so it loads with no network. It is an honesty check rather than a
 showcase: raw pixels already score about 0.965 with k-NN.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -22,7 +23,7 @@ CLASS_NAMES: list[str] = [str(d) for d in range(10)]
 
 
 def unavailable_reason() -> str:
-    """"" when scikit-learn can be imported, else what to install. Cheap: imports nothing."""
+    """ "" when scikit-learn can be imported, else what to install. Cheap: imports nothing."""
     if importlib.util.find_spec("sklearn") is None:
         return "scikit-learn is not installed; run `pip install scikit-learn`"
     return ""
@@ -41,7 +42,8 @@ def load_digits_split(split: str) -> tuple[torch.Tensor, torch.Tensor]:
     pixels, labels = load_digits(return_X_y=True)  # (1797, 64) float in 0..16, (1797,) int
     index = np.arange(len(labels))
     train_idx, test_idx = train_test_split(
-        index, test_size=TEST_FRACTION, random_state=SPLIT_SEED, stratify=labels)
+        index, test_size=TEST_FRACTION, random_state=SPLIT_SEED, stratify=labels
+    )
     chosen = np.sort(train_idx if split == "train" else test_idx)
     grey = np.rint(pixels[chosen] * (255.0 / 16.0)).astype(np.uint8)  # 0..16 -> 0..255
     images = torch.from_numpy(grey).view(-1, 1, NATIVE_SIZE, NATIVE_SIZE)  # (N, 64) -> (N, 1, 8, 8)

@@ -7,6 +7,7 @@ bins of side 10 and keep the in-gamut ones (313 for their ImageNet gamut); ``ab_
 rebuilds that set from the sRGB cube. ``soft_encode`` and ``annealed_mean`` are the paper's
 target encoding (5 nearest bins, Gaussian sigma 5) and its decoding (temperature 0.38).
 """
+
 from __future__ import annotations
 
 import functools
@@ -15,9 +16,9 @@ import torch
 from torch import Tensor
 
 # sRGB primaries, D65 white (IEC 61966-2-1); rows give X, Y, Z.
-_RGB_TO_XYZ = torch.tensor([[0.412453, 0.357580, 0.180423],
-                            [0.212671, 0.715160, 0.072169],
-                            [0.019334, 0.119193, 0.950227]])
+_RGB_TO_XYZ = torch.tensor(
+    [[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]]
+)
 _WHITE = torch.tensor([0.95047, 1.0, 1.08883])  # XYZ of the D65 white point
 _DELTA = 6 / 29
 
@@ -34,8 +35,9 @@ def rgb_to_lab(rgb: Tensor) -> Tensor:
     linear = torch.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
     matrix = (_RGB_TO_XYZ / _WHITE[:, None]).to(rgb.device)  # white-normalised XYZ rows
     xyz = torch.einsum("ij,...jhw->...ihw", matrix, linear)
-    f = torch.where(xyz > _DELTA ** 3, xyz.clamp(min=1e-12) ** (1 / 3),
-                    xyz / (3 * _DELTA ** 2) + 4 / 29)
+    f = torch.where(
+        xyz > _DELTA**3, xyz.clamp(min=1e-12) ** (1 / 3), xyz / (3 * _DELTA**2) + 4 / 29
+    )
     fx, fy, fz = f.unbind(-3)
     return torch.stack([116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)], dim=-3)
 
@@ -47,12 +49,13 @@ def lab_to_rgb(lab: Tensor) -> Tensor:
     light, a, b = lab.unbind(-3)
     fy = (light + 16) / 116
     f = torch.stack([fy + a / 500, fy, fy - b / 200], dim=-3)
-    xyz = torch.where(f > _DELTA, f ** 3, 3 * _DELTA ** 2 * (f - 4 / 29))
+    xyz = torch.where(f > _DELTA, f**3, 3 * _DELTA**2 * (f - 4 / 29))
     xyz = xyz * _WHITE.to(lab.device)[:, None, None]
     linear = torch.einsum("ij,...jhw->...ihw", torch.linalg.inv(_RGB_TO_XYZ).to(lab.device), xyz)
     linear = linear.clamp(0.0, 1.0)
-    rgb = torch.where(linear > 0.0031308, 1.055 * linear.clamp(min=1e-12) ** (1 / 2.4) - 0.055,
-                      12.92 * linear)
+    rgb = torch.where(
+        linear > 0.0031308, 1.055 * linear.clamp(min=1e-12) ** (1 / 2.4) - 0.055, 12.92 * linear
+    )
     return rgb.clamp(0.0, 1.0)
 
 
@@ -89,7 +92,7 @@ def soft_encode(ab: Tensor, bins: Tensor, neighbours: int = 5, sigma: float = 5.
     points = ab.float().permute(0, 2, 3, 1).reshape(-1, 2)  # (B*H*W, 2)
     dist = torch.cdist(points, bins.float().to(ab.device))  # (B*H*W, Q)
     near_dist, near = dist.topk(neighbours, dim=1, largest=False)
-    weights = torch.softmax(-near_dist ** 2 / (2 * sigma ** 2), dim=1)
+    weights = torch.softmax(-(near_dist**2) / (2 * sigma**2), dim=1)
     target = torch.zeros_like(dist).scatter_(1, near, weights)
     return target.view(batch, height, width, -1).permute(0, 3, 1, 2)
 

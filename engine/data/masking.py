@@ -7,6 +7,7 @@ authors' ``MaskingGenerator`` (a block is kept only if it adds at least one new 
 not overshoot the budget; ten tries per block, then the sample stops short), but for a whole batch
 at once: every sample draws its own blocks in the same tensor operations.
 """
+
 from __future__ import annotations
 
 import math
@@ -17,17 +18,27 @@ from torch import Tensor
 from engine.errors import SpecError
 
 
-def blockwise_mask(batch: int, height: int, width: int, num_masked: int, *, min_block: int = 16,
-                   max_aspect: float = 1 / 0.3, tries: int = 10,
-                   generator: torch.Generator | None = None) -> Tensor:
+def blockwise_mask(
+    batch: int,
+    height: int,
+    width: int,
+    num_masked: int,
+    *,
+    min_block: int = 16,
+    max_aspect: float = 1 / 0.3,
+    tries: int = 10,
+    generator: torch.Generator | None = None,
+) -> Tensor:
     """Boolean masks (batch, height * width), row-major like the patch sequence of a ViT.
 
     Each row has at most ``num_masked`` True entries (and reaches it unless ten successive
     tries to place a block fail, which the paper's code also allows).
     """
     if not 0 < num_masked <= height * width:
-        raise SpecError(f"cannot mask {num_masked} of {height * width} patches; "
-                        f"pick a mask ratio that hides at least one patch and not all")
+        raise SpecError(
+            f"cannot mask {num_masked} of {height * width} patches; "
+            f"pick a mask ratio that hides at least one patch and not all"
+        )
     if min_block < 1 or max_aspect < 1:
         raise SpecError("min_block must be >= 1 and max_aspect >= 1")
     log_aspect = (math.log(1 / max_aspect), math.log(max_aspect))
@@ -52,8 +63,12 @@ def blockwise_mask(batch: int, height: int, width: int, num_masked: int, *, min_
         # random.randint(0, H - h) inclusive: H - h + 1 choices
         top = (uniform(0.0, 1.0) * (height - block_h + 1).clamp(min=1)).floor().long()
         left = (uniform(0.0, 1.0) * (width - block_w + 1).clamp(min=1)).floor().long()
-        block = ((rows >= top[..., None, None]) & (rows < (top + block_h)[..., None, None])
-                 & (cols >= left[..., None, None]) & (cols < (left + block_w)[..., None, None]))
+        block = (
+            (rows >= top[..., None, None])
+            & (rows < (top + block_h)[..., None, None])
+            & (cols >= left[..., None, None])
+            & (cols < (left + block_w)[..., None, None])
+        )
         new = (block & ~mask[:, None]).sum(dim=(2, 3))  # (B, tries) patches a block would add
         ok = fits & (new > 0) & (new <= remaining.long()) & active[:, None]
         placed = ok.any(dim=1)  # (B,)

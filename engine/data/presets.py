@@ -2,6 +2,7 @@
 `augmentation` setting, "auto" resolved to what the dataset suggests, and multi-crop (DINO).
 The recipes themselves and `view_pair` are in `engine.data.views`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,11 +19,13 @@ from engine.errors import DatasetError, SpecError
 def augmentation_help(natural: str) -> str:
     """The help text of a method's `augmentation` setting; `natural` says what that preset
     means for the method."""
-    return (f"Augmentation preset: auto (what the dataset suggests: synthetic for shapes, "
-            f"natural otherwise), natural ({natural}), medical (weak crops, little intensity "
-            f"change, grayscale), satellite (quarter turns, flips, brightness/contrast), "
-            f"synthetic (any hue, grayscale half the time: for images whose colours are "
-            f"arbitrary).")
+    return (
+        f"Augmentation preset: auto (what the dataset suggests: synthetic for shapes, "
+        f"natural otherwise), natural ({natural}), medical (weak crops, little intensity "
+        f"change, grayscale), satellite (quarter turns, flips, brightness/contrast), "
+        f"synthetic (any hue, grayscale half the time: for images whose colours are "
+        f"arbitrary)."
+    )
 
 
 def resolve_augmentation(config: Any, dataset: str) -> Any:
@@ -50,29 +53,41 @@ class MultiCrop(torch.nn.Module):
     and (0.05, 0.4) for local crops, at 224 and 96 px.
     """
 
-    def __init__(self, augmentation: str, global_size: int, local_size: int, num_local: int, *,
-                 global_scale: tuple[float, float] = (0.4, 1.0),
-                 local_scale: tuple[float, float] = (0.05, 0.4)) -> None:
+    def __init__(
+        self,
+        augmentation: str,
+        global_size: int,
+        local_size: int,
+        num_local: int,
+        *,
+        global_scale: tuple[float, float] = (0.4, 1.0),
+        local_scale: tuple[float, float] = (0.05, 0.4),
+    ) -> None:
         super().__init__()
         augmentation = "natural" if augmentation == AUTO else augmentation
         if augmentation not in DOMAINS:
-            raise SpecError(f"unknown augmentation preset {augmentation!r}; choose one of "
-                            f"{', '.join(DOMAINS)}")
-        if isinstance(num_local, bool) or not isinstance(num_local, numbers.Integral) \
-                or num_local < 0:
+            raise SpecError(
+                f"unknown augmentation preset {augmentation!r}; choose one of {', '.join(DOMAINS)}"
+            )
+        if (
+            isinstance(num_local, bool)
+            or not isinstance(num_local, numbers.Integral)
+            or num_local < 0
+        ):
             raise SpecError(f"num_local must be a whole number >= 0, got {num_local!r}")
         natural = augmentation == "natural"
 
-        def crops(size: int, scale: tuple[float, float], blur_p: float,
-                  solarize_p: float) -> Views:
-            extra = dict(jitter=BYOL_JITTER, blur_p=blur_p, solarize_p=solarize_p) if natural \
-                else {}
+        def crops(size: int, scale: tuple[float, float], blur_p: float, solarize_p: float) -> Views:
+            extra = (
+                dict(jitter=BYOL_JITTER, blur_p=blur_p, solarize_p=solarize_p) if natural else {}
+            )
             return Views(augmentation, size, crop_scale=scale, **extra)
 
         self.num_local = int(num_local)
         self.local_size = int(local_size)
-        self.global_views = torch.nn.ModuleList([crops(global_size, global_scale, 1.0, 0.0),
-                                                 crops(global_size, global_scale, 0.1, 0.2)])
+        self.global_views = torch.nn.ModuleList(
+            [crops(global_size, global_scale, 1.0, 0.0), crops(global_size, global_scale, 0.1, 0.2)]
+        )
         self.local_views = crops(local_size, local_scale, 0.5, 0.0)
 
     @torch.no_grad()

@@ -6,6 +6,7 @@ de-duplicated, and cached under the given cache folder. The same Python gives th
 byte for byte. `engine.data.catalog` registers it as a text dataset; `engine.data.text` splits
 and tokenises it like any corpus.
 """
+
 from __future__ import annotations
 
 import functools
@@ -24,7 +25,7 @@ PYDOCS_MAX_CHARS = 1_500_000  # the corpus is cut here, at a paragraph boundary
 
 # The harvest, run as `python -I -c HARVEST out_path`. Modules that act on import (open a
 # browser, print, start a GUI or a REPL) or are tests and demos are skipped by name.
-HARVEST = r'''
+HARVEST = r"""
 import contextlib, importlib, inspect, io, json, pkgutil, sys, warnings
 SKIP = {"antigravity", "this", "idlelib", "turtledemo", "test", "tests", "lib2to3",
         "__main__", "__phello__", "__hello__", "pydoc_data", "encodings", "tkinter",
@@ -70,7 +71,7 @@ with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
                     pass
 with open(sys.argv[1], "w", encoding="utf-8") as out:
     json.dump(docs, out)
-'''
+"""
 
 
 def _is_prose(paragraph: str) -> bool:
@@ -109,12 +110,20 @@ def harvest_pydocs(timeout_s: float = 300.0) -> list[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
         env["PYTHONHASHSEED"] = "0"
         try:
-            subprocess.run([sys.executable, "-I", "-c", HARVEST, out_path], env=env,
-                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL, timeout=timeout_s, cwd=folder)
+            subprocess.run(
+                [sys.executable, "-I", "-c", HARVEST, out_path],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=timeout_s,
+                cwd=folder,
+            )
         except subprocess.TimeoutExpired:
-            raise DatasetError(f"harvesting the pydocs corpus took over {timeout_s:.0f} s; "
-                               "try again when the machine is less busy") from None
+            raise DatasetError(
+                f"harvesting the pydocs corpus took over {timeout_s:.0f} s; "
+                "try again when the machine is less busy"
+            ) from None
         if not os.path.exists(out_path):
             raise DatasetError("harvesting the pydocs corpus failed in its child process")
         with open(out_path, encoding="utf-8") as handle:

@@ -15,6 +15,7 @@ Shapes are drawn as implicit regions ``f(u, v) <= 0`` in each image's rotated, s
 supersampled grid, and box-filtered down: analytic anti-aliasing without a per-image PIL loop, so
 the default 5,000-image train split takes about a second on two CPU cores.
 """
+
 from __future__ import annotations
 
 import math
@@ -26,22 +27,40 @@ import torch
 from engine.errors import DatasetError
 
 SHAPE_NAMES: tuple[str, ...] = (
-    "circle", "square", "triangle", "star", "hexagon",
-    "cross", "heart", "diamond", "ellipse", "ring",
+    "circle",
+    "square",
+    "triangle",
+    "star",
+    "hexagon",
+    "cross",
+    "heart",
+    "diamond",
+    "ellipse",
+    "ring",
 )
 PALETTE: dict[str, tuple[int, int, int]] = {
-    "red": (220, 40, 40), "orange": (245, 140, 20), "yellow": (240, 220, 40),
-    "green": (40, 170, 60), "cyan": (40, 200, 220), "blue": (40, 80, 220),
-    "purple": (140, 60, 200), "pink": (245, 120, 190),
+    "red": (220, 40, 40),
+    "orange": (245, 140, 20),
+    "yellow": (240, 220, 40),
+    "green": (40, 170, 60),
+    "cyan": (40, 200, 220),
+    "blue": (40, 80, 220),
+    "purple": (140, 60, 200),
+    "pink": (245, 120, 190),
 }
 # Backgrounds also use neutrals, so "a white square on a black background" exists.
 BACKGROUND_PALETTE: dict[str, tuple[int, int, int]] = {
-    **PALETTE, "white": (235, 235, 235), "grey": (128, 128, 128), "black": (25, 25, 25),
+    **PALETTE,
+    "white": (235, 235, 235),
+    "grey": (128, 128, 128),
+    "black": (25, 25, 25),
 }
 BACKGROUND_KINDS: tuple[str, ...] = ("plain", "gradient")
 # Circumradius as a fraction of the image side, one range per size word.
 SIZE_RANGES: dict[str, tuple[float, float]] = {
-    "small": (0.22, 0.28), "medium": (0.28, 0.34), "large": (0.34, 0.42),
+    "small": (0.22, 0.28),
+    "medium": (0.28, 0.34),
+    "large": (0.34, 0.42),
 }
 POSITION_WORDS: tuple[tuple[str, ...], ...] = (
     ("top left", "top", "top right"),
@@ -106,8 +125,16 @@ def _inside(label: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     raise KeyError(name)
 
 
-def _coverage(labels: np.ndarray, size_idx: np.ndarray, cx: np.ndarray, cy: np.ndarray,
-              radius: np.ndarray, angle: np.ndarray, size: int, supersample: int) -> np.ndarray:
+def _coverage(
+    labels: np.ndarray,
+    size_idx: np.ndarray,
+    cx: np.ndarray,
+    cy: np.ndarray,
+    radius: np.ndarray,
+    angle: np.ndarray,
+    size: int,
+    supersample: int,
+) -> np.ndarray:
     """Fraction of each pixel covered by its shape, (n, 1, size, size) float32 in [0, 1].
 
     numpy rather than torch: as fast here, and its single-threaded element-wise ops do not stall
@@ -146,8 +173,9 @@ def _coverage(labels: np.ndarray, size_idx: np.ndarray, cx: np.ndarray, cy: np.n
     return out[:, None]
 
 
-def _backgrounds(kinds: np.ndarray, base: np.ndarray, second: np.ndarray, theta: np.ndarray,
-                 size: int) -> torch.Tensor:
+def _backgrounds(
+    kinds: np.ndarray, base: np.ndarray, second: np.ndarray, theta: np.ndarray, size: int
+) -> torch.Tensor:
     """Background images (n, 3, size, size) float32 in 0..255: the base colour (plain), or a
     ramp from it to ``second`` along the direction ``theta`` (n,) (gradient)."""
     n = len(kinds)
@@ -214,8 +242,22 @@ def _draw_scenes(num_images: int, seed: int) -> _Scenes:
     base = np.clip(bg_palette[bg_idx] + rng.uniform(-15, 15, (n, 3)), 0, 255).astype(np.float32)
     second = bg_palette[second_idx]
     theta = rng.uniform(0, 2 * math.pi, n).astype(np.float32)  # gradient direction
-    return _Scenes(labels, colour_idx, bg_idx, second_idx, kinds, size_idx, radius, cx, cy,
-                   angle, fg, base, second, theta)
+    return _Scenes(
+        labels,
+        colour_idx,
+        bg_idx,
+        second_idx,
+        kinds,
+        size_idx,
+        radius,
+        cx,
+        cy,
+        angle,
+        fg,
+        base,
+        second,
+        theta,
+    )
 
 
 def _describe(scenes: _Scenes) -> tuple[dict[str, list[str]], list[str]]:
@@ -230,13 +272,16 @@ def _describe(scenes: _Scenes) -> tuple[dict[str, list[str]], list[str]]:
         "background": [BACKGROUND_KINDS[k] for k in scenes.kinds],
         "background_color": [bg_names[i] for i in scenes.bg_idx],
     }
-    captions = [_caption(SHAPE_NAMES[label], factors, bg_names[second], i)
-                for i, (label, second) in enumerate(zip(scenes.labels, scenes.second_idx))]
+    captions = [
+        _caption(SHAPE_NAMES[label], factors, bg_names[second], i)
+        for i, (label, second) in enumerate(zip(scenes.labels, scenes.second_idx))
+    ]
     return factors, captions
 
 
-def generate_shapes(num_images: int, seed: int, size: int = NATIVE_SIZE,
-                    supersample: int = 3) -> ShapeBatch:
+def generate_shapes(
+    num_images: int, seed: int, size: int = NATIVE_SIZE, supersample: int = 3
+) -> ShapeBatch:
     """Render ``num_images`` labelled shape images, the same ones for the same arguments.
 
     Labels are exactly balanced (then shuffled); every nuisance factor is drawn independently of
@@ -245,19 +290,34 @@ def generate_shapes(num_images: int, seed: int, size: int = NATIVE_SIZE,
     if not 1 <= supersample <= 15:  # coverage is counted in uint8: s * s must stay below 256
         raise DatasetError(f"supersample must be from 1 to 15, got {supersample}")
     scenes = _draw_scenes(num_images, seed)
-    cover = torch.from_numpy(_coverage(scenes.labels, scenes.size_idx, scenes.cx, scenes.cy,
-                                       scenes.radius, scenes.angle, size, supersample))
+    cover = torch.from_numpy(
+        _coverage(
+            scenes.labels,
+            scenes.size_idx,
+            scenes.cx,
+            scenes.cy,
+            scenes.radius,
+            scenes.angle,
+            size,
+            supersample,
+        )
+    )
     images = torch.empty((num_images, 3, size, size), dtype=torch.uint8)
     for start in range(0, num_images, _CHUNK):
         part = slice(start, start + _CHUNK)
-        background = _backgrounds(scenes.kinds[part], scenes.base[part], scenes.second[part],
-                                  scenes.theta[part], size)
+        background = _backgrounds(
+            scenes.kinds[part], scenes.base[part], scenes.second[part], scenes.theta[part], size
+        )
         colour = torch.from_numpy(scenes.fg[part])[:, :, None, None]  # (n, 3, 1, 1)
         # Alpha-composite: coverage is the opacity of the shape colour over the background.
         images[part] = background.lerp_(colour, cover[part]).round_().to(torch.uint8)
     factors, captions = _describe(scenes)
-    return ShapeBatch(images=images, labels=torch.from_numpy(scenes.labels.astype(np.int64)),
-                      captions=captions, factors=factors)
+    return ShapeBatch(
+        images=images,
+        labels=torch.from_numpy(scenes.labels.astype(np.int64)),
+        captions=captions,
+        factors=factors,
+    )
 
 
 def shape_captions(num_images: int, seed: int) -> list[str]:
@@ -274,8 +334,9 @@ def _caption(shape: str, factors: dict[str, list[str]], second: str, i: int) -> 
     return f"a {size} {colour} {shape} on {article} {backdrop}, {place}"
 
 
-def caption_variants(shape: str, factors: dict[str, list[str]], i: int,
-                     colour: bool = True) -> list[str]:
+def caption_variants(
+    shape: str, factors: dict[str, list[str]], i: int, colour: bool = True
+) -> list[str]:
     """Shorter captions of image ``i`` that each name its shape and some of its other factors,
     as a photo has several captions of different detail (COCO has five). CLIP draws one of
     them, or the full caption, per image and step: with the full caption alone, colour, size,
@@ -289,5 +350,8 @@ def caption_variants(shape: str, factors: dict[str, list[str]], i: int,
     if not colour:
         return plain
     hue, backdrop = factors["color"][i], factors["background_color"][i]
-    return plain + [f"a {hue} {shape}", f"a {size} {hue} {shape}",
-                    f"a {shape} on a {backdrop} background"]
+    return plain + [
+        f"a {hue} {shape}",
+        f"a {size} {hue} {shape}",
+        f"a {shape} on a {backdrop} background",
+    ]

@@ -1,5 +1,6 @@
 """The datasets users added, registered from the job store in every process that needs them
 (the web app, a worker, the CLI)."""
+
 from __future__ import annotations
 
 from engine.data.user_images import register_user_dataset

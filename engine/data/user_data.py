@@ -6,15 +6,16 @@ Each user dataset lives in `<home>/datasets/<name>/`, written to a scratch folde
 `<home>/datasets/` and moved into place only when the import succeeds, so a failed import
 leaves nothing behind and keeps an earlier dataset of the same name.
 """
+
 from __future__ import annotations
 
 import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
 from engine.data.catalog import is_builtin
 from engine.errors import DatasetError
@@ -27,8 +28,10 @@ def check_name(name: str) -> str:
     user dataset's own name may be taken again: that import replaces it)."""
     name = (name or "").strip().lower()
     if not NAME_PATTERN.match(name):
-        raise DatasetError(f"dataset name {name!r} must be 1-40 characters of a-z, 0-9, '_' "
-                           "or '-', starting with a letter or digit")
+        raise DatasetError(
+            f"dataset name {name!r} must be 1-40 characters of a-z, 0-9, '_' "
+            "or '-', starting with a letter or digit"
+        )
     if is_builtin(name):
         raise DatasetError(f"{name!r} is a builtin dataset; pick another name")
     return name
@@ -61,8 +64,10 @@ def staged_dataset(datasets_dir: Path, name: str) -> Iterator[tuple[Path, Path]]
                 os.replace(previous, out_dir)
             raise
     except OSError as exc:  # reading errors were turned into DatasetErrors where they happen
-        raise DatasetError(f"dataset {name!r} could not be written to {datasets_dir} "
-                           f"({exc.strerror or exc}); nothing was changed") from None
+        raise DatasetError(
+            f"dataset {name!r} could not be written to {datasets_dir} "
+            f"({exc.strerror or exc}); nothing was changed"
+        ) from None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -74,14 +79,18 @@ def decode_utf8(data: bytes, label: str) -> str:
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise DatasetError(f"{label} is not UTF-8 text: line {line}, column {column} holds the "
-                           f"byte 0x{data[exc.start]:02x}, which UTF-8 cannot decode; save the "
-                           "file as UTF-8 and add it again") from None
+        raise DatasetError(
+            f"{label} is not UTF-8 text: line {line}, column {column} holds the "
+            f"byte 0x{data[exc.start]:02x}, which UTF-8 cannot decode; save the "
+            "file as UTF-8 and add it again"
+        ) from None
     return decoded.removeprefix("\ufeff")
 
 
 def stored_file_check(stored: Path, folder: str | os.PathLike) -> Callable[[], str]:
     """A source's cheap `unavailable` check: "" while `stored` exists, else why not."""
+
     def unavailable() -> str:
         return "" if stored.exists() else f"its files are gone from {folder}; add it again"
+
     return unavailable

@@ -18,6 +18,7 @@ columns (paths relative to the csv's folder), or a `.txt` beside each image (`ca
 `cat.txt`). A captions file naming images that are not there refuses the import with their
 names; images with no caption are left out of a captioned set and counted.
 """
+
 from __future__ import annotations
 
 import csv
@@ -37,11 +38,11 @@ from engine.data.user_data import check_name, decode_utf8, staged_dataset, store
 from engine.errors import DatasetError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-MAX_IMAGE_PIXELS = 40_000_000       # one image, width x height
+MAX_IMAGE_PIXELS = 40_000_000  # one image, width x height
 MAX_IMAGES = 200_000
-NATIVE_SIZE = 64                    # the side images are stored at
+NATIVE_SIZE = 64  # the side images are stored at
 CAPTIONS_FILE = "captions.csv"
-MAX_CAPTION_CHARS = 1000            # a longer caption is cut (CLIP reads ~32 tokens anyway)
+MAX_CAPTION_CHARS = 1000  # a longer caption is cut (CLIP reads ~32 tokens anyway)
 TEST_SHARE, SPLIT_SEED = 0.2, 0
 
 
@@ -60,11 +61,16 @@ class ImportReport:
     without_caption: int = 0  # images left out of a captioned set
 
     def message(self) -> str:
-        labels = (f"{len(self.class_names)} labels ({', '.join(self.class_names[:8])}"
-                  f"{', ...' if len(self.class_names) > 8 else ''})" if self.labelled
-                  else "no labels (images are not all in subfolders)")
-        text = (f"Added dataset '{self.name}': {self.num_images} images "
-                f"({self.num_train} train, {self.num_test} test), {labels}.")
+        labels = (
+            f"{len(self.class_names)} labels ({', '.join(self.class_names[:8])}"
+            f"{', ...' if len(self.class_names) > 8 else ''})"
+            if self.labelled
+            else "no labels (images are not all in subfolders)"
+        )
+        text = (
+            f"Added dataset '{self.name}': {self.num_images} images "
+            f"({self.num_train} train, {self.num_test} test), {labels}."
+        )
         if self.captioned:
             text += " Each image has a caption: CLIP can train on it."
         if self.without_caption:
@@ -72,16 +78,21 @@ class ImportReport:
         if self.skipped_corrupt:
             text += f" Skipped {self.skipped_corrupt} unreadable or corrupt file(s)."
         if self.refused_too_large:
-            text += (f" Refused {self.refused_too_large} image(s) over "
-                     f"{MAX_IMAGE_PIXELS // 1_000_000} megapixels.")
+            text += (
+                f" Refused {self.refused_too_large} image(s) over "
+                f"{MAX_IMAGE_PIXELS // 1_000_000} megapixels."
+            )
         return text
 
 
 def _image_files(folder: Path) -> list[Path]:
-    files = sorted(p for p in folder.rglob("*") if p.is_file()
-                   and p.suffix.lower() in IMAGE_SUFFIXES
-                   and not any(part.startswith((".", "__MACOSX")) for part in
-                               p.relative_to(folder).parts))
+    files = sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in IMAGE_SUFFIXES
+        and not any(part.startswith((".", "__MACOSX")) for part in p.relative_to(folder).parts)
+    )
     if len(files) > MAX_IMAGES:
         raise DatasetError(f"{len(files)} images is more than the {MAX_IMAGES} allowed")
     return files
@@ -105,8 +116,10 @@ def _caption(raw: str) -> str:
 def _read_captions(folder: Path, files: list[Path]) -> dict[Path, str] | None:
     """Each image's caption (keyed by resolved path) from the shallowest captions.csv, else
     from a .txt beside each image; None when the set has no captions at all."""
-    tables = sorted((p for p in folder.rglob(CAPTIONS_FILE) if p.is_file() and _visible(p, folder)),
-                    key=lambda p: (len(p.parts), str(p)))
+    tables = sorted(
+        (p for p in folder.rglob(CAPTIONS_FILE) if p.is_file() and _visible(p, folder)),
+        key=lambda p: (len(p.parts), str(p)),
+    )
     if not tables:
         sidecars = {}
         for image in files:
@@ -122,8 +135,10 @@ def _read_captions(folder: Path, files: list[Path]) -> dict[Path, str] | None:
     header = next(reader, None) or []
     columns = [cell.strip().lower() for cell in header]
     if "file" not in columns or "caption" not in columns:
-        raise DatasetError(f"{CAPTIONS_FILE} needs a first row naming its columns file,caption; "
-                           f"its first row is: {', '.join(header) or 'empty'}")
+        raise DatasetError(
+            f"{CAPTIONS_FILE} needs a first row naming its columns file,caption; "
+            f"its first row is: {', '.join(header) or 'empty'}"
+        )
     file_col, caption_col = columns.index("file"), columns.index("caption")
     present = {image.resolve() for image in files}
     captions, missing = {}, []
@@ -131,19 +146,23 @@ def _read_captions(folder: Path, files: list[Path]) -> dict[Path, str] | None:
         if not any(cell.strip() for cell in row):
             continue
         if len(row) <= max(file_col, caption_col):
-            raise DatasetError(f"{CAPTIONS_FILE} line {reader.line_num} has {len(row)} "
-                               "column(s); each row needs file,caption (put a caption holding "
-                               "commas in double quotes)")
+            raise DatasetError(
+                f"{CAPTIONS_FILE} line {reader.line_num} has {len(row)} "
+                "column(s); each row needs file,caption (put a caption holding "
+                "commas in double quotes)"
+            )
         image = (table.parent / row[file_col].strip()).resolve()
         if image not in present:
             missing.append(row[file_col].strip())
         elif _caption(row[caption_col]):
             captions[image] = _caption(row[caption_col])
     if missing:
-        raise DatasetError(f"{CAPTIONS_FILE} names {len(missing)} image(s) that are not in the "
-                           f"dataset: {', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}"
-                           "; fix the names (paths are relative to the csv's folder) or add the "
-                           "images")
+        raise DatasetError(
+            f"{CAPTIONS_FILE} names {len(missing)} image(s) that are not in the "
+            f"dataset: {', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}"
+            "; fix the names (paths are relative to the csv's folder) or add the "
+            "images"
+        )
     return captions
 
 
@@ -170,13 +189,14 @@ def _split(labels: np.ndarray) -> np.ndarray:
     for label in np.unique(labels):
         idx = np.flatnonzero(labels == label)
         rng.shuffle(idx)
-        n_test = int(round(len(idx) * TEST_SHARE)) if len(idx) > 1 else 0
+        n_test = round(len(idx) * TEST_SHARE) if len(idx) > 1 else 0
         test[idx[:n_test]] = True
     return test
 
 
-def import_images(source: str | os.PathLike, name: str, datasets_dir: Path,
-                  size: int = NATIVE_SIZE) -> ImportReport:
+def import_images(
+    source: str | os.PathLike, name: str, datasets_dir: Path, size: int = NATIVE_SIZE
+) -> ImportReport:
     """Check, decode and store a folder or zip of images as dataset `name`."""
     name = check_name(name)
     source = Path(source).expanduser()
@@ -192,16 +212,19 @@ def import_images(source: str | os.PathLike, name: str, datasets_dir: Path,
             extract_zip(source, folder, tuple(sorted(IMAGE_SUFFIXES)), "images")
         files = _image_files(folder)
         if not files:
-            raise DatasetError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found in "
-                               f"{source.name}")
+            raise DatasetError(
+                f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {source.name}"
+            )
         captions = _read_captions(folder, files)
         without_caption = 0
         if captions is not None:
             without_caption = sum(f.resolve() not in captions for f in files)
             files = [f for f in files if f.resolve() in captions]
             if not files:
-                raise DatasetError(f"no image of {source.name} has a caption; give each a "
-                                   f"caption in {CAPTIONS_FILE} or a .txt beside it")
+                raise DatasetError(
+                    f"no image of {source.name} has a caption; give each a "
+                    f"caption in {CAPTIONS_FILE} or a .txt beside it"
+                )
         # Labels: the first folder level, when every image sits in a subfolder.
         rel = [f.relative_to(folder).parts for f in files]
         if len({parts[0] for parts in rel}) == 1 and all(len(p) > 2 for p in rel):
@@ -221,24 +244,40 @@ def import_images(source: str | os.PathLike, name: str, datasets_dir: Path,
             if captions is not None:
                 kept_captions.append(captions[path.resolve()])
         if not images:
-            raise DatasetError(f"none of the {len(files)} files in {source.name} could be read "
-                               "as an image")
+            raise DatasetError(
+                f"none of the {len(files)} files in {source.name} could be read as an image"
+            )
         class_names = sorted(set(kept_labels))
-        labels = np.array([class_names.index(l) for l in kept_labels], dtype=np.int64)
+        labels = np.array([class_names.index(name) for name in kept_labels], dtype=np.int64)
         test = _split(labels)
         array = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()  # (N,3,S,S)
-        stored = {"images": array, "labels": torch.from_numpy(labels),
-                  "test": torch.from_numpy(test), "class_names": class_names,
-                  "labelled": labelled,
-                  "captions": kept_captions if captions is not None else None}
+        stored = {
+            "images": array,
+            "labels": torch.from_numpy(labels),
+            "test": torch.from_numpy(test),
+            "class_names": class_names,
+            "labelled": labelled,
+            "captions": kept_captions if captions is not None else None,
+        }
         try:
             torch.save(stored, staged / "data.pt")
         except RuntimeError as exc:  # torch's writer reports a full disk this way
-            raise DatasetError(f"dataset {name!r} could not be written ({exc}); nothing was "
-                               "changed") from None
-    return ImportReport(name, len(labels), int((~test).sum()), int(test.sum()), class_names,
-                        labelled, corrupt, too_large, skipped[:10], captions is not None,
-                        without_caption)
+            raise DatasetError(
+                f"dataset {name!r} could not be written ({exc}); nothing was changed"
+            ) from None
+    return ImportReport(
+        name,
+        len(labels),
+        int((~test).sum()),
+        int(test.sum()),
+        class_names,
+        labelled,
+        corrupt,
+        too_large,
+        skipped[:10],
+        captions is not None,
+        without_caption,
+    )
 
 
 def register_user_dataset(name: str, path: str | os.PathLike, meta: dict[str, Any]) -> None:
@@ -251,19 +290,27 @@ def register_user_dataset(name: str, path: str | os.PathLike, meta: dict[str, An
         captions = stored.get("captions")
         if captions is not None:
             captions = [c for c, k in zip(captions, keep.tolist()) if k]
-        return RawImages(stored["images"][keep], stored["labels"][keep],
-                         list(stored["class_names"]), captions)
+        return RawImages(
+            stored["images"][keep], stored["labels"][keep], list(stored["class_names"]), captions
+        )
 
     captioned = bool(meta.get("captioned"))
     # A newer import under the same name (maybe of another kind) replaces the earlier one.
-    register_dataset(DatasetSource(
-        name=name, kind="image",
-        description=f"Your images ({meta.get('num_images', 0)} images"
-                    f"{', labelled' if meta.get('labelled') else ', unlabelled'}"
-                    f"{', with captions' if captioned else ''})",
-        num_train=int(meta.get("num_train", 0)), num_test=int(meta.get("num_test", 0)),
-        num_classes=int(meta.get("num_classes", 0)), labelled=bool(meta.get("labelled")),
-        native_size=NATIVE_SIZE, build=build, unavailable=stored_file_check(data_file, path),
-        version=int(meta.get("version", 1)),
-        modalities=("image", "image-text") if captioned else ()))
-
+    register_dataset(
+        DatasetSource(
+            name=name,
+            kind="image",
+            description=f"Your images ({meta.get('num_images', 0)} images"
+            f"{', labelled' if meta.get('labelled') else ', unlabelled'}"
+            f"{', with captions' if captioned else ''})",
+            num_train=int(meta.get("num_train", 0)),
+            num_test=int(meta.get("num_test", 0)),
+            num_classes=int(meta.get("num_classes", 0)),
+            labelled=bool(meta.get("labelled")),
+            native_size=NATIVE_SIZE,
+            build=build,
+            unavailable=stored_file_check(data_file, path),
+            version=int(meta.get("version", 1)),
+            modalities=("image", "image-text") if captioned else (),
+        )
+    )

@@ -19,22 +19,24 @@ A file or dataset that cannot be read is one `DatasetError` naming it; the corpu
 a scratch folder and moved into place only when complete (`user_data.staged_dataset`), so a
 failed import leaves nothing behind and keeps an earlier dataset of the same name.
 """
+
 from __future__ import annotations
 
 import os
 import re
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from engine.data import text
 from engine.data.catalog import DatasetSource, register_dataset
 from engine.data.user_data import check_name, decode_utf8, staged_dataset, stored_file_check
 from engine.errors import DatasetError
 
-MAX_FILE_BYTES = 50 * 1024 ** 2    # an uploaded text file
-MAX_CORPUS_CHARS = 20_000_000      # a stored corpus is cut here, before tokenisation
+MAX_FILE_BYTES = 50 * 1024**2  # an uploaded text file
+MAX_CORPUS_CHARS = 20_000_000  # a stored corpus is cut here, before tokenisation
 CORPUS_FILE = "corpus.txt"
 TEXT_SUFFIXES = {".txt", ".text", ".md", ".rst"}
 HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
@@ -53,13 +55,17 @@ class TextReport:
 
     def message(self) -> str:
         source = "text file" if self.origin == "file" else "Hugging Face dataset"
-        out = (f"Added text dataset '{self.name}' from a {source}"
-               f"{' (' + self.detail + ')' if self.detail else ''}: {self.num_documents:,} "
-               f"documents ({self.num_train:,} train, {self.num_test:,} test), "
-               f"{self.num_chars:,} characters.")
+        out = (
+            f"Added text dataset '{self.name}' from a {source}"
+            f"{' (' + self.detail + ')' if self.detail else ''}: {self.num_documents:,} "
+            f"documents ({self.num_train:,} train, {self.num_test:,} test), "
+            f"{self.num_chars:,} characters."
+        )
         if self.cut_from:
-            out += (f" The text ({self.cut_from:,} characters) was cut to the first "
-                    f"{MAX_CORPUS_CHARS:,}, before tokenisation.")
+            out += (
+                f" The text ({self.cut_from:,} characters) was cut to the first "
+                f"{MAX_CORPUS_CHARS:,}, before tokenisation."
+            )
         return out
 
 
@@ -83,15 +89,25 @@ def write_corpus(documents: list[str], out_dir: Path) -> None:
     os.replace(tmp, out_dir / CORPUS_FILE)
 
 
-def _report(name: str, origin: str, documents: list[str], cut_from: int,
-            detail: str = "") -> TextReport:
+def _report(
+    name: str, origin: str, documents: list[str], cut_from: int, detail: str = ""
+) -> TextReport:
     test = sum(1 for i in range(len(documents)) if text.is_test_index(i))
-    return TextReport(name, origin, len(documents), len(documents) - test, test,
-                      sum(len(d) for d in documents), cut_from, detail)
+    return TextReport(
+        name,
+        origin,
+        len(documents),
+        len(documents) - test,
+        test,
+        sum(len(d) for d in documents),
+        cut_from,
+        detail,
+    )
 
 
-def _store(name: str, origin: str, documents: list[str], datasets_dir: Path,
-           detail: str = "") -> TextReport:
+def _store(
+    name: str, origin: str, documents: list[str], datasets_dir: Path, detail: str = ""
+) -> TextReport:
     if not documents:
         raise DatasetError("the text is empty (only whitespace): there is nothing to train on")
     total = sum(len(d) + 1 for d in documents)
@@ -114,9 +130,11 @@ def import_text_file(source: str | os.PathLike, name: str, datasets_dir: Path) -
     if size == 0:
         raise DatasetError(f"{path.name} is empty: there is nothing to train on")
     if size > MAX_FILE_BYTES:
-        raise DatasetError(f"{path.name} is {size / 1024 ** 2:.1f} MB, over the "
-                           f"{MAX_FILE_BYTES // 1024 ** 2} MB limit for a text file; cut it or "
-                           "save it as a Hugging Face dataset and add that")
+        raise DatasetError(
+            f"{path.name} is {size / 1024**2:.1f} MB, over the "
+            f"{MAX_FILE_BYTES // 1024**2} MB limit for a text file; cut it or "
+            "save it as a Hugging Face dataset and add that"
+        )
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -124,8 +142,9 @@ def import_text_file(source: str | os.PathLike, name: str, datasets_dir: Path) -
     content = decode_utf8(data, path.name)
     if "\x00" in content:
         line = content.count("\n", 0, content.index("\x00")) + 1
-        raise DatasetError(f"{path.name} holds a NUL byte on line {line}: it looks like a "
-                           "binary file, not text")
+        raise DatasetError(
+            f"{path.name} holds a NUL byte on line {line}: it looks like a binary file, not text"
+        )
     return _store(name, "file", split_documents(content), datasets_dir)
 
 
@@ -143,19 +162,22 @@ def is_text_source(source: str | os.PathLike) -> bool:
 
 # ---- Hugging Face datasets ----------------------------------------------------------------
 
+
 def _datasets_library():
     try:
         import datasets
     except ImportError:
-        raise DatasetError("the `datasets` library is not installed; `pip install -r "
-                           "requirements.txt` installs it") from None
+        raise DatasetError(
+            "the `datasets` library is not installed; `pip install -r requirements.txt` installs it"
+        ) from None
     return datasets
 
 
 def is_saved_dataset(path: Path) -> bool:
     """Whether `path` is a folder `save_to_disk` wrote (a Dataset or a DatasetDict)."""
-    return path.is_dir() and any((path / f).exists() for f in
-                                 ("dataset_dict.json", "state.json", "dataset_info.json"))
+    return path.is_dir() and any(
+        (path / f).exists() for f in ("dataset_dict.json", "state.json", "dataset_info.json")
+    )
 
 
 def open_hf_dataset(ref: str, split: str | None = None) -> tuple[Any, str]:
@@ -166,16 +188,20 @@ def open_hf_dataset(ref: str, split: str | None = None) -> tuple[Any, str]:
     path = Path(ref).expanduser()
     if path.exists():
         if not is_saved_dataset(path):
-            raise DatasetError(f"{path} is not a dataset saved with `save_to_disk` (no "
-                               "dataset_dict.json or state.json in it)")
+            raise DatasetError(
+                f"{path} is not a dataset saved with `save_to_disk` (no "
+                "dataset_dict.json or state.json in it)"
+            )
         try:
             loaded = datasets.load_from_disk(str(path))
         except (FileNotFoundError, ValueError, OSError) as exc:
             raise DatasetError(f"{path} could not be read as a saved dataset ({exc})") from None
         return _pick_split(loaded, split, str(path))
     if not HUB_NAME.match(ref) or ref.startswith((".", "~")):
-        raise DatasetError(f"{ref} is neither a folder on the server nor a Hugging Face "
-                           "dataset name such as 'stanfordnlp/imdb'")
+        raise DatasetError(
+            f"{ref} is neither a folder on the server nor a Hugging Face "
+            "dataset name such as 'stanfordnlp/imdb'"
+        )
     if not hub_reachable():
         if not datasets.config.HF_HUB_OFFLINE:
             raise DatasetError(_offline_message(ref))
@@ -192,9 +218,11 @@ def open_hf_dataset(ref: str, split: str | None = None) -> tuple[Any, str]:
 
 
 def _offline_message(ref: str) -> str:
-    return (f"{ref!r} is not a folder on this server and the Hugging Face Hub cannot be reached "
-            "(offline), nor is it in the local cache; on a machine with network run "
-            f"`datasets.load_dataset({ref!r}).save_to_disk(FOLDER)`, copy FOLDER here and add it")
+    return (
+        f"{ref!r} is not a folder on this server and the Hugging Face Hub cannot be reached "
+        "(offline), nor is it in the local cache; on a machine with network run "
+        f"`datasets.load_dataset({ref!r}).save_to_disk(FOLDER)`, copy FOLDER here and add it"
+    )
 
 
 def _pick_split(loaded: Any, split: str | None, label: str) -> tuple[Any, str]:
@@ -212,8 +240,11 @@ def _pick_split(loaded: Any, split: str | None, label: str) -> tuple[Any, str]:
 def text_columns(dataset: Any) -> list[str]:
     """The dataset's string columns, in order."""
     features = getattr(dataset, "features", None) or {}
-    return [name for name, feature in features.items()
-            if getattr(feature, "dtype", None) in ("string", "large_string")]
+    return [
+        name
+        for name, feature in features.items()
+        if getattr(feature, "dtype", None) in ("string", "large_string")
+    ]
 
 
 def pick_column(dataset: Any, column: str | None, label: str) -> str:
@@ -221,11 +252,14 @@ def pick_column(dataset: Any, column: str | None, label: str) -> str:
     every = list(getattr(dataset, "features", None) or {})
     if column:
         if column not in every:
-            raise DatasetError(f"{label} has no column {column!r}; its columns: "
-                               f"{', '.join(every) or 'none'}")
+            raise DatasetError(
+                f"{label} has no column {column!r}; its columns: {', '.join(every) or 'none'}"
+            )
         if column not in strings:
-            raise DatasetError(f"column {column!r} of {label} does not hold text; text columns: "
-                               f"{', '.join(strings) or 'none'}")
+            raise DatasetError(
+                f"column {column!r} of {label} does not hold text; text columns: "
+                f"{', '.join(strings) or 'none'}"
+            )
         return column
     if "text" in strings:
         return "text"
@@ -245,15 +279,18 @@ def _rows(dataset: Any, column: str) -> Iterable[Any]:
             yield row[column]
 
 
-def import_hf_dataset(ref: str, name: str, datasets_dir: Path, column: str | None = None,
-                      split: str | None = None) -> TextReport:
+def import_hf_dataset(
+    ref: str, name: str, datasets_dir: Path, column: str | None = None, split: str | None = None
+) -> TextReport:
     """Store one text column of a Hugging Face dataset (a saved folder or a Hub name) as corpus
     `name`: one document per row, empty rows dropped, cut at the cap."""
     name = check_name(name)
     ref = (ref or "").strip()
     if not ref:
-        raise DatasetError("name a Hugging Face dataset (a folder saved with save_to_disk, or "
-                           "a Hub name such as 'stanfordnlp/imdb')")
+        raise DatasetError(
+            "name a Hugging Face dataset (a folder saved with save_to_disk, or "
+            "a Hub name such as 'stanfordnlp/imdb')"
+        )
     dataset, chosen = open_hf_dataset(ref, (split or "").strip() or None)
     column = pick_column(dataset, (column or "").strip() or None, ref)
     documents, size = [], 0
@@ -266,10 +303,13 @@ def import_hf_dataset(ref: str, name: str, datasets_dir: Path, column: str | Non
                 if size > MAX_CORPUS_CHARS:
                     break  # one row past the cap: `_store` cuts it and reports the cut
     except (OSError, ValueError, EOFError) as exc:  # pyarrow's read errors subclass these
-        raise DatasetError(f"{ref}: column {column!r} of split {chosen!r} could not be read "
-                           f"after {len(documents):,} rows ({exc})") from None
-    return _store(name, "huggingface", documents, datasets_dir,
-                  f"column '{column}' of split '{chosen}'")
+        raise DatasetError(
+            f"{ref}: column {column!r} of split {chosen!r} could not be read "
+            f"after {len(documents):,} rows ({exc})"
+        ) from None
+    return _store(
+        name, "huggingface", documents, datasets_dir, f"column '{column}' of split '{chosen}'"
+    )
 
 
 def describe_hf_dataset(ref: str, split: str | None = None) -> dict[str, Any]:
@@ -282,6 +322,7 @@ def describe_hf_dataset(ref: str, split: str | None = None) -> dict[str, Any]:
 
 # ---- registration ---------------------------------------------------------------------------
 
+
 def register_user_corpus(name: str, path: str | os.PathLike, meta: dict[str, Any]) -> None:
     """Make a stored user corpus loadable by name (again in each process)."""
     corpus_file = Path(path) / CORPUS_FILE
@@ -291,11 +332,19 @@ def register_user_corpus(name: str, path: str | os.PathLike, meta: dict[str, Any
 
     origin = "Hugging Face dataset" if meta.get("origin") == "huggingface" else "text file"
     # A newer import under the same name (maybe of another kind) replaces the earlier one.
-    register_dataset(DatasetSource(
-        name=name, kind="text",
-        description=(f"Your text ({origin} {meta.get('source_name', '')}: "
-                     f"{int(meta.get('num_documents', 0)):,} documents, "
-                     f"{int(meta.get('num_chars', 0)):,} characters)"),
-        num_train=int(meta.get("num_train", 0)), num_test=int(meta.get("num_test", 0)),
-        documents=documents, unavailable=stored_file_check(corpus_file, path),
-        version=int(meta.get("version", 1))))
+    register_dataset(
+        DatasetSource(
+            name=name,
+            kind="text",
+            description=(
+                f"Your text ({origin} {meta.get('source_name', '')}: "
+                f"{int(meta.get('num_documents', 0)):,} documents, "
+                f"{int(meta.get('num_chars', 0)):,} characters)"
+            ),
+            num_train=int(meta.get("num_train", 0)),
+            num_test=int(meta.get("num_test", 0)),
+            documents=documents,
+            unavailable=stored_file_check(corpus_file, path),
+            version=int(meta.get("version", 1)),
+        )
+    )

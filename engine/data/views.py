@@ -18,6 +18,7 @@ crop. Hue here is a rotation about the grey axis of RGB (the classic hue-rotate 
 red to green at 120 degrees as HSV does, but keeps the mean of R, G, B rather than HSV value, and
 is clamped to [0, 1] like the other steps.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -36,16 +37,16 @@ IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 RECIPES: dict[str, str] = {
     "simclr": "SimCLR: random resized crop, flip, colour jitter (p 0.8), grayscale (p 0.2), "
-              "blur (p 0.5, above 32 px)",
+    "blur (p 0.5, above 32 px)",
     "mae": "MAE: random resized crop (scale 0.2-1), horizontal flip, nothing else",
     "beit": "BEiT: random resized crop, horizontal flip, colour jitter 0.4 (no hue), bicubic",
     "natural": "natural images: the SimCLR recipe (crop, flip, colour jitter, grayscale, blur)",
     "medical": "medical scans: weak crops (scale 0.5-1), flip, little brightness/contrast change, "
-               "always grayscale",
+    "always grayscale",
     "satellite": "overhead imagery: crop, 90-degree rotations, horizontal and vertical flips, "
-                 "brightness/contrast only",
+    "brightness/contrast only",
     "synthetic": "rendered images whose colours are arbitrary (shapes, diagrams): crop (scale "
-                 "0.3-1), flip, colour jitter with any hue (p 0.8), grayscale half the time",
+    "0.3-1), flip, colour jitter with any hue (p 0.8), grayscale half the time",
     "none": "resize and normalise only; no randomness",
 }
 # The augmentation presets a user picks per job for contrastive and invariance methods.
@@ -87,11 +88,13 @@ def _plan(recipe: str, size: int, crop_scale: tuple[float, float] | None) -> _Pl
         try:
             low, high = (float(v) for v in crop_scale)
         except (TypeError, ValueError) as exc:
-            raise SpecError(f"crop_scale must be two numbers (low, high), "
-                            f"got {crop_scale!r}") from exc
+            raise SpecError(
+                f"crop_scale must be two numbers (low, high), got {crop_scale!r}"
+            ) from exc
         if not 0.0 < low <= high <= 1.0:
-            raise SpecError(f"crop_scale must satisfy 0 < low <= high <= 1, "
-                            f"got {tuple(crop_scale)}")
+            raise SpecError(
+                f"crop_scale must satisfy 0 < low <= high <= 1, got {tuple(crop_scale)}"
+            )
         crop_scale = (low, high)
     # ImageNet setting (0.08, 1); the CIFAR-size setups use (0.2, 1) for small images.
     default_scale = (0.2, 1.0) if size <= 64 else (0.08, 1.0)
@@ -99,18 +102,36 @@ def _plan(recipe: str, size: int, crop_scale: tuple[float, float] | None) -> _Pl
         # Kernel about 10% of the side, odd; SimCLR skipped blur on CIFAR-10 (32 px).
         kernel = int(0.1 * size) // 2 * 2 + 1
         kernel = kernel if size > 32 and kernel >= 3 else 0
-        return _Plan(crop_scale or default_scale, flip=True, jitter=(0.4, 0.4, 0.4, 0.1),
-                     jitter_p=0.8, gray_p=0.2, blur_p=0.5 if kernel else 0.0, blur_kernel=kernel)
+        return _Plan(
+            crop_scale or default_scale,
+            flip=True,
+            jitter=(0.4, 0.4, 0.4, 0.1),
+            jitter_p=0.8,
+            gray_p=0.2,
+            blur_p=0.5 if kernel else 0.0,
+            blur_kernel=kernel,
+        )
     if recipe == "medical":
         # Scans have no colour to be invariant to and small findings a strong crop would cut
         # away: keep most of the image, move intensities a little, and look in grey.
-        return _Plan(crop_scale or (0.5, 1.0), flip=True, jitter=(0.2, 0.2, 0.0, 0.0),
-                     jitter_p=0.8, gray_p=1.0)
+        return _Plan(
+            crop_scale or (0.5, 1.0),
+            flip=True,
+            jitter=(0.2, 0.2, 0.0, 0.0),
+            jitter_p=0.8,
+            gray_p=1.0,
+        )
     if recipe == "satellite":
         # Overhead images have no up: all eight flips and quarter turns are the same scene.
         # Colour carries land cover, so only brightness and contrast (illumination) change.
-        return _Plan(crop_scale or default_scale, flip=True, vflip=True, rotate90=True,
-                     jitter=(0.4, 0.4, 0.0, 0.0), jitter_p=0.8)
+        return _Plan(
+            crop_scale or default_scale,
+            flip=True,
+            vflip=True,
+            rotate90=True,
+            jitter=(0.4, 0.4, 0.0, 0.0),
+            jitter_p=0.8,
+        )
     if recipe == "synthetic":
         # Where colour is drawn independently of what an image shows (the builtin shapes), the
         # natural recipe's small hue jitter leaves colour the easiest way to tell two images
@@ -118,12 +139,22 @@ def _plan(recipe: str, size: int, crop_scale: tuple[float, float] | None) -> _Pl
         # make colour useless; crops keep at least 30% so a view rarely misses the object.
         # bench/RESULTS.md: SimCLR on shapes reaches k-NN 0.74 in 500 steps with this recipe
         # and 0.22 with the natural one (random init 0.17).
-        return _Plan(crop_scale or (0.3, 1.0), flip=True, jitter=(0.4, 0.4, 0.4, 0.5),
-                     jitter_p=0.8, gray_p=0.5)
+        return _Plan(
+            crop_scale or (0.3, 1.0),
+            flip=True,
+            jitter=(0.4, 0.4, 0.4, 0.5),
+            jitter_p=0.8,
+            gray_p=0.5,
+        )
     if recipe == "beit":
         # BEiT's code: ColorJitter(0.4, 0.4, 0.4) on every image, flip, bicubic crop.
-        return _Plan(crop_scale or default_scale, flip=True, jitter=(0.4, 0.4, 0.4, 0.0),
-                     jitter_p=1.0, mode="bicubic")
+        return _Plan(
+            crop_scale or default_scale,
+            flip=True,
+            jitter=(0.4, 0.4, 0.4, 0.0),
+            jitter_p=1.0,
+            mode="bicubic",
+        )
     if recipe == "mae":
         return _Plan(crop_scale or (0.2, 1.0), flip=True, mode="bicubic")  # MAE used bicubic (3)
     return _Plan(None)
@@ -139,8 +170,13 @@ def _probability(name: str, value: float) -> float:
     return value
 
 
-def _override(plan: _Plan, recipe: str, blur_p: float | None, solarize_p: float | None,
-              jitter: tuple[float, float, float, float] | None) -> _Plan:
+def _override(
+    plan: _Plan,
+    recipe: str,
+    blur_p: float | None,
+    solarize_p: float | None,
+    jitter: tuple[float, float, float, float] | None,
+) -> _Plan:
     """The plan with per-view probabilities or jitter strengths replaced (BYOL's and DINO's
     asymmetric views). Blur stays off where the recipe does not blur at this size."""
     changes: dict[str, Any] = {}
@@ -156,14 +192,22 @@ def _override(plan: _Plan, recipe: str, blur_p: float | None, solarize_p: float 
         except (TypeError, ValueError):
             raise SpecError(f"jitter must be four numbers, got {jitter!r}") from None
         if len(strengths) != 4 or min(strengths) < 0 or strengths[3] > 0.5:
-            raise SpecError(f"jitter must be (brightness, contrast, saturation, hue), all >= 0 "
-                            f"and hue <= 0.5, got {jitter!r}")
+            raise SpecError(
+                f"jitter must be (brightness, contrast, saturation, hue), all >= 0 "
+                f"and hue <= 0.5, got {jitter!r}"
+            )
         changes["jitter"] = strengths
     return dataclasses.replace(plan, **changes) if changes else plan
 
 
-def sample_crop_boxes(batch: int, height: int, width: int, scale: tuple[float, float],
-                      ratio: tuple[float, float] = (3 / 4, 4 / 3), tries: int = 10) -> Tensor:
+def sample_crop_boxes(
+    batch: int,
+    height: int,
+    width: int,
+    scale: tuple[float, float],
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    tries: int = 10,
+) -> Tensor:
     """Per-sample crop boxes (B, 4) as float ``x0, y0, w, h`` in pixels, CPU.
 
     torchvision's ``RandomResizedCrop.get_params``, vectorised: ``tries`` candidates per sample,
@@ -202,8 +246,13 @@ def _crop_and_flip(x: Tensor, boxes: Tensor, flip: Tensor, size: int, mode: str)
     unit_x = torch.where(flip[:, None], 1 - unit, unit)  # (B, size), mirrored rows for flips
     grid_x = (2 * (x0 + unit_x * w) / width - 1).to(x.device)  # (B, size)
     grid_y = (2 * (y0 + unit * h) / height - 1).to(x.device)  # (B, size)
-    grid = torch.stack([grid_x[:, None, :].expand(batch, size, size),
-                        grid_y[:, :, None].expand(batch, size, size)], dim=-1)  # (B, size, size, 2)
+    grid = torch.stack(
+        [
+            grid_x[:, None, :].expand(batch, size, size),
+            grid_y[:, :, None].expand(batch, size, size),
+        ],
+        dim=-1,
+    )  # (B, size, size, 2)
     return F.grid_sample(x, grid, mode=mode, padding_mode="border", align_corners=False)
 
 
@@ -220,8 +269,9 @@ def _jitter_matrices(factors: Tensor) -> Tensor:
     return torch.stack([bright * eye, contrast * eye, sat * eye + (1 - sat) * grey, rotate], dim=1)
 
 
-def _sample_jitter(batch: int, strength: tuple[float, float, float, float],
-                   p: float) -> tuple[Tensor, Tensor]:
+def _sample_jitter(
+    batch: int, strength: tuple[float, float, float, float], p: float
+) -> tuple[Tensor, Tensor]:
     """torchvision's ColorJitter draws, per sample: factors (B, 4) and step order (B, 4).
 
     Samples skipped by ``p`` get neutral factors, so every sample runs the same code.
@@ -263,7 +313,7 @@ def _gaussian_blur(x: Tensor, sigma: Tensor, kernel: int) -> Tensor:
     b, c, height, width = x.shape
     radius = kernel // 2
     offsets = torch.arange(kernel, dtype=torch.float32) - radius
-    weights = torch.exp(-offsets[None] ** 2 / (2 * sigma[:, None] ** 2))  # (b, kernel)
+    weights = torch.exp(-(offsets[None] ** 2) / (2 * sigma[:, None] ** 2))  # (b, kernel)
     weights = (weights / weights.sum(dim=1, keepdim=True)).repeat_interleave(c, dim=0).to(x.device)
     padded = F.pad(x, (radius, radius, radius, radius), mode="reflect")
     # (b, c, H + 2r, W + 2r) -> (1, b*c, H + 2r, W + 2r): one conv group per image plane
@@ -308,10 +358,16 @@ class Views(torch.nn.Module):
     the recipe's values, for methods whose two views differ (BYOL, DINO).
     """
 
-    def __init__(self, recipe: str, size: int, *,
-                 crop_scale: tuple[float, float] | None = None, blur_p: float | None = None,
-                 solarize_p: float | None = None,
-                 jitter: tuple[float, float, float, float] | None = None) -> None:
+    def __init__(
+        self,
+        recipe: str,
+        size: int,
+        *,
+        crop_scale: tuple[float, float] | None = None,
+        blur_p: float | None = None,
+        solarize_p: float | None = None,
+        jitter: tuple[float, float, float, float] | None = None,
+    ) -> None:
         super().__init__()
         self.recipe = recipe
         self.size = int(size)
@@ -327,8 +383,9 @@ class Views(torch.nn.Module):
         batch, _, height, width = x.shape
         if plan.crop_scale is None:
             if (height, width) != (size, size):
-                x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
-                                  antialias=True)
+                x = F.interpolate(
+                    x, size=(size, size), mode="bilinear", align_corners=False, antialias=True
+                )
             return normalize(x)
         boxes = sample_crop_boxes(batch, height, width, plan.crop_scale)
         flip = torch.rand(batch) < 0.5 if plan.flip else torch.zeros(batch, dtype=torch.bool)
@@ -397,10 +454,13 @@ def view_pair(augmentation: str, size: int, *, asymmetric: bool = False) -> tupl
     """
     augmentation = "natural" if augmentation == AUTO else augmentation
     if augmentation not in DOMAINS:
-        raise SpecError(f"unknown augmentation preset {augmentation!r}; choose one of "
-                        f"{', '.join(DOMAINS)}")
+        raise SpecError(
+            f"unknown augmentation preset {augmentation!r}; choose one of {', '.join(DOMAINS)}"
+        )
     if asymmetric and augmentation == "natural":
-        return (Views("natural", size, jitter=BYOL_JITTER, blur_p=1.0, solarize_p=0.0),
-                Views("natural", size, jitter=BYOL_JITTER, blur_p=0.1, solarize_p=0.2))
+        return (
+            Views("natural", size, jitter=BYOL_JITTER, blur_p=1.0, solarize_p=0.0),
+            Views("natural", size, jitter=BYOL_JITTER, blur_p=0.1, solarize_p=0.2),
+        )
     views = Views(augmentation, size)
     return views, views

@@ -11,17 +11,18 @@ the collapse/health metrics the training loop logs.
 
 This module imports nothing heavy: the names below are what the API validates against.
 """
+
 from __future__ import annotations
 
 # protocol -> one line for the UI and the CLI
 PROTOCOLS: dict[str, str] = {
     "knn": "k-NN: cosine similarity, weighted vote of the 20 nearest (T 0.07); top-1 and top-5",
     "linear": "Linear probe on standardised frozen features (L-BFGS, weight decay chosen on a "
-              "validation split)",
+    "validation split)",
     "fewshot": "Few-shot: 1, 5 and 10 labelled images per class, nearest class mean, "
-               "mean and std over 5 draws",
+    "mean and std over 5 draws",
     "finetune": "Fine-tune encoder + linear head on 1% and 10% of the labels, against the same "
-                "network trained from scratch (slow on a CPU: minutes)",
+    "network trained from scratch (slow on a CPU: minutes)",
 }
 DEFAULT_EVALS: tuple[str, ...] = ("knn", "linear")
 BASELINES: dict[str, str] = {

@@ -7,6 +7,7 @@ features are cached. Features of one (subject, dataset, split) are computed once
 keyed by checkpoint step), so the k-NN, the linear probe and few-shot of one job embed the
 dataset once between them.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -33,7 +34,7 @@ from engine.registry import get_method, list_methods
 
 Progress = Callable[[float, str], None]
 EMBED_BATCH = 256
-_MEMORY: "OrderedDict[tuple, tuple[Tensor, Tensor]]" = OrderedDict()
+_MEMORY: OrderedDict[tuple, tuple[Tensor, Tensor]] = OrderedDict()
 _MEMORY_ITEMS = 8
 _LOCK = threading.Lock()
 
@@ -42,9 +43,9 @@ _LOCK = threading.Lock()
 class Subject:
     """A network (or raw pixels) whose features get evaluated."""
 
-    key: str                      # "job 3 @ step 200", "random resnet18", "pixels"
+    key: str  # "job 3 @ step 200", "random resnet18", "pixels"
     image_size: int
-    cache_dir: Path | None        # where features are cached on disk (None: memory only)
+    cache_dir: Path | None  # where features are cached on disk (None: memory only)
     make_method: Callable[[], SSLMethod] | None  # None: the raw pixels
     config: TrainConfig | None = None
     method: str | None = None
@@ -56,11 +57,15 @@ def labelled_image_dataset(name: str) -> dict:
     """The dataset's info, if it can be evaluated on; else a DatasetError that says why."""
     info = dataset_info(name)
     if info.get("kind", "image") != "image":
-        raise DatasetError(f"dataset {name!r} holds {info['kind']}, not images; evaluate on an "
-                           f"image dataset such as digits or shapes")
+        raise DatasetError(
+            f"dataset {name!r} holds {info['kind']}, not images; evaluate on an "
+            f"image dataset such as digits or shapes"
+        )
     if not info.get("labelled"):
-        raise DatasetError(f"dataset {name!r} has no labels, and evaluation needs them; pass a "
-                           f"labelled dataset (e.g. --dataset digits)")
+        raise DatasetError(
+            f"dataset {name!r} has no labels, and evaluation needs them; pass a "
+            f"labelled dataset (e.g. --dataset digits)"
+        )
     if not info["available"]:
         raise DatasetError(f"dataset {name!r} is not available: {info['reason']}")
     return info
@@ -71,21 +76,31 @@ def job_subject(job, cache_dir: Path | None = None) -> Subject:
     spec = TrainSpec.from_dict(job.spec)
     cls = get_method(spec.method)
     if not has_image_embed(cls):
-        raise SpecError(f"{spec.method} is a {cls.modality} method with no image features; "
-                        f"the evaluation protocols need an image encoder")
+        raise SpecError(
+            f"{spec.method} is a {cls.modality} method with no image features; "
+            f"the evaluation protocols need an image encoder"
+        )
     try:
         run = runs.describe(job)
     except JobError:
-        raise JobError(f"job {job.id} has no checkpoint yet; evaluate it once it has "
-                       "trained") from None
+        raise JobError(
+            f"job {job.id} has no checkpoint yet; evaluate it once it has trained"
+        ) from None
     config, step = run.config, run.step
 
     def make() -> SSLMethod:
         return runs.open_run(job, step, cache_dir=cache_dir)[0]
 
-    return Subject(f"job {job.id} @ step {step}", config.image_size,
-                   Path(job.run_dir) / "features" / f"step_{step:07d}", make, config,
-                   spec.method, config.backbone, step)
+    return Subject(
+        f"job {job.id} @ step {step}",
+        config.image_size,
+        Path(job.run_dir) / "features" / f"step_{step:07d}",
+        make,
+        config,
+        spec.method,
+        config.backbone,
+        step,
+    )
 
 
 def architecture_for(backbone: str) -> str:
@@ -105,16 +120,20 @@ def architecture_for(backbone: str) -> str:
     raise SpecError(f"no image method offers the backbone {backbone!r}")
 
 
-def random_subject(backbone: str, image_size: int, cache_root: Path | None,
-                   method_name: str | None = None, config: TrainConfig | None = None,
-                   seed: int = 0) -> Subject:
+def random_subject(
+    backbone: str,
+    image_size: int,
+    cache_root: Path | None,
+    method_name: str | None = None,
+    config: TrainConfig | None = None,
+    seed: int = 0,
+) -> Subject:
     """The `random` baseline: the network of `method_name` (default: `architecture_for`) with
     `config` (default: its quick preset at `image_size`), freshly initialised from `seed`."""
     method_name = method_name or architecture_for(backbone)
     cls = get_method(method_name)
     if config is None:
-        config = build_config(cls.Config, "quick", {"backbone": backbone,
-                                                    "image_size": image_size})
+        config = build_config(cls.Config, "quick", {"backbone": backbone, "image_size": image_size})
     default_dataset = getattr(cls, "default_dataset", "digits")
 
     def make() -> SSLMethod:
@@ -124,8 +143,9 @@ def random_subject(backbone: str, image_size: int, cache_root: Path | None,
 
     # The features depend on every architecture setting (depth, patch size, stem, ...):
     # the cache is keyed by a digest of the whole config.
-    digest = hashlib.sha1(json.dumps(dataclasses.asdict(config), sort_keys=True,
-                                     default=str).encode()).hexdigest()[:10]
+    digest = hashlib.sha1(
+        json.dumps(dataclasses.asdict(config), sort_keys=True, default=str).encode()
+    ).hexdigest()[:10]
     name = f"random-{method_name}-{backbone}-seed{seed}-{digest}"
     folder = None if cache_root is None else cache_root / "features" / name
     return Subject(name, config.image_size, folder, make, config, method_name, backbone)
@@ -137,8 +157,12 @@ def pixels_subject(image_size: int, cache_root: Path | None) -> Subject:
 
 
 @torch.no_grad()
-def embed_images(method: SSLMethod, images: Tensor, batch_size: int = EMBED_BATCH,
-                 on_progress: Progress | None = None) -> Tensor:
+def embed_images(
+    method: SSLMethod,
+    images: Tensor,
+    batch_size: int = EMBED_BATCH,
+    on_progress: Progress | None = None,
+) -> Tensor:
     """(N, 3, H, W) uint8 -> (N, D) float32 with `method.embed` in eval mode, with the
     precision (bf16 autocast or fp32) and memory format the method trained with."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -149,7 +173,7 @@ def embed_images(method: SSLMethod, images: Tensor, batch_size: int = EMBED_BATC
     out = []
     for start in range(0, images.shape[0], batch_size):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            batch = method.embed(images[start:start + batch_size].to(device))
+            batch = method.embed(images[start : start + batch_size].to(device))
         out.append(batch.float().cpu())
         if on_progress is not None:
             on_progress(min(1.0, (start + batch_size) / images.shape[0]), "embedding")
@@ -161,9 +185,13 @@ def pixel_features(images: Tensor) -> Tensor:
     return images.reshape(images.shape[0], -1).float() / 255.0
 
 
-def features(subject: Subject, dataset: str, cache_root: Path | None = None,
-             on_progress: Progress | None = None, method: SSLMethod | None = None
-             ) -> dict[str, tuple[Tensor, Tensor]]:
+def features(
+    subject: Subject,
+    dataset: str,
+    cache_root: Path | None = None,
+    on_progress: Progress | None = None,
+    method: SSLMethod | None = None,
+) -> dict[str, tuple[Tensor, Tensor]]:
     """{"train": (x, y), "test": (x, y)} for `dataset` at the subject's image size."""
     out = {}
     for i, split in enumerate(("train", "test")):
@@ -171,8 +199,11 @@ def features(subject: Subject, dataset: str, cache_root: Path | None = None,
         with _LOCK:
             cached = _MEMORY.get(key)
         if cached is None:
-            path = None if subject.cache_dir is None else (
-                subject.cache_dir / f"{dataset}-{split}-{subject.image_size}px.safetensors")
+            path = (
+                None
+                if subject.cache_dir is None
+                else (subject.cache_dir / f"{dataset}-{split}-{subject.image_size}px.safetensors")
+            )
             cached = _read(path)
             if cached is None:
                 data = load_dataset(dataset, split, subject.image_size, cache_dir=cache_root)
@@ -181,8 +212,15 @@ def features(subject: Subject, dataset: str, cache_root: Path | None = None,
                 else:
                     if method is None:
                         method = subject.make_method()
-                    part = None if on_progress is None else (
-                        lambda f, text, i=i: on_progress((i + f) / 2, f"embedding {split}"))
+                    part = (
+                        None
+                        if on_progress is None
+                        else (
+                            lambda f, text, i=i, split=split: on_progress(
+                                (i + f) / 2, f"embedding {split}"
+                            )
+                        )
+                    )
                     x = embed_images(method, data.images, on_progress=part)
                 cached = (x, data.labels.clone())
                 _write(path, cached)
@@ -200,7 +238,7 @@ def _read(path: Path | None) -> tuple[Tensor, Tensor] | None:
     try:
         blob = load_file(str(path))
         return blob["features"], blob["labels"]
-    except Exception:  # a damaged cache file is recomputed, not trusted
+    except Exception:  # noqa: BLE001 - a damaged cache file is recomputed, not trusted
         return None
 
 

@@ -6,6 +6,7 @@ image by its nearest class mean. No hyperparameter to tune on a handful of label
 as a logistic regression at 1-10 shots. Each shot count is repeated over several random draws
 of the labelled examples; the mean and standard deviation are reported.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -17,8 +18,9 @@ from torch import Tensor
 from engine.evaluation.sampling import few_shot_indices
 
 
-def nearest_mean_accuracy(support_x: Tensor, support_y: Tensor, test_x: Tensor, test_y: Tensor,
-                          num_classes: int) -> float:
+def nearest_mean_accuracy(
+    support_x: Tensor, support_y: Tensor, test_x: Tensor, test_y: Tensor, num_classes: int
+) -> float:
     """Accuracy of the nearest-class-mean (cosine) classifier; features already CL2N."""
     means = torch.zeros(num_classes, support_x.shape[1])
     means.index_add_(0, support_y.long(), support_x)
@@ -30,9 +32,16 @@ def nearest_mean_accuracy(support_x: Tensor, support_y: Tensor, test_x: Tensor, 
     return (scores.argmax(dim=1) == test_y.long()).float().mean().item()
 
 
-def few_shot(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor,
-             num_classes: int, shots: Sequence[int] = (1, 5, 10), draws: int = 5,
-             seed: int = 0) -> dict[str, dict[str, object]]:
+def few_shot(
+    train_x: Tensor,
+    train_y: Tensor,
+    test_x: Tensor,
+    test_y: Tensor,
+    num_classes: int,
+    shots: Sequence[int] = (1, 5, 10),
+    draws: int = 5,
+    seed: int = 0,
+) -> dict[str, dict[str, object]]:
     """{"1": {"mean", "std", "runs": [...]}, "5": ..., ...}: accuracy per shot count."""
     centre = train_x.float().mean(dim=0)
     train_n = F.normalize(train_x.float() - centre, dim=1)
@@ -43,8 +52,9 @@ def few_shot(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor,
         runs = []
         for _ in range(draws):
             idx = few_shot_indices(train_y, int(n), generator)
-            runs.append(nearest_mean_accuracy(train_n[idx], train_y[idx], test_n, test_y,
-                                              num_classes))
+            runs.append(
+                nearest_mean_accuracy(train_n[idx], train_y[idx], test_n, test_y, num_classes)
+            )
         values = torch.tensor(runs)
         std = values.std().item() if len(runs) > 1 else 0.0
         out[str(int(n))] = {"mean": values.mean().item(), "std": std, "runs": runs}

@@ -8,6 +8,7 @@ decorator, so gradients flow) followed by `nn.Linear`. Kept cheap for a CPU: a f
 AdamW steps, random translations as the only augmentation (flips would change some classes,
 e.g. digits), the job's image size and precision.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,14 +30,14 @@ Progress = Callable[[float, str], None]
 @dataclass
 class FinetuneSettings:
     fractions: Sequence[float] = (0.01, 0.1)  # shares of the training labels, per class
-    steps: int = 60            # optimizer steps per run (two runs per fraction)
+    steps: int = 60  # optimizer steps per run (two runs per fraction)
     batch_size: int = 32
-    lr: float = 3e-4           # encoder; the fresh head gets head_lr_scale times more
+    lr: float = 3e-4  # encoder; the fresh head gets head_lr_scale times more
     head_lr_scale: float = 10.0
     weight_decay: float = 1e-4
     warmup_steps: int = 5
     seed: int = 0
-    precision: str = "fp32"    # "bf16" autocasts the forward pass
+    precision: str = "fp32"  # "bf16" autocasts the forward pass
 
 
 def fraction_key(fraction: float) -> str:
@@ -65,8 +66,9 @@ def random_translate(images: Tensor, generator: torch.Generator) -> Tensor:
     pad = max(1, size // 8)
     padded = F.pad(images.float(), (pad, pad, pad, pad), mode="replicate")
     offsets = torch.randint(0, 2 * pad + 1, (images.shape[0], 2), generator=generator)
-    out = torch.stack([padded[i, :, y:y + size, x:x + size]
-                       for i, (y, x) in enumerate(offsets.tolist())])
+    out = torch.stack(
+        [padded[i, :, y : y + size, x : x + size] for i, (y, x) in enumerate(offsets.tolist())]
+    )
     return out.to(torch.uint8)
 
 
@@ -75,20 +77,33 @@ def _device() -> torch.device:
 
 
 @torch.no_grad()
-def _accuracy(model: EmbedClassifier, images: Tensor, labels: Tensor, device: torch.device,
-              autocast: bool, batch_size: int = 256) -> float:
+def _accuracy(
+    model: EmbedClassifier,
+    images: Tensor,
+    labels: Tensor,
+    device: torch.device,
+    autocast: bool,
+    batch_size: int = 256,
+) -> float:
     model.eval()
     correct = 0
     for start in range(0, images.shape[0], batch_size):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            logits = model(images[start:start + batch_size].to(device))
-        correct += (logits.argmax(dim=1).cpu() == labels[start:start + batch_size]).sum().item()
+            logits = model(images[start : start + batch_size].to(device))
+        correct += (logits.argmax(dim=1).cpu() == labels[start : start + batch_size]).sum().item()
     return correct / max(1, images.shape[0])
 
 
-def train_classifier(method: SSLMethod, train_images: Tensor, train_labels: Tensor,
-                     test_images: Tensor, test_labels: Tensor, num_classes: int,
-                     settings: FinetuneSettings, on_progress: Progress | None = None) -> float:
+def train_classifier(
+    method: SSLMethod,
+    train_images: Tensor,
+    train_labels: Tensor,
+    test_images: Tensor,
+    test_labels: Tensor,
+    num_classes: int,
+    settings: FinetuneSettings,
+    on_progress: Progress | None = None,
+) -> float:
     """Train `method`'s encoder + a linear head on the given labels; test top-1."""
     device = _device()
     autocast = settings.precision == "bf16"
@@ -102,15 +117,21 @@ def train_classifier(method: SSLMethod, train_images: Tensor, train_labels: Tens
     with torch.enable_grad():
         probe = model._embed(method, train_images[:2].to(device))
     if not probe.requires_grad:
-        raise ValueError(f"{type(method).__name__}.embed detaches its output, so its encoder "
-                         f"cannot be fine-tuned through it")
+        raise ValueError(
+            f"{type(method).__name__}.embed detaches its output, so its encoder "
+            f"cannot be fine-tuned through it"
+        )
     encoder_params = [p for p in method.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
-        [{"params": encoder_params, "lr": settings.lr},
-         {"params": model.head.parameters(), "lr": settings.lr * settings.head_lr_scale}],
-        weight_decay=settings.weight_decay)
+        [
+            {"params": encoder_params, "lr": settings.lr},
+            {"params": model.head.parameters(), "lr": settings.lr * settings.head_lr_scale},
+        ],
+        weight_decay=settings.weight_decay,
+    )
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_cosine(settings.warmup_steps, settings.steps))
+        optimizer, warmup_cosine(settings.warmup_steps, settings.steps)
+    )
     generator = torch.Generator().manual_seed(settings.seed)
     batch_size = min(settings.batch_size, train_images.shape[0])
     order = torch.empty(0, dtype=torch.long)
@@ -135,10 +156,16 @@ def train_classifier(method: SSLMethod, train_images: Tensor, train_labels: Tens
     return _accuracy(model, test_images, test_labels, device, autocast)
 
 
-def finetune(makers: dict[str, Callable[[], SSLMethod]], train_images: Tensor,
-             train_labels: Tensor, test_images: Tensor, test_labels: Tensor, num_classes: int,
-             settings: FinetuneSettings, on_progress: Progress | None = None
-             ) -> dict[str, dict[str, float]]:
+def finetune(
+    makers: dict[str, Callable[[], SSLMethod]],
+    train_images: Tensor,
+    train_labels: Tensor,
+    test_images: Tensor,
+    test_labels: Tensor,
+    num_classes: int,
+    settings: FinetuneSettings,
+    on_progress: Progress | None = None,
+) -> dict[str, dict[str, float]]:
     """Fine-tune each network of `makers` (name -> a fresh network, e.g. "pretrained" and
     "scratch") on each fraction of the labels; the same labels for every network.
 
@@ -150,15 +177,28 @@ def finetune(makers: dict[str, Callable[[], SSLMethod]], train_images: Tensor,
     for fraction in settings.fractions:
         generator = torch.Generator().manual_seed(settings.seed)
         index = stratified_fraction(train_labels, float(fraction), generator)
-        row: dict[str, float] = {"fraction": float(fraction), "num_labels": int(len(index))}
+        row: dict[str, float] = {"fraction": float(fraction), "num_labels": len(index)}
         for name, make in makers.items():
-            part = None if on_progress is None else (
-                lambda f, text, run=run, name=name: on_progress(
-                    (run + f) / runs, f"fine-tuning {name} on {fraction_key(fraction)} of "
-                                      f"the labels"))
+            part = (
+                None
+                if on_progress is None
+                else (
+                    lambda f, text, run=run, name=name, fraction=fraction: on_progress(
+                        (run + f) / runs,
+                        f"fine-tuning {name} on {fraction_key(fraction)} of the labels",
+                    )
+                )
+            )
             row[f"{name}_top1"] = train_classifier(
-                make(), train_images[index], train_labels[index], test_images, test_labels,
-                num_classes, settings, part)
+                make(),
+                train_images[index],
+                train_labels[index],
+                test_images,
+                test_labels,
+                num_classes,
+                settings,
+                part,
+            )
             run += 1
         out[fraction_key(float(fraction))] = row
     return out

@@ -18,6 +18,7 @@
 method's own `embed`, so every image method gets them without code of its own; text methods
 (no image `embed`) are skipped.
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,7 +32,7 @@ from engine.data.views import IMAGENET_MEAN, IMAGENET_STD, make_views
 
 log = logging.getLogger(__name__)
 PROBE_IMAGES = 256  # a fixed sample of the training set; RankMe wants N >= a few hundred
-PROBE_PAIRS = 128   # images whose two views measure alignment
+PROBE_PAIRS = 128  # images whose two views measure alignment
 PROBE_SEED = 1234
 MILD_CROP = (0.6, 1.0)  # milder than training crops: alignment should measure invariance
 
@@ -64,11 +65,15 @@ def uniformity(z: Tensor, t: float = 2.0) -> float:
     return torch.pdist(zn, p=2).pow(2).mul(-t).exp().mean().log().item()
 
 
-def health_metrics(clean: Tensor, view_a: Tensor | None = None, view_b: Tensor | None = None
-                   ) -> dict[str, float]:
+def health_metrics(
+    clean: Tensor, view_a: Tensor | None = None, view_b: Tensor | None = None
+) -> dict[str, float]:
     """All four from embeddings of clean images (N, d) and of two views of some of them."""
-    out = {"embedding_std": embedding_std(clean), "effective_rank": effective_rank(clean),
-           "uniformity": uniformity(clean)}
+    out = {
+        "embedding_std": embedding_std(clean),
+        "effective_rank": effective_rank(clean),
+        "uniformity": uniformity(clean),
+    }
     if view_a is not None and view_b is not None:
         out["alignment"] = alignment(view_a, view_b)
     return out
@@ -85,8 +90,10 @@ def has_image_embed(method_cls: type) -> bool:
     """Whether a method class embeds images (an image method that overrides `embed`)."""
     from engine.methods.base import SSLMethod
 
-    return (getattr(method_cls, "modality", "image") == "image"
-            and getattr(method_cls, "embed", None) is not SSLMethod.embed)
+    return (
+        getattr(method_cls, "modality", "image") == "image"
+        and getattr(method_cls, "embed", None) is not SSLMethod.embed
+    )
 
 
 class HealthProbe:
@@ -96,8 +103,13 @@ class HealthProbe:
     does; the global RNG is forked so training draws the same views with or without the probe.
     """
 
-    def __init__(self, images: Tensor, image_size: int, num_images: int = PROBE_IMAGES,
-                 num_pairs: int = PROBE_PAIRS) -> None:
+    def __init__(
+        self,
+        images: Tensor,
+        image_size: int,
+        num_images: int = PROBE_IMAGES,
+        num_pairs: int = PROBE_PAIRS,
+    ) -> None:
         generator = torch.Generator().manual_seed(PROBE_SEED)
         index = torch.randperm(images.shape[0], generator=generator)[:num_images]
         self.images = images[index.to(images.device)]  # (n, 3, H, W) uint8
@@ -106,8 +118,9 @@ class HealthProbe:
         self.failed = False
 
     @classmethod
-    def for_method(cls, method_cls: type, tensors: dict[str, Tensor], image_size: int
-                   ) -> "HealthProbe | None":
+    def for_method(
+        cls, method_cls: type, tensors: dict[str, Tensor], image_size: int
+    ) -> HealthProbe | None:
         """A probe when the method embeds images and its data has them, else None."""
         images = tensors.get("images")
         if images is None or images.dtype != torch.uint8 or not has_image_embed(method_cls):
@@ -126,10 +139,14 @@ class HealthProbe:
         try:
             with torch.random.fork_rng(devices=devices):
                 torch.manual_seed(PROBE_SEED)
-                pairs = self.images[:self.num_pairs]
+                pairs = self.images[: self.num_pairs]
                 view_a, view_b = to_uint8(self.views(pairs)), to_uint8(self.views(pairs))
-                clean = torch.cat([method.embed(self.images[i:i + batch_size]).float().cpu()
-                                   for i in range(0, self.images.shape[0], batch_size)])
+                clean = torch.cat(
+                    [
+                        method.embed(self.images[i : i + batch_size]).float().cpu()
+                        for i in range(0, self.images.shape[0], batch_size)
+                    ]
+                )
                 z_a = method.embed(view_a).float().cpu()
                 z_b = method.embed(view_b).float().cpu()
             metrics = health_metrics(clean, z_a, z_b)

@@ -9,6 +9,7 @@ Memory: queries go in chunks, and each query chunk scans the bank in chunks keep
 top-k, so the peak is one (query_chunk, k + bank_chunk) block, never the (Q, N) matrix: a
 50,000-image bank with 10,000 queries needs tens of megabytes.
 """
+
 from __future__ import annotations
 
 import torch
@@ -22,9 +23,16 @@ BANK_CHUNK = 8192
 
 
 @torch.no_grad()
-def knn_scores(bank: Tensor, bank_labels: Tensor, queries: Tensor, num_classes: int,
-               k: int = 20, temperature: float = 0.07, query_chunk: int = QUERY_CHUNK,
-               bank_chunk: int = BANK_CHUNK) -> Tensor:
+def knn_scores(
+    bank: Tensor,
+    bank_labels: Tensor,
+    queries: Tensor,
+    num_classes: int,
+    k: int = 20,
+    temperature: float = 0.07,
+    query_chunk: int = QUERY_CHUNK,
+    bank_chunk: int = BANK_CHUNK,
+) -> Tensor:
     """Class scores (Q, num_classes): for each query, the sum of exp(cos / T) over its k
     nearest bank rows, per class of those rows.
 
@@ -38,13 +46,13 @@ def knn_scores(bank: Tensor, bank_labels: Tensor, queries: Tensor, num_classes: 
     k = min(k, bank.shape[0])
     out = torch.zeros(queries.shape[0], num_classes)
     for start in range(0, queries.shape[0], query_chunk):
-        chunk = queries[start:start + query_chunk]  # (q, D)
+        chunk = queries[start : start + query_chunk]  # (q, D)
         top_sim = torch.empty(chunk.shape[0], 0)
         top_idx = torch.empty(chunk.shape[0], 0, dtype=torch.long)
         for b0 in range(0, bank.shape[0], bank_chunk):
             # float64 products rounded to float32: the same value whatever the chunk shapes
             # (BLAS sums in a shape-dependent order), so chunking never changes a vote.
-            sim = (chunk.double() @ bank[b0:b0 + bank_chunk].double().T).float()  # (q, b)
+            sim = (chunk.double() @ bank[b0 : b0 + bank_chunk].double().T).float()  # (q, b)
             idx = torch.arange(b0, b0 + sim.shape[1]).expand_as(sim)
             sim, idx = torch.cat([top_sim, sim], 1), torch.cat([top_idx, idx], 1)  # (q, k + b)
             top_sim, pos = sim.topk(min(k, sim.shape[1]), dim=1)  # (q, k)
@@ -52,7 +60,7 @@ def knn_scores(bank: Tensor, bank_labels: Tensor, queries: Tensor, num_classes: 
         weights = (top_sim / temperature).exp()  # (q, k)
         votes = torch.zeros(chunk.shape[0], num_classes)
         votes.scatter_add_(1, bank_labels[top_idx], weights)
-        out[start:start + chunk.shape[0]] = votes
+        out[start : start + chunk.shape[0]] = votes
     return out
 
 
@@ -63,11 +71,19 @@ def topk_accuracy(scores: Tensor, labels: Tensor, k: int) -> float:
     return hits.float().mean().item()
 
 
-def knn_evaluate(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor,
-                 num_classes: int, k: int = 20, temperature: float = 0.07,
-                 query_chunk: int = QUERY_CHUNK, bank_chunk: int = BANK_CHUNK
-                 ) -> dict[str, float]:
+def knn_evaluate(
+    train_x: Tensor,
+    train_y: Tensor,
+    test_x: Tensor,
+    test_y: Tensor,
+    num_classes: int,
+    k: int = 20,
+    temperature: float = 0.07,
+    query_chunk: int = QUERY_CHUNK,
+    bank_chunk: int = BANK_CHUNK,
+) -> dict[str, float]:
     """Top-1 and top-5 accuracy of the k-NN classifier of `train` on `test`."""
-    scores = knn_scores(train_x, train_y, test_x, num_classes, k, temperature, query_chunk,
-                        bank_chunk)
+    scores = knn_scores(
+        train_x, train_y, test_x, num_classes, k, temperature, query_chunk, bank_chunk
+    )
     return {"top1": topk_accuracy(scores, test_y, 1), "top5": topk_accuracy(scores, test_y, 5)}

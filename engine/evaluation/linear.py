@@ -5,6 +5,7 @@ L-BFGS and an l2 penalty on standardised features; so do CLIP's and many others'
 L-BFGS with a strong-Wolfe line search; the weight decay is picked from a grid on a stratified
 validation split of the training set, then the probe is refit on the whole training set.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -25,9 +26,14 @@ def standardise(train_x: Tensor, *others: Tensor) -> tuple[Tensor, ...]:
     return tuple((x - mean) / std for x in (train_x, *others))
 
 
-def fit_logistic(x: Tensor, y: Tensor, num_classes: int, weight_decay: float,
-                 max_iter: int = 100, init: tuple[Tensor, Tensor] | None = None
-                 ) -> tuple[Tensor, Tensor]:
+def fit_logistic(
+    x: Tensor,
+    y: Tensor,
+    num_classes: int,
+    weight_decay: float,
+    max_iter: int = 100,
+    init: tuple[Tensor, Tensor] | None = None,
+) -> tuple[Tensor, Tensor]:
     """(weight (C, D), bias (C,)) minimising mean cross-entropy + weight_decay/2 * ||W||^2,
     starting from zeros or from `init` (a neighbouring solution: far fewer iterations)."""
     x, y = x.float(), y.long()
@@ -37,9 +43,15 @@ def fit_logistic(x: Tensor, y: Tensor, num_classes: int, weight_decay: float,
     else:
         weight = init[0].clone().requires_grad_(True)
         bias = init[1].clone().requires_grad_(True)
-    optimizer = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=max_iter,
-                                  history_size=20, line_search_fn="strong_wolfe",
-                                  tolerance_grad=1e-6, tolerance_change=1e-9)
+    optimizer = torch.optim.LBFGS(
+        [weight, bias],
+        lr=1.0,
+        max_iter=max_iter,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+        tolerance_grad=1e-6,
+        tolerance_change=1e-9,
+    )
 
     def closure() -> Tensor:
         optimizer.zero_grad()
@@ -58,10 +70,17 @@ def accuracy(weight: Tensor, bias: Tensor, x: Tensor, y: Tensor) -> float:
     return ((x.float() @ weight.T + bias).argmax(dim=1) == y.long()).float().mean().item()
 
 
-def linear_probe(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor,
-                 num_classes: int, weight_decays: Sequence[float] = WEIGHT_DECAYS,
-                 val_fraction: float = 0.2, max_iter: int = 100, seed: int = 0
-                 ) -> dict[str, float]:
+def linear_probe(
+    train_x: Tensor,
+    train_y: Tensor,
+    test_x: Tensor,
+    test_y: Tensor,
+    num_classes: int,
+    weight_decays: Sequence[float] = WEIGHT_DECAYS,
+    val_fraction: float = 0.2,
+    max_iter: int = 100,
+    seed: int = 0,
+) -> dict[str, float]:
     """Top-1 test accuracy of the probe, the weight decay chosen and its validation accuracy."""
     generator = torch.Generator().manual_seed(seed)
     fit_idx, val_idx = stratified_split(train_y, val_fraction, generator)
@@ -79,6 +98,9 @@ def linear_probe(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tenso
                 best_wd, best_val, best_init = wd, val, init
     train_s, test_s = standardise(train_x, test_x)
     weight, bias = fit_logistic(train_s, train_y, num_classes, best_wd, max_iter, best_init)
-    return {"top1": accuracy(weight, bias, test_s, test_y),
-            "train_top1": accuracy(weight, bias, train_s, train_y),
-            "weight_decay": best_wd, "val_top1": best_val if best_val >= 0 else None}
+    return {
+        "top1": accuracy(weight, bias, test_s, test_y),
+        "train_top1": accuracy(weight, bias, train_s, train_y),
+        "weight_decay": best_wd,
+        "val_top1": best_val if best_val >= 0 else None,
+    }

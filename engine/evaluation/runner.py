@@ -6,6 +6,7 @@ was evaluated: checkpoint step, image size, backbone, baseline) and the results.
 flattens a result into the headline numbers (`knn_top1`, `linear_top1`, `fewshot_5shot`,
 `finetune_10pct`, ...) that the leaderboard, the CLI's `eval` object and the UI show.
 """
+
 from __future__ import annotations
 
 import logging
@@ -17,8 +18,14 @@ from engine.contract import TERMINAL_STATUSES
 from engine.data.datasets import load_dataset
 from engine.errors import JobError, SpecError
 from engine.evaluation import BASELINES, PROTOCOLS
-from engine.evaluation.features import (Subject, features, job_subject, labelled_image_dataset,
-                                        pixels_subject, random_subject)
+from engine.evaluation.features import (
+    Subject,
+    features,
+    job_subject,
+    labelled_image_dataset,
+    pixels_subject,
+    random_subject,
+)
 from engine.evaluation.health import has_image_embed
 from engine.home import Home
 from engine.registry import get_method
@@ -29,11 +36,14 @@ Progress = Callable[[float, str], None]
 
 DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
     "knn": {"k": 20, "temperature": 0.07},
-    "linear": {"weight_decays": [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1], "val_fraction": 0.2,
-               "max_iter": 100, "seed": 0},
+    "linear": {
+        "weight_decays": [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1],
+        "val_fraction": 0.2,
+        "max_iter": 100,
+        "seed": 0,
+    },
     "fewshot": {"shots": [1, 5, 10], "draws": 5, "seed": 0},
-    "finetune": {"fractions": [0.01, 0.1], "steps": 60, "batch_size": 32, "lr": 3e-4,
-                 "seed": 0},
+    "finetune": {"fractions": [0.01, 0.1], "steps": 60, "batch_size": 32, "lr": 3e-4, "seed": 0},
 }
 FINISHED = TERMINAL_STATUSES  # a job that stopped, one way or another, can be evaluated
 MAX_SETTING = 10**7  # the largest whole-number setting (steps, iterations, k, draws)
@@ -41,8 +51,9 @@ MAX_SETTING = 10**7  # the largest whole-number setting (steps, iterations, k, d
 
 def check_protocol(protocol: str) -> str:
     if not isinstance(protocol, str) or protocol not in PROTOCOLS:
-        raise SpecError(f"unknown protocol {checks.shown(protocol)}; choose one of: "
-                        f"{', '.join(PROTOCOLS)}")
+        raise SpecError(
+            f"unknown protocol {checks.shown(protocol)}; choose one of: {', '.join(PROTOCOLS)}"
+        )
     return protocol
 
 
@@ -53,10 +64,16 @@ def resolve_params(protocol: str, params: dict[str, Any] | None) -> dict[str, An
     checks.mapping(params or {}, "params")
     unknown = sorted(set(params or {}) - set(defaults))
     if unknown:
-        raise SpecError(f"unknown {protocol} setting(s) {', '.join(unknown)}; it knows: "
-                        f"{', '.join(defaults)}")
-    return {**defaults, **{name: _setting(f"{protocol} setting {name}", value, defaults[name])
-                           for name, value in (params or {}).items()}}
+        raise SpecError(
+            f"unknown {protocol} setting(s) {', '.join(unknown)}; it knows: {', '.join(defaults)}"
+        )
+    return {
+        **defaults,
+        **{
+            name: _setting(f"{protocol} setting {name}", value, defaults[name])
+            for name, value in (params or {}).items()
+        },
+    }
 
 
 def _setting(label: str, value: Any, default: Any) -> Any:
@@ -70,8 +87,9 @@ def _setting(label: str, value: Any, default: Any) -> Any:
     return checks.number(value, label)
 
 
-def check_request(method: str, evals: list[str], eval_dataset: str | None,
-                  train_dataset: str) -> None:
+def check_request(
+    method: str, evals: list[str], eval_dataset: str | None, train_dataset: str
+) -> None:
     """What `Studio.validate` checks of a spec's evaluations (SpecError/DatasetError)."""
     if not evals:
         return
@@ -81,8 +99,10 @@ def check_request(method: str, evals: list[str], eval_dataset: str | None,
         check_protocol(protocol)
     cls = get_method(method)
     if not has_image_embed(cls):
-        raise SpecError(f"{method} is a {cls.modality} method: it has no image features for "
-                        f"{', '.join(evals)}; leave the evaluations empty")
+        raise SpecError(
+            f"{method} is a {cls.modality} method: it has no image features for "
+            f"{', '.join(evals)}; leave the evaluations empty"
+        )
     labelled_image_dataset(eval_dataset or train_dataset)
 
 
@@ -109,10 +129,16 @@ def figures(protocol: str, results: dict[str, Any]) -> dict[str, float]:
 
 
 def evaluation_to_dict(row: Any) -> dict[str, Any]:
-    return {"id": row.id, "job_id": row.job_id, "protocol": row.protocol,
-            "dataset": row.dataset, "params": row.params, "results": row.results,
-            "figures": figures(row.protocol, row.results),
-            "created_at": row.created_at.isoformat(timespec="seconds") + "Z"}
+    return {
+        "id": row.id,
+        "job_id": row.job_id,
+        "protocol": row.protocol,
+        "dataset": row.dataset,
+        "params": row.params,
+        "results": row.results,
+        "figures": figures(row.protocol, row.results),
+        "created_at": row.created_at.isoformat(timespec="seconds") + "Z",
+    }
 
 
 # ---- running a protocol --------------------------------------------------------------------
@@ -122,9 +148,15 @@ def _stage(on_progress: Progress | None, low: float, high: float) -> Progress | 
     return lambda f, text: on_progress(low + (high - low) * min(max(f, 0.0), 1.0), text)
 
 
-def run_protocol(protocol: str, subject: Subject, dataset: str, params: dict[str, Any],
-                 cache_root: Any, on_progress: Progress | None = None,
-                 scratch: Subject | None = None) -> dict[str, Any]:
+def run_protocol(
+    protocol: str,
+    subject: Subject,
+    dataset: str,
+    params: dict[str, Any],
+    cache_root: Any,
+    on_progress: Progress | None = None,
+    scratch: Subject | None = None,
+) -> dict[str, Any]:
     """Results of `protocol` on `subject`'s features of `dataset` (train -> test)."""
     info = labelled_image_dataset(dataset)
     num_classes = info["num_classes"]
@@ -132,57 +164,103 @@ def run_protocol(protocol: str, subject: Subject, dataset: str, params: dict[str
         from engine.evaluation.finetune import FinetuneSettings, finetune
 
         if subject.make_method is None:
-            raise SpecError("the pixels baseline has no network to fine-tune; fine-tune the "
-                            "random baseline (--baseline random) instead")
+            raise SpecError(
+                "the pixels baseline has no network to fine-tune; fine-tune the "
+                "random baseline (--baseline random) instead"
+            )
         train = load_dataset(dataset, "train", subject.image_size, cache_dir=cache_root)
         test = load_dataset(dataset, "test", subject.image_size, cache_dir=cache_root)
         precision = getattr(subject.config, "precision", "fp32")
-        settings = FinetuneSettings(fractions=[float(f) for f in params["fractions"]],
-                                    steps=int(params["steps"]),
-                                    batch_size=int(params["batch_size"]),
-                                    lr=float(params["lr"]), seed=int(params["seed"]),
-                                    precision=precision)
+        settings = FinetuneSettings(
+            fractions=[float(f) for f in params["fractions"]],
+            steps=int(params["steps"]),
+            batch_size=int(params["batch_size"]),
+            lr=float(params["lr"]),
+            seed=int(params["seed"]),
+            precision=precision,
+        )
         makers = {"pretrained": subject.make_method}
         if scratch is not None:
             makers["scratch"] = scratch.make_method
         elif subject.step is None:  # a baseline: its own network is the random one
             makers = {"random": subject.make_method}
-        fractions = finetune(makers, train.images, train.labels, test.images, test.labels,
-                             num_classes, settings, on_progress)
+        fractions = finetune(
+            makers,
+            train.images,
+            train.labels,
+            test.images,
+            test.labels,
+            num_classes,
+            settings,
+            on_progress,
+        )
         return {"fractions": fractions, "num_train": len(train), "num_test": len(test)}
 
     split = features(subject, dataset, cache_root, _stage(on_progress, 0.0, 0.8))
     (train_x, train_y), (test_x, test_y) = split["train"], split["test"]
     if on_progress is not None:
         on_progress(0.85, f"running {protocol}")
-    common = {"num_train": len(train_y), "num_test": len(test_y),
-              "feature_dim": int(train_x.shape[1])}
+    common = {
+        "num_train": len(train_y),
+        "num_test": len(test_y),
+        "feature_dim": int(train_x.shape[1]),
+    }
     if protocol == "knn":
         from engine.evaluation.knn import knn_evaluate
 
-        out = knn_evaluate(train_x, train_y, test_x, test_y, num_classes, int(params["k"]),
-                           float(params["temperature"]))
+        out = knn_evaluate(
+            train_x,
+            train_y,
+            test_x,
+            test_y,
+            num_classes,
+            int(params["k"]),
+            float(params["temperature"]),
+        )
     elif protocol == "linear":
         from engine.evaluation.linear import linear_probe
 
-        out = linear_probe(train_x, train_y, test_x, test_y, num_classes,
-                           [float(w) for w in params["weight_decays"]],
-                           float(params["val_fraction"]), int(params["max_iter"]),
-                           int(params["seed"]))
+        out = linear_probe(
+            train_x,
+            train_y,
+            test_x,
+            test_y,
+            num_classes,
+            [float(w) for w in params["weight_decays"]],
+            float(params["val_fraction"]),
+            int(params["max_iter"]),
+            int(params["seed"]),
+        )
     else:
         from engine.evaluation.fewshot import few_shot
 
-        out = {"shots": few_shot(train_x, train_y, test_x, test_y, num_classes,
-                                 [int(n) for n in params["shots"]], int(params["draws"]),
-                                 int(params["seed"]))}
+        out = {
+            "shots": few_shot(
+                train_x,
+                train_y,
+                test_x,
+                test_y,
+                num_classes,
+                [int(n) for n in params["shots"]],
+                int(params["draws"]),
+                int(params["seed"]),
+            )
+        }
     return {**out, **common}
 
 
 # ---- jobs ----------------------------------------------------------------------------------
-def evaluate_job(home: Home, store: Store, job_id: int, protocol: str,
-                 dataset: str | None = None, params: dict[str, Any] | None = None,
-                 on_progress: Progress | None = None, with_baselines: bool = True,
-                 require_finished: bool = True) -> dict[str, Any]:
+def evaluate_job(
+    home: Home,
+    store: Store,
+    job_id: int,
+    protocol: str,
+    dataset: str | None = None,
+    params: dict[str, Any] | None = None,
+    on_progress: Progress | None = None,
+    with_baselines: bool = True,
+    require_finished: bool = True,
+) -> dict[str, Any]:
     """Evaluate the job's latest checkpoint with `protocol` on `dataset` (default: the spec's
     eval_dataset, else the training dataset), store it, and return the stored row. With
     `with_baselines`, the pixels and random baselines of the same protocol, dataset and
@@ -199,17 +277,43 @@ def evaluate_job(home: Home, store: Store, job_id: int, protocol: str,
     subject = job_subject(job, home.cache_dir)
     scratch = None
     if protocol == "finetune":
-        scratch = random_subject(subject.backbone, subject.image_size, home.cache_dir,
-                                 subject.method, subject.config, seed=settings["seed"])
-    stored = dict(settings, checkpoint_step=subject.step, image_size=subject.image_size,
-                  method=subject.method, backbone=subject.backbone)
+        scratch = random_subject(
+            subject.backbone,
+            subject.image_size,
+            home.cache_dir,
+            subject.method,
+            subject.config,
+            seed=settings["seed"],
+        )
+    stored = dict(
+        settings,
+        checkpoint_step=subject.step,
+        image_size=subject.image_size,
+        method=subject.method,
+        backbone=subject.backbone,
+    )
     job_share = 0.6 if with_baselines and protocol != "finetune" else 1.0
-    results = run_protocol(protocol, subject, dataset, settings, home.cache_dir,
-                           _stage(on_progress, 0.0, job_share), scratch)
+    results = run_protocol(
+        protocol,
+        subject,
+        dataset,
+        settings,
+        home.cache_dir,
+        _stage(on_progress, 0.0, job_share),
+        scratch,
+    )
     row_id = store.add_evaluation(job.id, protocol, dataset, stored, results)
     if with_baselines:
-        _ensure_baselines(home, store, protocol, dataset, settings, subject, results,
-                          _stage(on_progress, job_share, 1.0))
+        _ensure_baselines(
+            home,
+            store,
+            protocol,
+            dataset,
+            settings,
+            subject,
+            results,
+            _stage(on_progress, job_share, 1.0),
+        )
     if on_progress is not None:
         on_progress(1.0, "done")
     return next(evaluation_to_dict(r) for r in store.evaluations(job.id) if r.id == row_id)
@@ -219,77 +323,140 @@ def _baseline_rows(store: Store) -> list[Any]:
     return [r for r in store.evaluations() if r.job_id is None]
 
 
-def _has_baseline(store: Store, baseline: str, protocol: str, dataset: str, backbone: str,
-                  image_size: int, method: str | None = None) -> bool:
+def _has_baseline(
+    store: Store,
+    baseline: str,
+    protocol: str,
+    dataset: str,
+    backbone: str,
+    image_size: int,
+    method: str | None = None,
+) -> bool:
     """A random baseline is the job's own network at random init: the same backbone name
     is a different network under another method (colorization's ResNet reads L only, BEiT's
     ViT is not MAE's), so it matches on the method too."""
     for row in _baseline_rows(store):
         p = row.params
-        if (row.protocol == protocol and row.dataset == dataset
-                and p.get("baseline") == baseline and p.get("image_size") == image_size
-                and (baseline == "pixels" or (p.get("backbone") == backbone
-                                              and p.get("method") == method))):
+        if (
+            row.protocol == protocol
+            and row.dataset == dataset
+            and p.get("baseline") == baseline
+            and p.get("image_size") == image_size
+            and (
+                baseline == "pixels"
+                or (p.get("backbone") == backbone and p.get("method") == method)
+            )
+        ):
             return True
     return False
 
 
-def _ensure_baselines(home: Home, store: Store, protocol: str, dataset: str,
-                      settings: dict[str, Any], subject: Subject, results: dict[str, Any],
-                      on_progress: Progress | None) -> None:
+def _ensure_baselines(
+    home: Home,
+    store: Store,
+    protocol: str,
+    dataset: str,
+    settings: dict[str, Any],
+    subject: Subject,
+    results: dict[str, Any],
+    on_progress: Progress | None,
+) -> None:
     """Store the pixels and random baselines matching a job's evaluation when missing."""
     size, backbone = subject.image_size, subject.backbone
     try:
         if protocol == "finetune":
             # The job's scratch runs are the random baseline's fine-tuning: store them as such.
-            if not _has_baseline(store, "random", protocol, dataset, backbone, size,
-                                 subject.method):
-                fractions = {k: {"fraction": v["fraction"], "num_labels": v["num_labels"],
-                                 "random_top1": v["scratch_top1"]}
-                             for k, v in results["fractions"].items() if "scratch_top1" in v}
-                store.add_evaluation(None, protocol, dataset, dict(
-                    settings, baseline="random", backbone=backbone, image_size=size,
-                    method=subject.method), {**results, "fractions": fractions})
+            if not _has_baseline(
+                store, "random", protocol, dataset, backbone, size, subject.method
+            ):
+                fractions = {
+                    k: {
+                        "fraction": v["fraction"],
+                        "num_labels": v["num_labels"],
+                        "random_top1": v["scratch_top1"],
+                    }
+                    for k, v in results["fractions"].items()
+                    if "scratch_top1" in v
+                }
+                store.add_evaluation(
+                    None,
+                    protocol,
+                    dataset,
+                    dict(
+                        settings,
+                        baseline="random",
+                        backbone=backbone,
+                        image_size=size,
+                        method=subject.method,
+                    ),
+                    {**results, "fractions": fractions},
+                )
             return
-        todo = [b for b in ("pixels", "random")
-                if not _has_baseline(store, b, protocol, dataset, backbone, size,
-                                     subject.method)]
+        todo = [
+            b
+            for b in ("pixels", "random")
+            if not _has_baseline(store, b, protocol, dataset, backbone, size, subject.method)
+        ]
         for i, baseline in enumerate(todo):
             if baseline == "pixels":
                 base = pixels_subject(size, home.cache_dir)
             else:
-                base = random_subject(backbone, size, home.cache_dir, subject.method,
-                                      subject.config)
+                base = random_subject(
+                    backbone, size, home.cache_dir, subject.method, subject.config
+                )
             part = _stage(on_progress, i / len(todo), (i + 1) / len(todo))
             out = run_protocol(protocol, base, dataset, settings, home.cache_dir, part)
-            store.add_evaluation(None, protocol, dataset, dict(
-                settings, baseline=baseline, backbone="pixels" if baseline == "pixels"
-                else backbone, image_size=size,
-                method=None if baseline == "pixels" else subject.method), out)
+            store.add_evaluation(
+                None,
+                protocol,
+                dataset,
+                dict(
+                    settings,
+                    baseline=baseline,
+                    backbone="pixels" if baseline == "pixels" else backbone,
+                    image_size=size,
+                    method=None if baseline == "pixels" else subject.method,
+                ),
+                out,
+            )
     except Exception:  # a baseline failing must not lose the job's own result
         log.exception("baseline for %s on %s failed", protocol, dataset)
 
 
-def evaluate_baseline(home: Home, store: Store, baseline: str, dataset: str,
-                      protocol: str = "knn", backbone: str = "resnet18", image_size: int = 32,
-                      params: dict[str, Any] | None = None,
-                      on_progress: Progress | None = None) -> dict[str, Any]:
+def evaluate_baseline(
+    home: Home,
+    store: Store,
+    baseline: str,
+    dataset: str,
+    protocol: str = "knn",
+    backbone: str = "resnet18",
+    image_size: int = 32,
+    params: dict[str, Any] | None = None,
+    on_progress: Progress | None = None,
+) -> dict[str, Any]:
     """Evaluate a baseline ("pixels" or "random" with `backbone`) on `dataset`; stored."""
     if not isinstance(baseline, str) or baseline not in BASELINES:
-        raise SpecError(f"unknown baseline {checks.shown(baseline)}; choose one of: "
-                        f"{', '.join(BASELINES)}")
+        raise SpecError(
+            f"unknown baseline {checks.shown(baseline)}; choose one of: {', '.join(BASELINES)}"
+        )
     check_protocol(protocol)
     settings = resolve_params(protocol, params)
     labelled_image_dataset(dataset)
     image_size = checks.whole_number(image_size, "image_size")
     if baseline == "pixels":
         subject = pixels_subject(int(image_size), home.cache_dir)
-        stored = dict(settings, baseline="pixels", backbone="pixels", image_size=int(image_size),
-                      method=None)
+        stored = dict(
+            settings, baseline="pixels", backbone="pixels", image_size=int(image_size), method=None
+        )
     else:
         subject = random_subject(backbone, int(image_size), home.cache_dir)
-        stored = dict(settings, baseline="random", backbone=backbone,
-                      image_size=subject.image_size, method=subject.method)
+        stored = dict(
+            settings,
+            baseline="random",
+            backbone=backbone,
+            image_size=subject.image_size,
+            method=subject.method,
+        )
     results = run_protocol(protocol, subject, dataset, settings, home.cache_dir, on_progress)
     row_id = store.add_evaluation(None, protocol, dataset, stored, results)
     if on_progress is not None:
@@ -297,8 +464,14 @@ def evaluate_baseline(home: Home, store: Store, baseline: str, dataset: str,
     return next(evaluation_to_dict(r) for r in _baseline_rows(store) if r.id == row_id)
 
 
-def run_end_of_job(home: Home, store: Store, job_id: int, evals: list[str],
-                   dataset: str | None, should_stop: Callable[[], bool]) -> dict[str, Any]:
+def run_end_of_job(
+    home: Home,
+    store: Store,
+    job_id: int,
+    evals: list[str],
+    dataset: str | None,
+    should_stop: Callable[[], bool],
+) -> dict[str, Any]:
     """The spec's evaluations at the end of a job (the worker calls this while the job is still
     running). Returns job fields to record: an `error` naming what failed, or nothing."""
     failed = []
@@ -341,25 +514,45 @@ def leaderboard(store: Store) -> list[dict[str, Any]]:
                 duration = job.elapsed_before
                 if job.status == "running" and job.started_at is not None:
                     duration += (now - job.started_at).total_seconds()
-                rows[key] = {"kind": "job", "job_id": job.id, "name": f"#{job.id} {job.method}",
-                             "method": job.method, "backbone": job.backbone,
-                             "dataset": ev.dataset, "trained_on": job.dataset,
-                             "steps": job.step, "wall_time_s": round(duration, 1),
-                             "image_size": p.get("image_size"), "status": job.status}
+                rows[key] = {
+                    "kind": "job",
+                    "job_id": job.id,
+                    "name": f"#{job.id} {job.method}",
+                    "method": job.method,
+                    "backbone": job.backbone,
+                    "dataset": ev.dataset,
+                    "trained_on": job.dataset,
+                    "steps": job.step,
+                    "wall_time_s": round(duration, 1),
+                    "image_size": p.get("image_size"),
+                    "status": job.status,
+                }
             rows[key]["eval_step"] = p.get("checkpoint_step")
         else:
             baseline = p.get("baseline", "?")
             method = p.get("method") if baseline == "random" else None
-            key = ("baseline", baseline, p.get("backbone"), method, ev.dataset,
-                   p.get("image_size"))
+            key = ("baseline", baseline, p.get("backbone"), method, ev.dataset, p.get("image_size"))
             if key not in rows:
-                name = ("pixels" if baseline == "pixels"
-                        else f"random {p.get('backbone')}" + (f" ({method})" if method else ""))
-                rows[key] = {"kind": "baseline", "job_id": None, "name": name,
-                             "method": f"baseline: {baseline}", "backbone": p.get("backbone"),
-                             "dataset": ev.dataset, "trained_on": "", "steps": 0,
-                             "wall_time_s": None, "image_size": p.get("image_size"),
-                             "status": ""}
+                name = (
+                    "pixels"
+                    if baseline == "pixels"
+                    else f"random {p.get('backbone')}" + (f" ({method})" if method else "")
+                )
+                rows[key] = {
+                    "kind": "baseline",
+                    "job_id": None,
+                    "name": name,
+                    "method": f"baseline: {baseline}",
+                    "backbone": p.get("backbone"),
+                    "dataset": ev.dataset,
+                    "trained_on": "",
+                    "steps": 0,
+                    "wall_time_s": None,
+                    "image_size": p.get("image_size"),
+                    "status": "",
+                }
         rows[key].update(figures(ev.protocol, ev.results))
-    return sorted(rows.values(), key=lambda r: (r["dataset"], r["kind"] != "job",
-                                                -(r["job_id"] or 0), r["name"]))
+    return sorted(
+        rows.values(),
+        key=lambda r: (r["dataset"], r["kind"] != "job", -(r["job_id"] or 0), r["name"]),
+    )

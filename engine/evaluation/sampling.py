@@ -3,6 +3,7 @@
 All draws come from an explicit `torch.Generator`, so the same seed gives the same indices on
 every machine, whatever else has used the global RNG.
 """
+
 from __future__ import annotations
 
 import torch
@@ -15,8 +16,9 @@ def _class_indices(labels: Tensor) -> list[Tensor]:
     return [torch.nonzero(labels == c)[:, 0] for c in torch.unique(labels).tolist()]
 
 
-def stratified_fraction(labels: Tensor, fraction: float, generator: torch.Generator,
-                        min_per_class: int = 1) -> Tensor:
+def stratified_fraction(
+    labels: Tensor, fraction: float, generator: torch.Generator, min_per_class: int = 1
+) -> Tensor:
     """Indices of about `fraction` of each class (rounded, at least `min_per_class`, at most
     the whole class), sorted."""
     if not 0.0 < fraction <= 1.0:
@@ -29,8 +31,9 @@ def stratified_fraction(labels: Tensor, fraction: float, generator: torch.Genera
     return torch.cat(chosen).sort().values
 
 
-def stratified_split(labels: Tensor, val_fraction: float, generator: torch.Generator
-                     ) -> tuple[Tensor, Tensor]:
+def stratified_split(
+    labels: Tensor, val_fraction: float, generator: torch.Generator
+) -> tuple[Tensor, Tensor]:
     """(fit, val) indices: each class split by `val_fraction`, keeping at least one example
     of each class on the fit side when the class has more than one."""
     fit, val = [], []

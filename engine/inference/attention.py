@@ -7,6 +7,7 @@ run's teacher, an MAE run's encoder (all patches, in order), a CLIP run's vision
 checkpoint such as facebook/dino-vits16. Attention weights need `attn_implementation="eager"`
 (the model cache sets it).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -19,10 +20,13 @@ from engine.inference.images import center_square, model_input
 from engine.inference.models import Lens, LensError, LensModel
 
 ATTENTION = Lens(
-    "attention", "attention", model_types=("vit", "vit_mae", "clip", "dinov2", "deit", "beit"),
+    "attention",
+    "attention",
+    model_types=("vit", "vit_mae", "clip", "dinov2", "deit", "beit"),
     wants="a ViT: a DINO run with a ViT backbone, an MAE run (its encoder), a CLIP run (its "
-          "vision tower), or a Hub id such as facebook/dino-vits16",
-    suggestions=("facebook/dino-vits16",))
+    "vision tower), or a Hub id such as facebook/dino-vits16",
+    suggestions=("facebook/dino-vits16",),
+)
 
 
 def num_layers(lm: LensModel) -> int:
@@ -38,8 +42,9 @@ def layer_index(lm: LensModel, layer: int | float | None) -> int:
     if chosen < 0:
         chosen = count + 1 + chosen
     if not 1 <= chosen <= count:
-        raise LensError(f"layer {int(layer)}: {lm.label} has {count} layers (1 to {count}; "
-                        "0 is the last)")
+        raise LensError(
+            f"layer {int(layer)}: {lm.label} has {count} layers (1 to {count}; 0 is the last)"
+        )
     return chosen - 1
 
 
@@ -84,8 +89,9 @@ def keep_share_mask(values: np.ndarray, keep: float) -> np.ndarray:
     return mask.reshape(values.shape)
 
 
-def attention_maps(lm: LensModel, image: np.ndarray, layer: int | None = None,
-                   keep: float = 0.6) -> dict[str, Any]:
+def attention_maps(
+    lm: LensModel, image: np.ndarray, layer: int | None = None, keep: float = 0.6
+) -> dict[str, Any]:
     """[CLS] attention of every head of one layer over the patches of `image` (H, W, 3 uint8).
 
     Returns {"heads": [uint8 overlay per head], "mean": uint8 overlay of the heads' mean,
@@ -110,8 +116,10 @@ def attention_maps(lm: LensModel, image: np.ndarray, layer: int | None = None,
     grid = lm.image_size // lm.patch_size
     prefix = rows.shape[1] - grid * grid  # [CLS] (+ distillation or register tokens)
     if prefix < 1:
-        raise LensError(f"{lm.label}: {rows.shape[1]} tokens do not fit a {grid}x{grid} patch "
-                        "grid with a [CLS] token")
+        raise LensError(
+            f"{lm.label}: {rows.shape[1]} tokens do not fit a {grid}x{grid} patch "
+            "grid with a [CLS] token"
+        )
     maps = rows[:, prefix:].reshape(-1, grid, grid).numpy()  # (heads, g, g)
     mean = maps.mean(axis=0)
     total = max(float(mean.sum()), 1e-12)
@@ -127,6 +135,9 @@ def attention_maps(lm: LensModel, image: np.ndarray, layer: int | None = None,
         "keep_mask": keep_mask,
         "kept_share": float(mean[keep_mask].sum() / max(mean.sum(), 1e-12)),
         "share_range": (float(mean.min() / total), float(mean.max() / total)),
-        "layer": index + 1, "num_layers": num_layers(lm), "num_heads": int(maps.shape[0]),
-        "grid": grid, "model": lm.label,
+        "layer": index + 1,
+        "num_layers": num_layers(lm),
+        "num_heads": int(maps.shape[0]),
+        "grid": grid,
+        "model": lm.label,
     }

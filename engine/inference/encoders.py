@@ -11,6 +11,7 @@ tower (and its prompt ensemble for class names); a language model's (BERT, GPT, 
 of each text's token ids, one text at a time at its own length, so padding never enters the
 mean.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -30,12 +31,12 @@ from engine.inference.runs import LoadedMethod
 class Encoder:
     """Anything that embeds images and/or texts, with a cache key and plain facts."""
 
-    key: tuple                       # part of the embeddings' cache key (includes the step)
-    name: str                        # "job 3 @ step 150"
-    info: dict[str, Any]             # plain: kind, method, backbone, step, job_id, image_size
-    image_size: int | None           # px the images are resized to; None: no image tower
-    images: Callable[[Tensor], Tensor] | None = None      # uint8 (B, 3, H, W) -> (B, D)
-    texts: Callable[[list[str]], Tensor] | None = None    # B strings -> (B, D)
+    key: tuple  # part of the embeddings' cache key (includes the step)
+    name: str  # "job 3 @ step 150"
+    info: dict[str, Any]  # plain: kind, method, backbone, step, job_id, image_size
+    image_size: int | None  # px the images are resized to; None: no image tower
+    images: Callable[[Tensor], Tensor] | None = None  # uint8 (B, 3, H, W) -> (B, D)
+    texts: Callable[[list[str]], Tensor] | None = None  # B strings -> (B, D)
     prompts: Callable[[list[str]], Tensor] | None = None  # class names -> (C, D) (CLIP)
 
 
@@ -58,13 +59,16 @@ def _text_tower(method: Any) -> Callable[[list[str]], Tensor] | None:
         return None
     limit = int(getattr(method.config, "context_length", 64))
     if type(method).modality == "image-text":
+
         def clip_texts(texts: list[str]) -> Tensor:
             device = method.model.logit_scale.device
-            tokens = tokenizer(texts, padding=True, truncation=True, max_length=limit,
-                               return_tensors="pt").to(device)
+            tokens = tokenizer(
+                texts, padding=True, truncation=True, max_length=limit, return_tensors="pt"
+            ).to(device)
             out = method.model.get_text_features(**tokens)
             out = out if isinstance(out, Tensor) else out.pooler_output
             return torch.nn.functional.normalize(out.float(), dim=-1)
+
         return clip_texts
     if type(method).modality != "text":
         return None
@@ -76,13 +80,14 @@ def _text_tower(method: Any) -> Callable[[list[str]], Tensor] | None:
         by_length: dict[int, list[int]] = {}
         for i, row in enumerate(ids):
             by_length.setdefault(len(row), []).append(i)
-        for length, rows in by_length.items():
+        for rows in by_length.values():
             batch = torch.tensor([ids[i] for i in rows], device=device)  # (b, length)
             features = method.embed(batch).float().cpu()  # (b, D)
             if out.shape[1] == 0:
                 out = torch.empty(len(texts), features.shape[1])
             out[rows] = features
         return out
+
     return lm_texts
 
 
@@ -92,16 +97,28 @@ def method_encoder(loaded: LoadedMethod, key: tuple, info: dict[str, Any]) -> En
     prompts = None
     if hasattr(method, "class_embeddings") and getattr(method, "tokenizer", None) is not None:
         prompts = method.class_embeddings
-    return Encoder(key, loaded.key, info, loaded.image_size if images else None, images,
-                   _text_tower(method), prompts)
+    return Encoder(
+        key,
+        loaded.key,
+        info,
+        loaded.image_size if images else None,
+        images,
+        _text_tower(method),
+        prompts,
+    )
 
 
 def pixels_encoder(image_size: int = 32) -> Encoder:
     def flatten(images: Tensor) -> Tensor:
         return images.reshape(images.shape[0], -1).float() / 255.0  # (B, 3*H*W)
 
-    return Encoder(("pixels", image_size), f"raw pixels at {image_size} px",
-                   {"kind": "pixels", "image_size": image_size}, image_size, flatten)
+    return Encoder(
+        ("pixels", image_size),
+        f"raw pixels at {image_size} px",
+        {"kind": "pixels", "image_size": image_size},
+        image_size,
+        flatten,
+    )
 
 
 def hub_encoder(source: str, home: Path) -> Encoder:
@@ -119,8 +136,7 @@ def hub_encoder(source: str, home: Path) -> Encoder:
     def pixel_values(images: Tensor) -> Tensor:
         image_processor = getattr(processor, "image_processor", processor)
         arrays = list(images.permute(0, 2, 3, 1).cpu().numpy())  # (H, W, 3) each
-        return image_processor(images=arrays, return_tensors="pt")["pixel_values"].to(
-            model.device)
+        return image_processor(images=arrays, return_tensors="pt")["pixel_values"].to(model.device)
 
     def pool(out: Any) -> Tensor:
         if isinstance(out, Tensor):
@@ -133,8 +149,13 @@ def hub_encoder(source: str, home: Path) -> Encoder:
     if hasattr(model, "get_image_features"):
         images = lambda batch: pool(model.get_image_features(pixel_values=pixel_values(batch)))
         tokenizer = getattr(processor, "tokenizer", processor)
-        texts = lambda batch: pool(model.get_text_features(**tokenizer(
-            batch, padding=True, truncation=True, return_tensors="pt").to(model.device)))
+        texts = lambda batch: pool(
+            model.get_text_features(
+                **tokenizer(batch, padding=True, truncation=True, return_tensors="pt").to(
+                    model.device
+                )
+            )
+        )
     elif model.main_input_name == "pixel_values":
         base = getattr(model, "base_model", model)
         images = lambda batch: pool(base(pixel_values=pixel_values(batch)))
@@ -144,15 +165,19 @@ def hub_encoder(source: str, home: Path) -> Encoder:
             base = base.encoder  # T5: the encoder's states
 
         def texts(batch: list[str]) -> Tensor:
-            tokens = processor(batch, padding=True, truncation=True, max_length=512,
-                               return_tensors="pt").to(model.device)
-            states = base(input_ids=tokens["input_ids"],
-                          attention_mask=tokens["attention_mask"]).last_hidden_state
+            tokens = processor(
+                batch, padding=True, truncation=True, max_length=512, return_tensors="pt"
+            ).to(model.device)
+            states = base(
+                input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]
+            ).last_hidden_state
             mask = tokens["attention_mask"][..., None].float()  # (B, T, 1)
             return (states * mask).sum(1) / mask.sum(1).clamp(min=1)
+
     info["image_size"] = size if images is not None else None
-    return Encoder(("hub", source), source, info, size if images is not None else None,
-                   images, texts)
+    return Encoder(
+        ("hub", source), source, info, size if images is not None else None, images, texts
+    )
 
 
 def parse_source(source: str) -> tuple[str, str]:

@@ -4,14 +4,19 @@ Written once as PNG files under the home's cache (the web app's example lists ta
 scikit-image ships its photographs (the cat, the coffee cup, the rocket, the astronaut) inside
 the package, so they are there offline; without scikit-image only the shapes are offered.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 
-PHOTOS = (("cat", "chelsea"), ("coffee", "coffee"), ("rocket", "rocket"),
-          ("astronaut", "astronaut"))
+PHOTOS = (
+    ("cat", "chelsea"),
+    ("coffee", "coffee"),
+    ("rocket", "rocket"),
+    ("astronaut", "astronaut"),
+)
 SHAPES_SEED = 2024  # neither a train nor a test split seed: pictures the runs never saw
 NUM_SHAPES = 4
 SHAPES_SIZE = 128
@@ -41,6 +46,7 @@ def example_images(folder: Path) -> list[dict[str, str]]:
     folder = Path(folder)
     try:
         import skimage  # noqa: F401
+
         index = folder / "index.txt"
     except ImportError:
         index = folder / "index-shapes.txt"

@@ -9,6 +9,7 @@ written "[MASK]" or "<mask>" whatever the model's own mask token is.
     out = fill_mask(lm, "a small red [MASK] on a blue background", k=5)
     out["predictions"][0]   # {"token": "star", "score": 0.41, "sequence": "a small red star ..."}
 """
+
 from __future__ import annotations
 
 import re
@@ -18,9 +19,12 @@ from engine import checks
 from engine.inference.models import Lens, LensError, LensModel
 
 FILL_MASK = Lens(
-    "fill_mask", "fill-mask", model_types=("bert",),
+    "fill_mask",
+    "fill-mask",
+    model_types=("bert",),
     wants="a masked language model: a BERT run, or a Hub id such as bert-base-uncased",
-    suggestions=("bert-base-uncased",))
+    suggestions=("bert-base-uncased",),
+)
 MASK_SPELLINGS = re.compile(r"\[mask\]|<mask>", re.IGNORECASE)
 MAX_K = 50
 
@@ -50,17 +54,22 @@ def fill_mask(lm: LensModel, text: str, k: int = 5) -> dict[str, Any]:
     text = with_model_mask(str(text or "").strip(), mask)
     count = text.count(mask)
     if count == 0:
-        raise LensError("the text has no mask: write [MASK] (or <mask>) where a word is "
-                        "missing, e.g. \"a small red [MASK] on a blue background\"")
+        raise LensError(
+            "the text has no mask: write [MASK] (or <mask>) where a word is "
+            'missing, e.g. "a small red [MASK] on a blue background"'
+        )
     if count > 1:
-        raise LensError(f"the text has {count} masks; this lens fills one at a time: keep one "
-                        "[MASK]")
+        raise LensError(
+            f"the text has {count} masks; this lens fills one at a time: keep one [MASK]"
+        )
     limit = int(getattr(lm.model.config, "max_position_embeddings", 512))
     with lm.lock:  # a fast tokenizer's truncation state is shared by the requests
         ids = tokenizer(text, truncation=True, max_length=limit)["input_ids"]
     if tokenizer.mask_token_id not in ids:
-        raise LensError(f"the mask falls after the first {limit} tokens, which is all "
-                        f"{lm.label} reads; shorten the text before it")
+        raise LensError(
+            f"the mask falls after the first {limit} tokens, which is all "
+            f"{lm.label} reads; shorten the text before it"
+        )
     position = ids.index(tokenizer.mask_token_id)
     with lm.lock, torch.inference_mode():
         logits = lm.model(input_ids=torch.tensor([ids])).logits[0, position]  # (V,)
@@ -77,12 +86,19 @@ def fill_mask(lm: LensModel, text: str, k: int = 5) -> dict[str, Any]:
         seen.add(word)
         filled = list(ids)
         filled[position] = token_id
-        predictions.append({"token": word, "token_id": token_id,
-                            "score": float(probabilities[token_id]),
-                            "sequence": tokenizer.decode(filled, skip_special_tokens=True)})
+        predictions.append(
+            {
+                "token": word,
+                "token_id": token_id,
+                "score": float(probabilities[token_id]),
+                "sequence": tokenizer.decode(filled, skip_special_tokens=True),
+            }
+        )
         if len(predictions) == k:
             break
     if len(predictions) < k:
-        raise LensError(f"{lm.label} knows only {len(predictions)} distinct words; ask for "
-                        f"at most {len(predictions)}")
+        raise LensError(
+            f"{lm.label} knows only {len(predictions)} distinct words; ask for "
+            f"at most {len(predictions)}"
+        )
     return {"text": text, "mask_token": mask, "predictions": predictions, "model": lm.label}

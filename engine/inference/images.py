@@ -1,6 +1,7 @@
 """The lenses' input images: any upload, PIL image, array or tensor -> uint8 RGB, checked
 against a pixel limit before decoding; the centred square the panels show; the model's input.
 """
+
 from __future__ import annotations
 
 import os
@@ -16,9 +17,11 @@ MAX_PIXELS = int(os.environ.get("PRETEXT_LENS_MAX_PIXELS", 40_000_000))
 
 def _check_pixels(width: int, height: int, max_pixels: int) -> None:
     if width * height > max_pixels:
-        raise LensError(f"the image is {width}x{height} ({width * height / 1e6:.1f} megapixels); "
-                        f"the lenses take at most {max_pixels / 1e6:.0f} megapixels: "
-                        "downscale it first")
+        raise LensError(
+            f"the image is {width}x{height} ({width * height / 1e6:.1f} megapixels); "
+            f"the lenses take at most {max_pixels / 1e6:.0f} megapixels: "
+            "downscale it first"
+        )
     if min(width, height) < 1:
         raise LensError(f"the image is empty ({width}x{height})")
 
@@ -53,11 +56,12 @@ def load_image(source: Any, max_pixels: int = MAX_PIXELS) -> np.ndarray:
             image = ImageOps.exif_transpose(image)
             return np.asarray(image.convert("RGB"))
     except UnidentifiedImageError:
-        raise LensError(f"{path.name} is not an image file (PNG, JPEG, WebP, GIF, BMP or "
-                        "TIFF); upload a picture") from None
+        raise LensError(
+            f"{path.name} is not an image file (PNG, JPEG, WebP, GIF, BMP or "
+            "TIFF); upload a picture"
+        ) from None
     except Image.DecompressionBombError:
-        raise LensError(f"{path.name} is too large to decode safely; downscale it "
-                        "first") from None
+        raise LensError(f"{path.name} is too large to decode safely; downscale it first") from None
     except OSError as error:
         raise LensError(f"{path.name} could not be read as an image: {error}") from None
 
@@ -83,11 +87,12 @@ def center_square(image: np.ndarray) -> np.ndarray:
     height, width = image.shape[:2]
     side = min(height, width)
     top, left = (height - side) // 2, (width - side) // 2
-    return image[top:top + side, left:left + side]
+    return image[top : top + side, left : left + side]
 
 
-def model_input(image: np.ndarray, size: int, mean: tuple[float, ...],
-                std: tuple[float, ...]) -> tuple[Any, Any]:
+def model_input(
+    image: np.ndarray, size: int, mean: tuple[float, ...], std: tuple[float, ...]
+) -> tuple[Any, Any]:
     """A square uint8 (S0, S0, 3) image -> (uint8 (1, 3, size, size), normalised float pixels),
     resized as the datasets are (antialiased bilinear), so a run sees what it trained on."""
     import torch
@@ -95,8 +100,9 @@ def model_input(image: np.ndarray, size: int, mean: tuple[float, ...],
 
     x = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)[None].float()
     if x.shape[-1] != size:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
-                          antialias=True)
+        x = F.interpolate(
+            x, size=(size, size), mode="bilinear", align_corners=False, antialias=True
+        )
     uint8 = x.round().clamp(0, 255).to(torch.uint8)  # (1, 3, S, S)
     mean_t = torch.tensor(mean, dtype=torch.float32)[:, None, None]
     std_t = torch.tensor(std, dtype=torch.float32)[:, None, None]

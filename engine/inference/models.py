@@ -18,17 +18,18 @@ read settings from their shared config on every call (ViTMAE's mask ratio).
 The web process runs lenses beside training workers on the same cores: `lens_threads` caps
 torch's threads while a lens runs (PRETEXT_LENS_THREADS, default 1).
 """
+
 from __future__ import annotations
 
 import json
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
-
+from typing import Any
 
 from engine.data.views import IMAGENET_MEAN, IMAGENET_STD
 from engine.errors import StudioError
@@ -47,10 +48,10 @@ class LensError(StudioError, ValueError):
 class Lens:
     """One lens's needs: the transformers model types it runs on, in words, and Hub ids to try."""
 
-    name: str                        # "attention", also the endpoint's name
-    title: str                       # "DINO attention"
-    model_types: tuple[str, ...]     # config.model_type values it accepts
-    wants: str                       # "a ViT: a DINO run with a ViT backbone, ..."
+    name: str  # "attention", also the endpoint's name
+    title: str  # "DINO attention"
+    model_types: tuple[str, ...]  # config.model_type values it accepts
+    wants: str  # "a ViT: a DINO run with a ViT backbone, ..."
     suggestions: tuple[str, ...] = ()  # Hub ids offered in the model picker
 
 
@@ -108,12 +109,12 @@ def lens_threads() -> Iterator[None]:
 class LensModel:
     """A loaded model with what the lenses need to know about it."""
 
-    model: Any                  # a transformers model in eval mode, eager attention
-    processor: Any              # its processor or tokenizer, or None
-    model_type: str             # config.model_type: "vit", "vit_mae", "clip", ...
-    source: str                 # what the user gave: "12", a folder, a Hub id
-    label: str                  # how messages name it: "job 12 (mae)", "facebook/dino-vits16"
-    folder: Path | None         # the local folder it was loaded from (None: the Hub)
+    model: Any  # a transformers model in eval mode, eager attention
+    processor: Any  # its processor or tokenizer, or None
+    model_type: str  # config.model_type: "vit", "vit_mae", "clip", ...
+    source: str  # what the user gave: "12", a folder, a Hub id
+    label: str  # how messages name it: "job 12 (mae)", "facebook/dino-vits16"
+    folder: Path | None  # the local folder it was loaded from (None: the Hub)
     weight_names: frozenset[str] | None  # tensor names in its weight files, when known
     nbytes: int
     lock: threading.RLock = field(default_factory=threading.RLock)
@@ -188,7 +189,7 @@ class ModelCache:
             self._items.clear()
 
 
-MODEL_CACHE = ModelCache(int(CACHE_MB * 2 ** 20))
+MODEL_CACHE = ModelCache(int(CACHE_MB * 2**20))
 
 
 def run_folder(run_dir: str | os.PathLike | None) -> Path | None:
@@ -234,9 +235,11 @@ def refuse_pickles(folder: Path) -> None:
         return
     pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
     if pickles:
-        raise LensError(f"{folder} holds only {', '.join(pickles)}: pickle files, which can run "
-                        "code when loaded, so the studio does not load them. Save the model "
-                        "with save_pretrained() (safetensors) and use that folder")
+        raise LensError(
+            f"{folder} holds only {', '.join(pickles)}: pickle files, which can run "
+            "code when loaded, so the studio does not load them. Save the model "
+            "with save_pretrained() (safetensors) and use that folder"
+        )
 
 
 def wrong_family(label: str, model_type: str | None, lens: Lens) -> LensError:
@@ -250,10 +253,13 @@ def check_job(job: dict[str, Any], lens: Lens) -> Path:
     folder = run_folder(job.get("run_dir"))
     if folder is None:
         if job["status"] in ("queued", "running"):
-            raise LensError(f"{label} is {job['status']} and has no checkpoint yet; try again "
-                            "after its first checkpoint, or pick a finished run")
-        raise LensError(f"{label} exported no transformers model; the {lens.title} lens needs "
-                        f"{lens.wants}")
+            raise LensError(
+                f"{label} is {job['status']} and has no checkpoint yet; try again "
+                "after its first checkpoint, or pick a finished run"
+            )
+        raise LensError(
+            f"{label} exported no transformers model; the {lens.title} lens needs {lens.wants}"
+        )
     model_type = folder_model_type(folder)
     if model_type not in lens.model_types:
         raise wrong_family(label, model_type, lens)
@@ -261,20 +267,25 @@ def check_job(job: dict[str, Any], lens: Lens) -> Path:
 
 
 def _nbytes(model: Any) -> int:
-    return sum(t.numel() * t.element_size()
-               for t in [*model.parameters(), *model.buffers()])
+    return sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
 
 
-def load_lens_model(source: str | os.PathLike, lens: Lens, home: str | os.PathLike,
-                    job: dict[str, Any] | None = None) -> LensModel:
+def load_lens_model(
+    source: str | os.PathLike,
+    lens: Lens,
+    home: str | os.PathLike,
+    job: dict[str, Any] | None = None,
+) -> LensModel:
     """The cached model `source` names (a run id with its `job` row, a folder or a Hub id),
     checked against `lens`; LensError/HubError with a message when it cannot serve."""
     from engine import hub
 
     text = str(source or "").strip()
     if not text:
-        raise LensError(f"no model: pick a run or type a Hub id such as "
-                        f"{(lens.suggestions or ('a run id',))[0]}")
+        raise LensError(
+            f"no model: pick a run or type a Hub id such as "
+            f"{(lens.suggestions or ('a run id',))[0]}"
+        )
     if job is not None:
         folder: Path | None = check_job(job, lens)
         label = f"job {job['id']} ({job['method']})"
@@ -292,14 +303,21 @@ def load_lens_model(source: str | os.PathLike, lens: Lens, home: str | os.PathLi
             model, processor = hub.load(str(folder) if folder is not None else text, home=home)
         except OSError as error:  # e.g. a Hub repo with pickle weights only
             first = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
-            raise LensError(f"cannot load {label}: {first} (the studio loads safetensors "
-                            "weights only)") from None
+            raise LensError(
+                f"cannot load {label}: {first} (the studio loads safetensors weights only)"
+            ) from None
         if hasattr(model, "set_attn_implementation"):
             model.set_attn_implementation("eager")  # attention weights need the eager path
-        return LensModel(model=model, processor=processor,
-                         model_type=str(model.config.model_type), source=text, label=label,
-                         folder=folder, weight_names=weight_names(folder) if folder else None,
-                         nbytes=_nbytes(model))
+        return LensModel(
+            model=model,
+            processor=processor,
+            model_type=str(model.config.model_type),
+            source=text,
+            label=label,
+            folder=folder,
+            weight_names=weight_names(folder) if folder else None,
+            nbytes=_nbytes(model),
+        )
 
     item = MODEL_CACHE.get(key, load)
     if item.model_type not in lens.model_types:
@@ -318,8 +336,12 @@ def lens_choices(jobs: list[dict[str, Any]], lens: Lens) -> list[dict[str, Any]]
         if folder is None or folder_model_type(folder) not in lens.model_types:
             continue
         state = "" if job["status"] == "completed" else f", {job['status']}"
-        out.append({"value": str(job["id"]),
-                    "label": f"run {job['id']} · {job['method']} on {job['dataset']} "
-                             f"({job['backbone']}, {job['step']} steps{state})"})
+        out.append(
+            {
+                "value": str(job["id"]),
+                "label": f"run {job['id']} · {job['method']} on {job['dataset']} "
+                f"({job['backbone']}, {job['step']} steps{state})",
+            }
+        )
     out += [{"value": hub_id, "label": hub_id} for hub_id in lens.suggestions]
     return out

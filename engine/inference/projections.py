@@ -7,6 +7,7 @@ does both once in a background thread (started by the app, never at import), and
 request waits for it. t-SNE (van der Maaten and Hinton 2008) is scikit-learn's Barnes-Hut one.
 All three are seeded, so one request gives one map.
 """
+
 from __future__ import annotations
 
 import csv
@@ -49,14 +50,18 @@ SEED = 0
 def check_projection(projection: str, params: dict[str, Any] | None) -> dict[str, Any]:
     """The projection's defaults updated with `params`; SpecError for unknown names/values."""
     if not isinstance(projection, str) or projection not in PROJECTIONS:
-        raise SpecError(f"unknown projection {checks.shown(projection)}; choose one of: "
-                        f"{', '.join(PROJECTIONS)}")
+        raise SpecError(
+            f"unknown projection {checks.shown(projection)}; choose one of: "
+            f"{', '.join(PROJECTIONS)}"
+        )
     defaults = DEFAULT_PARAMS[projection]
     checks.mapping(params or {}, "params")
     unknown = sorted(set(params or {}) - set(defaults))
     if unknown:
-        raise SpecError(f"unknown {projection} setting(s) {', '.join(unknown)}; it knows: "
-                        f"{', '.join(defaults) or 'none'}")
+        raise SpecError(
+            f"unknown {projection} setting(s) {', '.join(unknown)}; it knows: "
+            f"{', '.join(defaults) or 'none'}"
+        )
     out = {**defaults, **{k: v for k, v in (params or {}).items() if v is not None}}
     if projection == "umap":
         out["n_neighbors"] = checks.whole_number(out["n_neighbors"], "n_neighbors")
@@ -118,12 +123,25 @@ def tsne(features: Tensor | np.ndarray, perplexity: float = 30.0) -> np.ndarray:
     # t-SNE needs perplexity < N; small samples get the largest that works.
     perplexity = min(float(perplexity), (x.shape[0] - 1) / 3.0)
     with projection_threads():
-        return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=SEED,
-                    learning_rate="auto").fit_transform(x).astype(np.float32)
+        return (
+            TSNE(
+                n_components=2,
+                perplexity=perplexity,
+                init="pca",
+                random_state=SEED,
+                learning_rate="auto",
+            )
+            .fit_transform(x)
+            .astype(np.float32)
+        )
 
 
-def umap(features: Tensor | np.ndarray, n_neighbors: int = 15, min_dist: float = 0.1,
-         wait_s: float | None = None) -> np.ndarray:
+def umap(
+    features: Tensor | np.ndarray,
+    n_neighbors: int = 15,
+    min_dist: float = 0.1,
+    wait_s: float | None = None,
+) -> np.ndarray:
     """UMAP to 2-D; waits for the warm-up (imports and compiles) when one is running."""
     UMAP_WARMUP.wait(wait_s)
     import umap as umap_learn
@@ -136,8 +154,9 @@ def umap(features: Tensor | np.ndarray, n_neighbors: int = 15, min_dist: float =
         _numba_threads(threads)
         # "n_jobs overridden by setting random_state": intended, the map is seeded.
         warnings.simplefilter("ignore", UserWarning)
-        reducer = umap_learn.UMAP(n_components=2, n_neighbors=n_neighbors,
-                                  min_dist=float(min_dist), random_state=SEED)
+        reducer = umap_learn.UMAP(
+            n_components=2, n_neighbors=n_neighbors, min_dist=float(min_dist), random_state=SEED
+        )
         return reducer.fit_transform(x).astype(np.float32)
 
 
@@ -148,8 +167,9 @@ def _numba_threads(wanted: int) -> None:
     numba.set_num_threads(max(1, min(wanted, numba.config.NUMBA_NUM_THREADS)))
 
 
-def project(features: Tensor | np.ndarray, projection: str = "pca",
-            params: dict[str, Any] | None = None) -> np.ndarray:
+def project(
+    features: Tensor | np.ndarray, projection: str = "pca", params: dict[str, Any] | None = None
+) -> np.ndarray:
     """(N, D) -> (N, 2) float32 with `projection` ("pca", "umap", "tsne")."""
     settings = check_projection(projection, params)
     if projection == "pca":
@@ -221,8 +241,9 @@ UMAP_WARMUP = UmapWarmup()
 
 # ---- k-NN on the map's own points ----------------------------------------------------------
 @torch.no_grad()
-def leave_one_out_knn(features: Tensor, labels: Tensor, k: int = 20,
-                      temperature: float = 0.07, chunk: int = 1024) -> float:
+def leave_one_out_knn(
+    features: Tensor, labels: Tensor, k: int = 20, temperature: float = 0.07, chunk: int = 1024
+) -> float:
     """Top-1 accuracy of the weighted cosine k-NN vote (k 20, T 0.07, as engine.evaluation.knn)
     where each point is classified by the other points of the same sample."""
     n = features.shape[0]
@@ -234,13 +255,13 @@ def leave_one_out_knn(features: Tensor, labels: Tensor, k: int = 20,
     k = min(k, n - 1)
     hits = 0
     for start in range(0, n, chunk):
-        sim = x[start:start + chunk] @ x.T  # (c, N)
+        sim = x[start : start + chunk] @ x.T  # (c, N)
         rows = torch.arange(sim.shape[0])
         sim[rows, rows + start] = float("-inf")  # a point does not vote for itself
         top_sim, top_idx = sim.topk(k, dim=1)  # (c, k)
         votes = torch.zeros(sim.shape[0], num_classes)
         votes.scatter_add_(1, labels[top_idx], (top_sim / temperature).exp())
-        hits += int((votes.argmax(dim=1) == labels[start:start + chunk]).sum())
+        hits += int((votes.argmax(dim=1) == labels[start : start + chunk]).sum())
     return hits / n
 
 

@@ -8,6 +8,7 @@ patch for display, as the notebook does. The mask comes from a seeded noise pass
 (ViTMAE keeps the patches with the lowest noise), and the mask ratio is set on the model's
 shared config for the call only, under the cached model's lock.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -20,10 +21,13 @@ from engine.inference.images import center_square, model_input
 from engine.inference.models import Lens, LensError, LensModel
 
 RECONSTRUCT = Lens(
-    "reconstruct", "MAE reconstruction", model_types=("vit_mae",),
+    "reconstruct",
+    "MAE reconstruction",
+    model_types=("vit_mae",),
     wants="a masked autoencoder with its decoder: an MAE run, or a Hub id such as "
-          "facebook/vit-mae-base",
-    suggestions=("facebook/vit-mae-base",))
+    "facebook/vit-mae-base",
+    suggestions=("facebook/vit-mae-base",),
+)
 MASK_GREY = 128  # hidden patches in the masked-input panel
 MAX_MASK_RATIO = 0.95
 
@@ -42,8 +46,9 @@ def _unit_to_uint8(x: Any) -> np.ndarray:
     return (x.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
 
 
-def reconstruct(lm: LensModel, image: np.ndarray, mask_ratio: float = 0.75,
-                seed: int = 0) -> dict[str, Any]:
+def reconstruct(
+    lm: LensModel, image: np.ndarray, mask_ratio: float = 0.75, seed: int = 0
+) -> dict[str, Any]:
     """Four panels for `image` (H, W, 3 uint8) at `mask_ratio` with the mask drawn from `seed`.
 
     Returns {"original", "masked", "reconstruction", "pasted": uint8 (s, s, 3) panels at the
@@ -84,15 +89,24 @@ def reconstruct(lm: LensModel, image: np.ndarray, mask_ratio: float = 0.75,
     masked = np.where(visible, original, np.uint8(MASK_GREY))
     factor = render.display_factor(size)
     result: dict[str, Any] = {
-        "original": render.upscale(original, factor), "masked": render.upscale(masked, factor),
-        "reconstruction": None, "pasted": None, "mask": hidden.view(grid, grid).numpy(),
-        "visible_patches": int((~hidden).sum()), "num_patches": num_patches, "loss": None,
-        "norm_pix_loss": bool(getattr(config, "norm_pix_loss", False)), "warning": None,
-        "model": lm.label}
+        "original": render.upscale(original, factor),
+        "masked": render.upscale(masked, factor),
+        "reconstruction": None,
+        "pasted": None,
+        "mask": hidden.view(grid, grid).numpy(),
+        "visible_patches": int((~hidden).sum()),
+        "num_patches": num_patches,
+        "loss": None,
+        "norm_pix_loss": bool(getattr(config, "norm_pix_loss", False)),
+        "warning": None,
+        "model": lm.label,
+    }
     if missing:
-        result["warning"] = (f"{lm.label} has no decoder weights (an encoder-only save), so "
-                             "it cannot reconstruct; only the mask is shown. Use an MAE run or "
-                             "a full ViTMAEForPreTraining checkpoint.")
+        result["warning"] = (
+            f"{lm.label} has no decoder weights (an encoder-only save), so "
+            "it cannot reconstruct; only the mask is shown. Use an MAE run or "
+            "a full ViTMAEForPreTraining checkpoint."
+        )
         return result
     prediction = out.logits.float()  # (1, L, p*p*3) in the target's space
     target = model.patchify(pixels)  # (1, L, p*p*3)
@@ -103,8 +117,7 @@ def reconstruct(lm: LensModel, image: np.ndarray, mask_ratio: float = 0.75,
         prediction = prediction * patch_std + patch_mean  # back to normalised pixels
     else:
         per_patch = ((prediction - target) ** 2).mean(dim=-1)
-    result["loss"] = float((per_patch[0] * hidden).sum() / hidden.sum()) if hidden.any() \
-        else None
+    result["loss"] = float((per_patch[0] * hidden).sum() / hidden.sum()) if hidden.any() else None
     picture = model.unpatchify(prediction, (size, size))[0]  # (3, S, S) normalised
     mean_t = torch.tensor(mean)[:, None, None]
     std_t = torch.tensor(std)[:, None, None]

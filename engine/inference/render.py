@@ -3,17 +3,38 @@
 A heat map uses a perceptually ordered colour map (anchors of matplotlib's "inferno", linearly
 interpolated), so no plotting library is needed in the engine.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 DISPLAY_SIZE = 256  # side of the panels the lenses return, about
 # inferno at 0, 1/8, ..., 1 (matplotlib's table, rounded)
-_INFERNO = np.array([
-    [0, 0, 4], [31, 12, 72], [85, 15, 109], [136, 34, 106], [186, 54, 85],
-    [227, 89, 51], [249, 140, 10], [249, 201, 50], [252, 255, 164]], dtype=np.float64)
-_LUT = np.stack([np.interp(np.linspace(0, 1, 256), np.linspace(0, 1, len(_INFERNO)),
-                           _INFERNO[:, c]) for c in range(3)], axis=1).round().astype(np.uint8)
+_INFERNO = np.array(
+    [
+        [0, 0, 4],
+        [31, 12, 72],
+        [85, 15, 109],
+        [136, 34, 106],
+        [186, 54, 85],
+        [227, 89, 51],
+        [249, 140, 10],
+        [249, 201, 50],
+        [252, 255, 164],
+    ],
+    dtype=np.float64,
+)
+_LUT = (
+    np.stack(
+        [
+            np.interp(np.linspace(0, 1, 256), np.linspace(0, 1, len(_INFERNO)), _INFERNO[:, c])
+            for c in range(3)
+        ],
+        axis=1,
+    )
+    .round()
+    .astype(np.uint8)
+)
 
 
 def display_factor(side: int, target: int = DISPLAY_SIZE) -> int:
@@ -69,8 +90,10 @@ def keep_mask_picture(image: np.ndarray, keep: np.ndarray, dim: float = 0.2) -> 
     if mask.shape[0] != side:
         from PIL import Image
 
-        mask = np.asarray(Image.fromarray(mask * 255).resize((side, side),
-                                                             Image.Resampling.NEAREST)) > 0
+        mask = (
+            np.asarray(Image.fromarray(mask * 255).resize((side, side), Image.Resampling.NEAREST))
+            > 0
+        )
     weight = np.where(mask.astype(bool), 1.0, dim)[:, :, None]
     return np.clip(np.round(image * weight), 0, 255).astype(np.uint8)
 

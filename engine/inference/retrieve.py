@@ -10,6 +10,7 @@ every later query only embeds its own words.
     images = explorer.embeddings("7", "shapes", samples=1000, split="test")
     out = retrieve(lm, images, "a red star", k=8)   # rows, scores (sorted), labels, captions
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -19,21 +20,24 @@ from engine.inference.models import Lens, LensError, LensModel
 from engine.inference.zero_shot import text_embeddings
 
 RETRIEVE = Lens(
-    "retrieve", "retrieval", model_types=("clip",),
+    "retrieve",
+    "retrieval",
+    model_types=("clip",),
     wants="a CLIP model (an image and a text tower): a CLIP run, or a Hub id such as "
-          "openai/clip-vit-base-patch32",
-    suggestions=("openai/clip-vit-base-patch32",))
+    "openai/clip-vit-base-patch32",
+    suggestions=("openai/clip-vit-base-patch32",),
+)
 MAX_K = 64
 DEFAULT_SAMPLES = 1000
 MAX_SAMPLES = 10_000  # the explorer's largest sample
-GALLERY_SIDE = 128    # px, about: thumbnails are upscaled by a whole factor to this
+GALLERY_SIDE = 128  # px, about: thumbnails are upscaled by a whole factor to this
 
 
 def check_request(query: str, k: int, samples: int) -> tuple[str, int, int]:
     """The query stripped and k, samples as whole numbers, or a LensError saying what is off."""
     text = str(query or "").strip()
     if not text:
-        raise LensError("type a query: what the pictures should show, e.g. \"a red star\"")
+        raise LensError('type a query: what the pictures should show, e.g. "a red star"')
     k = checks.whole_number(k, "k", error=LensError)
     samples = checks.whole_number(samples, "samples", error=LensError)
     if not 1 <= k <= MAX_K:
@@ -49,8 +53,10 @@ def rank(query: Any, images: Any, k: int) -> tuple[list[float], list[int]]:
     import torch
 
     if images.shape[1] != query.shape[0]:
-        raise LensError(f"the images were embedded in {images.shape[1]} dimensions and the query "
-                        f"in {query.shape[0]}: not the same model's spaces")
+        raise LensError(
+            f"the images were embedded in {images.shape[1]} dimensions and the query "
+            f"in {query.shape[0]}: not the same model's spaces"
+        )
     images = torch.nn.functional.normalize(images.float(), dim=-1)
     query = torch.nn.functional.normalize(query.float(), dim=0)
     scores = images @ query  # (N,)
@@ -75,10 +81,17 @@ def retrieve(lm: LensModel, images: Any, query: str, k: int = 8) -> dict[str, An
     rows = [image_rows[p] for p in positions]
     names = images.class_names
     labels = [int(images.labels[r]) for r in rows]
-    return {"query": text, "scores": scores, "indices": [int(images.indices[r]) for r in rows],
-            "labels": [names[i] if 0 <= i < len(names) else str(i) for i in labels],
-            "captions": [images.texts[r] for r in rows], "searched": len(image_rows),
-            "dataset": images.dataset, "split": images.split, "model": lm.label}
+    return {
+        "query": text,
+        "scores": scores,
+        "indices": [int(images.indices[r]) for r in rows],
+        "labels": [names[i] if 0 <= i < len(names) else str(i) for i in labels],
+        "captions": [images.texts[r] for r in rows],
+        "searched": len(image_rows),
+        "dataset": images.dataset,
+        "split": images.split,
+        "model": lm.label,
+    }
 
 
 def gallery_pictures(pictures: list[Any]) -> list[Any]:
@@ -86,5 +99,4 @@ def gallery_pictures(pictures: list[Any]) -> list[Any]:
     GALLERY_SIDE."""
     from engine.inference import render
 
-    return [render.upscale(p, render.display_factor(p.shape[0], GALLERY_SIDE))
-            for p in pictures]
+    return [render.upscale(p, render.display_factor(p.shape[0], GALLERY_SIDE)) for p in pictures]

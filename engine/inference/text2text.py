@@ -11,6 +11,7 @@ prefixes ("translate English to French: ...", "summarize: ..."). Decoding is bea
     out = text2text(lm, "a small red <extra_id_0> on a blue background", num_beams=4)
     out["filled"]   # "a small red star on a blue background"
 """
+
 from __future__ import annotations
 
 import re
@@ -20,16 +21,18 @@ from engine import checks
 from engine.inference.models import Lens, LensError, LensModel
 
 TEXT2TEXT = Lens(
-    "text2text", "text-to-text", model_types=("t5",),
+    "text2text",
+    "text-to-text",
+    model_types=("t5",),
     wants="an encoder-decoder T5: a T5 run, or a Hub id such as t5-small",
-    suggestions=("t5-small",))
+    suggestions=("t5-small",),
+)
 SENTINEL = re.compile(r"<extra_id_(\d+)>")
 MASK_SPELLINGS = re.compile(r"\[mask\]|<mask>", re.IGNORECASE)
 MAX_BEAMS = 16
 MAX_NEW_TOKENS = 512
 MAX_INPUT_TOKENS = 512
-TASK_PREFIXES = ("translate English to French:", "translate English to German:",
-                 "summarize:")
+TASK_PREFIXES = ("translate English to French:", "translate English to German:", "summarize:")
 
 
 def with_sentinels(text: str) -> str:
@@ -70,13 +73,13 @@ def check_settings(num_beams: Any, max_new_tokens: Any) -> tuple[int, int]:
     if not 1 <= num_beams <= MAX_BEAMS:
         raise LensError(f"beams must be from 1 to {MAX_BEAMS}, got {num_beams}")
     if not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
-        raise LensError(f"max new tokens must be from 1 to {MAX_NEW_TOKENS}, got "
-                        f"{max_new_tokens}")
+        raise LensError(f"max new tokens must be from 1 to {MAX_NEW_TOKENS}, got {max_new_tokens}")
     return num_beams, max_new_tokens
 
 
-def text2text(lm: LensModel, text: str, num_beams: int = 4,
-              max_new_tokens: int = 40) -> dict[str, Any]:
+def text2text(
+    lm: LensModel, text: str, num_beams: int = 4, max_new_tokens: int = 40
+) -> dict[str, Any]:
     """The model's output for `text` by beam search.
 
     Returns {"input" (with numbered sentinels), "output" (decoded, sentinels kept), "spans":
@@ -92,30 +95,47 @@ def text2text(lm: LensModel, text: str, num_beams: int = 4,
         raise LensError(f"{lm.label} has no tokenizer saved with it")
     source = with_sentinels(str(text or "").strip())
     if not source:
-        raise LensError("type a text: one with <extra_id_0> (or [MASK]) where a span is "
-                        "missing, or a task such as \"translate English to French: ...\"")
+        raise LensError(
+            "type a text: one with <extra_id_0> (or [MASK]) where a span is "
+            'missing, or a task such as "translate English to French: ..."'
+        )
     sentinels = sentinel_numbers(tokenizer)
     asked = [int(n) for n in SENTINEL.findall(source)]
     unknown = [n for n in asked if n not in sentinels.values()]
     if unknown:
-        raise LensError(f"{lm.label}'s vocabulary has no <extra_id_{unknown[0]}> "
-                        f"(it has {len(sentinels)} sentinels)")
+        raise LensError(
+            f"{lm.label}'s vocabulary has no <extra_id_{unknown[0]}> "
+            f"(it has {len(sentinels)} sentinels)"
+        )
     config = lm.model.config
     with lm.lock, torch.inference_mode():  # the lock also guards the tokenizer's shared state
-        ids = tokenizer(source, truncation=True, max_length=MAX_INPUT_TOKENS,
-                        return_tensors="pt")["input_ids"]  # (1, L)
-        out = lm.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
-                                num_beams=num_beams, max_new_tokens=max_new_tokens,
-                                do_sample=False, early_stopping=num_beams > 1)
+        ids = tokenizer(source, truncation=True, max_length=MAX_INPUT_TOKENS, return_tensors="pt")[
+            "input_ids"
+        ]  # (1, L)
+        out = lm.model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            num_beams=num_beams,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            early_stopping=num_beams > 1,
+        )
     drop = {config.pad_token_id, config.eos_token_id, config.decoder_start_token_id}
     output_ids = [i for i in out[0].tolist() if i not in drop]
     result: dict[str, Any] = {
-        "input": source, "output": tokenizer.decode(output_ids, skip_special_tokens=False),
-        "spans": [], "filled": None, "parts": [], "hint": None, "model": lm.label}
+        "input": source,
+        "output": tokenizer.decode(output_ids, skip_special_tokens=False),
+        "spans": [],
+        "filled": None,
+        "parts": [],
+        "hint": None,
+        "model": lm.label,
+    }
     if asked:
         written = split_spans(output_ids, sentinels, tokenizer)
-        result["spans"] = [{"sentinel": f"<extra_id_{n}>", "text": written.get(n, "")}
-                           for n in asked]
+        result["spans"] = [
+            {"sentinel": f"<extra_id_{n}>", "text": written.get(n, "")} for n in asked
+        ]
         parts: list[tuple[str, bool]] = []
         for index, piece in enumerate(SENTINEL.split(source)):  # text, N, text, N, ..., text
             if index % 2:
@@ -126,14 +146,18 @@ def text2text(lm: LensModel, text: str, num_beams: int = 4,
         result["filled"] = "".join(p for p, _ in parts)
         missing = [n for n in asked if not written.get(n)]
         if missing:
-            result["hint"] = (f"the model wrote nothing for <extra_id_{missing[0]}>; more beams "
-                              "or max new tokens may help, or more training")
+            result["hint"] = (
+                f"the model wrote nothing for <extra_id_{missing[0]}>; more beams "
+                "or max new tokens may help, or more training"
+            )
     else:
         result["output"] = tokenizer.decode(output_ids, skip_special_tokens=True)
         result["parts"] = [(result["output"], False)]
         if str(lm.source).isdigit():
-            result["hint"] = ("a T5 pretrained here learned span filling only: put <extra_id_0> "
-                              "(or [MASK]) where text is missing. Task prefixes such as "
-                              "\"translate English to French:\" need a model trained on those "
-                              "tasks, such as t5-small")
+            result["hint"] = (
+                "a T5 pretrained here learned span filling only: put <extra_id_0> "
+                "(or [MASK]) where text is missing. Task prefixes such as "
+                '"translate English to French:" need a model trained on those '
+                "tasks, such as t5-small"
+            )
     return result

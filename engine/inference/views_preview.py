@@ -8,6 +8,7 @@ initialisation (a Barlow Twins projector alone is 67M parameters), and the view 
 hold no weights, work as in training. A method whose constructor or preview needs real tensors
 is built again on the CPU. Built methods are kept, least recently used out first.
 """
+
 from __future__ import annotations
 
 import threading
@@ -35,8 +36,9 @@ def image_methods() -> list[str]:
     return [name for name in list_methods() if get_method(name).modality == "image"]
 
 
-def build_method(method: str, preset: str = "quick", real: bool = False,
-                 dataset: str | None = None) -> Any:
+def build_method(
+    method: str, preset: str = "quick", real: bool = False, dataset: str | None = None
+) -> Any:
     """A method built from `preset` (cached), in eval mode, on the meta device unless `real`
     (or unless its constructor needs real tensors); LensError when it trains on text. Its
     config is a job's on `dataset` (default: the method's own): an `augmentation` of "auto"
@@ -49,8 +51,10 @@ def build_method(method: str, preset: str = "quick", real: bool = False,
 
     cls = get_method(method)
     if cls.modality != "image":
-        raise LensError(f"{method} trains on {cls.modality}, not on image views; the views "
-                        f"lens shows {', '.join(image_methods())}")
+        raise LensError(
+            f"{method} trains on {cls.modality}, not on image views; the views "
+            f"lens shows {', '.join(image_methods())}"
+        )
     config = resolve(TrainSpec(method, dataset or cls.default_dataset, preset))[1]
     key = (method, preset, getattr(config, "augmentation", None))
     with _methods_lock:
@@ -89,8 +93,9 @@ def _seeded_views(instance: Any, images: Any, seed: int) -> list[tuple[str, Any]
         return instance.preview_views(images)
 
 
-def _views_of(method: str, preset: str, images: Any, seed: int,
-              dataset: str | None = None) -> list[tuple[str, Any]]:
+def _views_of(
+    method: str, preset: str, images: Any, seed: int, dataset: str | None = None
+) -> list[tuple[str, Any]]:
     """The method's `preview_views(images)` under `seed`, retried on a real build when the
     meta-built one cannot make them (a hook that needs weights or buffers)."""
     instance = build_method(method, preset, dataset=dataset)
@@ -103,12 +108,11 @@ def _views_of(method: str, preset: str, images: Any, seed: int,
             raise LensError(str(error)) from None
         if not _on_meta(instance):
             raise
-    except Exception:  # noqa: BLE001 - decided below: retry for real, else re-raise
+    except Exception:
         if not _on_meta(instance):
             raise
     try:
-        return _seeded_views(build_method(method, preset, real=True, dataset=dataset), images,
-                             seed)
+        return _seeded_views(build_method(method, preset, real=True, dataset=dataset), images, seed)
     except NotImplementedError as error:
         raise LensError(str(error)) from None
 
@@ -119,8 +123,14 @@ def _picture(batch: Any, index: int) -> np.ndarray:
     return render.upscale(image, render.display_factor(image.shape[0], DISPLAY))
 
 
-def preview_views(method: str, dataset: str, seed: int = 0, num_images: int = 4,
-                  preset: str = "quick", cache_dir: Path | None = None) -> dict[str, Any]:
+def preview_views(
+    method: str,
+    dataset: str,
+    seed: int = 0,
+    num_images: int = 4,
+    preset: str = "quick",
+    cache_dir: Path | None = None,
+) -> dict[str, Any]:
     """`num_images` images of `dataset` (drawn by `seed`) and the views `method` makes of them.
 
     Returns {"items": [(uint8 (h, w, 3), caption), ...] row by row: each image, then each of
@@ -143,8 +153,10 @@ def preview_views(method: str, dataset: str, seed: int = 0, num_images: int = 4,
     views = _views_of(method, preset, images, seed, dataset)
     for caption, batch in views:
         if batch.dtype != torch.uint8 or batch.ndim != 4 or len(batch) != len(images):
-            raise LensError(f"{method}.preview_views gave {caption!r} as {batch.dtype} "
-                            f"{tuple(batch.shape)}; expected uint8 ({len(images)}, 3, h, w)")
+            raise LensError(
+                f"{method}.preview_views gave {caption!r} as {batch.dtype} "
+                f"{tuple(batch.shape)}; expected uint8 ({len(images)}, 3, h, w)"
+            )
     items: list[tuple[np.ndarray, str]] = []
     for i in range(len(images)):
         items.append((_picture(images, i), f"image {i + 1}, {size} px"))
@@ -152,6 +164,13 @@ def preview_views(method: str, dataset: str, seed: int = 0, num_images: int = 4,
             side = batch.shape[-1]
             label = caption if side == size else f"{caption}, {side} px"
             items.append((_picture(batch, i), label))
-    return {"items": items, "columns": 1 + len(views), "captions": [c for c, _ in views],
-            "sizes": [int(b.shape[-1]) for _, b in views], "image_size": size,
-            "method": method, "dataset": dataset, "preset": preset}
+    return {
+        "items": items,
+        "columns": 1 + len(views),
+        "captions": [c for c, _ in views],
+        "sizes": [int(b.shape[-1]) for _, b in views],
+        "image_size": size,
+        "method": method,
+        "dataset": dataset,
+        "preset": preset,
+    }

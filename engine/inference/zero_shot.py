@@ -17,6 +17,7 @@ differ, after Chuang et al. 2023 ("Debiasing Vision-Language Models via Biased P
 arXiv:2302.00070, their orthogonal projection). A CLIP that never saw a heart in yellow learns
 "heart" as "not yellow"; with the colours ignored, a yellow heart is judged by its shape.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -29,10 +30,13 @@ from engine.inference.models import Lens, LensError, LensModel
 from engine.prompts import label_classifiers
 
 ZERO_SHOT = Lens(
-    "zero_shot", "zero-shot", model_types=("clip",),
+    "zero_shot",
+    "zero-shot",
+    model_types=("clip",),
     wants="a CLIP model (an image and a text tower): a CLIP run, or a Hub id such as "
-          "openai/clip-vit-base-patch32",
-    suggestions=("openai/clip-vit-base-patch32",))
+    "openai/clip-vit-base-patch32",
+    suggestions=("openai/clip-vit-base-patch32",),
+)
 DEFAULT_TEMPLATE = "a photo of a {}."
 MAX_LABELS = 100
 MAX_TEMPLATES = 32
@@ -49,8 +53,9 @@ def parse_labels(labels: str | Sequence[str]) -> list[str]:
         if label and label not in out:
             out.append(label)
     if len(out) < 2:
-        raise LensError("give at least two candidate labels, separated by commas "
-                        "(e.g. \"cat, dog, rocket\")")
+        raise LensError(
+            'give at least two candidate labels, separated by commas (e.g. "cat, dog, rocket")'
+        )
     if len(out) > MAX_LABELS:
         raise LensError(f"at most {MAX_LABELS} labels at once; got {len(out)}")
     return out
@@ -66,8 +71,10 @@ def parse_templates(templates: str | Sequence[str] | None) -> list[str]:
         if not template or template in out:
             continue
         if template.count("{}") != 1:
-            raise LensError(f"the template {template!r} needs exactly one {{}} where the label "
-                            "goes, e.g. \"a photo of a {}.\"")
+            raise LensError(
+                f"the template {template!r} needs exactly one {{}} where the label "
+                'goes, e.g. "a photo of a {}."'
+            )
         out.append(template)
     if len(out) > MAX_TEMPLATES:
         raise LensError(f"at most {MAX_TEMPLATES} templates; got {len(out)}")
@@ -80,8 +87,10 @@ def parse_ignored(words: str | Sequence[str] | None) -> list[str]:
     items = words.split(",") if isinstance(words, str) else list(words or [])
     out = list(dict.fromkeys(w for w in (str(i).strip() for i in items) if w))
     if len(out) == 1:
-        raise LensError(f"ignoring needs at least two values of the attribute, e.g. "
-                        f"\"red, blue, green\"; got only {out[0]!r}")
+        raise LensError(
+            f"ignoring needs at least two values of the attribute, e.g. "
+            f'"red, blue, green"; got only {out[0]!r}'
+        )
     if len(out) > MAX_IGNORED:
         raise LensError(f"at most {MAX_IGNORED} words to ignore; got {len(out)}")
     return out
@@ -102,10 +111,12 @@ def text_embeddings(lm: LensModel, texts: list[str]) -> Any:
     limit = int(lm.model.config.text_config.max_position_embeddings)
     # Under the model's lock: a fast tokenizer's padding/truncation state is shared.
     with lm.lock, torch.inference_mode():
-        tokens = tokenizer(texts, padding=True, truncation=True, max_length=limit,
-                           return_tensors="pt")
-        out = lm.model.get_text_features(input_ids=tokens["input_ids"],
-                                         attention_mask=tokens["attention_mask"])
+        tokens = tokenizer(
+            texts, padding=True, truncation=True, max_length=limit, return_tensors="pt"
+        )
+        out = lm.model.get_text_features(
+            input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]
+        )
     features = out if isinstance(out, torch.Tensor) else out.pooler_output  # (B, D)
     return torch.nn.functional.normalize(features.float(), dim=-1)
 
@@ -121,9 +132,13 @@ def image_embedding(lm: LensModel, image: np.ndarray) -> Any:
     return torch.nn.functional.normalize(features.float(), dim=-1)[0]
 
 
-def zero_shot(lm: LensModel, image: np.ndarray, labels: str | Sequence[str],
-              templates: str | Sequence[str] | None = None,
-              ignore: str | Sequence[str] | None = None) -> dict[str, Any]:
+def zero_shot(
+    lm: LensModel,
+    image: np.ndarray,
+    labels: str | Sequence[str],
+    templates: str | Sequence[str] | None = None,
+    ignore: str | Sequence[str] | None = None,
+) -> dict[str, Any]:
     """Probabilities of `labels` for `image` (H, W, 3 uint8) with the template ensemble,
     blind to the `ignore` words' attribute when given (comma-separated, at least two).
 
@@ -138,19 +153,28 @@ def zero_shot(lm: LensModel, image: np.ndarray, labels: str | Sequence[str],
     ignored = parse_ignored(ignore)
     needed = len(ignored) * len(names) * len(prompts)
     if needed > MAX_ATTRIBUTE_PROMPTS:
-        raise LensError(f"ignoring {len(ignored)} words over {len(names)} labels and "
-                        f"{len(prompts)} templates takes {needed} prompts, more than "
-                        f"{MAX_ATTRIBUTE_PROMPTS}; ignore fewer words or use fewer templates")
-    classes = label_classifiers(lambda texts: text_embeddings(lm, texts), names, prompts,
-                                ignored)  # (C, D)
+        raise LensError(
+            f"ignoring {len(ignored)} words over {len(names)} labels and "
+            f"{len(prompts)} templates takes {needed} prompts, more than "
+            f"{MAX_ATTRIBUTE_PROMPTS}; ignore fewer words or use fewer templates"
+        )
+    classes = label_classifiers(
+        lambda texts: text_embeddings(lm, texts), names, prompts, ignored
+    )  # (C, D)
     picture = image_embedding(lm, image)  # (D,)
     similarities = classes @ picture  # (C,)
     scale = float(lm.model.logit_scale.detach().exp())
     probabilities = torch.softmax(scale * similarities, dim=0)
-    return {"labels": names, "probabilities": probabilities.tolist(),
-            "similarities": similarities.tolist(),
-            "ranking": torch.argsort(probabilities, descending=True, stable=True).tolist(),
-            "templates": prompts, "ignored": ignored, "logit_scale": scale, "model": lm.label}
+    return {
+        "labels": names,
+        "probabilities": probabilities.tolist(),
+        "similarities": similarities.tolist(),
+        "ranking": torch.argsort(probabilities, descending=True, stable=True).tolist(),
+        "templates": prompts,
+        "ignored": ignored,
+        "logit_scale": scale,
+        "model": lm.label,
+    }
 
 
 PHOTO_LABELS = "cat, dog, coffee cup, rocket, astronaut, car"
@@ -163,8 +187,10 @@ def example_rows(pictures: list[dict[str, str]]) -> list[dict[str, str]]:
     from engine.data.shapes import PALETTE, SHAPE_NAMES
     from engine.methods.clip import TEMPLATES
 
-    shapes = {"labels": ", ".join(SHAPE_NAMES), "templates": "\n".join(TEMPLATES),
-              "ignore": ", ".join(PALETTE)}
+    shapes = {
+        "labels": ", ".join(SHAPE_NAMES),
+        "templates": "\n".join(TEMPLATES),
+        "ignore": ", ".join(PALETTE),
+    }
     photos = {"labels": PHOTO_LABELS, "templates": DEFAULT_TEMPLATE, "ignore": ""}
-    return [dict(p, **(shapes if p["name"].startswith("shapes-") else photos))
-            for p in pictures]
+    return [dict(p, **(shapes if p["name"].startswith("shapes-") else photos)) for p in pictures]

@@ -10,6 +10,7 @@ gradient on z, and symmetrise over the two views.
   arXiv:2011.10566, equations 1-4 and Algorithm 1): D(p, z) = -cos(p, stopgrad(z)); the total is
   D(p1, z2) / 2 + D(p2, z1) / 2; z comes from the same network as p.
 """
+
 from __future__ import annotations
 
 import torch.nn.functional as F
@@ -18,8 +19,10 @@ from torch import Tensor
 
 def _check(predictions: Tensor, targets: Tensor) -> None:
     if predictions.shape != targets.shape or predictions.ndim != 2:
-        raise ValueError(f"expected two (N, D) tensors of one shape, got "
-                         f"{tuple(predictions.shape)} and {tuple(targets.shape)}")
+        raise ValueError(
+            f"expected two (N, D) tensors of one shape, got "
+            f"{tuple(predictions.shape)} and {tuple(targets.shape)}"
+        )
 
 
 def normalized_mse(predictions: Tensor, targets: Tensor) -> Tensor:

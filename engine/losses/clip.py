@@ -4,6 +4,7 @@ Radford et al. 2021, "Learning Transferable Visual Models From Natural Language 
 (arXiv:2103.00020), figure 3: cosine similarities scaled by a learned temperature, cross-entropy
 over texts for each image and over images for each text, averaged.
 """
+
 from __future__ import annotations
 
 import math

@@ -7,14 +7,16 @@ v = w of its nearest bin, and equation (4) sets w from the empirical colour prio
 a Gaussian in ab, mixed with a uniform distribution (lambda = 1/2) and inverted, so that rare
 saturated colours are not drowned by greys and browns.
 """
+
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
 
-def rebalancing_weights(prior: Tensor, bins: Tensor, mix: float = 0.5,
-                        sigma: float = 5.0) -> Tensor:
+def rebalancing_weights(
+    prior: Tensor, bins: Tensor, mix: float = 0.5, sigma: float = 5.0
+) -> Tensor:
     """Equation (4): w proportional to ((1 - mix) * smooth(prior) + mix / Q)^-1, E_prior[w] = 1.
 
     Args:
@@ -28,7 +30,7 @@ def rebalancing_weights(prior: Tensor, bins: Tensor, mix: float = 0.5,
     prior = prior.float() / prior.float().sum().clamp(min=1e-12)
     if sigma > 0:
         dist2 = torch.cdist(bins.float(), bins.float()).square()  # (Q, Q)
-        kernel = torch.exp(-dist2 / (2 * sigma ** 2))
+        kernel = torch.exp(-dist2 / (2 * sigma**2))
         prior = kernel @ prior  # (Q,) each bin gathers its neighbours' mass
         prior = prior / prior.sum()
     weights = 1.0 / ((1 - mix) * prior + mix / prior.numel())
@@ -48,8 +50,10 @@ def rebalanced_cross_entropy(logits: Tensor, targets: Tensor, class_weights: Ten
         removes the swings in scale between batches with more or fewer rare colours.
     """
     if logits.shape != targets.shape or logits.ndim != 4:
-        raise ValueError(f"expected logits and targets of one (B, Q, H, W) shape, got "
-                         f"{tuple(logits.shape)} and {tuple(targets.shape)}")
+        raise ValueError(
+            f"expected logits and targets of one (B, Q, H, W) shape, got "
+            f"{tuple(logits.shape)} and {tuple(targets.shape)}"
+        )
     log_probs = torch.log_softmax(logits.float(), dim=1)
     per_pixel = -(targets.float() * log_probs).sum(dim=1)  # (B, H, W)
     pixel_weights = class_weights.float().to(logits.device)[targets.argmax(dim=1)]  # (B, H, W)

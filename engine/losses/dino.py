@@ -6,6 +6,7 @@ teacher's output on each global crop, centred and sharpened by a low temperature
 distribution for the student's output on every other crop (cross-entropy, averaged over the
 pairs); the centre is an exponential moving average of the teacher's batch mean.
 """
+
 from __future__ import annotations
 
 import torch
@@ -13,8 +14,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def dino_loss(student_logits: Tensor, teacher_logits: Tensor, center: Tensor,
-              student_temperature: float = 0.1, teacher_temperature: float = 0.04) -> Tensor:
+def dino_loss(
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    center: Tensor,
+    student_temperature: float = 0.1,
+    teacher_temperature: float = 0.04,
+) -> Tensor:
     """Mean over (teacher crop, other student crop) pairs of the cross-entropy H(teacher, student).
 
     Args:
@@ -25,15 +31,24 @@ def dino_loss(student_logits: Tensor, teacher_logits: Tensor, center: Tensor,
     Returns:
         Scalar fp32 loss; no gradient reaches the teacher.
     """
-    if student_logits.ndim != 3 or teacher_logits.ndim != 3 \
-            or student_logits.shape[1:] != teacher_logits.shape[1:] \
-            or len(student_logits) < len(teacher_logits) or len(student_logits) < 2:
-        raise ValueError(f"expected student (V, B, K) and teacher (G, B, K) logits with V >= G "
-                         f"and V >= 2, got {tuple(student_logits.shape)} and "
-                         f"{tuple(teacher_logits.shape)}")
+    if (
+        student_logits.ndim != 3
+        or teacher_logits.ndim != 3
+        or student_logits.shape[1:] != teacher_logits.shape[1:]
+        or len(student_logits) < len(teacher_logits)
+        or len(student_logits) < 2
+    ):
+        raise ValueError(
+            f"expected student (V, B, K) and teacher (G, B, K) logits with V >= G "
+            f"and V >= 2, got {tuple(student_logits.shape)} and "
+            f"{tuple(teacher_logits.shape)}"
+        )
     with torch.autocast(student_logits.device.type, enabled=False):
-        teacher = F.softmax((teacher_logits.detach().float() - center.float().reshape(1, 1, -1))
-                            / teacher_temperature, dim=-1)  # (G, B, K)
+        teacher = F.softmax(
+            (teacher_logits.detach().float() - center.float().reshape(1, 1, -1))
+            / teacher_temperature,
+            dim=-1,
+        )  # (G, B, K)
         student = F.log_softmax(student_logits.float() / student_temperature, dim=-1)  # (V, B, K)
         # cross[t, v] = mean over images of H(teacher crop t, student crop v)
         cross = -torch.einsum("tbk,vbk->tv", teacher, student) / student.shape[1]  # (G, V)

@@ -6,6 +6,7 @@ arXiv:2003.04297) keeps the loss and lowers the temperature to 0.2. Each query h
 key (the other view of its image, from the momentum encoder) and K negatives (keys of earlier
 batches held in a queue); the loss is a (K+1)-way softmax cross-entropy that picks the positive.
 """
+
 from __future__ import annotations
 
 import torch
@@ -13,8 +14,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def info_nce_loss(queries: Tensor, keys: Tensor, negatives: Tensor,
-                  temperature: float = 0.2) -> Tensor:
+def info_nce_loss(
+    queries: Tensor, keys: Tensor, negatives: Tensor, temperature: float = 0.2
+) -> Tensor:
     """Mean InfoNCE over the N queries.
 
     Args:
@@ -27,11 +29,14 @@ def info_nce_loss(queries: Tensor, keys: Tensor, negatives: Tensor,
         Scalar fp32 loss.
     """
     if queries.shape != keys.shape or queries.ndim != 2:
-        raise ValueError(f"expected queries and keys of one (N, D) shape, got "
-                         f"{tuple(queries.shape)} and {tuple(keys.shape)}")
+        raise ValueError(
+            f"expected queries and keys of one (N, D) shape, got "
+            f"{tuple(queries.shape)} and {tuple(keys.shape)}"
+        )
     if negatives.ndim != 2 or negatives.shape[1] != queries.shape[1]:
-        raise ValueError(f"expected negatives shaped (K, {queries.shape[1]}), got "
-                         f"{tuple(negatives.shape)}")
+        raise ValueError(
+            f"expected negatives shaped (K, {queries.shape[1]}), got {tuple(negatives.shape)}"
+        )
     q = F.normalize(queries.float(), dim=1)
     k = F.normalize(keys.detach().float(), dim=1)
     queue = F.normalize(negatives.detach().float(), dim=1)

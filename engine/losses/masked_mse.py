@@ -4,13 +4,15 @@ He et al. 2021, "Masked Autoencoders Are Scalable Vision Learners", section 3: m
 error between predicted and original pixels, computed on masked patches only; with per-patch
 normalised targets (mean and variance of each patch) the representation improves.
 """
+
 from __future__ import annotations
 
 from torch import Tensor
 
 
-def masked_patch_mse(pred: Tensor, target: Tensor, mask: Tensor, norm_pix: bool = True,
-                     eps: float = 1e-6) -> Tensor:
+def masked_patch_mse(
+    pred: Tensor, target: Tensor, mask: Tensor, norm_pix: bool = True, eps: float = 1e-6
+) -> Tensor:
     """Mean over masked patches of the per-patch mean squared error.
 
     Args:

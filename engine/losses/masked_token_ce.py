@@ -4,6 +4,7 @@ Bao, Dong, Piao, Wei 2021, "BEiT: BERT Pre-Training of Image Transformers" (arXi
 equation (1): maximise the log-likelihood of the correct visual token at each masked position;
 visible positions carry no loss.
 """
+
 from __future__ import annotations
 
 import torch
@@ -22,8 +23,10 @@ def masked_token_cross_entropy(logits: Tensor, codes: Tensor, mask: Tensor) -> T
         Scalar fp32 loss.
     """
     if logits.shape[:2] != codes.shape or codes.shape != mask.shape:
-        raise ValueError(f"expected logits (B, L, V), codes and mask (B, L), got "
-                         f"{tuple(logits.shape)}, {tuple(codes.shape)}, {tuple(mask.shape)}")
+        raise ValueError(
+            f"expected logits (B, L, V), codes and mask (B, L), got "
+            f"{tuple(logits.shape)}, {tuple(codes.shape)}, {tuple(mask.shape)}"
+        )
     if not mask.any():
         raise ValueError("no masked patch: the loss is undefined")
     with torch.autocast(logits.device.type, enabled=False):

@@ -6,6 +6,7 @@ those 80% become [MASK], 10% a random token and 10% stay as they are. The loss i
 chosen tokens only. With whole-word masking (the later BERT release) a word's pieces are chosen
 together.
 """
+
 from __future__ import annotations
 
 import torch
@@ -14,10 +15,15 @@ from torch import Tensor
 IGNORE = -100  # label of tokens that carry no loss (cross_entropy's ignore_index)
 
 
-def mask_tokens(input_ids: Tensor, special_mask: Tensor, mask_token_id: int,
-                random_token_range: tuple[int, int], mask_prob: float = 0.15,
-                word_starts: Tensor | None = None, generator: torch.Generator | None = None
-                ) -> tuple[Tensor, Tensor]:
+def mask_tokens(
+    input_ids: Tensor,
+    special_mask: Tensor,
+    mask_token_id: int,
+    random_token_range: tuple[int, int],
+    mask_prob: float = 0.15,
+    word_starts: Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
     """input_ids, special_mask (B, T) -> (corrupted input_ids, labels), both (B, T).
 
     `special_mask` is True where a token must never be chosen ([CLS], [SEP], [PAD]);

@@ -4,6 +4,7 @@ Chen et al. 2020, "A Simple Framework for Contrastive Learning of Visual Represe
 equation (1): for 2N views, the positive of view i is the other view of the same image and the
 2N - 2 views of the other images are its negatives.
 """
+
 from __future__ import annotations
 
 import torch
@@ -22,8 +23,10 @@ def nt_xent_loss(z_a: Tensor, z_b: Tensor, temperature: float = 0.5) -> Tensor:
         Scalar fp32 loss.
     """
     if z_a.shape != z_b.shape or z_a.ndim != 2:
-        raise ValueError(f"expected two (N, D) tensors of one shape, got {tuple(z_a.shape)} "
-                         f"and {tuple(z_b.shape)}")
+        raise ValueError(
+            f"expected two (N, D) tensors of one shape, got {tuple(z_a.shape)} "
+            f"and {tuple(z_b.shape)}"
+        )
     n = z_a.shape[0]
     z = F.normalize(torch.cat([z_a, z_b]).float(), dim=1)  # (2N, D)
     logits = z @ z.T / temperature  # (2N, 2N) cosine similarities / tau

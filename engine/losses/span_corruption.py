@@ -8,14 +8,16 @@ Span lengths are drawn as in the reference `random_spans_noise_mask`: a random s
 noise tokens into `num_spans` non-empty runs, and of the kept tokens likewise, interleaved.
 With the counts fixed by the length, every row of a batch has the same input and target length.
 """
+
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
 
-def span_counts(length: int, noise_density: float = 0.15,
-                mean_span_length: float = 3.0) -> tuple[int, int]:
+def span_counts(
+    length: int, noise_density: float = 0.15, mean_span_length: float = 3.0
+) -> tuple[int, int]:
     """(noise tokens, spans) for a sequence of `length` tokens."""
     num_noise = min(max(round(length * noise_density), 1), length - 1)
     num_spans = max(round(num_noise / mean_span_length), 1)
@@ -24,13 +26,17 @@ def span_counts(length: int, noise_density: float = 0.15,
 
 def _random_segmentation(total: int, parts: int, generator: torch.Generator) -> Tensor:
     """`total` split into `parts` positive lengths, uniformly over the compositions."""
-    cuts = torch.randperm(total - 1, generator=generator)[:parts - 1].sort().values + 1
+    cuts = torch.randperm(total - 1, generator=generator)[: parts - 1].sort().values + 1
     bounds = torch.cat([torch.tensor([0]), cuts, torch.tensor([total])])
     return bounds.diff()
 
 
-def noise_mask(length: int, noise_density: float = 0.15, mean_span_length: float = 3.0,
-               generator: torch.Generator | None = None) -> Tensor:
+def noise_mask(
+    length: int,
+    noise_density: float = 0.15,
+    mean_span_length: float = 3.0,
+    generator: torch.Generator | None = None,
+) -> Tensor:
     """(length,) bool, True on corrupted tokens; always starts with a kept run."""
     generator = generator or torch.Generator().manual_seed(0)
     num_noise, num_spans = span_counts(length, noise_density, mean_span_length)
@@ -42,8 +48,9 @@ def noise_mask(length: int, noise_density: float = 0.15, mean_span_length: float
     return flags.repeat_interleave(runs)
 
 
-def corrupt_row(row: Tensor, mask: Tensor, sentinel_ids: list[int],
-                eos_id: int) -> tuple[Tensor, Tensor]:
+def corrupt_row(
+    row: Tensor, mask: Tensor, sentinel_ids: list[int], eos_id: int
+) -> tuple[Tensor, Tensor]:
     """One row (L,) and its noise mask (L,) -> (input, target), both ending with eos.
 
     input: the kept tokens with each span replaced by its sentinel. target: each sentinel
@@ -56,14 +63,19 @@ def corrupt_row(row: Tensor, mask: Tensor, sentinel_ids: list[int],
     num_spans = int(starts.sum())
     pieces = []
     for k, span in enumerate(torch.tensor_split(row[mask], starts[mask].nonzero()[1:, 0])):
-        pieces += [sentinels[k:k + 1], span]
-    pieces += [sentinels[num_spans:num_spans + 1], torch.tensor([eos_id])]
+        pieces += [sentinels[k : k + 1], span]
+    pieces += [sentinels[num_spans : num_spans + 1], torch.tensor([eos_id])]
     return source, torch.cat(pieces)
 
 
-def span_corrupt(tokens: Tensor, sentinel_ids: list[int], eos_id: int,
-                 noise_density: float = 0.15, mean_span_length: float = 3.0,
-                 generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+def span_corrupt(
+    tokens: Tensor,
+    sentinel_ids: list[int],
+    eos_id: int,
+    noise_density: float = 0.15,
+    mean_span_length: float = 3.0,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
     """tokens (B, L) -> (inputs (B, L - noise + spans + 1), targets (B, noise + spans + 2)).
 
     inputs: the kept tokens with each span replaced by its sentinel, then eos. targets: each
@@ -79,8 +91,9 @@ def span_corrupt(tokens: Tensor, sentinel_ids: list[int], eos_id: int,
     return torch.stack(inputs).to(tokens.device), torch.stack(targets).to(tokens.device)
 
 
-def row_noise_mask(length: int, noise_density: float, mean_span_length: float,
-                   generator: torch.Generator) -> Tensor:
+def row_noise_mask(
+    length: int, noise_density: float, mean_span_length: float, generator: torch.Generator
+) -> Tensor:
     """(length,) bool noise mask of one short document, spans anywhere in it.
 
     `noise_mask` fixes the counts by the length and always ends with a span: for a 13-token
@@ -105,10 +118,16 @@ def row_noise_mask(length: int, noise_density: float, mean_span_length: float,
     return flags.repeat_interleave(runs)
 
 
-def span_corrupt_rows(tokens: Tensor, pad_id: int, sentinel_ids: list[int], eos_id: int,
-                      noise_density: float = 0.15, mean_span_length: float = 3.0,
-                      generator: torch.Generator | None = None,
-                      ignore_index: int = -100) -> tuple[Tensor, Tensor, Tensor]:
+def span_corrupt_rows(
+    tokens: Tensor,
+    pad_id: int,
+    sentinel_ids: list[int],
+    eos_id: int,
+    noise_density: float = 0.15,
+    mean_span_length: float = 3.0,
+    generator: torch.Generator | None = None,
+    ignore_index: int = -100,
+) -> tuple[Tensor, Tensor, Tensor]:
     """Span corruption of one document per row: tokens (B, L), each row its document's tokens
     (ending with eos) padded with `pad_id` -> (inputs (B, I) padded with `pad_id`, their
     attention mask (B, I), targets (B, T) padded with `ignore_index`).
@@ -131,10 +150,11 @@ def span_corrupt_rows(tokens: Tensor, pad_id: int, sentinel_ids: list[int], eos_
     width = max(len(x) for x in inputs)
     out = torch.full((len(inputs), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(inputs), width), dtype=torch.long)
-    target_out = torch.full((len(targets), max(len(t) for t in targets)), ignore_index,
-                            dtype=torch.long)
+    target_out = torch.full(
+        (len(targets), max(len(t) for t in targets)), ignore_index, dtype=torch.long
+    )
     for i, (source, target) in enumerate(zip(inputs, targets)):
-        out[i, :len(source)], mask[i, :len(source)] = source, 1
-        target_out[i, :len(target)] = target
+        out[i, : len(source)], mask[i, : len(source)] = source, 1
+        target_out[i, : len(target)] = target
     device = tokens.device
     return out.to(device), mask.to(device), target_out.to(device)

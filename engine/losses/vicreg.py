@@ -6,6 +6,7 @@ distance between the two views' embeddings (invariance), a hinge keeping the sta
 of every embedding dimension above 1 (variance: no collapse), and the squared off-diagonal
 covariances (covariance: no redundancy), weighted 25, 25 and 1.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -16,10 +17,10 @@ from torch import Tensor
 
 
 class VICRegLoss(NamedTuple):
-    loss: Tensor         # weighted sum of the three terms
-    invariance: Tensor   # mean squared error between the views
-    variance: Tensor     # hinge on the std of each dimension, summed over the two views
-    covariance: Tensor   # squared off-diagonal covariances / D, summed over the two views
+    loss: Tensor  # weighted sum of the three terms
+    invariance: Tensor  # mean squared error between the views
+    variance: Tensor  # hinge on the std of each dimension, summed over the two views
+    covariance: Tensor  # squared off-diagonal covariances / D, summed over the two views
 
 
 def _variance(z: Tensor, gamma: float, eps: float) -> Tensor:
@@ -34,18 +35,29 @@ def _covariance(z: Tensor) -> Tensor:
     return (cov.pow(2).sum() - torch.diagonal(cov).pow(2).sum()) / d
 
 
-def vicreg_loss(z_a: Tensor, z_b: Tensor, invariance_weight: float = 25.0,
-                variance_weight: float = 25.0, covariance_weight: float = 1.0,
-                gamma: float = 1.0, eps: float = 1e-4) -> VICRegLoss:
+def vicreg_loss(
+    z_a: Tensor,
+    z_b: Tensor,
+    invariance_weight: float = 25.0,
+    variance_weight: float = 25.0,
+    covariance_weight: float = 1.0,
+    gamma: float = 1.0,
+    eps: float = 1e-4,
+) -> VICRegLoss:
     """VICReg loss of two views' embeddings z_a, z_b (N, D), row i the same image; fp32 terms."""
     if z_a.shape != z_b.shape or z_a.ndim != 2 or z_a.shape[0] < 2:
-        raise ValueError(f"expected two (N, D) tensors of one shape with N >= 2, got "
-                         f"{tuple(z_a.shape)} and {tuple(z_b.shape)}")
+        raise ValueError(
+            f"expected two (N, D) tensors of one shape with N >= 2, got "
+            f"{tuple(z_a.shape)} and {tuple(z_b.shape)}"
+        )
     with torch.autocast(z_a.device.type, enabled=False):
         z_a, z_b = z_a.float(), z_b.float()
         invariance = F.mse_loss(z_a, z_b)
         variance = _variance(z_a, gamma, eps) + _variance(z_b, gamma, eps)
         covariance = _covariance(z_a) + _covariance(z_b)
-        loss = (invariance_weight * invariance + variance_weight * variance
-                + covariance_weight * covariance)
+        loss = (
+            invariance_weight * invariance
+            + variance_weight * variance
+            + covariance_weight * covariance
+        )
         return VICRegLoss(loss, invariance, variance, covariance)

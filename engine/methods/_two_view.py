@@ -9,6 +9,7 @@ through a stack of networks, so a new two-view method is its own file and nothin
 
 Not a method (the registry skips modules starting with "_").
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -29,14 +30,24 @@ from engine.models.resnet import CNN_BACKBONES, build_resnet
 class TwoViewConfig(TrainConfig):
     """Settings of every two-view method; a method adds its own (loss, head, momentum...)."""
 
-    backbone: str = param("resnet18", "Encoder trained from scratch: the small VGG-style convnet "
-                          "(fast on a CPU) or a torchvision ResNet.",
-                          choices=list(CNN_BACKBONES), main=True)
-    small_stem: bool = param(True, "Replace the 7x7 stride-2 stem and max pool by one 3x3 "
-                             "convolution: right for images under ~96 px.")
-    augmentation: str = param(AUTO, augmentation_help("the SimCLR recipe: crop, flip, colour "
-                                                      "jitter, grayscale, blur"),
-                              choices=list(AUGMENTATIONS), main=True)
+    backbone: str = param(
+        "resnet18",
+        "Encoder trained from scratch: the small VGG-style convnet "
+        "(fast on a CPU) or a torchvision ResNet.",
+        choices=list(CNN_BACKBONES),
+        main=True,
+    )
+    small_stem: bool = param(
+        True,
+        "Replace the 7x7 stride-2 stem and max pool by one 3x3 "
+        "convolution: right for images under ~96 px.",
+    )
+    augmentation: str = param(
+        AUTO,
+        augmentation_help("the SimCLR recipe: crop, flip, colour jitter, grayscale, blur"),
+        choices=list(AUGMENTATIONS),
+        main=True,
+    )
 
 
 def two_view_param(name: str, default: Any = dataclasses.MISSING, help: str | None = None) -> Any:
@@ -46,8 +57,9 @@ def two_view_param(name: str, default: Any = dataclasses.MISSING, help: str | No
     metadata = dict(shared.metadata)
     if help is not None:
         metadata["help"] = help
-    return dataclasses.field(default=shared.default if default is dataclasses.MISSING else default,
-                             metadata=metadata)
+    return dataclasses.field(
+        default=shared.default if default is dataclasses.MISSING else default, metadata=metadata
+    )
 
 
 class TwoViewMethod(SSLMethod):
@@ -73,10 +85,12 @@ class TwoViewMethod(SSLMethod):
 
     def __init__(self, config: TwoViewConfig, data_info: dict | None = None) -> None:
         super().__init__(config, data_info)
-        self.views = view_pair(config.augmentation, config.image_size,
-                               asymmetric=self.asymmetric_views)
-        self.encoder, self.feature_dim = build_resnet(config.backbone, config.small_stem,
-                                                      zero_init_residual=self.zero_init_residual)
+        self.views = view_pair(
+            config.augmentation, config.image_size, asymmetric=self.asymmetric_views
+        )
+        self.encoder, self.feature_dim = build_resnet(
+            config.backbone, config.small_stem, zero_init_residual=self.zero_init_residual
+        )
 
     @torch.no_grad()
     def make_view(self, images: Tensor, index: int) -> Tensor:
@@ -88,8 +102,9 @@ class TwoViewMethod(SSLMethod):
         """uint8 (B, 3, H, W) -> the two views of every image, each (B, 3, S, S)."""
         return self.make_view(images, 0), self.make_view(images, 1)
 
-    def forward_views(self, views: tuple[Tensor, Tensor],
-                      *networks: nn.Module) -> tuple[Tensor, Tensor]:
+    def forward_views(
+        self, views: tuple[Tensor, Tensor], *networks: nn.Module
+    ) -> tuple[Tensor, Tensor]:
         """Two views (B, 3, S, S) through `networks` in turn -> two outputs (B, D), as one batch
         or one view at a time (`views_in_one_batch`)."""
         if self.views_in_one_batch:

@@ -6,6 +6,7 @@ wide 3-layer projector; the cross-correlation matrix between the two views' stan
 embeddings is pushed to the identity. No negatives, no momentum encoder, no predictor: the
 off-diagonal term alone prevents collapse by decorrelating the embedding dimensions.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -24,37 +25,76 @@ from engine.registry import register_method
 @dataclass
 class BarlowTwinsConfig(TwoViewConfig):
     backbone: str = two_view_param("backbone", "resnet50")
-    small_stem: bool = two_view_param("small_stem", help="Replace the 7x7 stride-2 stem and max "
-                                      "pool by one 3x3 convolution, right for images under "
-                                      "~96 px.")
-    augmentation: str = two_view_param("augmentation", help=augmentation_help(
-        "BYOL's asymmetric pair: blur in one view, solarisation in the other"))
-    projection_dim: int = param(8192, "Output width of the projector. The paper finds wider "
-                                "is better, still improving at 16384.", min=2)
+    small_stem: bool = two_view_param(
+        "small_stem",
+        help="Replace the 7x7 stride-2 stem and max "
+        "pool by one 3x3 convolution, right for images under "
+        "~96 px.",
+    )
+    augmentation: str = two_view_param(
+        "augmentation",
+        help=augmentation_help(
+            "BYOL's asymmetric pair: blur in one view, solarisation in the other"
+        ),
+    )
+    projection_dim: int = param(
+        8192,
+        "Output width of the projector. The paper finds wider is better, still improving at 16384.",
+        min=2,
+    )
     projection_hidden_dim: int = param(8192, "Hidden width of the 3-layer projector.", min=2)
-    lambda_offdiag: float = param(0.0051, "Weight lambda of the off-diagonal (redundancy) "
-                                  "term against the diagonal (invariance) term. The paper's "
-                                  "0.0051 is about 1/D for D = 8192 outputs; scale it with "
-                                  "1/projection_dim.", min=0.0, exclusive_min=True, main=True)
+    lambda_offdiag: float = param(
+        0.0051,
+        "Weight lambda of the off-diagonal (redundancy) "
+        "term against the diagonal (invariance) term. The paper's "
+        "0.0051 is about 1/D for D = 8192 outputs; scale it with "
+        "1/projection_dim.",
+        min=0.0,
+        exclusive_min=True,
+        main=True,
+    )
 
     PRESETS = {
         # The small convnet at 32 px, a 3 x 1024 projector, AdamW. Batch 128: at 64 the
         # 1024 x 1024 cross-correlation is too noisy to learn shapes in two CPU minutes (k-NN
         # 0.125 against 0.184 at 128; random init 0.170; bench/RESULTS.md).
-        "quick": dict(backbone="convnet", steps=500, batch_size=128, lr=1e-3, image_size=32,
-                      projection_dim=1024, projection_hidden_dim=1024, warmup_steps=10,
-                      optimizer="adamw", weight_decay=1e-4, checkpoint_every=50),
+        "quick": dict(
+            backbone="convnet",
+            steps=500,
+            batch_size=128,
+            lr=1e-3,
+            image_size=32,
+            projection_dim=1024,
+            projection_hidden_dim=1024,
+            warmup_steps=10,
+            optimizer="adamw",
+            weight_decay=1e-4,
+            checkpoint_every=50,
+        ),
         # Paper, section 4 and the official main.py: ResNet-50, 3 x 8192 projector, batch 2048,
         # LARS with lr 0.2 x batch/256 for the weights (biases and BN: 0.0048 x batch/256 in
         # the paper; here the same lr, without LARS adaptation), wd 1.5e-6, 10 warmup epochs of
         # 1000 on ImageNet (625 steps an epoch), lambda 0.0051.
-        "paper": dict(augmentation="natural", backbone="resnet50", small_stem=False,
-                      image_size=224, batch_size=2048, optimizer="lars", lr=1.6,
-                      weight_decay=1.5e-6, steps=625_000, warmup_steps=6250, projection_dim=8192,
-                      projection_hidden_dim=8192, lambda_offdiag=0.0051, checkpoint_every=5000),
+        "paper": dict(
+            augmentation="natural",
+            backbone="resnet50",
+            small_stem=False,
+            image_size=224,
+            batch_size=2048,
+            optimizer="lars",
+            lr=1.6,
+            weight_decay=1.5e-6,
+            steps=625_000,
+            warmup_steps=6250,
+            projection_dim=8192,
+            projection_hidden_dim=8192,
+            lambda_offdiag=0.0051,
+            checkpoint_every=5000,
+        ),
         # Seconds on a CPU (the registry walk trains it): a smoke test, not a recipe.
-        "tiny": dict(TINY_PRESET, backbone="convnet", lr=1e-3, projection_dim=128,
-                     projection_hidden_dim=128),
+        "tiny": dict(
+            TINY_PRESET, backbone="convnet", lr=1e-3, projection_dim=128, projection_hidden_dim=128
+        ),
     }
 
 
@@ -64,17 +104,20 @@ class BarlowTwins(TwoViewMethod):
     paper = "arXiv:2103.03230"
     Config = BarlowTwinsConfig
     card = MethodCard(
-        title="Barlow Twins", authors="Zbontar, Jing, Misra, LeCun, Deny", year=2021,
+        title="Barlow Twins",
+        authors="Zbontar, Jing, Misra, LeCun, Deny",
+        year=2021,
         paper="arXiv:2103.03230",
         idea="Embed two views of each image and make the matrix of correlations between the "
-             "two embeddings, dimension by dimension, equal the identity. Equal diagonals make "
-             "the features invariant; zero off-diagonals make each feature carry different "
-             "information, which rules out collapse.",
+        "two embeddings, dimension by dimension, equal the identity. Equal diagonals make "
+        "the features invariant; zero off-diagonals make each feature carry different "
+        "information, which rules out collapse.",
         good_at="Simple and symmetric: no negatives, no momentum encoder, no stop-gradient, "
-                "and robust to small batches; benefits from very wide projectors.",
+        "and robust to small batches; benefits from very wide projectors.",
         hyperparameters="lambda (balance of invariance and decorrelation, about 1/D); "
-                        "projector width (wider is better, and costlier); augmentation "
-                        "strength.")
+        "projector width (wider is better, and costlier); augmentation "
+        "strength.",
+    )
     asymmetric_views = True
     # Each view through the network on its own, as in the authors' code: batch norm then
     # normalises each view with its own statistics.
@@ -83,11 +126,14 @@ class BarlowTwins(TwoViewMethod):
 
     def __init__(self, config: BarlowTwinsConfig, data_info: dict | None = None) -> None:
         super().__init__(config, data_info)
-        self.projection = ProjectionHead(self.feature_dim, config.projection_hidden_dim,
-                                         config.projection_dim, num_layers=3)
+        self.projection = ProjectionHead(
+            self.feature_dim, config.projection_hidden_dim, config.projection_dim, num_layers=3
+        )
 
     def training_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         z_a, z_b = self.project_views(batch["images"])  # (B, projection_dim) each
         out = barlow_twins_loss(z_a, z_b, self.config.lambda_offdiag)  # z: (B, projection_dim)
-        return out.loss, {"on_diagonal": out.on_diagonal.detach(),
-                          "off_diagonal": out.off_diagonal.detach()}
+        return out.loss, {
+            "on_diagonal": out.on_diagonal.detach(),
+            "off_diagonal": out.off_diagonal.detach(),
+        }

@@ -8,6 +8,7 @@ W)}` for image methods). The method makes its own views, runs its networks and r
 `(loss, logs)`. `after_step` runs after each optimizer step (EMA targets, queues). `embed` maps
 images to the features that evaluation and the embedding explorer use.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -19,12 +20,12 @@ from torch import Tensor, nn
 
 from engine.config import TrainConfig
 
-
 # What every method's "tiny" preset starts from (each adds small widths of its own): seconds on
 # a CPU, for smoke tests (the registry walk trains every method with it) and for trying the
 # pipeline end to end. Nothing useful is learnt in 16 steps; "quick" is the preset that learns.
-TINY_PRESET: dict[str, Any] = dict(steps=16, batch_size=32, image_size=16, warmup_steps=2,
-                                   checkpoint_every=5, precision="fp32")
+TINY_PRESET: dict[str, Any] = dict(
+    steps=16, batch_size=32, image_size=16, warmup_steps=2, checkpoint_every=5, precision="fp32"
+)
 
 
 @dataclass
@@ -43,19 +44,19 @@ class TrainData:
 class MethodCard:
     """What the Train tab shows beside the form: the method in the studio's own words."""
 
-    title: str            # "SimCLR"
-    authors: str          # "Chen, Kornblith, Norouzi, Hinton"
+    title: str  # "SimCLR"
+    authors: str  # "Chen, Kornblith, Norouzi, Hinton"
     year: int
-    paper: str            # arXiv id or venue
-    idea: str             # the core idea in two sentences
-    good_at: str          # what it is good at, when to pick it
+    paper: str  # arXiv id or venue
+    idea: str  # the core idea in two sentences
+    good_at: str  # what it is good at, when to pick it
     hyperparameters: str  # the key knobs and what they trade off
 
 
 class SSLMethod(nn.Module):
-    name: ClassVar[str] = ""           # set by @register_method
-    description: ClassVar[str] = ""    # one line, shown by `python -m engine methods`
-    paper: ClassVar[str] = ""          # the reference
+    name: ClassVar[str] = ""  # set by @register_method
+    description: ClassVar[str] = ""  # one line, shown by `python -m engine methods`
+    paper: ClassVar[str] = ""  # the reference
     modality: ClassVar[str] = "image"  # what the datasets must hold
     default_dataset: ClassVar[str] = "digits"  # what the tests and the form start with
     card: ClassVar[MethodCard | None] = None
@@ -73,15 +74,22 @@ class SSLMethod(nn.Module):
         """Raise SpecError for settings that cannot work together (before any job is stored)."""
 
     @classmethod
-    def load_data(cls, dataset: str, config: TrainConfig, run_dir: Path | None = None,
-                  cache_dir: Path | None = None) -> TrainData:
+    def load_data(
+        cls,
+        dataset: str,
+        config: TrainConfig,
+        run_dir: Path | None = None,
+        cache_dir: Path | None = None,
+    ) -> TrainData:
         """The training split of `dataset` as tensors. Image methods get `{"images": uint8}`;
         text methods override this (tokenise, saving the tokenizer in `run_dir`)."""
         from engine.data.datasets import load_dataset
 
         data = load_dataset(dataset, "train", config.image_size, cache_dir=cache_dir)
-        return TrainData({"images": data.images},
-                         {"num_classes": len(data.class_names), "image_size": config.image_size})
+        return TrainData(
+            {"images": data.images},
+            {"num_classes": len(data.class_names), "image_size": config.image_size},
+        )
 
     def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         # The loop calls the module (not training_step) so a DDP wrapper sees the forward pass.
@@ -129,12 +137,13 @@ class SSLMethod(nn.Module):
         """
         views = getattr(self, "views", None)
         if isinstance(views, (tuple, list)) and views and all(callable(v) for v in views):
-            return [(f"view {i + 1}", views_to_uint8(make(images)))
-                    for i, make in enumerate(views)]
+            return [(f"view {i + 1}", views_to_uint8(make(images))) for i, make in enumerate(views)]
         if callable(views):
             return [(f"view {i + 1}", views_to_uint8(views(images))) for i in range(2)]
-        raise NotImplementedError(f"{self.name or type(self).__name__} does not show its "
-                                  "views yet (it has no preview_views)")
+        raise NotImplementedError(
+            f"{self.name or type(self).__name__} does not show its "
+            "views yet (it has no preview_views)"
+        )
 
 
 def views_to_uint8(views: Tensor) -> Tensor:

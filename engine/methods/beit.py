@@ -9,6 +9,7 @@ start of the job (engine.models.codebook), saves it in the run folder and with e
 and uses the nearest code of each patch as its token. The model is transformers'
 `BeitForMaskedImageModeling`, so `pretrained/` loads with `from_pretrained`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -35,47 +36,109 @@ MAX_TOKENIZER_PATCHES = 65536
 
 @dataclass
 class BEiTConfig(TrainConfig):
-    backbone: str = param("vit-base", "ViT encoder size (hidden size, heads; see depth).",
-                          choices=sorted(VIT_SIZES), main=True)
+    backbone: str = param(
+        "vit-base",
+        "ViT encoder size (hidden size, heads; see depth).",
+        choices=sorted(VIT_SIZES),
+        main=True,
+    )
     depth: int = param(0, "Encoder layers; 0 keeps the size's standard 12.", min=0)
-    patch_size: int = param(16, "Patch side in pixels; the image side must be a multiple. "
-                            "16 at 224 px in the paper, 4 for 32 px images.", min=1, main=True)
-    mask_ratio: float = param(0.4, "Share of patches masked, in blocks. The paper masks 40% "
-                              "(75 of 196 patches).", min=0.01, max=0.95, main=True)
-    min_block_patches: int = param(0, "Smallest masking block in patches (the paper: 16 of a "
-                                   "14x14 grid); 0 scales that to the grid.", min=0)
-    codebook_size: int = param(8192, "Visual vocabulary: k-means codes fitted on the dataset's "
-                               "patches (the paper's dVAE has 8192). Small datasets and "
-                               "small patches need far fewer; too many and codes become "
-                               "arbitrary, too few and the task is easy.", min=2, main=True)
-    position_encoding: str = param("shared_relative", "Position information: a relative "
-                                   "position bias shared by all layers (the paper's "
-                                   "pretraining) or learned absolute embeddings (as in ViT).",
-                                   choices=["shared_relative", "absolute"])
-    layer_scale_init: float = param(0.1, "LayerScale initial value of each residual branch "
-                                    "(the paper: 0.1; 0 turns it off).", min=0.0)
-    drop_path_rate: float = param(0.1, "Stochastic depth rate of the last layer (the paper: "
-                                  "0.1).", min=0.0, max=0.9)
+    patch_size: int = param(
+        16,
+        "Patch side in pixels; the image side must be a multiple. "
+        "16 at 224 px in the paper, 4 for 32 px images.",
+        min=1,
+        main=True,
+    )
+    mask_ratio: float = param(
+        0.4,
+        "Share of patches masked, in blocks. The paper masks 40% (75 of 196 patches).",
+        min=0.01,
+        max=0.95,
+        main=True,
+    )
+    min_block_patches: int = param(
+        0,
+        "Smallest masking block in patches (the paper: 16 of a "
+        "14x14 grid); 0 scales that to the grid.",
+        min=0,
+    )
+    codebook_size: int = param(
+        8192,
+        "Visual vocabulary: k-means codes fitted on the dataset's "
+        "patches (the paper's dVAE has 8192). Small datasets and "
+        "small patches need far fewer; too many and codes become "
+        "arbitrary, too few and the task is easy.",
+        min=2,
+        main=True,
+    )
+    position_encoding: str = param(
+        "shared_relative",
+        "Position information: a relative "
+        "position bias shared by all layers (the paper's "
+        "pretraining) or learned absolute embeddings (as in ViT).",
+        choices=["shared_relative", "absolute"],
+    )
+    layer_scale_init: float = param(
+        0.1,
+        "LayerScale initial value of each residual branch (the paper: 0.1; 0 turns it off).",
+        min=0.0,
+    )
+    drop_path_rate: float = param(
+        0.1, "Stochastic depth rate of the last layer (the paper: 0.1).", min=0.0, max=0.9
+    )
 
     PRESETS = {
         # Digits at 32 px: ViT-Tiny with 6 layers, 4 px patches (8 x 8 grid, 25 masked in
         # blocks of >= 5), 256 codes, absolute positions, batch 64.
-        "quick": dict(backbone="vit-tiny", depth=6, patch_size=4, image_size=32, batch_size=64,
-                      codebook_size=256, position_encoding="absolute", drop_path_rate=0.0,
-                      lr=1.5e-3, weight_decay=0.05, steps=300, warmup_steps=20,
-                      checkpoint_every=100),
+        "quick": dict(
+            backbone="vit-tiny",
+            depth=6,
+            patch_size=4,
+            image_size=32,
+            batch_size=64,
+            codebook_size=256,
+            position_encoding="absolute",
+            drop_path_rate=0.0,
+            lr=1.5e-3,
+            weight_decay=0.05,
+            steps=300,
+            warmup_steps=20,
+            checkpoint_every=100,
+        ),
         # Paper, section 2.5 / appendix: ViT-B/16 at 224 px, batch 2048, AdamW lr 1.5e-3
         # (beta2 0.999 there, 0.95 here), wd 0.05, 10 warmup epochs, 500k steps (800 epochs of
         # ImageNet-1k), 40% blockwise masking with blocks of >= 16, 8192 tokens, shared
         # relative position bias, LayerScale 0.1, stochastic depth 0.1.
-        "paper": dict(backbone="vit-base", image_size=224, patch_size=16, batch_size=2048,
-                      lr=1.5e-3, weight_decay=0.05, steps=500_000, warmup_steps=6250,
-                      mask_ratio=0.4, min_block_patches=16, codebook_size=8192,
-                      position_encoding="shared_relative", layer_scale_init=0.1,
-                      drop_path_rate=0.1, grad_clip=3.0, checkpoint_every=5000),
+        "paper": dict(
+            backbone="vit-base",
+            image_size=224,
+            patch_size=16,
+            batch_size=2048,
+            lr=1.5e-3,
+            weight_decay=0.05,
+            steps=500_000,
+            warmup_steps=6250,
+            mask_ratio=0.4,
+            min_block_patches=16,
+            codebook_size=8192,
+            position_encoding="shared_relative",
+            layer_scale_init=0.1,
+            drop_path_rate=0.1,
+            grad_clip=3.0,
+            checkpoint_every=5000,
+        ),
         # Seconds on a CPU (the registry walk trains it): a smoke test, not a recipe.
-        "tiny": dict(TINY_PRESET, backbone="vit-tiny", depth=1, patch_size=4, codebook_size=16,
-                     position_encoding="absolute", drop_path_rate=0.0, lr=1.5e-3),
+        "tiny": dict(
+            TINY_PRESET,
+            backbone="vit-tiny",
+            depth=1,
+            patch_size=4,
+            codebook_size=16,
+            position_encoding="absolute",
+            drop_path_rate=0.0,
+            lr=1.5e-3,
+        ),
     }
 
 
@@ -94,42 +157,55 @@ def min_block(config: BEiTConfig) -> int:
 
 @register_method("beit")
 class BEiT(SSLMethod):
-    description = "Masked image modeling: predict the visual tokens of masked patches (Bao et al. 2021)"
+    description = (
+        "Masked image modeling: predict the visual tokens of masked patches (Bao et al. 2021)"
+    )
     paper = "arXiv:2106.08254"
     Config = BEiTConfig
     card = MethodCard(
-        title="BEiT", authors="Bao, Dong, Piao, Wei", year=2021, paper="arXiv:2106.08254",
+        title="BEiT",
+        authors="Bao, Dong, Piao, Wei",
+        year=2021,
+        paper="arXiv:2106.08254",
         idea="Turn every image patch into a word from a visual vocabulary, hide blocks of "
-             "patches and have a ViT name the hidden words, as BERT does with text. Predicting "
-             "discrete tokens rather than raw pixels keeps the model from spending itself on "
-             "high-frequency detail.",
+        "patches and have a ViT name the hidden words, as BERT does with text. Predicting "
+        "discrete tokens rather than raw pixels keeps the model from spending itself on "
+        "high-frequency detail.",
         good_at="Pretraining ViTs for fine-tuning (classification, segmentation) with no "
-                "augmentation engineering; frozen features are weaker than contrastive ones. "
-                "Here the vocabulary is a k-means codebook of the dataset's own patches.",
+        "augmentation engineering; frozen features are weaker than contrastive ones. "
+        "Here the vocabulary is a k-means codebook of the dataset's own patches.",
         hyperparameters="Mask ratio (40% in blocks; random masking or much more hurts); "
-                        "vocabulary size (codebook_size); patch size against image size; "
-                        "LayerScale and stochastic depth for stability of deep models.")
+        "vocabulary size (codebook_size); patch size against image size; "
+        "LayerScale and stochastic depth for stability of deep models.",
+    )
 
     @classmethod
     def check_config(cls, config: BEiTConfig) -> None:
         if config.image_size % config.patch_size:
-            raise SpecError(f"image_size {config.image_size} is not a multiple of patch_size "
-                            f"{config.patch_size}; pick sizes that divide")
+            raise SpecError(
+                f"image_size {config.image_size} is not a multiple of patch_size "
+                f"{config.patch_size}; pick sizes that divide"
+            )
         if grid_side(config) < 2:
             raise SpecError("patch_size leaves fewer than 2x2 patches; use smaller patches")
         if num_masked(config) < 1:
             raise SpecError("mask_ratio masks no patch at this image and patch size; raise it")
 
     @classmethod
-    def load_data(cls, dataset: str, config: BEiTConfig, run_dir: Path | None = None,
-                  cache_dir: Path | None = None) -> TrainData:
+    def load_data(
+        cls,
+        dataset: str,
+        config: BEiTConfig,
+        run_dir: Path | None = None,
+        cache_dir: Path | None = None,
+    ) -> TrainData:
         """The images, and the codebook in `info["codebook"]`: read from the run folder when
         the job resumes, else fitted (seeded by torch's seed, which the trainer sets from the
         job's seed) and saved there."""
         cls.check_config(config)
         data = super().load_data(dataset, config, run_dir, cache_dir)
         path = Path(run_dir) / TOKENIZER_FILE if run_dir is not None else None
-        dim = config.patch_size ** 2 * 3
+        dim = config.patch_size**2 * 3
         if path is not None and path.exists():
             codebook = load_file(path)["codebook"]
             if codebook.shape == (config.codebook_size, dim):
@@ -147,8 +223,11 @@ class BEiT(SSLMethod):
             raise SpecError(f"{exc} (codebook_size for dataset {dataset!r})") from None
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            save_file({"codebook": codebook.contiguous()}, str(path),
-                      metadata={"patch_size": str(config.patch_size), "seed": str(seed)})
+            save_file(
+                {"codebook": codebook.contiguous()},
+                str(path),
+                metadata={"patch_size": str(config.patch_size), "seed": str(seed)},
+            )
         data.info["codebook"] = codebook
         return data
 
@@ -157,22 +236,30 @@ class BEiT(SSLMethod):
         self.check_config(config)
         self.views = make_views("beit", config.image_size)
         shared = config.position_encoding == "shared_relative"
-        self.model = BeitForMaskedImageModeling(BeitConfig(
-            vocab_size=config.codebook_size, image_size=config.image_size,
-            patch_size=config.patch_size, use_mask_token=True,
-            use_absolute_position_embeddings=not shared,
-            use_shared_relative_position_bias=shared,
-            layer_scale_init_value=config.layer_scale_init,
-            drop_path_rate=config.drop_path_rate, use_mean_pooling=True,
-            **vit_dims(config.backbone, config.depth)))
+        self.model = BeitForMaskedImageModeling(
+            BeitConfig(
+                vocab_size=config.codebook_size,
+                image_size=config.image_size,
+                patch_size=config.patch_size,
+                use_mask_token=True,
+                use_absolute_position_embeddings=not shared,
+                use_shared_relative_position_bias=shared,
+                layer_scale_init_value=config.layer_scale_init,
+                drop_path_rate=config.drop_path_rate,
+                use_mean_pooling=True,
+                **vit_dims(config.backbone, config.depth),
+            )
+        )
         codebook = self.data_info.get("codebook")
         if codebook is None:  # filled in by a checkpoint
-            codebook = torch.zeros(config.codebook_size, config.patch_size ** 2 * 3)
+            codebook = torch.zeros(config.codebook_size, config.patch_size**2 * 3)
         self.register_buffer("codebook", codebook.float().clone())
-        self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN)[:, None, None],
-                             persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD)[:, None, None],
-                             persistent=False)
+        self.register_buffer(
+            "pixel_mean", torch.tensor(IMAGENET_MEAN)[:, None, None], persistent=False
+        )
+        self.register_buffer(
+            "pixel_std", torch.tensor(IMAGENET_STD)[:, None, None], persistent=False
+        )
 
     @torch.no_grad()
     def visual_tokens(self, pixels: Tensor) -> Tensor:
@@ -184,8 +271,9 @@ class BEiT(SSLMethod):
     def draw_mask(self, pixels: Tensor) -> Tensor:
         """Blockwise masks for the views (B, 3, S, S): (B, L) bool, True = masked, row-major."""
         side = grid_side(self.config)
-        return blockwise_mask(len(pixels), side, side, num_masked(self.config),
-                              min_block=min_block(self.config)).to(pixels.device)
+        return blockwise_mask(
+            len(pixels), side, side, num_masked(self.config), min_block=min_block(self.config)
+        ).to(pixels.device)
 
     def training_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         with torch.no_grad():
@@ -212,14 +300,24 @@ class BEiT(SSLMethod):
         pixels = self.views(images)  # (B, 3, S, S)
         mask = self.draw_mask(pixels)  # (B, L)
         patch, side = self.config.patch_size, grid_side(self.config)
-        hidden = mask.view(len(pixels), 1, side, side).repeat_interleave(patch, 2) \
-            .repeat_interleave(patch, 3)  # (B, 1, S, S)
+        hidden = (
+            mask.view(len(pixels), 1, side, side)
+            .repeat_interleave(patch, 2)
+            .repeat_interleave(patch, 3)
+        )  # (B, 1, S, S)
         view = views_to_uint8(pixels)
-        return [("view (crop, flip, jitter)", view),
-                (f"input: {num_masked(self.config)}/{side * side} patches masked in blocks",
-                 view.masked_fill(hidden, 128))]
+        return [
+            ("view (crop, flip, jitter)", view),
+            (
+                f"input: {num_masked(self.config)}/{side * side} patches masked in blocks",
+                view.masked_fill(hidden, 128),
+            ),
+        ]
 
     def export(self, out_dir: Path) -> None:
         self.model.save_pretrained(out_dir / "pretrained")
-        save_file({"codebook": self.codebook.contiguous()}, str(out_dir / TOKENIZER_FILE),
-                  metadata={"patch_size": str(self.config.patch_size)})
+        save_file(
+            {"codebook": self.codebook.contiguous()},
+            str(out_dir / TOKENIZER_FILE),
+            metadata={"patch_size": str(self.config.patch_size)},
+        )

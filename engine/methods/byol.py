@@ -8,6 +8,7 @@ encoder and projector) gives for another view of the same image. No negatives: t
 and the slowly moving target keep the representation from collapsing. The loss is symmetrised
 over the two views and the target momentum rises from 0.996 to 1 along a cosine (section 3.2).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,58 +27,92 @@ from engine.registry import register_method
 
 @dataclass
 class BYOLConfig(TwoViewConfig):
-    base_momentum: float = param(0.996, "Target momentum at the first step; it rises to 1 "
-                                 "along a cosine. Paper: 0.996 (0.99 for batches of 512 "
-                                 "and below, table 8). Lower follows the online network "
-                                 "faster; too low and the target stops being a stable goal.",
-                                 min=0.0, max=1.0, main=True)
-    projection_dim: int = param(256, "Output size of projector and predictor (paper: 256).",
-                                min=2)
-    projection_hidden_dim: int = param(4096, "Hidden width of the projector (paper: 4096).",
-                                       min=2)
-    prediction_hidden_dim: int = param(4096, "Hidden width of the predictor (paper: 4096).",
-                                       min=2)
+    base_momentum: float = param(
+        0.996,
+        "Target momentum at the first step; it rises to 1 "
+        "along a cosine. Paper: 0.996 (0.99 for batches of 512 "
+        "and below, table 8). Lower follows the online network "
+        "faster; too low and the target stops being a stable goal.",
+        min=0.0,
+        max=1.0,
+        main=True,
+    )
+    projection_dim: int = param(256, "Output size of projector and predictor (paper: 256).", min=2)
+    projection_hidden_dim: int = param(4096, "Hidden width of the projector (paper: 4096).", min=2)
+    prediction_hidden_dim: int = param(4096, "Hidden width of the predictor (paper: 4096).", min=2)
 
     PRESETS = {
         # The small convnet at 32 px, batch 128 (on shapes, batch 32 gave k-NN 0.120 / linear
         # 0.123 and 128 gave 0.146 / 0.240 for the same CPU time; bench/RESULTS.md). Short
         # runs want a faster target (0.99).
-        "quick": dict(backbone="convnet", steps=500, batch_size=128, lr=1e-3, image_size=32,
-                      warmup_steps=10, weight_decay=1e-6, base_momentum=0.99, checkpoint_every=50),
+        "quick": dict(
+            backbone="convnet",
+            steps=500,
+            batch_size=128,
+            lr=1e-3,
+            image_size=32,
+            warmup_steps=10,
+            weight_decay=1e-6,
+            base_momentum=0.99,
+            checkpoint_every=50,
+        ),
         # Paper, section 3.3 and appendix C: ImageNet, ResNet-50, batch 4096, LARS, lr
         # 0.2 x batch/256, weight decay 1.5e-6, 10 warmup epochs of 1000, base momentum 0.996.
-        "paper": dict(augmentation="natural", backbone="resnet50", small_stem=False,
-                      image_size=224, steps=312_800, batch_size=4096, lr=3.2, optimizer="lars",
-                      weight_decay=1.5e-6, warmup_steps=3128, base_momentum=0.996,
-                      checkpoint_every=5000),
+        "paper": dict(
+            augmentation="natural",
+            backbone="resnet50",
+            small_stem=False,
+            image_size=224,
+            steps=312_800,
+            batch_size=4096,
+            lr=3.2,
+            optimizer="lars",
+            weight_decay=1.5e-6,
+            warmup_steps=3128,
+            base_momentum=0.996,
+            checkpoint_every=5000,
+        ),
         # Seconds on a CPU (the registry walk trains it): a smoke test, not a recipe.
-        "tiny": dict(TINY_PRESET, backbone="convnet", lr=1e-3, base_momentum=0.99,
-                     projection_dim=32, projection_hidden_dim=128, prediction_hidden_dim=128),
+        "tiny": dict(
+            TINY_PRESET,
+            backbone="convnet",
+            lr=1e-3,
+            base_momentum=0.99,
+            projection_dim=32,
+            projection_hidden_dim=128,
+            prediction_hidden_dim=128,
+        ),
     }
 
 
 @register_method("byol")
 class BYOL(TwoViewMethod):
-    description = "No negatives: online network predicts an EMA target's projection (Grill et al. 2020)"
+    description = (
+        "No negatives: online network predicts an EMA target's projection (Grill et al. 2020)"
+    )
     paper = "arXiv:2006.07733"
     Config = BYOLConfig
     card = MethodCard(
-        title="BYOL", authors="Grill, Strub, Altche, Tallec, Richemond et al.", year=2020,
+        title="BYOL",
+        authors="Grill, Strub, Altche, Tallec, Richemond et al.",
+        year=2020,
         paper="arXiv:2006.07733",
         idea="A network learns to predict, from one view of an image, what a slowly averaged "
-             "copy of itself outputs for another view. There are no negative pairs: the extra "
-             "predictor and the lagging target are what keep it from mapping everything to "
-             "one point.",
+        "copy of itself outputs for another view. There are no negative pairs: the extra "
+        "predictor and the lagging target are what keep it from mapping everything to "
+        "one point.",
         good_at="Strong features without large batches or negatives, and less sensitive to "
-                "the colour augmentations than SimCLR.",
+        "the colour augmentations than SimCLR.",
         hyperparameters="Target momentum (0.996 for long runs; lower, e.g. 0.99, for short "
-                        "runs and small batches); predictor width; the usual augmentation "
-                        "strength.")
+        "runs and small batches); predictor width; the usual augmentation "
+        "strength.",
+    )
 
     def __init__(self, config: BYOLConfig, data_info: dict | None = None) -> None:
         super().__init__(config, data_info)
-        self.projector = ProjectionHead(self.feature_dim, config.projection_hidden_dim,
-                                        config.projection_dim, num_layers=2)
+        self.projector = ProjectionHead(
+            self.feature_dim, config.projection_hidden_dim, config.projection_dim, num_layers=2
+        )
         self.predictor = PredictionHead(config.projection_dim, config.prediction_hidden_dim)
         self.target_encoder = make_target(self.encoder)
         self.target_projector = make_target(self.projector)
@@ -85,11 +120,13 @@ class BYOL(TwoViewMethod):
 
     def training_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         views = self.make_views(batch["images"])  # (B, 3, S, S) each
-        pred_a, pred_b = self.forward_views(views, self.encoder, self.projector,
-                                            self.predictor)  # (B, d) each
+        pred_a, pred_b = self.forward_views(
+            views, self.encoder, self.projector, self.predictor
+        )  # (B, d) each
         with torch.no_grad():
-            target_a, target_b = self.forward_views(views, self.target_encoder,
-                                                    self.target_projector)  # (B, d) each
+            target_a, target_b = self.forward_views(
+                views, self.target_encoder, self.target_projector
+            )  # (B, d) each
         loss = byol_loss(pred_a, pred_b, target_a, target_b)
         return loss, {"target_momentum": torch.tensor(self.momentum)}
 

@@ -18,6 +18,7 @@ al. 2023, arXiv:2302.00070; `engine.prompts.label_classifiers`), and `grayscale`
 shows some images in grey with captions naming no colour, so shape is learnt apart from
 colour (bench/RESULTS-text.md).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -52,37 +53,65 @@ def held_out(shape: str, colour: str, shape_names, colour_names) -> bool:
 
 @dataclass
 class CLIPTrainConfig(TrainConfig):
-    backbone: str = param("mini", "Size of both towers: tiny (128 wide, 2 layers), mini (256, "
-                          "4), small (512, 4), base (768, 12).", choices=sorted(TEXT_SIZES),
-                          main=True)
+    backbone: str = param(
+        "mini",
+        "Size of both towers: tiny (128 wide, 2 layers), mini (256, "
+        "4), small (512, 4), base (768, 12).",
+        choices=sorted(TEXT_SIZES),
+        main=True,
+    )
     depth: int = param(0, "Layers of each tower; 0 keeps the size's standard number.", min=0)
-    patch_size: int = param(4, "ViT patch side in pixels; image_size must be a multiple.",
-                            min=1, main=True)
+    patch_size: int = param(
+        4, "ViT patch side in pixels; image_size must be a multiple.", min=1, main=True
+    )
     projection_dim: int = param(128, "Size of the shared image-text embedding space.", min=8)
     context_length: int = param(32, "Caption tokens (longer captions are cut).", min=8, max=512)
-    vocab_size: int = param(8000, "Tokenizer vocabulary, trained on the training captions "
-                            "(a small corpus gives a smaller one).", min=128, max=65536)
-    logit_scale_init: float = param(2.6592, "Initial log of the inverse temperature "
-                                    "(log(1/0.07), the paper's); clamped at log(100) after "
-                                    "every step.", min=0.0, max=4.6052)
-    caption_variants: bool = param(True, "Where the dataset gives several captions per image "
-                                   "(shapes: the full one and shorter ones naming the shape "
-                                   "and a few other factors), draw one per image and step; "
-                                   "off: the full caption only.")
-    grayscale: float = param(0.0, "Share of training images shown in grey, each with one of "
-                             "its captions that names no colour (shapes' short captions). "
-                             "Colour is the easiest thing to match a caption by; grey copies "
-                             "make the image tower learn shape apart from colour, which is "
-                             "what carries zero-shot over to colour-shape pairs it never saw. "
-                             "Images with no caption known to name no colour (a user folder, "
-                             "or caption_variants off) stay in colour.", min=0.0, max=1.0)
-    train_pairs: int = param(0, "Image-caption pairs to render for training on a procedural "
-                             "dataset (shapes), none from its test split: a ViT learns shape "
-                             "from many images, not from many passes over a few. 0, and any "
-                             "other dataset: its own training images (shapes: 5,000).",
-                             min=0, max=500_000)
-    zero_shot_every: int = param(25, "Measure held-out zero-shot accuracy every N steps (and "
-                                 "at the last step).", min=1)
+    vocab_size: int = param(
+        8000,
+        "Tokenizer vocabulary, trained on the training captions "
+        "(a small corpus gives a smaller one).",
+        min=128,
+        max=65536,
+    )
+    logit_scale_init: float = param(
+        2.6592,
+        "Initial log of the inverse temperature "
+        "(log(1/0.07), the paper's); clamped at log(100) after "
+        "every step.",
+        min=0.0,
+        max=4.6052,
+    )
+    caption_variants: bool = param(
+        True,
+        "Where the dataset gives several captions per image "
+        "(shapes: the full one and shorter ones naming the shape "
+        "and a few other factors), draw one per image and step; "
+        "off: the full caption only.",
+    )
+    grayscale: float = param(
+        0.0,
+        "Share of training images shown in grey, each with one of "
+        "its captions that names no colour (shapes' short captions). "
+        "Colour is the easiest thing to match a caption by; grey copies "
+        "make the image tower learn shape apart from colour, which is "
+        "what carries zero-shot over to colour-shape pairs it never saw. "
+        "Images with no caption known to name no colour (a user folder, "
+        "or caption_variants off) stay in colour.",
+        min=0.0,
+        max=1.0,
+    )
+    train_pairs: int = param(
+        0,
+        "Image-caption pairs to render for training on a procedural "
+        "dataset (shapes), none from its test split: a ViT learns shape "
+        "from many images, not from many passes over a few. 0, and any "
+        "other dataset: its own training images (shapes: 5,000).",
+        min=0,
+        max=500_000,
+    )
+    zero_shot_every: int = param(
+        25, "Measure held-out zero-shot accuracy every N steps (and at the last step).", min=1
+    )
 
     PRESETS = {
         # 60k fresh pairs and 8 px patches: the ViT learns shape from many images (0.27 on
@@ -91,21 +120,53 @@ class CLIPTrainConfig(TrainConfig):
         # colours ignored, 0.10-0.12 without; --steps 16000 (15 minutes): 0.46 and 0.27
         # (bench/RESULTS-text.md). An earlier config collapsed at lr 1e-3 (loss stuck at
         # log(batch)); this one does not.
-        "quick": dict(backbone="tiny", steps=4000, batch_size=64, lr=1e-3, image_size=32,
-                      patch_size=8, train_pairs=60_000, grayscale=0.5, warmup_steps=60,
-                      weight_decay=0.1, checkpoint_every=500, precision="fp32",
-                      zero_shot_every=200),
+        "quick": dict(
+            backbone="tiny",
+            steps=4000,
+            batch_size=64,
+            lr=1e-3,
+            image_size=32,
+            patch_size=8,
+            train_pairs=60_000,
+            grayscale=0.5,
+            warmup_steps=60,
+            weight_decay=0.1,
+            checkpoint_every=500,
+            precision="fp32",
+            zero_shot_every=200,
+        ),
         # Paper, section 2.5 and table 20 (ViT-B/32): 224 px, batch 32,768, AdamW lr 5e-4,
         # weight decay 0.2, 2k warmup steps, 32 epochs of 400M pairs, 49k BPE, 76 tokens.
-        "paper": dict(backbone="base", image_size=224, patch_size=32, batch_size=32_768,
-                      lr=5e-4, weight_decay=0.2, warmup_steps=2000, steps=390_000,
-                      projection_dim=512, context_length=77, vocab_size=49_408,
-                      checkpoint_every=5000),
+        "paper": dict(
+            backbone="base",
+            image_size=224,
+            patch_size=32,
+            batch_size=32_768,
+            lr=5e-4,
+            weight_decay=0.2,
+            warmup_steps=2000,
+            steps=390_000,
+            projection_dim=512,
+            context_length=77,
+            vocab_size=49_408,
+            checkpoint_every=5000,
+        ),
         # Seconds on a CPU (the registry walk trains it): a smoke test, not a recipe. The
         # values of engine.methods.base.TINY_PRESET, then 300 rendered pairs and small towers.
-        "tiny": dict(steps=16, batch_size=32, image_size=16, warmup_steps=2, checkpoint_every=5,
-                     precision="fp32", backbone="tiny", depth=1, patch_size=8, lr=1e-3,
-                     train_pairs=300, context_length=16),
+        "tiny": dict(
+            steps=16,
+            batch_size=32,
+            image_size=16,
+            warmup_steps=2,
+            checkpoint_every=5,
+            precision="fp32",
+            backbone="tiny",
+            depth=1,
+            patch_size=8,
+            lr=1e-3,
+            train_pairs=300,
+            context_length=16,
+        ),
     }
 
 
@@ -117,26 +178,36 @@ class CLIP(SSLMethod):
     default_dataset = "shapes"
     Config = CLIPTrainConfig
     card = MethodCard(
-        title="CLIP", authors="Radford, Kim, Hallacy, Ramesh, Goh, Agarwal, Sastry, Askell, "
-                              "Mishkin, Clark, Krueger, Sutskever", year=2021,
+        title="CLIP",
+        authors="Radford, Kim, Hallacy, Ramesh, Goh, Agarwal, Sastry, Askell, "
+        "Mishkin, Clark, Krueger, Sutskever",
+        year=2021,
         paper="arXiv:2103.00020",
         idea="Train an image encoder and a text encoder together so that each image lands "
-             "next to its own caption and away from the other captions in the batch. Words "
-             "then act as classifiers: the class whose description is nearest wins.",
+        "next to its own caption and away from the other captions in the batch. Words "
+        "then act as classifiers: the class whose description is nearest wins.",
         good_at="Zero-shot classification and image-text retrieval with no labels; features "
-                "that follow the concepts the captions name.",
+        "that follow the concepts the captions name.",
         hyperparameters="Batch size (more negatives); temperature (learned, clamped at 100); "
-                        "caption quality and variety; the prompt templates used at test time.")
+        "caption quality and variety; the prompt templates used at test time.",
+    )
 
     @classmethod
     def check_config(cls, config: CLIPTrainConfig) -> None:
         if config.image_size % config.patch_size:
-            raise SpecError(f"image_size {config.image_size} is not a multiple of patch_size "
-                            f"{config.patch_size}; pick sizes that divide")
+            raise SpecError(
+                f"image_size {config.image_size} is not a multiple of patch_size "
+                f"{config.patch_size}; pick sizes that divide"
+            )
 
     @classmethod
-    def load_data(cls, dataset: str, config: CLIPTrainConfig, run_dir: Path | None = None,
-                  cache_dir: Path | None = None) -> TrainData:
+    def load_data(
+        cls,
+        dataset: str,
+        config: CLIPTrainConfig,
+        run_dir: Path | None = None,
+        cache_dir: Path | None = None,
+    ) -> TrainData:
         from engine.data import shapes
         from engine.data.datasets import dataset_info, load_dataset, render_images
 
@@ -152,76 +223,127 @@ class CLIP(SSLMethod):
         def unseen(ds) -> Tensor:
             if not ds.factors or "color" not in ds.factors:
                 return torch.zeros(len(ds), dtype=torch.bool)
-            return torch.tensor([held_out(ds.class_names[label], colour, ds.class_names, colours)
-                                 for label, colour in zip(ds.labels.tolist(), ds.factors["color"])])
+            return torch.tensor(
+                [
+                    held_out(ds.class_names[label], colour, ds.class_names, colours)
+                    for label, colour in zip(ds.labels.tolist(), ds.factors["color"])
+                ]
+            )
 
         keep = ~unseen(train)
         captions = [c for c, k in zip(train.captions, keep.tolist()) if k]
-        tokenizer = load_or_train(run_dir, "clip", captions, config.vocab_size,
-                                  config.context_length)
+        tokenizer = load_or_train(
+            run_dir, "clip", captions, config.vocab_size, config.context_length
+        )
         # (N, K) captions per image: the full one first, then the dataset's shorter variants.
         factors = train.factors or {}
-        variants = config.caption_variants and {"color", "size", "position",
-                                                "background_color"} <= set(factors)
-        table = [[caption] + (shapes.caption_variants(train.class_names[label], factors, i)
-                              if variants else [])
-                 for i, (caption, label, k) in enumerate(zip(train.captions,
-                                                             train.labels.tolist(),
-                                                             keep.tolist())) if k]
+        variants = config.caption_variants and {
+            "color",
+            "size",
+            "position",
+            "background_color",
+        } <= set(factors)
+        table = [
+            [caption]
+            + (shapes.caption_variants(train.class_names[label], factors, i) if variants else [])
+            for i, (caption, label, k) in enumerate(
+                zip(train.captions, train.labels.tolist(), keep.tolist())
+            )
+            if k
+        ]
         # Captions repeat (variants such as "a star" most of all): each distinct one is
         # tokenised once, then gathered into (N, K, T).
         distinct = list(dict.fromkeys(c for row in table for c in row))
         where = {c: i for i, c in enumerate(distinct)}
-        encoded = tokenizer(distinct, padding="max_length", truncation=True,
-                            max_length=config.context_length, return_tensors="pt")
+        encoded = tokenizer(
+            distinct,
+            padding="max_length",
+            truncation=True,
+            max_length=config.context_length,
+            return_tensors="pt",
+        )
         index = torch.tensor([[where[c] for c in row] for row in table])  # (N, K)
         # Which of the K columns name no colour (the captions a grey copy of the image keeps):
         # the variants that come first, after the full caption.
         colour_free = torch.zeros(index.shape[1], dtype=torch.bool)
         if variants:
             plain = shapes.caption_variants(train.class_names[0], factors, 0, colour=False)
-            colour_free[1:1 + len(plain)] = True
+            colour_free[1 : 1 + len(plain)] = True
         tokens = {key: value[index] for key, value in encoded.items()}
         evaluate = unseen(test) if unseen(test).any() else torch.ones(len(test), dtype=torch.bool)
         used_colours = set(factors.get("color", ()))
-        info = {"vocab_size": len(tokenizer), "tokenizer": tokenizer,
-                "class_names": list(test.class_names), "colour_free": colour_free,
-                # The colour words its captions use: zero-shot is also logged blind to them.
-                "colour_words": [c for c in colours if c in used_colours]}
+        info = {
+            "vocab_size": len(tokenizer),
+            "tokenizer": tokenizer,
+            "class_names": list(test.class_names),
+            "colour_free": colour_free,
+            # The colour words its captions use: zero-shot is also logged blind to them.
+            "colour_words": [c for c in colours if c in used_colours],
+        }
         if len(test.class_names) > 1 and len(test):  # an unlabelled set has no zero-shot task
-            info.update(zero_shot_images=test.images[evaluate],
-                        zero_shot_labels=test.labels[evaluate])
+            info.update(
+                zero_shot_images=test.images[evaluate], zero_shot_labels=test.labels[evaluate]
+            )
             if not evaluate.all():  # also the pairs it trained on: the generalisation gap
                 seen = (~evaluate).nonzero()[:, 0][:500]
                 info.update(seen_images=test.images[seen], seen_labels=test.labels[seen])
-        return TrainData({"images": train.images[keep], "input_ids": tokens["input_ids"],
-                          "attention_mask": tokens["attention_mask"]}, info)
+        return TrainData(
+            {
+                "images": train.images[keep],
+                "input_ids": tokens["input_ids"],
+                "attention_mask": tokens["attention_mask"],
+            },
+            info,
+        )
 
     def __init__(self, config: CLIPTrainConfig, data_info: dict | None = None) -> None:
         super().__init__(config, data_info)
         self.check_config(config)
         self.tokenizer = tokenizer = self.data_info.get("tokenizer")
         hidden, layers, heads = text_dims(config.backbone, config.depth)
-        tower = dict(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                     intermediate_size=4 * hidden)
-        special = {} if tokenizer is None else dict(
-            # CLIP pools the text at the first eos: it must be the tokenizer's real end token.
-            eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id,
-            pad_token_id=tokenizer.pad_token_id)
-        self.model = CLIPModel(CLIPConfig(
-            text_config=dict(vocab_size=self.data_info["vocab_size"],
-                             max_position_embeddings=config.context_length, **special, **tower),
-            vision_config=dict(image_size=config.image_size, patch_size=config.patch_size,
-                               **tower),
-            projection_dim=config.projection_dim, logit_scale_init_value=config.logit_scale_init))
-        self.register_buffer("mean", torch.tensor(OPENAI_CLIP_MEAN)[:, None, None], persistent=False)
+        tower = dict(
+            hidden_size=hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            intermediate_size=4 * hidden,
+        )
+        special = (
+            {}
+            if tokenizer is None
+            else dict(
+                # CLIP pools the text at the first eos: it must be the tokenizer's real end token.
+                eos_token_id=tokenizer.eos_token_id,
+                bos_token_id=tokenizer.bos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        )
+        self.model = CLIPModel(
+            CLIPConfig(
+                text_config=dict(
+                    vocab_size=self.data_info["vocab_size"],
+                    max_position_embeddings=config.context_length,
+                    **special,
+                    **tower,
+                ),
+                vision_config=dict(
+                    image_size=config.image_size, patch_size=config.patch_size, **tower
+                ),
+                projection_dim=config.projection_dim,
+                logit_scale_init_value=config.logit_scale_init,
+            )
+        )
+        self.register_buffer(
+            "mean", torch.tensor(OPENAI_CLIP_MEAN)[:, None, None], persistent=False
+        )
         self.register_buffer("std", torch.tensor(OPENAI_CLIP_STD)[:, None, None], persistent=False)
         self.class_names = list(self.data_info.get("class_names", []))
         if "zero_shot_images" in self.data_info:
-            self.register_buffer("zero_shot_images", self.data_info["zero_shot_images"],
-                                 persistent=False)
-            self.register_buffer("zero_shot_labels", self.data_info["zero_shot_labels"],
-                                 persistent=False)
+            self.register_buffer(
+                "zero_shot_images", self.data_info["zero_shot_images"], persistent=False
+            )
+            self.register_buffer(
+                "zero_shot_labels", self.data_info["zero_shot_labels"], persistent=False
+            )
         for name in ("seen_images", "seen_labels", "colour_free"):
             if name in self.data_info:
                 self.register_buffer(name, self.data_info[name], persistent=False)
@@ -245,8 +367,9 @@ class CLIP(SSLMethod):
         width = int(attention_mask.sum(dim=1).max())
         return images, input_ids[:, :width], attention_mask[:, :width]
 
-    def _draw(self, images: Tensor, input_ids: Tensor,
-              attention_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _draw(
+        self, images: Tensor, input_ids: Tensor, attention_mask: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
         size, device = len(input_ids), input_ids.device
         rows = torch.arange(size, device=device)
 
@@ -263,18 +386,21 @@ class CLIP(SSLMethod):
 
     def training_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         images, input_ids, attention_mask = self.draw_pairs(batch)
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask,
-                         pixel_values=self.pixels(images))
+        out = self.model(
+            input_ids=input_ids, attention_mask=attention_mask, pixel_values=self.pixels(images)
+        )
         # image_embeds, text_embeds: (B, projection_dim)
         loss = clip_loss(out.image_embeds, out.text_embeds, self.model.logit_scale)
         logs = {"temperature": (-self.model.logit_scale.detach()).exp()}
         step = self.counter.next_step
-        if (step % self.config.zero_shot_every == 0 or step == self.config.steps) \
-                and hasattr(self, "zero_shot_images"):
+        if (step % self.config.zero_shot_every == 0 or step == self.config.steps) and hasattr(
+            self, "zero_shot_images"
+        ):
             logs["zero_shot_acc"] = self.zero_shot_accuracy()
             if hasattr(self, "seen_images"):
                 logs["zero_shot_seen_acc"] = self.zero_shot_accuracy(
-                    self.seen_images, self.seen_labels)
+                    self.seen_images, self.seen_labels
+                )
             colours = tuple(self.data_info.get("colour_words", ()))
             if len(colours) > 1:
                 logs["zero_shot_colour_blind_acc"] = self.zero_shot_accuracy(ignore=colours)
@@ -285,8 +411,9 @@ class CLIP(SSLMethod):
         self.counter.set(step)
 
     @torch.no_grad()
-    def class_embeddings(self, class_names: list[str], templates=TEMPLATES,
-                         ignore: tuple[str, ...] | list[str] = ()) -> Tensor:
+    def class_embeddings(
+        self, class_names: list[str], templates=TEMPLATES, ignore: tuple[str, ...] | list[str] = ()
+    ) -> Tensor:
         """(C, projection_dim): each class's prompts embedded, normalised, averaged, normalised;
         with `ignore` (two or more attribute words), projected off those words' directions
         (`engine.prompts.label_classifiers`, as the Zero-shot lens)."""
@@ -295,15 +422,25 @@ class CLIP(SSLMethod):
     def _text_embeddings(self, texts: list[str]) -> Tensor:
         """(N, projection_dim) unit-length text embeddings."""
         device = self.model.logit_scale.device
-        tokens = self.tokenizer(texts, padding=True, truncation=True, return_tensors="pt",
-                                max_length=self.config.context_length).to(device)
+        tokens = self.tokenizer(
+            texts,
+            padding=True,
+            truncation=True,
+            return_tensors="pt",
+            max_length=self.config.context_length,
+        ).to(device)
         text = self.model.get_text_features(**tokens)
         text = text if isinstance(text, Tensor) else text.pooler_output
         return torch.nn.functional.normalize(text.float(), dim=-1)
 
     @torch.no_grad()
-    def zero_shot_accuracy(self, images: Tensor | None = None, labels: Tensor | None = None,
-                           batch_size: int = 256, ignore: tuple[str, ...] = ()) -> Tensor:
+    def zero_shot_accuracy(
+        self,
+        images: Tensor | None = None,
+        labels: Tensor | None = None,
+        batch_size: int = 256,
+        ignore: tuple[str, ...] = (),
+    ) -> Tensor:
         """Share of `images` (default: the held-out pairs) whose nearest class prompt
         ensemble is their label (blind to the `ignore` words' attribute when given)."""
         images = self.zero_shot_images if images is None else images
@@ -313,8 +450,8 @@ class CLIP(SSLMethod):
         classes = self.class_embeddings(self.class_names, ignore=ignore)
         correct = 0
         for start in range(0, len(images), batch_size):
-            predicted = (self.embed(images[start:start + batch_size]) @ classes.T).argmax(dim=1)
-            correct += int((predicted == labels[start:start + batch_size]).sum())
+            predicted = (self.embed(images[start : start + batch_size]) @ classes.T).argmax(dim=1)
+            correct += int((predicted == labels[start : start + batch_size]).sum())
         self.model.train(was_training)
         return torch.tensor(correct / max(len(images), 1))
 
@@ -331,6 +468,8 @@ class CLIP(SSLMethod):
         if self.tokenizer is not None:
             size = self.config.image_size
             image_processor = CLIPImageProcessor(
-                size={"shortest_edge": size}, crop_size={"height": size, "width": size})
-            CLIPProcessor(image_processor=image_processor,
-                          tokenizer=self.tokenizer).save_pretrained(folder)
+                size={"shortest_edge": size}, crop_size={"height": size, "width": size}
+            )
+            CLIPProcessor(
+                image_processor=image_processor, tokenizer=self.tokenizer
+            ).save_pretrained(folder)

@@ -11,6 +11,7 @@ the trunk is a ResNet whose pooled features on L are the embedding.
 Every checkpoint folder gets `colorized.png`: rows of (grey input, prediction, original) for a
 few fixed training images, which the UI can show.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,35 +35,78 @@ PREVIEW_LIGHTNESS = 70.0  # the lightness the views lens draws the ab target at
 
 @dataclass
 class ColorizationConfig(TrainConfig):
-    backbone: str = param("resnet18", "Encoder trained from scratch on the L channel: the small "
-                          "VGG-style convnet (the paper used a VGG-style net) or a ResNet.",
-                          choices=list(CNN_BACKBONES), main=True)
-    small_stem: bool = param(True, "Replace the 7x7 stride-2 stem and max pool by one 3x3 "
-                             "convolution: right for images under ~96 px.")
-    bin_size: int = param(10, "Side of the ab bins the colours are quantised into (paper: 10, "
-                          "which leaves ~260 bins in the sRGB gamut). Larger is coarser and "
-                          "easier.", min=2, max=50)
-    rebalance_mix: float = param(0.5, "Lambda of the class rebalancing: the share of a uniform "
-                                 "distribution mixed into the colour prior before inverting "
-                                 "it. Lower boosts rare saturated colours more; 1 turns "
-                                 "rebalancing off (the paper's 'classification' ablation). "
-                                 "Paper: 0.5.", min=0.0, max=1.0, main=True)
-    decode_temperature: float = param(0.38, "Temperature of the annealed mean that turns the "
-                                      "predicted distribution into one colour (samples only): "
-                                      "towards 0 the mode (vivid, patchy), 1 the mean "
-                                      "(smooth, sepia). Paper: 0.38.", min=0.01, max=1.0)
-    decoder_dim: int = param(256, "Width of the small convolutional head that predicts the "
-                             "bins; it is thrown away after training.", min=8)
+    backbone: str = param(
+        "resnet18",
+        "Encoder trained from scratch on the L channel: the small "
+        "VGG-style convnet (the paper used a VGG-style net) or a ResNet.",
+        choices=list(CNN_BACKBONES),
+        main=True,
+    )
+    small_stem: bool = param(
+        True,
+        "Replace the 7x7 stride-2 stem and max pool by one 3x3 "
+        "convolution: right for images under ~96 px.",
+    )
+    bin_size: int = param(
+        10,
+        "Side of the ab bins the colours are quantised into (paper: 10, "
+        "which leaves ~260 bins in the sRGB gamut). Larger is coarser and "
+        "easier.",
+        min=2,
+        max=50,
+    )
+    rebalance_mix: float = param(
+        0.5,
+        "Lambda of the class rebalancing: the share of a uniform "
+        "distribution mixed into the colour prior before inverting "
+        "it. Lower boosts rare saturated colours more; 1 turns "
+        "rebalancing off (the paper's 'classification' ablation). "
+        "Paper: 0.5.",
+        min=0.0,
+        max=1.0,
+        main=True,
+    )
+    decode_temperature: float = param(
+        0.38,
+        "Temperature of the annealed mean that turns the "
+        "predicted distribution into one colour (samples only): "
+        "towards 0 the mode (vivid, patchy), 1 the mean "
+        "(smooth, sepia). Paper: 0.38.",
+        min=0.01,
+        max=1.0,
+    )
+    decoder_dim: int = param(
+        256,
+        "Width of the small convolutional head that predicts the "
+        "bins; it is thrown away after training.",
+        min=8,
+    )
 
     PRESETS = {
         # 32 px, batch 64: as fast as SimCLR's step (bench/train_step.py, same run: 14.4 s
         # against 15.0 s under heavy load; 1.2 s alone); bf16 1.33x faster than fp32.
-        "quick": dict(backbone="convnet", steps=500, batch_size=64, lr=1e-3, image_size=32,
-                      warmup_steps=10, weight_decay=1e-4, checkpoint_every=50),
+        "quick": dict(
+            backbone="convnet",
+            steps=500,
+            batch_size=64,
+            lr=1e-3,
+            image_size=32,
+            warmup_steps=10,
+            weight_decay=1e-4,
+            checkpoint_every=50,
+        ),
         # Paper, section 2.4: Adam lr 3e-5 (dropped twice on plateaus; a cosine here), weight
         # decay 1e-3, batch 40, ~450k iterations on ImageNet at 256 px (224 here).
-        "paper": dict(steps=450_000, batch_size=40, lr=3e-5, weight_decay=1e-3, warmup_steps=0,
-                      image_size=224, small_stem=False, checkpoint_every=5000),
+        "paper": dict(
+            steps=450_000,
+            batch_size=40,
+            lr=3e-5,
+            weight_decay=1e-3,
+            warmup_steps=0,
+            image_size=224,
+            small_stem=False,
+            checkpoint_every=5000,
+        ),
         # Seconds on a CPU (the registry walk trains it): a smoke test, not a recipe.
         "tiny": dict(TINY_PRESET, backbone="convnet", lr=1e-3, decoder_dim=32),
     }
@@ -75,18 +119,22 @@ class Colorization(SSLMethod):
     Config = ColorizationConfig
     default_dataset = "shapes"  # digits have no colour to predict
     card = MethodCard(
-        title="Colorization", authors="Zhang, Isola, Efros", year=2016, paper="arXiv:1603.08511",
+        title="Colorization",
+        authors="Zhang, Isola, Efros",
+        year=2016,
+        paper="arXiv:1603.08511",
         idea="Give the network only the lightness of a photo and ask for its colours, as a "
-             "probability over a few hundred colour bins per pixel. Knowing that grass is "
-             "green and sky blue means knowing what grass and sky are, so the encoder learns "
-             "semantics; rare vivid colours are weighted up so it does not settle for grey.",
+        "probability over a few hundred colour bins per pixel. Knowing that grass is "
+        "green and sky blue means knowing what grass and sky are, so the encoder learns "
+        "semantics; rare vivid colours are weighted up so it does not settle for grey.",
         good_at="Natural colour images where colour follows from content; no augmentation "
-                "recipe and a result you can look at (the colourised samples). Useless on "
-                "greyscale data (digits, X-rays) and weak where colour is arbitrary (the "
-                "colour of a painted toy).",
+        "recipe and a result you can look at (the colourised samples). Useless on "
+        "greyscale data (digits, X-rays) and weak where colour is arbitrary (the "
+        "colour of a painted toy).",
         hyperparameters="Rebalancing lambda (lower pushes rarer, more saturated colours); bin "
-                        "size (finer bins, harder task); decoding temperature only changes how "
-                        "the samples look.")
+        "size (finer bins, harder task); decoding temperature only changes how "
+        "the samples look.",
+    )
     channels_last = True
 
     def __init__(self, config: ColorizationConfig, data_info: dict | None = None) -> None:
@@ -94,8 +142,9 @@ class Colorization(SSLMethod):
         self.views = make_views("mae", config.image_size, crop_scale=(0.5, 1.0))
         trunk, feature_dim = build_resnet(config.backbone, config.small_stem)
         stem = trunk.conv1  # the same stem, one input channel (L)
-        trunk.conv1 = nn.Conv2d(1, stem.out_channels, stem.kernel_size, stem.stride,
-                                stem.padding, bias=False)
+        trunk.conv1 = nn.Conv2d(
+            1, stem.out_channels, stem.kernel_size, stem.stride, stem.padding, bias=False
+        )
         self.encoder = trunk
         bins = ab_gamut_bins(config.bin_size)
         self.register_buffer("bins", bins)  # (Q, 2) ab centres
@@ -104,17 +153,25 @@ class Colorization(SSLMethod):
         prior = torch.tensor(self.data_info.get("ab_prior") or [1.0] * len(bins))
         if prior.shape != (len(bins),):
             raise ValueError(f"ab_prior has {prior.numel()} bins, expected {len(bins)}")
-        self.register_buffer("class_weights", rebalancing_weights(prior, bins,
-                                                                   config.rebalance_mix))
+        self.register_buffer(
+            "class_weights", rebalancing_weights(prior, bins, config.rebalance_mix)
+        )
         self.decoder = nn.Sequential(
             nn.Conv2d(feature_dim, config.decoder_dim, 3, padding=1, bias=False),
-            nn.BatchNorm2d(config.decoder_dim), nn.ReLU(inplace=True),
-            nn.Conv2d(config.decoder_dim, len(bins), 1))
+            nn.BatchNorm2d(config.decoder_dim),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(config.decoder_dim, len(bins), 1),
+        )
         self._samples: Tensor | None = None  # uint8 images for colorized.png
 
     @classmethod
-    def load_data(cls, dataset: str, config: ColorizationConfig, run_dir: Path | None = None,
-                  cache_dir: Path | None = None) -> TrainData:
+    def load_data(
+        cls,
+        dataset: str,
+        config: ColorizationConfig,
+        run_dir: Path | None = None,
+        cache_dir: Path | None = None,
+    ) -> TrainData:
         """The images, and in `info["ab_prior"]` how often each ab bin occurs in them (at the
         loss's quarter resolution), for the rebalancing weights."""
         data = super().load_data(dataset, config, run_dir, cache_dir)
@@ -143,8 +200,7 @@ class Colorization(SSLMethod):
         """(B, 1, H, W) -> (B, Q, H/4, W/4) bin scores, the paper's output resolution."""
         size = max(1, lightness.shape[-1] // 4)
         features = self._feature_map(lightness)
-        features = F.interpolate(features, size=(size, size), mode="bilinear",
-                                 align_corners=False)
+        features = F.interpolate(features, size=(size, size), mode="bilinear", align_corners=False)
         return self.decoder(features)
 
     def lab_views(self, images: Tensor) -> tuple[Tensor, Tensor]:
@@ -195,11 +251,12 @@ class Colorization(SSLMethod):
         target_bins = soft_encode(ab, self.bins).argmax(dim=1)  # (B, S/4, S/4)
         target_ab = self.bins[target_bins].permute(0, 3, 1, 2)  # (B, 2, S/4, S/4)
         grey = torch.cat([lab[:, :1], torch.zeros_like(lab[:, 1:])], dim=1)
-        shown = torch.cat([torch.full_like(target_ab[:, :1], PREVIEW_LIGHTNESS), target_ab],
-                          dim=1)
-        return [("crop", _to_uint8(lab_to_rgb(lab))),
-                ("L input", _to_uint8(lab_to_rgb(grey))),
-                (f"ab target (bins at L {PREVIEW_LIGHTNESS:g})", _to_uint8(lab_to_rgb(shown)))]
+        shown = torch.cat([torch.full_like(target_ab[:, :1], PREVIEW_LIGHTNESS), target_ab], dim=1)
+        return [
+            ("crop", _to_uint8(lab_to_rgb(lab))),
+            ("L input", _to_uint8(lab_to_rgb(grey))),
+            (f"ab target (bins at L {PREVIEW_LIGHTNESS:g})", _to_uint8(lab_to_rgb(shown))),
+        ]
 
     def export(self, out_dir: Path) -> None:
         """colorized.png: one column per sample, rows grey input / prediction / original."""

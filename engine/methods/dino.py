@@ -10,6 +10,7 @@ dimension; together they train without negatives, labels or a predictor. With a 
 teacher's [CLS] attention comes to outline objects; the run's `pretrained/` folder is the
 teacher's `ViTModel`, loadable with `attn_implementation="eager"` to read those maps.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -35,84 +36,181 @@ from engine.registry import register_method
 
 @dataclass
 class DINOConfig(TrainConfig):
-    backbone: str = param("vit-small", "Student and teacher architecture. ViTs give the "
-                          "attention maps DINO is known for; ResNets work too (the paper's "
-                          "ResNet-50 recipe uses SGD, lr 0.03 and wd 1e-4).",
-                          choices=sorted(VIT_SIZES) + list(CNN_BACKBONES), main=True)
+    backbone: str = param(
+        "vit-small",
+        "Student and teacher architecture. ViTs give the "
+        "attention maps DINO is known for; ResNets work too (the paper's "
+        "ResNet-50 recipe uses SGD, lr 0.03 and wd 1e-4).",
+        choices=sorted(VIT_SIZES) + list(CNN_BACKBONES),
+        main=True,
+    )
     depth: int = param(0, "ViT layers; 0 keeps the size's standard 12.", min=0)
-    patch_size: int = param(16, "ViT patch side in pixels; image and local-crop sides must be "
-                            "multiples. Smaller patches give finer attention maps and cost "
-                            "more (the paper's /8 models beat /16).", min=1, main=True)
-    small_stem: bool = param(True, "ResNet only: one 3x3 stride-1 stem instead of the 7x7 "
-                             "stride-2 stem and max pool, for images under ~96 px.")
-    augmentation: str = param(AUTO, augmentation_help("DINO's colour jitter, grayscale, blur "
-                                                      "and solarisation"),
-                              choices=list(AUGMENTATIONS), main=True)
-    num_local_crops: int = param(8, "Small local crops per image besides the 2 global ones. "
-                                 "More crops, better features (the paper's best: 10) at a "
-                                 "proportional cost; 0 turns multi-crop off.", min=0, main=True)
-    local_crop_size: int = param(96, "Side of the local crops in pixels (96 for 224 px images "
-                                 "in the paper); 0 picks 3/7 of image_size, rounded to the "
-                                 "patch size.", min=0)
-    global_crop_min_scale: float = param(0.4, "Smallest share of the image a global crop "
-                                         "covers; local crops cover up to this share. The "
-                                         "paper's (0.4, 1) / (0.05, 0.4) split.", min=0.01,
-                                         max=1.0)
-    local_crop_min_scale: float = param(0.05, "Smallest share of the image a local crop "
-                                        "covers.", min=0.01, max=1.0)
-    out_dim: int = param(65536, "Size K of the output distribution (prototypes). Large K "
-                         "helps on ImageNet; a few thousand is plenty for small datasets.",
-                         min=16)
+    patch_size: int = param(
+        16,
+        "ViT patch side in pixels; image and local-crop sides must be "
+        "multiples. Smaller patches give finer attention maps and cost "
+        "more (the paper's /8 models beat /16).",
+        min=1,
+        main=True,
+    )
+    small_stem: bool = param(
+        True,
+        "ResNet only: one 3x3 stride-1 stem instead of the 7x7 "
+        "stride-2 stem and max pool, for images under ~96 px.",
+    )
+    augmentation: str = param(
+        AUTO,
+        augmentation_help("DINO's colour jitter, grayscale, blur and solarisation"),
+        choices=list(AUGMENTATIONS),
+        main=True,
+    )
+    num_local_crops: int = param(
+        8,
+        "Small local crops per image besides the 2 global ones. "
+        "More crops, better features (the paper's best: 10) at a "
+        "proportional cost; 0 turns multi-crop off.",
+        min=0,
+        main=True,
+    )
+    local_crop_size: int = param(
+        96,
+        "Side of the local crops in pixels (96 for 224 px images "
+        "in the paper); 0 picks 3/7 of image_size, rounded to the "
+        "patch size.",
+        min=0,
+    )
+    global_crop_min_scale: float = param(
+        0.4,
+        "Smallest share of the image a global crop "
+        "covers; local crops cover up to this share. The "
+        "paper's (0.4, 1) / (0.05, 0.4) split.",
+        min=0.01,
+        max=1.0,
+    )
+    local_crop_min_scale: float = param(
+        0.05, "Smallest share of the image a local crop covers.", min=0.01, max=1.0
+    )
+    out_dim: int = param(
+        65536,
+        "Size K of the output distribution (prototypes). Large K "
+        "helps on ImageNet; a few thousand is plenty for small datasets.",
+        min=16,
+    )
     head_hidden_dim: int = param(2048, "Hidden width of the 3-layer head MLP.", min=8)
-    bottleneck_dim: int = param(256, "Width of the l2-normalised bottleneck before the "
-                                "weight-normalised last layer.", min=8)
-    norm_last_layer: bool = param(True, "Keep the last layer's weight norm fixed at 1. "
-                                  "Stabler; turning it off gives better ViT-S features but "
-                                  "can make training unstable.")
-    student_temperature: float = param(0.1, "Student softmax temperature tau_s.", min=0.0,
-                                       exclusive_min=True)
-    teacher_temperature: float = param(0.04, "Teacher temperature tau_t after its warm-up. "
-                                       "Lower sharpens the targets (guards against uniform "
-                                       "collapse); 0.04-0.07. If the loss does not fall, "
-                                       "lower it.", min=0.0, exclusive_min=True, main=True)
-    warmup_teacher_temperature: float = param(0.04, "Teacher temperature at step 0; rises "
-                                              "linearly to teacher_temperature.", min=0.0,
-                                              exclusive_min=True)
-    warmup_teacher_temperature_steps: int = param(0, "Steps of the teacher-temperature "
-                                                  "warm-up (the paper: 30 epochs).", min=0)
-    center_momentum: float = param(0.9, "Momentum of the centre (running mean of teacher "
-                                   "outputs). Near 1 reacts slowly to the batch.", min=0.0,
-                                   max=1.0)
-    teacher_momentum: float = param(0.996, "EMA momentum of the teacher at step 0, raised "
-                                    "to 1 along a cosine. Closer to 1: slower, steadier "
-                                    "teacher; short runs want less (0.99).", min=0.0, max=1.0,
-                                    main=True)
-    freeze_last_layer_steps: int = param(0, "Keep the head's last layer fixed for the first "
-                                         "steps (the paper: one epoch); helps stability.",
-                                         min=0)
+    bottleneck_dim: int = param(
+        256, "Width of the l2-normalised bottleneck before the weight-normalised last layer.", min=8
+    )
+    norm_last_layer: bool = param(
+        True,
+        "Keep the last layer's weight norm fixed at 1. "
+        "Stabler; turning it off gives better ViT-S features but "
+        "can make training unstable.",
+    )
+    student_temperature: float = param(
+        0.1, "Student softmax temperature tau_s.", min=0.0, exclusive_min=True
+    )
+    teacher_temperature: float = param(
+        0.04,
+        "Teacher temperature tau_t after its warm-up. "
+        "Lower sharpens the targets (guards against uniform "
+        "collapse); 0.04-0.07. If the loss does not fall, "
+        "lower it.",
+        min=0.0,
+        exclusive_min=True,
+        main=True,
+    )
+    warmup_teacher_temperature: float = param(
+        0.04,
+        "Teacher temperature at step 0; rises linearly to teacher_temperature.",
+        min=0.0,
+        exclusive_min=True,
+    )
+    warmup_teacher_temperature_steps: int = param(
+        0, "Steps of the teacher-temperature warm-up (the paper: 30 epochs).", min=0
+    )
+    center_momentum: float = param(
+        0.9,
+        "Momentum of the centre (running mean of teacher "
+        "outputs). Near 1 reacts slowly to the batch.",
+        min=0.0,
+        max=1.0,
+    )
+    teacher_momentum: float = param(
+        0.996,
+        "EMA momentum of the teacher at step 0, raised "
+        "to 1 along a cosine. Closer to 1: slower, steadier "
+        "teacher; short runs want less (0.99).",
+        min=0.0,
+        max=1.0,
+        main=True,
+    )
+    freeze_last_layer_steps: int = param(
+        0,
+        "Keep the head's last layer fixed for the first "
+        "steps (the paper: one epoch); helps stability.",
+        min=0,
+    )
 
     PRESETS = {
         # Digits at 32 px: ViT-Tiny with 4 layers, 4 px patches, 2 global crops of 32 px and
         # 4 local crops of 12 px; batch 64.
-        "quick": dict(backbone="vit-tiny", depth=4, patch_size=4, image_size=32, batch_size=64,
-                      num_local_crops=4, local_crop_size=0, out_dim=4096, head_hidden_dim=512,
-                      lr=5e-4, weight_decay=0.04, warmup_steps=20, steps=300,
-                      teacher_momentum=0.99, checkpoint_every=100),
+        "quick": dict(
+            backbone="vit-tiny",
+            depth=4,
+            patch_size=4,
+            image_size=32,
+            batch_size=64,
+            num_local_crops=4,
+            local_crop_size=0,
+            out_dim=4096,
+            head_hidden_dim=512,
+            lr=5e-4,
+            weight_decay=0.04,
+            warmup_steps=20,
+            steps=300,
+            teacher_momentum=0.99,
+            checkpoint_every=100,
+        ),
         # Paper, section 3/appendix and main_dino.py: ViT-S/16 at 224 px, 2 global + 8 local
         # crops of 96 px, batch 1024, AdamW lr 0.0005 x batch/256 with a 10-epoch warmup, wd
         # 0.04 (the paper raises it to 0.4 along a cosine; fixed here), tau_t 0.04 -> 0.07
         # over 30 epochs, momentum 0.996 -> 1, last layer frozen for 1 epoch; 100 epochs of
         # ImageNet (1251 steps each).
-        "paper": dict(augmentation="natural", backbone="vit-small", patch_size=16, image_size=224,
-                      batch_size=1024, num_local_crops=8, local_crop_size=96, out_dim=65536,
-                      lr=2e-3, weight_decay=0.04, optimizer="adamw", steps=125_100,
-                      warmup_steps=12_510, warmup_teacher_temperature=0.04,
-                      teacher_temperature=0.07, warmup_teacher_temperature_steps=37_530,
-                      freeze_last_layer_steps=1251, grad_clip=3.0, checkpoint_every=5000),
+        "paper": dict(
+            augmentation="natural",
+            backbone="vit-small",
+            patch_size=16,
+            image_size=224,
+            batch_size=1024,
+            num_local_crops=8,
+            local_crop_size=96,
+            out_dim=65536,
+            lr=2e-3,
+            weight_decay=0.04,
+            optimizer="adamw",
+            steps=125_100,
+            warmup_steps=12_510,
+            warmup_teacher_temperature=0.04,
+            teacher_temperature=0.07,
+            warmup_teacher_temperature_steps=37_530,
+            freeze_last_layer_steps=1251,
+            grad_clip=3.0,
+            checkpoint_every=5000,
+        ),
         # Seconds on a CPU (the registry walk trains it): a smoke test, not a recipe.
-        "tiny": dict(TINY_PRESET, backbone="vit-tiny", depth=1, patch_size=4, lr=5e-4,
-                     num_local_crops=2, local_crop_size=0, out_dim=256, head_hidden_dim=64,
-                     bottleneck_dim=32, teacher_momentum=0.99),
+        "tiny": dict(
+            TINY_PRESET,
+            backbone="vit-tiny",
+            depth=1,
+            patch_size=4,
+            lr=5e-4,
+            num_local_crops=2,
+            local_crop_size=0,
+            out_dim=256,
+            head_hidden_dim=64,
+            bottleneck_dim=32,
+            teacher_momentum=0.99,
+        ),
     }
 
 
@@ -129,12 +227,22 @@ class DINOHead(nn.Module):
     `DINOHead`, no batch norm). The last layer's weight is g * v / |v| per output row, with g
     fixed at 1 when `norm_last_layer`."""
 
-    def __init__(self, in_dim: int, out_dim: int, hidden_dim: int, bottleneck_dim: int,
-                 norm_last_layer: bool = True) -> None:
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        hidden_dim: int,
+        bottleneck_dim: int,
+        norm_last_layer: bool = True,
+    ) -> None:
         super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.GELU(),
-                                 nn.Linear(hidden_dim, hidden_dim), nn.GELU(),
-                                 nn.Linear(hidden_dim, bottleneck_dim))
+        self.mlp = nn.Sequential(
+            nn.Linear(in_dim, hidden_dim),
+            nn.GELU(),
+            nn.Linear(hidden_dim, hidden_dim),
+            nn.GELU(),
+            nn.Linear(hidden_dim, bottleneck_dim),
+        )
         for layer in self.mlp:
             if isinstance(layer, nn.Linear):
                 nn.init.trunc_normal_(layer.weight, std=0.02)
@@ -186,55 +294,77 @@ class DINO(SSLMethod):
     paper = "arXiv:2104.14294"
     Config = DINOConfig
     card = MethodCard(
-        title="DINO", authors="Caron, Touvron, Misra, Jegou, Mairal, Bojanowski, Joulin",
-        year=2021, paper="arXiv:2104.14294",
+        title="DINO",
+        authors="Caron, Touvron, Misra, Jegou, Mairal, Bojanowski, Joulin",
+        year=2021,
+        paper="arXiv:2104.14294",
         idea="A student network learns to predict, from any crop of an image, the output "
-             "distribution a slowly averaged copy of itself gives on the large crops. "
-             "Centering and sharpening the teacher's outputs keep this from collapsing without "
-             "any negatives.",
+        "distribution a slowly averaged copy of itself gives on the large crops. "
+        "Centering and sharpening the teacher's outputs keep this from collapsing without "
+        "any negatives.",
         good_at="Strong frozen features (k-NN works well) and, with ViTs, [CLS] attention maps "
-                "that segment objects with no labels; the small local crops teach "
-                "local-to-global correspondence.",
+        "that segment objects with no labels; the small local crops teach "
+        "local-to-global correspondence.",
         hyperparameters="Teacher temperature (lower sharpens; too high and the loss stalls); "
-                        "teacher momentum (higher is steadier but slower to improve); number "
-                        "and size of local crops (more is better and costs more); output size "
-                        "K; patch size for ViTs.")
+        "teacher momentum (higher is steadier but slower to improve); number "
+        "and size of local crops (more is better and costs more); output size "
+        "K; patch size for ViTs.",
+    )
 
     @classmethod
     def check_config(cls, config: DINOConfig) -> None:
         if config.backbone in VIT_SIZES:
-            for name, side in (("image_size", config.image_size),
-                               ("local_crop_size", local_size(config))):
+            for name, side in (
+                ("image_size", config.image_size),
+                ("local_crop_size", local_size(config)),
+            ):
                 if side % config.patch_size:
-                    raise SpecError(f"{name} {side} is not a multiple of patch_size "
-                                    f"{config.patch_size}; pick sizes that divide")
+                    raise SpecError(
+                        f"{name} {side} is not a multiple of patch_size "
+                        f"{config.patch_size}; pick sizes that divide"
+                    )
         if config.local_crop_min_scale > config.global_crop_min_scale:
-            raise SpecError("local_crop_min_scale must not exceed global_crop_min_scale "
-                            "(local crops cover between the two)")
+            raise SpecError(
+                "local_crop_min_scale must not exceed global_crop_min_scale "
+                "(local crops cover between the two)"
+            )
         if config.warmup_teacher_temperature_steps > config.steps:
             raise SpecError("warmup_teacher_temperature_steps is longer than the run")
 
     def __init__(self, config: DINOConfig, data_info: dict | None = None) -> None:
         super().__init__(config, data_info)
         self.check_config(config)
-        self.crops = MultiCrop(config.augmentation, config.image_size, local_size(config),
-                               config.num_local_crops,
-                               global_scale=(config.global_crop_min_scale, 1.0),
-                               local_scale=(config.local_crop_min_scale,
-                                            config.global_crop_min_scale))
+        self.crops = MultiCrop(
+            config.augmentation,
+            config.image_size,
+            local_size(config),
+            config.num_local_crops,
+            global_scale=(config.global_crop_min_scale, 1.0),
+            local_scale=(config.local_crop_min_scale, config.global_crop_min_scale),
+        )
         is_vit = config.backbone in VIT_SIZES
         if is_vit:
-            backbone = ViTModel(ViTConfig(image_size=config.image_size,
-                                          patch_size=config.patch_size, qkv_bias=True,
-                                          layer_norm_eps=1e-6,
-                                          **vit_dims(config.backbone, config.depth)),
-                                add_pooling_layer=False)
+            backbone = ViTModel(
+                ViTConfig(
+                    image_size=config.image_size,
+                    patch_size=config.patch_size,
+                    qkv_bias=True,
+                    layer_norm_eps=1e-6,
+                    **vit_dims(config.backbone, config.depth),
+                ),
+                add_pooling_layer=False,
+            )
             feature_dim = backbone.config.hidden_size
         else:
             backbone, feature_dim = build_resnet(config.backbone, config.small_stem)
             self.channels_last = True  # the trainer converts conv nets to channels-last
-        head = DINOHead(feature_dim, config.out_dim, config.head_hidden_dim,
-                        config.bottleneck_dim, config.norm_last_layer)
+        head = DINOHead(
+            feature_dim,
+            config.out_dim,
+            config.head_hidden_dim,
+            config.bottleneck_dim,
+            config.norm_last_layer,
+        )
         self.student = DINONetwork(backbone, head, is_vit)
         self.teacher = make_target(self.student)
         # Buffers, so a resumed job continues with the same centre and schedules.
@@ -249,8 +379,9 @@ class DINO(SSLMethod):
         batch_size = batch["images"].shape[0]
         with torch.no_grad():
             teacher_logits = self.teacher([global_crops])  # (2B, K)
-        student_logits = self.student([global_crops, local_crops],
-                                      freeze_last_layer=step < config.freeze_last_layer_steps)
+        student_logits = self.student(
+            [global_crops, local_crops], freeze_last_layer=step < config.freeze_last_layer_steps
+        )
         temperature = teacher_temperature(config, step)
         with torch.no_grad():
             batch_mean = teacher_logits.float().mean(dim=0, keepdim=True)  # (1, K)
@@ -262,9 +393,13 @@ class DINO(SSLMethod):
                 # average is biased for its first ~1/(1 - momentum) steps, which only shows
                 # as a loss that rises while the centre catches up.
                 self.center.copy_(batch_mean)
-        loss = dino_loss(student_logits.view(-1, batch_size, config.out_dim),
-                         teacher_logits.view(2, batch_size, config.out_dim), self.center,
-                         config.student_temperature, temperature)
+        loss = dino_loss(
+            student_logits.view(-1, batch_size, config.out_dim),
+            teacher_logits.view(2, batch_size, config.out_dim),
+            self.center,
+            config.student_temperature,
+            temperature,
+        )
         with torch.no_grad():
             # Health: low teacher_entropy with high marginal entropy is the working regime;
             # both near log(out_dim) is collapse to uniform, both low collapse to one output.
@@ -273,8 +408,11 @@ class DINO(SSLMethod):
             marginal = probs.mean(dim=0)
             marginal_entropy = -(marginal * marginal.clamp(min=1e-12).log()).sum()
             self.center.copy_(updated_center(self.center, batch_mean, config.center_momentum))
-        return loss, {"teacher_entropy": entropy, "teacher_marginal_entropy": marginal_entropy,
-                      "teacher_temperature": torch.tensor(temperature)}
+        return loss, {
+            "teacher_entropy": entropy,
+            "teacher_marginal_entropy": marginal_entropy,
+            "teacher_temperature": torch.tensor(temperature),
+        }
 
     def after_step(self, step: int, total_steps: int) -> None:
         momentum = momentum_schedule(step - 1, total_steps, self.config.teacher_momentum)
@@ -287,10 +425,14 @@ class DINO(SSLMethod):
         by the same `MultiCrop` call as in `training_step`."""
         global_crops, local_crops = self.crops(images)  # (2B, 3, G, G), (nB, 3, L, L)
         batch = len(images)
-        views = [(f"global crop {i + 1} (teacher, student)",
-                  global_crops[i * batch:(i + 1) * batch]) for i in range(2)]
-        views += [(f"local crop {i + 1} (student)", local_crops[i * batch:(i + 1) * batch])
-                  for i in range(len(local_crops) // batch)]
+        views = [
+            (f"global crop {i + 1} (teacher, student)", global_crops[i * batch : (i + 1) * batch])
+            for i in range(2)
+        ]
+        views += [
+            (f"local crop {i + 1} (student)", local_crops[i * batch : (i + 1) * batch])
+            for i in range(len(local_crops) // batch)
+        ]
         return [(caption, views_to_uint8(crops)) for caption, crops in views]
 
     @torch.no_grad()
@@ -308,8 +450,9 @@ class DINO(SSLMethod):
         model = ViTModel(backbone.config, add_pooling_layer=True)
         missing, unexpected = model.load_state_dict(backbone.state_dict(), strict=False)
         if unexpected or not all(k.startswith("pooler.") for k in missing):
-            raise RuntimeError(f"teacher and exported ViT differ: missing {missing}, "
-                               f"unexpected {unexpected}")
+            raise RuntimeError(
+                f"teacher and exported ViT differ: missing {missing}, unexpected {unexpected}"
+            )
         nn.init.zeros_(model.pooler.dense.weight)
         nn.init.zeros_(model.pooler.dense.bias)
         model.save_pretrained(out_dir / "pretrained")

@@ -7,6 +7,7 @@ tokenizer trained on the corpus, so `pipeline("text-generation", model=<checkpoi
 loads a run as it is. Every `sample_every` steps a short generated text goes to the run's
 samples.jsonl, which the Train tab shows under the curves.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,22 +28,43 @@ from engine.registry import register_method
 @dataclass
 class GPTConfig(TextConfig):
     sample_tokens: int = param(32, "Length of the generated sample, in tokens.", min=1, max=512)
-    sample_temperature: float = param(0.8, "Sampling temperature of the generated sample "
-                                      "(lower is more conservative).", min=0.0,
-                                      exclusive_min=True)
+    sample_temperature: float = param(
+        0.8,
+        "Sampling temperature of the generated sample (lower is more conservative).",
+        min=0.0,
+        exclusive_min=True,
+    )
 
     PRESETS = {
         # fp32: bf16 autocast was 0.61x the speed of fp32 here (bench/train_step.py).
-        "quick": dict(backbone="tiny", steps=200, batch_size=32, lr=1e-3, warmup_steps=20,
-                      weight_decay=0.1, dropout=0.0, checkpoint_every=100, precision="fp32"),
+        "quick": dict(
+            backbone="tiny",
+            steps=200,
+            batch_size=32,
+            lr=1e-3,
+            warmup_steps=20,
+            weight_decay=0.1,
+            dropout=0.0,
+            checkpoint_every=100,
+            precision="fp32",
+        ),
         # GPT-2 small (Radford et al. 2019; details from GPT-3's table 2.1): 12 layers, 768
         # wide, 1024 tokens, batch 512, Adam lr 6e-4, weight decay 0.1, 50k BPE vocabulary.
-        "paper": dict(backbone="base", context_length=1024, batch_size=512, lr=6e-4,
-                      warmup_steps=2000, weight_decay=0.1, steps=600_000,
-                      vocab_size=50_257, checkpoint_every=10_000),
+        "paper": dict(
+            backbone="base",
+            context_length=1024,
+            batch_size=512,
+            lr=6e-4,
+            warmup_steps=2000,
+            weight_decay=0.1,
+            steps=600_000,
+            vocab_size=50_257,
+            checkpoint_every=10_000,
+        ),
         # Seconds on a CPU (the registry walk trains it): a smoke test, not a recipe.
-        "tiny": dict(TINY_PRESET, backbone="tiny", depth=1, lr=1e-3, dropout=0.0,
-                     context_length=32),
+        "tiny": dict(
+            TINY_PRESET, backbone="tiny", depth=1, lr=1e-3, dropout=0.0, context_length=32
+        ),
     }
 
 
@@ -54,20 +76,28 @@ class GPT(SSLMethod):
     default_dataset = "captions"
     Config = GPTConfig
     card = MethodCard(
-        title="GPT", authors="Radford, Wu, Child, Luan, Amodei, Sutskever", year=2019,
+        title="GPT",
+        authors="Radford, Wu, Child, Luan, Amodei, Sutskever",
+        year=2019,
         paper="OpenAI technical report (GPT-2); GPT: Radford et al. 2018",
         idea="Read text left to right and predict each next token. Every position is a "
-             "training example, and the same model then writes text by sampling its own "
-             "predictions.",
+        "training example, and the same model then writes text by sampling its own "
+        "predictions.",
         good_at="Generation and anything phrased as continuing a text; the loss is an honest "
-                "measure of how well the corpus is modelled (perplexity).",
+        "measure of how well the corpus is modelled (perplexity).",
         hyperparameters="Context length (longer sees more, costs quadratically in attention); "
-                        "model size against corpus size (small data overfits); vocabulary; "
-                        "learning rate and weight decay.")
+        "model size against corpus size (small data overfits); vocabulary; "
+        "learning rate and weight decay.",
+    )
 
     @classmethod
-    def load_data(cls, dataset: str, config: GPTConfig, run_dir: Path | None = None,
-                  cache_dir: Path | None = None) -> TrainData:
+    def load_data(
+        cls,
+        dataset: str,
+        config: GPTConfig,
+        run_dir: Path | None = None,
+        cache_dir: Path | None = None,
+    ) -> TrainData:
         texts, tokenizer = load_corpus(cls, dataset, config, run_dir, cache_dir, "bytebpe")
         return pack(texts, tokenizer, config, dataset, run_dir, tokenizer.eos_token_id)
 
@@ -76,11 +106,21 @@ class GPT(SSLMethod):
         self.tokenizer = self.data_info.get("tokenizer")
         eos = self.tokenizer.eos_token_id if self.tokenizer is not None else 0
         hidden, layers, heads = text_dims(config.backbone, config.depth)
-        self.model = GPT2LMHeadModel(GPT2Config(
-            vocab_size=self.data_info["vocab_size"], n_positions=config.context_length,
-            n_embd=hidden, n_layer=layers, n_head=heads, resid_pdrop=config.dropout,
-            embd_pdrop=config.dropout, attn_pdrop=config.dropout, bos_token_id=eos,
-            eos_token_id=eos, pad_token_id=eos))
+        self.model = GPT2LMHeadModel(
+            GPT2Config(
+                vocab_size=self.data_info["vocab_size"],
+                n_positions=config.context_length,
+                n_embd=hidden,
+                n_layer=layers,
+                n_head=heads,
+                resid_pdrop=config.dropout,
+                embd_pdrop=config.dropout,
+                attn_pdrop=config.dropout,
+                bos_token_id=eos,
+                eos_token_id=eos,
+                pad_token_id=eos,
+            )
+        )
         self.counter = StepCounter()
 
     def training_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
@@ -89,8 +129,9 @@ class GPT(SSLMethod):
         loss = next_token_loss(logits, input_ids)
         step = self.counter.next_step
         if step % self.config.sample_every == 0 or step == self.config.steps:
-            write_sample(self.data_info.get("samples_path"),
-                         {"step": step, "text": self.sample(seed=step)})
+            write_sample(
+                self.data_info.get("samples_path"), {"step": step, "text": self.sample(seed=step)}
+            )
         return loss, {"perplexity": loss.detach().exp()}
 
     @torch.no_grad()
@@ -106,10 +147,16 @@ class GPT(SSLMethod):
             torch.manual_seed(seed)
             prompt_ids = torch.tensor([ids], device=device)  # (1, P)
             out = self.model.generate(
-                prompt_ids, attention_mask=torch.ones_like(prompt_ids), do_sample=True, top_k=50,
+                prompt_ids,
+                attention_mask=torch.ones_like(prompt_ids),
+                do_sample=True,
+                top_k=50,
                 temperature=self.config.sample_temperature,
-                max_new_tokens=min(self.config.sample_tokens, self.config.context_length - len(ids)),
-                pad_token_id=self.tokenizer.eos_token_id)
+                max_new_tokens=min(
+                    self.config.sample_tokens, self.config.context_length - len(ids)
+                ),
+                pad_token_id=self.tokenizer.eos_token_id,
+            )
         self.model.train(was_training)
         return self.tokenizer.decode(out[0, 1:], skip_special_tokens=False)
 

@@ -9,6 +9,7 @@ are shuffled by one permutation from a fixed set, each tile goes through the sam
 concatenated tile features classify which permutation was used. The permutation set is chosen
 to make the puzzles unambiguous (section 3.2, Algorithm 1): far apart in Hamming distance.
 """
+
 from __future__ import annotations
 
 import functools
@@ -37,7 +38,7 @@ def _greedy_permutations(count: int, seed: int) -> Tensor:
     columns = every.T.contiguous()  # (9, 9!): one row per tile position, cheap to compare
 
     def distances(index: int) -> Tensor:  # Hamming distance of every permutation to one
-        return (columns != columns[:, index:index + 1]).sum(dim=0, dtype=torch.int32)
+        return (columns != columns[:, index : index + 1]).sum(dim=0, dtype=torch.int32)
 
     first = int(torch.randint(len(every), (1,), generator=torch.Generator().manual_seed(seed)))
     chosen = [first]
@@ -98,71 +99,130 @@ def shuffle_tiles(tiles: Tensor, orders: Tensor) -> Tensor:
 
 @dataclass
 class JigsawConfig(TrainConfig):
-    backbone: str = param("resnet18", "Tile encoder trained from scratch: the small convnet or a "
-                          "ResNet (the paper used AlexNet); its trunk embeds whole images for "
-                          "evaluation.", choices=list(CNN_BACKBONES), main=True)
-    small_stem: bool = param(True, "Replace the 7x7 stride-2 stem and max pool by one 3x3 "
-                             "convolution: right for tiles under ~96 px.")
-    num_permutations: int = param(100, "Size of the permutation set, i.e. classes to choose "
-                                  "from. More is harder and (paper, table 3) transfers better "
-                                  "up to 1000; 100 keeps every pair at least 6 tiles apart.",
-                                  min=2, max=2000, main=True)
-    cell_size: int = param(75, "Side of each of the 3x3 grid cells in pixels; a random crop "
-                           "of the image is resized to 3 x cell_size. The paper: 75 (225 px "
-                           "crops). On small images this upsamples, so tiles stay big enough "
-                           "for a ResNet.", min=4)
-    tile_size: int = param(64, "Side of the tile taken at a random place inside each cell; "
-                           "cell_size - tile_size is the random gap that hides edge "
-                           "continuity (paper: 64 in 75).", min=4)
-    tile_dim: int = param(512, "Per-tile feature size after the shared fc6 layer (paper: 512).",
-                          min=8)
-    hidden_dim: int = param(4096, "Width of fc7, which sees all nine tiles (paper: 4096).",
-                            min=8)
+    backbone: str = param(
+        "resnet18",
+        "Tile encoder trained from scratch: the small convnet or a "
+        "ResNet (the paper used AlexNet); its trunk embeds whole images for "
+        "evaluation.",
+        choices=list(CNN_BACKBONES),
+        main=True,
+    )
+    small_stem: bool = param(
+        True,
+        "Replace the 7x7 stride-2 stem and max pool by one 3x3 "
+        "convolution: right for tiles under ~96 px.",
+    )
+    num_permutations: int = param(
+        100,
+        "Size of the permutation set, i.e. classes to choose "
+        "from. More is harder and (paper, table 3) transfers better "
+        "up to 1000; 100 keeps every pair at least 6 tiles apart.",
+        min=2,
+        max=2000,
+        main=True,
+    )
+    cell_size: int = param(
+        75,
+        "Side of each of the 3x3 grid cells in pixels; a random crop "
+        "of the image is resized to 3 x cell_size. The paper: 75 (225 px "
+        "crops). On small images this upsamples, so tiles stay big enough "
+        "for a ResNet.",
+        min=4,
+    )
+    tile_size: int = param(
+        64,
+        "Side of the tile taken at a random place inside each cell; "
+        "cell_size - tile_size is the random gap that hides edge "
+        "continuity (paper: 64 in 75).",
+        min=4,
+    )
+    tile_dim: int = param(
+        512, "Per-tile feature size after the shared fc6 layer (paper: 512).", min=8
+    )
+    hidden_dim: int = param(4096, "Width of fc7, which sees all nine tiles (paper: 4096).", min=8)
 
     PRESETS = {
         # Digits at 32 px upsampled to 48 px puzzles of 14 px tiles; batch 32 (288 tiles).
         # fp32: on CPU bf16 was 2.3x slower on these small tiles (bench/train_step.py, same
         # run: fp32 12.9 s, SimCLR's bf16 step 15.0 s under heavy load; 1.2 s alone).
-        "quick": dict(backbone="convnet", steps=500, batch_size=32, lr=1e-3, image_size=32,
-                      cell_size=16, tile_size=14, hidden_dim=1024, warmup_steps=10,
-                      weight_decay=5e-4, precision="fp32", checkpoint_every=50),
+        "quick": dict(
+            backbone="convnet",
+            steps=500,
+            batch_size=32,
+            lr=1e-3,
+            image_size=32,
+            cell_size=16,
+            tile_size=14,
+            hidden_dim=1024,
+            warmup_steps=10,
+            weight_decay=5e-4,
+            precision="fp32",
+            checkpoint_every=50,
+        ),
         # Paper, section 4: 350k iterations, batch 256, SGD lr 0.01 (cut 10x every 100k; a
         # cosine here), 225 px crops of 256 px images, 64 px tiles in 75 px cells, 1000
         # permutations (their best).
-        "paper": dict(steps=350_000, batch_size=256, lr=0.01, optimizer="sgd",
-                      weight_decay=5e-4, warmup_steps=0, image_size=256, small_stem=False,
-                      num_permutations=1000, cell_size=75, tile_size=64, hidden_dim=4096,
-                      checkpoint_every=5000),
+        "paper": dict(
+            steps=350_000,
+            batch_size=256,
+            lr=0.01,
+            optimizer="sgd",
+            weight_decay=5e-4,
+            warmup_steps=0,
+            image_size=256,
+            small_stem=False,
+            num_permutations=1000,
+            cell_size=75,
+            tile_size=64,
+            hidden_dim=4096,
+            checkpoint_every=5000,
+        ),
         # Seconds on a CPU (the registry walk trains it): a smoke test, not a recipe.
-        "tiny": dict(TINY_PRESET, backbone="convnet", lr=1e-3, num_permutations=10, cell_size=8,
-                     tile_size=6, tile_dim=64, hidden_dim=128),
+        "tiny": dict(
+            TINY_PRESET,
+            backbone="convnet",
+            lr=1e-3,
+            num_permutations=10,
+            cell_size=8,
+            tile_size=6,
+            tile_dim=64,
+            hidden_dim=128,
+        ),
     }
 
 
 @register_method("jigsaw")
 class Jigsaw(SSLMethod):
-    description = "Pretext task: classify the permutation of 3x3 shuffled tiles (Noroozi & Favaro 2016)"
+    description = (
+        "Pretext task: classify the permutation of 3x3 shuffled tiles (Noroozi & Favaro 2016)"
+    )
     paper = "arXiv:1603.09246"
     Config = JigsawConfig
     card = MethodCard(
-        title="Jigsaw puzzles", authors="Noroozi, Favaro", year=2016, paper="arXiv:1603.09246",
+        title="Jigsaw puzzles",
+        authors="Noroozi, Favaro",
+        year=2016,
+        paper="arXiv:1603.09246",
         idea="Cut an image into nine tiles, shuffle them with one of a fixed set of "
-             "permutations and ask which one. Every tile goes through the same encoder alone, "
-             "so to solve the puzzle the encoder must recognise object parts and where they "
-             "belong.",
+        "permutations and ask which one. Every tile goes through the same encoder alone, "
+        "so to solve the puzzle the encoder must recognise object parts and where they "
+        "belong.",
         good_at="Learns part-level, spatial features without any augmentation recipe; a "
-                "classic pretext task that is easy to inspect. Weak on images whose tiles "
-                "look alike (textures, plain backgrounds), where the answer is ambiguous.",
+        "classic pretext task that is easy to inspect. Weak on images whose tiles "
+        "look alike (textures, plain backgrounds), where the answer is ambiguous.",
         hyperparameters="Number of permutations (more is harder; the set is chosen so "
-                        "puzzles differ in many tiles); tile size against cell size (the gap "
-                        "stops the net from matching edges); the tile side the encoder sees.")
+        "puzzles differ in many tiles); tile size against cell size (the gap "
+        "stops the net from matching edges); the tile side the encoder sees.",
+    )
     channels_last = True
 
     @classmethod
     def check_config(cls, config: JigsawConfig) -> None:
         if config.tile_size > config.cell_size:
-            raise SpecError(f"tile_size {config.tile_size} is larger than cell_size "
-                            f"{config.cell_size}; a tile must fit in its cell")
+            raise SpecError(
+                f"tile_size {config.tile_size} is larger than cell_size "
+                f"{config.cell_size}; a tile must fit in its cell"
+            )
 
     def __init__(self, config: JigsawConfig, data_info: dict | None = None) -> None:
         super().__init__(config, data_info)
@@ -172,8 +232,9 @@ class Jigsaw(SSLMethod):
         self.register_buffer("permutations", jigsaw_permutations(config.num_permutations))
         self.encoder, feature_dim = build_resnet(config.backbone, config.small_stem)
         self.tile_fc = nn.Sequential(nn.Linear(feature_dim, config.tile_dim), nn.ReLU(inplace=True))
-        self.classifier = ProjectionHead(NUM_TILES * config.tile_dim, config.hidden_dim,
-                                         config.num_permutations, num_layers=2)
+        self.classifier = ProjectionHead(
+            NUM_TILES * config.tile_dim, config.hidden_dim, config.num_permutations, num_layers=2
+        )
 
     def draw_puzzles(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """uint8 (B, 3, H, W) -> the puzzle crops (B, 3, 3c, 3c) and their tiles in grid order
@@ -182,8 +243,7 @@ class Jigsaw(SSLMethod):
         std = torch.tensor(IMAGENET_STD, device=images.device)[:, None, None]
         puzzle = self.views(images) * std + mean  # (B, 3, 3c, 3c) back in [0, 1]
         tiles = cut_tiles(puzzle, self.config.tile_size)
-        labels = torch.randint(0, len(self.permutations), (images.shape[0],),
-                               device=images.device)
+        labels = torch.randint(0, len(self.permutations), (images.shape[0],), device=images.device)
         return puzzle, tiles, labels
 
     def make_puzzles(self, images: Tensor) -> tuple[Tensor, Tensor]:
@@ -220,10 +280,14 @@ class Jigsaw(SSLMethod):
         shuffled = shuffle_tiles(standardize(tiles), self.permutations[labels])
         shown = (shuffled * 0.25 + 0.5).clamp(0, 1)  # standardised values -2..2 -> 0..1
         indices = ", ".join(str(int(label)) for label in labels)
-        return [("puzzle crop", _to_uint8(puzzle)),
-                ("tiles in place", _to_uint8(tile_grid(tiles))),
-                (f"shuffled tiles; permutation by row: {indices} "
-                 f"(of {len(self.permutations)})", _to_uint8(tile_grid(shown)))]
+        return [
+            ("puzzle crop", _to_uint8(puzzle)),
+            ("tiles in place", _to_uint8(tile_grid(tiles))),
+            (
+                f"shuffled tiles; permutation by row: {indices} (of {len(self.permutations)})",
+                _to_uint8(tile_grid(shown)),
+            ),
+        ]
 
 
 def tile_grid(tiles: Tensor, gap: int = 0) -> Tensor:
@@ -235,7 +299,7 @@ def tile_grid(tiles: Tensor, gap: int = 0) -> Tensor:
     grid = tiles.new_full((batch, channels, side, side), 0.5)
     for slot in range(NUM_TILES):
         top, left = (slot // GRID) * (tile + gap), (slot % GRID) * (tile + gap)
-        grid[:, :, top:top + tile, left:left + tile] = tiles[:, slot]
+        grid[:, :, top : top + tile, left : left + tile] = tiles[:, slot]
     return grid
 
 

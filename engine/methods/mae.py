@@ -6,6 +6,7 @@ visible ones, a light decoder fills the mask tokens back in and predicts the pix
 hidden patches, normalised per patch. The model is transformers' `ViTMAEForPreTraining`, so a
 run's `pretrained/` folder loads with `from_pretrained` like facebook/vit-mae-base.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,8 +17,8 @@ from torch import Tensor
 from transformers import ViTMAEConfig, ViTMAEForPreTraining
 
 from engine.config import TrainConfig, param
-from engine.errors import SpecError
 from engine.data.views import make_views, normalize
+from engine.errors import SpecError
 from engine.losses.masked_mse import masked_patch_mse
 from engine.methods.base import TINY_PRESET, MethodCard, SSLMethod, views_to_uint8
 from engine.models.vit import VIT_SIZES, vit_dims
@@ -26,65 +27,118 @@ from engine.registry import register_method
 
 @dataclass
 class MAEConfig(TrainConfig):
-    backbone: str = param("vit-tiny", "ViT encoder size (hidden size, heads; see depth).",
-                          choices=sorted(VIT_SIZES), main=True)
+    backbone: str = param(
+        "vit-tiny",
+        "ViT encoder size (hidden size, heads; see depth).",
+        choices=sorted(VIT_SIZES),
+        main=True,
+    )
     depth: int = param(0, "Encoder layers; 0 keeps the size's standard 12.", min=0)
-    patch_size: int = param(4, "Patch side in pixels; the image side must be a multiple. "
-                            "16 at 224 px in the paper, 2-4 for 32 px images.", min=1,
-                            main=True)
-    mask_ratio: float = param(0.75, "Share of patches hidden from the encoder. The paper "
-                              "finds 75% best for images; lower makes the task too easy.",
-                              min=0.0, max=0.95, main=True)
-    norm_pix_loss: bool = param(True, "Predict each patch normalised by its own mean and "
-                                "variance (better representations, paper table 1d).")
-    decoder_hidden_size: int = param(128, "Decoder width; the decoder is thrown away after "
-                                     "pretraining, so it can be small.", min=8)
+    patch_size: int = param(
+        4,
+        "Patch side in pixels; the image side must be a multiple. "
+        "16 at 224 px in the paper, 2-4 for 32 px images.",
+        min=1,
+        main=True,
+    )
+    mask_ratio: float = param(
+        0.75,
+        "Share of patches hidden from the encoder. The paper "
+        "finds 75% best for images; lower makes the task too easy.",
+        min=0.0,
+        max=0.95,
+        main=True,
+    )
+    norm_pix_loss: bool = param(
+        True,
+        "Predict each patch normalised by its own mean and "
+        "variance (better representations, paper table 1d).",
+    )
+    decoder_hidden_size: int = param(
+        128,
+        "Decoder width; the decoder is thrown away after pretraining, so it can be small.",
+        min=8,
+    )
     decoder_layers: int = param(2, "Decoder depth (the paper uses 8; 1 already works).", min=1)
     decoder_heads: int = param(4, "Decoder attention heads.", min=1)
 
     PRESETS = {
         # 32 px, 4 px patches (64 tokens, 16 visible), a 6-layer ViT-Tiny: 0.44 s a step on
         # two CPU cores; bf16 autocast is only 1.06x faster than fp32 here, but not slower.
-        "quick": dict(steps=300, batch_size=128, lr=1.5e-3, image_size=32, depth=6,
-                      weight_decay=0.05, warmup_steps=20, checkpoint_every=100),
+        "quick": dict(
+            steps=300,
+            batch_size=128,
+            lr=1.5e-3,
+            image_size=32,
+            depth=6,
+            weight_decay=0.05,
+            warmup_steps=20,
+            checkpoint_every=100,
+        ),
         # Paper, appendix A.1: ViT-B/16 at 224 px, batch 4096, AdamW(0.9, 0.95), base lr
         # 1.5e-4 x batch/256, weight decay 0.05, 40 warmup epochs of 1600 on ImageNet.
-        "paper": dict(backbone="vit-base", image_size=224, patch_size=16, batch_size=4096,
-                      lr=2.4e-3, weight_decay=0.05, steps=500_000, warmup_steps=12_500,
-                      decoder_hidden_size=512, decoder_layers=8, decoder_heads=16,
-                      checkpoint_every=5000),
+        "paper": dict(
+            backbone="vit-base",
+            image_size=224,
+            patch_size=16,
+            batch_size=4096,
+            lr=2.4e-3,
+            weight_decay=0.05,
+            steps=500_000,
+            warmup_steps=12_500,
+            decoder_hidden_size=512,
+            decoder_layers=8,
+            decoder_heads=16,
+            checkpoint_every=5000,
+        ),
         # Seconds on a CPU (the registry walk trains it): a smoke test, not a recipe.
-        "tiny": dict(TINY_PRESET, depth=1, patch_size=4, lr=1.5e-3, decoder_hidden_size=32,
-                     decoder_layers=1, decoder_heads=2),
+        "tiny": dict(
+            TINY_PRESET,
+            depth=1,
+            patch_size=4,
+            lr=1.5e-3,
+            decoder_hidden_size=32,
+            decoder_layers=1,
+            decoder_heads=2,
+        ),
     }
 
 
 @register_method("mae")
 class MAE(SSLMethod):
-    description = "Masked image modeling: reconstruct the pixels of 75% hidden patches (He et al. 2021)"
+    description = (
+        "Masked image modeling: reconstruct the pixels of 75% hidden patches (He et al. 2021)"
+    )
     paper = "arXiv:2111.06377"
     Config = MAEConfig
     card = MethodCard(
-        title="MAE", authors="He, Chen, Xie, Li, Dollar, Girshick", year=2021,
+        title="MAE",
+        authors="He, Chen, Xie, Li, Dollar, Girshick",
+        year=2021,
         paper="arXiv:2111.06377",
         idea="Hide most of an image's patches and ask a ViT to paint them back. The encoder "
-             "only ever sees the visible quarter, so pretraining is cheap, and a throwaway "
-             "decoder does the painting.",
+        "only ever sees the visible quarter, so pretraining is cheap, and a throwaway "
+        "decoder does the painting.",
         good_at="Scales to large ViTs with no augmentation engineering; its features shine "
-                "after fine-tuning, less so frozen (k-NN and linear probes lag contrastive "
-                "methods).",
+        "after fine-tuning, less so frozen (k-NN and linear probes lag contrastive "
+        "methods).",
         hyperparameters="Mask ratio (75% is the sweet spot for images: lower is too easy); "
-                        "patch size against image size; normalised-pixel targets; decoder "
-                        "depth and width (small is enough).")
+        "patch size against image size; normalised-pixel targets; decoder "
+        "depth and width (small is enough).",
+    )
 
     @classmethod
     def check_config(cls, config: MAEConfig) -> None:
         if config.image_size % config.patch_size:
-            raise SpecError(f"image_size {config.image_size} is not a multiple of patch_size "
-                            f"{config.patch_size}; pick sizes that divide")
+            raise SpecError(
+                f"image_size {config.image_size} is not a multiple of patch_size "
+                f"{config.patch_size}; pick sizes that divide"
+            )
         if config.decoder_hidden_size % config.decoder_heads:
-            raise SpecError(f"decoder_hidden_size {config.decoder_hidden_size} must be a "
-                            f"multiple of decoder_heads {config.decoder_heads}")
+            raise SpecError(
+                f"decoder_hidden_size {config.decoder_hidden_size} must be a "
+                f"multiple of decoder_heads {config.decoder_heads}"
+            )
         if int(config.mask_ratio * (config.image_size // config.patch_size) ** 2) < 1:
             raise SpecError("mask_ratio hides no patch at this image and patch size; raise it")
 
@@ -92,14 +146,19 @@ class MAE(SSLMethod):
         super().__init__(config, data_info)
         self.check_config(config)
         self.views = make_views("mae", config.image_size)
-        self.model = ViTMAEForPreTraining(ViTMAEConfig(
-            image_size=config.image_size, patch_size=config.patch_size,
-            mask_ratio=config.mask_ratio, norm_pix_loss=config.norm_pix_loss,
-            decoder_hidden_size=config.decoder_hidden_size,
-            decoder_num_hidden_layers=config.decoder_layers,
-            decoder_num_attention_heads=config.decoder_heads,
-            decoder_intermediate_size=4 * config.decoder_hidden_size,
-            **vit_dims(config.backbone, config.depth)))
+        self.model = ViTMAEForPreTraining(
+            ViTMAEConfig(
+                image_size=config.image_size,
+                patch_size=config.patch_size,
+                mask_ratio=config.mask_ratio,
+                norm_pix_loss=config.norm_pix_loss,
+                decoder_hidden_size=config.decoder_hidden_size,
+                decoder_num_hidden_layers=config.decoder_layers,
+                decoder_num_attention_heads=config.decoder_heads,
+                decoder_intermediate_size=4 * config.decoder_hidden_size,
+                **vit_dims(config.backbone, config.depth),
+            )
+        )
 
     def training_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         with torch.no_grad():
@@ -137,10 +196,15 @@ class MAE(SSLMethod):
         grid = self.config.image_size // patch
         tokens = pixels.new_zeros(batch, grid * grid, 1)  # only the count and order matter
         _, mask, _ = self.model.vit.embeddings.random_masking(tokens)  # (B, L), 1 = hidden
-        hidden = mask.view(batch, 1, grid, grid).repeat_interleave(patch, 2) \
-            .repeat_interleave(patch, 3).bool()  # (B, 1, S, S)
+        hidden = (
+            mask.view(batch, 1, grid, grid)
+            .repeat_interleave(patch, 2)
+            .repeat_interleave(patch, 3)
+            .bool()
+        )  # (B, 1, S, S)
         view = views_to_uint8(pixels)
         visible = grid * grid - int(mask[0].sum())
-        return [("view (crop, flip)", view),
-                (f"encoder input: {visible}/{grid * grid} patches",
-                 view.masked_fill(hidden, 128))]
+        return [
+            ("view (crop, flip)", view),
+            (f"encoder input: {visible}/{grid * grid} patches", view.masked_fill(hidden, 128)),
+        ]

@@ -14,6 +14,7 @@ separate chunks of the batch, with the keys shuffled across chunks. One departur
 paper's code: the queue starts full of keys of random training images (`on_train_start`), not
 random vectors, so the loss curve means something from the first step.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -58,78 +59,143 @@ def _gather(keys: Tensor) -> Tensor:
 
 @dataclass
 class MoCoConfig(TwoViewConfig):
-    queue_size: int = param(65536, "Negatives kept in the queue (K). More negatives help, as "
-                            "long as the queue stays smaller than the dataset: older keys of "
-                            "the same image would otherwise act as negatives. Paper: 65536 "
-                            "for ImageNet; 4096 is usual for CIFAR.", min=1, main=True)
-    temperature: float = param(0.2, "InfoNCE temperature: 0.07 in MoCo v1, 0.2 in v2 (with "
-                               "the MLP head). Lower sharpens the softmax over negatives.",
-                               min=0.0, exclusive_min=True, main=True)
-    momentum: float = param(0.999, "Key-encoder momentum m: key = m * key + (1 - m) * query "
-                            "after every step. The paper finds 0.99-0.9999 fine and 0.9 or "
-                            "0 (no momentum) unstable; for short runs 0.99 lets the keys "
-                            "keep up.", min=0.0, max=1.0)
-    projection_dim: int = param(128, "Output size of the MLP head (the space the loss "
-                                "compares in).", min=2)
-    projection_hidden_dim: int = param(2048, "Hidden width of the MLP head (fc, ReLU, fc; no "
-                                       "batch norm in MoCo v2).", min=2)
-    bn_splits: int = param(8, "Batch norm runs on this many separate chunks of the batch "
-                           "(the 8 GPUs of the paper), keys shuffled across chunks: the "
-                           "one-device form of shuffling BN, which stops the model from "
-                           "recognising its positive key by batch statistics. 1 turns it "
-                           "off; batch_size must be a multiple.", min=1)
+    queue_size: int = param(
+        65536,
+        "Negatives kept in the queue (K). More negatives help, as "
+        "long as the queue stays smaller than the dataset: older keys of "
+        "the same image would otherwise act as negatives. Paper: 65536 "
+        "for ImageNet; 4096 is usual for CIFAR.",
+        min=1,
+        main=True,
+    )
+    temperature: float = param(
+        0.2,
+        "InfoNCE temperature: 0.07 in MoCo v1, 0.2 in v2 (with "
+        "the MLP head). Lower sharpens the softmax over negatives.",
+        min=0.0,
+        exclusive_min=True,
+        main=True,
+    )
+    momentum: float = param(
+        0.999,
+        "Key-encoder momentum m: key = m * key + (1 - m) * query "
+        "after every step. The paper finds 0.99-0.9999 fine and 0.9 or "
+        "0 (no momentum) unstable; for short runs 0.99 lets the keys "
+        "keep up.",
+        min=0.0,
+        max=1.0,
+    )
+    projection_dim: int = param(
+        128, "Output size of the MLP head (the space the loss compares in).", min=2
+    )
+    projection_hidden_dim: int = param(
+        2048, "Hidden width of the MLP head (fc, ReLU, fc; no batch norm in MoCo v2).", min=2
+    )
+    bn_splits: int = param(
+        8,
+        "Batch norm runs on this many separate chunks of the batch "
+        "(the 8 GPUs of the paper), keys shuffled across chunks: the "
+        "one-device form of shuffling BN, which stops the model from "
+        "recognising its positive key by batch statistics. 1 turns it "
+        "off; batch_size must be a multiple.",
+        min=1,
+    )
 
     PRESETS = {
         # Digits at 32 px, batch 64: 1.3x SimCLR's step (bench/train_step.py, same run: 19.2 s
         # against 15.0 s under heavy load; 1.2 s alone); bf16 1.12x faster than fp32. The
         # queue holds 16 batches, under one epoch of digits' 1437 training images, so no image
         # is its own negative once the start-up keys have left.
-        "quick": dict(backbone="convnet", steps=500, batch_size=64, lr=1e-3, image_size=32,
-                      warmup_steps=10, weight_decay=1e-4, queue_size=1024, momentum=0.99,
-                      projection_hidden_dim=512, bn_splits=2, checkpoint_every=50),
+        "quick": dict(
+            backbone="convnet",
+            steps=500,
+            batch_size=64,
+            lr=1e-3,
+            image_size=32,
+            warmup_steps=10,
+            weight_decay=1e-4,
+            queue_size=1024,
+            momentum=0.99,
+            projection_hidden_dim=512,
+            bn_splits=2,
+            checkpoint_every=50,
+        ),
         # MoCo v2 (arXiv:2003.04297): ImageNet, ResNet-50, batch 256 on 8 GPUs, SGD lr 0.03,
         # weight decay 1e-4, cosine schedule, 200 epochs (800 for the best result), K 65536,
         # m 0.999, t 0.2, MLP 2048 -> 128.
-        "paper": dict(augmentation="natural", backbone="resnet50", small_stem=False,
-                      image_size=224, steps=1_001_000, batch_size=256, lr=0.03, optimizer="sgd",
-                      weight_decay=1e-4, warmup_steps=0, queue_size=65536, momentum=0.999,
-                      temperature=0.2, projection_hidden_dim=2048, bn_splits=8,
-                      checkpoint_every=5000),
+        "paper": dict(
+            augmentation="natural",
+            backbone="resnet50",
+            small_stem=False,
+            image_size=224,
+            steps=1_001_000,
+            batch_size=256,
+            lr=0.03,
+            optimizer="sgd",
+            weight_decay=1e-4,
+            warmup_steps=0,
+            queue_size=65536,
+            momentum=0.999,
+            temperature=0.2,
+            projection_hidden_dim=2048,
+            bn_splits=8,
+            checkpoint_every=5000,
+        ),
         # Seconds on a CPU (the registry walk trains it): a smoke test, not a recipe.
-        "tiny": dict(TINY_PRESET, backbone="convnet", lr=1e-3, queue_size=128, momentum=0.99,
-                     projection_dim=32, projection_hidden_dim=128, bn_splits=2),
+        "tiny": dict(
+            TINY_PRESET,
+            backbone="convnet",
+            lr=1e-3,
+            queue_size=128,
+            momentum=0.99,
+            projection_dim=32,
+            projection_hidden_dim=128,
+            bn_splits=2,
+        ),
     }
 
 
 @register_method("moco")
 class MoCo(TwoViewMethod):
-    description = "Contrastive: momentum key encoder and a queue of negatives, MoCo v2 (He et al. 2020)"
+    description = (
+        "Contrastive: momentum key encoder and a queue of negatives, MoCo v2 (He et al. 2020)"
+    )
     paper = "arXiv:2003.04297"
     Config = MoCoConfig
     card = MethodCard(
-        title="MoCo v2", authors="He, Fan, Wu, Xie, Girshick; Chen, Fan, Girshick, He", year=2020,
+        title="MoCo v2",
+        authors="He, Fan, Wu, Xie, Girshick; Chen, Fan, Girshick, He",
+        year=2020,
         paper="arXiv:1911.05722, arXiv:2003.04297",
         idea="Contrast each image's query against a long queue of keys from earlier batches "
-             "instead of only the current batch. The keys come from a slow momentum copy of "
-             "the encoder, so old and new keys in the queue stay comparable.",
+        "instead of only the current batch. The keys come from a slow momentum copy of "
+        "the encoder, so old and new keys in the queue stay comparable.",
         good_at="Many negatives at a small batch size: contrastive learning on one modest "
-                "GPU (or a CPU) where SimCLR would need thousands of images per step.",
+        "GPU (or a CPU) where SimCLR would need thousands of images per step.",
         hyperparameters="Queue size (more negatives, but keep it below the dataset size); "
-                        "key momentum (higher is more consistent but slower to follow); "
-                        "temperature (0.2 with the MLP head); batch-norm splits against "
-                        "the cheat through batch statistics.")
+        "key momentum (higher is more consistent but slower to follow); "
+        "temperature (0.2 with the MLP head); batch-norm splits against "
+        "the cheat through batch statistics.",
+    )
 
     @classmethod
     def check_config(cls, config: MoCoConfig) -> None:
         if config.batch_size % config.bn_splits:
-            raise SpecError(f"batch_size {config.batch_size} is not a multiple of bn_splits "
-                            f"{config.bn_splits}; change one of them")
+            raise SpecError(
+                f"batch_size {config.batch_size} is not a multiple of bn_splits "
+                f"{config.bn_splits}; change one of them"
+            )
 
     def __init__(self, config: MoCoConfig, data_info: dict | None = None) -> None:
         super().__init__(config, data_info)
         self.check_config(config)
-        self.projection = ProjectionHead(self.feature_dim, config.projection_hidden_dim,
-                                         config.projection_dim, num_layers=2, batch_norm=False)
+        self.projection = ProjectionHead(
+            self.feature_dim,
+            config.projection_hidden_dim,
+            config.projection_dim,
+            num_layers=2,
+            batch_norm=False,
+        )
         self.key_encoder = make_target(self.encoder)
         self.key_projection = make_target(self.projection)
         queue = F.normalize(torch.randn(config.queue_size, config.projection_dim), dim=1)
@@ -161,14 +227,13 @@ class MoCo(TwoViewMethod):
         """
         images = tensors["images"]
         size, count = self.config.queue_size, images.shape[0]
-        picks = (torch.randperm(count)[:size] if size <= count
-                 else torch.randint(0, count, (size,)))
+        picks = torch.randperm(count)[:size] if size <= count else torch.randint(0, count, (size,))
         batch = self.config.batch_size
         for start in range(0, size, batch):
-            chunk = images[picks[start:start + batch].to(images.device)]
+            chunk = images[picks[start : start + batch].to(images.device)]
             if len(chunk) % self.config.bn_splits:  # the last chunk may not split evenly
-                chunk = torch.cat([chunk, images[picks[:batch - len(chunk)].to(images.device)]])
-            self.queue[start:start + batch] = self.encode_keys(chunk)[:size - start]
+                chunk = torch.cat([chunk, images[picks[: batch - len(chunk)].to(images.device)]])
+            self.queue[start : start + batch] = self.encode_keys(chunk)[: size - start]
 
     def training_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         images = batch["images"]  # (B, 3, H, W) uint8

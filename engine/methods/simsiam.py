@@ -6,6 +6,7 @@ on one branch must match the projection of the other, whose gradient is stopped.
 no momentum encoder, no large batches: the paper shows the stop-gradient alone prevents
 collapse (section 4.1), and the predictor is needed (section 4.2).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,53 +26,95 @@ from engine.registry import register_method
 @dataclass
 class SimSiamConfig(TwoViewConfig):
     projection_dim: int = param(2048, "Output size of the projector (paper: 2048).", min=2)
-    projection_layers: int = param(3, "Layers of the projector, each with batch norm, the "
-                                   "output too (paper: 3 for ImageNet, 2 for CIFAR).", min=2,
-                                   max=4)
-    prediction_hidden_dim: int = param(512, "Bottleneck width of the predictor (paper: 512, "
-                                       "a quarter of the projection; table 1 shows the "
-                                       "bottleneck helps).", min=2, main=True)
+    projection_layers: int = param(
+        3,
+        "Layers of the projector, each with batch norm, the "
+        "output too (paper: 3 for ImageNet, 2 for CIFAR).",
+        min=2,
+        max=4,
+    )
+    prediction_hidden_dim: int = param(
+        512,
+        "Bottleneck width of the predictor (paper: 512, "
+        "a quarter of the projection; table 1 shows the "
+        "bottleneck helps).",
+        min=2,
+        main=True,
+    )
 
     PRESETS = {
         # Digits at 32 px, batch 64: 1.3x SimCLR's step (bench/train_step.py, same run: 20.2 s
         # against 15.0 s under heavy load; 1.2 s alone); bf16 1.27x faster than fp32. The
         # paper's CIFAR projector (2 layers).
-        "quick": dict(backbone="convnet", steps=500, batch_size=64, lr=1e-3, image_size=32,
-                      warmup_steps=10, weight_decay=5e-4, projection_layers=2,
-                      checkpoint_every=50),
+        "quick": dict(
+            backbone="convnet",
+            steps=500,
+            batch_size=64,
+            lr=1e-3,
+            image_size=32,
+            warmup_steps=10,
+            weight_decay=5e-4,
+            projection_layers=2,
+            checkpoint_every=50,
+        ),
         # Paper, appendix D (CIFAR-10): ResNet-18 variant, batch 512, SGD lr 0.03 x
         # batch/256, weight decay 5e-4, cosine, 800 epochs of 50k images, 2-layer projector.
-        "paper": dict(augmentation="natural", steps=78_125, batch_size=512, lr=0.06,
-                      optimizer="sgd", weight_decay=5e-4, warmup_steps=0, image_size=32,
-                      projection_layers=2, checkpoint_every=1000),
+        "paper": dict(
+            augmentation="natural",
+            steps=78_125,
+            batch_size=512,
+            lr=0.06,
+            optimizer="sgd",
+            weight_decay=5e-4,
+            warmup_steps=0,
+            image_size=32,
+            projection_layers=2,
+            checkpoint_every=1000,
+        ),
         # Seconds on a CPU (the registry walk trains it): a smoke test, not a recipe.
-        "tiny": dict(TINY_PRESET, backbone="convnet", lr=1e-3, projection_dim=256,
-                     projection_layers=2, prediction_hidden_dim=64),
+        "tiny": dict(
+            TINY_PRESET,
+            backbone="convnet",
+            lr=1e-3,
+            projection_dim=256,
+            projection_layers=2,
+            prediction_hidden_dim=64,
+        ),
     }
 
 
 @register_method("simsiam")
 class SimSiam(TwoViewMethod):
-    description = "No negatives: stop-gradient and a predictor, no momentum encoder (Chen & He 2021)"
+    description = (
+        "No negatives: stop-gradient and a predictor, no momentum encoder (Chen & He 2021)"
+    )
     paper = "arXiv:2011.10566"
     Config = SimSiamConfig
     card = MethodCard(
-        title="SimSiam", authors="Chen, He", year=2021, paper="arXiv:2011.10566",
+        title="SimSiam",
+        authors="Chen, He",
+        year=2021,
+        paper="arXiv:2011.10566",
         idea="Two views of an image pass through one network; a small predictor on one side "
-             "must match the other side's output, and no gradient flows through the side "
-             "being matched. That stop-gradient alone is enough to keep the features from "
-             "collapsing to a constant.",
+        "must match the other side's output, and no gradient flows through the side "
+        "being matched. That stop-gradient alone is enough to keep the features from "
+        "collapsing to a constant.",
         good_at="The simplest of the siamese methods: no negatives, no momentum copy, "
-                "ordinary batch sizes; a good choice for one GPU. Watch the collapse "
-                "metrics: without its predictor or stop-gradient it collapses at once.",
+        "ordinary batch sizes; a good choice for one GPU. Watch the collapse "
+        "metrics: without its predictor or stop-gradient it collapses at once.",
         hyperparameters="Predictor bottleneck width; projector depth; learning rate (the "
-                        "paper keeps the predictor's learning rate constant, which helps).")
+        "paper keeps the predictor's learning rate constant, which helps).",
+    )
 
     def __init__(self, config: SimSiamConfig, data_info: dict | None = None) -> None:
         super().__init__(config, data_info)
-        self.projector = ProjectionHead(self.feature_dim, config.projection_dim,
-                                        config.projection_dim, config.projection_layers,
-                                        last_batch_norm=True)
+        self.projector = ProjectionHead(
+            self.feature_dim,
+            config.projection_dim,
+            config.projection_dim,
+            config.projection_layers,
+            last_batch_norm=True,
+        )
         self.predictor = PredictionHead(config.projection_dim, config.prediction_hidden_dim)
 
     def training_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:

@@ -7,6 +7,7 @@ Analysis of Single-Layer Networks in Unsupervised Feature Learning", section 3: 
 contrast normalisation before k-means). Seeding is k-means++ (Arthur & Vassilvitskii 2007), then
 Lloyd iterations; all random draws come from one seeded generator, so a seed fixes the codebook.
 """
+
 from __future__ import annotations
 
 import torch
@@ -44,15 +45,16 @@ def assign_codes(points: Tensor, codebook: Tensor, chunk: int = 16384) -> Tensor
     out = []
     with torch.autocast(points.device.type, enabled=False):
         for start in range(0, len(points), chunk):
-            block = points[start:start + chunk]
+            block = points[start : start + chunk]
             # argmin |x - c|^2 = argmax 2 x.c - |c|^2
             out.append((2 * block @ codebook.T - code_norms).argmax(dim=1))
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.long, device=points.device)
 
 
 @torch.no_grad()
-def fit_codebook(points: Tensor, size: int, *, seed: int = 0, iterations: int = 20,
-                 max_points: int = 65536) -> Tensor:
+def fit_codebook(
+    points: Tensor, size: int, *, seed: int = 0, iterations: int = 20, max_points: int = 65536
+) -> Tensor:
     """k-means++ then Lloyd on (N, D) points -> a (size, D) fp32 codebook, deterministic by seed.
 
     At most ``max_points`` rows (a seeded random subset) are used. Clusters that go empty keep
@@ -62,8 +64,10 @@ def fit_codebook(points: Tensor, size: int, *, seed: int = 0, iterations: int = 
     if size < 2:
         raise SpecError(f"a codebook needs at least 2 codes, got {size}")
     if len(points) < size:
-        raise SpecError(f"cannot fit {size} codes to {len(points)} patches; lower the codebook "
-                         f"size or use more images")
+        raise SpecError(
+            f"cannot fit {size} codes to {len(points)} patches; lower the codebook "
+            f"size or use more images"
+        )
     generator = torch.Generator().manual_seed(int(seed))
     points = points.float().cpu()
     if len(points) > max_points:

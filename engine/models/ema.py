@@ -3,6 +3,7 @@
 target <- tau * target + (1 - tau) * online, with tau raised from its base value to 1 along a
 cosine (BYOL, Grill et al. 2020, section 3.2; DINO, Caron et al. 2021, section 3.1).
 """
+
 from __future__ import annotations
 
 import copy

@@ -1,4 +1,5 @@
 """Small composable heads shared by the methods."""
+
 from __future__ import annotations
 
 from torch import Tensor, nn
@@ -13,8 +14,15 @@ class ProjectionHead(nn.Module):
     (`last_batch_norm`).
     """
 
-    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, num_layers: int = 2,
-                 last_batch_norm: bool = False, batch_norm: bool = True) -> None:
+    def __init__(
+        self,
+        in_dim: int,
+        hidden_dim: int,
+        out_dim: int,
+        num_layers: int = 2,
+        last_batch_norm: bool = False,
+        batch_norm: bool = True,
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         dim = in_dim

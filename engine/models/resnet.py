@@ -1,5 +1,6 @@
 """Convolutional SSL encoders: torchvision ResNets with the classifier removed (optionally a
 small-image stem), and a small VGG-style network for CPU-minute runs."""
+
 from __future__ import annotations
 
 import torchvision
@@ -14,8 +15,11 @@ CNN_BACKBONES: tuple[str, ...] = ("convnet", "resnet18", "resnet50")
 
 
 def _conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
-                         nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
 
 
 class ConvNet(nn.Module):
@@ -35,10 +39,17 @@ class ConvNet(nn.Module):
         self.conv1 = nn.Conv2d(in_channels, w, 3, padding=1, bias=False)  # the stem (swappable)
         self.bn1, self.relu = nn.BatchNorm2d(w), nn.ReLU(inplace=True)
         pool = nn.MaxPool2d(2, ceil_mode=True)
-        self.body = nn.Sequential(_conv_bn_relu(w, w), pool,
-                                  _conv_bn_relu(w, 2 * w), _conv_bn_relu(2 * w, 2 * w), pool,
-                                  _conv_bn_relu(2 * w, 4 * w), _conv_bn_relu(4 * w, 4 * w), pool,
-                                  _conv_bn_relu(4 * w, 8 * w))
+        self.body = nn.Sequential(
+            _conv_bn_relu(w, w),
+            pool,
+            _conv_bn_relu(w, 2 * w),
+            _conv_bn_relu(2 * w, 2 * w),
+            pool,
+            _conv_bn_relu(2 * w, 4 * w),
+            _conv_bn_relu(4 * w, 4 * w),
+            pool,
+            _conv_bn_relu(4 * w, 8 * w),
+        )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.feature_dim = 8 * w
 
@@ -50,8 +61,9 @@ class ConvNet(nn.Module):
         return self.pool(self.feature_map(x)).flatten(1)
 
 
-def build_resnet(name: str, small_stem: bool = True,
-                 zero_init_residual: bool = False) -> tuple[nn.Module, int]:
+def build_resnet(
+    name: str, small_stem: bool = True, zero_init_residual: bool = False
+) -> tuple[nn.Module, int]:
     """A convolutional trunk (one of `CNN_BACKBONES`) that maps (B, 3, H, W) to (B, D) pooled
     features; returns (trunk, D). Every trunk has its stem convolution at `.conv1`.
 

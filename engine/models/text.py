@@ -3,6 +3,7 @@
 The names follow the BERT miniatures of Turc et al. 2019 (arXiv:1908.08962): on two CPU cores
 `tiny` and `mini` train in minutes, `small` in tens of minutes, `base` is the papers' size.
 """
+
 from __future__ import annotations
 
 from engine.errors import SpecError

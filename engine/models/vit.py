@@ -1,4 +1,5 @@
 """ViT sizes shared by the transformer image methods (built from transformers configs)."""
+
 from __future__ import annotations
 
 from engine.errors import SpecError
@@ -16,5 +17,9 @@ def vit_dims(name: str, depth: int = 0) -> dict[str, int]:
     if name not in VIT_SIZES:
         raise SpecError(f"unknown ViT size {name!r}; choose one of {sorted(VIT_SIZES)}")
     hidden, layers, heads = VIT_SIZES[name]
-    return {"hidden_size": hidden, "num_hidden_layers": depth or layers,
-            "num_attention_heads": heads, "intermediate_size": 4 * hidden}
+    return {
+        "hidden_size": hidden,
+        "num_hidden_layers": depth or layers,
+        "num_attention_heads": heads,
+        "intermediate_size": 4 * hidden,
+    }

@@ -1,4 +1,5 @@
 """The CLI contract, run as a user runs it: `python -m engine ...` in a subprocess."""
+
 import json
 import subprocess
 import sys
@@ -7,8 +8,13 @@ from tests.conftest import ROOT
 
 
 def cli(*args, home):
-    return subprocess.run([sys.executable, "-m", "engine", *args, "--home", str(home)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "engine", *args, "--home", str(home)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
 
 
 def test_methods_and_datasets_json(tmp_path):
@@ -20,13 +26,36 @@ def test_methods_and_datasets_json(tmp_path):
 
 
 def test_train_json_summary_and_jobs(tmp_path):
-    out = cli("train", "--method", "simclr", "--dataset", "digits", "--steps", "4",
-              "--batch-size", "16", "--set", "image_size=16", "--set", "precision=fp32",
-              "--json", home=tmp_path)
+    out = cli(
+        "train",
+        "--method",
+        "simclr",
+        "--dataset",
+        "digits",
+        "--steps",
+        "4",
+        "--batch-size",
+        "16",
+        "--set",
+        "image_size=16",
+        "--set",
+        "precision=fp32",
+        "--json",
+        home=tmp_path,
+    )
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout.strip().splitlines()[-1])
-    for key in ("job_id", "status", "method", "dataset", "steps", "first_loss", "final_loss",
-                "images_per_second", "run_dir"):
+    for key in (
+        "job_id",
+        "status",
+        "method",
+        "dataset",
+        "steps",
+        "first_loss",
+        "final_loss",
+        "images_per_second",
+        "run_dir",
+    ):
         assert key in summary
     assert summary["status"] == "completed" and summary["steps"] == 4
     assert "step" in out.stderr  # the progress bar
@@ -37,14 +66,13 @@ def test_train_json_summary_and_jobs(tmp_path):
 def test_bad_input_exits_nonzero_and_stores_nothing(tmp_path, capsys):
     from engine.__main__ import main
 
-    for args, message in [(("--method", "nope", "--dataset", "digits"), "unknown method"),
-                          (("--method", "simclr", "--dataset", "nope"), "nope"),
-                          (("--method", "simclr", "--dataset", "digits", "--steps", "0"),
-                           "steps must be at least 1"),
-                          (("--method", "simclr", "--dataset", "digits", "--set", "tau=1"),
-                           "unknown setting"),
-                          (("--method", "simclr", "--dataset", "digits", "--lr", "-3"),
-                           "lr must be greater than 0")]:
+    for args, message in [
+        (("--method", "nope", "--dataset", "digits"), "unknown method"),
+        (("--method", "simclr", "--dataset", "nope"), "nope"),
+        (("--method", "simclr", "--dataset", "digits", "--steps", "0"), "steps must be at least 1"),
+        (("--method", "simclr", "--dataset", "digits", "--set", "tau=1"), "unknown setting"),
+        (("--method", "simclr", "--dataset", "digits", "--lr", "-3"), "lr must be greater than 0"),
+    ]:
         code = main(["train", *args, "--home", str(tmp_path)])  # in-process: fast
         err = capsys.readouterr().err
         assert code == 2 and message in err, (args, err)

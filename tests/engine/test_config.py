@@ -12,16 +12,19 @@ def test_preset_then_params_override_defaults():
     assert build_config(SimCLRConfig, "paper", {}).optimizer == "lars"
 
 
-@pytest.mark.parametrize("params,message", [
-    ({"steps": 0}, "steps must be at least 1"),
-    ({"steps": 2.5}, "steps must be a whole number"),
-    ({"batch_size": -4}, "batch_size must be at least"),
-    ({"lr": 0}, "lr must be greater than 0"),
-    ({"lr": "fast"}, "lr must be a number"),
-    ({"lr": "nan"}, "lr must be a finite number"),
-    ({"optimizer": "adam"}, "optimizer must be one of"),
-    ({"temprature": 0.1}, "unknown setting.*temprature.*temperature"),
-])
+@pytest.mark.parametrize(
+    "params,message",
+    [
+        ({"steps": 0}, "steps must be at least 1"),
+        ({"steps": 2.5}, "steps must be a whole number"),
+        ({"batch_size": -4}, "batch_size must be at least"),
+        ({"lr": 0}, "lr must be greater than 0"),
+        ({"lr": "fast"}, "lr must be a number"),
+        ({"lr": "nan"}, "lr must be a finite number"),
+        ({"optimizer": "adam"}, "optimizer must be one of"),
+        ({"temprature": 0.1}, "unknown setting.*temprature.*temperature"),
+    ],
+)
 def test_bad_values_name_the_problem(params, message):
     with pytest.raises(SpecError, match=message):
         build_config(SimCLRConfig, "quick", params)

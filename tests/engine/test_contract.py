@@ -1,5 +1,6 @@
 """engine/contract.py against the engine: the protocols name the engine's own signatures, the
 engine's answers have the typed dicts' keys, and the module stays torch-free."""
+
 from __future__ import annotations
 
 import inspect
@@ -15,8 +16,11 @@ from engine.api import Studio
 from engine.api_lenses import Lenses
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SPEC = {"method": "simclr", "dataset": "digits",
-        "params": {"steps": 3, "batch_size": 16, "image_size": 16}}
+SPEC = {
+    "method": "simclr",
+    "dataset": "digits",
+    "params": {"steps": 3, "batch_size": 16, "image_size": 16},
+}
 
 
 def members(protocol: type) -> list[str]:
@@ -28,8 +32,7 @@ def shape(fn) -> list[tuple[str, object, object]]:
     return [(p.name, p.kind, p.default) for p in inspect.signature(fn).parameters.values()]
 
 
-@pytest.mark.parametrize("protocol, engine", [(contract.Studio, Studio),
-                                              (contract.Lenses, Lenses)])
+@pytest.mark.parametrize("protocol, engine", [(contract.Studio, Studio), (contract.Lenses, Lenses)])
 def test_each_protocol_member_is_the_engines_own(protocol, engine):
     """A method the web app calls has the engine's parameters, names and defaults included,
     so a change on either side shows here, not in the browser."""
@@ -51,7 +54,13 @@ def test_the_engine_satisfies_the_protocols(tmp_path):
 
 def test_job_status_values_are_the_stored_strings():
     assert [s.value for s in contract.JobStatus] == [
-        "queued", "running", "completed", "cancelled", "failed", "interrupted"]
+        "queued",
+        "running",
+        "completed",
+        "cancelled",
+        "failed",
+        "interrupted",
+    ]
     assert contract.JobStatus("running") == "running"
     assert f"{contract.JobStatus.FAILED}" == "failed"  # what a message or a label shows
     assert {*contract.ACTIVE_STATUSES, *contract.TERMINAL_STATUSES} == set(contract.JobStatus)
@@ -72,16 +81,18 @@ def test_the_engines_answers_have_the_typed_keys(tmp_path):
     assert set(detail) == set(contract.JobDetail.__annotations__)
     studio.store.add_metrics(job_id, [(1, "loss", 2.0)])
     assert studio.metrics(job_id) == [{"step": 1, "name": "loss", "value": 2.0}]
-    studio.store.add_evaluation(job_id, "knn", "digits", {"image_size": 16},
-                                {"top1": 0.5, "top5": 0.9})
+    studio.store.add_evaluation(
+        job_id, "knn", "digits", {"image_size": 16}, {"top1": 0.5, "top5": 0.9}
+    )
     [record] = studio.evaluations(job_id)
     assert set(record) == set(contract.EvaluationRecord.__annotations__)
     [row] = studio.leaderboard()
     assert contract.LeaderboardRow.__required_keys__ <= set(row)
     method = next(m for m in studio.methods() if m["name"] == "simclr")
     assert set(method) == set(contract.MethodInfo.__annotations__)
-    assert all(set(f) == set(contract.FormField.__annotations__)
-               for f in studio.method_form("simclr"))
+    assert all(
+        set(f) == set(contract.FormField.__annotations__) for f in studio.method_form("simclr")
+    )
     assert all(contract.DatasetInfo.__required_keys__ <= set(d) for d in studio.datasets())
     assert all(set(p) == set(contract.ProtocolInfo.__annotations__) for p in studio.protocols())
     assert studio.cancel(job_id) == "cancelled"
@@ -89,8 +100,10 @@ def test_the_engines_answers_have_the_typed_keys(tmp_path):
 
 
 def test_the_contract_imports_nothing_of_the_engine():
-    code = ("import sys, engine.contract; "
-            "bad = [m for m in sys.modules if m.startswith(('torch', 'numpy', 'sqlalchemy', "
-            "'gradio')) or m.startswith('engine') and m not in ('engine', 'engine.contract')]; "
-            "assert not bad, bad")
+    code = (
+        "import sys, engine.contract; "
+        "bad = [m for m in sys.modules if m.startswith(('torch', 'numpy', 'sqlalchemy', "
+        "'gradio')) or m.startswith('engine') and m not in ('engine', 'engine.contract')]; "
+        "assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

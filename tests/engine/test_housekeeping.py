@@ -1,6 +1,7 @@
 """Housekeeping around jobs: stale checkpoint leftovers, checkpoint rows that follow their
 folders, a stop that keeps its checkpoint, killed jobs brought back to it, the PRETEXT_MAX_JOBS
 slots shared by the app and CLI processes, and diverging jobs that fail naming the step."""
+
 import os
 import signal
 import socket
@@ -39,8 +40,7 @@ def studio(tmp_path):
 
 
 def spec(**params):
-    return {"method": "simclr", "dataset": "digits", "seed": 0,
-            "params": dict(TINY, **params)}
+    return {"method": "simclr", "dataset": "digits", "seed": 0, "params": dict(TINY, **params)}
 
 
 def wait_for(predicate, timeout=60.0):
@@ -69,10 +69,17 @@ def test_a_stop_saves_once_at_the_step_it_stopped_at(tmp_path):
     saved = []
 
     class Sink:
-        def started(self, *_): pass
-        def metrics(self, *_): pass
-        def flush(self): pass
-        def checkpoint(self, step, path): saved.append(step)
+        def started(self, *_):
+            pass
+
+        def metrics(self, *_):
+            pass
+
+        def flush(self):
+            pass
+
+        def checkpoint(self, step, path):
+            saved.append(step)
 
     asked = []
 
@@ -80,10 +87,12 @@ def test_a_stop_saves_once_at_the_step_it_stopped_at(tmp_path):
         asked.append(True)  # asked before each step
         return len(asked) > 4
 
-    config = build_config(get_method("simclr").Config, "quick",
-                          dict(TINY, steps=10, checkpoint_every=2))
-    trainer.run_job(TrainSpec("simclr", "digits", params={}), config, tmp_path, Sink(),
-                    stop_after_four_steps)
+    config = build_config(
+        get_method("simclr").Config, "quick", dict(TINY, steps=10, checkpoint_every=2)
+    )
+    trainer.run_job(
+        TrainSpec("simclr", "digits", params={}), config, tmp_path, Sink(), stop_after_four_steps
+    )
     assert saved == [2, 4]  # stopped after step 4: its checkpoint, not a second one
     assert checkpoints.step_of(checkpoints.latest(tmp_path)) == 4
 
@@ -96,9 +105,18 @@ def _fake_checkpoint(run_dir, step):
 
 
 def _killed_job(studio, pid, step=13, saved=10):
-    job_id = studio.store.create_job(method="simclr", dataset="digits", spec={}, config={},
-                                     status="running", pid=pid, host=socket.gethostname(),
-                                     started_at=utcnow(), step=step, total_steps=50)
+    job_id = studio.store.create_job(
+        method="simclr",
+        dataset="digits",
+        spec={},
+        config={},
+        status="running",
+        pid=pid,
+        host=socket.gethostname(),
+        started_at=utcnow(),
+        step=step,
+        total_steps=50,
+    )
     run_dir = studio.home.run_dir(job_id)
     studio.store.update_job(job_id, run_dir=str(run_dir), last_loss=float(step))
     studio.store.add_metrics(job_id, [(s, "loss", float(s)) for s in range(1, step + 1)])
@@ -143,13 +161,25 @@ def test_a_resumed_attempt_starts_from_its_checkpoints_loss(studio):
 
 def test_a_stopping_worker_that_still_beats_is_not_killed(studio):
     # Ignores SIGTERM, like a worker busy writing its last checkpoint under load.
-    busy = subprocess.Popen([sys.executable, "-c", "import signal, time; "
-                             "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"])
+    busy = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)",
+        ]
+    )
     try:
-        job_id = studio.store.create_job(method="simclr", dataset="digits", spec={},
-                                         config={}, status="running", pid=busy.pid,
-                                         host=socket.gethostname(), cancel_requested=True,
-                                         heartbeat_at=utcnow())
+        job_id = studio.store.create_job(
+            method="simclr",
+            dataset="digits",
+            spec={},
+            config={},
+            status="running",
+            pid=busy.pid,
+            host=socket.gethostname(),
+            cancel_requested=True,
+            heartbeat_at=utcnow(),
+        )
         manager = JobManager(studio.home, grace_s=0.1)
         for _ in range(4):  # well past SIGTERM (grace_s) and SIGKILL (2 grace_s)
             studio.store.update_job(job_id, heartbeat_at=utcnow())  # it still beats
@@ -165,8 +195,10 @@ def test_a_stopping_worker_that_still_beats_is_not_killed(studio):
 
 def test_claim_slot_is_atomic_across_connections(tmp_path):
     path = tmp_path / "pretext.db"
-    ids = [Store.open(path).create_job(method="simclr", dataset="digits", spec={}, config={})
-           for _ in range(8)]
+    ids = [
+        Store.open(path).create_job(method="simclr", dataset="digits", spec={}, config={})
+        for _ in range(8)
+    ]
     stores = [Store(path) for _ in ids]  # a connection each, as separate processes have
     barrier, claimed = threading.Barrier(len(ids)), []
 
@@ -186,12 +218,19 @@ def test_claim_slot_is_atomic_across_connections(tmp_path):
     assert Store.open(path).claim_slot(claimed[0], None) == (False, sorted(claimed))
 
 
-def test_max_jobs_limits_the_manager_and_the_cli_waits_unless_now(studio, monkeypatch,
-                                                                  capsys):
+def test_max_jobs_limits_the_manager_and_the_cli_waits_unless_now(studio, monkeypatch, capsys):
     home = str(studio.home.root)
-    blocker = studio.store.create_job(method="mae", dataset="shapes", spec={}, config={},
-                                      status="running", pid=os.getpid(),
-                                      host=socket.gethostname(), step=3, total_steps=9)
+    blocker = studio.store.create_job(
+        method="mae",
+        dataset="shapes",
+        spec={},
+        config={},
+        status="running",
+        pid=os.getpid(),
+        host=socket.gethostname(),
+        step=3,
+        total_steps=9,
+    )
     queued = studio.submit(spec(steps=2))
     spawned = []
     monkeypatch.setattr(JobManager, "_spawn", lambda self, job: spawned.append(job.id))
@@ -199,9 +238,23 @@ def test_max_jobs_limits_the_manager_and_the_cli_waits_unless_now(studio, monkey
     JobManager(studio.home).tick()
     assert spawned == [] and studio.job(queued)["status"] == "queued"
 
-    args = ["train", "--method", "simclr", "--dataset", "digits", "--steps", "2",
-            "--batch-size", "16", "--set", "image_size=16", "--set", "precision=fp32",
-            "--home", home]
+    args = [
+        "train",
+        "--method",
+        "simclr",
+        "--dataset",
+        "digits",
+        "--steps",
+        "2",
+        "--batch-size",
+        "16",
+        "--set",
+        "image_size=16",
+        "--set",
+        "precision=fp32",
+        "--home",
+        home,
+    ]
     codes = []
     cli = threading.Thread(target=lambda: codes.append(main(args)))
     cli.start()
@@ -243,22 +296,33 @@ def test_a_non_finite_gradient_norm_fails_naming_the_step(tmp_path, monkeypatch)
         backward(self, loss, **kwargs)
         calls.append(loss)
         if len(calls) == 3:
-            next(p for p in self.unwrap_model(self._models[0]).parameters()
-                 if p.grad is not None).grad[0] = float("inf")
+            next(
+                p for p in self.unwrap_model(self._models[0]).parameters() if p.grad is not None
+            ).grad[0] = float("inf")
 
     monkeypatch.setattr(accelerate.Accelerator, "backward", poisoned)
-    config = build_config(get_method("simclr").Config, "quick",
-                          dict(TINY, steps=6, checkpoint_every=2))
-    with pytest.raises(Exception, match="gradient norm became inf at step 3; lower the "
-                                        "learning rate") as err:
-        trainer.run_job(TrainSpec("simclr", "digits", params={}), config, tmp_path,
-                        StubSink(), lambda: False)
+    config = build_config(
+        get_method("simclr").Config, "quick", dict(TINY, steps=6, checkpoint_every=2)
+    )
+    with pytest.raises(
+        Exception, match="gradient norm became inf at step 3; lower the learning rate"
+    ) as err:
+        trainer.run_job(
+            TrainSpec("simclr", "digits", params={}), config, tmp_path, StubSink(), lambda: False
+        )
     assert isinstance(err.value, trainer.Diverged) and err.value.step == 3
     assert checkpoints.step_of(checkpoints.latest(tmp_path)) == 2  # nothing saved after
 
 
 class StubSink:
-    def started(self, *_): pass
-    def metrics(self, *_): pass
-    def flush(self): pass
-    def checkpoint(self, *_): pass
+    def started(self, *_):
+        pass
+
+    def metrics(self, *_):
+        pass
+
+    def flush(self):
+        pass
+
+    def checkpoint(self, *_):
+        pass

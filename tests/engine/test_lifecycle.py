@@ -1,4 +1,5 @@
 """The job lifecycle with real worker processes and a real SQLite file."""
+
 import os
 import signal
 import time
@@ -8,7 +9,7 @@ import pytest
 from engine import checkpoints
 from engine.api import Studio
 from engine.errors import DatasetError, SpecError
-from engine.jobs import JobManager, recover_interrupted
+from engine.jobs import recover_interrupted
 from tests.conftest import TINY
 
 TERMINAL = ("completed", "cancelled", "failed", "interrupted")
@@ -25,8 +26,13 @@ def wait_for(predicate, timeout=120.0, every=0.2):
 
 
 def spec(**params):
-    return {"method": "simclr", "dataset": "digits", "preset": "quick", "seed": 0,
-            "params": dict(TINY, **params)}
+    return {
+        "method": "simclr",
+        "dataset": "digits",
+        "preset": "quick",
+        "seed": 0,
+        "params": dict(TINY, **params),
+    }
 
 
 @pytest.fixture
@@ -51,8 +57,10 @@ def test_submit_runs_to_completion(studio):
     assert job["status"] == "completed", job["error"]
     assert job["step"] == 6 and job["last_loss"] is not None
     assert [p["step"] for p in studio.metrics(job_id) if p["name"] == "loss"] == list(range(1, 7))
-    assert [p["step"] for p in studio.metrics(job_id, since_step=4)
-            if p["name"] == "loss"] == [5, 6]
+    assert [p["step"] for p in studio.metrics(job_id, since_step=4) if p["name"] == "loss"] == [
+        5,
+        6,
+    ]
     assert checkpoints.latest(studio.home.run_dir(job_id)).name == "step_0000006"
     assert job["duration_s"] > 0
 
@@ -105,8 +113,7 @@ def test_kill_9_then_recover_then_resume_from_checkpoint(studio):
     assert [c["step"] for c in job["checkpoints"]] == [25, 30]
     # It continued from the checkpoint: the points up to it are the first attempt's.
     ids = point_ids(studio, job_id)
-    assert all((point <= last_point_before) == (step <= saved_step)
-               for point, step in ids.items())
+    assert all((point <= last_point_before) == (step <= saved_step) for point, step in ids.items())
     loss_steps = [p["step"] for p in studio.metrics(job_id) if p["name"] == "loss"]
     assert loss_steps == list(range(1, 31))
 
@@ -117,8 +124,11 @@ def point_ids(studio, job_id):
     from storage.models import MetricPoint
 
     with studio.store.read() as s:
-        return dict(s.execute(select(MetricPoint.id, MetricPoint.step)
-                              .where(MetricPoint.job_id == job_id)).all())
+        return dict(
+            s.execute(
+                select(MetricPoint.id, MetricPoint.step).where(MetricPoint.job_id == job_id)
+            ).all()
+        )
 
 
 def _zombie(pid):
@@ -140,16 +150,19 @@ def test_injected_nan_fails_naming_the_step(studio, monkeypatch):
     assert max(p["step"] for p in studio.metrics(job_id)) <= 3
 
 
-@pytest.mark.parametrize("bad,error,message", [
-    (dict(method="simclrr"), SpecError, "unknown method 'simclrr'"),
-    (dict(dataset="cifar99"), DatasetError, "cifar99"),
-    (dict(params={"steps": 0}), SpecError, "steps must be at least 1"),
-    (dict(params={"batch_size": 0}), SpecError, "batch_size must be at least"),
-    (dict(params={"batch_size": 100000}), SpecError, "larger than the"),
-    (dict(params={"lr": -1}), SpecError, "lr must be greater than 0"),
-    (dict(params={"lr": "abc"}), SpecError, "lr must be a number"),
-    (dict(params={"colour": 1}), SpecError, "unknown setting"),
-])
+@pytest.mark.parametrize(
+    "bad,error,message",
+    [
+        (dict(method="simclrr"), SpecError, "unknown method 'simclrr'"),
+        (dict(dataset="cifar99"), DatasetError, "cifar99"),
+        (dict(params={"steps": 0}), SpecError, "steps must be at least 1"),
+        (dict(params={"batch_size": 0}), SpecError, "batch_size must be at least"),
+        (dict(params={"batch_size": 100000}), SpecError, "larger than the"),
+        (dict(params={"lr": -1}), SpecError, "lr must be greater than 0"),
+        (dict(params={"lr": "abc"}), SpecError, "lr must be a number"),
+        (dict(params={"colour": 1}), SpecError, "unknown setting"),
+    ],
+)
 def test_bad_specs_write_no_row(studio, bad, error, message):
     with pytest.raises(error, match=message):
         studio.submit({**spec(), **bad})
@@ -157,8 +170,15 @@ def test_bad_specs_write_no_row(studio, bad, error, message):
 
 
 def test_recovery_leaves_live_workers_alone(studio):
-    job_id = studio.store.create_job(method="simclr", dataset="digits", spec={}, config={},
-                                     status="running", pid=os.getpid(), host=os.uname()[1])
+    job_id = studio.store.create_job(
+        method="simclr",
+        dataset="digits",
+        spec={},
+        config={},
+        status="running",
+        pid=os.getpid(),
+        host=os.uname()[1],
+    )
     assert recover_interrupted(studio.store) == []
     assert studio.job(job_id)["status"] == "running"
 
@@ -168,8 +188,9 @@ def test_the_jobs_rate_is_the_mean_of_recent_steps_not_the_last_one(studio, monk
     from engine.worker import StoreSink
 
     monkeypatch.setattr(worker, "FLUSH_S", 3600.0)  # flushed by hand only
-    job_id = studio.store.create_job(method="clip", dataset="shapes", spec={}, config={},
-                                     status="running")
+    job_id = studio.store.create_job(
+        method="clip", dataset="shapes", spec={}, config={}, status="running"
+    )
     sink = StoreSink(studio.store, job_id)
     for step in range(1, 200):  # 199 steps at 1000 images/s, then one that also evaluates
         sink.metrics(step, {"loss": 1.0, "images_per_second": 1000.0})

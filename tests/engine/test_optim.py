@@ -1,4 +1,5 @@
 """LARS and the warmup-cosine schedule against values worked out by hand; the parameter groups."""
+
 import math
 
 import pytest
@@ -13,9 +14,18 @@ from engine.optim import LARS, build_optimizer, param_groups, warmup_cosine
 def test_warmup_cosine_by_hand():
     factor = warmup_cosine(warmup_steps=4, total_steps=12)
     # Warmup: (step + 1) / 4. Then 0.5 (1 + cos(pi (step - 4) / 8)), zero from step 12 on.
-    expected = {0: 0.25, 1: 0.5, 2: 0.75, 3: 1.0, 4: 1.0,
-                6: 0.5 * (1 + math.sqrt(0.5)),  # a quarter of the way: cos(pi/4)
-                8: 0.5, 10: 0.5 * (1 - math.sqrt(0.5)), 12: 0.0, 20: 0.0}
+    expected = {
+        0: 0.25,
+        1: 0.5,
+        2: 0.75,
+        3: 1.0,
+        4: 1.0,
+        6: 0.5 * (1 + math.sqrt(0.5)),  # a quarter of the way: cos(pi/4)
+        8: 0.5,
+        10: 0.5 * (1 - math.sqrt(0.5)),
+        12: 0.0,
+        20: 0.0,
+    }
     for step, value in expected.items():
         assert factor(step) == pytest.approx(value, abs=1e-12), step
     no_warmup = warmup_cosine(warmup_steps=0, total_steps=2)
@@ -32,16 +42,21 @@ def test_schedule_drives_the_optimizer_as_the_loop_uses_it():
         optimizer.step()
         scheduler.step()
     # 0.2 x [1/2, 1, then 0.5 (1 + cos(pi k / 4)) for k = 0..3].
-    assert seen == pytest.approx([0.1, 0.2, 0.2, 0.1 * (1 + math.sqrt(0.5)), 0.1,
-                                  0.1 * (1 - math.sqrt(0.5))], abs=1e-12)
+    assert seen == pytest.approx(
+        [0.1, 0.2, 0.2, 0.1 * (1 + math.sqrt(0.5)), 0.1, 0.1 * (1 - math.sqrt(0.5))], abs=1e-12
+    )
 
 
 def test_lars_two_steps_by_hand():
     weight = nn.Parameter(torch.tensor([3.0, 4.0], dtype=torch.float64))  # norm 5
     bias = nn.Parameter(torch.tensor([1.0], dtype=torch.float64))
-    optimizer = LARS([{"params": [weight]},
-                      {"params": [bias], "weight_decay": 0.0, "lars_exclude": True}],
-                     lr=0.5, momentum=0.9, weight_decay=0.1, trust_coefficient=0.01)
+    optimizer = LARS(
+        [{"params": [weight]}, {"params": [bias], "weight_decay": 0.0, "lars_exclude": True}],
+        lr=0.5,
+        momentum=0.9,
+        weight_decay=0.1,
+        trust_coefficient=0.01,
+    )
 
     # Step 1. g + wd w = (0.6, 0.8) + 0.1 (3, 4) = (0.9, 1.2), norm 1.5; trust ratio
     # 0.01 x 5 / 1.5 = 1/30; update (0.03, 0.04) is the first momentum buffer;
@@ -85,13 +100,18 @@ def test_weight_decay_and_trust_ratio_skip_biases_and_norm_layers():
     assert {id(p) for p in decay["params"]} == {id(model[0].weight), id(model[2].weight)}
     assert len(no_decay["params"]) == 4  # two biases, the batch-norm scale and shift
     assert (decay["weight_decay"], no_decay["weight_decay"], no_decay["lars_exclude"]) == (
-        0.05, 0.0, True)
+        0.05,
+        0.0,
+        True,
+    )
     for name, kind in (("lars", LARS), ("sgd", torch.optim.SGD), ("adamw", torch.optim.AdamW)):
-        config = build_config(SimCLRConfig, "quick", {"optimizer": name, "lr": 0.3,
-                                                      "weight_decay": 0.05})
+        config = build_config(
+            SimCLRConfig, "quick", {"optimizer": name, "lr": 0.3, "weight_decay": 0.05}
+        )
         optimizer = build_optimizer(model, config)
         assert isinstance(optimizer, kind)
         assert [g["weight_decay"] for g in optimizer.param_groups] == [0.05, 0.0]
         assert all(g["lr"] == 0.3 for g in optimizer.param_groups)
         assert [g.get("lars_exclude") for g in optimizer.param_groups] == (
-            [False, True] if name == "lars" else [None, None])
+            [False, True] if name == "lars" else [None, None]
+        )

@@ -1,5 +1,6 @@
 """Bitwise resume: a job killed at any step and resumed writes the very loss points an
 uninterrupted run writes (CPU, fp32 and bf16), and the CLI verbs that go with it."""
+
 import dataclasses
 import json
 import os
@@ -65,8 +66,14 @@ class Killed(Exception):
 
 
 def spec_and_config(method, precision):
-    spec = TrainSpec(method, "digits", seed=3, params=dict(
-        TINY, steps=STEPS, checkpoint_every=EVERY, precision=precision, **PARAMS[method]))
+    spec = TrainSpec(
+        method,
+        "digits",
+        seed=3,
+        params=dict(
+            TINY, steps=STEPS, checkpoint_every=EVERY, precision=precision, **PARAMS[method]
+        ),
+    )
     config = build_config(get_method(method).Config, "quick", spec.params)
     return spec, resolve_augmentation(config, "digits")  # as the worker does
 
@@ -77,8 +84,9 @@ def run(method, precision, run_dir, sink, **params):
     return trainer.run_job(spec, config, run_dir, sink, should_stop=lambda: False)
 
 
-@pytest.mark.parametrize("method,precision", [("simclr", "fp32"), ("simclr", "bf16"),
-                                              ("moco", "fp32")])
+@pytest.mark.parametrize(
+    "method,precision", [("simclr", "fp32"), ("simclr", "bf16"), ("moco", "fp32")]
+)
 def test_killed_mid_epoch_and_resumed_equals_uninterrupted(method, precision, tmp_path):
     reference = StoreLikeSink()
     assert run(method, precision, tmp_path / "whole", reference).step == STEPS
@@ -101,10 +109,30 @@ def test_killed_by_the_fault_hook_through_the_cli_then_resumed(tmp_path, capsys)
     its row left running), `resume` continues it from step 20 in the foreground, and `metrics`
     shows the loss values of an uninterrupted MoCo run (bf16) to the last bit."""
     home = tmp_path / "home"
-    args = ["--method", "moco", "--dataset", "digits", "--seed", "3", "--steps", str(STEPS),
-            "--batch-size", "16", "--set", "image_size=16", "--set", "warmup_steps=2",
-            "--set", f"checkpoint_every={EVERY}", "--set", "precision=bf16",
-            "--set", "queue_size=64", "--set", "bn_splits=2"]
+    args = [
+        "--method",
+        "moco",
+        "--dataset",
+        "digits",
+        "--seed",
+        "3",
+        "--steps",
+        str(STEPS),
+        "--batch-size",
+        "16",
+        "--set",
+        "image_size=16",
+        "--set",
+        "warmup_steps=2",
+        "--set",
+        f"checkpoint_every={EVERY}",
+        "--set",
+        "precision=bf16",
+        "--set",
+        "queue_size=64",
+        "--set",
+        "bn_splits=2",
+    ]
     killed = cli("train", *args, "--json", home=home, PRETEXT_FAULT=f"exit@{KILL_AT}")
     assert killed.returncode == 137, killed.stderr
     out = cli("resume", "1", "--json", home=home)
@@ -117,7 +145,8 @@ def test_killed_by_the_fault_hook_through_the_cli_then_resumed(tmp_path, capsys)
     assert main(["metrics", "1", "--name", "loss", "--json", "--home", str(home)]) == 0
     points = json.loads(capsys.readouterr().out)  # json round-trips floats exactly
     assert [(p["step"], p["value"]) for p in points] == [
-        (step, reference.points[step]["loss"]) for step in range(1, STEPS + 1)]
+        (step, reference.points[step]["loss"]) for step in range(1, STEPS + 1)
+    ]
     assert summary["final_loss"] == reference.points[STEPS]["loss"]
 
     assert main(["metrics", "1", "--name", "loss", "--home", str(home)]) == 0
@@ -131,9 +160,14 @@ def test_killed_by_the_fault_hook_through_the_cli_then_resumed(tmp_path, capsys)
 
 
 def cli(*args, home, **env):
-    return subprocess.run([sys.executable, "-m", "engine", *args, "--home", str(home)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300,
-                          env={**os.environ, "OMP_NUM_THREADS": "1", **env})
+    return subprocess.run(
+        [sys.executable, "-m", "engine", *args, "--home", str(home)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1", **env},
+    )
 
 
 def test_a_weights_only_load_leaves_the_random_state_alone(tmp_path):

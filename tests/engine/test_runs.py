@@ -1,6 +1,7 @@
 """engine/runs.py: a stored spec resolved once (worker, validate, evaluation), and a run reopened
 from the constructor inputs its checkpoint recorded: the very method that trained, without
 loading the dataset; checkpoints older than that record still open through their job."""
+
 import dataclasses
 import shutil
 from types import SimpleNamespace
@@ -49,8 +50,9 @@ def train(tmp_path_factory, method, dataset, **params):
         return built[-1]
 
     run_dir = tmp_path_factory.mktemp(method)
-    spec, config = runs.resolve(TrainSpec(method, dataset, seed=1,
-                                          params=dict(TINY, steps=6, **params)))
+    spec, config = runs.resolve(
+        TrainSpec(method, dataset, seed=1, params=dict(TINY, steps=6, **params))
+    )
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(trainer, "build_method", keep)
         result = trainer.run_job(spec, config, run_dir, Sink(), lambda: False)
@@ -65,8 +67,15 @@ def simclr_run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def clip_run(tmp_path_factory):
-    return train(tmp_path_factory, "clip", "shapes", backbone="tiny", patch_size=4,
-                 train_pairs=200, zero_shot_every=3)
+    return train(
+        tmp_path_factory,
+        "clip",
+        "shapes",
+        backbone="tiny",
+        patch_size=4,
+        train_pairs=200,
+        zero_shot_every=3,
+    )
 
 
 def images(seed=0):
@@ -105,10 +114,12 @@ def test_clip_reopens_without_loading_its_dataset(clip_run, monkeypatch):
     assert info.rebuilt_from == "checkpoint"
     assert same_embeddings(trained, method)
     assert method.data_info["vocab_size"] == trained.data_info["vocab_size"]
-    assert method.tokenizer("a red star")["input_ids"] == \
-        trained.tokenizer("a red star")["input_ids"]
-    assert torch.equal(method.class_embeddings(["star", "heart"]),
-                       trained.class_embeddings(["star", "heart"]))
+    assert (
+        method.tokenizer("a red star")["input_ids"] == trained.tokenizer("a red star")["input_ids"]
+    )
+    assert torch.equal(
+        method.class_embeddings(["star", "heart"]), trained.class_embeddings(["star", "heart"])
+    )
     # What only training uses comes back too: the held-out images of the zero-shot log.
     assert torch.equal(method.zero_shot_images, trained.zero_shot_images)
 
@@ -126,8 +137,15 @@ def test_every_method_reopens_from_its_checkpoint_alone(name, tmp_path, monkeypa
     method = cls(config, data.info).eval()
     optimizer = torch.optim.SGD(method.parameters(), lr=0.1)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    checkpoints.save(tmp_path, 1, method, optimizer, scheduler, torch.Generator(),
-                     torch.empty(0, dtype=torch.long))
+    checkpoints.save(
+        tmp_path,
+        1,
+        method,
+        optimizer,
+        scheduler,
+        torch.Generator(),
+        torch.empty(0, dtype=torch.long),
+    )
     monkeypatch.setattr(cls, "load_data", classmethod(lambda *a, **k: pytest.fail("loaded")))
     reopened, info = runs.open_run(tmp_path)
     assert (info.method, info.step, info.config) == (name, 1, config)
@@ -139,8 +157,7 @@ def test_every_method_reopens_from_its_checkpoint_alone(name, tmp_path, monkeypa
     assert torch.equal(reopened.embed(probe), method.embed(probe))
 
 
-def test_a_checkpoint_without_its_constructor_record_opens_through_its_job(simclr_run,
-                                                                          tmp_path):
+def test_a_checkpoint_without_its_constructor_record_opens_through_its_job(simclr_run, tmp_path):
     run_dir, spec, trained = simclr_run
     old = tmp_path / "old"
     shutil.copytree(run_dir, old)
@@ -157,13 +174,18 @@ def test_a_checkpoint_without_its_constructor_record_opens_through_its_job(simcl
 def test_the_worker_and_evaluation_go_through_engine_runs(tmp_path, monkeypatch):
     resolved, opened = [], []
     resolve, open_run = runs.resolve, runs.open_run
-    monkeypatch.setattr(worker, "resolve",
-                        lambda spec: resolved.append(spec) or resolve(spec))
-    monkeypatch.setattr(runs, "open_run",
-                        lambda run, *a, **k: opened.append(run.id) or open_run(run, *a, **k))
+    monkeypatch.setattr(worker, "resolve", lambda spec: resolved.append(spec) or resolve(spec))
+    monkeypatch.setattr(
+        runs, "open_run", lambda run, *a, **k: opened.append(run.id) or open_run(run, *a, **k)
+    )
     studio = Studio(tmp_path)
-    job_id = studio.run_foreground({"method": "simclr", "dataset": "digits", "params": dict(
-        TINY, steps=3, small_stem=True, augmentation="auto")})["job_id"]
+    job_id = studio.run_foreground(
+        {
+            "method": "simclr",
+            "dataset": "digits",
+            "params": dict(TINY, steps=3, small_stem=True, augmentation="auto"),
+        }
+    )["job_id"]
     job = studio.store.get_job(job_id)
     assert resolved == [job.spec]
     config = resolve(job.spec)[1]

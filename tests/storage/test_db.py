@@ -1,4 +1,5 @@
 """The store against a real SQLite file, written from several processes at once."""
+
 import multiprocessing as mp
 import sqlite3
 
@@ -6,8 +7,15 @@ from storage.db import Store
 
 
 def _job_fields(i: int = 0) -> dict:
-    return dict(method="simclr", dataset="digits", backbone="resnet18", spec={"i": i},
-                config={}, status="queued", total_steps=10)
+    return dict(
+        method="simclr",
+        dataset="digits",
+        backbone="resnet18",
+        spec={"i": i},
+        config={},
+        status="queued",
+        total_steps=10,
+    )
 
 
 def test_pragmas_and_roundtrip(tmp_path):

@@ -1,4 +1,5 @@
 """Shared by the web app tests: free ports, waiting, and never leaving a worker behind."""
+
 from __future__ import annotations
 
 import os

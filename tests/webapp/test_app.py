@@ -1,5 +1,6 @@
 """The web app's handlers through the real engine API, its public API, and one job run through
 a launched app with gradio_client. No browser here (see test_browser.py)."""
+
 from __future__ import annotations
 
 import os
@@ -7,16 +8,16 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-import gradio as gr  # noqa: E402
-import pytest  # noqa: E402
+import gradio as gr
+import pytest
 
-from engine.api import Studio  # noqa: E402
-from tests.webapp.helpers import free_port, kill_workers, wait_for  # noqa: E402
-from webapp import figures  # noqa: E402
-from webapp.app import build_app, launch_options  # noqa: E402
-from webapp.forms import overrides  # noqa: E402
-from webapp.jobs_tab import jobs_frame  # noqa: E402
-from webapp.train_tab import TrainTab, submit_form  # noqa: E402
+from engine.api import Studio
+from tests.webapp.helpers import free_port, kill_workers, wait_for
+from webapp import figures
+from webapp.app import build_app, launch_options
+from webapp.forms import overrides
+from webapp.jobs_tab import jobs_frame
+from webapp.train_tab import TrainTab, submit_form
 
 TERMINAL = ("completed", "cancelled", "failed", "interrupted")
 TINY = {"steps": 3, "batch_size": 16, "image_size": 16, "warmup_steps": 1, "precision": "fp32"}
@@ -61,8 +62,13 @@ def test_start_with_defaults_queues_a_job_with_no_overrides(studio, train_tab):
     assert "Job #1 submitted" in out[train_tab.note]
     [job] = studio.jobs()
     assert job["status"] == "queued" and job["method"] == "simclr"
-    assert studio.job(job["id"])["spec"] == {"method": "simclr", "dataset": "digits",
-                                             "preset": "quick", "seed": 0, "params": {}}
+    assert studio.job(job["id"])["spec"] == {
+        "method": "simclr",
+        "dataset": "digits",
+        "preset": "quick",
+        "seed": 0,
+        "params": {},
+    }
     timer = out[train_tab.timer]
     assert isinstance(timer, gr.Timer) and timer.active
     assert set(out) <= {train_tab.note, *train_tab.follow_outputs}  # all wired as outputs
@@ -77,12 +83,15 @@ def test_start_sends_only_changed_values(studio, train_tab):
     assert spec["params"] == {"steps": 5, "temperature": 0.3, "small_stem": False}
 
 
-@pytest.mark.parametrize("values, words", [
-    ({"steps": 0}, "steps must be at least 1"),
-    ({"nonsense_key": 3}, "unknown setting"),
-    ({"batch_size": 100_000}, "larger than"),
-    ({"steps": 2.5}, "whole number"),
-])
+@pytest.mark.parametrize(
+    "values, words",
+    [
+        ({"steps": 0}, "steps must be at least 1"),
+        ({"nonsense_key": 3}, "unknown setting"),
+        ({"batch_size": 100_000}, "larger than"),
+        ({"steps": 2.5}, "whole number"),
+    ],
+)
 def test_a_refused_form_shows_the_message_and_creates_nothing(studio, values, words):
     job_id, note = submit_form(studio, "simclr", "digits", "quick", 0, values)
     assert job_id is None
@@ -91,8 +100,9 @@ def test_a_refused_form_shows_the_message_and_creates_nothing(studio, values, wo
 
 
 def test_a_refused_form_through_the_tab_handler(studio, train_tab):
-    out = train_tab.start("simclr", "digits", "quick", 0, "convnet",
-                          *form_values(train_tab, steps=0))
+    out = train_tab.start(
+        "simclr", "digits", "quick", 0, "convnet", *form_values(train_tab, steps=0)
+    )
     assert list(out) == [train_tab.note]  # the rest stays as it is
     assert "ps-error" in out[train_tab.note] and "steps" in out[train_tab.note]
     assert studio.jobs() == []
@@ -103,21 +113,29 @@ def test_changing_method_swaps_fields_and_defaults(studio, train_tab):
     dataset, backbone = ups[train_tab.dataset], ups[train_tab.backbone]
     assert dataset["value"] == "digits" and ups[train_tab.preset]["value"] == "quick"
     assert backbone["value"] == "vit-tiny" and "vit-base" in backbone["choices"]
-    shown = {w.key[0]: ups[w.component] for w in train_tab.form.widgets
-             if prop(ups[w.component], "visible")}
+    shown = {
+        w.key[0]: ups[w.component]
+        for w in train_tab.form.widgets
+        if prop(ups[w.component], "visible")
+    }
     assert "mask_ratio" in shown and "temperature" not in shown
     assert prop(shown["steps"], "value") == studio.method_form("mae", "quick")[1]["default"]
     assert prop(shown["mask_ratio"], "maximum") == 0.95
     paper = train_tab.on_preset("simclr", "paper")
     assert paper[train_tab.backbone]["value"] == "resnet50"
-    by_name = {w.key[0]: paper[w.component] for w in train_tab.form.widgets
-               if prop(paper[w.component], "visible")}
+    by_name = {
+        w.key[0]: paper[w.component]
+        for w in train_tab.form.widgets
+        if prop(paper[w.component], "visible")
+    }
     assert prop(by_name["batch_size"], "value") == 1024
 
 
 def test_overrides_pass_unknown_keys_and_drop_defaults():
-    fields = [{"name": "steps", "type": "int", "default": 200, "choices": None},
-              {"name": "lr", "type": "float", "default": 1e-3, "choices": None}]
+    fields = [
+        {"name": "steps", "type": "int", "default": 200, "choices": None},
+        {"name": "lr", "type": "float", "default": 1e-3, "choices": None},
+    ]
     assert overrides(fields, {"steps": 200.0, "lr": 1e-3}) == {}
     assert overrides(fields, {"steps": 7.0, "x": 1}) == {"steps": 7, "x": 1}
 
@@ -141,8 +159,11 @@ def test_curves_grow_incrementally_and_thin_for_the_browser():
 
         def metrics(self, job_id, since):
             self.asked.append(since)
-            return [{"step": s, "name": n, "value": float(s)}
-                    for s in range(since + 1, self.step + 1) for n in ("loss", "lr")]
+            return [
+                {"step": s, "name": n, "value": float(s)}
+                for s in range(since + 1, self.step + 1)
+                for n in ("loss", "lr")
+            ]
 
     fake = FakeStudio()
     curves = figures.empty_curves(7)
@@ -162,8 +183,17 @@ def test_curves_grow_incrementally_and_thin_for_the_browser():
 def test_jobs_frame_columns(studio):
     studio.submit({"method": "simclr", "dataset": "digits", "params": TINY})
     frame = jobs_frame(studio.jobs())
-    assert list(frame.columns) == ["id", "method", "dataset", "backbone", "status", "steps",
-                                   "last loss", "started", "duration"]
+    assert list(frame.columns) == [
+        "id",
+        "method",
+        "dataset",
+        "backbone",
+        "status",
+        "steps",
+        "last loss",
+        "started",
+        "duration",
+    ]
     assert frame.iloc[0]["steps"] == "0/3" and frame.iloc[0]["status"] == "queued"
 
 
@@ -172,9 +202,12 @@ def test_app_builds_and_lists_only_the_named_endpoints(studio):
     demo = build_app(studio)
     assert isinstance(demo, gr.Blocks)
     named = {name.lstrip("/") for name in demo.get_api_info()["named_endpoints"]}
-    assert PUBLIC <= named
-    assert not any(word in name for name in named
-                   for word in ("tick", "zoom", "start", "on_", "refresh", "follow", "_1"))
+    assert named >= PUBLIC
+    assert not any(
+        word in name
+        for name in named
+        for word in ("tick", "zoom", "start", "on_", "refresh", "follow", "_1")
+    )
     private = {fn.api_name for fn in demo.fns.values() if fn.api_visibility == "private"}
     assert {"tick", "start", "zoom"} <= private
 
@@ -185,18 +218,28 @@ def test_one_job_runs_through_the_launched_app(studio):
     demo = build_app(studio)
     studio.start_manager()
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
-                quiet=True, **launch_options())
+    demo.launch(
+        server_name="127.0.0.1",
+        server_port=port,
+        prevent_thread_lock=True,
+        quiet=True,
+        **launch_options(),
+    )
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
         with pytest.raises(Exception, match="steps must be at least 1"):
-            client.predict({"method": "simclr", "dataset": "digits",
-                            "params": dict(TINY, steps=0)}, api_name="/submit")
-        job_id = client.predict({"method": "simclr", "dataset": "digits", "params": TINY},
-                                api_name="/submit")
+            client.predict(
+                {"method": "simclr", "dataset": "digits", "params": dict(TINY, steps=0)},
+                api_name="/submit",
+            )
+        job_id = client.predict(
+            {"method": "simclr", "dataset": "digits", "params": TINY}, api_name="/submit"
+        )
         assert isinstance(job_id, int)
-        job = wait_for(lambda: (j := client.predict(job_id, api_name="/job"))["status"]
-                       in TERMINAL and j, timeout=120)
+        job = wait_for(
+            lambda: (j := client.predict(job_id, api_name="/job"))["status"] in TERMINAL and j,
+            timeout=120,
+        )
         assert job["status"] == "completed", job["error"]
         assert job["step"] == 3
         assert [j["id"] for j in client.predict(api_name="/jobs")] == [job_id]
@@ -220,9 +263,14 @@ def test_zoom_sets_x_lim_and_ticks_leave_it_alone():
     bare values (no x_lim), so the browser keeps the user's zoom across ticks."""
     with gr.Blocks():
         panel = figures.CurvePanel("idle", "t")
-    curves = figures.add_points(figures.empty_curves(1), [
-        {"step": s, "name": n, "value": float(s)} for s in range(1, 51)
-        for n in ("loss", "lr", "contrastive_acc")])
+    curves = figures.add_points(
+        figures.empty_curves(1),
+        [
+            {"step": s, "name": n, "value": float(s)}
+            for s in range(1, 51)
+            for n in ("loss", "lr", "contrastive_acc")
+        ],
+    )
 
     class Brush:
         index = [20.4, 10.2]
@@ -232,10 +280,18 @@ def test_zoom_sets_x_lim_and_ticks_leave_it_alone():
     assert all(prop(p, "x_lim") == [10.2, 20.4] for p in plots)
     assert list(prop(plots[0], "value")["step"]) == list(range(10, 22))  # plus the edges
     x_lim, *plots = panel.unzoom(curves, "contrastive_acc")
-    assert x_lim is None and all("x_lim" in p.constructor_args and prop(p, "x_lim") is None
-                                 for p in plots)
-    job = {"id": 1, "method": "simclr", "dataset": "digits", "status": "running", "step": 50,
-           "total_steps": 100, "duration_s": 10.0}
+    assert x_lim is None and all(
+        "x_lim" in p.constructor_args and prop(p, "x_lim") is None for p in plots
+    )
+    job = {
+        "id": 1,
+        "method": "simclr",
+        "dataset": "digits",
+        "status": "running",
+        "step": 50,
+        "total_steps": 100,
+        "duration_s": 10.0,
+    }
     out = panel.values(curves, job, True, [10.2, 20.4], "contrastive_acc")
     loss, lr = out[panel.loss], out[panel.lr]
     assert list(loss["step"]) == list(range(10, 22)) and "step" in lr  # plain frames
@@ -250,13 +306,18 @@ def test_the_webapp_imports_no_torch():
 
     # engine.contract, engine.errors and engine.checks (plain Python) are the only engine
     # modules it may use.
-    code = ("import sys, webapp.app, webapp.train_tab, webapp.jobs_tab, webapp.endpoints; "
-            "allowed = {'engine', 'engine.contract', 'engine.errors', 'engine.checks'}; "
-            "bad = [m for m in sys.modules if m in ('torch', 'transformers') "
-            "or m.startswith('engine') and m not in allowed]; "
-            "assert not bad, bad")
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=os.path.dirname(
-        os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    code = (
+        "import sys, webapp.app, webapp.train_tab, webapp.jobs_tab, webapp.endpoints; "
+        "allowed = {'engine', 'engine.contract', 'engine.errors', 'engine.checks'}; "
+        "bad = [m for m in sys.modules if m in ('torch', 'transformers') "
+        "or m.startswith('engine') and m not in allowed]; "
+        "assert not bad, bad"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code],
+        check=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+    )
 
 
 def test_add_dataset_handler(tmp_path):
@@ -297,11 +358,14 @@ def test_method_cards(tmp_path):
 def test_text_methods_see_their_datasets_and_samples_render():
     from webapp.train_tab import dataset_choices, latest_sample_text
 
-    datasets = [{"name": "shapes", "kind": "image", "modalities": ["image", "image-text"]},
-                {"name": "captions", "kind": "text", "modalities": ["text"]}]
+    datasets = [
+        {"name": "shapes", "kind": "image", "modalities": ["image", "image-text"]},
+        {"name": "captions", "kind": "text", "modalities": ["text"]},
+    ]
     assert [v for _, v in dataset_choices(datasets, "image-text")] == ["shapes"]
     assert [v for _, v in dataset_choices(datasets, "text")] == ["captions"]
     assert latest_sample_text([{"step": 3, "text": "a red star"}]) == "step 3: a red star"
-    assert "prediction: x" in latest_sample_text([{"step": 4, "input": "a", "target": "b",
-                                                   "prediction": "x"}])
+    assert "prediction: x" in latest_sample_text(
+        [{"step": 4, "input": "a", "target": "b", "prediction": "x"}]
+    )
     assert latest_sample_text([]) == ""

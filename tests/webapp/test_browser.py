@@ -2,6 +2,7 @@
 
 Skipped when Debian's chromium or playwright is missing (it never downloads a browser).
 """
+
 from __future__ import annotations
 
 import os
@@ -10,7 +11,7 @@ import shutil
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-import pytest  # noqa: E402
+import pytest
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -30,8 +31,13 @@ def app_url(tmp_path):
     studio.start_manager()
     demo = build_app(studio)
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
-                quiet=True, **launch_options())
+    demo.launch(
+        server_name="127.0.0.1",
+        server_port=port,
+        prevent_thread_lock=True,
+        quiet=True,
+        **launch_options(),
+    )
     yield f"http://127.0.0.1:{port}/", studio
     demo.close()
     kill_workers(studio)
@@ -42,8 +48,10 @@ def page(app_url):
     """The app's page in headless Chromium, its Train tab ready; page errors collected in
     `page.errors`."""
     with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.errors = []
@@ -78,16 +86,23 @@ def test_start_draws_the_loss_curve(app_url, page, tmp_path):
     assert not page.errors, page.errors
     [job] = studio.jobs()
     assert job["status"] == "completed" and job["step"] == 4
-    assert studio.job(job["id"])["spec"]["params"] == {"steps": 4, "batch_size": 16,
-                                                       "image_size": 16}
+    assert studio.job(job["id"])["spec"]["params"] == {
+        "steps": 4,
+        "batch_size": 16,
+        "image_size": 16,
+    }
 
 
 def test_switching_methods_keeps_the_dataset_list_valid(page):
     """Text method, then image method, then text method: each gets a dataset it can train on,
     and no "captions is not in the list of choices" error toast appears on the way."""
     dataset = page.get_by_label("Dataset", exact=True)
-    for method, expected in (("bert", "captions"), ("dino", "shapes"),
-                             ("t5", "captions"), ("clip", "shapes")):
+    for method, expected in (
+        ("bert", "captions"),
+        ("dino", "shapes"),
+        ("t5", "captions"),
+        ("clip", "shapes"),
+    ):
         page.get_by_label("Method", exact=True).click()
         page.get_by_role("option", name=f"{method} ·").first.click()
         page.wait_for_timeout(2000)

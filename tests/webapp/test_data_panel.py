@@ -1,4 +1,5 @@
 """The Train tab's 'Add your own data' handlers: text file, Hugging Face dataset, images."""
+
 import pytest
 
 from webapp.data_panel import add_dataset, add_hf, add_text, look_up_columns
@@ -30,7 +31,8 @@ def test_add_hf_handler_and_column_look_up(tmp_path, studio):
     datasets.disable_progress_bars()
     folder = tmp_path / "saved"
     datasets.Dataset.from_dict({"sentence": ["a b c", "d e f"], "n": [1, 2]}).save_to_disk(
-        str(folder))
+        str(folder)
+    )
     columns, default, note = look_up_columns(studio, str(folder), "")
     assert columns == ["sentence"] and default == "sentence" and "sentence" in note
     name, note = add_hf(studio, str(folder), default, "", "sentences")
@@ -69,8 +71,9 @@ def test_uploads_are_deleted_after_a_refused_and_an_added_import(tmp_path, monke
     assert name == "photos" and "ps-ok" in note
     assert not path.exists() and not path.parent.exists()
 
-    upload, path = _upload(tmp_path / "text", monkeypatch,
-                           lambda p: p.write_text("one\n\ntwo\n", "utf-8"), "notes.txt")
+    upload, path = _upload(
+        tmp_path / "text", monkeypatch, lambda p: p.write_text("one\n\ntwo\n", "utf-8"), "notes.txt"
+    )
     assert add_text(studio, upload, "", "notes")[0] == "notes" and not path.exists()
 
 
@@ -89,7 +92,7 @@ def test_launch_options_cap_uploads(monkeypatch):
     from webapp.app import launch_options
 
     monkeypatch.delenv("PRETEXT_MAX_UPLOAD_MB", raising=False)
-    assert launch_options()["max_file_size"] == 2048 * 1024 ** 2
+    assert launch_options()["max_file_size"] == 2048 * 1024**2
     monkeypatch.setenv("PRETEXT_MAX_UPLOAD_MB", "0.5")
     assert launch_options()["max_file_size"] == 512 * 1024
     for bad in ("lots", "-1", "0", "nan"):

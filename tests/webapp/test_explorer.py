@@ -1,5 +1,6 @@
 """The Embeddings tab's handlers through the real engine API (raw pixels: no model to train),
 its plain helpers, and the public `/embeddings` endpoint through gradio_client."""
+
 from __future__ import annotations
 
 import os
@@ -7,17 +8,23 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-import gradio as gr  # noqa: E402
-import pytest  # noqa: E402
+import gradio as gr
+import pytest
 
-from engine.api import Studio  # noqa: E402
-from engine.inference.embeddings import sample_rows  # noqa: E402
-from engine.inference.projections import read_csv  # noqa: E402
-from tests.webapp.helpers import free_port  # noqa: E402
-from webapp import endpoints  # noqa: E402
-from webapp.explorer_maps import (SAME_ARCH, map_frame, resolve_b,  # noqa: E402
-                                  selection_rows, selection_text, traces)
-from webapp.explorer_tab import ExplorerTab  # noqa: E402
+from engine.api import Studio
+from engine.inference.embeddings import sample_rows
+from engine.inference.projections import read_csv
+from tests.webapp.helpers import free_port
+from webapp import endpoints
+from webapp.explorer_maps import (
+    SAME_ARCH,
+    map_frame,
+    resolve_b,
+    selection_rows,
+    selection_text,
+    traces,
+)
+from webapp.explorer_tab import ExplorerTab
 
 SAMPLES = 150
 
@@ -36,14 +43,27 @@ def tab(studio):
     return tab
 
 
-NAMES = ["plot_a", "plot_b", "knn_a", "knn_b", "note", "views", "gallery", "selection", "csv",
-         "status", "colour_by", "legend"]
+NAMES = [
+    "plot_a",
+    "plot_b",
+    "knn_a",
+    "knn_b",
+    "note",
+    "views",
+    "gallery",
+    "selection",
+    "csv",
+    "status",
+    "colour_by",
+    "legend",
+]
 
 
 def draw(tab, model_a="pixels", model_b="", projection="pca", dataset="digits", texts="none"):
     """The draw handler's answer by output name ("note", "views", ...); None where unchanged."""
-    out = tab.draw(model_a, model_b, dataset, "train", SAMPLES, projection, 15, 0.1, 20, texts,
-                   progress=None)
+    out = tab.draw(
+        model_a, model_b, dataset, "train", SAMPLES, projection, 15, 0.1, 20, texts, progress=None
+    )
     assert set(out) <= set(tab.draw_outputs)
     return {name: out.get(getattr(tab, name)) for name in NAMES}
 
@@ -99,10 +119,17 @@ def test_the_endpoint_shape_has_one_trace_per_label(tab):
 
 
 def test_text_points_get_their_own_group():
-    view = {"class_names": ["circle", "star"],
-            "points": {"x": [0.0, 1.0, 2.0], "y": [0.0, 1.0, 2.0], "index": [5, 0, 1],
-                       "label": ["star", "circle", "star"], "kind": ["image", "text", "text"],
-                       "text": ["", "a circle", "a star"]}}
+    view = {
+        "class_names": ["circle", "star"],
+        "points": {
+            "x": [0.0, 1.0, 2.0],
+            "y": [0.0, 1.0, 2.0],
+            "index": [5, 0, 1],
+            "label": ["star", "circle", "star"],
+            "kind": ["image", "text", "text"],
+            "text": ["", "a circle", "a star"],
+        },
+    }
     assert [t["name"] for t in traces(view)] == ["circle · text", "star", "star · text"]
 
 
@@ -124,7 +151,8 @@ def test_side_by_side_maps_share_their_samples(tab):
     a, b = out["views"]["a"], out["views"]["b"]
     assert a["points"]["index"] == b["points"]["index"]
     assert out["plot_b"].visible and "16 px" in out["knn_b"]
-    rows = read_csv(open(out["csv"].value["path"], encoding="utf-8").read())
+    with open(out["csv"].value["path"], encoding="utf-8") as handle:
+        rows = read_csv(handle.read())
     assert len(rows["x"]) == 2 * SAMPLES
     assert set(rows["model"]) == {"raw pixels at 32 px", "raw pixels at 16 px"}
     assert rows["index"][:SAMPLES] == a["points"]["index"]
@@ -149,8 +177,14 @@ def test_selection_helpers():
     view = {"points": {"index": [10, 11, 12], "label": ["a", "b", "a"]}}
     assert selection_rows(view, [2, 0, 2, 7, "x"]) == [2, 0]
     assert selection_text(view, [0, 2]).startswith("**2 selected**: 2 × a")
-    texts = {"points": {"index": [0, 1], "label": ["star", "ring"], "kind": ["image", "text"],
-                        "text": ["", "a small ring"]}}
+    texts = {
+        "points": {
+            "index": [0, 1],
+            "label": ["star", "ring"],
+            "kind": ["image", "text"],
+            "text": ["", "a small ring"],
+        }
+    }
     assert selection_text(texts, [0, 1]).endswith("\n- ring: a small ring")
 
 
@@ -169,15 +203,17 @@ def test_embeddings_endpoint_through_gradio_client(studio):
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-        result = client.predict("pixels", "digits", 120, "pca", None, "test", "none",
-                                api_name="/embeddings")
+        result = client.predict(
+            "pixels", "digits", 120, "pca", None, "test", "none", api_name="/embeddings"
+        )
         assert result["num_points"] == 120 and result["projection"] == "pca"
         assert [t["name"] for t in result["traces"]] == [str(d) for d in range(10)]
         assert sum(len(t["x"]) for t in result["traces"]) == 120
         assert 0 <= result["knn_top1"] <= 1
         with pytest.raises(Exception, match="unknown projection"):
-            client.predict("pixels", "digits", 50, "isomap", None, "train", "none",
-                           api_name="/embeddings")
+            client.predict(
+                "pixels", "digits", 50, "isomap", None, "train", "none", api_name="/embeddings"
+            )
     finally:
         demo.close()
 
@@ -199,8 +235,10 @@ def test_a_dragged_box_in_a_browser_shows_the_images_behind_it(studio):
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
         with sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium, args=[
-                "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            browser = p.chromium.launch(
+                executable_path=chromium,
+                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+            )
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             errors: list[str] = []
             page.on("pageerror", lambda error: errors.append(str(error)))
@@ -222,8 +260,7 @@ def test_a_dragged_box_in_a_browser_shows_the_images_behind_it(studio):
             page.mouse.move(box["x"] + 5, box["y"] + 5)
             page.mouse.down()
             page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, steps=4)
-            page.mouse.move(box["x"] + box["width"] - 5, box["y"] + box["height"] - 5,
-                            steps=4)
+            page.mouse.move(box["x"] + box["width"] - 5, box["y"] + box["height"] - 5, steps=4)
             page.mouse.up()
             page.locator("#ps-explorer-gallery img").first.wait_for(timeout=60_000)
             page.get_by_text("selected").first.wait_for(timeout=10_000)

@@ -7,6 +7,7 @@ it, into every text input and every file input of every event. An audit hook rec
 the process opens or lists meanwhile: nothing outside the root may be among them, no dataset may
 be added, and no answer may carry the secret's bytes.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,17 +18,17 @@ import uuid
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-import gradio as gr  # noqa: E402
-import httpx  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from PIL import Image  # noqa: E402
+import gradio as gr
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
 
-from engine.access import AccessError, ServerPaths  # noqa: E402
-from engine.api import Studio  # noqa: E402
-from tests.webapp.helpers import free_port, kill_workers  # noqa: E402
-from webapp.access import Access, GuardedStudio, ViewerError  # noqa: E402
-from webapp.app import build_app  # noqa: E402
+from engine.access import AccessError, ServerPaths
+from engine.api import Studio
+from tests.webapp.helpers import free_port, kill_workers
+from webapp.access import Access, GuardedStudio, ViewerError
+from webapp.app import build_app
 
 SECRET = "root:x:0:0:pretext-secret-line"
 TEXT_TYPES = (gr.Textbox, gr.Dropdown, gr.Code)
@@ -35,8 +36,15 @@ FILE_TYPES = (gr.File, gr.Image, gr.UploadButton)
 
 # ---- the audit hook: every open/listdir of the process while `_AUDIT["on"]` ---------------
 _AUDIT: dict = {"on": False, "paths": []}
-_AUDITED = ("open", "os.listdir", "os.scandir", "shutil.copyfile", "shutil.copytree",
-            "shutil.unpack_archive", "zipfile.ZipFile")
+_AUDITED = (
+    "open",
+    "os.listdir",
+    "os.scandir",
+    "shutil.copyfile",
+    "shutil.copytree",
+    "shutil.unpack_archive",
+    "zipfile.ZipFile",
+)
 
 
 def _hook(event: str, args: tuple) -> None:
@@ -59,11 +67,15 @@ def hostile(tmp_path):
     (outside / "secret.txt").write_text(SECRET + "\n" * 3 + SECRET * 50)
     for i in range(4):
         Image.fromarray(np.full((20, 20, 3), 40 * i, np.uint8)).save(
-            outside / "imgs" / "cats" / f"{i}.png")
+            outside / "imgs" / "cats" / f"{i}.png"
+        )
     (root / "link").symlink_to(outside, target_is_directory=True)
     (root / "inside.txt").write_text("fine\n")
-    paths = ["/etc/passwd", str(root / ".." / ".." / "outside" / "secret.txt"),
-             str(root / "link" / "imgs")]
+    paths = [
+        "/etc/passwd",
+        str(root / ".." / ".." / "outside" / "secret.txt"),
+        str(root / "link" / "imgs"),
+    ]
     return root, paths, outside
 
 
@@ -89,14 +101,20 @@ def _plausible(component: gr.components.Component, values: dict[int, object]) ->
 def _post(client: httpx.Client, fn_index: int, data: list) -> str:
     """Run one event through the queue like the browser does; returns the raw stream text."""
     session = uuid.uuid4().hex[:10]
-    joined = client.post("/gradio_api/queue/join",
-                         json={"data": data, "fn_index": fn_index, "session_hash": session,
-                               "event_data": None, "trigger_id": None})
+    joined = client.post(
+        "/gradio_api/queue/join",
+        json={
+            "data": data,
+            "fn_index": fn_index,
+            "session_hash": session,
+            "event_data": None,
+            "trigger_id": None,
+        },
+    )
     if joined.status_code != 200:
         return joined.text
     out = []
-    with client.stream("GET", "/gradio_api/queue/data",
-                       params={"session_hash": session}) as stream:
+    with client.stream("GET", "/gradio_api/queue/data", params={"session_hash": session}) as stream:
         for line in stream.iter_lines():
             out.append(line)
             if line.startswith("data:"):
@@ -108,8 +126,9 @@ def _post(client: httpx.Client, fn_index: int, data: list) -> str:
 
 def test_every_handler_refuses_paths_outside_the_data_roots(tmp_path, hostile):
     root, paths, outside = hostile
-    studio = Studio(tmp_path / "home",
-                    paths=ServerPaths.inside([root], hidden=[tmp_path / "uploads"]))
+    studio = Studio(
+        tmp_path / "home", paths=ServerPaths.inside([root], hidden=[tmp_path / "uploads"])
+    )
     demo = build_app(studio)  # local mode: the owner, so only the path policy stands guard
     demo.queue(default_concurrency_limit=4)
     port = free_port()
@@ -119,12 +138,13 @@ def test_every_handler_refuses_paths_outside_the_data_roots(tmp_path, hostile):
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
             for fn_index, fn in demo.fns.items():
-                kinds = [isinstance(c, TEXT_TYPES) or isinstance(c, FILE_TYPES)
-                         for c in fn.inputs]
+                kinds = [isinstance(c, TEXT_TYPES + FILE_TYPES) for c in fn.inputs]
                 # The same code on another instance of the same class (each lens's model
                 # picker refresh) reads the same way: walk it once.
-                code = (type(getattr(fn.fn, "__self__", None)),
-                        getattr(getattr(fn.fn, "__func__", fn.fn), "__code__", None))
+                code = (
+                    type(getattr(fn.fn, "__self__", None)),
+                    getattr(getattr(fn.fn, "__func__", fn.fn), "__code__", None),
+                )
                 if fn.fn is None or not any(kinds) or code in seen:
                     continue
                 seen.add(code)
@@ -135,8 +155,11 @@ def test_every_handler_refuses_paths_outside_the_data_roots(tmp_path, hostile):
                     for path in paths:
                         data = [_plausible(c, values) for c in fn.inputs]
                         if isinstance(fn.inputs[target], FILE_TYPES):
-                            data[target] = {"path": path, "orig_name": "x.zip",
-                                            "meta": {"_type": "gradio.FileData"}}
+                            data[target] = {
+                                "path": path,
+                                "orig_name": "x.zip",
+                                "meta": {"_type": "gradio.FileData"},
+                            }
                         else:
                             data[target] = path
                         _AUDIT.update(on=True, paths=[])
@@ -160,7 +183,8 @@ def test_paths_inside_a_root_are_read(tmp_path, hostile):
     (root / "imgs" / "dogs").mkdir(parents=True)
     for i in range(4):
         Image.fromarray(np.full((20, 20, 3), 30 * i, np.uint8)).save(
-            root / "imgs" / "dogs" / f"{i}.png")
+            root / "imgs" / "dogs" / f"{i}.png"
+        )
     studio = Studio(tmp_path / "home", paths=ServerPaths.inside([root]))
     info = studio.add_image_dataset(str(root / "imgs"), "dogs")
     assert info["name"] == "dogs"
@@ -206,29 +230,43 @@ class _Request:
         self.session_hash, self.headers = session, headers or {}
 
 
-@pytest.mark.parametrize("host, env, flags, mode", [
-    ("127.0.0.1", {}, {}, "local"),
-    (None, {}, {}, "local"),
-    ("0.0.0.0", {}, {}, "public"),
-    (None, {"GRADIO_SERVER_NAME": "0.0.0.0"}, {}, "public"),
-    (None, {"SYSTEM": "spaces", "SPACE_ID": "me/studio"}, {}, "public"),
-    ("0.0.0.0", {}, {"auth": ("u", "p")}, "private"),
-    ("0.0.0.0", {}, {"open_": True}, "open"),
-    ("127.0.0.1", {"PRETEXT_VIEWER": "1"}, {}, "viewer"),
-    ("0.0.0.0", {}, {"viewer": True, "open_": True}, "viewer"),
-])
+@pytest.mark.parametrize(
+    "host, env, flags, mode",
+    [
+        ("127.0.0.1", {}, {}, "local"),
+        (None, {}, {}, "local"),
+        ("0.0.0.0", {}, {}, "public"),
+        (None, {"GRADIO_SERVER_NAME": "0.0.0.0"}, {}, "public"),
+        (None, {"SYSTEM": "spaces", "SPACE_ID": "me/studio"}, {}, "public"),
+        ("0.0.0.0", {}, {"auth": ("u", "p")}, "private"),
+        ("0.0.0.0", {}, {"open_": True}, "open"),
+        ("127.0.0.1", {"PRETEXT_VIEWER": "1"}, {}, "viewer"),
+        ("0.0.0.0", {}, {"viewer": True, "open_": True}, "viewer"),
+    ],
+)
 def test_modes(host, env, flags, mode):
     assert Access.resolve(host, environ=env, **flags).mode == mode
 
 
 def test_space_owners_are_its_author_and_the_listed_users():
-    space = {"SYSTEM": "spaces", "SPACE_ID": "ann/studio", "SPACE_AUTHOR_NAME": "ann",
-             "PRETEXT_OWNERS": "bob, cy"}
+    space = {
+        "SYSTEM": "spaces",
+        "SPACE_ID": "ann/studio",
+        "SPACE_AUTHOR_NAME": "ann",
+        "PRETEXT_OWNERS": "bob, cy",
+    }
     # Without the Space's OAuth app (hf_oauth: true sets these) there is no Hugging Face
     # sign-in: Gradio would refuse to start with a login button.
     assert not Access.resolve(None, environ=space).oauth
-    oauth = {name: "x" for name in ("OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "OAUTH_SCOPES",
-                                    "OPENID_PROVIDER_URL")}
+    oauth = {
+        name: "x"
+        for name in (
+            "OAUTH_CLIENT_ID",
+            "OAUTH_CLIENT_SECRET",
+            "OAUTH_SCOPES",
+            "OPENID_PROVIDER_URL",
+        )
+    }
     access = Access.resolve(None, environ={**space, **oauth})
     assert access.oauth and access.owners == {"ann", "bob", "cy"}
     assert not access.sign_in_with_profile("mallory", _Request("m"))
@@ -251,10 +289,13 @@ def test_owner_key_signs_a_session_in(monkeypatch):
 
 MUTATING_CALLS = [
     ("submit", ({"method": "simclr", "dataset": "digits"},)),
-    ("cancel", (1,)), ("resume", (1,)),
-    ("add_image_dataset", ("/tmp", "x")), ("add_text_dataset", ("/tmp/x.txt", "x")),
+    ("cancel", (1,)),
+    ("resume", (1,)),
+    ("add_image_dataset", ("/tmp", "x")),
+    ("add_text_dataset", ("/tmp/x.txt", "x")),
     ("describe_hf_dataset", ("user/name",)),
-    ("evaluate", (1, "knn")), ("evaluate_baseline", ("pixels", "digits")),
+    ("evaluate", (1, "knn")),
+    ("evaluate_baseline", ("pixels", "digits")),
 ]
 
 
@@ -278,8 +319,7 @@ def test_the_guarded_studio_is_a_studio_and_its_lenses_stay_open(tmp_path):
     assert isinstance(guarded, StudioProtocol)
     assert guarded.lenses is studio.lenses and guarded.paths is studio.paths
     assert "simclr" in guarded.lenses.view_methods()
-    assert [c["value"] for c in guarded.lenses.lens_models("attention")] == [
-        "facebook/dino-vits16"]
+    assert [c["value"] for c in guarded.lenses.lens_models("attention")] == ["facebook/dino-vits16"]
     with pytest.raises(ViewerError):
         guarded.submit({"method": "simclr", "dataset": "digits"})
 
@@ -298,24 +338,26 @@ def test_viewer_through_the_launched_app(tmp_path):
     url = f"http://127.0.0.1:{port}/"
     try:
         visitor = Client(url, verbose=False)
-        for api_name, args in [("/submit", ({"method": "simclr", "dataset": "digits"},)),
-                               ("/cancel", (1,)), ("/resume", (1,)),
-                               ("/evaluate", (1, "knn", "")),
-                               ("/evaluate_baseline", ("pixels", "digits", "resnet18", "knn",
-                                                       32))]:
+        for api_name, args in [
+            ("/submit", ({"method": "simclr", "dataset": "digits"},)),
+            ("/cancel", (1,)),
+            ("/resume", (1,)),
+            ("/evaluate", (1, "knn", "")),
+            ("/evaluate_baseline", ("pixels", "digits", "resnet18", "knn", 32)),
+        ]:
             with pytest.raises(Exception, match="not allowed: you are a viewer"):
                 visitor.predict(*args, api_name=api_name)
         assert visitor.predict(api_name="/jobs") == []
         owner = Client(url, verbose=False, headers={"X-Pretext-Owner-Key": "k3y"})
-        job_id = owner.predict({"method": "simclr", "dataset": "digits",
-                                "params": {"steps": 2}}, api_name="/submit")
+        job_id = owner.predict(
+            {"method": "simclr", "dataset": "digits", "params": {"steps": 2}}, api_name="/submit"
+        )
         assert visitor.predict(job_id, api_name="/job")["status"] == "queued"
     finally:
         demo.close()
         kill_workers(studio)
     # the page starts with the controls off for a viewer
-    start = next(c for c in demo.config["components"]
-                 if c.get("props", {}).get("value") == "Start")
+    start = next(c for c in demo.config["components"] if c.get("props", {}).get("value") == "Start")
     assert start["props"]["interactive"] is False
 
 
@@ -336,11 +378,16 @@ def test_private_mode_puts_the_login_in_front(tmp_path):
     url = f"http://127.0.0.1:{port}/"
     try:
         assert httpx.get(url + "gradio_api/info").status_code in (401, 403)
-        with pytest.raises(Exception):
+        with pytest.raises(ValueError, match="Could not login"):
             Client(url, verbose=False, auth=("ann", "wrong"))
         owner = Client(url, verbose=False, auth=("ann", "pw"))
-        assert owner.predict({"method": "simclr", "dataset": "digits", "params": {"steps": 2}},
-                             api_name="/submit") == 1
+        assert (
+            owner.predict(
+                {"method": "simclr", "dataset": "digits", "params": {"steps": 2}},
+                api_name="/submit",
+            )
+            == 1
+        )
     finally:
         demo.close()
         kill_workers(studio)

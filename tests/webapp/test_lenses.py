@@ -1,6 +1,7 @@
 """The lens tabs: handlers through the real engine on a tiny MAE run (and tiny CLIP, BERT,
 GPT, T5 runs for the language lenses), and each named lens endpoint through gradio_client
 against a launched app."""
+
 from __future__ import annotations
 
 import os
@@ -8,27 +9,35 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-import gradio as gr  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from PIL import Image  # noqa: E402
+import gradio as gr
+import numpy as np
+import pytest
+from PIL import Image
 
-from engine.api import Studio  # noqa: E402
-from tests.language_runs import language_runs, run_folder  # noqa: E402
-from tests.webapp.helpers import free_port, kill_workers  # noqa: E402
-from webapp.app import build_app, launch_options  # noqa: E402
-from webapp.endpoints import LENS_ENDPOINTS  # noqa: E402
-from webapp.lens_attention import AttentionTab  # noqa: E402
-from webapp.lens_fill_mask import FillMaskTab  # noqa: E402
-from webapp.lens_generate import GenerateTab  # noqa: E402
-from webapp.lens_reconstruct import ReconstructTab  # noqa: E402
-from webapp.lens_retrieve import RetrieveTab  # noqa: E402
-from webapp.lens_text2text import Text2TextTab  # noqa: E402
-from webapp.lens_views import ViewsTab  # noqa: E402
-from webapp.lens_zero_shot import ZeroShotTab  # noqa: E402
+from engine.api import Studio
+from tests.language_runs import language_runs, run_folder
+from tests.webapp.helpers import free_port, kill_workers
+from webapp.app import build_app, launch_options
+from webapp.endpoints import LENS_ENDPOINTS
+from webapp.lens_attention import AttentionTab
+from webapp.lens_fill_mask import FillMaskTab
+from webapp.lens_generate import GenerateTab
+from webapp.lens_reconstruct import ReconstructTab
+from webapp.lens_retrieve import RetrieveTab
+from webapp.lens_text2text import Text2TextTab
+from webapp.lens_views import ViewsTab
+from webapp.lens_zero_shot import ZeroShotTab
 
-TINY_MAE = {"steps": 3, "batch_size": 16, "image_size": 16, "warmup_steps": 1,
-            "precision": "fp32", "depth": 1, "decoder_layers": 1, "decoder_hidden_size": 32}
+TINY_MAE = {
+    "steps": 3,
+    "batch_size": 16,
+    "image_size": 16,
+    "warmup_steps": 1,
+    "precision": "fp32",
+    "depth": 1,
+    "decoder_layers": 1,
+    "decoder_hidden_size": 32,
+}
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +106,16 @@ def test_attention_handler_shows_pictures_or_a_message(studio, photo, not_an_ima
 def test_reconstruct_handler_refuses_another_family(studio, photo, tmp_path):
     from transformers import ViTConfig, ViTModel
 
-    ViTModel(ViTConfig(image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=1,
-                       num_attention_heads=2, intermediate_size=64)).save_pretrained(tmp_path)
+    ViTModel(
+        ViTConfig(
+            image_size=16,
+            patch_size=4,
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+        )
+    ).save_pretrained(tmp_path)
     tab = _tab(ReconstructTab, studio)
     *outputs, note = tab.run_ui(photo, str(tmp_path), 0.75, 0)
     assert outputs == [None] * 5 and "ps-error" in note and "masked autoencoder" in note
@@ -115,8 +132,20 @@ def test_views_handler_sets_the_grid_columns(studio):
     assert "encoder input" in note
 
 
-IMAGE_METHODS = ("simclr", "mae", "rotation", "jigsaw", "colorization", "moco", "byol",
-                 "simsiam", "dino", "beit", "barlowtwins", "vicreg")
+IMAGE_METHODS = (
+    "simclr",
+    "mae",
+    "rotation",
+    "jigsaw",
+    "colorization",
+    "moco",
+    "byol",
+    "simsiam",
+    "dino",
+    "beit",
+    "barlowtwins",
+    "vicreg",
+)
 
 
 def test_views_lens_shows_each_of_the_twelve_image_methods(studio):
@@ -136,12 +165,13 @@ def test_image_lens_results_have_the_contracts_keys(studio, photo):
 
     lenses = studio.lenses
     assert set(lenses.attention(photo, "1")) == set(contract.AttentionResult.__annotations__)
-    assert set(lenses.reconstruct(photo, "1")) == set(
-        contract.ReconstructResult.__annotations__)
+    assert set(lenses.reconstruct(photo, "1")) == set(contract.ReconstructResult.__annotations__)
     assert set(lenses.lens_model_info("reconstruct", "1")) == set(
-        contract.LensModelInfo.__annotations__)
+        contract.LensModelInfo.__annotations__
+    )
     assert set(lenses.preview_views("simclr", "digits", 0, 1)) == set(
-        contract.ViewsResult.__annotations__)
+        contract.ViewsResult.__annotations__
+    )
     assert all(set(c) == {"value", "label"} for c in lenses.lens_models("attention"))
 
 
@@ -168,8 +198,11 @@ def test_language_tab_handlers_answer_or_explain(language, photo):
 
     tab = _tab(FillMaskTab, studio)
     plot, table, note = tab.run_ui("a small red [MASK]", ids["bert"], 4)
-    assert "ps-ok" in note and len(plot) == 4 and list(table.columns) == [
-        "word", "probability", "sentence"]
+    assert (
+        "ps-ok" in note
+        and len(plot) == 4
+        and list(table.columns) == ["word", "probability", "sentence"]
+    )
     *outputs, note = tab.run_ui("a small red star", ids["bert"], 4)
     assert outputs == [None] * 2 and "ps-error" in note and "no mask" in note
 
@@ -179,8 +212,9 @@ def test_language_tab_handlers_answer_or_explain(language, photo):
     assert parts[1:] == ([(continuation, "generated")] if continuation else [])
 
     tab = _tab(Text2TextTab, studio)
-    parts, source, output, details, note = tab.run_ui("a red [MASK] on a blue background",
-                                                      ids["t5"], 2, 8)
+    parts, source, output, details, note = tab.run_ui(
+        "a red [MASK] on a blue background", ids["t5"], 2, 8
+    )
     assert source == "a red <extra_id_0> on a blue background" and parts[0] == ("a red ", None)
     assert details["spans"][0]["sentinel"] == "<extra_id_0>"
 
@@ -191,12 +225,15 @@ def test_language_lens_results_have_the_contracts_keys(language, photo):
     studio, ids = language
     lenses = studio.lenses
     for result, typed in [
-            (lenses.zero_shot(photo, ids["clip"], "star, ring"), contract.ZeroShotResult),
-            (lenses.retrieve("a red star", ids["clip"], "shapes", 2, "test", 100),
-             contract.RetrieveResult),
-            (lenses.fill_mask("a small red [MASK]", ids["bert"], 2), contract.FillMaskResult),
-            (lenses.generate("a small", ids["gpt"], 4), contract.GenerateResult),
-            (lenses.text2text("a red [MASK] star", ids["t5"], 1, 4), contract.Text2TextResult)]:
+        (lenses.zero_shot(photo, ids["clip"], "star, ring"), contract.ZeroShotResult),
+        (
+            lenses.retrieve("a red star", ids["clip"], "shapes", 2, "test", 100),
+            contract.RetrieveResult,
+        ),
+        (lenses.fill_mask("a small red [MASK]", ids["bert"], 2), contract.FillMaskResult),
+        (lenses.generate("a small", ids["gpt"], 4), contract.GenerateResult),
+        (lenses.text2text("a red [MASK] star", ids["t5"], 1, 4), contract.Text2TextResult),
+    ]:
         assert set(result) == set(typed.__annotations__), typed.__name__
     prediction = lenses.fill_mask("a small red [MASK]", ids["bert"], 1)["predictions"][0]
     assert set(prediction) == set(contract.FillPrediction.__annotations__)
@@ -207,24 +244,30 @@ def test_each_lens_endpoint_through_the_client(studio, photo, not_an_image):
 
     demo = build_app(studio)
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
-                quiet=True, **launch_options())
+    demo.launch(
+        server_name="127.0.0.1",
+        server_port=port,
+        prevent_thread_lock=True,
+        quiet=True,
+        **launch_options(),
+    )
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
         named = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
         assert {f"/{name}" for name in LENS_ENDPOINTS} <= named
 
-        heads, mean, mask, details = client.predict(handle_file(photo), "1", 0, 0.6,
-                                                    api_name="/attention")
+        heads, mean, mask, details = client.predict(
+            handle_file(photo), "1", 0, 0.6, api_name="/attention"
+        )
         assert [h["caption"] for h in heads] == ["head 1", "head 2", "head 3"]
         side = Image.open(mean).size[0]
         assert Image.open(mask).size == (side, side) and side % 4 == 0
         assert details["grid"] == 4 and 0.6 <= details["kept_share"] <= 1.0
 
-        *panels, details = client.predict(handle_file(photo), "1", 0.75, 2,
-                                          api_name="/reconstruct")
-        original, masked, reconstruction, pasted = (np.asarray(Image.open(p).convert("RGB"))
-                                                    for p in panels)
+        *panels, details = client.predict(handle_file(photo), "1", 0.75, 2, api_name="/reconstruct")
+        original, masked, reconstruction, pasted = (
+            np.asarray(Image.open(p).convert("RGB")) for p in panels
+        )
         assert details["visible_patches"] == 4 and details["warning"] is None
         cell = original.shape[0] // 4
         hidden = (masked.reshape(4, cell, 4, cell, 3) == 128).all(axis=(1, 3, 4))  # (4, 4)
@@ -237,35 +280,49 @@ def test_each_lens_endpoint_through_the_client(studio, photo, not_an_image):
 
         # The language lenses, on the tiny runs' folders (a folder works like a run id).
         clip = run_folder("clip")
-        plot, table, details = client.predict(handle_file(photo), clip, "star, ring, heart",
-                                              "a {}\na small {}", "red, blue",
-                                              api_name="/zero_shot")
+        plot, table, details = client.predict(
+            handle_file(photo),
+            clip,
+            "star, ring, heart",
+            "a {}\na small {}",
+            "red, blue",
+            api_name="/zero_shot",
+        )
         assert details["ignored"] == ["red", "blue"]
         assert abs(sum(details["probabilities"]) - 1) < 1e-6
-        assert [row[0] for row in table["data"]] == [details["labels"][i] for i in np.argsort(
-            -np.array(details["probabilities"]), kind="stable")]
+        assert [row[0] for row in table["data"]] == [
+            details["labels"][i]
+            for i in np.argsort(-np.array(details["probabilities"]), kind="stable")
+        ]
         assert details["templates"] == ["a {}", "a small {}"]
 
-        gallery, details = client.predict("a red star", clip, "shapes", 4, "test", 100,
-                                          api_name="/retrieve")
-        assert len(gallery) == 4 and details["scores"] == sorted(details["scores"],
-                                                                 reverse=True)
+        gallery, details = client.predict(
+            "a red star", clip, "shapes", 4, "test", 100, api_name="/retrieve"
+        )
+        assert len(gallery) == 4 and details["scores"] == sorted(details["scores"], reverse=True)
         assert Image.open(gallery[0]["image"]).size[0] >= 64
 
-        plot, table = client.predict("a small red <mask> on a blue background",
-                                     run_folder("bert"), 3, api_name="/fill_mask")
+        plot, table = client.predict(
+            "a small red <mask> on a blue background", run_folder("bert"), 3, api_name="/fill_mask"
+        )
         words = [row[0] for row in table["data"]]
         assert len(words) == 3 == len(set(words)) and "[MASK]" not in table["data"][0][2]
 
-        first = client.predict("a small red", run_folder("gpt"), 10, 1.0, 0, 5,
-                               api_name="/generate")
-        again = client.predict("a small red", run_folder("gpt"), 10, 1.0, 0, 5,
-                               api_name="/generate")
+        first = client.predict(
+            "a small red", run_folder("gpt"), 10, 1.0, 0, 5, api_name="/generate"
+        )
+        again = client.predict(
+            "a small red", run_folder("gpt"), 10, 1.0, 0, 5, api_name="/generate"
+        )
         assert first[1] == again[1] and first[2]["new_tokens"] <= 10
 
         filled, source, output, details = client.predict(
-            "a small red <extra_id_0> on a blue background", run_folder("t5"), 2, 8,
-            api_name="/text2text")
+            "a small red <extra_id_0> on a blue background",
+            run_folder("t5"),
+            2,
+            8,
+            api_name="/text2text",
+        )
         assert details["filled"] == source.replace("<extra_id_0>", details["spans"][0]["text"])
 
         with pytest.raises(Exception, match="no mask"):
@@ -275,7 +332,8 @@ def test_each_lens_endpoint_through_the_client(studio, photo, not_an_image):
         with pytest.raises(Exception, match="not an image file"):
             client.predict(handle_file(not_an_image), "1", 0, 0.6, api_name="/attention")
         with pytest.raises(Exception, match="offline"):
-            client.predict(handle_file(photo), "facebook/vit-mae-base", 0.75, 0,
-                           api_name="/reconstruct")
+            client.predict(
+                handle_file(photo), "facebook/vit-mae-base", 0.75, 0, api_name="/reconstruct"
+            )
     finally:
         demo.close()

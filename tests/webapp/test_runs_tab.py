@@ -1,6 +1,7 @@
 """Runs tab handlers through the real engine API: the leaderboard (with baselines, filters),
 overlaid curves of several jobs that keep the zoom, and Evaluate's messages. No training here:
 evaluations are written to the store directly (the engine tests compute real ones)."""
+
 from __future__ import annotations
 
 import os
@@ -8,33 +9,45 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-import gradio as gr  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
+import gradio as gr
+import pandas as pd
+import pytest
 
-from engine.api import Studio  # noqa: E402
-from webapp import runs_tab  # noqa: E402
-from webapp.app import build_app  # noqa: E402
-from webapp.runs_board import (ALL_DATASETS, evaluate_jobs, leaderboard_frame,  # noqa: E402
-                               overlay_frame, sync_compare)
-from webapp.runs_tab import RunsTab  # noqa: E402
+from engine.api import Studio
+from webapp import runs_tab
+from webapp.app import build_app
+from webapp.runs_board import (
+    ALL_DATASETS,
+    evaluate_jobs,
+    leaderboard_frame,
+    overlay_frame,
+    sync_compare,
+)
+from webapp.runs_tab import RunsTab
 
 SPEC = {"method": "simclr", "dataset": "digits", "preset": "quick", "seed": 0, "params": {}}
 
 
 def add_job(studio, status="completed", step=100, method="simclr"):
-    job_id = studio.store.create_job(method=method, dataset="digits", backbone="resnet18",
-                                     preset="quick", spec=dict(SPEC, method=method), config={},
-                                     total_steps=100, status=status, step=step,
-                                     elapsed_before=75.0)
+    job_id = studio.store.create_job(
+        method=method,
+        dataset="digits",
+        backbone="resnet18",
+        preset="quick",
+        spec=dict(SPEC, method=method),
+        config={},
+        total_steps=100,
+        status=status,
+        step=step,
+        elapsed_before=75.0,
+    )
     return job_id
 
 
 def add_eval(studio, job_id, protocol, results, baseline=None, dataset="digits"):
     params = {"image_size": 32, "checkpoint_step": 100}
     if baseline:
-        params.update(baseline=baseline, backbone="pixels" if baseline == "pixels"
-                      else "resnet18")
+        params.update(baseline=baseline, backbone="pixels" if baseline == "pixels" else "resnet18")
     studio.store.add_evaluation(job_id, protocol, dataset, params, results)
 
 
@@ -45,8 +58,21 @@ def studio(tmp_path):
     add_eval(s, first, "knn", {"top1": 0.91, "top5": 0.99})
     add_eval(s, first, "linear", {"top1": 0.93})
     add_eval(s, first, "fewshot", {"shots": {"5": {"mean": 0.7, "std": 0.02, "runs": []}}})
-    add_eval(s, first, "finetune", {"fractions": {"10pct": {
-        "fraction": 0.1, "num_labels": 144, "pretrained_top1": 0.8, "scratch_top1": 0.5}}})
+    add_eval(
+        s,
+        first,
+        "finetune",
+        {
+            "fractions": {
+                "10pct": {
+                    "fraction": 0.1,
+                    "num_labels": 144,
+                    "pretrained_top1": 0.8,
+                    "scratch_top1": 0.5,
+                }
+            }
+        },
+    )
     add_eval(s, second, "knn", {"top1": 0.85, "top5": 0.97})
     add_eval(s, None, "knn", {"top1": 0.97, "top5": 1.0}, baseline="pixels")
     add_eval(s, None, "knn", {"top1": 0.95, "top5": 1.0}, baseline="random")
@@ -104,8 +130,11 @@ class Brush:
 
 def test_overlaid_curves_one_colour_per_job_and_zoom_survives_ticks(studio, tab):
     first, second = 1, 2
-    studio.store.add_metrics(first, [(s, "loss", 5.0 - s / 50) for s in range(1, 101)]
-                             + [(s, "embedding_std", 0.04) for s in (25, 50, 75, 100)])
+    studio.store.add_metrics(
+        first,
+        [(s, "loss", 5.0 - s / 50) for s in range(1, 101)]
+        + [(s, "embedding_std", 0.04) for s in (25, 50, 75, 100)],
+    )
     studio.store.add_metrics(second, [(s, "loss", 1.0) for s in range(1, 51)])
     out = tab.on_jobs({}, [first, second], "embedding_std", None)
     compare, loss, health = out[tab.compare], out[tab.loss_plot], out[tab.health_plot]
@@ -212,6 +241,15 @@ def test_the_job_to_evaluate_is_picked_when_the_list_fills(studio, tab):
     assert out[tab.eval_job]["value"] == picked
     gone = tab.tick("", ALL_DATASETS, "", {}, [], "embedding_std", None, "", 987)
     assert gone[tab.eval_job]["value"] == finished[0][1]
-    same = tab.tick("", ALL_DATASETS, out[tab.board_key], {}, [], "embedding_std", None,
-                    out[tab.jobs_key], picked)
+    same = tab.tick(
+        "",
+        ALL_DATASETS,
+        out[tab.board_key],
+        {},
+        [],
+        "embedding_std",
+        None,
+        out[tab.jobs_key],
+        picked,
+    )
     assert list(same) == [tab.board_key]  # nothing changed: nothing else is sent

@@ -1,5 +1,6 @@
 """Untrusted zips: every malformed archive is one DatasetError naming it and its entry, checked
 before extraction where the central directory tells, and nothing half-imported stays behind."""
+
 import stat
 import struct
 import subprocess
@@ -37,7 +38,7 @@ def _patch(path, name, **fields):
     for signature, offsets, name_at in ((b"PK\x03\x04", local, 30), (b"PK\x01\x02", central, 46)):
         at = data.find(signature)
         while at >= 0:
-            if data[at + name_at:at + name_at + len(name)] == name.encode():
+            if data[at + name_at : at + name_at + len(name)] == name.encode():
                 for field, value in fields.items():
                     offset, fmt = offsets[field]
                     current = struct.unpack_from(fmt, data, at + offset)[0]
@@ -51,13 +52,13 @@ def bad_crc(path):
     _zip(path, [("pets/bad.png", PNG)])
     data = bytearray(path.read_bytes())
     at = data.rfind(PNG) + len(PNG) // 2  # the stored bytes of the second entry
-    data[at:at + 4] = bytes(b ^ 0xFF for b in data[at:at + 4])
+    data[at : at + 4] = bytes(b ^ 0xFF for b in data[at : at + 4])
     path.write_bytes(bytes(data))
 
 
 def truncated_archive(path):
     _zip(path, [("pets/bad.png", NOISE)])
-    path.write_bytes(path.read_bytes()[:len(PNG) + 200])
+    path.write_bytes(path.read_bytes()[: len(PNG) + 200])
 
 
 def truncated_entry(path):
@@ -108,8 +109,7 @@ FAMILY = {
     "size lies larger": (lies_larger, "pets/bad.png", "lies about its size", False),
     "encrypted": (encrypted, "pets/bad.png", "encrypted", True),
     "zip slip": (lambda p: _zip(p, [("../x.png", PNG)]), "../x.png", "outside", True),
-    "nested slip": (lambda p: _zip(p, [("a/../../x.png", PNG)]), "a/../../x.png", "outside",
-                    True),
+    "nested slip": (lambda p: _zip(p, [("a/../../x.png", PNG)]), "a/../../x.png", "outside", True),
     "absolute": (lambda p: _zip(p, [("/tmp/x.png", PNG)]), "/tmp/x.png", "outside", True),
     "symlink": (symlink, "pets/bad.png", "symbolic link", True),
     "zip bomb": (zip_bomb, "pets/bad.png", "zip bomb", True),
@@ -161,11 +161,12 @@ def test_archive_of_empty_entries_refused_before_extracting(tmp_path):
     with pytest.raises(DatasetError, match=r"empty.zip holds no images .* 3,000 entries"):
         extract_zip(archive, tmp_path / "target", (".png",), "images")
     assert not any((tmp_path / "target").iterdir())
-    mixed = _zip(tmp_path / "mixed.zip", [("pets/junk.bin", b"x" * 9), ("pets/empty.png", b""),
-                                          ("pets/ok.txt", b"a cat")])
+    mixed = _zip(
+        tmp_path / "mixed.zip",
+        [("pets/junk.bin", b"x" * 9), ("pets/empty.png", b""), ("pets/ok.txt", b"a cat")],
+    )
     extract_zip(mixed, tmp_path / "target", (".png",), "images")
-    assert sorted(p.name for p in (tmp_path / "target" / "pets").iterdir()) == ["ok.png",
-                                                                               "ok.txt"]
+    assert sorted(p.name for p in (tmp_path / "target" / "pets").iterdir()) == ["ok.png", "ok.txt"]
 
 
 def test_declared_sizes_refused_before_extracting(tmp_path, monkeypatch):
@@ -182,8 +183,9 @@ def test_declared_sizes_refused_before_extracting(tmp_path, monkeypatch):
 
 
 def test_good_archive_extracts_whole(tmp_path):
-    archive = _zip(tmp_path / "good.zip", [("pets/noise.png", NOISE), ("pets/sub/", b"")],
-                   zipfile.ZIP_DEFLATED)
+    archive = _zip(
+        tmp_path / "good.zip", [("pets/noise.png", NOISE), ("pets/sub/", b"")], zipfile.ZIP_DEFLATED
+    )
     extract_zip(archive, tmp_path)
     assert (tmp_path / "pets" / "ok.png").read_bytes() == PNG
     assert (tmp_path / "pets" / "noise.png").read_bytes() == NOISE
@@ -192,10 +194,14 @@ def test_good_archive_extracts_whole(tmp_path):
 
 def test_failed_reimport_keeps_the_previous_dataset(tmp_path):
     studio = Studio(tmp_path / "home")
-    good = _zip(tmp_path / "good.zip", [(f"pets/{kind}/{i}.png", _png(colour))
-                                        for kind, colour in (("cats", (200, 0, 0)),
-                                                             ("dogs", (0, 0, 200)))
-                                        for i in range(3)])
+    good = _zip(
+        tmp_path / "good.zip",
+        [
+            (f"pets/{kind}/{i}.png", _png(colour))
+            for kind, colour in (("cats", (200, 0, 0)), ("dogs", (0, 0, 200)))
+            for i in range(3)
+        ],
+    )
     first = studio.add_image_dataset(good, "pets")
     stored = tmp_path / "home" / "datasets" / "pets" / "data.pt"
     before = stored.read_bytes()
@@ -212,10 +218,24 @@ def test_failed_reimport_keeps_the_previous_dataset(tmp_path):
 def test_cli_refuses_a_corrupt_zip_with_one_line(tmp_path):
     bad = tmp_path / "bad.zip"
     bad_crc(bad)
-    done = subprocess.run([sys.executable, "-m", "engine", "datasets", "--add", str(bad),
-                           "--home", str(tmp_path / "home")], capture_output=True, text=True,
-                          cwd=Path(__file__).resolve().parents[3], timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "engine",
+            "datasets",
+            "--add",
+            str(bad),
+            "--home",
+            str(tmp_path / "home"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[3],
+        timeout=120,
+    )
     assert done.returncode == 2
     assert done.stderr.splitlines() == [
-        "error: bad.zip: entry 'pets/bad.png' is corrupt (CRC mismatch); re-create the archive"]
+        "error: bad.zip: entry 'pets/bad.png' is corrupt (CRC mismatch); re-create the archive"
+    ]
     assert not any((tmp_path / "home" / "datasets").iterdir())

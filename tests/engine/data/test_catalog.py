@@ -1,6 +1,7 @@
 """The dataset catalog: builtins and the user's image and text datasets in one registry, each
 with its kind, modalities and a real builtin flag; duplicates refused except a user re-import;
 unknown names answered with the known ones."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -24,10 +25,17 @@ def user_datasets(tmp_path):
     from the catalog afterwards."""
     datasets_dir = tmp_path / "datasets"
     images = import_images(make_folder(tmp_path / "pics"), "pics", datasets_dir)
-    register_user_dataset("pics", datasets_dir / "pics", {
-        "num_images": images.num_images, "num_train": images.num_train,
-        "num_test": images.num_test, "num_classes": len(images.class_names),
-        "labelled": images.labelled})
+    register_user_dataset(
+        "pics",
+        datasets_dir / "pics",
+        {
+            "num_images": images.num_images,
+            "num_train": images.num_train,
+            "num_test": images.num_test,
+            "num_classes": len(images.class_names),
+            "labelled": images.labelled,
+        },
+    )
     (tmp_path / "notes.txt").write_text(PROSE, "utf-8")
     notes = import_text_file(tmp_path / "notes.txt", "notes", datasets_dir)
     register_user_corpus("notes", datasets_dir / "notes", dataclasses.asdict(notes))
@@ -38,8 +46,11 @@ def user_datasets(tmp_path):
 
 def test_builtins_and_user_datasets_share_one_list(user_datasets):
     entries = {entry["name"]: entry for entry in list_datasets()}
-    shown = {name: (e["kind"], e["modalities"], e["builtin"]) for name, e in entries.items()
-             if name in ("shapes", "digits", "captions", "pydocs", "pics", "notes")}
+    shown = {
+        name: (e["kind"], e["modalities"], e["builtin"])
+        for name, e in entries.items()
+        if name in ("shapes", "digits", "captions", "pydocs", "pics", "notes")
+    }
     assert shown == {
         "shapes": ("image", ["image", "image-text"], True),
         "digits": ("image", ["image"], True),
@@ -50,9 +61,10 @@ def test_builtins_and_user_datasets_share_one_list(user_datasets):
     }
     # Each loads through its kind's reader, and only through it.
     assert load_dataset("pics", "train", 16).images.shape[1:] == (3, 16, 16)
-    assert text.corpus_texts("notes", "train") == ["A first paragraph of prose.",
-                                                   "A second one, a little longer than the "
-                                                   "first."]
+    assert text.corpus_texts("notes", "train") == [
+        "A first paragraph of prose.",
+        "A second one, a little longer than the first.",
+    ]
     with pytest.raises(DatasetError, match="text corpus, not images"):
         load_dataset("notes", "train", 16)
     with pytest.raises(DatasetError, match="holds images, not text"):
@@ -92,8 +104,9 @@ def test_a_source_states_its_kind_and_loader():
         DatasetSource(name="words", description="", kind="text", num_train=1, num_test=1)
 
 
-@pytest.mark.parametrize("source", [s for s in catalog.sources() if s.builtin],
-                         ids=lambda source: source.name)
+@pytest.mark.parametrize(
+    "source", [s for s in catalog.sources() if s.builtin], ids=lambda source: source.name
+)
 def test_every_builtin_is_described_whole(source):
     assert source.kind in catalog.KINDS
     assert source.kind in source.modalities

@@ -1,4 +1,5 @@
 """Builtin datasets: determinism, splits, balance, captions, nuisance independence, caching."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,9 +12,22 @@ from engine.data.datasets import ImageDataset, dataset_info, list_datasets, load
 from engine.data.shapes import PALETTE, SHAPE_NAMES, generate_shapes
 from engine.errors import DatasetError
 
-INFO_KEYS = {"name", "kind", "description", "builtin", "available", "reason", "num_train",
-             "num_test", "num_classes", "labelled", "native_size", "modalities", "augmentation",
-             "procedural"}
+INFO_KEYS = {
+    "name",
+    "kind",
+    "description",
+    "builtin",
+    "available",
+    "reason",
+    "num_train",
+    "num_test",
+    "num_classes",
+    "labelled",
+    "native_size",
+    "modalities",
+    "augmentation",
+    "procedural",
+}
 
 
 @pytest.fixture(scope="module")
@@ -63,20 +77,23 @@ def test_shapes_captions_name_the_label(shapes_test: ImageDataset) -> None:
     assert all(colour in caption for colour, caption in zip(colours, shapes_test.captions))
 
 
-def test_captions_corpus_is_the_shapes_captions(shapes_train: ImageDataset,
-                                                shapes_test: ImageDataset) -> None:
+def test_captions_corpus_is_the_shapes_captions(
+    shapes_train: ImageDataset, shapes_test: ImageDataset
+) -> None:
     """Read from the factors alone (no image drawn), the same sentences the images carry."""
     from engine.data.text import corpus_texts, is_test_index
 
     documents = shapes_train.captions + shapes_test.captions
-    assert corpus_texts("captions", "test") == [d for i, d in enumerate(documents)
-                                                if is_test_index(i)]
+    assert corpus_texts("captions", "test") == [
+        d for i, d in enumerate(documents) if is_test_index(i)
+    ]
     assert shapes.shape_captions(37, 3) == generate_shapes(37, seed=3).captions
 
 
 @pytest.mark.parametrize("factor", ["color", "size", "position", "background", "background_color"])
-def test_shapes_nuisance_factors_are_independent_of_label(shapes_train: ImageDataset,
-                                                          factor: str) -> None:
+def test_shapes_nuisance_factors_are_independent_of_label(
+    shapes_train: ImageDataset, factor: str
+) -> None:
     assert shapes_train.factors is not None
     values = sorted(set(shapes_train.factors[factor]))
     table = np.zeros((len(SHAPE_NAMES), len(values)), dtype=np.int64)  # (label, factor value)
@@ -128,8 +145,11 @@ def test_list_datasets_is_complete_and_cheap(monkeypatch: pytest.MonkeyPatch) ->
     def refuse(*args, **kwargs):
         raise AssertionError("list_datasets must not load any data")
 
-    for module, loader in ((shapes, "generate_shapes"), (shapes, "shape_captions"),
-                           (digits, "load_digits_split")):
+    for module, loader in (
+        (shapes, "generate_shapes"),
+        (shapes, "shape_captions"),
+        (digits, "load_digits_split"),
+    ):
         monkeypatch.setattr(module, loader, refuse)
     monkeypatch.setattr(pydocs, "harvest_pydocs", refuse)
     entries = list_datasets()

@@ -60,7 +60,9 @@ def test_soft_encode_and_annealed_mean():
     # Near-zero temperature decodes the mode; the mean of a soft target stays close to the
     # colour it encodes.
     logits = torch.log(target + 1e-12)
-    assert torch.allclose(annealed_mean(logits, bins, 0.01)[0, :, 1, 0],
-                          torch.tensor([20.0, -30.0]), atol=0.5)
-    assert torch.allclose(annealed_mean(logits, bins, 1.0)[0, :, 2, 0],
-                          torch.tensor([13.0, 7.0]), atol=2.5)
+    assert torch.allclose(
+        annealed_mean(logits, bins, 0.01)[0, :, 1, 0], torch.tensor([20.0, -30.0]), atol=0.5
+    )
+    assert torch.allclose(
+        annealed_mean(logits, bins, 1.0)[0, :, 2, 0], torch.tensor([13.0, 7.0]), atol=2.5
+    )

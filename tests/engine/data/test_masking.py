@@ -1,4 +1,5 @@
 """BEiT's blockwise masking: budget, ratio, blocks, per-sample draws."""
+
 import pytest
 import torch
 
@@ -33,8 +34,9 @@ def test_each_sample_draws_its_own_mask_and_a_generator_repeats_them():
 
 @pytest.mark.parametrize("side, budget", [(2, 1), (4, 6), (8, 25)])
 def test_small_grids(side, budget):
-    mask = blockwise_mask(64, side, side, budget, min_block=1,
-                          generator=torch.Generator().manual_seed(0))
+    mask = blockwise_mask(
+        64, side, side, budget, min_block=1, generator=torch.Generator().manual_seed(0)
+    )
     counts = mask.sum(dim=1)
     assert (counts >= 1).all() and (counts <= budget).all()
 

@@ -1,4 +1,5 @@
 """Multi-crop, the domain augmentation presets and BYOL's asymmetric pair."""
+
 from __future__ import annotations
 
 import pytest
@@ -108,8 +109,15 @@ def _bright_corner(batch: int) -> torch.Tensor:
 def _quadrants(views: torch.Tensor) -> set[int]:
     grey = _unit(views).mean(dim=1)  # (B, S, S)
     half = grey.shape[-1] // 2
-    quads = torch.stack([grey[:, :half, :half], grey[:, :half, half:], grey[:, half:, :half],
-                         grey[:, half:, half:]], dim=1).mean(dim=(2, 3))  # (B, 4)
+    quads = torch.stack(
+        [
+            grey[:, :half, :half],
+            grey[:, :half, half:],
+            grey[:, half:, :half],
+            grey[:, half:, half:],
+        ],
+        dim=1,
+    ).mean(dim=(2, 3))  # (B, 4)
     return set(quads.argmax(dim=1).tolist())
 
 

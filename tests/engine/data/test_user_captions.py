@@ -1,4 +1,5 @@
 """Image-text pairs from the user: captions.csv or a .txt beside each image, then CLIP trains."""
+
 import zipfile
 
 import pytest
@@ -38,8 +39,9 @@ def test_captions_make_an_image_text_dataset(tmp_path, style):
         colour = caption.split()[1]  # "a red square, picture 0"
         channel = {"red": 0, "green": 1, "blue": 2}[colour]
         assert image[channel].float().mean() > 150  # the caption stayed with its picture
-    assert "pairs" in {d["name"] for d in Studio(tmp_path / "home").datasets()
-                       if "image-text" in d["modalities"]}
+    assert "pairs" in {
+        d["name"] for d in Studio(tmp_path / "home").datasets() if "image-text" in d["modalities"]
+    }
 
 
 def test_uncaptioned_images_left_out_and_counted(tmp_path):
@@ -55,8 +57,9 @@ def test_captions_file_naming_missing_images_refused(tmp_path):
     with open(folder / "captions.csv", "a", encoding="utf-8") as handle:
         handle.write("ghost.png,a ghost\nsub/gone.jpg,gone\n")
     studio = Studio(tmp_path / "home")
-    with pytest.raises(DatasetError, match="names 2 image.*not in the dataset: ghost.png, "
-                                           "sub/gone.jpg"):
+    with pytest.raises(
+        DatasetError, match="names 2 image.*not in the dataset: ghost.png, sub/gone.jpg"
+    ):
         studio.add_image_dataset(folder, "refused")
     (folder / "captions.csv").write_text("image,text\nred0.png,x\n", "utf-8")
     with pytest.raises(DatasetError, match="file,caption"):
@@ -72,8 +75,20 @@ def test_clip_trains_on_a_captioned_zip(tmp_path):
             zf.write(path, f"export/{path.name}")  # one top folder, as zips often have
     studio = Studio(tmp_path / "home")
     studio.add_image_dataset(archive, "zipped")
-    summary = studio.run_foreground({"method": "clip", "dataset": "zipped", "params": {
-        "steps": 3, "batch_size": 8, "image_size": 16, "backbone": "tiny",
-        "warmup_steps": 1, "precision": "fp32", "vocab_size": 200}})
+    summary = studio.run_foreground(
+        {
+            "method": "clip",
+            "dataset": "zipped",
+            "params": {
+                "steps": 3,
+                "batch_size": 8,
+                "image_size": 16,
+                "backbone": "tiny",
+                "warmup_steps": 1,
+                "precision": "fp32",
+                "vocab_size": 200,
+            },
+        }
+    )
     assert summary["status"] == "completed", summary["error"]
     assert summary["final_loss"] is not None

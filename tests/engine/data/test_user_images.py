@@ -1,9 +1,9 @@
 """The user's own images: a folder or zip, checked once, then trained on like a builtin."""
+
 import io
 import json
 import zipfile
 
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -47,8 +47,13 @@ def test_unlabelled_folder_still_trains(tmp_path):
     studio = Studio(tmp_path / "home")
     info = studio.add_image_dataset(make_folder(tmp_path / "flat", labelled=False), "flat")
     assert not info["labelled"]
-    summary = studio.run_foreground({"method": "simclr", "dataset": "flat", "params": {
-        "steps": 2, "batch_size": 4, "image_size": 16, "precision": "fp32"}})
+    summary = studio.run_foreground(
+        {
+            "method": "simclr",
+            "dataset": "flat",
+            "params": {"steps": 2, "batch_size": 4, "image_size": 16, "precision": "fp32"},
+        }
+    )
     assert summary["status"] == "completed", summary["error"]
 
 
@@ -70,8 +75,9 @@ def test_zip_upload_and_zip_slip_refused(tmp_path):
     assert "evil" not in {d["name"] for d in studio.datasets()}
 
 
-@pytest.mark.parametrize("name,message", [("Bad Name!", "must be 1-40 characters"),
-                                          ("digits", "builtin dataset")])
+@pytest.mark.parametrize(
+    "name,message", [("Bad Name!", "must be 1-40 characters"), ("digits", "builtin dataset")]
+)
 def test_bad_names(tmp_path, name, message):
     with pytest.raises(DatasetError, match=message):
         Studio(tmp_path / "home").add_image_dataset(make_folder(tmp_path / "p"), name)
@@ -91,9 +97,24 @@ def test_cli_adds_a_dataset(tmp_path, capsys):
     from engine.__main__ import main
 
     folder = make_folder(tmp_path / "p")
-    assert main(["datasets", "--add", str(folder), "--name", "clipart", "--json",
-                 "--home", str(tmp_path / "home")]) == 0
+    assert (
+        main(
+            [
+                "datasets",
+                "--add",
+                str(folder),
+                "--name",
+                "clipart",
+                "--json",
+                "--home",
+                str(tmp_path / "home"),
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["name"] == "clipart"
-    assert main(["datasets", "--add", str(tmp_path / "missing"), "--home",
-                 str(tmp_path / "home")]) == 2
+    assert (
+        main(["datasets", "--add", str(tmp_path / "missing"), "--home", str(tmp_path / "home")])
+        == 2
+    )
     assert "does not exist" in capsys.readouterr().err

@@ -1,4 +1,5 @@
 """The user's own text: an uploaded UTF-8 file or a Hugging Face dataset, stored as a corpus."""
+
 import json
 import time
 
@@ -8,8 +9,10 @@ from engine.api import Studio
 from engine.data import text, user_text
 from engine.errors import DatasetError, SpecError
 
-PROSE = ("The small red square sits on a blue background. A large green circle rolls to the "
-         "left of it, and a yellow star watches from the top right corner.\n")
+PROSE = (
+    "The small red square sits on a blue background. A large green circle rolls to the "
+    "left of it, and a yellow star watches from the top right corner.\n"
+)
 
 
 @pytest.fixture
@@ -23,8 +26,10 @@ def test_text_file_becomes_a_text_dataset_everywhere(tmp_path, studio):
     info = studio.add_text_dataset(path, "notes")
     assert info["kind"] == "text" and info["modalities"] == ["text"]
     assert "2 documents" in info["message"]
-    assert text.corpus_texts("notes", "train") == ["First paragraph, wrapped over two lines.",
-                                                   "Second one."]
+    assert text.corpus_texts("notes", "train") == [
+        "First paragraph, wrapped over two lines.",
+        "Second one.",
+    ]
     # Another process (a worker, the CLI) sees it through the store.
     listed = {d["name"]: d for d in Studio(tmp_path / "home").datasets()}
     assert listed["notes"]["kind"] == "text" and listed["notes"]["available"]
@@ -39,8 +44,10 @@ def test_lines_are_documents_without_blank_lines_and_bom_is_dropped(tmp_path, st
 
 def test_bad_files_refused_with_a_clear_message(tmp_path, studio, monkeypatch):
     bad = tmp_path / "latin1.txt"
-    bad.write_bytes("caf\u00e9 ok\nstill ok\nna\u00efve\n".encode("utf-8")[:-1]
-                    + "\nr\u00e9sum\u00e9\n".encode("latin-1"))
+    bad.write_bytes(
+        "caf\u00e9 ok\nstill ok\nna\u00efve\n".encode("utf-8")[:-1]
+        + "\nr\u00e9sum\u00e9\n".encode("latin-1")
+    )
     with pytest.raises(DatasetError, match=r"not UTF-8 text: line 4, column 2 .*0xe9"):
         studio.add_text_dataset(bad, "latin")
     empty = tmp_path / "empty.txt"
@@ -60,8 +67,7 @@ def test_bad_files_refused_with_a_clear_message(tmp_path, studio, monkeypatch):
     big.write_text(PROSE, "utf-8")
     with pytest.raises(DatasetError, match="over the 0 MB limit"):
         studio.add_text_dataset(big, "big")
-    assert not {"latin", "empty", "blank", "binary", "big"} & {d["name"] for d in
-                                                             studio.datasets()}
+    assert not {"latin", "empty", "blank", "binary", "big"} & {d["name"] for d in studio.datasets()}
 
 
 def test_text_over_the_cap_is_cut_before_tokenisation(tmp_path, studio, monkeypatch):
@@ -84,14 +90,35 @@ def test_corpus_too_small_refused_at_validation_and_no_job(tmp_path, studio):
     with pytest.raises(DatasetError, match="too little text for this job.*fewer than"):
         studio.submit({"method": "gpt", "dataset": "tiny", "preset": "quick"})
     with pytest.raises(DatasetError, match="too little text"):
-        studio.submit({"method": "bert", "dataset": "tiny",
-                       "params": {"context_length": 16, "batch_size": 8, "vocab_size": 128,
-                                  "max_corpus_chars": 40}})
+        studio.submit(
+            {
+                "method": "bert",
+                "dataset": "tiny",
+                "params": {
+                    "context_length": 16,
+                    "batch_size": 8,
+                    "vocab_size": 128,
+                    "max_corpus_chars": 40,
+                },
+            }
+        )
     assert studio.jobs() == []
     # Small enough settings pass, and a few steps train on it.
-    summary = studio.run_foreground({"method": "bert", "dataset": "tiny", "params": {
-        "steps": 3, "batch_size": 2, "context_length": 16, "backbone": "tiny",
-        "vocab_size": 200, "warmup_steps": 1, "precision": "fp32"}})
+    summary = studio.run_foreground(
+        {
+            "method": "bert",
+            "dataset": "tiny",
+            "params": {
+                "steps": 3,
+                "batch_size": 2,
+                "context_length": 16,
+                "backbone": "tiny",
+                "vocab_size": 200,
+                "warmup_steps": 1,
+                "precision": "fp32",
+            },
+        }
+    )
     assert summary["status"] == "completed", summary["error"]
 
 
@@ -99,20 +126,30 @@ def _save_hf(folder):
     import datasets
 
     datasets.disable_progress_bars()
-    datasets.DatasetDict({
-        "train": datasets.Dataset.from_dict({
-            "review": [f"review number {i} says the film was fine" for i in range(50)],
-            "title": [f"title {i}" for i in range(50)], "stars": list(range(50))}),
-        "test": datasets.Dataset.from_dict({"review": ["held out"], "title": ["t"],
-                                            "stars": [1]}),
-    }).save_to_disk(str(folder))
+    datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_dict(
+                {
+                    "review": [f"review number {i} says the film was fine" for i in range(50)],
+                    "title": [f"title {i}" for i in range(50)],
+                    "stars": list(range(50)),
+                }
+            ),
+            "test": datasets.Dataset.from_dict(
+                {"review": ["held out"], "title": ["t"], "stars": [1]}
+            ),
+        }
+    ).save_to_disk(str(folder))
     return folder
 
 
 def test_hf_dataset_saved_on_disk_with_a_chosen_column(tmp_path, studio):
     folder = _save_hf(tmp_path / "saved")
     assert studio.describe_hf_dataset(str(folder)) == {
-        "split": "train", "columns": ["review", "title"], "column": ""}
+        "split": "train",
+        "columns": ["review", "title"],
+        "column": "",
+    }
     with pytest.raises(DatasetError, match=r"several text columns \(review, title\)"):
         studio.add_text_dataset(folder, "reviews")
     with pytest.raises(DatasetError, match="does not hold text"):
@@ -124,7 +161,9 @@ def test_hf_dataset_saved_on_disk_with_a_chosen_column(tmp_path, studio):
     docs = text.corpus_texts("reviews", "train") + text.corpus_texts("reviews", "test")
     assert len(docs) == 50 and "review number 0 says the film was fine" in docs
     assert text.corpus_texts("reviews", "train", max_chars=60) == [
-        "review number 0 says the film was fine", "review number 1 says"]
+        "review number 0 says the film was fine",
+        "review number 1 says",
+    ]
 
 
 def test_hf_name_offline_fails_at_once(studio):
@@ -145,8 +184,22 @@ def test_cli_adds_text_file_and_hf_dataset(tmp_path, capsys):
     assert main(["datasets", "--add", str(path), "--json", "--home", home]) == 0
     assert json.loads(capsys.readouterr().out)["name"] == "story"
     folder = _save_hf(tmp_path / "saved")
-    assert main(["datasets", "--add", str(folder), "--name", "titles", "--column", "title",
-                 "--home", home]) == 0
+    assert (
+        main(
+            [
+                "datasets",
+                "--add",
+                str(folder),
+                "--name",
+                "titles",
+                "--column",
+                "title",
+                "--home",
+                home,
+            ]
+        )
+        == 0
+    )
     assert "Added text dataset 'titles'" in capsys.readouterr().out
     assert main(["datasets", "--add", "someone/offline-set", "--home", home]) == 2
     assert "cannot be reached" in capsys.readouterr().err

@@ -1,4 +1,5 @@
 """Batched views: shapes, ranges, per-sample randomness, seeding, and torchvision references."""
+
 from __future__ import annotations
 
 import pytest
@@ -56,8 +57,9 @@ def test_views_are_reproducible_under_manual_seed(recipe: str) -> None:
 
 def test_none_is_deterministic_resize_then_normalize() -> None:
     x, views = _images(4, 48), make_views("none", 32)
-    resized = F.interpolate(x.float() / 255, size=(32, 32), mode="bilinear", align_corners=False,
-                            antialias=True)
+    resized = F.interpolate(
+        x.float() / 255, size=(32, 32), mode="bilinear", align_corners=False, antialias=True
+    )
     assert torch.equal(views(x), views(x))
     assert torch.allclose(views(x), normalize(resized), atol=1e-6)
     assert torch.allclose(make_views("none", 48)(x), normalize(x), atol=1e-6)
@@ -94,13 +96,18 @@ def test_crop_boxes_follow_scale_and_ratio() -> None:
     assert (x0 >= 0).all() and (y0 >= 0).all() and (x0 + w <= 30).all() and (y0 + h <= 40).all()
     area = w * h / (40 * 30)
     assert area.min() > 0.17 and area.max() < 0.55  # whole-pixel rounding widens the range a bit
-    assert 0.6 < (w / h).min() and (w / h).max() < 1.45
+    assert (w / h).min() > 0.6 and (w / h).max() < 1.45
     assert len({tuple(b) for b in boxes.tolist()}) > 1500
 
 
-@pytest.mark.parametrize("step, reference", [
-    (0, TF.adjust_brightness), (1, TF.adjust_contrast), (2, TF.adjust_saturation),
-])
+@pytest.mark.parametrize(
+    "step, reference",
+    [
+        (0, TF.adjust_brightness),
+        (1, TF.adjust_contrast),
+        (2, TF.adjust_saturation),
+    ],
+)
 def test_jitter_steps_match_torchvision(step: int, reference) -> None:
     x = _images(6).float() / 255
     values = torch.tensor([0.6, 0.8, 1.0, 1.2, 1.4, 1.9])
@@ -143,8 +150,13 @@ def _coordinates(batch: int, size: int = 32) -> torch.Tensor:
     """Images whose red channel is the column and green the row (scaled to 0..248): a view's
     values say where in the image each of its pixels came from."""
     ramp = torch.arange(size) * (248 // (size - 1))
-    image = torch.stack([ramp.expand(size, size), ramp[:, None].expand(size, size),
-                         torch.zeros(size, size, dtype=torch.long)])
+    image = torch.stack(
+        [
+            ramp.expand(size, size),
+            ramp[:, None].expand(size, size),
+            torch.zeros(size, size, dtype=torch.long),
+        ]
+    )
     return image.expand(batch, 3, size, size).to(torch.uint8).contiguous()
 
 
@@ -196,13 +208,13 @@ def test_synthetic_recipe_makes_colour_useless_but_keeps_brightness_structure() 
         r, g, b = unit.unbind(1)
         chroma = unit.max(1).values - unit.min(1).values
         coloured = chroma > 0.05  # grayscale views have no hue
-        return torch.atan2(3 ** 0.5 * (g - b), 2 * r - g - b)[coloured], coloured.float().mean()
+        return torch.atan2(3**0.5 * (g - b), 2 * r - g - b)[coloured], coloured.float().mean()
 
     natural, natural_colour = hues("natural")
     synthetic, synthetic_colour = hues("synthetic")
-    spread = lambda h: 1 - torch.stack([h.cos().mean(), h.sin().mean()]).norm()  # noqa: E731
+    spread = lambda h: 1 - torch.stack([h.cos().mean(), h.sin().mean()]).norm()
     assert spread(natural) < 0.1 < 0.6 < spread(synthetic)  # circular variance of the hue
-    assert 0.75 < natural_colour and 0.35 < synthetic_colour < 0.65  # grayscale p 0.2 / 0.5
+    assert natural_colour > 0.75 and 0.35 < synthetic_colour < 0.65  # grayscale p 0.2 / 0.5
     assert "synthetic" in V.DOMAINS and V.AUGMENTATIONS[0] == V.AUTO
 
 
@@ -227,8 +239,7 @@ def test_a_job_stores_the_augmentation_it_will_train_with(tmp_path) -> None:
     from engine.api import Studio
 
     studio = Studio(tmp_path)
-    assert studio.validate({"method": "simclr", "dataset": "shapes"})[1].augmentation == \
-        "synthetic"
+    assert studio.validate({"method": "simclr", "dataset": "shapes"})[1].augmentation == "synthetic"
     assert studio.validate({"method": "byol", "dataset": "digits"})[1].augmentation == "natural"
     spec = {"method": "vicreg", "dataset": "shapes", "params": {"augmentation": "satellite"}}
     assert studio.validate(spec)[1].augmentation == "satellite"

@@ -1,5 +1,6 @@
 """End to end: a tiny SimCLR job evaluated when it completes, results stored with baselines,
 the leaderboard read back without recomputing, on-demand protocols, the CLI, and bad input."""
+
 import dataclasses
 import json
 
@@ -9,16 +10,23 @@ from engine.api import Studio
 from engine.data import catalog
 from engine.errors import DatasetError, JobError, SpecError
 
-TINY = {"steps": 3, "batch_size": 16, "image_size": 16, "warmup_steps": 1, "precision": "fp32",
-        "health_every": 2}
+TINY = {
+    "steps": 3,
+    "batch_size": 16,
+    "image_size": 16,
+    "warmup_steps": 1,
+    "precision": "fp32",
+    "health_every": 2,
+}
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One tiny job, trained and evaluated (knn, linear) through run_foreground."""
     studio = Studio(tmp_path_factory.mktemp("home"))
-    summary = studio.run_foreground({"method": "simclr", "dataset": "digits", "params": TINY,
-                                     "evals": ["knn", "linear"]})
+    summary = studio.run_foreground(
+        {"method": "simclr", "dataset": "digits", "params": TINY, "evals": ["knn", "linear"]}
+    )
     return studio, summary
 
 
@@ -53,8 +61,12 @@ def test_baselines_stored_once_and_leaderboard_reads_without_recomputing(trained
     studio, summary = trained
     baselines = [e for e in studio.evaluations() if e["job_id"] is None]
     kinds = sorted((e["params"]["baseline"], e["protocol"]) for e in baselines)
-    assert kinds == [("pixels", "knn"), ("pixels", "linear"), ("random", "knn"),
-                     ("random", "linear")]
+    assert kinds == [
+        ("pixels", "knn"),
+        ("pixels", "linear"),
+        ("random", "knn"),
+        ("random", "linear"),
+    ]
     assert all(e["params"]["image_size"] == 16 for e in baselines)
     count = len(studio.evaluations())
     board = studio.leaderboard()
@@ -71,8 +83,10 @@ def test_on_demand_protocols_reuse_cached_features(trained):
     studio, summary = trained
     job_id = summary["job_id"]
     cache = list((studio.home.run_dir(job_id) / "features").rglob("*.safetensors"))
-    assert {p.name for p in cache} == {"digits-train-16px.safetensors",
-                                       "digits-test-16px.safetensors"}
+    assert {p.name for p in cache} == {
+        "digits-train-16px.safetensors",
+        "digits-test-16px.safetensors",
+    }
     before = {p: p.stat().st_mtime_ns for p in cache}
     seen = []
     row = studio.evaluate(job_id, "fewshot", on_progress=lambda f, text: seen.append(f))
@@ -85,24 +99,26 @@ def test_on_demand_protocols_reuse_cached_features(trained):
 
 def test_finetune_against_scratch(trained):
     studio, summary = trained
-    row = studio.evaluate(summary["job_id"], "finetune",
-                          params={"steps": 2, "fractions": [0.01], "batch_size": 8})
+    row = studio.evaluate(
+        summary["job_id"], "finetune", params={"steps": 2, "fractions": [0.01], "batch_size": 8}
+    )
     result = row["results"]["fractions"]["1pct"]
     assert result["num_labels"] == 10  # one per digit: 1% of ~144, at least one per class
     assert 0 <= result["pretrained_top1"] <= 1 and 0 <= result["scratch_top1"] <= 1
     assert set(row["figures"]) == {"finetune_1pct", "finetune_1pct_scratch"}
-    random_rows = [e for e in studio.evaluations() if e["job_id"] is None
-                   and e["protocol"] == "finetune"]
-    assert random_rows[0]["results"]["fractions"]["1pct"]["random_top1"] == \
-        result["scratch_top1"]
+    random_rows = [
+        e for e in studio.evaluations() if e["job_id"] is None and e["protocol"] == "finetune"
+    ]
+    assert random_rows[0]["results"]["fractions"]["1pct"]["random_top1"] == result["scratch_top1"]
 
 
 @pytest.fixture
 def unlabelled_dataset():
     """digits registered again as an unlabelled user dataset, for as long as a test runs."""
     name = "unlabelled-test"
-    catalog.register_dataset(dataclasses.replace(catalog.get_source("digits"), name=name,
-                                                 builtin=False, labelled=False))
+    catalog.register_dataset(
+        dataclasses.replace(catalog.get_source("digits"), name=name, builtin=False, labelled=False)
+    )
     yield name
     catalog.unregister_dataset(name)
 
@@ -128,8 +144,14 @@ def test_bad_requests_say_what_is_wrong(trained, unlabelled_dataset):
     with pytest.raises(SpecError, match="unknown protocol"):
         studio.validate({"method": "simclr", "dataset": "digits", "evals": ["knn", "svm"]})
     with pytest.raises(DatasetError, match="has no labels"):
-        studio.validate({"method": "simclr", "dataset": "digits", "evals": ["knn"],
-                         "eval_dataset": unlabelled_dataset})
+        studio.validate(
+            {
+                "method": "simclr",
+                "dataset": "digits",
+                "evals": ["knn"],
+                "eval_dataset": unlabelled_dataset,
+            }
+        )
 
 
 def test_text_methods_refuse_evaluations(tmp_path):
@@ -141,23 +163,30 @@ def test_text_methods_refuse_evaluations(tmp_path):
     method = get_method(text[0])
     studio = Studio(tmp_path)
     with pytest.raises(SpecError, match="no image features"):
-        studio.validate({"method": text[0], "dataset": method.default_dataset,
-                         "evals": ["knn"], "eval_dataset": "digits"})
+        studio.validate(
+            {
+                "method": text[0],
+                "dataset": method.default_dataset,
+                "evals": ["knn"],
+                "eval_dataset": "digits",
+            }
+        )
 
 
 def test_a_random_baseline_is_the_methods_own_network(tmp_path):
     from engine.evaluation.runner import _has_baseline
 
     studio = Studio(tmp_path)
-    params = {"baseline": "random", "backbone": "resnet18", "image_size": 16,
-              "method": "simclr"}
+    params = {"baseline": "random", "backbone": "resnet18", "image_size": 16, "method": "simclr"}
     studio.store.add_evaluation(None, "knn", "digits", params, {"top1": 0.9, "top5": 1.0})
     assert _has_baseline(studio.store, "random", "knn", "digits", "resnet18", 16, "simclr")
     # colorization's ResNet-18 reads the L channel only: another network, another baseline
-    assert not _has_baseline(studio.store, "random", "knn", "digits", "resnet18", 16,
-                             "colorization")
-    studio.store.add_evaluation(None, "knn", "digits", dict(params, method="colorization"),
-                                {"top1": 0.5, "top5": 0.9})
+    assert not _has_baseline(
+        studio.store, "random", "knn", "digits", "resnet18", 16, "colorization"
+    )
+    studio.store.add_evaluation(
+        None, "knn", "digits", dict(params, method="colorization"), {"top1": 0.5, "top5": 0.9}
+    )
     names = {r["name"]: r["knn_top1"] for r in studio.leaderboard()}
     assert names == {"random resnet18 (simclr)": 0.9, "random resnet18 (colorization)": 0.5}
 
@@ -176,21 +205,42 @@ def test_cli_eval(trained, capsys):
 
     studio, summary = trained
     home = str(studio.home.root)
-    assert main(["eval", "--job", str(summary["job_id"]), "--protocol", "knn", "--json",
-                 "--home", home]) == 0
+    assert (
+        main(
+            ["eval", "--job", str(summary["job_id"]), "--protocol", "knn", "--json", "--home", home]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["eval"]["knn_top1"] == summary["eval"]["knn_top1"]  # same checkpoint, features
     assert out["dataset"] == "digits" and out["evaluations"][0]["protocol"] == "knn"
-    assert main(["eval", "--baseline", "pixels", "--dataset", "digits", "--image-size", "8",
-                 "--protocol", "knn", "--home", home]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--baseline",
+                "pixels",
+                "--dataset",
+                "digits",
+                "--image-size",
+                "8",
+                "--protocol",
+                "knn",
+                "--home",
+                home,
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "baseline pixels on digits: knn_top1 0.9" in text
-    for args, words in [(["--job", str(summary["job_id"]), "--protocol", "svm"],
-                         "unknown protocol 'svm'"),
-                        (["--job", "999"], "no job 999"),
-                        (["--baseline", "pixels"], "--baseline needs --dataset"),
-                        ([], "either --job ID or --baseline"),
-                        (["--baseline", "random", "--dataset", "nope"], "unknown dataset")]:
+    for args, words in [
+        (["--job", str(summary["job_id"]), "--protocol", "svm"], "unknown protocol 'svm'"),
+        (["--job", "999"], "no job 999"),
+        (["--baseline", "pixels"], "--baseline needs --dataset"),
+        ([], "either --job ID or --baseline"),
+        (["--baseline", "random", "--dataset", "nope"], "unknown dataset"),
+    ]:
         code = main(["eval", *args, "--home", home])
         err = capsys.readouterr().err
         assert code == 2 and words in err, (args, err)

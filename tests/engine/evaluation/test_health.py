@@ -1,10 +1,18 @@
 """Collapse metrics on collapsed and isotropic embeddings; the probe on a real method."""
+
 import math
 
 import torch
 
-from engine.evaluation.health import (HealthProbe, alignment, effective_rank, embedding_std,
-                                      has_image_embed, health_metrics, uniformity)
+from engine.evaluation.health import (
+    HealthProbe,
+    alignment,
+    effective_rank,
+    embedding_std,
+    has_image_embed,
+    health_metrics,
+    uniformity,
+)
 
 
 def test_collapsed_embedding():

@@ -1,4 +1,5 @@
 """k-NN: against a brute-force reference, on a toy set with a known answer, chunked == unchunked."""
+
 import math
 
 import pytest
@@ -34,8 +35,9 @@ def test_matches_brute_force_on_random_data(k, temperature):
 
 def test_toy_set_with_a_known_answer():
     # Two clusters on either side of the origin; every query sits next to one of them.
-    bank = torch.tensor([[1.0, 0.1], [1.0, -0.1], [0.9, 0.0], [-1.0, 0.1], [-1.0, -0.1],
-                         [-0.9, 0.0]])
+    bank = torch.tensor(
+        [[1.0, 0.1], [1.0, -0.1], [0.9, 0.0], [-1.0, 0.1], [-1.0, -0.1], [-0.9, 0.0]]
+    )
     labels = torch.tensor([0, 0, 0, 1, 1, 1])
     queries = torch.tensor([[2.0, 0.0], [-3.0, 0.5], [0.5, 0.01]])
     result = knn_evaluate(bank, labels, queries, torch.tensor([0, 1, 0]), 2, k=3)
@@ -52,8 +54,9 @@ def test_chunking_gives_identical_results():
     queries = torch.randn(130, 32, generator=g)
     whole = knn_scores(bank, labels, queries, 10, query_chunk=10_000, bank_chunk=10_000)
     for query_chunk, bank_chunk in [(7, 64), (64, 19), (1, 1000), (130, 21)]:
-        chunked = knn_scores(bank, labels, queries, 10, query_chunk=query_chunk,
-                             bank_chunk=bank_chunk)
+        chunked = knn_scores(
+            bank, labels, queries, 10, query_chunk=query_chunk, bank_chunk=bank_chunk
+        )
         assert torch.equal(chunked, whole), (query_chunk, bank_chunk)
 
 

@@ -1,10 +1,10 @@
 """Linear probe on separable features; few-shot draws balanced and reproducible; sampling."""
+
 import torch
 
 from engine.evaluation.fewshot import few_shot
 from engine.evaluation.linear import linear_probe, standardise
-from engine.evaluation.sampling import (few_shot_indices, stratified_fraction,
-                                        stratified_split)
+from engine.evaluation.sampling import few_shot_indices, stratified_fraction, stratified_split
 
 
 def separable(n_per_class=60, num_classes=4, dim=20, seed=0, scale=1.0):

@@ -1,6 +1,7 @@
 """The embedding explorer's engine: projections (PCA recovers a known direction, t-SNE, UMAP),
 the leave-one-out k-NN, the embeddings cache (counted calls), the point cap, the CSV round trip,
 thumbnails, and a tiny trained job loaded from its checkpoint next to its random init."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,8 +20,15 @@ from engine.inference.embeddings import Encoder, Explorer, parse_source, sample_
 from engine.inference.runs import LRU, RunLoader
 from engine.runs import new_method, resolve
 
-TINY = {"steps": 2, "batch_size": 16, "image_size": 16, "warmup_steps": 1,
-        "checkpoint_every": 1, "precision": "fp32", "health_every": 0}
+TINY = {
+    "steps": 2,
+    "batch_size": 16,
+    "image_size": 16,
+    "warmup_steps": 1,
+    "checkpoint_every": 1,
+    "precision": "fp32",
+    "health_every": 0,
+}
 
 
 # ---- projections ---------------------------------------------------------------------------
@@ -66,21 +74,28 @@ def test_umap_maps_and_the_warmup_is_off_in_tests():
     assert np.linalg.norm(coords[:40].mean(0) - coords[40:].mean(0)) > 1.0
 
 
-@pytest.mark.parametrize("projection, params, words", [
-    ("isomap", None, "unknown projection"),
-    ("pca", {"perplexity": 3}, "unknown pca setting"),
-    ("umap", {"n_neighbors": 1}, "at least 2"),
-    ("umap", {"min_dist": 2}, "from 0 to 1"),
-    ("tsne", {"perplexity": 0}, "positive"),
-])
+@pytest.mark.parametrize(
+    "projection, params, words",
+    [
+        ("isomap", None, "unknown projection"),
+        ("pca", {"perplexity": 3}, "unknown pca setting"),
+        ("umap", {"n_neighbors": 1}, "at least 2"),
+        ("umap", {"min_dist": 2}, "from 0 to 1"),
+        ("tsne", {"perplexity": 0}, "positive"),
+    ],
+)
 def test_bad_projection_settings_are_refused(projection, params, words):
     with pytest.raises(SpecError, match=words):
         projections.check_projection(projection, params)
 
 
 def test_leave_one_out_knn():
-    blobs = torch.cat([torch.randn(50, 4) + torch.tensor([9.0, 0, 0, 0]),
-                       torch.randn(50, 4) + torch.tensor([0, 9.0, 0, 0])])
+    blobs = torch.cat(
+        [
+            torch.randn(50, 4) + torch.tensor([9.0, 0, 0, 0]),
+            torch.randn(50, 4) + torch.tensor([0, 9.0, 0, 0]),
+        ]
+    )
     labels = torch.cat([torch.zeros(50), torch.ones(50)]).long()
     assert projections.leave_one_out_knn(blobs, labels, chunk=16) == 1.0
     # One point of each class alone: its only neighbour has the other label.
@@ -89,11 +104,17 @@ def test_leave_one_out_knn():
 
 
 def test_csv_round_trips():
-    view = {"model": {"name": "job 1 @ step 2"},
-            "points": {"index": [4, 7, 0], "x": [0.5, -1.25, 3e-4], "y": [2.0, 0.0, -7.5],
-                       "label": ["3", "a, quoted \"label\"", "8"],
-                       "kind": ["image", "image", "text"],
-                       "text": ["a handwritten digit 3", "", "line one\nline two"]}}
+    view = {
+        "model": {"name": "job 1 @ step 2"},
+        "points": {
+            "index": [4, 7, 0],
+            "x": [0.5, -1.25, 3e-4],
+            "y": [2.0, 0.0, -7.5],
+            "label": ["3", 'a, quoted "label"', "8"],
+            "kind": ["image", "image", "text"],
+            "text": ["a handwritten digit 3", "", "line one\nline two"],
+        },
+    }
     text = projections.maps_csv([view, dict(view, model={"name": "raw pixels"})])
     rows = projections.read_csv(text)
     assert rows["model"] == ["job 1 @ step 2"] * 3 + ["raw pixels"] * 3
@@ -165,7 +186,7 @@ def test_points_are_capped_with_a_message(studio, monkeypatch):
     view = studio.project("m", "digits", 100, "tsne", {"perplexity": 5})
     assert view["num_points"] == 40 and "capped at 40" in view["message"] and view["capped"]
     with pytest.raises(SpecError, match="at most"):
-        studio.embeddings("m", "digits", samples=10 ** 6)
+        studio.embeddings("m", "digits", samples=10**6)
 
 
 def test_thumbnails_are_small_and_only_for_the_rows_asked(studio):
@@ -211,8 +232,9 @@ def test_lru_bounds_count_and_bytes():
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     studio = Studio(tmp_path_factory.mktemp("home"))
-    summary = studio.run_foreground({"method": "simclr", "dataset": "digits",
-                                     "params": dict(TINY, small_stem=True)})
+    summary = studio.run_foreground(
+        {"method": "simclr", "dataset": "digits", "params": dict(TINY, small_stem=True)}
+    )
     assert summary["status"] == "completed"
     return studio, summary["job_id"]
 
@@ -237,8 +259,9 @@ def test_a_job_is_rebuilt_from_its_checkpoint_beside_its_random_init(trained):
         np.testing.assert_allclose(features, reference.embed(images).numpy(), atol=1e-4)
     assert trained_map["points"]["index"] == random_map["points"]["index"]
     assert trained_map["model"]["step"] == 2 and random_map["model"]["kind"] == "random"
-    assert not np.allclose(features, studio.embeddings(f"random:{job_id}", "digits", 64)
-                           ["features"])
+    assert not np.allclose(
+        features, studio.embeddings(f"random:{job_id}", "digits", 64)["features"]
+    )
     # The loader caches the model; the key follows the checkpoint.
     assert studio.explorer.source_key(str(job_id)) == ("job", job_id, 2)
     assert studio.explorer.loader.job(job) is loaded
@@ -260,10 +283,12 @@ def language(tmp_path_factory):
     """A tiny CLIP job on shapes and a tiny BERT job on the captions corpus."""
     studio = Studio(tmp_path_factory.mktemp("home"))
     tiny = dict(TINY, backbone="tiny")
-    clip = studio.run_foreground({"method": "clip", "dataset": "shapes",
-                                  "params": dict(tiny, patch_size=4, train_pairs=0)})
-    bert = studio.run_foreground({"method": "bert", "dataset": "captions",
-                                  "params": dict(tiny, context_length=32)})
+    clip = studio.run_foreground(
+        {"method": "clip", "dataset": "shapes", "params": dict(tiny, patch_size=4, train_pairs=0)}
+    )
+    bert = studio.run_foreground(
+        {"method": "bert", "dataset": "captions", "params": dict(tiny, context_length=32)}
+    )
     assert clip["status"] == bert["status"] == "completed"
     return studio, clip["job_id"], bert["job_id"]
 
@@ -280,8 +305,7 @@ def test_clip_puts_images_and_their_texts_in_one_map(language):
     assert captions["kinds"].count("text") == 40
     assert captions["texts"][40:] == captions["texts"][:40]  # each image's own caption
     assert captions["labels"][40:] == captions["labels"][:40]
-    with_captions = studio.project(str(clip), "shapes", 40, "pca", split="test",
-                                   texts="captions")
+    with_captions = studio.project(str(clip), "shapes", 40, "pca", split="test", texts="captions")
     colours = with_captions["points"]["factors"]["color"]
     assert len(colours) == 80 and colours[40:] == colours[:40]
     assert prompts["points"]["factors"]["color"][40:] == [""] * 10

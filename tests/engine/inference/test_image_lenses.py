@@ -1,6 +1,7 @@
 """The image lenses through the engine API on tiny models the tests build and save: attention
 maps (ViT, DINO export, MAE encoder, CLIP vision tower), MAE reconstructions, the views lens, and
 the shared loader, cache, input checks and thread cap."""
+
 from __future__ import annotations
 
 import json
@@ -12,19 +13,30 @@ from PIL import Image
 
 from engine.api import Studio
 from engine.config import build_config
-from engine.inference import models as lens_models
 from engine.inference import images as lens_images
+from engine.inference import models as lens_models
 from engine.inference.attention import ATTENTION, attention_maps, keep_share_mask
 from engine.inference.images import load_image
-from engine.inference.models import (LensError, ModelCache, check_job, lens_threads,
-                                     load_lens_model)
+from engine.inference.models import LensError, ModelCache, check_job, lens_threads, load_lens_model
 from engine.inference.reconstruct import RECONSTRUCT, reconstruct
 
-TINY_VIT = dict(image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=2,
-                num_attention_heads=2, intermediate_size=64)
-TINY_MAE = dict(TINY_VIT, decoder_hidden_size=32, decoder_num_hidden_layers=1,
-                decoder_num_attention_heads=2, decoder_intermediate_size=64, mask_ratio=0.75,
-                norm_pix_loss=True)
+TINY_VIT = dict(
+    image_size=16,
+    patch_size=4,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=64,
+)
+TINY_MAE = dict(
+    TINY_VIT,
+    decoder_hidden_size=32,
+    decoder_num_hidden_layers=1,
+    decoder_num_attention_heads=2,
+    decoder_intermediate_size=64,
+    mask_ratio=0.75,
+    norm_pix_loss=True,
+)
 RNG = np.random.default_rng(0)
 PHOTO = RNG.integers(0, 256, (40, 56, 3), dtype=np.uint8)  # not square: the lens crops it
 
@@ -37,8 +49,15 @@ def studio(tmp_path_factory):
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     """Saved tiny models, one folder each, as `save_pretrained` writes them."""
-    from transformers import (CLIPConfig, CLIPModel, ViTConfig, ViTMAEConfig,
-                              ViTMAEForPreTraining, ViTMAEModel, ViTModel)
+    from transformers import (
+        CLIPConfig,
+        CLIPModel,
+        ViTConfig,
+        ViTMAEConfig,
+        ViTMAEForPreTraining,
+        ViTMAEModel,
+        ViTModel,
+    )
 
     from engine.methods.dino import DINO, DINOConfig
 
@@ -48,12 +67,27 @@ def folders(tmp_path_factory):
     ViTMAEForPreTraining(ViTMAEConfig(**TINY_MAE)).save_pretrained(root / "mae")
     ViTMAEModel(ViTMAEConfig(**TINY_MAE)).save_pretrained(root / "mae_encoder")
     vision = {k: v for k, v in TINY_VIT.items()}
-    CLIPModel(CLIPConfig(text_config=dict(vocab_size=64, hidden_size=32, num_hidden_layers=1,
-                                          num_attention_heads=2, intermediate_size=64,
-                                          bos_token_id=0, eos_token_id=1, pad_token_id=1),
-                         vision_config=vision, projection_dim=16)).save_pretrained(root / "clip")
-    config = build_config(DINOConfig, "quick", {"image_size": 16, "depth": 1, "out_dim": 64,
-                                                "head_hidden_dim": 32, "bottleneck_dim": 16})
+    CLIPModel(
+        CLIPConfig(
+            text_config=dict(
+                vocab_size=64,
+                hidden_size=32,
+                num_hidden_layers=1,
+                num_attention_heads=2,
+                intermediate_size=64,
+                bos_token_id=0,
+                eos_token_id=1,
+                pad_token_id=1,
+            ),
+            vision_config=vision,
+            projection_dim=16,
+        )
+    ).save_pretrained(root / "clip")
+    config = build_config(
+        DINOConfig,
+        "quick",
+        {"image_size": 16, "depth": 1, "out_dim": 64, "head_hidden_dim": 32, "bottleneck_dim": 16},
+    )
     DINO(config).export(root / "dino")  # writes dino/pretrained/
     return root
 
@@ -63,8 +97,9 @@ def _load(path, lens=ATTENTION, home=None):
 
 
 # ---- attention ---------------------------------------------------------------------------
-@pytest.mark.parametrize("name, heads, grid", [("vit", 2, 4), ("mae", 2, 4), ("clip", 2, 4),
-                                               ("dino/pretrained", 3, 4)])
+@pytest.mark.parametrize(
+    "name, heads, grid", [("vit", 2, 4), ("mae", 2, 4), ("clip", 2, 4), ("dino/pretrained", 3, 4)]
+)
 def test_attention_shapes_ranges_and_rows_sum_to_one(folders, name, heads, grid):
     lm = _load(folders / name)
     out = attention_maps(lm, PHOTO, layer=0, keep=0.6)
@@ -82,7 +117,7 @@ def test_attention_shapes_ranges_and_rows_sum_to_one(folders, name, heads, grid)
     assert out["keep_mask"].shape == (grid, grid) and out["kept_share"] >= 0.6 - 1e-6
     assert out["layer"] == out["num_layers"]
     low, high = out["share_range"]
-    assert 0 <= low <= 1 / grid ** 2 <= high <= 1
+    assert 0 <= low <= 1 / grid**2 <= high <= 1
 
 
 def test_mae_encoder_attention_keeps_every_patch_in_order(folders):
@@ -92,12 +127,12 @@ def test_mae_encoder_attention_keeps_every_patch_in_order(folders):
     np.testing.assert_array_equal(first, second)  # no random shuffle of the patches
     assert lm.model.config.mask_ratio == 0.75  # the shared config is left as it was
     # The same maps as the encoder given all patches in order by hand.
-    _, pixels = lens_images.model_input(lens_images.center_square(PHOTO), 16,
-                                        *lm.image_stats)
+    _, pixels = lens_images.model_input(lens_images.center_square(PHOTO), 16, *lm.image_stats)
     lm.model.config.mask_ratio = 0.0
     try:
-        out = lm.model.vit(pixel_values=pixels, noise=torch.arange(16.0)[None],
-                           output_attentions=True)
+        out = lm.model.vit(
+            pixel_values=pixels, noise=torch.arange(16.0)[None], output_attentions=True
+        )
     finally:
         lm.model.config.mask_ratio = 0.75
     by_hand = out.attentions[0][0, :, 0, 1:].reshape(2, 4, 4).detach().numpy()
@@ -165,8 +200,9 @@ def test_norm_pix_predictions_are_unnormalised_per_patch(folders):
             out.logits = (target - mean) / (var + 1e-6) ** 0.5
             return out
 
-    perfect = lens_models.LensModel(Perfect(), None, "vit_mae", "x", "perfect", None,
-                                    lm.weight_names, 0)
+    perfect = lens_models.LensModel(
+        Perfect(), None, "vit_mae", "x", "perfect", None, lm.weight_names, 0
+    )
     out = reconstruct(perfect, PHOTO, mask_ratio=0.75, seed=1)
     difference = np.abs(out["reconstruction"].astype(int) - out["original"].astype(int))
     assert difference.max() <= 1 and out["loss"] < 1e-6
@@ -197,16 +233,25 @@ def test_loader_refuses_a_pickle_folder(tmp_path, folders):
 
 
 def test_wrong_family_is_named(folders):
-    with pytest.raises(LensError, match="'vit' model; the MAE reconstruction lens needs a "
-                                        "masked autoencoder"):
+    with pytest.raises(
+        LensError, match="'vit' model; the MAE reconstruction lens needs a masked autoencoder"
+    ):
         _load(folders / "vit", RECONSTRUCT)
 
 
 def test_jobs_without_a_fitting_model_are_explained(tmp_path):
-    job = {"id": 4, "method": "simclr", "backbone": "resnet18", "status": "completed",
-           "run_dir": str(tmp_path / "runs" / "4")}
-    with pytest.raises(LensError, match=r"job 4 \(simclr, resnet18\) exported no "
-                                        "transformers model; the attention lens needs a ViT"):
+    job = {
+        "id": 4,
+        "method": "simclr",
+        "backbone": "resnet18",
+        "status": "completed",
+        "run_dir": str(tmp_path / "runs" / "4"),
+    }
+    with pytest.raises(
+        LensError,
+        match=r"job 4 \(simclr, resnet18\) exported no "
+        "transformers model; the attention lens needs a ViT",
+    ):
         check_job(job, ATTENTION)
     with pytest.raises(LensError, match="no checkpoint yet"):
         check_job(dict(job, status="running"), ATTENTION)
@@ -267,9 +312,22 @@ def test_lens_threads_caps_then_restores(monkeypatch):
 # ---- through the studio: a trained run, the views lens -----------------------------------
 @pytest.fixture(scope="module")
 def mae_run(studio):
-    summary = studio.run_foreground({"method": "mae", "dataset": "digits", "params": {
-        "steps": 3, "batch_size": 16, "image_size": 16, "warmup_steps": 1, "precision": "fp32",
-        "depth": 1, "decoder_layers": 1, "decoder_hidden_size": 32}})
+    summary = studio.run_foreground(
+        {
+            "method": "mae",
+            "dataset": "digits",
+            "params": {
+                "steps": 3,
+                "batch_size": 16,
+                "image_size": 16,
+                "warmup_steps": 1,
+                "precision": "fp32",
+                "depth": 1,
+                "decoder_layers": 1,
+                "decoder_hidden_size": 32,
+            },
+        }
+    )
     assert summary["status"] == "completed", summary["error"]
     return str(summary["job_id"])
 
@@ -301,10 +359,21 @@ def test_views_of_simclr_and_mae(studio):
     assert caption == "encoder input: 16/64 patches"  # quick: 32 px, 4 px patches, 75%
     masked = mae["items"][2][0]  # image 1's encoder input, upscaled by a whole factor
     factor = masked.shape[0] // 32
-    cells = masked[::factor * 4, ::factor * 4]  # one pixel per patch (top left)
-    patch_grey = np.array([[(masked[r * factor * 4:(r + 1) * factor * 4,
-                                    c * factor * 4:(c + 1) * factor * 4] == 128).all()
-                            for c in range(8)] for r in range(8)])
+    cells = masked[:: factor * 4, :: factor * 4]  # one pixel per patch (top left)
+    patch_grey = np.array(
+        [
+            [
+                (
+                    masked[
+                        r * factor * 4 : (r + 1) * factor * 4, c * factor * 4 : (c + 1) * factor * 4
+                    ]
+                    == 128
+                ).all()
+                for c in range(8)
+            ]
+            for r in range(8)
+        ]
+    )
     assert cells.shape[:2] == (8, 8) and patch_grey.sum() == 48
 
 

@@ -3,6 +3,7 @@
 retrieval (sorted scores, the embeddings cache reused), fill-mask (k distinct words, a text
 without a mask refused), generation (repeatable for a seed), text-to-text (sentinel spans put
 back), and every lens refusing a model of the wrong family."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -48,14 +49,18 @@ def test_zero_shot_probabilities_and_the_template_ensemble_by_hand(runs):
     with torch.no_grad():
         per_template = []
         for template in templates:  # one template at a time, as a single-template pipeline
-            tokens = tokenizer([template.format(x) for x in labels], padding=True,
-                               return_tensors="pt")
+            tokens = tokenizer(
+                [template.format(x) for x in labels], padding=True, return_tensors="pt"
+            )
             text = model.get_text_features(**tokens).pooler_output
             per_template.append(text / text.norm(dim=-1, keepdim=True))
         ensemble = torch.stack(per_template).mean(dim=0)  # (C, D)
         ensemble = ensemble / ensemble.norm(dim=-1, keepdim=True)
-        _, pixels = model_input(center_square(PHOTO), 16, *studio.lenses.lens_model(
-            "zero_shot", ids["clip"]).image_stats)
+        _, pixels = model_input(
+            center_square(PHOTO),
+            16,
+            *studio.lenses.lens_model("zero_shot", ids["clip"]).image_stats,
+        )
         image = model.get_image_features(pixel_values=pixels).pooler_output[0]
         image = image / image.norm()
         cosine = ensemble @ image
@@ -73,11 +78,19 @@ def test_project_out_removes_only_the_attribute_span_by_hand():
     torch.testing.assert_close(out, torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]))
     # Two directions (x and z differ): what is left of a class is its y part, normalised.
     attributes = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, 0.0]])
-    torch.testing.assert_close(project_out(torch.tensor([[0.6, 0.48, 0.64]]), attributes),
-                               torch.tensor([[0.0, 1.0, 0.0]]))
+    torch.testing.assert_close(
+        project_out(torch.tensor([[0.6, 0.48, 0.64]]), attributes), torch.tensor([[0.0, 1.0, 0.0]])
+    )
     assert attribute_prompts(["star", "ring"], ["a {}", "a small {}"], ["red", "blue"]) == [
-        "a red star", "a small red star", "a red ring", "a small red ring",
-        "a blue star", "a small blue star", "a blue ring", "a small blue ring"]
+        "a red star",
+        "a small red star",
+        "a red ring",
+        "a small red ring",
+        "a blue star",
+        "a small blue star",
+        "a blue ring",
+        "a small blue ring",
+    ]
 
 
 def test_zero_shot_ignoring_an_attribute_by_hand(runs):
@@ -86,8 +99,11 @@ def test_zero_shot_ignoring_an_attribute_by_hand(runs):
     from engine.inference.images import center_square, model_input
 
     studio, ids = runs
-    labels, templates, colours = ["star", "ring", "heart"], ["a {}", "a small {}"], [
-        "red", "blue", "green"]
+    labels, templates, colours = (
+        ["star", "ring", "heart"],
+        ["a {}", "a small {}"],
+        ["red", "blue", "green"],
+    )
     plain = studio.lenses.zero_shot(PHOTO, ids["clip"], labels, templates)
     out = studio.lenses.zero_shot(PHOTO, ids["clip"], labels, templates, " red, blue,green ,red")
     assert out["ignored"] == colours and plain["ignored"] == []
@@ -105,23 +121,32 @@ def test_zero_shot_ignoring_an_attribute_by_hand(runs):
 
     with torch.no_grad():
         classes = ensemble([t.format(x) for x in labels for t in templates], 3)
-        directions = ensemble([t.format(f"{c} {x}") for c in colours for x in labels
-                               for t in templates], 3)
+        directions = ensemble(
+            [t.format(f"{c} {x}") for c in colours for x in labels for t in templates], 3
+        )
         centred = directions - directions.mean(dim=0)
         basis = torch.linalg.svd(centred.T.double(), full_matrices=False)[0][:, :2].float()
         classes = classes - classes @ basis @ basis.T  # the colours' plane, rank 2
         classes = classes / classes.norm(dim=-1, keepdim=True)
         assert (classes @ centred.T).abs().max() < 1e-5  # blind to the colours
-        _, pixels = model_input(center_square(PHOTO), 16, *studio.lenses.lens_model(
-            "zero_shot", ids["clip"]).image_stats)
+        _, pixels = model_input(
+            center_square(PHOTO),
+            16,
+            *studio.lenses.lens_model("zero_shot", ids["clip"]).image_stats,
+        )
         image = model.get_image_features(pixel_values=pixels).pooler_output[0]
         cosine = classes @ (image / image.norm())
     np.testing.assert_allclose(out["similarities"], cosine.numpy(), atol=1e-5)
     with pytest.raises(LensError, match="at least two values"):
         studio.lenses.zero_shot(PHOTO, ids["clip"], labels, templates, "red")
     with pytest.raises(LensError, match="more than 2000"):
-        studio.lenses.zero_shot(PHOTO, ids["clip"], [f"w{i}" for i in range(100)],
-                         [f"{{}} {i}" for i in range(10)], "red, blue, green")
+        studio.lenses.zero_shot(
+            PHOTO,
+            ids["clip"],
+            [f"w{i}" for i in range(100)],
+            [f"{{}} {i}" for i in range(10)],
+            "red, blue, green",
+        )
     assert parse_ignored("") == [] and parse_ignored(None) == []
 
 
@@ -140,11 +165,13 @@ def test_zero_shot_input_checks(runs):
 # ---- retrieval ---------------------------------------------------------------------------
 def test_retrieval_scores_sorted_and_dataset_embedded_once(runs):
     studio, ids = runs
-    first = studio.lenses.retrieve("a red star", ids["clip"], "shapes", k=5, split="test",
-                            samples=200)
+    first = studio.lenses.retrieve(
+        "a red star", ids["clip"], "shapes", k=5, split="test", samples=200
+    )
     calls = studio.explorer.embed_calls
-    second = studio.lenses.retrieve("a blue ring", ids["clip"], "shapes", k=5, split="test",
-                             samples=200)
+    second = studio.lenses.retrieve(
+        "a blue ring", ids["clip"], "shapes", k=5, split="test", samples=200
+    )
     assert studio.explorer.embed_calls == calls  # no recompute on the second query
     assert second["embeddings_cached"] and first["searched"] == second["searched"] == 200
     for out in (first, second):
@@ -152,8 +179,7 @@ def test_retrieval_scores_sorted_and_dataset_embedded_once(runs):
         assert len(scores) == 5 and scores == sorted(scores, reverse=True)
         assert all(-1 - 1e-6 <= s <= 1 + 1e-6 for s in scores)
         assert len(set(out["indices"])) == 5 and all(0 <= i < 1000 for i in out["indices"])
-        assert all(p.dtype == np.uint8 and p.ndim == 3 and p.shape[0] >= 64
-                   for p in out["images"])
+        assert all(p.dtype == np.uint8 and p.ndim == 3 and p.shape[0] >= 64 for p in out["images"])
         assert all(label in caption for label, caption in zip(out["labels"], out["captions"]))
     # The top score is the query's cosine with that image, recomputed without the lens.
     emb = studio.explorer.embeddings(ids["clip"], "shapes", 200, "test")
@@ -206,11 +232,15 @@ def test_generate_is_repeatable_for_a_seed(runs):
     assert first["continuation"] == again["continuation"]
     assert first["text"] == "a small red" + first["continuation"]
     assert 1 <= first["new_tokens"] <= 12 and not first["greedy"]
-    others = {studio.lenses.generate("a small red", ids["gpt"], seed=s, **settings)["continuation"]
-              for s in range(4, 8)}
+    others = {
+        studio.lenses.generate("a small red", ids["gpt"], seed=s, **settings)["continuation"]
+        for s in range(4, 8)
+    }
     assert len(others | {first["continuation"]}) > 1  # the seed matters when sampling
-    greedy = [studio.lenses.generate("a small red", ids["gpt"], 12, 0.0, 50, seed)["continuation"]
-              for seed in (0, 1)]
+    greedy = [
+        studio.lenses.generate("a small red", ids["gpt"], 12, 0.0, 50, seed)["continuation"]
+        for seed in (0, 1)
+    ]
     assert greedy[0] == greedy[1]
     with pytest.raises(LensError, match="temperature"):
         studio.lenses.generate("a", ids["gpt"], 5, -1.0)
@@ -243,9 +273,14 @@ def test_text2text_puts_the_spans_back(runs, monkeypatch):
     tokenizer = lm.processor
     encode = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]
     sentinel = tokenizer.convert_tokens_to_ids
-    written = ([lm.model.config.decoder_start_token_id, sentinel("<extra_id_0>"),
-                *encode("star"), sentinel("<extra_id_1>"), *encode("striped"),
-                lm.model.config.eos_token_id])
+    written = [
+        lm.model.config.decoder_start_token_id,
+        sentinel("<extra_id_0>"),
+        *encode("star"),
+        sentinel("<extra_id_1>"),
+        *encode("striped"),
+        lm.model.config.eos_token_id,
+    ]
     monkeypatch.setattr(lm.model, "generate", lambda **kwargs: torch.tensor([written]))
     out = studio.lenses.text2text("a small red [MASK] on a [MASK] background", ids["t5"])
     assert out["input"] == "a small red <extra_id_0> on a <extra_id_1> background"
@@ -257,8 +292,9 @@ def test_text2text_puts_the_spans_back(runs, monkeypatch):
 
 def test_text2text_on_the_trained_run(runs):
     studio, ids = runs
-    out = studio.lenses.text2text("a small red <extra_id_0> on a blue background", ids["t5"],
-                           num_beams=2, max_new_tokens=8)
+    out = studio.lenses.text2text(
+        "a small red <extra_id_0> on a blue background", ids["t5"], num_beams=2, max_new_tokens=8
+    )
     assert [s["sentinel"] for s in out["spans"]] == ["<extra_id_0>"]
     assert out["filled"] == f"a small red {out['spans'][0]['text']} on a blue background"
     plain = studio.lenses.text2text("a small red star", ids["t5"], 2, 8)
@@ -268,8 +304,10 @@ def test_text2text_on_the_trained_run(runs):
 
 
 def test_sentinel_helpers():
-    assert with_sentinels("<extra_id_0> a [mask] b <MASK>") == \
-        "<extra_id_0> a <extra_id_1> b <extra_id_2>"
+    assert (
+        with_sentinels("<extra_id_0> a [mask] b <MASK>")
+        == "<extra_id_0> a <extra_id_1> b <extra_id_2>"
+    )
 
     class Decode:
         def decode(self, ids, skip_special_tokens=True):
@@ -280,13 +318,20 @@ def test_sentinel_helpers():
 
 
 # ---- families and pickers ----------------------------------------------------------------
-@pytest.mark.parametrize("call, wrong, expected", [
-    (lambda s, m: s.lenses.zero_shot(PHOTO, m, "a, b"), "bert", "needs a CLIP model"),
-    (lambda s, m: s.lenses.retrieve("a star", m, "shapes"), "gpt", "needs a CLIP model"),
-    (lambda s, m: s.lenses.fill_mask(CAPTION, m), "t5", "needs a masked language model"),
-    (lambda s, m: s.lenses.generate("a", m), "bert", "needs a causal language model"),
-    (lambda s, m: s.lenses.text2text("a <extra_id_0>", m), "clip", "needs an encoder-decoder T5"),
-])
+@pytest.mark.parametrize(
+    "call, wrong, expected",
+    [
+        (lambda s, m: s.lenses.zero_shot(PHOTO, m, "a, b"), "bert", "needs a CLIP model"),
+        (lambda s, m: s.lenses.retrieve("a star", m, "shapes"), "gpt", "needs a CLIP model"),
+        (lambda s, m: s.lenses.fill_mask(CAPTION, m), "t5", "needs a masked language model"),
+        (lambda s, m: s.lenses.generate("a", m), "bert", "needs a causal language model"),
+        (
+            lambda s, m: s.lenses.text2text("a <extra_id_0>", m),
+            "clip",
+            "needs an encoder-decoder T5",
+        ),
+    ],
+)
 def test_each_lens_refuses_the_wrong_family(runs, call, wrong, expected):
     studio, ids = runs
     with pytest.raises(LensError, match=expected):
@@ -295,9 +340,12 @@ def test_each_lens_refuses_the_wrong_family(runs, call, wrong, expected):
 
 def test_pickers_list_only_runs_of_the_fitting_method(runs):
     studio, ids = runs
-    for lens, method, hub_id in [("zero_shot", "clip", "openai/clip-vit-base-patch32"),
-                                 ("retrieve", "clip", "openai/clip-vit-base-patch32"),
-                                 ("fill_mask", "bert", "bert-base-uncased"),
-                                 ("generate", "gpt", "gpt2"), ("text2text", "t5", "t5-small")]:
+    for lens, method, hub_id in [
+        ("zero_shot", "clip", "openai/clip-vit-base-patch32"),
+        ("retrieve", "clip", "openai/clip-vit-base-patch32"),
+        ("fill_mask", "bert", "bert-base-uncased"),
+        ("generate", "gpt", "gpt2"),
+        ("text2text", "t5", "t5-small"),
+    ]:
         values = [c["value"] for c in studio.lenses.lens_models(lens)]
         assert values == [ids[method], hub_id], lens

@@ -1,4 +1,5 @@
 """Barlow Twins loss against hand-worked values, the authors' code, and its invariants."""
+
 import pytest
 import torch
 from torch import nn

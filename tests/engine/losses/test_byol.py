@@ -11,10 +11,12 @@ def test_hand_worked_values():
     # Orthogonal: 2 - 2 cos = 2; 45 degrees: 2 - 2 / sqrt(2); opposite: 4.
     assert normalized_mse(p, torch.tensor([[0.0, 3.0]])).item() == pytest.approx(2.0)
     assert normalized_mse(p, torch.tensor([[1.0, 1.0]])).item() == pytest.approx(
-        2 - math.sqrt(2), rel=1e-6)
+        2 - math.sqrt(2), rel=1e-6
+    )
     assert normalized_mse(p, torch.tensor([[-2.0, 0.0]])).item() == pytest.approx(4.0)
     assert negative_cosine(p, torch.tensor([[1.0, 1.0]])).item() == pytest.approx(
-        -1 / math.sqrt(2), rel=1e-6)
+        -1 / math.sqrt(2), rel=1e-6
+    )
 
 
 def test_simsiam_worked_example():
@@ -45,12 +47,14 @@ def _byol_equation_2(p, z):
 def _simsiam_algorithm_1(p1, p2, z1, z2):
     """SimSiam (arXiv:2011.10566) Algorithm 1: D(p, z) = -(normalize(p) * normalize(z)).sum(1)
     .mean(); L = D(p1, z2) / 2 + D(p2, z1) / 2."""
+
     def d(p, z):
         total = 0.0
         for pi, zi in zip(p, z):
             pn, zn = math.sqrt(sum(x * x for x in pi)), math.sqrt(sum(x * x for x in zi))
             total += -sum(a * b for a, b in zip(pi, zi)) / (pn * zn)
         return total / len(p)
+
     return d(p1, z2) / 2 + d(p2, z1) / 2
 
 
@@ -58,8 +62,9 @@ def _simsiam_algorithm_1(p1, p2, z1, z2):
 def test_match_the_papers(n, d):
     g = torch.Generator().manual_seed(n * 100 + d)
     p1, p2, z1, z2 = (torch.randn(n, d, generator=g) for _ in range(4))
-    expected = _byol_equation_2(p1.tolist(), z2.tolist()) + _byol_equation_2(p2.tolist(),
-                                                                             z1.tolist())
+    expected = _byol_equation_2(p1.tolist(), z2.tolist()) + _byol_equation_2(
+        p2.tolist(), z1.tolist()
+    )
     assert byol_loss(p1, p2, z1, z2).item() == pytest.approx(expected, rel=1e-5)
     expected = _simsiam_algorithm_1(p1.tolist(), p2.tolist(), z1.tolist(), z2.tolist())
     assert simsiam_loss(p1, p2, z1, z2).item() == pytest.approx(expected, rel=1e-5, abs=1e-7)
@@ -79,10 +84,12 @@ def test_identical_views_give_the_minimum():
 def test_symmetric_in_the_two_views():
     g = torch.Generator().manual_seed(2)
     p1, p2, z1, z2 = (torch.randn(6, 4, generator=g) for _ in range(4))
-    assert byol_loss(p1, p2, z1, z2).item() == pytest.approx(byol_loss(p2, p1, z2, z1).item(),
-                                                             rel=1e-6)
+    assert byol_loss(p1, p2, z1, z2).item() == pytest.approx(
+        byol_loss(p2, p1, z2, z1).item(), rel=1e-6
+    )
     assert simsiam_loss(p1, p2, z1, z2).item() == pytest.approx(
-        simsiam_loss(p2, p1, z2, z1).item(), rel=1e-6)
+        simsiam_loss(p2, p1, z2, z1).item(), rel=1e-6
+    )
 
 
 @pytest.mark.parametrize("loss", [byol_loss, simsiam_loss])

@@ -1,4 +1,5 @@
 """CLIP's symmetric InfoNCE: a hand-computed 2x2 case, symmetry, and the temperature clamp."""
+
 import math
 
 import torch

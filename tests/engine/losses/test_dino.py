@@ -1,4 +1,5 @@
 """DINO loss against a hand-worked value and the paper's Algorithm 1; the centre update."""
+
 import math
 
 import pytest
@@ -20,11 +21,13 @@ def test_hand_worked_value_with_centering():
 
 def _algorithm_1(s1, s2, t1, t2, center, tps, tpt):
     """DINO paper, Algorithm 1 (PyTorch pseudocode), for two crops."""
+
     def H(t, s):
         t = t.detach()
         s = F.softmax(s / tps, dim=1)
         t = F.softmax((t - center) / tpt, dim=1)
         return -(t * torch.log(s)).sum(dim=1).mean()
+
     return H(t1, s2) / 2 + H(t2, s1) / 2
 
 
@@ -34,8 +37,9 @@ def test_matches_algorithm_1_for_two_crops(batch):
     s1, s2, t1, t2 = (torch.randn(batch, 32, generator=gen) for _ in range(4))
     center = torch.randn(1, 32, generator=gen)
     ours = dino_loss(torch.stack([s1, s2]), torch.stack([t1, t2]), center, 0.1, 0.04)
-    assert ours.item() == pytest.approx(_algorithm_1(s1, s2, t1, t2, center, 0.1, 0.04).item(),
-                                        rel=1e-5)
+    assert ours.item() == pytest.approx(
+        _algorithm_1(s1, s2, t1, t2, center, 0.1, 0.04).item(), rel=1e-5
+    )
 
 
 def test_multi_crop_matches_the_reference_loop():
@@ -66,8 +70,9 @@ def test_minimum_is_the_teacher_entropy_and_no_gradient_reaches_the_teacher():
     # Student crops 0 and 1 predict the *other* global crop's target exactly.
     best = torch.stack([target[1], target[0]]).log() * 0.1
     entropy = -(target * target.log()).sum(-1).mean()
-    assert dino_loss(best, teacher, center, 0.1, 0.5).item() == pytest.approx(entropy.item(),
-                                                                              rel=1e-4)
+    assert dino_loss(best, teacher, center, 0.1, 0.5).item() == pytest.approx(
+        entropy.item(), rel=1e-4
+    )
     worse = (best + 0.3 * torch.randn(best.shape, generator=gen)).requires_grad_()
     loss = dino_loss(worse, teacher, center, 0.1, 0.5)
     assert loss.item() > entropy.item()

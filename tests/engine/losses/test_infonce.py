@@ -21,6 +21,7 @@ def _algorithm_1(q, k, queue, t):
     l_pos = bmm(q.view(N,1,C), k.view(N,C,1)); l_neg = mm(q.view(N,C), queue.view(C,K));
     logits = cat([l_pos, l_neg], dim=1); loss = CrossEntropyLoss(logits/t, labels=zeros(N)),
     with q, k and the queue's keys L2-normalised (the paper normalises them in the encoder)."""
+
     def unit(v):
         norm = math.sqrt(sum(x * x for x in v))
         return [x / norm for x in v]
@@ -57,8 +58,9 @@ def test_scale_invariant_and_aligned_positive_beats_random():
     g = torch.Generator().manual_seed(1)
     q, queue = torch.randn(8, 16, generator=g), torch.randn(32, 16, generator=g)
     base = info_nce_loss(q, q, queue, 0.2)
-    assert info_nce_loss(2 * q, 0.5 * q, 3 * queue, 0.2).item() == pytest.approx(base.item(),
-                                                                                 rel=1e-5)
+    assert info_nce_loss(2 * q, 0.5 * q, 3 * queue, 0.2).item() == pytest.approx(
+        base.item(), rel=1e-5
+    )
     assert base < info_nce_loss(q, torch.randn(8, 16, generator=g), queue, 0.2)
 
 

@@ -1,4 +1,5 @@
 """BEiT's masked-token cross-entropy: a hand value and transformers' own loss."""
+
 import math
 
 import pytest
@@ -20,10 +21,19 @@ def test_equals_transformers_beit_loss():
     from transformers import BeitConfig, BeitForMaskedImageModeling
 
     torch.manual_seed(0)
-    model = BeitForMaskedImageModeling(BeitConfig(
-        vocab_size=16, image_size=8, patch_size=4, hidden_size=8, num_hidden_layers=1,
-        num_attention_heads=2, intermediate_size=16, use_mask_token=True,
-        use_absolute_position_embeddings=True)).eval()
+    model = BeitForMaskedImageModeling(
+        BeitConfig(
+            vocab_size=16,
+            image_size=8,
+            patch_size=4,
+            hidden_size=8,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=16,
+            use_mask_token=True,
+            use_absolute_position_embeddings=True,
+        )
+    ).eval()
     pixels = torch.randn(2, 3, 8, 8)
     codes = torch.randint(0, 16, (2, 4))
     mask = torch.tensor([[True, False, True, False], [False, False, False, True]])

@@ -1,4 +1,5 @@
 """BERT masking statistics over many tokens: 15% chosen, 80/10/10, specials never touched."""
+
 import torch
 
 from engine.losses.mlm import IGNORE, mask_tokens
@@ -11,8 +12,15 @@ def corrupt(word_starts=None, seed=0, prob=0.15):
     ids = torch.randint(SPECIALS, VOCAB, (256, 128), generator=g)
     ids[:, 0], ids[:, -1], ids[:, 60:64] = 2, 3, 0  # [CLS], [SEP], some [PAD]
     special = ids < SPECIALS
-    out, labels = mask_tokens(ids, special, MASK, (SPECIALS, VOCAB), prob, word_starts,
-                              generator=torch.Generator().manual_seed(seed + 1))
+    out, labels = mask_tokens(
+        ids,
+        special,
+        MASK,
+        (SPECIALS, VOCAB),
+        prob,
+        word_starts,
+        generator=torch.Generator().manual_seed(seed + 1),
+    )
     return ids, special, out, labels
 
 
@@ -50,7 +58,7 @@ def test_whole_word_masking_takes_all_pieces_of_a_word():
     for row in range(0, 256, 17):
         for w in word[row].unique():
             members = (word[row] == w) & ~special[row]
-            picked = (labels[row][members] != IGNORE)
+            picked = labels[row][members] != IGNORE
             assert picked.all() or not picked.any()
     ordinary = ~special
     assert 0.10 < (labels != IGNORE).sum().item() / ordinary.sum().item() < 0.20

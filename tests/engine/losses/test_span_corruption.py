@@ -1,8 +1,14 @@
 """T5 span corruption: the promised share in spans, consistent sentinels, lossless."""
+
 import torch
 
-from engine.losses.span_corruption import (noise_mask, row_noise_mask, span_corrupt,
-                                           span_corrupt_rows, span_counts)
+from engine.losses.span_corruption import (
+    noise_mask,
+    row_noise_mask,
+    span_corrupt,
+    span_corrupt_rows,
+    span_counts,
+)
 
 SENTINELS = list(range(1000, 1100))
 EOS = 1
@@ -52,7 +58,7 @@ def test_sentinels_consistent_and_text_reconstructed():
         used_in = [x for x in i if x in SENTINELS]
         used_out = [x for x in t if x in SENTINELS]
         assert used_in == SENTINELS[:spans]  # in order, each once
-        assert used_out == SENTINELS[:spans + 1]  # plus the closing sentinel
+        assert used_out == SENTINELS[: spans + 1]  # plus the closing sentinel
         assert i[-1] == EOS and t[-1] == EOS
         assert reconstruct(i, t) == tokens[row].tolist()
 
@@ -85,7 +91,7 @@ def test_rows_of_different_lengths_corrupt_only_their_own_tokens():
         assert pad not in kept and kept[-1] == EOS
         assert (inputs[row][~mask[row].bool()] == pad).all()
         target = [t for t in targets[row].tolist() if t != -100]
-        assert target[-1] == EOS and (targets[row][len(target):] == -100).all()
+        assert target[-1] == EOS and (targets[row][len(target) :] == -100).all()
         assert reconstruct(kept, target) == tokens[row, :n].tolist()  # lossless, eos aside
         hidden = len(target) - 2 - sum(t in SENTINELS for t in target[:-1]) + 1
         assert (n < 2 and hidden == 0) or 1 <= hidden <= n - 1

@@ -1,4 +1,5 @@
 """VICReg loss against the paper's Algorithm 1, hand-worked terms and invariants."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -53,5 +54,6 @@ def test_weights_combine_the_terms_and_loss_is_symmetric():
     z_a, z_b = torch.randn(16, 8, generator=gen), torch.randn(16, 8, generator=gen) * 0.3
     out = vicreg_loss(z_a, z_b, 2.0, 3.0, 5.0)
     assert out.loss.item() == pytest.approx(
-        (2 * out.invariance + 3 * out.variance + 5 * out.covariance).item(), rel=1e-6)
+        (2 * out.invariance + 3 * out.variance + 5 * out.covariance).item(), rel=1e-6
+    )
     assert vicreg_loss(z_b, z_a).loss.item() == pytest.approx(vicreg_loss(z_a, z_b).loss.item())

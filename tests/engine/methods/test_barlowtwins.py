@@ -1,4 +1,5 @@
 """Barlow Twins: asymmetric views, per-view passes, the loss terms it logs, presets."""
+
 import pytest
 import torch
 
@@ -11,14 +12,17 @@ from tests.conftest import TINY
 @pytest.mark.parametrize("augmentation", DOMAINS)
 def test_step_runs_under_every_augmentation_preset(augmentation):
     torch.manual_seed(0)
-    config = build_config(BarlowTwinsConfig, "quick",
-                          dict(TINY, augmentation=augmentation, projection_dim=32,
-                               projection_hidden_dim=32))
+    config = build_config(
+        BarlowTwinsConfig,
+        "quick",
+        dict(TINY, augmentation=augmentation, projection_dim=32, projection_hidden_dim=32),
+    )
     method = BarlowTwins(config)
     batches = []
     method.encoder.register_forward_hook(lambda m, a, out: batches.append(a[0].shape[0]))
-    loss, logs = method.training_step({"images": torch.randint(0, 255, (8, 3, 16, 16),
-                                                               dtype=torch.uint8)})
+    loss, logs = method.training_step(
+        {"images": torch.randint(0, 255, (8, 3, 16, 16), dtype=torch.uint8)}
+    )
     assert batches == [8, 8]  # each view through the encoder on its own
     assert torch.isfinite(loss)
     expected = logs["on_diagonal"] + config.lambda_offdiag * logs["off_diagonal"]

@@ -1,9 +1,10 @@
 """BEiT: the k-means visual tokenizer, blockwise masks in training, save and export."""
+
 import pytest
 import torch
 
 from engine.config import build_config
-from engine.methods.beit import BEiT, BEiTConfig, TOKENIZER_FILE, min_block, num_masked
+from engine.methods.beit import TOKENIZER_FILE, BEiT, BEiTConfig, min_block, num_masked
 from engine.models.codebook import assign_codes, fit_codebook, normalise_patches, patchify
 from tests.conftest import TINY
 
@@ -72,8 +73,8 @@ def test_training_step_masks_about_forty_percent_and_predicts_codes():
     assert torch.equal(method.codebook, data.info["codebook"])
     masks = []
     method.model.beit.embeddings.register_forward_hook(
-        lambda module, args, kwargs, out: masks.append(kwargs["bool_masked_pos"]),
-        with_kwargs=True)
+        lambda module, args, kwargs, out: masks.append(kwargs["bool_masked_pos"]), with_kwargs=True
+    )
     loss, logs = method.training_step({"images": data.tensors["images"][:32]})
     assert masks[0].shape == (32, 64) and masks[0].dtype == torch.bool
     assert (masks[0].sum(dim=1) <= 25).all() and masks[0].sum(dim=1).float().mean() > 20
@@ -93,8 +94,9 @@ def test_export_loads_with_from_pretrained_and_keeps_the_codebook(tmp_path):
     config = _config()
     method = BEiT(config, {"codebook": torch.randn(16, 48)})
     method.export(tmp_path)
-    loaded = BeitForMaskedImageModeling.from_pretrained(tmp_path / "pretrained",
-                                                        use_safetensors=True)
+    loaded = BeitForMaskedImageModeling.from_pretrained(
+        tmp_path / "pretrained", use_safetensors=True
+    )
     assert loaded.config.use_mask_token and loaded.config.use_absolute_position_embeddings
     for key, value in method.model.state_dict().items():
         assert torch.equal(value, loaded.state_dict()[key]), key
@@ -105,8 +107,9 @@ def test_shared_relative_position_bias_runs():
     config = _config(position_encoding="shared_relative")
     method = BEiT(config, {"codebook": torch.randn(16, 48)})
     assert method.model.config.use_shared_relative_position_bias
-    loss, _ = method.training_step({"images": torch.randint(0, 255, (4, 3, 16, 16),
-                                                            dtype=torch.uint8)})
+    loss, _ = method.training_step(
+        {"images": torch.randint(0, 255, (4, 3, 16, 16), dtype=torch.uint8)}
+    )
     assert torch.isfinite(loss)
 
 
@@ -118,8 +121,10 @@ def test_preview_greys_the_masked_blocks_drawn_as_in_training():
     views = method.preview_views(images)
     torch.manual_seed(2)
     mask = method.draw_mask(method.views(images))  # the draws training_step makes
-    assert [c for c, _ in views] == ["view (crop, flip, jitter)",
-                                     "input: 25/64 patches masked in blocks"]
+    assert [c for c, _ in views] == [
+        "view (crop, flip, jitter)",
+        "input: 25/64 patches masked in blocks",
+    ]
     assert all(v.dtype == torch.uint8 and v.shape == (3, 3, 32, 32) for _, v in views)
     view, masked = views[0][1], views[1][1]
     grey = (masked == 128).all(dim=1)  # (3, 32, 32)

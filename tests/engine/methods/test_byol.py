@@ -10,9 +10,19 @@ from tests.engine.methods.test_moco import assert_ema
 
 
 def _tiny():
-    return build_config(BYOLConfig, "quick", dict(
-        image_size=16, batch_size=4, projection_dim=8, projection_hidden_dim=16,
-        prediction_hidden_dim=16, base_momentum=0.996, precision="fp32"))
+    return build_config(
+        BYOLConfig,
+        "quick",
+        dict(
+            image_size=16,
+            batch_size=4,
+            projection_dim=8,
+            projection_hidden_dim=16,
+            prediction_hidden_dim=16,
+            base_momentum=0.996,
+            precision="fp32",
+        ),
+    )
 
 
 def test_target_is_an_exact_ema_with_the_cosine_schedule():

@@ -48,13 +48,17 @@ def test_preview_shows_the_l_input_and_the_ab_target_in_colour():
 
     method = Colorization(_tiny())
     red = torch.tensor([220, 40, 40], dtype=torch.uint8)[None, :, None, None]
-    images = torch.cat([red.expand(1, 3, 16, 16),
-                        torch.randint(0, 256, (1, 3, 16, 16), dtype=torch.uint8)])
+    images = torch.cat(
+        [red.expand(1, 3, 16, 16), torch.randint(0, 256, (1, 3, 16, 16), dtype=torch.uint8)]
+    )
     torch.manual_seed(0)
     views = method.preview_views(images)
     assert [c for c, _ in views] == ["crop", "L input", "ab target (bins at L 70)"]
-    assert [tuple(v.shape) for _, v in views] == [(2, 3, 16, 16), (2, 3, 16, 16),
-                                                  (2, 3, 4, 4)]  # the loss's 1/4 resolution
+    assert [tuple(v.shape) for _, v in views] == [
+        (2, 3, 16, 16),
+        (2, 3, 16, 16),
+        (2, 3, 4, 4),
+    ]  # the loss's 1/4 resolution
     assert all(v.dtype == torch.uint8 for _, v in views)
     crop, lightness, target = (v for _, v in views)
     assert (crop[0].int() - red[0].int()).abs().max() <= 2  # crop and flip keep a flat red

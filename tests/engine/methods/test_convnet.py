@@ -1,4 +1,5 @@
 """The small VGG-style encoder the quick presets train: shapes, feature map, tiny inputs."""
+
 import torch
 
 from engine.models.resnet import CNN_BACKBONES, ConvNet, build_resnet, feature_map
@@ -19,7 +20,8 @@ def test_convnet_pools_to_its_feature_dim_and_keeps_a_feature_map():
     assert net.conv1.in_channels == 3
     assert CNN_BACKBONES[0] == "convnet"
     assert sum(p.numel() for p in net.parameters()) < 0.15 * sum(
-        p.numel() for p in build_resnet("resnet18")[0].parameters())
+        p.numel() for p in build_resnet("resnet18")[0].parameters()
+    )
 
 
 def test_resnet_feature_map_matches_its_pooled_output():

@@ -1,4 +1,5 @@
 """DINO: crops through student and teacher, EMA, centre buffer, schedules, the ViT export."""
+
 import pytest
 import torch
 
@@ -12,9 +13,11 @@ IMAGES = torch.randint(0, 255, (4, 3, 16, 16), dtype=torch.uint8)
 
 def _method(**params) -> DINO:
     torch.manual_seed(0)
-    config = build_config(DINOConfig, "quick", dict(TINY, depth=1, out_dim=64,
-                                                    head_hidden_dim=32, bottleneck_dim=16,
-                                                    **params))
+    config = build_config(
+        DINOConfig,
+        "quick",
+        dict(TINY, depth=1, out_dim=64, head_hidden_dim=32, bottleneck_dim=16, **params),
+    )
     return DINO(config)
 
 
@@ -24,7 +27,10 @@ def test_teacher_sees_global_crops_and_student_all_once_per_resolution():
     for role in seen:
         getattr(method, role).backbone.register_forward_hook(
             lambda module, args, kwargs, out, role=role: seen[role].append(
-                tuple(kwargs["pixel_values"].shape)), with_kwargs=True)
+                tuple(kwargs["pixel_values"].shape)
+            ),
+            with_kwargs=True,
+        )
     loss, logs = method.training_step({"images": IMAGES})
     local = local_size(method.config)
     assert seen["teacher"] == [(8, 3, 16, 16)]  # 2 global crops x 4 images, in one pass
@@ -59,16 +65,23 @@ def test_after_step_moves_the_teacher_by_the_cosine_schedule():
                 p.sub_(0.1 * p.grad.sign())
     method.after_step(3, 10)
     momentum = momentum_schedule(2, 10, 0.9)
-    for before, t, s in zip(teacher_before, method.teacher.parameters(),
-                            method.student.parameters()):
+    for before, t, s in zip(
+        teacher_before, method.teacher.parameters(), method.student.parameters()
+    ):
         assert torch.allclose(t, momentum * before + (1 - momentum) * s, atol=1e-6)
     assert int(method.steps_done) == 3
 
 
 def test_teacher_temperature_warms_up_linearly():
-    config = build_config(DINOConfig, "quick", {"warmup_teacher_temperature": 0.04,
-                                                "teacher_temperature": 0.07,
-                                                "warmup_teacher_temperature_steps": 31})
+    config = build_config(
+        DINOConfig,
+        "quick",
+        {
+            "warmup_teacher_temperature": 0.04,
+            "teacher_temperature": 0.07,
+            "warmup_teacher_temperature_steps": 31,
+        },
+    )
     assert teacher_temperature(config, 0) == pytest.approx(0.04)
     assert teacher_temperature(config, 15) == pytest.approx(0.055)
     assert teacher_temperature(config, 30) == pytest.approx(0.07)
@@ -110,8 +123,9 @@ def test_vit_export_loads_with_eager_attention(tmp_path):
 
     method = _method()
     method.export(tmp_path)
-    model = ViTModel.from_pretrained(tmp_path / "pretrained", attn_implementation="eager",
-                                     use_safetensors=True).eval()
+    model = ViTModel.from_pretrained(
+        tmp_path / "pretrained", attn_implementation="eager", use_safetensors=True
+    ).eval()
     pixels = torch.randn(2, 3, 16, 16)
     out = model(pixel_values=pixels, output_attentions=True)
     tokens = (16 // method.config.patch_size) ** 2 + 1
@@ -141,10 +155,13 @@ def test_preview_views_are_the_global_and_local_crops_of_training():
     views = method.preview_views(IMAGES)
     torch.manual_seed(3)
     global_crops, local_crops = method.crops(IMAGES)  # the call training_step makes
-    assert [c for c, _ in views] == ["global crop 1 (teacher, student)",
-                                     "global crop 2 (teacher, student)",
-                                     "local crop 1 (student)", "local crop 2 (student)",
-                                     "local crop 3 (student)"]
+    assert [c for c, _ in views] == [
+        "global crop 1 (teacher, student)",
+        "global crop 2 (teacher, student)",
+        "local crop 1 (student)",
+        "local crop 2 (student)",
+        "local crop 3 (student)",
+    ]
     local = local_size(method.config)
     assert local < 16
     assert [tuple(v.shape) for _, v in views] == [(4, 3, 16, 16)] * 2 + [(4, 3, local, local)] * 3

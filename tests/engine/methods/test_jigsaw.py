@@ -1,10 +1,15 @@
 import torch
 
 from engine.config import build_config
-from engine.methods.jigsaw import (Jigsaw, JigsawConfig, cut_tiles, jigsaw_permutations,
-                                   shuffle_tiles)
-
+from engine.methods.jigsaw import (
+    Jigsaw,
+    JigsawConfig,
+    cut_tiles,
+    jigsaw_permutations,
+    shuffle_tiles,
+)
 from engine.models.resnet import ConvNet
+
 
 def _hamming(perms):
     distances = (perms[:, None, :] != perms[None, :, :]).sum(dim=-1)
@@ -52,22 +57,31 @@ def test_shuffle_puts_tile_order_i_in_slot_i():
 
 
 def test_puzzles_and_permutations_travel_with_the_checkpoint():
-    config = build_config(JigsawConfig, "quick", dict(image_size=16, cell_size=8, tile_size=6,
-                                                      hidden_dim=16, tile_dim=8))
+    config = build_config(
+        JigsawConfig,
+        "quick",
+        dict(image_size=16, cell_size=8, tile_size=6, hidden_dim=16, tile_dim=8),
+    )
     method = Jigsaw(config)
     assert "permutations" in method.state_dict()
     tiles, labels = method.make_puzzles(torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8))
     assert tiles.shape == (4, 9, 3, 6, 6) and labels.shape == (4,)
     # Every tile is standardised on its own (paper section 3.3).
     assert tiles.mean(dim=(-2, -1)).abs().max() < 1e-4
-    assert method.embed(torch.zeros(2, 3, 16, 16, dtype=torch.uint8)).shape == (2, ConvNet().feature_dim)
+    assert method.embed(torch.zeros(2, 3, 16, 16, dtype=torch.uint8)).shape == (
+        2,
+        ConvNet().feature_dim,
+    )
 
 
 def test_preview_shows_puzzle_tiles_and_each_rows_permutation():
     from engine.methods.jigsaw import standardize, tile_grid
 
-    config = build_config(JigsawConfig, "quick", dict(image_size=16, cell_size=8, tile_size=6,
-                                                      hidden_dim=16, tile_dim=8))
+    config = build_config(
+        JigsawConfig,
+        "quick",
+        dict(image_size=16, cell_size=8, tile_size=6, hidden_dim=16, tile_dim=8),
+    )
     method = Jigsaw(config)
     images = torch.randint(0, 256, (3, 3, 16, 16), dtype=torch.uint8)
     torch.manual_seed(1)
@@ -79,16 +93,17 @@ def test_preview_shows_puzzle_tiles_and_each_rows_permutation():
     assert torch.equal(labels, train_labels)
     captions = [c for c, _ in views]
     row_labels = ", ".join(str(i) for i in labels.tolist())
-    assert captions == ["puzzle crop", "tiles in place",
-                        f"shuffled tiles; permutation by row: {row_labels} (of 100)"]
-    assert [tuple(v.shape) for _, v in views] == [(3, 3, 24, 24), (3, 3, 20, 20),
-                                                  (3, 3, 20, 20)]
+    assert captions == [
+        "puzzle crop",
+        "tiles in place",
+        f"shuffled tiles; permutation by row: {row_labels} (of 100)",
+    ]
+    assert [tuple(v.shape) for _, v in views] == [(3, 3, 24, 24), (3, 3, 20, 20), (3, 3, 20, 20)]
     assert all(v.dtype == torch.uint8 for _, v in views)
     in_place, shown = views[1][1], views[2][1]
     assert (in_place[:, :, 6, :] == 128).all() and (in_place[:, :, :, 13] == 128).all()  # gaps
     # Slot 5 (middle row, right) of the unshuffled grid is tile 5 as cut.
-    assert torch.equal(in_place[:, :, 7:13, 14:20],
-                       tiles[:, 5].mul(255).round().to(torch.uint8))
+    assert torch.equal(in_place[:, :, 7:13, 14:20], tiles[:, 5].mul(255).round().to(torch.uint8))
     # The shuffled grid is exactly the standardised, permuted tiles the encoder gets.
     drawn = tile_grid((shuffled * 0.25 + 0.5).clamp(0, 1))  # standardised -2..2 -> 0..1
     assert torch.equal(shown, drawn.mul(255).round().to(torch.uint8))

@@ -5,12 +5,14 @@ from engine.methods.mae import MAE, MAEConfig
 
 
 def test_encoder_sees_only_visible_patches():
-    config = build_config(MAEConfig, "quick", {"image_size": 16, "patch_size": 4,
-                                               "mask_ratio": 0.75, "depth": 1})
+    config = build_config(
+        MAEConfig, "quick", {"image_size": 16, "patch_size": 4, "mask_ratio": 0.75, "depth": 1}
+    )
     method = MAE(config)
     lengths = []
     method.model.vit.layernorm.register_forward_hook(  # the encoder's final norm
-        lambda module, args, out: lengths.append(out.shape[1]))
+        lambda module, args, out: lengths.append(out.shape[1])
+    )
     images = torch.randint(0, 255, (2, 3, 16, 16), dtype=torch.uint8)
     loss, _ = method.training_step({"images": images})
     # 16 patches, 25% visible = 4, plus the [CLS] token.

@@ -43,13 +43,20 @@ def assert_ema(target, before, online, tau):
     """target == tau * before + (1 - tau) * online, computed in float64, up to the rounding of
     the two fp32 operations that produce it (a couple of units in the last place)."""
     expected = tau * before.double() + (1 - tau) * online.double()
-    bound = 2.0 ** -22 * (before.double().abs() + online.double().abs())
+    bound = 2.0**-22 * (before.double().abs() + online.double().abs())
     assert ((target.double() - expected).abs() <= bound).all()
 
 
 def _tiny(**overrides):
-    params = dict(image_size=16, batch_size=6, queue_size=16, bn_splits=2,
-                  projection_hidden_dim=32, projection_dim=8, precision="fp32")
+    params = dict(
+        image_size=16,
+        batch_size=6,
+        queue_size=16,
+        bn_splits=2,
+        projection_hidden_dim=32,
+        projection_dim=8,
+        precision="fp32",
+    )
     params.update(overrides)
     return build_config(MoCoConfig, "quick", params)
 

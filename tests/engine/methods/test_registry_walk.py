@@ -1,5 +1,6 @@
 """Every registered method trains its tiny preset on CPU: finite, falling loss; a checkpoint that
 reloads into the very model that was trained."""
+
 import pytest
 import torch
 

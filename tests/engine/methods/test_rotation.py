@@ -26,10 +26,12 @@ def test_preview_shows_the_four_rotations_with_their_labels():
     method.views = make_views("none", 8)
     images = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8)
     views = method.preview_views(images)
-    assert [c for c, _ in views] == ["0\N{DEGREE SIGN} ccw, label 0",
-                                     "90\N{DEGREE SIGN} ccw, label 1",
-                                     "180\N{DEGREE SIGN} ccw, label 2",
-                                     "270\N{DEGREE SIGN} ccw, label 3"]
+    assert [c for c, _ in views] == [
+        "0\N{DEGREE SIGN} ccw, label 0",
+        "90\N{DEGREE SIGN} ccw, label 1",
+        "180\N{DEGREE SIGN} ccw, label 2",
+        "270\N{DEGREE SIGN} ccw, label 3",
+    ]
     upright = views[0][1]
     assert upright.dtype == torch.uint8 and upright.shape == (2, 3, 8, 8)
     assert (upright.int() - images.int()).abs().max() <= 1  # no augmentation: the image back

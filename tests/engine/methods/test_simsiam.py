@@ -6,14 +6,16 @@ from engine.methods.simsiam import SimSiam, SimSiamConfig
 
 
 def test_no_momentum_encoder_and_a_health_log():
-    config = build_config(SimSiamConfig, "quick", dict(image_size=16, projection_dim=16,
-                                                       prediction_hidden_dim=4))
+    config = build_config(
+        SimSiamConfig, "quick", dict(image_size=16, projection_dim=16, prediction_hidden_dim=4)
+    )
     method = SimSiam(config)
     assert all(p.requires_grad for p in method.parameters())  # nothing frozen, no EMA copy
     outputs = {}
     for part in ("projector", "predictor"):
         getattr(method, part).register_forward_hook(
-            lambda m, args, out, part=part: outputs.setdefault(part, out.detach()))
+            lambda m, args, out, part=part: outputs.setdefault(part, out.detach())
+        )
     images = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
     loss, logs = method.training_step({"images": images})
     # Each view's prediction matches the other view's projection: z (8, d) and p (8, d) hold

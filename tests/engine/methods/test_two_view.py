@@ -1,5 +1,6 @@
 """The two-view base: every two-view method makes channels-last views and runs them through its
 trunk as one batch or one view at a time, as its class says; shared fields keep their bounds."""
+
 import dataclasses
 
 import pytest
@@ -24,7 +25,9 @@ def test_views_reach_the_encoder_channels_last_in_the_declared_batches(name):
     calls = []
     method.encoder.register_forward_hook(
         lambda m, args, out: calls.append(
-            (args[0].shape[0], args[0].is_contiguous(memory_format=torch.channels_last))))
+            (args[0].shape[0], args[0].is_contiguous(memory_format=torch.channels_last))
+        )
+    )
     torch.manual_seed(0)
     images = torch.randint(0, 256, (4, 3, 20, 20), dtype=torch.uint8)
     loss, _ = method.training_step({"images": images})
@@ -44,4 +47,4 @@ def test_shared_fields_keep_their_choices_and_order(name):
         assert fields[key]["choices"] == shared[key]["choices"], key
         assert fields[key]["help"], key
     names = [f.name for f in dataclasses.fields(get_method(name).Config)]
-    assert names[:len(shared)] == list(shared)  # the method's own settings come after
+    assert names[: len(shared)] == list(shared)  # the method's own settings come after

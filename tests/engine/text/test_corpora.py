@@ -1,4 +1,5 @@
 """Text corpora: captions, and the pydocs harvest (deterministic, cleaned, cached)."""
+
 import pytest
 import torch
 
@@ -22,7 +23,7 @@ def test_captions_split_and_cap():
     assert len(train) + len(test) == 6000 and not set(test) <= set(train[:0])
     assert train[0].startswith("a ") and " on " in train[0]
     capped = text.corpus_texts("captions", "train", max_chars=500)
-    assert sum(len(c) + 1 for c in capped) <= 500 and capped[:-1] == train[:len(capped) - 1]
+    assert sum(len(c) + 1 for c in capped) <= 500 and capped[:-1] == train[: len(capped) - 1]
     assert train[len(capped) - 1].startswith(capped[-1])  # the crossing document is cut
 
 
@@ -39,8 +40,12 @@ def test_pydocs_identical_across_two_builds_and_cached(tmp_path):
 
 
 def test_cleaning_keeps_prose_drops_code_and_duplicates():
-    docs = ["Return the sum of two numbers.\n\n>>> add(1, 2)\n3",
-            "Return the sum of two numbers.", "x = f(a, b) # [1, 2] {}", "Too short."]
+    docs = [
+        "Return the sum of two numbers.\n\n>>> add(1, 2)\n3",
+        "Return the sum of two numbers.",
+        "x = f(a, b) # [1, 2] {}",
+        "Too short.",
+    ]
     assert pydocs.clean_docstrings(docs) == ["Return the sum of two numbers."]
 
 
@@ -66,8 +71,8 @@ def test_token_rows_keep_each_document_in_place_and_split_long_ones():
     assert rows.shape[0] == len(docs) and rows.shape[1] <= 32
     for doc, row in zip(docs, rows.tolist()):
         ids = tok(doc, add_special_tokens=False)["input_ids"]
-        assert row[:len(ids) + 2] == [cls, *ids, sep]  # the words at their own positions
-        assert set(row[len(ids) + 2:]) <= {pad}
+        assert row[: len(ids) + 2] == [cls, *ids, sep]  # the words at their own positions
+        assert set(row[len(ids) + 2 :]) <= {pad}
     assert text.fits_in_rows(docs, tok, 32) and not text.fits_in_rows(docs, tok, 6)
     # A document longer than a row goes on in the next row: every token is kept, in order.
     long_doc = " ".join(docs[:5])
@@ -108,11 +113,12 @@ def test_t5_reads_captions_in_rows_ending_with_eos(tmp_path):
     assert len(rows) == len(text.corpus_texts("captions", "train")) and rows.shape[1] <= 32
     assert ((rows == tok.eos_token_id).sum(dim=1) == 1).all() and (rows == tok.pad_token_id).any()
     first = tok(text.corpus_texts("captions", "train")[0])["input_ids"]  # tokens + </s>
-    assert rows[0, :len(first)].tolist() == first
+    assert rows[0, : len(first)].tolist() == first
     model = T5(config, data.info)
     loss, logs = model.training_step({"input_ids": rows[:8]})  # padded rows: span_corrupt_rows
     assert torch.isfinite(loss) and 0 <= float(logs["target_token_acc"]) <= 1
-    packed = build_config(T5.Config, "quick", dict(vocab_size=500, context_length=32,
-                                                   packing="pack"))
+    packed = build_config(
+        T5.Config, "quick", dict(vocab_size=500, context_length=32, packing="pack")
+    )
     blocks = T5.load_data("captions", packed, tmp_path / "pack").tensors["input_ids"]
     assert blocks.shape[1] == 32 and not (blocks == tok.pad_token_id).any()

@@ -1,5 +1,6 @@
 """The language and image-text methods: a few steps each, then the run folder loads offline
 with plain transformers (pipelines, from_pretrained) and through engine.hub."""
+
 import json
 import os
 
@@ -34,8 +35,11 @@ class Sink:
 
 def train(name, tmp_path_factory, **params):
     run_dir = tmp_path_factory.mktemp(name)
-    spec = TrainSpec(name, get_method(name).default_dataset,
-                     params=dict(TINY, steps=8, backbone="tiny", sample_every=4, **params))
+    spec = TrainSpec(
+        name,
+        get_method(name).default_dataset,
+        params=dict(TINY, steps=8, backbone="tiny", sample_every=4, **params),
+    )
     if name == "clip":
         spec.params.pop("sample_every")
         spec.params.update(zero_shot_every=4, train_pairs=600)  # 600 freshly rendered pairs
@@ -78,7 +82,9 @@ def test_gpt_text_generation_pipeline_and_samples(gpt_run):
     out = generate("a small red", max_new_tokens=8, do_sample=False)[0]["generated_text"]
     assert out.startswith("a small red") and len(out) > len("a small red")
     samples = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
-    assert [s["step"] for s in samples] == [4, 8] and all(isinstance(s["text"], str) for s in samples)
+    assert [s["step"] for s in samples] == [4, 8] and all(
+        isinstance(s["text"], str) for s in samples
+    )
     from engine.methods._text import read_samples
 
     assert [s["step"] for s in read_samples(run_dir, since_step=4)] == [8]
@@ -107,8 +113,9 @@ def test_clip_zero_shot_pipeline_and_processor(tmp_path_factory):
     assert len(accuracies) == 2 and all(0 <= a <= 1 for a in accuracies)
     seen = [v["zero_shot_seen_acc"] for _, v in points if "zero_shot_seen_acc" in v]
     assert len(seen) == 2 and all(0 <= a <= 1 for a in seen)  # the trained pairs, beside
-    blind = [v["zero_shot_colour_blind_acc"] for _, v in points
-             if "zero_shot_colour_blind_acc" in v]  # and the held-out ones, colours ignored
+    blind = [
+        v["zero_shot_colour_blind_acc"] for _, v in points if "zero_shot_colour_blind_acc" in v
+    ]  # and the held-out ones, colours ignored
     assert len(blind) == 2 and all(0 <= a <= 1 for a in blind)
     assert all(v["temperature"] >= 0.01 - 1e-6 for _, v in points)  # clamp: scale <= 100
     model = CLIPModel.from_pretrained(folder, use_safetensors=True)
@@ -118,8 +125,11 @@ def test_clip_zero_shot_pipeline_and_processor(tmp_path_factory):
     batch = shapes.generate_shapes(2, seed=7)
     image = Image.fromarray(batch.images[0].permute(1, 2, 0).numpy())
     classify = pipeline("zero-shot-image-classification", model=str(folder))
-    out = classify(image, candidate_labels=list(shapes.SHAPE_NAMES[:4]),
-                   hypothesis_template="a {} on a background")
+    out = classify(
+        image,
+        candidate_labels=list(shapes.SHAPE_NAMES[:4]),
+        hypothesis_template="a {} on a background",
+    )
     assert sorted(o["label"] for o in out) == sorted(shapes.SHAPE_NAMES[:4])
     assert abs(sum(o["score"] for o in out) - 1) < 1e-4
     # Different captions embed differently (a wrong eos id would pool position 0 for all).
@@ -182,7 +192,8 @@ def test_clip_draws_one_of_each_images_captions(tmp_path):
     with torch.no_grad():
         cut = method.model.get_text_features(input_ids=ids, attention_mask=mask)
         full = method.model.get_text_features(
-            input_ids=padded, attention_mask=torch.nn.functional.pad(mask, (0, extra)))
+            input_ids=padded, attention_mask=torch.nn.functional.pad(mask, (0, extra))
+        )
     cut, full = (t if isinstance(t, torch.Tensor) else t.pooler_output for t in (cut, full))
     assert torch.allclose(cut, full, atol=1e-5)
     # Zero-shot blind to colour: the class prompts have no part along the colours' differences.
@@ -194,16 +205,20 @@ def test_clip_draws_one_of_each_images_captions(tmp_path):
     with torch.no_grad():
         per_colour = []
         for c in colours:  # every prompt "a red circle", "a small red circle", ... normalised
-            tokens = tokenizer([t.format(f"{c} {n}") for n in method.class_names
-                                for t in TEMPLATES], padding=True, return_tensors="pt")
+            tokens = tokenizer(
+                [t.format(f"{c} {n}") for n in method.class_names for t in TEMPLATES],
+                padding=True,
+                return_tensors="pt",
+            )
             text = method.model.get_text_features(**tokens)
             text = text if isinstance(text, torch.Tensor) else text.pooler_output
             per_colour.append(torch.nn.functional.normalize(text, dim=-1).mean(dim=0))
     directions = torch.nn.functional.normalize(torch.stack(per_colour), dim=-1)
     assert (blind @ (directions - directions.mean(dim=0)).T).abs().max() < 1e-4
     assert not torch.allclose(blind, method.class_embeddings(method.class_names))
-    off = build_config(CLIP.Config, "quick", dict(TINY, backbone="tiny", caption_variants=False,
-                                                  train_pairs=0))
+    off = build_config(
+        CLIP.Config, "quick", dict(TINY, backbone="tiny", caption_variants=False, train_pairs=0)
+    )
     assert CLIP.load_data("shapes", off, tmp_path / "off").tensors["input_ids"].shape[1] == 1
 
 
@@ -212,8 +227,9 @@ def test_clip_grayscale_pairs_grey_images_with_captions_naming_no_colour(tmp_pat
     from engine.data.views import grey
     from engine.methods.clip import CLIP
 
-    pixels = torch.tensor([[255, 0, 0], [0, 255, 0], [0, 0, 255], [200, 200, 200]],
-                          dtype=torch.uint8).T.reshape(1, 3, 2, 2)
+    pixels = torch.tensor(
+        [[255, 0, 0], [0, 255, 0], [0, 0, 255], [200, 200, 200]], dtype=torch.uint8
+    ).T.reshape(1, 3, 2, 2)
     # ITU-R 601 luma as torchvision weighs it: red 76, green 150, blue 29; grey stays grey.
     assert grey(pixels)[0, :, 0, 0].tolist() == [76] * 3
     assert grey(pixels)[0, 0].flatten().tolist() == [76, 150, 29, 200]
@@ -222,18 +238,21 @@ def test_clip_grayscale_pairs_grey_images_with_captions_naming_no_colour(tmp_pat
     for i, label in enumerate(batch.labels.tolist()):
         plain = shapes.caption_variants(shapes.SHAPE_NAMES[label], batch.factors, i, colour=False)
         every = shapes.caption_variants(shapes.SHAPE_NAMES[label], batch.factors, i)
-        assert plain == every[:len(plain)] and not colours & set(" ".join(plain).split())
-        assert all(colours & set(v.split()) for v in every[len(plain):])
+        assert plain == every[: len(plain)] and not colours & set(" ".join(plain).split())
+        assert all(colours & set(v.split()) for v in every[len(plain) :])
 
     def drawn(grayscale):
-        config = build_config(CLIP.Config, "quick", dict(TINY, backbone="tiny", train_pairs=0,
-                                                         grayscale=grayscale))
+        config = build_config(
+            CLIP.Config, "quick", dict(TINY, backbone="tiny", train_pairs=0, grayscale=grayscale)
+        )
         data = CLIP.load_data("shapes", config, tmp_path / str(grayscale))
         torch.manual_seed(0)
         batch = {k: v[:200] for k, v in data.tensors.items()}
         images, ids, _ = CLIP(config, data.info).draw_pairs(batch)
-        words = [set(c.split()) for c in
-                 data.info["tokenizer"].batch_decode(ids, skip_special_tokens=True)]
+        words = [
+            set(c.split())
+            for c in data.info["tokenizer"].batch_decode(ids, skip_special_tokens=True)
+        ]
         is_grey = (images == images[:, :1]).flatten(1).all(dim=1)
         return batch["images"], images, is_grey, [bool(colours & w) for w in words]
 
@@ -269,7 +288,9 @@ def test_clip_trains_on_freshly_rendered_pairs_never_the_held_out_ones(tmp_path)
     config = build_config(CLIP.Config, "quick", dict(TINY, backbone="tiny", train_pairs=400))
     data = CLIP.load_data("shapes", config, tmp_path)
     names, colours = list(shapes.SHAPE_NAMES), list(shapes.PALETTE)
-    unseen = sum(held_out(names[label], colour, names, colours)
-                 for label, colour in zip(fresh.labels.tolist(), fresh.factors["color"]))
-    assert 0 < unseen and len(data) == 400 - unseen  # the held-out pairs are left out
+    unseen = sum(
+        held_out(names[label], colour, names, colours)
+        for label, colour in zip(fresh.labels.tolist(), fresh.factors["color"])
+    )
+    assert unseen > 0 and len(data) == 400 - unseen  # the held-out pairs are left out
     assert len(data.info["seen_images"]) == 500 and len(data.info["zero_shot_images"]) > 50

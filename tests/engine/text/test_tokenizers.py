@@ -1,4 +1,5 @@
 """Tokenizers trained on the corpus: round trip, special tokens, save and reload."""
+
 import pytest
 from transformers import AutoTokenizer
 
@@ -55,7 +56,7 @@ def test_specials_of_each_kind():
 
 
 def test_typed_sentinel_reads_as_span_corruption_writes_it(tmp_path):
-    """"a red <extra_id_0> on" is the tokens of "a red", the sentinel, "on": no stray "▁"."""
+    """ "a red <extra_id_0> on" is the tokens of "a red", the sentinel, "on": no stray "▁"."""
     t5 = train_tokenizer("sentencepiece", captions(), 8000)
     t5.save_pretrained(tmp_path)
     again = AutoTokenizer.from_pretrained(tmp_path)
