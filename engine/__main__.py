@@ -340,7 +340,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--method", required=True)
     train.add_argument("--dataset", required=True)
     train.add_argument("--backbone")
-    train.add_argument("--preset", default="quick", help="quick (CPU minutes) or paper")
+    train.add_argument(
+        "--preset",
+        default="quick",
+        help="quick (CPU minutes), paper (the paper's recipe) or tiny (seconds, a smoke test)",
+    )
     train.add_argument("--steps", type=int)
     train.add_argument("--batch-size", dest="batch_size", type=int)
     train.add_argument("--lr", type=float)

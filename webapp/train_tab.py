@@ -207,7 +207,8 @@ class TrainTab:
                         info["presets"],
                         value="quick",
                         label="Preset",
-                        info="quick: minutes on a laptop CPU; paper: the paper's recipe.",
+                        info="quick: minutes on a laptop CPU; paper: the paper's recipe; "
+                        "tiny: seconds, a smoke test.",
                     )
                     self.seed = gr.Number(
                         0, precision=0, label="Seed", minimum=0, info="Same seed, same run."
