@@ -73,6 +73,10 @@ class DatasetSource:
     augmentation: str = "natural"
     # Procedural image sources: (count, seed) -> that many more native images, never the splits'.
     render: Callable[[int, int], RawImages] | None = None
+    # Stored datasets (`engine.data.stored_images`): the store folder, and its pixels' bytes on
+    # disk. `load_dataset` streams a split of one from disk when it is too large for memory.
+    store: str = ""
+    stored_bytes: int = 0
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -150,6 +154,9 @@ def dataset_info(name: str) -> dict[str, Any]:
         "modalities": list(source.modalities),
         "augmentation": source.augmentation,
         "procedural": source.render is not None,  # can render more training images
+        "stored": bool(source.store),  # held in an on-disk image store
+        "stored_size": source.native_size if source.store else 0,  # px the store keeps
+        "stored_bytes": source.stored_bytes,  # the store's pixels on disk
     }
 
 

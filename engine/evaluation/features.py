@@ -61,6 +61,12 @@ def labelled_image_dataset(name: str) -> dict:
             f"dataset {name!r} holds {info['kind']}, not images; evaluate on an "
             f"image dataset such as digits or shapes"
         )
+    if not info.get("num_test"):
+        raise DatasetError(
+            f"dataset {name!r} has only a train split, and evaluation needs a labelled test "
+            f"split; train on it, then evaluate on a labelled dataset (e.g. --eval-dataset "
+            f"digits)"
+        )
     if not info.get("labelled"):
         raise DatasetError(
             f"dataset {name!r} has no labels, and evaluation needs them; pass a "
