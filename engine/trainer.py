@@ -24,6 +24,7 @@ from accelerate import Accelerator
 
 from engine import checkpoints
 from engine.config import TrainConfig, TrainSpec
+from engine.data.prefetch import Prefetcher, next_batch_index, streamed_tensors
 from engine.evaluation.health import HealthProbe
 from engine.methods.base import SSLMethod, TrainData
 from engine.optim import build_optimizer, warmup_cosine
@@ -103,8 +104,10 @@ def run_job(
             f"training examples of {spec.dataset}"
         )
     # The whole training set stays on the device (uint8 images or token ids): a step only
-    # indexes it, no loader workers.
+    # indexes it, no loader workers. A large stored set is streamed instead (`to` copies
+    # nothing): a background thread reads the next batches from disk (engine.data.prefetch).
     tensors = {name: t.to(device) for name, t in data.tensors.items()}
+    streamed = streamed_tensors(tensors)
 
     method = build_method(spec, config, data).to(device)
     if method.channels_last:
@@ -130,6 +133,9 @@ def run_job(
         saved_step = start_step
     model, optimizer = accelerator.prepare(method, optimizer)
     sink.started(start_step, config.steps)
+    prefetch = None
+    if streamed and start_step < config.steps:
+        prefetch = Prefetcher(streamed, sampler, epoch_rest, len(data), config.batch_size, device)
 
     fault = _fault()
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
@@ -144,13 +150,17 @@ def run_job(
     while step < config.steps:
         if should_stop():
             break
-        if len(epoch_rest) < config.batch_size:  # a fresh permutation per epoch
-            epoch_rest = torch.randperm(len(data), generator=sampler)
-        batch_index, epoch_rest = epoch_rest[: config.batch_size], epoch_rest[config.batch_size :]
+        # A fresh permutation per epoch.
+        batch_index, epoch_rest = next_batch_index(
+            epoch_rest, len(data), config.batch_size, sampler
+        )
         tick = time.perf_counter()
         with autocast:
             index = batch_index.to(device)
-            loss, logs = model({name: t[index] for name, t in tensors.items()})
+            batch = {name: t[index] for name, t in tensors.items() if name not in streamed}
+            if prefetch is not None:
+                batch.update(prefetch.next(batch_index))
+            loss, logs = model({name: batch[name] for name in tensors})
         if fault == ("nan", step + 1):
             loss = loss * float("nan")
         if not torch.isfinite(loss):
@@ -204,6 +214,8 @@ def run_job(
         if fault == ("exit", step):
             _exit_as_killed()
 
+    if prefetch is not None:
+        prefetch.close()
     if step != saved_step:  # a stop always leaves a checkpoint at the step it stopped at
         check_weights(accelerator.unwrap_model(model), step, advice)
         _save(accelerator, model, optimizer, scheduler, sampler, epoch_rest, run_dir, step, sink)

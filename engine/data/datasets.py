@@ -17,6 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -32,19 +33,122 @@ from engine.data.catalog import (  # noqa: F401
 from engine.errors import DatasetError
 
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 1024
+# A stored split larger than this at the job's image size is streamed from disk, not held.
+IN_MEMORY_ENV, IN_MEMORY_DEFAULT_MB = "PRETEXT_IN_MEMORY_MB", 512
 _CACHE_FORMAT = 1  # bump when the layout of the .pt cache files changes
+
+
+class StreamedImages:
+    """The images of a large stored split, read from its memory-mapped file a batch at a time.
+
+    Indexed like the (N, 3, size, size) uint8 tensor it stands for (an int, a slice, an index
+    tensor or a boolean mask): the rows are read in sorted order (locality on disk), resized
+    with `resize_images` (the very function the in-memory path uses, so a batch is bitwise the
+    same either way), and returned on `device`. `to(device)` is a view, copying nothing.
+    """
+
+    dtype = torch.uint8
+
+    def __init__(
+        self, folder: str, split: str, size: int, resample: str, device: str = "cpu"
+    ) -> None:
+        from engine.data.image_store import open_split
+
+        self.folder, self.split, self.size, self.resample = folder, split, size, resample
+        self.rows = open_split(folder, split).images  # np.memmap (N, 3, S, S)
+        self.device = torch.device(device)
+
+    def __len__(self) -> int:
+        return int(self.rows.shape[0])
+
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size((len(self), 3, self.size, self.size))
+
+    def to(self, device: Any, non_blocking: bool = False) -> StreamedImages:
+        other = object.__new__(StreamedImages)
+        other.__dict__.update(self.__dict__)
+        other.device = torch.device(device)
+        return other
+
+    def read(self, index: Any) -> torch.Tensor:
+        """The rows `index` names, resized, on the CPU (uint8 (B, 3, size, size))."""
+        if isinstance(index, slice):
+            rows = np.array(self.rows[index])
+        else:
+            if isinstance(index, torch.Tensor):
+                index = index.cpu()
+                if index.dtype == torch.bool:
+                    index = index.nonzero().flatten()
+                index = index.numpy()
+            index = np.asarray(index, dtype=np.int64)
+            if index.ndim == 0:
+                return self.read(np.asarray([index]))[0]
+            index = np.where(index < 0, index + len(self), index)
+            rows = _take(self.rows, index)  # sorted reads: one pass over the file
+        return resize_images(torch.from_numpy(rows), self.size, self.resample)
+
+    def __getitem__(self, index: Any) -> torch.Tensor:
+        if isinstance(index, int):
+            return self.read(np.asarray([index]))[0].to(self.device)
+        return self.read(index).to(self.device)
+
+    def split(self, chunk: int):
+        """Consecutive chunks of at most `chunk` images, as `Tensor.split` gives them."""
+        return (self[start : start + chunk] for start in range(0, len(self), chunk))
+
+    def subset(self, rows: Any) -> StreamedImages:
+        """The images of `rows` (in that order), still read a batch at a time."""
+        other = self.to(self.device)
+        other.rows = _Rows(self.rows, np.asarray(torch.as_tensor(rows).cpu(), dtype=np.int64))
+        return other
+
+
+class _Rows:
+    """Some rows of a memory map, indexed like one (what `StreamedImages.subset` reads)."""
+
+    def __init__(self, rows: Any, index: np.ndarray) -> None:
+        self.base, self.index = rows, index
+        self.shape = (len(index), *rows.shape[1:])
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        return _take(self.base, self.index[index])
+
+
+def _take(rows: Any, index: np.ndarray) -> np.ndarray:
+    """rows[index] read in sorted order (one pass over the file), returned in `index`'s order."""
+    index = np.atleast_1d(index)
+    order = np.argsort(index, kind="stable")
+    out = np.empty((len(index), *rows.shape[1:]), dtype=np.uint8)
+    out[order] = rows[index[order]]
+    return out
+
+
+def is_streamed(images: Any) -> bool:
+    return isinstance(images, StreamedImages)
+
+
+def in_memory_limit() -> int:
+    """Bytes a stored split may take at the job's image size and still be held in memory."""
+    raw = os.environ.get(IN_MEMORY_ENV, "").strip()
+    try:
+        megabytes = float(raw) if raw else IN_MEMORY_DEFAULT_MB
+    except ValueError:
+        raise DatasetError(f"{IN_MEMORY_ENV} must be a number of megabytes, got {raw!r}") from None
+    return int(max(0.0, megabytes) * 1024**2)
 
 
 @dataclass
 class ImageDataset:
-    """One split of an image dataset, resized and held in memory.
+    """One split of an image dataset, resized and held in memory (or, for a large stored
+    split, `images` is a `StreamedImages` reading batches from disk).
 
     The tensors are shared with the in-memory cache: treat them as read-only.
     """
 
     name: str
     split: str  # "train" or "test"
-    images: torch.Tensor  # (N, 3, H, W) uint8, contiguous, CPU
+    images: torch.Tensor | StreamedImages  # (N, 3, H, W) uint8, contiguous, CPU
     labels: torch.Tensor  # (N,) int64
     class_names: list[str]
     captions: list[str] | None  # one per image, or None
@@ -80,6 +184,8 @@ def resize_images(images: torch.Tensor, size: int, mode: str = "bilinear") -> to
 
 
 def _build(source: DatasetSource, split: str, image_size: int) -> ImageDataset:
+    if source.store:
+        return _build_stored(source, split, image_size)
     raw = source.build(split)
     return ImageDataset(
         name=source.name,
@@ -89,6 +195,33 @@ def _build(source: DatasetSource, split: str, image_size: int) -> ImageDataset:
         class_names=list(raw.class_names),
         captions=raw.captions,
         factors=raw.factors,
+    )
+
+
+def _build_stored(
+    source: DatasetSource, split: str, image_size: int, stream: bool = False
+) -> ImageDataset:
+    """A stored split: resized a chunk at a time from its memory map into memory (no copy of
+    the whole split at its stored size), or, with `stream`, left on disk."""
+    from engine.data.image_store import has_split, open_split
+
+    if not has_split(source.store, split):
+        source.build(split)  # raises the source's own explanation (e.g. a train-only store)
+    stored = open_split(source.store, split)
+    if stream:
+        images = StreamedImages(source.store, split, image_size, source.resample)
+    else:
+        images = torch.empty((len(stored), 3, image_size, image_size), dtype=torch.uint8)
+        for start in range(0, len(stored), 1024):
+            rows = torch.from_numpy(np.array(stored.images[start : start + 1024]))
+            images[start : start + 1024] = resize_images(rows, image_size, source.resample)
+    return ImageDataset(
+        name=source.name,
+        split=split,
+        images=images,
+        labels=torch.from_numpy(stored.labels.copy()),
+        class_names=list(stored.class_names),
+        captions=None if stored.captions is None else list(stored.captions),
     )
 
 
@@ -145,8 +278,12 @@ def _write_cache(path: str, dataset: ImageDataset) -> None:
 
 
 @functools.lru_cache(maxsize=8)
-def _load_cached(name: str, split: str, image_size: int, cache_dir: str | None) -> ImageDataset:
+def _load_cached(
+    name: str, split: str, image_size: int, cache_dir: str | None, stream: bool = False
+) -> ImageDataset:
     source = get_source(name)
+    if source.store:  # already on disk, and re-imports keep the name: no .pt cache
+        return _build_stored(source, split, image_size, stream=stream)
     if cache_dir is None:
         return _build(source, split, image_size)
     path = os.path.join(cache_dir, f"{name}-{split}-{image_size}px-v{source.version}.pt")
@@ -155,6 +292,12 @@ def _load_cached(name: str, split: str, image_size: int, cache_dir: str | None) 
         dataset = _build(source, split, image_size)
         _write_cache(path, dataset)
     return dataset
+
+
+def _stream(source: DatasetSource, split: str, image_size: int) -> bool:
+    """Whether a stored split would take more than `in_memory_limit()` at `image_size`."""
+    count = source.num_train if split == "train" else source.num_test
+    return count * 3 * image_size * image_size > in_memory_limit()
 
 
 def load_dataset(
@@ -166,7 +309,9 @@ def load_dataset(
     """Load one split resized to ``image_size`` x ``image_size`` (antialiased); deterministic.
 
     Results are cached in memory per argument set, and on disk under ``cache_dir`` when given
-    (a ``.pt`` file of tensors, named after the dataset, split, size and source version).
+    (a ``.pt`` file of tensors, named after the dataset, split, size and source version). A
+    stored split over ``PRETEXT_IN_MEMORY_MB`` (512) at ``image_size`` is not read: its
+    ``images`` are a `StreamedImages` that reads and resizes the rows a batch asks for.
     """
     source = image_source(name)
     if not isinstance(split, str) or split not in SPLITS:
@@ -183,7 +328,8 @@ def load_dataset(
     if reason:
         raise DatasetError(f"dataset {name!r} is not available: {reason}")
     folder = None if cache_dir is None else os.path.abspath(os.fspath(cache_dir))
-    return _load_cached(name, split, int(image_size), folder)
+    stream = bool(source.store) and _stream(source, split, int(image_size))
+    return _load_cached(name, split, int(image_size), folder, stream)
 
 
 def render_images(

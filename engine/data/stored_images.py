@@ -84,6 +84,7 @@ def register_stored_dataset(
         f"{', with captions' if captioned else ''}"
         f"{'' if num_test else ', train split only'})"
     )
+    _forget_loaded()
     return register_dataset(
         DatasetSource(
             name=name,
@@ -102,6 +103,13 @@ def register_stored_dataset(
             stored_bytes=num_bytes,
         )
     )
+
+
+def _forget_loaded() -> None:
+    """A store registered again under a name may hold other images: drop loaded splits."""
+    from engine.data.datasets import clear_memory_cache
+
+    clear_memory_cache()
 
 
 def _register_broken(name: str, folder: Path, meta: dict[str, Any], reason: str) -> DatasetSource:

@@ -26,7 +26,7 @@ from torch import Tensor
 
 from engine import runs
 from engine.config import TrainConfig, TrainSpec, build_config
-from engine.data.datasets import dataset_info, load_dataset
+from engine.data.datasets import dataset_info, is_streamed, load_dataset
 from engine.errors import DatasetError, JobError, SpecError
 from engine.evaluation.health import has_image_embed
 from engine.methods.base import SSLMethod
@@ -187,7 +187,9 @@ def embed_images(
 
 
 def pixel_features(images: Tensor) -> Tensor:
-    """(N, 3, H, W) uint8 -> (N, 3*H*W) float in [0, 1]."""
+    """(N, 3, H, W) uint8 -> (N, 3*H*W) float in [0, 1] (a streamed set read in batches)."""
+    if is_streamed(images):
+        return torch.cat([pixel_features(chunk) for chunk in images.split(EMBED_BATCH)])
     return images.reshape(images.shape[0], -1).float() / 255.0
 
 

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from engine import checks
-from engine.data.datasets import dataset_info, load_dataset
+from engine.data.datasets import dataset_info, is_streamed, load_dataset
 from engine.errors import DatasetError, JobError, SpecError
 from engine.inference import projections
 from engine.inference.encoders import (
@@ -167,7 +167,9 @@ def build_embeddings(
         captions = [data.captions[i] for i in rows.tolist()] if data.captions else None
         indices = rows.tolist()
         if encoder.images is not None:
-            images = data.images[rows]  # (n, 3, S, S) uint8
+            images = (  # (n, 3, S, S) uint8; a streamed set is read a batch at a time
+                data.images.subset(rows) if is_streamed(data.images) else data.images[rows]
+            )
             share = 0.8 if texts_mode != "none" and encoder.texts is not None else 1.0
             part = None if on_progress is None else (lambda f, text: on_progress(share * f, text))
             features.append(
