@@ -2,7 +2,12 @@
 
     python -m engine methods [--json]
     python -m engine datasets [--json]
-    python -m engine datasets --add PATH|HF_DATASET [--name N] [--column C] [--split S]
+    python -m engine datasets --add PATH|HF_DATASET [--name N] [--image-size S]
+                              [--column C] [--split S]
+    python -m engine datasets --add torchvision:CIFAR10 --root DIR [--name N] [--download]
+                              [--image-size S]
+    python -m engine datasets --add HF_IMAGE_DATASET [--name N] [--split S]
+                              [--image-column C] [--label-column L] [--image-size S]
     python -m engine train --method simclr --dataset digits [--preset quick] [--steps N]
                            [--batch-size B] [--lr X] [--seed S] [--set key=value ...] [--now]
                            [--json]
@@ -21,6 +26,7 @@ import argparse
 import json
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +63,57 @@ def cmd_methods(studio, args) -> int:
     return 0
 
 
+@contextmanager
+def _progress_bar():
+    """An `on_progress(fraction, text)` drawing a tqdm bar on stderr (a terminal only); the
+    bar appears with the first report, so an import refused at once prints only its error."""
+    from tqdm import tqdm
+
+    bar = None
+
+    def on_progress(fraction: float, text: str) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=1000, disable=None, leave=False, bar_format="{l_bar}{bar}| {elapsed}")
+        bar.set_description_str(text, refresh=False)
+        bar.update(round(fraction * 1000) - bar.n)
+
+    try:
+        yield on_progress
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _add_image_source(studio, args) -> dict[str, Any] | None:
+    """`datasets --add torchvision:NAME --root DIR`, or a Hugging Face image dataset (an image
+    column asked for, or a saved folder holding one); None for any other source."""
+    size = getattr(args, "image_size", None)
+    if args.add.lower().startswith("torchvision:"):
+        from engine.data.tv_datasets import canonical_name
+
+        dataset = canonical_name(args.add)
+        if not args.root:
+            from engine.errors import DatasetError
+
+            raise DatasetError(f"--add torchvision:{dataset} needs --root DIR (its folder)")
+        name = args.name or dataset.lower()
+        return studio.add_torchvision_dataset(name, args.root, dataset, args.download, size)
+    from engine.data.hf_images import has_image_column
+
+    if args.image_column or args.label_column or (not args.column and has_image_column(args.add)):
+        name = args.name or Path(args.add).name
+        return studio.add_hf_image_dataset(
+            args.add, name, args.split, args.image_column, args.label_column, size
+        )
+    return None
+
+
 def cmd_datasets(studio, args) -> int:
+    added = _add_image_source(studio, args) if args.add else None
+    if added is not None:
+        print(json.dumps(added) if args.json else added["message"])
+        return 0
     if args.add:
         from engine.data.user_text import is_text_source
 
@@ -65,7 +121,8 @@ def cmd_datasets(studio, args) -> int:
         if args.column or args.split or is_text_source(args.add):
             info = studio.add_text_dataset(args.add, name, args.column, args.split)
         else:
-            info = studio.add_image_dataset(args.add, name)
+            with _progress_bar() as on_progress:
+                info = studio.add_image_dataset(args.add, name, args.image_size, on_progress)
         print(json.dumps(info) if args.json else info["message"])
         return 0
     datasets = studio.datasets()
@@ -329,11 +386,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     datasets.add_argument("--name", help="name of the added dataset (default: the file name)")
     datasets.add_argument(
+        "--image-size",
+        dest="image_size",
+        type=int,
+        metavar="S",
+        help="images: the side they are stored at, 32-512 px (default: their median shorter "
+        "side, at most 256); each is resized and centre-cropped to a square",
+    )
+    datasets.add_argument(
         "--column",
         help="Hugging Face dataset: its text column (default: 'text', else its only text column)",
     )
     datasets.add_argument(
         "--split", help="Hugging Face dataset: the split to read (default: train, else its first)"
+    )
+    datasets.add_argument(
+        "--root",
+        metavar="DIR",
+        help="torchvision:NAME (CIFAR10, CIFAR100, STL10, MNIST, FashionMNIST, SVHN, "
+        "Imagenette): the folder holding its files as torchvision lays them out",
+    )
+    datasets.add_argument(
+        "--download",
+        action="store_true",
+        help="torchvision:NAME: download it into --root first (needs the network)",
+    )
+    datasets.add_argument(
+        "--image-column",
+        dest="image_column",
+        help="Hugging Face image dataset: its image column (default: the one Image column)",
+    )
+    datasets.add_argument(
+        "--label-column",
+        dest="label_column",
+        help="Hugging Face image dataset: its labels (default: its first ClassLabel column)",
     )
     sub.add_parser("jobs", parents=[common], help="the job history")
     train = sub.add_parser("train", parents=[common], help="run one job in the foreground")

@@ -60,6 +60,13 @@ def _since(since_step: Any) -> int:
     return checks.whole_number(since_step, "since_step", -1, checks.MAX_ID)
 
 
+def _image_size(value: Any) -> int | None:
+    """An import's store size as sent (None, "" or 0: the importer's default)."""
+    if value is None or value == "" or value == 0:
+        return None
+    return checks.whole_number(value, "image size", error=DatasetError)
+
+
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat(timespec="seconds") + "Z" if value else None
 
@@ -133,17 +140,33 @@ class Studio:
     def datasets(self) -> list[DatasetInfo]:
         return cast(list[DatasetInfo], list_datasets())
 
-    def add_image_dataset(self, source: str | os.PathLike, name: str) -> AddedDataset:
-        """Check and cache a folder or zip of images as dataset `name` (subfolders = labels).
-        Returns its dataset info plus `message`, which counts what was skipped or refused."""
+    def add_image_dataset(
+        self,
+        source: str | os.PathLike,
+        name: str,
+        image_size: int | None = None,
+        on_progress: Callable[[float, str], None] | None = None,
+    ) -> AddedDataset:
+        """Check, decode and store a folder or zip of images as dataset `name` (subfolders =
+        labels) at `image_size` px (32-512; None: the images' median shorter side, at most 256).
+        The same files added again under the same name and size are not decoded again.
+        Returns its dataset info plus `message`, which counts what was skipped or refused.
+        `on_progress(fraction, text)` reports the decoding."""
         from engine.data.datasets import clear_memory_cache
-        from engine.data.user_images import import_images, register_user_dataset
+        from engine.data.stored_images import register_stored_dataset
+        from engine.data.user_images import import_images
 
         source = self.paths.check(source, "image folder or zip")
         datasets_dir = self.home.root / "datasets"
         datasets_dir.mkdir(parents=True, exist_ok=True)
-        report = import_images(source, name, datasets_dir)
+        report = import_images(source, name, datasets_dir, image_size, on_progress)
+        earlier = {row.name: row.meta or {} for row in self.store.user_datasets()}
+        version = int(utcnow().timestamp())
+        if report.reused and report.name in earlier:  # the same pixels: caches stay valid
+            version = int(earlier[report.name].get("version", version))
         meta = {
+            "store": 1,
+            "image_size": report.image_size,
             "num_images": report.num_images,
             "num_train": report.num_train,
             "num_test": report.num_test,
@@ -154,12 +177,12 @@ class Studio:
             "refused_too_large": report.refused_too_large,
             "captioned": report.captioned,
             "without_caption": report.without_caption,
-            "version": int(utcnow().timestamp()),
+            "version": version,
         }
         path = str(datasets_dir / report.name)
         kind = "image-text" if report.captioned else "image"
         self.store.save_user_dataset(report.name, kind, path, str(source), meta)
-        register_user_dataset(report.name, path, meta)
+        register_stored_dataset(report.name, path, meta)
         clear_memory_cache()
         return cast(AddedDataset, dict(dataset_info(report.name), message=report.message()))
 
@@ -201,6 +224,105 @@ class Studio:
         return cast(
             HubColumns, describe_hf_dataset(self.paths.check_source(source, "dataset"), split)
         )
+
+    def _register_stores(self, stores: list[dict[str, Any]], source: str, meta: dict) -> None:
+        """Record and register image stores an importer wrote into `<home>/datasets/<name>`."""
+        from engine.data.datasets import clear_memory_cache
+        from engine.data.stored_images import register_stored_dataset
+
+        version = int(utcnow().timestamp())
+        for store in stores:
+            folder = str(self.home.root / "datasets" / store["name"])
+            row = {
+                **meta,
+                "store": 1,
+                "num_train": store["num_train"],
+                "num_test": store["num_test"],
+                "num_classes": len(store["class_names"]),
+                "labelled": bool(store["class_names"]),
+                "class_names": store["class_names"],
+                "version": version,
+            }
+            self.store.save_user_dataset(store["name"], "image", folder, source, row)
+            register_stored_dataset(store["name"], folder, row)
+        clear_memory_cache()
+
+    def add_torchvision_dataset(
+        self,
+        name: str,
+        root: str | os.PathLike,
+        dataset_name: str,
+        download: bool = False,
+        image_size: int | None = None,
+    ) -> AddedDataset:
+        """Store a torchvision dataset (CIFAR10, CIFAR100, STL10, MNIST, FashionMNIST, SVHN,
+        Imagenette) read from its standard layout under `root` as dataset `name` (STL-10's
+        unlabeled images also as `<name>-unlabeled`); `download` fetches it there first.
+        `image_size` 32-512 (None: the native size). Returns the first dataset's info plus
+        `message`. The web reads a root only inside its data roots, never an upload."""
+        from engine.data.tv_datasets import canonical_name, import_torchvision
+
+        dataset = canonical_name(checks.text(dataset_name, "torchvision dataset", 40, DatasetError))
+        size = _image_size(image_size)
+        path = self.paths.check(root, "dataset root")
+        if self.paths.restricted and not any(
+            path == r or path.is_relative_to(r) for r in self.paths.roots
+        ):  # an upload folder is allowed to `check`; CIFAR's pickles are never read from it
+            raise AccessError(
+                f"a {dataset} root must be a folder inside the data folders "
+                f"({', '.join(str(r) for r in self.paths.roots) or 'none'}), not an upload"
+            )
+        report = import_torchvision(
+            dataset, path, name, self.home.root / "datasets", download is True, size
+        )
+        meta = {"source_name": f"torchvision:{dataset}", "image_size": report.size}
+        self._register_stores(report.stores, f"torchvision:{dataset}:{path}", meta)
+        return cast(AddedDataset, dict(dataset_info(report.name), message=report.message()))
+
+    def add_hf_image_dataset(
+        self,
+        source: str,
+        name: str,
+        split: str | None = None,
+        image_column: str | None = None,
+        label_column: str | None = None,
+        image_size: int | None = None,
+    ) -> AddedDataset:
+        """Store a Hugging Face image dataset (a folder saved with `save_to_disk`, or a Hub
+        name when online) as image dataset `name`: its `image_column` (default: the `Image`
+        one), labels from `label_column` (default: the first ClassLabel), its test split or a
+        seeded 10% hold-out. Returns its dataset info plus `message`."""
+        from engine.data.hf_images import import_hf_images
+
+        ref = self.paths.check_source(checks.text(source, "dataset", 4096, DatasetError), "dataset")
+        size = _image_size(image_size)
+
+        def may_read(file: str) -> bool:
+            try:
+                self.paths.check(file, "image file")
+            except AccessError:
+                return False
+            return True
+
+        report = import_hf_images(
+            ref,
+            name,
+            self.home.root / "datasets",
+            split,
+            image_column,
+            label_column,
+            size,
+            may_read,
+        )
+        store = {
+            "name": report.name,
+            "num_train": report.num_train,
+            "num_test": report.num_test,
+            "class_names": report.class_names,
+        }
+        meta = {"source_name": f"huggingface:{ref}", "image_size": report.size}
+        self._register_stores([store], f"huggingface:{ref}", meta)
+        return cast(AddedDataset, dict(dataset_info(report.name), message=report.message()))
 
     # ---- jobs ---------------------------------------------------------------------------
     def validate(self, spec: TrainSpec | JobSpec | dict[str, Any]) -> tuple[TrainSpec, TrainConfig]:

@@ -465,7 +465,13 @@ class Studio(Protocol):
     def methods(self) -> list[MethodInfo]: ...
     def method_form(self, method: str, preset: str = "quick") -> list[FormField]: ...
     def datasets(self) -> list[DatasetInfo]: ...
-    def add_image_dataset(self, source: str | os.PathLike, name: str) -> AddedDataset: ...
+    def add_image_dataset(
+        self,
+        source: str | os.PathLike,
+        name: str,
+        image_size: int | None = None,
+        on_progress: Progress | None = None,
+    ) -> AddedDataset: ...
     def add_text_dataset(
         self,
         source: str | os.PathLike,
@@ -474,6 +480,23 @@ class Studio(Protocol):
         split: str | None = None,
     ) -> AddedDataset: ...
     def describe_hf_dataset(self, source: str, split: str | None = None) -> HubColumns: ...
+    def add_torchvision_dataset(
+        self,
+        name: str,
+        root: str | os.PathLike,
+        dataset_name: str,
+        download: bool = False,
+        image_size: int | None = None,
+    ) -> AddedDataset: ...
+    def add_hf_image_dataset(
+        self,
+        source: str,
+        name: str,
+        split: str | None = None,
+        image_column: str | None = None,
+        label_column: str | None = None,
+        image_size: int | None = None,
+    ) -> AddedDataset: ...
 
     # jobs
     def submit(self, spec: JobSpec | dict[str, Any]) -> int: ...

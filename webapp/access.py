@@ -50,6 +50,8 @@ MUTATING = (
     "add_image_dataset",
     "add_text_dataset",
     "describe_hf_dataset",
+    "add_torchvision_dataset",
+    "add_hf_image_dataset",
     "evaluate",
     "evaluate_baseline",
     "run_foreground",

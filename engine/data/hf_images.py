@@ -1,0 +1,322 @@
+"""Hugging Face image datasets (the `datasets` library) into image stores.
+
+    python -m engine datasets --add DIR_OR_NAME [--name N] [--split S] [--image-column C]
+                              [--label-column L] [--image-size S]
+
+The source is a folder written by `save_to_disk`, or a Hub name when the Hub can be reached;
+offline, a Hub name is looked up in the local cache only and a missing one fails at once with
+the message the text path gives (`user_text._offline_message`).
+
+- The image column is the one asked for, else the one column with the `Image` feature; a
+  dataset with none is refused with its columns listed.
+- The labels are the column asked for, else the first `ClassLabel` column (class names from it);
+  an integer or string column named as labels gets its sorted values as class names. No label
+  column: the dataset is stored unlabelled (it trains; evaluation needs labels).
+- Train is `split` (default `train`, else the first); test is the dataset's own `test` split
+  when there is one (else `validation`), otherwise a seeded 10% of the train split held out.
+- Images are decoded from their bytes; an image stored only as a file path is read only where
+  `may_read(path)` allows it (the web app: inside its data roots). Each is resized (shorter side,
+  then a centre crop) to `image_size`, default min(256, the median short side of a sample).
+
+The splits are written with `image_store.SplitWriter` into a staged folder
+(`user_data.staged_dataset`): a failed import leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.data.image_store import MIN_STORE_SIZE, check_store_size
+from engine.data.tv_datasets import Split, _write, decode_image
+from engine.data.user_data import check_name, staged_dataset
+from engine.data.user_text import (
+    HUB_NAME,
+    _datasets_library,
+    _offline_message,
+    is_saved_dataset,
+)
+from engine.errors import DatasetError
+
+HOLD_OUT, HOLD_OUT_SEED = 0.1, 0
+TEST_SPLITS = ("test", "validation")
+MAX_ROWS = 2_000_000
+
+
+@dataclass
+class HfImageReport:
+    name: str
+    source: str
+    size: int
+    num_train: int
+    num_test: int
+    class_names: list[str]
+    image_column: str
+    label_column: str
+    detail: list[str] = field(default_factory=list)
+
+    def message(self) -> str:
+        labels = (
+            f"{len(self.class_names)} classes from '{self.label_column}'"
+            if self.class_names
+            else "no labels"
+        )
+        return (
+            f"Added image dataset '{self.name}' from Hugging Face {self.source}: "
+            f"{self.num_train:,} train, {self.num_test:,} test at {self.size} px "
+            f"(images from '{self.image_column}', {labels}; {'; '.join(self.detail)})."
+        )
+
+
+def load_hf(ref: str) -> Any:
+    """A DatasetDict or Dataset for a saved folder or a Hub name (offline: the cache only)."""
+    datasets = _datasets_library()
+    from engine.hub import hub_reachable
+
+    path = Path(ref).expanduser()
+    if path.exists():
+        if not is_saved_dataset(path):
+            raise DatasetError(
+                f"{path} is not a dataset saved with `save_to_disk` (no "
+                "dataset_dict.json or state.json in it)"
+            )
+        try:
+            return datasets.load_from_disk(str(path))
+        except (FileNotFoundError, ValueError, OSError) as exc:
+            raise DatasetError(f"{path} could not be read as a saved dataset ({exc})") from None
+    if not HUB_NAME.match(ref) or ref.startswith((".", "~")):
+        raise DatasetError(
+            f"{ref} is neither a folder on the server nor a Hugging Face "
+            "dataset name such as 'uoft-cs/cifar10'"
+        )
+    if not hub_reachable():
+        if not datasets.config.HF_HUB_OFFLINE:
+            raise DatasetError(_offline_message(ref))
+        try:
+            return datasets.load_dataset(ref)
+        except Exception:  # noqa: BLE001 - any failure here means "not in the cache"
+            raise DatasetError(_offline_message(ref)) from None
+    try:
+        return datasets.load_dataset(ref)
+    except Exception as exc:  # noqa: BLE001 - the Hub's errors vary; the message carries it
+        raise DatasetError(f"the Hugging Face dataset {ref!r} could not be loaded: {exc}") from None
+
+
+def image_columns(dataset: Any) -> list[str]:
+    datasets = _datasets_library()
+    features = getattr(dataset, "features", None) or {}
+    return [n for n, f in features.items() if isinstance(f, datasets.Image)]
+
+
+def has_image_column(ref: str | os.PathLike) -> bool:
+    """Whether a saved folder holds a dataset with an `Image` column (cheap: memory-mapped)."""
+    path = Path(ref).expanduser()
+    if not is_saved_dataset(path):
+        return False
+    try:
+        loaded = load_hf(str(path))
+    except DatasetError:
+        return False
+    first = next(iter(loaded.values())) if hasattr(loaded, "keys") else loaded
+    return bool(image_columns(first))
+
+
+def _pick_image_column(dataset: Any, column: str | None, label: str) -> str:
+    every = list(dataset.features)
+    found = image_columns(dataset)
+    if column:
+        if column not in every:
+            raise DatasetError(f"{label} has no column {column!r}; its columns: {', '.join(every)}")
+        if column not in found:
+            raise DatasetError(
+                f"column {column!r} of {label} holds no images; image columns: "
+                f"{', '.join(found) or 'none'}"
+            )
+        return column
+    if not found:
+        raise DatasetError(
+            f"{label} has no image column (its columns: {', '.join(every)}); add a text "
+            "column as a text dataset instead, or name the image column"
+        )
+    if len(found) > 1:
+        raise DatasetError(f"{label} has several image columns ({', '.join(found)}); choose one")
+    return found[0]
+
+
+def _labels(dataset: Any, column: str | None, label: str) -> tuple[str, list[str], Callable]:
+    """(the label column or "", class names, value -> class index)."""
+    datasets = _datasets_library()
+    features = dataset.features
+    if not column:
+        column = next((n for n, f in features.items() if isinstance(f, datasets.ClassLabel)), "")
+        if not column:
+            return "", [], lambda value: -1
+    if column not in features:
+        raise DatasetError(f"{label} has no column {column!r}; its columns: {', '.join(features)}")
+    feature = features[column]
+    if isinstance(feature, datasets.ClassLabel):
+        names = list(feature.names)
+        return column, names, lambda value: -1 if value is None or value < 0 else int(value)
+    dtype = getattr(feature, "dtype", "")
+    if not (str(dtype).startswith(("int", "uint")) or dtype in ("string", "large_string")):
+        raise DatasetError(
+            f"column {column!r} of {label} holds {dtype or type(feature).__name__}, not labels "
+            "(class labels, whole numbers or strings)"
+        )
+    values = sorted({v for v in dataset[column] if v is not None}, key=lambda v: (str(type(v)), v))
+    if len(values) > 10_000:
+        raise DatasetError(f"column {column!r} of {label} holds {len(values)} distinct values")
+    index = {v: i for i, v in enumerate(values)}
+    return column, [str(v) for v in values], lambda value: index.get(value, -1)
+
+
+def _decoded_rows(dataset: Any, column: str) -> Any:
+    datasets = _datasets_library()
+    return dataset.cast_column(column, datasets.Image(decode=False))
+
+
+def _open(value: Any, row: int, label: str, may_read: Callable[[str], bool]) -> np.ndarray:
+    where = f"{label} row {row}"
+    if isinstance(value, dict):
+        if value.get("bytes"):
+            return decode_image(io.BytesIO(value["bytes"]), where)
+        path = value.get("path")
+        if path:
+            if not may_read(path):
+                raise DatasetError(
+                    f"{where} names the image file {path}, outside the folders this studio "
+                    "may read; save the dataset with its images embedded"
+                )
+            return decode_image(path, where)
+    raise DatasetError(f"{where} holds no image")
+
+
+def _median_short_side(rows: Any, column: str, label: str, may_read, sample: int = 200) -> int:
+    step = max(1, len(rows) // sample)
+    sides = []
+    for i in range(0, len(rows), step)[:sample]:
+        try:
+            image = _open(rows[i][column], i, label, may_read)
+        except DatasetError:
+            continue
+        sides.append(min(image.shape[1:]))
+    return int(np.median(sides)) if sides else 256
+
+
+def _split_of(
+    rows: Any, indices: np.ndarray, column: str, size_of, label: str, may_read, labels: np.ndarray
+) -> Split:
+    def chunks() -> Iterator[np.ndarray]:
+        from engine.data.tv_datasets import _resize
+
+        for i in indices:
+            image = _open(rows[int(i)][column], int(i), label, may_read)
+            yield _resize(image[None], size_of())
+
+    return Split(len(indices), chunks, labels, [])
+
+
+def import_hf_images(
+    ref: str,
+    name: str,
+    datasets_dir: Path,
+    split: str | None = None,
+    image_column: str | None = None,
+    label_column: str | None = None,
+    image_size: int | None = None,
+    may_read: Callable[[str], bool] = lambda path: True,
+) -> HfImageReport:
+    """Store a Hugging Face image dataset as image dataset `name` (train and test splits)."""
+    name = check_name(name)
+    ref = (ref or "").strip()
+    if not ref:
+        raise DatasetError(
+            "name a Hugging Face dataset (a folder saved with save_to_disk, or a Hub name)"
+        )
+    if image_size is not None:
+        image_size = check_store_size(image_size)
+    loaded = load_hf(ref)
+    if hasattr(loaded, "keys"):
+        names = list(loaded.keys())
+        chosen = (split or "").strip() or ("train" if "train" in names else names[0])
+        if chosen not in names:
+            raise DatasetError(f"{ref} has no split {chosen!r}; its splits: {', '.join(names)}")
+        test_name = next((s for s in TEST_SPLITS if s in names and s != chosen), None)
+        train = loaded[chosen]
+        test = loaded[test_name] if test_name else None
+    else:
+        if (split or "").strip() not in ("", "train"):
+            raise DatasetError(f"{ref} holds one split; leave the split empty")
+        chosen, test_name, train, test = "train", None, loaded, None
+    column = _pick_image_column(train, (image_column or "").strip() or None, ref)
+    label_col, class_names, to_index = _labels(train, (label_column or "").strip() or None, ref)
+    if test is not None and column not in test.features:
+        test, test_name = None, None
+    if len(train) + (len(test) if test is not None else 0) > MAX_ROWS:
+        raise DatasetError(f"{ref} holds more than {MAX_ROWS:,} images")
+    train_rows = _decoded_rows(train, column)
+    size = image_size or max(
+        MIN_STORE_SIZE, min(256, _median_short_side(train_rows, column, ref, may_read))
+    )
+    size = check_store_size(size)
+
+    def labels_of(dataset: Any) -> np.ndarray:
+        if not label_col or label_col not in dataset.features:
+            return np.full(len(dataset), -1, dtype=np.int64)
+        return np.array([to_index(v) for v in dataset[label_col]], dtype=np.int64)
+
+    train_labels = labels_of(train)
+    detail = [f"train from split '{chosen}'"]
+    if test is not None:
+        test_rows = _decoded_rows(test, column)
+        test_labels = labels_of(test)
+        parts = [
+            _split_of(
+                train_rows, np.arange(len(train)), column, lambda: size, ref, may_read, train_labels
+            ),
+            _split_of(
+                test_rows, np.arange(len(test)), column, lambda: size, ref, may_read, test_labels
+            ),
+        ]
+        detail.append(f"test from split '{test_name}'")
+    else:
+        if len(train) < 2:
+            raise DatasetError(f"{ref} split {chosen!r} holds {len(train)} image(s): too few")
+        order = np.random.default_rng(HOLD_OUT_SEED).permutation(len(train))
+        n_test = max(1, round(len(train) * HOLD_OUT))
+        test_idx, train_idx = np.sort(order[:n_test]), np.sort(order[n_test:])
+        parts = [
+            _split_of(
+                train_rows, train_idx, column, lambda: size, ref, may_read, train_labels[train_idx]
+            ),
+            _split_of(
+                train_rows, test_idx, column, lambda: size, ref, may_read, train_labels[test_idx]
+            ),
+        ]
+        detail.append(f"test a seeded {HOLD_OUT:.0%} held out of it")
+    labelled = bool(class_names) and all((p.labels >= 0).all() for p in parts)
+    for part in parts:
+        part.class_names = class_names if labelled else []
+        if not labelled:
+            part.labels = np.full(part.count, -1, dtype=np.int64)
+    provenance = {"source": "huggingface", "ref": ref, "split": chosen, "image_column": column}
+    with staged_dataset(datasets_dir, name) as (staged, _):
+        for split_name, part in zip(("train", "test"), parts):
+            _write(staged, split_name, part, size, provenance)
+    return HfImageReport(
+        name,
+        ref,
+        size,
+        parts[0].count,
+        parts[1].count,
+        class_names if labelled else [],
+        column,
+        label_col if labelled else "",
+        detail,
+    )
