@@ -169,6 +169,9 @@ class DatasetInfo(TypedDict):
     modalities: list[str]  # what methods it can feed ("image", "image-text", ...)
     augmentation: str
     procedural: bool
+    stored: bool  # held in an on-disk image store (engine.data.image_store)
+    stored_size: int  # px the store keeps its images at (0 when not stored)
+    stored_bytes: int  # the store's pixels on disk (0 when not stored)
 
 
 class AddedDataset(DatasetInfo):
