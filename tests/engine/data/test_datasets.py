@@ -27,6 +27,9 @@ INFO_KEYS = {
     "modalities",
     "augmentation",
     "procedural",
+    "stored",
+    "stored_size",
+    "stored_bytes",
 }
 
 
