@@ -209,7 +209,7 @@ class CLIP(SSLMethod):
         cache_dir: Path | None = None,
     ) -> TrainData:
         from engine.data import shapes
-        from engine.data.datasets import dataset_info, load_dataset, render_images
+        from engine.data.datasets import dataset_info, is_streamed, load_dataset, render_images
 
         if config.train_pairs and dataset_info(dataset)["procedural"]:
             train = render_images(dataset, config.train_pairs, config.image_size)
@@ -289,7 +289,12 @@ class CLIP(SSLMethod):
                 info.update(seen_images=test.images[seen], seen_labels=test.labels[seen])
         return TrainData(
             {
-                "images": train.images[keep],
+                # A streamed (large stored) set stays on disk: its kept rows, read per batch.
+                "images": (
+                    train.images.subset(keep.nonzero()[:, 0])
+                    if is_streamed(train.images)
+                    else train.images[keep]
+                ),
                 "input_ids": tokens["input_ids"],
                 "attention_mask": tokens["attention_mask"],
             },

@@ -32,7 +32,7 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def write_store(folder, counts, size=32, labelled=True):
+def write_store(folder, counts, size=32, labelled=True, captions=False):
     rng = np.random.default_rng(0)
     for split, count in counts.items():
         with SplitWriter(folder, split, count=count, size=size) as out:
@@ -40,7 +40,12 @@ def write_store(folder, counts, size=32, labelled=True):
                 n = min(64, count - start)
                 out[start : start + n] = rng.integers(0, 256, (n, 3, size, size), dtype=np.uint8)
             labels = rng.integers(0, 3, count) if labelled else np.full(count, -1)
-            out.finish(labels, ["a", "b", "c"] if labelled else [])
+            words = [
+                f"a {['red', 'blue', 'green'][i % 3]} thing number {i % 7}" for i in range(count)
+            ]
+            out.finish(
+                labels, ["a", "b", "c"] if labelled else [], captions=words if captions else None
+            )
 
 
 @pytest.fixture
@@ -84,9 +89,9 @@ class Sink:
         pass
 
 
-def train(dataset, run_dir, kill_at=None, **params):
-    spec = TrainSpec("simclr", dataset, seed=5, params=dict(TINY, **params))
-    config = build_config(get_method("simclr").Config, "tiny", spec.params)
+def train(dataset, run_dir, kill_at=None, method="simclr", **params):
+    spec = TrainSpec(method, dataset, seed=5, params=dict(TINY, **params))
+    config = build_config(get_method(method).Config, "tiny", spec.params)
     config = resolve_augmentation(config, dataset)
     sink = Sink(kill_at)
     result = trainer.run_job(spec, config, run_dir, sink, should_stop=lambda: False)
@@ -198,3 +203,23 @@ def test_a_missing_store_registers_as_unavailable(tmp_path):
             load_dataset("stream-gone", "train", 16)
     finally:
         unregister_dataset("stream-gone")
+
+
+@pytest.mark.parametrize("method", ["moco", "clip"])
+def test_other_methods_stream_bitwise_too(method, tmp_path, monkeypatch):
+    """MoCo fills its queue from the whole set at the start; CLIP keeps some rows (captions)."""
+    write_store(tmp_path / "capt", {"train": 120, "test": 30}, captions=True)
+    register_stored_dataset("stream-capt", tmp_path / "capt", {"store": 1})
+    try:
+        assert dataset_info("stream-capt")["modalities"] == ["image", "image-text"]
+        points = {}
+        for on in (False, True):
+            streamed(monkeypatch, on)
+            params = {"queue_size": 64, "bn_splits": 2} if method == "moco" else {}
+            _, points[on], _ = train(
+                "stream-capt", tmp_path / f"run{on}", method=method, steps=4, log_every=1, **params
+            )
+        assert points[True] == points[False] and len(points[True]) == 4
+    finally:
+        unregister_dataset("stream-capt")
+        datasets.clear_memory_cache()
