@@ -113,6 +113,80 @@ def look_up_columns(
     )
 
 
+# engine.data.tv_datasets.SUPPORTED (that module imports torch; a test keeps the two equal).
+TORCHVISION_DATASETS = (
+    "CIFAR10",
+    "CIFAR100",
+    "STL10",
+    "MNIST",
+    "FashionMNIST",
+    "SVHN",
+    "Imagenette",
+)
+
+
+def _size_or_none(value: Any) -> Any:
+    """An image-size field: None when empty (the importer's default), a whole float as an int;
+    anything else goes to the engine, which refuses it naming the range."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def add_torchvision(
+    studio: Studio,
+    dataset_name: str | None,
+    root: str | None,
+    download: bool,
+    image_size: Any,
+    name: str | None,
+) -> tuple[str | None, str]:
+    """A torchvision dataset from its layout in a server folder (never an upload)."""
+    if not dataset_name:
+        return None, message("Pick a torchvision dataset.", "warn")
+    if not (root or "").strip():
+        return None, message("Type the folder on the server that holds it (its root).", "warn")
+    name = (name or "").strip() or dataset_name.lower()
+    size = _size_or_none(image_size)
+    return _added(
+        lambda: studio.add_torchvision_dataset(
+            name, root.strip(), dataset_name, download is True, size
+        )
+    )
+
+
+def add_hf_images(
+    studio: Studio,
+    ref: str | None,
+    split: str | None,
+    image_column: str | None,
+    label_column: str | None,
+    image_size: Any,
+    name: str | None,
+) -> tuple[str | None, str]:
+    """A Hugging Face image dataset (a saved folder, or a Hub name online)."""
+    ref = (ref or "").strip()
+    if not ref:
+        return None, message(
+            "Name a Hugging Face dataset: a folder saved with save_to_disk, or a Hub name.", "warn"
+        )
+    if not (name or "").strip():
+        return None, message(NAME_HINT, "warn")
+    size = _size_or_none(image_size)
+    return _added(
+        lambda: studio.add_hf_image_dataset(
+            ref,
+            name,
+            (split or "").strip() or None,
+            (image_column or "").strip() or None,
+            (label_column or "").strip() or None,
+            size,
+        )
+    )
+
+
 class DataPanel:
     def __init__(self, studio: Studio) -> None:
         self.studio = studio
@@ -192,9 +266,73 @@ class DataPanel:
                     with gr.Row():
                         self.hf_look = gr.Button("Look up columns", size="sm")
                         self.hf_btn = gr.Button("Add dataset", size="sm")
+                with gr.Tab("Hugging Face images"):
+                    gr.Markdown(
+                        "An image dataset from the `datasets` library: "
+                        + ("a folder written by `save_to_disk`, or " if on_server else "")
+                        + "a Hub name when this server is online. The images are the "
+                        "`Image` column, the labels a `ClassLabel` column; test is its "
+                        "`test` split, else a seeded 10% held out." + where
+                    )
+                    self.hfi_ref = gr.Textbox(
+                        label="Dataset", placeholder="/data/saved-images or user/name"
+                    )
+                    with gr.Row():
+                        self.hfi_split = gr.Textbox(label="Split", placeholder="train")
+                        self.hfi_image = gr.Textbox(label="Image column", placeholder="auto")
+                        self.hfi_label = gr.Textbox(label="Label column", placeholder="auto")
+                        self.hfi_size = gr.Number(
+                            label="Image size (px)",
+                            value=None,
+                            minimum=32,
+                            maximum=512,
+                            precision=0,
+                            info="32-512; empty: median shorter side, at most 256.",
+                        )
+                    self.hfi_btn = gr.Button("Add image dataset", size="sm")
+                with gr.Tab("torchvision"):
+                    gr.Markdown(
+                        "A torchvision dataset from a folder on the server in the layout "
+                        "torchvision downloads (CIFAR's `cifar-10-batches-py/`, "
+                        "`stl10_binary/`, `MNIST/raw/`, SVHN's `.mat` files, Imagenette's "
+                        "`train/` and `val/`). STL-10 also adds `NAME-unlabeled` (its "
+                        "100,000 unlabelled images) for pretraining."
+                        + (where if on_server else " Reading server folders is off here.")
+                    )
+                    with gr.Row():
+                        self.tv_dataset = gr.Dropdown(
+                            list(TORCHVISION_DATASETS), value="CIFAR10", label="Dataset"
+                        )
+                        self.tv_size = gr.Number(
+                            label="Image size (px)",
+                            value=None,
+                            minimum=32,
+                            maximum=512,
+                            precision=0,
+                            info="32-512; empty: its native size.",
+                        )
+                    self.tv_root = gr.Textbox(
+                        label="Root folder on the server",
+                        placeholder="/data/torchvision",
+                        visible=on_server,
+                        info=where.strip() or None,
+                    )
+                    self.tv_download = gr.Checkbox(
+                        label="Download it into the root first (needs the network)",
+                        value=False,
+                        visible=on_server,
+                    )
+                    self.tv_btn = gr.Button("Add torchvision dataset", size="sm")
             self.note = gr.HTML("")
         # Disabled for a viewer (webapp/access.py); the server refuses their clicks anyway.
-        self.owner_controls = [self.add_btn, self.text_btn, self.hf_btn, self.hf_look]
+        self.owner_controls = [
+            self.add_btn,
+            self.text_btn,
+            self.hf_btn,
+            self.hf_look,
+            self.hfi_btn,
+            self.tv_btn,
+        ]
 
     def wire(self, dataset: gr.Dropdown, method: gr.Dropdown, choices_for: Any) -> None:
         """`choices_for(method)` gives the dataset dropdown's choices for that method."""
@@ -250,4 +388,37 @@ class DataPanel:
         )
         self.hf_look.click(
             on_look, [self.hf_ref, self.hf_split], [self.note, self.hf_column], **private
+        )
+
+        def on_hf_images(
+            ref: str, split: str, image: str, label: str, size: Any, name: str, method_name: str
+        ) -> list:
+            added = add_hf_images(self.studio, ref, split, image, label, size, name)
+            return refresh(*added, method_name)
+
+        def on_torchvision(
+            dataset_name: str, root: str, download: bool, size: Any, name: str, method_name: str
+        ) -> list:
+            added = add_torchvision(self.studio, dataset_name, root, download, size, name)
+            return refresh(*added, method_name)
+
+        self.hfi_btn.click(
+            on_hf_images,
+            [
+                self.hfi_ref,
+                self.hfi_split,
+                self.hfi_image,
+                self.hfi_label,
+                self.hfi_size,
+                self.name,
+                method,
+            ],
+            [self.note, dataset],
+            **private,
+        )
+        self.tv_btn.click(
+            on_torchvision,
+            [self.tv_dataset, self.tv_root, self.tv_download, self.tv_size, self.name, method],
+            [self.note, dataset],
+            **private,
         )
