@@ -288,3 +288,24 @@ def test_studio_refuses_an_upload_root_on_the_web(tmp_path):
         studio.add_torchvision_dataset("c", str(uploads / "root"), "CIFAR10")
     with pytest.raises(AccessError):
         studio.add_torchvision_dataset("c", "/etc", "CIFAR10")
+
+
+def test_a_tiny_simclr_job_trains_on_a_stored_cifar(tmp_path):
+    from engine.api import Studio
+
+    write_cifar10(tmp_path / "root", per_batch=20, test=10)
+    studio = Studio(tmp_path / "home")
+    studio.add_torchvision_dataset("tiny-cifar", str(tmp_path / "root"), "CIFAR10")
+    params = {"steps": 3, "batch_size": 16, "image_size": 16, "precision": "fp32"}
+    summary = studio.run_foreground(
+        {"method": "simclr", "dataset": "tiny-cifar", "params": params, "evals": ["knn"]}
+    )
+    assert summary["status"] == "completed" and summary["error"] is None
+    assert 0.0 <= summary["eval"]["knn_top1"] <= 1.0
+    # STL-10's unlabeled store (train only, labels -1) pretrains too.
+    write_stl10(tmp_path / "stl", n_train=10, n_test=10, n_unl=40)
+    studio.add_torchvision_dataset("stl", str(tmp_path / "stl"), "STL10", image_size=32)
+    summary = studio.run_foreground(
+        {"method": "simclr", "dataset": "stl-unlabeled", "params": dict(params, steps=2)}
+    )
+    assert summary["status"] == "completed" and summary["error"] is None
