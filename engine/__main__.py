@@ -75,6 +75,10 @@ def _add_image_source(studio, args) -> dict[str, Any] | None:
             raise DatasetError(f"--add torchvision:{dataset} needs --root DIR (its folder)")
         name = args.name or dataset.lower()
         return studio.add_torchvision_dataset(name, args.root, dataset, args.download, size)
+    if args.root or args.download:
+        from engine.errors import DatasetError
+
+        raise DatasetError("--root and --download go with --add torchvision:NAME")
     from engine.data.hf_images import has_image_column
 
     if args.image_column or args.label_column or (not args.column and has_image_column(args.add)):

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from engine.data.image_store import MIN_STORE_SIZE, check_store_size
-from engine.data.tv_datasets import Split, _write, decode_image
+from engine.data.tv_datasets import Split, decode_image, resize_square, write_split
 from engine.data.user_data import check_name, staged_dataset
 from engine.data.user_text import (
     HUB_NAME,
@@ -213,11 +213,14 @@ def _split_of(
     rows: Any, indices: np.ndarray, column: str, size_of, label: str, may_read, labels: np.ndarray
 ) -> Split:
     def chunks() -> Iterator[np.ndarray]:
-        from engine.data.tv_datasets import _resize
-
-        for i in indices:
-            image = _open(rows[int(i)][column], int(i), label, may_read)
-            yield _resize(image[None], size_of())
+        whole = len(indices) == len(rows) and bool((indices == np.arange(len(rows))).all())
+        part = (rows if whole else rows.select(indices)).select_columns([column])
+        row = 0
+        for batch in part.iter(batch_size=256):  # Arrow batches, not one lookup per row
+            for value in batch[column]:
+                image = _open(value, int(indices[row]), label, may_read)
+                yield resize_square(image[None], size_of())
+                row += 1
 
     return Split(len(indices), chunks, labels, [])
 
@@ -308,7 +311,7 @@ def import_hf_images(
     provenance = {"source": "huggingface", "ref": ref, "split": chosen, "image_column": column}
     with staged_dataset(datasets_dir, name) as (staged, _):
         for split_name, part in zip(("train", "test"), parts):
-            _write(staged, split_name, part, size, provenance)
+            write_split(staged, split_name, part, size, provenance)
     return HfImageReport(
         name,
         ref,

@@ -141,7 +141,7 @@ def _array_chunks(array: np.ndarray, layout: Callable[[np.ndarray], np.ndarray])
     return chunks
 
 
-def _resize(chunk: np.ndarray, size: int) -> np.ndarray:
+def resize_square(chunk: np.ndarray, size: int) -> np.ndarray:
     """(n, 3, h, w) uint8 -> (n, 3, size, size): shorter side to `size`, then a centre crop."""
     n, _, h, w = chunk.shape
     if h == size and w == size:
@@ -155,11 +155,11 @@ def _resize(chunk: np.ndarray, size: int) -> np.ndarray:
     return out.round().clamp(0, 255).to(torch.uint8).numpy()
 
 
-def _write(folder: Path, name: str, split: Split, size: int, provenance: dict) -> None:
+def write_split(folder: Path, name: str, split: Split, size: int, provenance: dict) -> None:
     with SplitWriter(folder, name, split.count, size) as out:
         row = 0
         for chunk in split.chunks():
-            out[row : row + len(chunk)] = _resize(chunk, size)
+            out[row : row + len(chunk)] = resize_square(chunk, size)
             row += len(chunk)
         if row != split.count:
             raise DatasetError(f"the {name} split gave {row} images, {split.count} expected")
@@ -431,7 +431,7 @@ def _file_chunks(files: list[tuple[Path, str]], base: Path, size: int):
     def chunks() -> Iterator[np.ndarray]:
         for path, _ in files:  # each image its own size: resized one at a time
             image = decode_image(path, str(path.relative_to(base)))
-            yield _resize(image[None], size)
+            yield resize_square(image[None], size)
 
     return chunks
 
@@ -569,7 +569,7 @@ def _store_all(stores, datasets_dir: Path, size: int, provenance: dict, report: 
     (name, splits), rest = stores[0], stores[1:]
     with staged_dataset(datasets_dir, name) as (staged, _):
         for split, data in splits.items():
-            _write(staged, split, data, size, provenance)
+            write_split(staged, split, data, size, provenance)
         _store_all(rest, datasets_dir, size, provenance, report)
     test = splits.get("test")
     report.stores.insert(

@@ -309,3 +309,48 @@ def test_a_tiny_simclr_job_trains_on_a_stored_cifar(tmp_path):
         {"method": "simclr", "dataset": "stl-unlabeled", "params": dict(params, steps=2)}
     )
     assert summary["status"] == "completed" and summary["error"] is None
+
+
+def test_cifar100_fine_labels(tmp_path):
+    base = tmp_path / "root" / "cifar-100-python"
+    base.mkdir(parents=True)
+    rng = np.random.default_rng(5)
+    names = [f"c{i}".encode() for i in range(100)]
+    with open(base / "meta", "wb") as f:
+        pickle.dump({b"fine_label_names": names, b"coarse_label_names": names[:20]}, f)
+    for split, n in (("train", 30), ("test", 10)):
+        data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+        fine = [(7 * i) % 100 for i in range(n)]
+        with open(base / split, "wb") as f:
+            pickle.dump({b"data": data, b"fine_labels": fine, b"coarse_labels": [0] * n}, f)
+    tv_datasets.import_torchvision("CIFAR100", tmp_path / "root", "c100", tmp_path / "ds")
+    train = open_split(tmp_path / "ds" / "c100", "train")
+    assert len(train.class_names) == 100 and train.labels.tolist()[:3] == [0, 7, 14]
+
+
+def test_a_failed_write_leaves_nothing_and_keeps_the_earlier_dataset(tmp_path):
+    from PIL import Image
+
+    for split in ("train", "val"):
+        folder = tmp_path / "root" / split / "n01440764"
+        folder.mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (40, 40)).save(folder / f"{i}.JPEG")
+    ds = tmp_path / "ds"
+    tv_datasets.import_torchvision("Imagenette", tmp_path / "root", "nette", ds)
+    (tmp_path / "root" / "val" / "n01440764" / "1.JPEG").write_bytes(b"not a jpeg")
+    with pytest.raises(DatasetError, match=r"val/n01440764/1.JPEG could not be read"):
+        tv_datasets.import_torchvision("Imagenette", tmp_path / "root", "nette", ds)
+    assert sorted(p.name for p in ds.iterdir()) == ["nette"]  # no scratch folder left
+    assert len(open_split(ds / "nette", "test")) == 3  # the earlier import is whole
+
+
+def test_download_without_network_is_one_line(tmp_path, monkeypatch):
+    import torchvision.datasets as tvd
+
+    def offline(*args, **kwargs):
+        raise OSError("<urlopen error [Errno -3] Temporary failure in name resolution>")
+
+    monkeypatch.setattr(tvd, "CIFAR10", offline)
+    with pytest.raises(DatasetError, match="could not be downloaded .* without network, put"):
+        tv_datasets.import_torchvision("CIFAR10", tmp_path / "r", "c", tmp_path / "ds", True)
