@@ -217,8 +217,14 @@ class Studio:
         version = int(utcnow().timestamp())
         for store in stores:
             folder = str(self.home.root / "datasets" / store["name"])
+            labels = (
+                f"{len(store['class_names'])} classes" if store["class_names"] else "unlabelled"
+            )
+            test = f", {store['num_test']:,} test" if store["num_test"] else ", train only"
             row = {
                 **meta,
+                "description": f"{meta['source_name']} ({store['num_train']:,} train{test}, "
+                f"{labels}, stored at {meta['image_size']} px)",
                 "store": 1,
                 "num_train": store["num_train"],
                 "num_test": store["num_test"],
