@@ -57,7 +57,7 @@ IMAGENETTE_CLASSES = {
     "n03417042": "garbage truck",
     "n03425413": "gas pump",
     "n03445777": "golf ball",
-    "n03888605": "parachute",
+    "n03888257": "parachute",
 }
 IMAGENETTE_FOLDERS = ("imagenette2", "imagenette2-320", "imagenette2-160")
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".webp"}
@@ -459,10 +459,30 @@ def _read_imagenette(root: Path, size: int | None) -> tuple[dict[str, Split], in
 # ---- download ------------------------------------------------------------------------------
 
 
+def _present(dataset: str, root: Path) -> bool:
+    """Whether `root` already holds the layout (then a download is skipped)."""
+    try:
+        if dataset == "Imagenette":
+            _imagenette_base(root)
+            return True
+        probe = {
+            "CIFAR10": ["cifar-10-batches-py/test_batch"],
+            "CIFAR100": ["cifar-100-python/test"],
+            "STL10": ["stl10_binary/test_X.bin", "stl10_binary/unlabeled_X.bin"],
+            "SVHN": ["train_32x32.mat", "test_32x32.mat"],
+        }.get(dataset, [f"{dataset}/raw/t10k-labels-idx1-ubyte"])
+        return all((root / p).is_file() for p in probe)
+    except DatasetError:
+        return False
+
+
 def download(dataset: str, root: Path) -> None:
-    """torchvision's downloader into `root`; no network is one DatasetError."""
+    """torchvision's downloader into `root` (skipped when the layout is there already); no
+    network is one DatasetError."""
     import torchvision.datasets as tvd
 
+    if _present(dataset, root):
+        return
     root.mkdir(parents=True, exist_ok=True)
     calls = {
         "CIFAR10": lambda: tvd.CIFAR10(str(root), download=True),

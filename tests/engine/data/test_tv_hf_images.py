@@ -177,7 +177,7 @@ def test_imagenette_folders(tmp_path):
     from PIL import Image
 
     for split, n in (("train", 4), ("val", 2)):
-        for wnid in ("n01440764", "n03888605"):
+        for wnid in ("n01440764", "n03888257"):
             folder = tmp_path / "root" / "imagenette2-160" / split / wnid
             folder.mkdir(parents=True)
             for i in range(n):
@@ -352,5 +352,7 @@ def test_download_without_network_is_one_line(tmp_path, monkeypatch):
         raise OSError("<urlopen error [Errno -3] Temporary failure in name resolution>")
 
     monkeypatch.setattr(tvd, "CIFAR10", offline)
+    write_cifar10(tmp_path / "here", per_batch=5, test=5)  # there already: no download
+    tv_datasets.import_torchvision("CIFAR10", tmp_path / "here", "c", tmp_path / "ds", True)
     with pytest.raises(DatasetError, match="could not be downloaded .* without network, put"):
         tv_datasets.import_torchvision("CIFAR10", tmp_path / "r", "c", tmp_path / "ds", True)
