@@ -356,3 +356,34 @@ def test_download_without_network_is_one_line(tmp_path, monkeypatch):
     tv_datasets.import_torchvision("CIFAR10", tmp_path / "here", "c", tmp_path / "ds", True)
     with pytest.raises(DatasetError, match="could not be downloaded .* without network, put"):
         tv_datasets.import_torchvision("CIFAR10", tmp_path / "r", "c", tmp_path / "ds", True)
+
+
+def test_a_python2_cifar_batch_loads(tmp_path):
+    """The official batches were written by Python 2's cPickle: protocol 2, the pixels a str
+    (BINSTRING), numpy named as numpy.core.multiarray."""
+    import io
+    import struct
+
+    class Py2Pickler(pickle._Pickler):
+        dispatch = dict(pickle._Pickler.dispatch)
+
+        def save_bytes(self, obj):
+            n = len(obj)
+            op = pickle.SHORT_BINSTRING + bytes([n]) if n < 256 else pickle.BINSTRING
+            self.write(op + (b"" if n < 256 else struct.pack("<i", n)) + obj)
+            self.memoize(obj)
+
+        def save_str(self, obj):
+            self.save_bytes(obj.encode("latin1"))
+
+        dispatch[bytes] = save_bytes
+        dispatch[str] = save_str
+
+    data = np.arange(2 * 3072, dtype=np.uint8).reshape(2, 3072)
+    buf = io.BytesIO()
+    Py2Pickler(buf, protocol=2).dump({"data": data, "labels": [3, 4]})
+    raw = buf.getvalue().replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+    assert b"numpy.core.multiarray\n_reconstruct" in raw
+    (tmp_path / "batch").write_bytes(raw)
+    batch = tv_datasets.load_cifar_pickle(tmp_path / "batch")
+    assert np.array_equal(batch[b"data"], data) and batch[b"labels"] == [3, 4]
