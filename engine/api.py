@@ -244,6 +244,7 @@ class Studio:
         dataset_name: str,
         download: bool = False,
         image_size: int | None = None,
+        on_progress: Callable[[float, str], None] | None = None,
     ) -> AddedDataset:
         """Store a torchvision dataset (CIFAR10, CIFAR100, STL10, MNIST, FashionMNIST, SVHN,
         Imagenette) read from its standard layout under `root` as dataset `name` (STL-10's
@@ -263,7 +264,7 @@ class Studio:
                 f"({', '.join(str(r) for r in self.paths.roots) or 'none'}), not an upload"
             )
         report = import_torchvision(
-            dataset, path, name, self.home.root / "datasets", download is True, size
+            dataset, path, name, self.home.root / "datasets", download is True, size, on_progress
         )
         meta = {"source_name": f"torchvision:{dataset}", "image_size": report.size}
         self._register_stores(report.stores, f"torchvision:{dataset}:{path}", meta)
@@ -277,6 +278,7 @@ class Studio:
         image_column: str | None = None,
         label_column: str | None = None,
         image_size: int | None = None,
+        on_progress: Callable[[float, str], None] | None = None,
     ) -> AddedDataset:
         """Store a Hugging Face image dataset (a folder saved with `save_to_disk`, or a Hub
         name when online) as image dataset `name`: its `image_column` (default: the `Image`
@@ -303,6 +305,7 @@ class Studio:
             label_column,
             size,
             may_read,
+            on_progress,
         )
         store = {
             "name": report.name,

@@ -484,6 +484,7 @@ class Studio(Protocol):
         dataset_name: str,
         download: bool = False,
         image_size: int | None = None,
+        on_progress: Progress | None = None,
     ) -> AddedDataset: ...
     def add_hf_image_dataset(
         self,
@@ -493,6 +494,7 @@ class Studio(Protocol):
         image_column: str | None = None,
         label_column: str | None = None,
         image_size: int | None = None,
+        on_progress: Progress | None = None,
     ) -> AddedDataset: ...
 
     # jobs

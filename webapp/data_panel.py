@@ -142,6 +142,7 @@ def add_torchvision(
     download: bool,
     image_size: Any,
     name: str | None,
+    on_progress: Any = None,
 ) -> tuple[str | None, str]:
     """A torchvision dataset from its layout in a server folder (never an upload)."""
     if not dataset_name:
@@ -152,7 +153,7 @@ def add_torchvision(
     size = _size_or_none(image_size)
     return _added(
         lambda: studio.add_torchvision_dataset(
-            name, root.strip(), dataset_name, download is True, size
+            name, root.strip(), dataset_name, download is True, size, on_progress
         )
     )
 
@@ -165,6 +166,7 @@ def add_hf_images(
     label_column: str | None,
     image_size: Any,
     name: str | None,
+    on_progress: Any = None,
 ) -> tuple[str | None, str]:
     """A Hugging Face image dataset (a saved folder, or a Hub name online)."""
     ref = (ref or "").strip()
@@ -183,6 +185,7 @@ def add_hf_images(
             (image_column or "").strip() or None,
             (label_column or "").strip() or None,
             size,
+            on_progress,
         )
     )
 
@@ -391,15 +394,34 @@ class DataPanel:
         )
 
         def on_hf_images(
-            ref: str, split: str, image: str, label: str, size: Any, name: str, method_name: str
+            ref: str,
+            split: str,
+            image: str,
+            label: str,
+            size: Any,
+            name: str,
+            method_name: str,
+            progress: gr.Progress = gr.Progress(),
         ) -> list:
-            added = add_hf_images(self.studio, ref, split, image, label, size, name)
+            def report(fraction: float, text: str) -> None:
+                progress(fraction, desc=text)
+
+            added = add_hf_images(self.studio, ref, split, image, label, size, name, report)
             return refresh(*added, method_name)
 
         def on_torchvision(
-            dataset_name: str, root: str, download: bool, size: Any, name: str, method_name: str
+            dataset_name: str,
+            root: str,
+            download: bool,
+            size: Any,
+            name: str,
+            method_name: str,
+            progress: gr.Progress = gr.Progress(),
         ) -> list:
-            added = add_torchvision(self.studio, dataset_name, root, download, size, name)
+            def report(fraction: float, text: str) -> None:
+                progress(fraction, desc=text)
+
+            added = add_torchvision(self.studio, dataset_name, root, download, size, name, report)
             return refresh(*added, method_name)
 
         self.hfi_btn.click(

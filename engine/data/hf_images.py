@@ -34,7 +34,14 @@ from typing import Any
 import numpy as np
 
 from engine.data.image_store import MIN_STORE_SIZE, check_store_size
-from engine.data.tv_datasets import Split, decode_image, resize_square, write_split
+from engine.data.tv_datasets import (
+    Progress,
+    Split,
+    counter,
+    decode_image,
+    resize_square,
+    write_split,
+)
 from engine.data.user_data import check_name, staged_dataset
 from engine.data.user_text import (
     HUB_NAME,
@@ -234,8 +241,10 @@ def import_hf_images(
     label_column: str | None = None,
     image_size: int | None = None,
     may_read: Callable[[str], bool] = lambda path: True,
+    on_progress: Progress | None = None,
 ) -> HfImageReport:
-    """Store a Hugging Face image dataset as image dataset `name` (train and test splits)."""
+    """Store a Hugging Face image dataset as image dataset `name` (train and test splits);
+    `on_progress(fraction, text)` hears the decoding."""
     name = check_name(name)
     ref = (ref or "").strip()
     if not ref:
@@ -309,9 +318,10 @@ def import_hf_images(
         if not labelled:
             part.labels = np.full(part.count, -1, dtype=np.int64)
     provenance = {"source": "huggingface", "ref": ref, "split": chosen, "image_column": column}
+    on_rows = counter(sum(p.count for p in parts), on_progress, "images decoded")
     with staged_dataset(datasets_dir, name) as (staged, _):
         for split_name, part in zip(("train", "test"), parts):
-            write_split(staged, split_name, part, size, provenance)
+            write_split(staged, split_name, part, size, provenance, on_rows)
     return HfImageReport(
         name,
         ref,

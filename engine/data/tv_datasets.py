@@ -32,6 +32,7 @@ import gzip
 import io
 import os
 import pickle
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,12 +156,41 @@ def resize_square(chunk: np.ndarray, size: int) -> np.ndarray:
     return out.round().clamp(0, 255).to(torch.uint8).numpy()
 
 
-def write_split(folder: Path, name: str, split: Split, size: int, provenance: dict) -> None:
+Progress = Callable[[float, str], None]  # (fraction done, what is being done)
+
+
+def counter(total: int, on_progress: Progress | None, label: str) -> Callable[[int], None]:
+    """`on_rows(n)`: n more images written; reports to `on_progress` at most 4 times a second
+    (and at the end)."""
+    done, last = [0], [0.0]
+
+    def on_rows(n: int) -> None:
+        done[0] += n
+        now = time.monotonic()
+        if on_progress is not None and (now - last[0] >= 0.25 or done[0] >= total):
+            last[0] = now
+            on_progress(min(1.0, done[0] / max(1, total)), f"{label}: {done[0]:,}/{total:,}")
+
+    return on_rows
+
+
+def write_split(
+    folder: Path,
+    name: str,
+    split: Split,
+    size: int,
+    provenance: dict,
+    on_rows: Callable[[int], None] | None = None,
+) -> None:
     with SplitWriter(folder, name, split.count, size) as out:
         row = 0
         for chunk in split.chunks():
+            if row + len(chunk) > split.count:
+                raise DatasetError(f"the {name} split gives more than {split.count} images")
             out[row : row + len(chunk)] = resize_square(chunk, size)
             row += len(chunk)
+            if on_rows is not None:
+                on_rows(len(chunk))
         if row != split.count:
             raise DatasetError(f"the {name} split gave {row} images, {split.count} expected")
         out.finish(split.labels, split.class_names, provenance=provenance)
@@ -556,9 +586,11 @@ def import_torchvision(
     datasets_dir: Path,
     download_first: bool = False,
     image_size: int | None = None,
+    on_progress: Progress | None = None,
 ) -> TvReport:
     """Read `dataset` from its layout under `root` and store it as `name` (STL-10 with its
-    unlabeled images: also `<name>-unlabeled`)."""
+    unlabeled images: also `<name>-unlabeled`). `on_progress(fraction, text)` hears the
+    writing."""
     dataset = canonical_name(dataset)
     name = check_name(name)
     if image_size is not None:
@@ -577,11 +609,13 @@ def import_torchvision(
     stores = [(name, {"train": splits["train"], "test": splits["test"]})]
     if "unlabeled" in splits:
         stores.append((check_name(f"{name}-unlabeled"), {"train": splits["unlabeled"]}))
-    _store_all(stores, datasets_dir, size, provenance, report)
+    total = sum(part.count for _, parts in stores for part in parts.values())
+    on_rows = counter(total, on_progress, f"{dataset} images stored")
+    _store_all(stores, datasets_dir, size, provenance, report, on_rows)
     return report
 
 
-def _store_all(stores, datasets_dir: Path, size: int, provenance: dict, report: TvReport) -> None:
+def _store_all(stores, datasets_dir, size, provenance, report, on_rows) -> None:
     """Each (name, {split: Split}) staged and written; all move into place only when every
     one was written (a failure in any leaves none behind)."""
     if not stores:
@@ -589,8 +623,8 @@ def _store_all(stores, datasets_dir: Path, size: int, provenance: dict, report: 
     (name, splits), rest = stores[0], stores[1:]
     with staged_dataset(datasets_dir, name) as (staged, _):
         for split, data in splits.items():
-            write_split(staged, split, data, size, provenance)
-        _store_all(rest, datasets_dir, size, provenance, report)
+            write_split(staged, split, data, size, provenance, on_rows)
+        _store_all(rest, datasets_dir, size, provenance, report, on_rows)
     test = splits.get("test")
     report.stores.insert(
         0,

@@ -108,7 +108,11 @@ def write_hf(folder: Path, with_test: bool = True) -> None:
 
 def test_cifar10_stores_its_batches(tmp_path):
     written = write_cifar10(tmp_path / "root")
-    report = tv_datasets.import_torchvision("cifar10", tmp_path / "root", "c10", tmp_path / "ds")
+    heard = []
+    report = tv_datasets.import_torchvision(
+        "cifar10", tmp_path / "root", "c10", tmp_path / "ds", on_progress=lambda *a: heard.append(a)
+    )
+    assert heard[-1] == (1.0, "CIFAR10 images stored: 350/350")
     train = open_split(tmp_path / "ds" / "c10", "train")
     test = open_split(tmp_path / "ds" / "c10", "test")
     assert (len(train), len(test), train.size) == (300, 50, 32)
@@ -209,7 +213,11 @@ def test_hf_saved_dataset_with_classlabel(tmp_path):
     from engine.data.hf_images import import_hf_images
 
     write_hf(tmp_path / "saved")
-    report = import_hf_images(str(tmp_path / "saved"), "pets", tmp_path / "ds")
+    heard = []
+    report = import_hf_images(
+        str(tmp_path / "saved"), "pets", tmp_path / "ds", on_progress=lambda *a: heard.append(a)
+    )
+    assert heard[-1] == (1.0, "images decoded: 39/39")
     train = open_split(tmp_path / "ds" / "pets", "train")
     test = open_split(tmp_path / "ds" / "pets", "test")
     assert (len(train), len(test), train.size) == (30, 9, 40)  # median short side
