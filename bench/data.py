@@ -38,7 +38,8 @@ def status_kb(key: str) -> int:
     return 0
 
 
-def write_store(folder: Path, count: int, size: int, pixels: str) -> None:
+def write_store(folder: Path, count: int, size: int, pixels: str) -> bool:
+    """Write the store unless the folder holds this one already; whether it wrote."""
     import numpy as np
     import torch
 
@@ -48,7 +49,7 @@ def write_store(folder: Path, count: int, size: int, pixels: str) -> None:
     if has_split(folder, "train"):
         split = open_split(folder, "train")
         if (len(split), split.size, split.provenance.get("pixels")) == (count, size, pixels):
-            return
+            return False
     rng = np.random.default_rng(0)
     with SplitWriter(folder, "train", count=count, size=size) as out:
         labels = np.zeros(count, dtype=np.int64)
@@ -65,6 +66,7 @@ def write_store(folder: Path, count: int, size: int, pixels: str) -> None:
                 out[start : start + n] = resize_images(small, size).numpy()  # some structure
                 labels[start : start + n] = rng.integers(0, 10, n)
         out.finish(labels, [str(i) for i in range(10)], provenance={"pixels": pixels})
+    return True
 
 
 def job(args: argparse.Namespace) -> None:
@@ -146,10 +148,10 @@ def main() -> None:
 
     print(f"load average before: {os.getloadavg()}")
     tick = time.perf_counter()
-    write_store(Path(args.folder), args.count, args.store_size, args.pixels)
+    wrote = write_store(Path(args.folder), args.count, args.store_size, args.pixels)
     print(
-        f"store: {args.count} images at {args.store_size} px ({args.pixels}) in "
-        f"{args.folder}, {time.perf_counter() - tick:.1f} s to write (0 if reused)"
+        f"store: {args.count} images at {args.store_size} px ({args.pixels}) in {args.folder}: "
+        + (f"written in {time.perf_counter() - tick:.1f} s" if wrote else "reused")
     )
     runs = [
         ("store, streamed", NAME, {"PRETEXT_IN_MEMORY_MB": "0"}),
