@@ -223,3 +223,18 @@ def test_other_methods_stream_bitwise_too(method, tmp_path, monkeypatch):
     finally:
         unregister_dataset("stream-capt")
         datasets.clear_memory_cache()
+
+
+def test_a_store_row_registers_through_the_store_path(tmp_path):
+    from engine.data.stored import register_user_datasets
+    from storage.db import Store
+
+    write_store(tmp_path / "rowed", {"train": 40, "test": 10})
+    store = Store(tmp_path / "db.sqlite")
+    store.save_user_dataset("stream-row", "image", str(tmp_path / "rowed"), "x", {"store": 1})
+    try:
+        register_user_datasets(store)
+        info = dataset_info("stream-row")
+        assert info["stored"] and (info["num_train"], info["num_test"]) == (40, 10)
+    finally:
+        unregister_dataset("stream-row")
