@@ -2,7 +2,8 @@
 
     python -m engine methods [--json]
     python -m engine datasets [--json]
-    python -m engine datasets --add PATH|HF_DATASET [--name N] [--column C] [--split S]
+    python -m engine datasets --add PATH|HF_DATASET [--name N] [--image-size S]
+                              [--column C] [--split S]
     python -m engine datasets --add torchvision:CIFAR10 --root DIR [--name N] [--download]
                               [--image-size S]
     python -m engine datasets --add HF_IMAGE_DATASET [--name N] [--split S]
@@ -25,6 +26,7 @@ import argparse
 import json
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +61,28 @@ def cmd_methods(studio, args) -> int:
         for m in methods:
             print(f"{m['name']:<14}{m['description']}")
     return 0
+
+
+@contextmanager
+def _progress_bar():
+    """An `on_progress(fraction, text)` drawing a tqdm bar on stderr (a terminal only); the
+    bar appears with the first report, so an import refused at once prints only its error."""
+    from tqdm import tqdm
+
+    bar = None
+
+    def on_progress(fraction: float, text: str) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=1000, disable=None, leave=False, bar_format="{l_bar}{bar}| {elapsed}")
+        bar.set_description_str(text, refresh=False)
+        bar.update(round(fraction * 1000) - bar.n)
+
+    try:
+        yield on_progress
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _add_image_source(studio, args) -> dict[str, Any] | None:
@@ -101,7 +125,8 @@ def cmd_datasets(studio, args) -> int:
         if args.column or args.split or is_text_source(args.add):
             info = studio.add_text_dataset(args.add, name, args.column, args.split)
         else:
-            info = studio.add_image_dataset(args.add, name)
+            with _progress_bar() as on_progress:
+                info = studio.add_image_dataset(args.add, name, args.image_size, on_progress)
         print(json.dumps(info) if args.json else info["message"])
         return 0
     datasets = studio.datasets()
@@ -364,6 +389,14 @@ def build_parser() -> argparse.ArgumentParser:
         "name when online)",
     )
     datasets.add_argument("--name", help="name of the added dataset (default: the file name)")
+    datasets.add_argument(
+        "--image-size",
+        dest="image_size",
+        type=int,
+        metavar="S",
+        help="images: the side they are stored at, 32-512 px (default: their median shorter "
+        "side, at most 256); each is resized and centre-cropped to a square",
+    )
     datasets.add_argument(
         "--column",
         help="Hugging Face dataset: its text column (default: 'text', else its only text column)",

@@ -140,17 +140,33 @@ class Studio:
     def datasets(self) -> list[DatasetInfo]:
         return cast(list[DatasetInfo], list_datasets())
 
-    def add_image_dataset(self, source: str | os.PathLike, name: str) -> AddedDataset:
-        """Check and cache a folder or zip of images as dataset `name` (subfolders = labels).
-        Returns its dataset info plus `message`, which counts what was skipped or refused."""
+    def add_image_dataset(
+        self,
+        source: str | os.PathLike,
+        name: str,
+        image_size: int | None = None,
+        on_progress: Callable[[float, str], None] | None = None,
+    ) -> AddedDataset:
+        """Check, decode and store a folder or zip of images as dataset `name` (subfolders =
+        labels) at `image_size` px (32-512; None: the images' median shorter side, at most 256).
+        The same files added again under the same name and size are not decoded again.
+        Returns its dataset info plus `message`, which counts what was skipped or refused.
+        `on_progress(fraction, text)` reports the decoding."""
         from engine.data.datasets import clear_memory_cache
-        from engine.data.user_images import import_images, register_user_dataset
+        from engine.data.stored_images import register_stored_dataset
+        from engine.data.user_images import import_images
 
         source = self.paths.check(source, "image folder or zip")
         datasets_dir = self.home.root / "datasets"
         datasets_dir.mkdir(parents=True, exist_ok=True)
-        report = import_images(source, name, datasets_dir)
+        report = import_images(source, name, datasets_dir, image_size, on_progress)
+        earlier = {row.name: row.meta or {} for row in self.store.user_datasets()}
+        version = int(utcnow().timestamp())
+        if report.reused and report.name in earlier:  # the same pixels: caches stay valid
+            version = int(earlier[report.name].get("version", version))
         meta = {
+            "store": 1,
+            "image_size": report.image_size,
             "num_images": report.num_images,
             "num_train": report.num_train,
             "num_test": report.num_test,
@@ -161,12 +177,12 @@ class Studio:
             "refused_too_large": report.refused_too_large,
             "captioned": report.captioned,
             "without_caption": report.without_caption,
-            "version": int(utcnow().timestamp()),
+            "version": version,
         }
         path = str(datasets_dir / report.name)
         kind = "image-text" if report.captioned else "image"
         self.store.save_user_dataset(report.name, kind, path, str(source), meta)
-        register_user_dataset(report.name, path, meta)
+        register_stored_dataset(report.name, path, meta)
         clear_memory_cache()
         return cast(AddedDataset, dict(dataset_info(report.name), message=report.message()))
 

@@ -56,16 +56,34 @@ def _added(call: Any, upload: Any = None) -> tuple[str | None, str]:
     return info["name"], message(info["message"], "ok")
 
 
+def _image_size(value: Any) -> Any:
+    """The Images tab's size field: None when empty (automatic), a whole number as an int;
+    anything else goes to the engine as it is, which refuses it naming the range."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def add_dataset(
-    studio: Studio, upload: Any, folder: str | None, name: str | None
+    studio: Studio,
+    upload: Any,
+    folder: str | None,
+    name: str | None,
+    image_size: Any = None,
+    on_progress: Any = None,
 ) -> tuple[str | None, str]:
-    """Images: returns (the new dataset's name or None, the message to show)."""
+    """Images: returns (the new dataset's name or None, the message to show). `image_size`
+    is the storage size in px (None: automatic); `on_progress(fraction, text)` hears the
+    decoding."""
     source = _path(upload) or (folder or "").strip()
     if not source:
         return None, message("Upload a .zip of images or type a folder on the server.", "warn")
     if not (name or "").strip():
         return None, message(NAME_HINT, "warn")
-    return _added(lambda: studio.add_image_dataset(source, name), upload)
+    size = _image_size(image_size)
+    return _added(lambda: studio.add_image_dataset(source, name, size, on_progress), upload)
 
 
 def add_text(
@@ -217,8 +235,8 @@ class DataPanel:
                         "evaluation works), a flat folder still trains. A "
                         "`captions.csv` (columns `file,caption`) or a `.txt` beside "
                         "each image adds captions, so CLIP can train on it. Images are "
-                        "checked and cached once: unreadable files are skipped and "
-                        "counted."
+                        "checked and decoded once into a store on disk: unreadable files "
+                        "are skipped and counted. Adding the same files again is instant."
                     )
                     self.upload = gr.File(label="Zip of images", file_types=[".zip"], height=90)
                     self.folder = gr.Textbox(
@@ -226,6 +244,16 @@ class DataPanel:
                         placeholder="/data/my-photos",
                         visible=on_server,
                         info=where.strip() or None,
+                    )
+                    self.image_size = gr.Number(
+                        label="Image size (px)",
+                        value=None,
+                        minimum=32,
+                        maximum=512,
+                        precision=0,
+                        info="The side images are stored at, 32-512; each is resized and "
+                        "centre-cropped to a square. Empty: their median shorter side, at "
+                        "most 256.",
                     )
                     self.add_btn = gr.Button("Add images", size="sm")
                 with gr.Tab("Text file"):
@@ -356,8 +384,19 @@ class DataPanel:
 
         # An upload is deleted on the server once imported or refused (add_dataset, add_text):
         # the widget is cleared with it, so it never shows a file that is gone.
-        def on_images(upload: Any, folder: str, name: str, method_name: str) -> list:
-            out = refresh(*add_dataset(self.studio, upload, folder, name), method_name)
+        def on_images(
+            upload: Any,
+            folder: str,
+            name: str,
+            size: Any,
+            method_name: str,
+            progress: gr.Progress = gr.Progress(),
+        ) -> list:
+            def report(fraction: float, text: str) -> None:
+                progress(fraction, desc=text)
+
+            added = add_dataset(self.studio, upload, folder, name, size, report)
+            out = refresh(*added, method_name)
             return [*out, None if upload else gr.skip()]
 
         def on_text(upload: Any, path: str, name: str, method_name: str) -> list:
@@ -373,7 +412,7 @@ class DataPanel:
 
         self.add_btn.click(
             on_images,
-            [self.upload, self.folder, self.name, method],
+            [self.upload, self.folder, self.name, self.image_size, method],
             [self.note, dataset, self.upload],
             **private,
         )

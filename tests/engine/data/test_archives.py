@@ -203,7 +203,7 @@ def test_failed_reimport_keeps_the_previous_dataset(tmp_path):
         ],
     )
     first = studio.add_image_dataset(good, "pets")
-    stored = tmp_path / "home" / "datasets" / "pets" / "data.pt"
+    stored = tmp_path / "home" / "datasets" / "pets" / "train.u8"
     before = stored.read_bytes()
     bad = tmp_path / "photos.zip"
     bad_crc(bad)
