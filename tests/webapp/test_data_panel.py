@@ -99,3 +99,19 @@ def test_launch_options_cap_uploads(monkeypatch):
         monkeypatch.setenv("PRETEXT_MAX_UPLOAD_MB", bad)
         with pytest.raises(SystemExit, match=rf"PRETEXT_MAX_UPLOAD_MB='{bad}': give the"):
             launch_options()
+
+
+def test_images_handler_passes_the_size_and_reports_progress(tmp_path, studio):
+    from tests.engine.data.test_user_images import make_folder
+
+    folder = make_folder(tmp_path / "pics")
+    heard = []
+    name, note = add_dataset(
+        studio, None, str(folder), "sized-pics", 48.0, lambda f, t: heard.append((f, t))
+    )
+    assert name == "sized-pics" and "stored at 48 px" in note
+    assert heard and heard[-1][0] == 1.0 and "48 px" in heard[-1][1]
+    name, note = add_dataset(studio, None, str(folder), "auto-pics", "")  # empty: automatic
+    assert name == "auto-pics" and "stored at 32 px" in note  # 14 px images: the minimum
+    name, note = add_dataset(studio, None, str(folder), "tiny", 16)
+    assert name is None and "from 32 to 512" in note and "ps-error" in note
