@@ -47,7 +47,8 @@ from engine.data.user_data import check_name, staged_dataset
 from engine.errors import DatasetError
 
 MAX_PICKLE_BYTES = 256 * 1024**2  # a CIFAR batch is ~31 MB; refuse anything far beyond
-CHUNK = 1000  # images resized and written at a time
+CHUNK = 1000  # images read and written at a time
+RESIZE_BYTES = 64 * 1024**2  # float pixels resized at a time
 IMAGENETTE_CLASSES = {
     "n01440764": "tench",
     "n02102040": "English springer",
@@ -149,11 +150,18 @@ def resize_square(chunk: np.ndarray, size: int) -> np.ndarray:
         return chunk
     scale = size / min(h, w)
     nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
-    tensor = torch.from_numpy(np.ascontiguousarray(chunk)).float()
-    out = F.interpolate(tensor, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
     top, left = (nh - size) // 2, (nw - size) // 2
-    out = out[:, :, top : top + size, left : left + size]
-    return out.round().clamp(0, 255).to(torch.uint8).numpy()
+    out = np.empty((n, 3, size, size), dtype=np.uint8)
+    # Float copies of a few images at a time: memory stays near RESIZE_BYTES at any size.
+    step = max(1, RESIZE_BYTES // (12 * max(h * w, nh * nw)))
+    for start in range(0, n, step):
+        part = torch.from_numpy(np.ascontiguousarray(chunk[start : start + step])).float()
+        part = F.interpolate(
+            part, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False
+        )
+        part = part[:, :, top : top + size, left : left + size]
+        out[start : start + step] = part.round().clamp(0, 255).to(torch.uint8).numpy()
+    return out
 
 
 Progress = Callable[[float, str], None]  # (fraction done, what is being done)
