@@ -195,7 +195,10 @@ def write_split(
         for chunk in split.chunks():
             if row + len(chunk) > split.count:
                 raise DatasetError(f"the {name} split gives more than {split.count} images")
-            out[row : row + len(chunk)] = resize_square(chunk, size)
+            step = max(1, RESIZE_BYTES // (3 * size * size))  # resized uint8 kept at a time
+            for start in range(0, len(chunk), step):
+                part = chunk[start : start + step]
+                out[row + start : row + start + len(part)] = resize_square(part, size)
             row += len(chunk)
             if on_rows is not None:
                 on_rows(len(chunk))
