@@ -88,7 +88,7 @@ def _progress_bar():
 def _add_image_source(studio, args) -> dict[str, Any] | None:
     """`datasets --add torchvision:NAME --root DIR`, or a Hugging Face image dataset (an image
     column asked for, or a saved folder holding one); None for any other source."""
-    size = getattr(args, "image_size", None)
+    size = args.image_size
     if args.add.lower().startswith("torchvision:"):
         from engine.data.tv_datasets import canonical_name
 
@@ -98,7 +98,10 @@ def _add_image_source(studio, args) -> dict[str, Any] | None:
 
             raise DatasetError(f"--add torchvision:{dataset} needs --root DIR (its folder)")
         name = args.name or dataset.lower()
-        return studio.add_torchvision_dataset(name, args.root, dataset, args.download, size)
+        with _progress_bar() as on_progress:
+            return studio.add_torchvision_dataset(
+                name, args.root, dataset, args.download, size, on_progress
+            )
     if args.root or args.download:
         from engine.errors import DatasetError
 
@@ -107,9 +110,10 @@ def _add_image_source(studio, args) -> dict[str, Any] | None:
 
     if args.image_column or args.label_column or (not args.column and has_image_column(args.add)):
         name = args.name or Path(args.add).name
-        return studio.add_hf_image_dataset(
-            args.add, name, args.split, args.image_column, args.label_column, size
-        )
+        with _progress_bar() as on_progress:
+            return studio.add_hf_image_dataset(
+                args.add, name, args.split, args.image_column, args.label_column, size, on_progress
+            )
     return None
 
 
