@@ -143,16 +143,6 @@ TORCHVISION_DATASETS = (
 )
 
 
-def _size_or_none(value: Any) -> Any:
-    """An image-size field: None when empty (the importer's default), a whole float as an int;
-    anything else goes to the engine, which refuses it naming the range."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
 def add_torchvision(
     studio: Studio,
     dataset_name: str | None,
@@ -168,7 +158,7 @@ def add_torchvision(
     if not (root or "").strip():
         return None, message("Type the folder on the server that holds it (its root).", "warn")
     name = (name or "").strip() or dataset_name.lower()
-    size = _size_or_none(image_size)
+    size = _image_size(image_size)
     return _added(
         lambda: studio.add_torchvision_dataset(
             name, root.strip(), dataset_name, download is True, size, on_progress
@@ -194,7 +184,7 @@ def add_hf_images(
         )
     if not (name or "").strip():
         return None, message(NAME_HINT, "warn")
-    size = _size_or_none(image_size)
+    size = _image_size(image_size)
     return _added(
         lambda: studio.add_hf_image_dataset(
             ref,
