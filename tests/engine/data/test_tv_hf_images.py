@@ -395,3 +395,25 @@ def test_a_python2_cifar_batch_loads(tmp_path):
     (tmp_path / "batch").write_bytes(raw)
     batch = tv_datasets.load_cifar_pickle(tmp_path / "batch")
     assert np.array_equal(batch[b"data"], data) and batch[b"labels"] == [3, 4]
+
+
+def test_hf_string_labels_and_a_path_only_image_outside_the_roots(tmp_path):
+    import datasets
+    from PIL import Image
+
+    from engine.data.hf_images import _open, import_hf_images
+
+    files = []
+    for i in range(6):
+        files.append(str(tmp_path / f"{i}.png"))
+        Image.new("RGB", (36, 50), (i * 30, 0, 0)).save(files[-1])
+    kinds = ["owl", "cat", "owl", "cat", "owl", "cat"]
+    ds = datasets.Dataset.from_dict({"pic": files, "kind": kinds}).cast_column(
+        "pic", datasets.Image()
+    )
+    ds.save_to_disk(str(tmp_path / "saved"))
+    report = import_hf_images(str(tmp_path / "saved"), "owls", tmp_path / "ds", label_column="kind")
+    assert report.class_names == ["cat", "owl"] and (report.num_train, report.num_test) == (5, 1)
+    assert open_split(tmp_path / "ds" / "owls", "train").size == 36
+    with pytest.raises(DatasetError, match="outside the folders this studio may read"):
+        _open({"bytes": None, "path": files[0]}, 0, "saved", lambda path: False)
