@@ -62,6 +62,7 @@ from engine.data.image_store import (
     open_split,
     split_bytes,
 )
+from engine.data.stored_images import is_store, register_stored_dataset
 from engine.data.user_data import check_name, decode_utf8, staged_dataset, stored_file_check
 from engine.errors import DatasetError
 
@@ -537,7 +538,11 @@ def _labels_and_split(names: list[str]) -> tuple[list[str], np.ndarray, np.ndarr
 
 
 def register_user_dataset(name: str, path: str | os.PathLike, meta: dict[str, Any]) -> None:
-    """Make a stored user dataset loadable by name (again in each process)."""
+    """Make a stored user dataset loadable by name (again in each process): an image store
+    through `register_stored_dataset`, an earlier import's `data.pt` (64 px) here."""
+    if is_store(path, meta):
+        register_stored_dataset(name, path, meta)
+        return
     data_file = Path(path) / "data.pt"
 
     def build(split: str) -> RawImages:
