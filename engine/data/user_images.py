@@ -348,6 +348,7 @@ def import_images(
         if source.is_file():
             folder = scratch / "extracted"
             folder.mkdir()
+            progress(0.0, f"checking and extracting {source.name}")
             extract_zip(source, folder, tuple(sorted(IMAGE_SUFFIXES)), "images")
         files = _image_files(folder)
         if not files:
