@@ -398,8 +398,9 @@ def build_parser() -> argparse.ArgumentParser:
         dest="image_size",
         type=int,
         metavar="S",
-        help="images: the side they are stored at, 32-512 px (default: their median shorter "
-        "side, at most 256); each is resized and centre-cropped to a square",
+        help="image datasets: the side they are stored at, 32-512 px (default: the images' "
+        "median shorter side, at most 256; a torchvision set's own size); each image is "
+        "resized and centre-cropped to a square",
     )
     datasets.add_argument(
         "--column",
