@@ -137,10 +137,11 @@ def cmd_datasets(studio, args) -> int:
     if args.json:
         print(json.dumps(datasets))
     else:
+        width = max([12, *(len(d["name"]) + 2 for d in datasets)])  # long user names too
         for d in datasets:
             state = "available" if d["available"] else f"unavailable: {d['reason']}"
             print(
-                f"{d['name']:<12}{d['kind']:<7}{d['num_train']:>7} train {d['num_test']:>6} "
+                f"{d['name']:<{width}}{d['kind']:<7}{d['num_train']:>7} train {d['num_test']:>6} "
                 f"test  {state}  - {d['description']}"
             )
     return 0
