@@ -73,20 +73,27 @@ class StreamedImages:
 
     def read(self, index: Any) -> torch.Tensor:
         """The rows `index` names, resized, on the CPU (uint8 (B, 3, size, size))."""
+        if not isinstance(index, slice) and np.ndim(index) == 0:  # one row: (3, size, size)
+            return self.resize(self.read_stored(np.asarray([int(index)])))[0]
+        return self.resize(self.read_stored(index))
+
+    def read_stored(self, index: Any) -> torch.Tensor:
+        """The rows `index` names at their stored size (uint8 (B, 3, S, S)): disk work only,
+        no arithmetic, so a reader thread does not compete with the step for the cores."""
         if isinstance(index, slice):
-            rows = np.array(self.rows[index])
-        else:
-            if isinstance(index, torch.Tensor):
-                index = index.cpu()
-                if index.dtype == torch.bool:
-                    index = index.nonzero().flatten()
-                index = index.numpy()
-            index = np.asarray(index, dtype=np.int64)
-            if index.ndim == 0:
-                return self.read(np.asarray([index]))[0]
-            index = np.where(index < 0, index + len(self), index)
-            rows = _take(self.rows, index)  # sorted reads: one pass over the file
-        return resize_images(torch.from_numpy(rows), self.size, self.resample)
+            return torch.from_numpy(np.array(self.rows[index]))
+        if isinstance(index, torch.Tensor):
+            index = index.cpu()
+            if index.dtype == torch.bool:
+                index = index.nonzero().flatten()
+            index = index.numpy()
+        index = np.asarray(index, dtype=np.int64).reshape(-1)
+        index = np.where(index < 0, index + len(self), index)
+        return torch.from_numpy(_take(self.rows, index))  # sorted reads: one pass
+
+    def resize(self, rows: torch.Tensor) -> torch.Tensor:
+        """Stored rows -> the dataset's size, with the in-memory path's own function."""
+        return resize_images(rows, self.size, self.resample)
 
     def __getitem__(self, index: Any) -> torch.Tensor:
         if isinstance(index, int):

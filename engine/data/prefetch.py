@@ -53,6 +53,7 @@ class Prefetcher:
         generator = torch.Generator()
         generator.set_state(sampler.get_state())
         self.device = torch.device(device)
+        self._streamed = streamed
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         pin = self.device.type == "cuda"
@@ -82,7 +83,12 @@ class Prefetcher:
         planned, batch = item
         if not torch.equal(planned, batch_index):
             raise RuntimeError("the prefetched batches left the loop's epoch order")
-        return {name: t.to(self.device, non_blocking=True) for name, t in batch.items()}
+        # The resize runs here, between steps: on a thread it ran beside the step and the two
+        # fought over the cores (streamed 82-88% of in-memory images/s on two cores).
+        return {
+            name: self._streamed[name].resize(t).to(self.device, non_blocking=True)
+            for name, t in batch.items()
+        }
 
     def close(self) -> None:
         self._stop.set()
@@ -110,7 +116,7 @@ def _read_ahead(
     try:
         while not stop.is_set():
             index, rest = next_batch_index(rest, count, batch_size, generator)
-            batch = {name: t.read(index) for name, t in streamed.items()}
+            batch = {name: t.read_stored(index) for name, t in streamed.items()}
             if pin:
                 batch = {name: t.pin_memory() for name, t in batch.items()}
             item: Any = (index, batch)
