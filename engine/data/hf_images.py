@@ -5,7 +5,7 @@
 
 The source is a folder written by `save_to_disk`, or a Hub name when the Hub can be reached;
 offline, a Hub name is looked up in the local cache only and a missing one fails at once with
-the message the text path gives (`user_text._offline_message`).
+the message the text path gives (`user_text.offline_message`).
 
 - The image column is the one asked for, else the one column with the `Image` feature; a
   dataset with none is refused with its columns listed.
@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.data import user_text
 from engine.data.image_store import MIN_STORE_SIZE, check_store_size
 from engine.data.tv_datasets import (
     Progress,
@@ -43,12 +44,7 @@ from engine.data.tv_datasets import (
     write_split,
 )
 from engine.data.user_data import check_name, staged_dataset
-from engine.data.user_text import (
-    HUB_NAME,
-    _datasets_library,
-    _offline_message,
-    is_saved_dataset,
-)
+from engine.data.user_text import datasets_library, is_saved_dataset
 from engine.errors import DatasetError
 
 HOLD_OUT, HOLD_OUT_SEED = 0.1, 0
@@ -83,40 +79,11 @@ class HfImageReport:
 
 def load_hf(ref: str) -> Any:
     """A DatasetDict or Dataset for a saved folder or a Hub name (offline: the cache only)."""
-    datasets = _datasets_library()
-    from engine.hub import hub_reachable
-
-    path = Path(ref).expanduser()
-    if path.exists():
-        if not is_saved_dataset(path):
-            raise DatasetError(
-                f"{path} is not a dataset saved with `save_to_disk` (no "
-                "dataset_dict.json or state.json in it)"
-            )
-        try:
-            return datasets.load_from_disk(str(path))
-        except (FileNotFoundError, ValueError, OSError) as exc:
-            raise DatasetError(f"{path} could not be read as a saved dataset ({exc})") from None
-    if not HUB_NAME.match(ref) or ref.startswith((".", "~")):
-        raise DatasetError(
-            f"{ref} is neither a folder on the server nor a Hugging Face "
-            "dataset name such as 'uoft-cs/cifar10'"
-        )
-    if not hub_reachable():
-        if not datasets.config.HF_HUB_OFFLINE:
-            raise DatasetError(_offline_message(ref))
-        try:
-            return datasets.load_dataset(ref)
-        except Exception:  # noqa: BLE001 - any failure here means "not in the cache"
-            raise DatasetError(_offline_message(ref)) from None
-    try:
-        return datasets.load_dataset(ref)
-    except Exception as exc:  # noqa: BLE001 - the Hub's errors vary; the message carries it
-        raise DatasetError(f"the Hugging Face dataset {ref!r} could not be loaded: {exc}") from None
+    return user_text.load_hf(ref, "uoft-cs/cifar10")
 
 
 def image_columns(dataset: Any) -> list[str]:
-    datasets = _datasets_library()
+    datasets = datasets_library()
     features = getattr(dataset, "features", None) or {}
     return [n for n, f in features.items() if isinstance(f, datasets.Image)]
 
@@ -158,7 +125,7 @@ def _pick_image_column(dataset: Any, column: str | None, label: str) -> str:
 
 def _labels(dataset: Any, column: str | None, label: str) -> tuple[str, list[str], Callable]:
     """(the label column or "", class names, value -> class index)."""
-    datasets = _datasets_library()
+    datasets = datasets_library()
     features = dataset.features
     if not column:
         column = next((n for n, f in features.items() if isinstance(f, datasets.ClassLabel)), "")
@@ -184,7 +151,7 @@ def _labels(dataset: Any, column: str | None, label: str) -> tuple[str, list[str
 
 
 def _decoded_rows(dataset: Any, column: str) -> Any:
-    datasets = _datasets_library()
+    datasets = datasets_library()
     return dataset.cast_column(column, datasets.Image(decode=False))
 
 

@@ -163,7 +163,7 @@ def is_text_source(source: str | os.PathLike) -> bool:
 # ---- Hugging Face datasets ----------------------------------------------------------------
 
 
-def _datasets_library():
+def datasets_library():
     try:
         import datasets
     except ImportError:
@@ -182,7 +182,17 @@ def is_saved_dataset(path: Path) -> bool:
 
 def open_hf_dataset(ref: str, split: str | None = None) -> tuple[Any, str]:
     """(a Dataset or IterableDataset, the split used) for a saved folder or a Hub name."""
-    datasets = _datasets_library()
+    loaded = load_hf(ref, "stanfordnlp/imdb", stream=True)  # online: only rows up to the cap
+    path = Path(ref).expanduser()
+    return _pick_split(loaded, split, str(path) if path.exists() else ref)
+
+
+def load_hf(ref: str, example: str, stream: bool = False) -> Any:
+    """A saved folder (`save_to_disk`) or a Hub name -> what `datasets` loads (a DatasetDict
+    or a Dataset; streamed from the Hub when `stream`). Offline, a Hub name is read from the
+    local cache only and fails at once when it is not there; `example` is a Hub name the
+    error message offers."""
+    datasets = datasets_library()
     from engine.hub import hub_reachable
 
     path = Path(ref).expanduser()
@@ -193,31 +203,28 @@ def open_hf_dataset(ref: str, split: str | None = None) -> tuple[Any, str]:
                 "dataset_dict.json or state.json in it)"
             )
         try:
-            loaded = datasets.load_from_disk(str(path))
+            return datasets.load_from_disk(str(path))
         except (FileNotFoundError, ValueError, OSError) as exc:
             raise DatasetError(f"{path} could not be read as a saved dataset ({exc})") from None
-        return _pick_split(loaded, split, str(path))
     if not HUB_NAME.match(ref) or ref.startswith((".", "~")):
         raise DatasetError(
             f"{ref} is neither a folder on the server nor a Hugging Face "
-            "dataset name such as 'stanfordnlp/imdb'"
+            f"dataset name such as '{example}'"
         )
     if not hub_reachable():
         if not datasets.config.HF_HUB_OFFLINE:
-            raise DatasetError(_offline_message(ref))
+            raise DatasetError(offline_message(ref))
         try:  # offline: the local cache only, which fails at once when the dataset is absent
-            loaded = datasets.load_dataset(ref)
+            return datasets.load_dataset(ref)
         except Exception:  # noqa: BLE001 - any failure here means "not in the cache"
-            raise DatasetError(_offline_message(ref)) from None
-        return _pick_split(loaded, split, ref)
-    try:  # online: stream, so only the rows up to the cap are downloaded
-        loaded = datasets.load_dataset(ref, streaming=True)
+            raise DatasetError(offline_message(ref)) from None
+    try:
+        return datasets.load_dataset(ref, streaming=stream)
     except Exception as exc:  # noqa: BLE001 - the Hub's errors vary; the message carries it
         raise DatasetError(f"the Hugging Face dataset {ref!r} could not be loaded: {exc}") from None
-    return _pick_split(loaded, split, ref)
 
 
-def _offline_message(ref: str) -> str:
+def offline_message(ref: str) -> str:
     return (
         f"{ref!r} is not a folder on this server and the Hugging Face Hub cannot be reached "
         "(offline), nor is it in the local cache; on a machine with network run "
