@@ -29,6 +29,7 @@ Each split is written with `image_store.SplitWriter` into a staged dataset folde
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import os
 import pickle
@@ -42,7 +43,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.data.image_store import MIN_STORE_SIZE, SplitWriter, check_store_size
+from engine.data.image_store import (
+    MIN_STORE_SIZE,
+    SplitWriter,
+    check_store_size,
+    has_split,
+    open_split,
+)
 from engine.data.user_data import check_name, staged_dataset
 from engine.errors import DatasetError
 
@@ -613,16 +620,65 @@ def import_torchvision(
         raise DatasetError(
             f"{dataset}: {root} is not a folder; give the root that holds {LAYOUTS[dataset]}"
         )
+    key = source_key(dataset, root, image_size)
+    names = [name, *([check_name(f"{name}-unlabeled")] if dataset == "STL10" else [])]
+    reused = _reused(dataset, datasets_dir, names, key)
+    if reused is not None:  # the same files at the same size: nothing to decode
+        if on_progress is not None:
+            on_progress(1.0, f"{dataset}: the same files as before, store reused")
+        return reused
     splits, size = read_layout(dataset, root, image_size)
     size = check_store_size(size)
-    provenance = {"source": f"torchvision:{dataset}", "root": str(root)}
+    provenance = {"source": f"torchvision:{dataset}", "root": str(root), "key": key}
     report = TvReport(dataset, size)
     stores = [(name, {"train": splits["train"], "test": splits["test"]})]
     if "unlabeled" in splits:
-        stores.append((check_name(f"{name}-unlabeled"), {"train": splits["unlabeled"]}))
+        stores.append((names[1], {"train": splits["unlabeled"]}))
     total = sum(part.count for _, parts in stores for part in parts.values())
     on_rows = counter(total, on_progress, f"{dataset} images stored")
     _store_all(stores, datasets_dir, size, provenance, report, on_rows)
+    return report
+
+
+def source_key(dataset: str, root: Path, image_size: int | None) -> str | None:
+    """What a re-add compares: sha256 over every file under `root` (relative path, size,
+    modification time), the dataset and the asked storage size; None when it cannot be read."""
+    digest = hashlib.sha256(f"torchvision:{dataset} v1 size={image_size or 'auto'}\n".encode())
+    try:
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            stat = path.stat()
+            rel = path.relative_to(root).as_posix()
+            digest.update(f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def _reused(dataset: str, datasets_dir: Path, names: list[str], key: str | None) -> TvReport | None:
+    """The report of stores already imported from the same files (same key), else None."""
+    if key is None:
+        return None
+    report = None
+    for name in names:
+        folder = Path(datasets_dir) / name
+        if not has_split(folder, "train"):
+            return None
+        try:
+            train = open_split(folder, "train")
+            test = open_split(folder, "test") if has_split(folder, "test") else None
+        except DatasetError:
+            return None
+        if train.provenance.get("key") != key:
+            return None
+        report = report or TvReport(dataset, train.size)
+        report.stores.append(
+            {
+                "name": name,
+                "num_train": len(train),
+                "num_test": len(test) if test is not None else 0,
+                "class_names": train.class_names or (test.class_names if test else []),
+            }
+        )
     return report
 
 

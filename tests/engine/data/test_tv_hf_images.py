@@ -124,6 +124,26 @@ def test_cifar10_stores_its_batches(tmp_path):
     assert report.stores[0]["num_train"] == 300 and "CIFAR10" in report.message()
 
 
+def test_readding_the_same_files_reuses_the_store(tmp_path, monkeypatch):
+    write_cifar10(tmp_path / "root")
+    first = tv_datasets.import_torchvision("cifar10", tmp_path / "root", "c10", tmp_path / "ds")
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(tv_datasets, "read_layout", no_decoding)
+    again = tv_datasets.import_torchvision("cifar10", tmp_path / "root", "c10", tmp_path / "ds")
+    assert again.stores == first.stores and again.size == first.size
+    with pytest.raises(AssertionError, match="decoded again"):  # another size
+        tv_datasets.import_torchvision(
+            "cifar10", tmp_path / "root", "c10", tmp_path / "ds", image_size=64
+        )
+    # A file touched since (a new modification time): it may have changed, so decode again.
+    os.utime(tmp_path / "root" / "cifar-10-batches-py" / "test_batch", ns=(1, 1))
+    with pytest.raises(AssertionError, match="decoded again"):
+        tv_datasets.import_torchvision("cifar10", tmp_path / "root", "c10", tmp_path / "ds")
+
+
 class _Evil:
     def __reduce__(self):
         return (os.system, ("echo pwned > /tmp/pretext-pwned",))
