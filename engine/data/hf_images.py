@@ -24,6 +24,7 @@ The splits are written with `image_store.SplitWriter` into a staged folder
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 from collections.abc import Callable, Iterator
@@ -34,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from engine.data import user_text
-from engine.data.image_store import MIN_STORE_SIZE, check_store_size
+from engine.data.image_store import MIN_STORE_SIZE, check_store_size, has_split, open_split
 from engine.data.tv_datasets import (
     Progress,
     Split,
@@ -43,7 +44,7 @@ from engine.data.tv_datasets import (
     resize_square,
     write_split,
 )
-from engine.data.user_data import check_name, staged_dataset
+from engine.data.user_data import check_name, folder_key, staged_dataset
 from engine.data.user_text import datasets_library, is_saved_dataset
 from engine.errors import DatasetError
 
@@ -220,6 +221,12 @@ def import_hf_images(
         )
     if image_size is not None:
         image_size = check_store_size(image_size)
+    key = _saved_folder_key(ref, split, image_column, label_column, image_size)
+    reused = _reused(Path(datasets_dir) / name, key)
+    if reused is not None:  # the same saved folder with the same choices: nothing to decode
+        if on_progress is not None:
+            on_progress(1.0, "the same dataset as before, store reused")
+        return reused
     loaded = load_hf(ref)
     if hasattr(loaded, "keys"):
         names = list(loaded.keys())
@@ -284,12 +291,7 @@ def import_hf_images(
         part.class_names = class_names if labelled else []
         if not labelled:
             part.labels = np.full(part.count, -1, dtype=np.int64)
-    provenance = {"source": "huggingface", "ref": ref, "split": chosen, "image_column": column}
-    on_rows = counter(sum(p.count for p in parts), on_progress, "images decoded")
-    with staged_dataset(datasets_dir, name) as (staged, _):
-        for split_name, part in zip(("train", "test"), parts):
-            write_split(staged, split_name, part, size, provenance, on_rows)
-    return HfImageReport(
+    report = HfImageReport(
         name,
         ref,
         size,
@@ -300,3 +302,45 @@ def import_hf_images(
         label_col if labelled else "",
         detail,
     )
+    provenance = {
+        "source": "huggingface",
+        "ref": ref,
+        "split": chosen,
+        "image_column": column,
+        "key": key,
+        "report": dataclasses.asdict(report),
+    }
+    on_rows = counter(sum(p.count for p in parts), on_progress, "images decoded")
+    with staged_dataset(datasets_dir, name) as (staged, _):
+        for split_name, part in zip(("train", "test"), parts):
+            write_split(staged, split_name, part, size, provenance, on_rows)
+    return report
+
+
+def _saved_folder_key(
+    ref: str,
+    split: str | None,
+    image_column: str | None,
+    label_column: str | None,
+    image_size: int | None,
+) -> str | None:
+    """What a re-add compares, for a saved folder: sha256 over its files (relative path, size,
+    modification time) and the choices; None for a Hub name (it may change upstream)."""
+    folder = Path(ref).expanduser()
+    if not folder.is_dir():
+        return None
+    choices = f"{split or ''}|{image_column or ''}|{label_column or ''}|{image_size or 'auto'}"
+    return folder_key(folder, f"huggingface-images v1 {choices}")
+
+
+def _reused(folder: Path, key: str | None) -> HfImageReport | None:
+    """The report of the store in `folder` when it was imported with the same key."""
+    if key is None or not has_split(folder, "train"):
+        return None
+    try:
+        provenance = open_split(folder, "train").provenance
+        if provenance.get("key") != key or not has_split(folder, "test"):
+            return None
+        return HfImageReport(**provenance["report"])
+    except (DatasetError, KeyError, TypeError):
+        return None

@@ -29,7 +29,6 @@ Each split is written with `image_store.SplitWriter` into a staged dataset folde
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import os
 import pickle
@@ -50,7 +49,7 @@ from engine.data.image_store import (
     has_split,
     open_split,
 )
-from engine.data.user_data import check_name, staged_dataset
+from engine.data.user_data import check_name, folder_key, staged_dataset
 from engine.errors import DatasetError
 
 MAX_PICKLE_BYTES = 256 * 1024**2  # a CIFAR batch is ~31 MB; refuse anything far beyond
@@ -641,17 +640,8 @@ def import_torchvision(
 
 
 def source_key(dataset: str, root: Path, image_size: int | None) -> str | None:
-    """What a re-add compares: sha256 over every file under `root` (relative path, size,
-    modification time), the dataset and the asked storage size; None when it cannot be read."""
-    digest = hashlib.sha256(f"torchvision:{dataset} v1 size={image_size or 'auto'}\n".encode())
-    try:
-        for path in sorted(p for p in root.rglob("*") if p.is_file()):
-            stat = path.stat()
-            rel = path.relative_to(root).as_posix()
-            digest.update(f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    except OSError:
-        return None
-    return digest.hexdigest()
+    """What a re-add compares: the files under `root`, the dataset and the asked size."""
+    return folder_key(root, f"torchvision:{dataset} v1 size={image_size or 'auto'}")
 
 
 def _reused(dataset: str, datasets_dir: Path, names: list[str], key: str | None) -> TvReport | None:

@@ -9,6 +9,7 @@ leaves nothing behind and keeps an earlier dataset of the same name.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -94,3 +95,19 @@ def stored_file_check(stored: Path, folder: str | os.PathLike) -> Callable[[], s
         return "" if stored.exists() else f"its files are gone from {folder}; add it again"
 
     return unavailable
+
+
+def folder_key(folder: Path, salt: str) -> str | None:
+    """What a re-add compares: sha256 over `salt` (the importer, its version, the choices) and
+    every file under `folder` (relative path, size, modification time); None when the folder
+    cannot be listed. The same files at the same place give the same key; a touched file does
+    not."""
+    digest = hashlib.sha256(f"{salt}\n".encode())
+    try:
+        for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+            stat = path.stat()
+            rel = path.relative_to(folder).as_posix()
+            digest.update(f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    except OSError:
+        return None
+    return digest.hexdigest()

@@ -229,6 +229,22 @@ def test_bad_input(tmp_path):
 # ---- Hugging Face images --------------------------------------------------------------------
 
 
+def test_hf_readding_the_same_saved_folder_reuses_the_store(tmp_path, monkeypatch):
+    from engine.data import hf_images
+
+    write_hf(tmp_path / "saved")
+    first = hf_images.import_hf_images(str(tmp_path / "saved"), "pets", tmp_path / "ds")
+
+    def no_loading(ref):
+        raise AssertionError("loaded again")
+
+    monkeypatch.setattr(hf_images, "load_hf", no_loading)
+    again = hf_images.import_hf_images(str(tmp_path / "saved"), "pets", tmp_path / "ds")
+    assert again == first
+    with pytest.raises(AssertionError, match="loaded again"):  # other choices: decoded again
+        hf_images.import_hf_images(str(tmp_path / "saved"), "pets", tmp_path / "ds", image_size=64)
+
+
 def test_hf_saved_dataset_with_classlabel(tmp_path):
     from engine.data.hf_images import import_hf_images
 
