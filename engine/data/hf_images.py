@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from engine.data import user_text
-from engine.data.image_store import MIN_STORE_SIZE, check_store_size, has_split, open_split
+from engine.data.image_store import auto_size, check_store_size, has_split, open_split
 from engine.data.tv_datasets import (
     Progress,
     Split,
@@ -172,7 +172,8 @@ def _open(value: Any, row: int, label: str, may_read: Callable[[str], bool]) -> 
     raise DatasetError(f"{where} holds no image")
 
 
-def _median_short_side(rows: Any, column: str, label: str, may_read, sample: int = 200) -> int:
+def _short_sides(rows: Any, column: str, label: str, may_read, sample: int = 200) -> list[int]:
+    """The shorter sides of up to `sample` rows' images, spread over the split."""
     step = max(1, len(rows) // sample)
     sides = []
     for i in range(0, len(rows), step)[:sample]:
@@ -181,7 +182,7 @@ def _median_short_side(rows: Any, column: str, label: str, may_read, sample: int
         except DatasetError:
             continue
         sides.append(min(image.shape[1:]))
-    return int(np.median(sides)) if sides else 256
+    return sides
 
 
 def _split_of(
@@ -247,9 +248,7 @@ def import_hf_images(
     if len(train) + (len(test) if test is not None else 0) > MAX_ROWS:
         raise DatasetError(f"{ref} holds more than {MAX_ROWS:,} images")
     train_rows = _decoded_rows(train, column)
-    size = image_size or max(
-        MIN_STORE_SIZE, min(256, _median_short_side(train_rows, column, ref, may_read))
-    )
+    size = image_size or auto_size(_short_sides(train_rows, column, ref, may_read))
     size = check_store_size(size)
 
     def labels_of(dataset: Any) -> np.ndarray:

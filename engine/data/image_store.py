@@ -33,6 +33,7 @@ from engine.errors import DatasetError
 
 STORE_VERSION = 1
 MIN_STORE_SIZE, MAX_STORE_SIZE = 32, 512
+AUTO_MAX_SIZE = 256  # the automatic storage size is the median shorter side, at most this
 # Keep this much disk free beyond what an import writes (logs, checkpoints, the database).
 DISK_MARGIN_BYTES = 256 * 1024**2
 
@@ -55,6 +56,13 @@ def check_free_space(folder: Path, needed: int) -> None:
             f"{free / 1024**3:.2f} GB is free under {probe}; free some space or import at a "
             "smaller --image-size"
         )
+
+
+def auto_size(short_sides: list[int]) -> int:
+    """The storage size when none is given: the images' median shorter side, at most
+    AUTO_MAX_SIZE (256) and at least the store's minimum (32; smaller images are enlarged)."""
+    median = int(np.median(short_sides)) if short_sides else AUTO_MAX_SIZE
+    return max(MIN_STORE_SIZE, min(AUTO_MAX_SIZE, median))
 
 
 def check_store_size(size: Any) -> int:

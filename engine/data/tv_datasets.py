@@ -43,8 +43,8 @@ import torch
 import torch.nn.functional as F
 
 from engine.data.image_store import (
-    MIN_STORE_SIZE,
     SplitWriter,
+    auto_size,
     check_store_size,
     has_split,
     open_split,
@@ -446,7 +446,8 @@ def _class_files(folder: Path) -> list[tuple[Path, str]]:
     ]
 
 
-def _median_short_side(files: list[Path], sample: int = 200) -> int:
+def _short_sides(files: list[Path], sample: int = 200) -> list[int]:
+    """The shorter sides of up to `sample` of `files`, spread over the list (headers only)."""
     from PIL import Image
 
     step = max(1, len(files) // sample)
@@ -457,7 +458,7 @@ def _median_short_side(files: list[Path], sample: int = 200) -> int:
                 sides.append(min(img.size))
         except (OSError, ValueError, Image.DecompressionBombError):
             continue
-    return int(np.median(sides)) if sides else 256
+    return sides
 
 
 def decode_image(source: Any, label: str) -> np.ndarray:
@@ -494,8 +495,7 @@ def _read_imagenette(root: Path, size: int | None) -> tuple[dict[str, Split], in
         raise DatasetError(f"Imagenette: no images in {base}/train or {base}/val class folders")
     names = [IMAGENETTE_CLASSES.get(w, w) for w in wnids]
     if size is None:
-        median = _median_short_side([p for p, _ in found["train"]])
-        size = max(MIN_STORE_SIZE, min(256, median))
+        size = auto_size(_short_sides([p for p, _ in found["train"]]))
     out = {}
     for split, files in found.items():
         labels = np.array([wnids.index(cls) for _, cls in files], dtype=np.int64)

@@ -54,8 +54,8 @@ from engine.data.archives import extract_zip
 from engine.data.catalog import DatasetSource, RawImages, register_dataset
 from engine.data.image_decode import decode_image
 from engine.data.image_store import (
-    MIN_STORE_SIZE,
     SplitWriter,
+    auto_size,
     check_free_space,
     check_store_size,
     has_split,
@@ -63,14 +63,19 @@ from engine.data.image_store import (
     split_bytes,
 )
 from engine.data.stored_images import is_store, register_stored_dataset
-from engine.data.user_data import check_name, decode_utf8, staged_dataset, stored_file_check
+from engine.data.user_data import (
+    check_name,
+    decode_utf8,
+    folder_key,
+    staged_dataset,
+    stored_file_check,
+)
 from engine.errors import DatasetError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 MAX_IMAGE_PIXELS = 40_000_000  # one image, width x height
 MAX_IMAGES = 200_000
 NATIVE_SIZE = 64  # the side of images stored by earlier versions (data.pt)
-AUTO_MAX_SIZE = 256  # the automatic storage size is the median shorter side, at most this
 KEY_VERSION = 1  # bump when what an import stores changes: earlier stores are then not reused
 POOL_MIN_IMAGES = 200  # fewer images are decoded in this process (no pool to start)
 MAX_WORKERS = 8
@@ -250,32 +255,22 @@ def _decoded(
         yield from enumerate(pool.imap(decode_image, tasks, chunksize=chunk))
 
 
-def auto_size(short_sides: list[int]) -> int:
-    """The storage size when none is given: the images' median shorter side, at most
-    AUTO_MAX_SIZE (256) and at least the store's minimum (32; smaller images are enlarged)."""
-    median = int(np.median(short_sides)) if short_sides else AUTO_MAX_SIZE
-    return max(MIN_STORE_SIZE, min(AUTO_MAX_SIZE, median))
-
-
 def content_key(source: Path, size: int | None) -> str | None:
     """What a re-add compares: sha256 over every file's relative path, size and modification
     time (a folder) or every entry's name, size and CRC (a zip: the same archive uploaded again
     matches), plus the asked storage size ("auto" when none) and the importer's version. None
     when it cannot be computed (the import then says why)."""
-    digest = hashlib.sha256(f"user-images v{KEY_VERSION} size={size or 'auto'}\n".encode())
+    salt = f"user-images v{KEY_VERSION} size={size or 'auto'}"
+    if not source.is_file():
+        return folder_key(source, salt)
+    digest = hashlib.sha256(f"{salt}\n".encode())
     try:
-        if source.is_file():
-            with zipfile.ZipFile(source) as zf:
-                entries = sorted((i.filename, i.file_size, i.CRC) for i in zf.infolist())
-            for name, file_size, crc in entries:
-                digest.update(f"{name}\0{file_size}\0{crc}\n".encode())
-        else:
-            for path in sorted(p for p in source.rglob("*") if p.is_file()):
-                stat = path.stat()
-                rel = path.relative_to(source).as_posix()
-                digest.update(f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        with zipfile.ZipFile(source) as zf:
+            entries = sorted((i.filename, i.file_size, i.CRC) for i in zf.infolist())
     except (OSError, ValueError, zipfile.BadZipFile, zipfile.LargeZipFile, EOFError):
         return None
+    for name, file_size, crc in entries:
+        digest.update(f"{name}\0{file_size}\0{crc}\n".encode())
     return digest.hexdigest()
 
 
