@@ -33,6 +33,7 @@ from engine.contract import (
     EmbeddingModel,
     EvaluationRecord,
     FormField,
+    HardwareInfo,
     HubColumns,
     JobDetail,
     JobSpec,
@@ -738,6 +739,12 @@ class Studio:
         return UMAP_WARMUP.status()
 
     # ---- background ---------------------------------------------------------------------
+    def hardware(self) -> HardwareInfo:
+        """CPU cores, memory and CUDA devices of the machine the jobs run on."""
+        from engine import hardware
+
+        return hardware.detect()
+
     def recover(self) -> list[int]:
         return recover_interrupted(self.store)
 

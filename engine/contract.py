@@ -284,6 +284,17 @@ class LensModelInfo(TypedDict):
     decoder: bool  # an MAE that can reconstruct
 
 
+class HardwareInfo(TypedDict):
+    """What `hardware.detect()` found; the Train tab and the start-up log show it."""
+
+    cpu_cores: int
+    memory_gb: float
+    memory_available_gb: float
+    cuda_devices: list[dict[str, Any]]  # index, name, memory_gb
+    device: Literal["cpu", "cuda"]
+    max_processes: int  # one per GPU with CUDA, one per core without
+
+
 class AttentionResult(TypedDict):
     heads: list[Picture]  # one overlay per head
     mean: Picture
@@ -534,6 +545,9 @@ class Studio(Protocol):
     ) -> EvaluationRecord: ...
     def evaluations(self, job_id: int | None = None) -> list[EvaluationRecord]: ...
     def leaderboard(self) -> list[LeaderboardRow]: ...
+
+    # the machine
+    def hardware(self) -> HardwareInfo: ...
 
     # embedding explorer
     def embedding_models(self) -> list[EmbeddingModel]: ...

@@ -1,0 +1,71 @@
+"""What this machine offers a job: CPU cores, memory and CUDA devices.
+
+One place that answers "how many processes can a job use" and "what did the studio find at
+start-up" (the app's first log lines, the Train tab, `python -m engine hardware`). It reads the
+process's CPU affinity (a container's quota, not the host's count), total and available memory
+from psutil, and `torch.cuda` without initialising a CUDA context it does not need.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+import psutil
+import torch
+
+from engine.contract import HardwareInfo
+
+GIB = 1024**3
+
+
+def cpu_cores() -> int:
+    """Cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def cuda_devices() -> list[dict]:
+    """One dict per visible CUDA device: index, name, memory in GiB (empty without CUDA)."""
+    if not torch.cuda.is_available():
+        return []
+    devices = []
+    for index in range(torch.cuda.device_count()):
+        props = torch.cuda.get_device_properties(index)
+        devices.append(
+            {"index": index, "name": props.name, "memory_gb": round(props.total_memory / GIB, 1)}
+        )
+    return devices
+
+
+@lru_cache(maxsize=1)
+def _static() -> tuple[int, list[dict], float]:
+    return cpu_cores(), cuda_devices(), round(psutil.virtual_memory().total / GIB, 1)
+
+
+def detect() -> HardwareInfo:
+    """CPU cores, memory (total and available, GiB), CUDA devices, and the most processes one
+    job may use here (one per GPU with CUDA, one per core without)."""
+    cores, gpus, total = _static()
+    return {
+        "cpu_cores": cores,
+        "memory_gb": total,
+        "memory_available_gb": round(psutil.virtual_memory().available / GIB, 1),
+        "cuda_devices": gpus,
+        "device": "cuda" if gpus else "cpu",
+        "max_processes": len(gpus) if gpus else cores,
+    }
+
+
+def describe(info: HardwareInfo | None = None) -> str:
+    """One line for logs and the Train tab, e.g. '2 CPU cores, 23.4 GiB memory, no GPU'."""
+    info = info or detect()
+    gpus = info["cuda_devices"]
+    if gpus:
+        names = ", ".join(f"{g['name']} ({g['memory_gb']:g} GiB)" for g in gpus)
+        gpu_text = f"{len(gpus)} CUDA device{'s' if len(gpus) > 1 else ''}: {names}"
+    else:
+        gpu_text = "no GPU"
+    return f"{info['cpu_cores']} CPU cores, {info['memory_gb']:g} GiB memory, {gpu_text}"
