@@ -5,6 +5,11 @@ Self-Supervised Learning" (arXiv:2105.04906), section 3 and Algorithm 1: the mea
 distance between the two views' embeddings (invariance), a hinge keeping the standard deviation
 of every embedding dimension above 1 (variance: no collapse), and the squared off-diagonal
 covariances (covariance: no redundancy), weighted 25, 25 and 1.
+
+The variance term is the mean of the two branches' hinges, as the authors' main_vicreg.py
+(`std_loss = mean(relu(1 - std_x)) / 2 + mean(relu(1 - std_y)) / 2`) and lightly 1.6 compute
+it; the paper's Algorithm 1 adds the two without the halves, which doubles the variance weight
+the published weights were tuned with. The covariance term is the sum of the branches in both.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from torch import Tensor
 class VICRegLoss(NamedTuple):
     loss: Tensor  # weighted sum of the three terms
     invariance: Tensor  # mean squared error between the views
-    variance: Tensor  # hinge on the std of each dimension, summed over the two views
+    variance: Tensor  # hinge on the std of each dimension, mean of the two views
     covariance: Tensor  # squared off-diagonal covariances / D, summed over the two views
 
 
@@ -53,7 +58,7 @@ def vicreg_loss(
     with torch.autocast(z_a.device.type, enabled=False):
         z_a, z_b = z_a.float(), z_b.float()
         invariance = F.mse_loss(z_a, z_b)
-        variance = _variance(z_a, gamma, eps) + _variance(z_b, gamma, eps)
+        variance = (_variance(z_a, gamma, eps) + _variance(z_b, gamma, eps)) / 2
         covariance = _covariance(z_a) + _covariance(z_b)
         loss = (
             invariance_weight * invariance
