@@ -26,8 +26,9 @@ under one tab) and in `endpoints.LENS_ENDPOINTS`.
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import gradio as gr
@@ -94,6 +95,17 @@ def examples(studio: Studio, image: gr.Image, per_page: int = 8) -> gr.Examples 
 
 
 # ---- the model picker --------------------------------------------------------------------
+class ModelDropdown(gr.Dropdown):
+    """`gr.Dropdown` (same browser widget) that the API page and gradio_client type as a plain
+    string: a model is any run id, folder or Hub id, not only the listed choices (a Dropdown
+    advertises `Literal[...]` of its choices even with allow_custom_value=True)."""
+
+    is_template = True  # use gr.Dropdown's frontend
+
+    def api_info(self) -> dict[str, Any]:
+        return {"type": "string"}
+
+
 def model_choices(studio: Studio, lens: str) -> list[tuple[str, str]]:
     return [(c["label"], c["value"]) for c in studio.lenses.lens_models(lens)]
 
@@ -111,7 +123,7 @@ class ModelPicker:
         self.studio, self.lens = studio, lens
         choices = model_choices(studio, lens)
         with gr.Row(equal_height=False):
-            self.dropdown = gr.Dropdown(
+            self.dropdown = ModelDropdown(
                 choices=choices,
                 value=newest_run(choices),
                 allow_custom_value=True,
@@ -184,6 +196,17 @@ class LensTab:
             raise api_error(error, f"/{self.api_name}") from None
         return outputs
 
+    def api_function(self) -> Callable[..., list[Any]]:
+        """`run_api` under `compute`'s signature: Gradio names the endpoint's parameters after
+        it (`image`, `model`, `k`...), so gradio_client keyword calls work, where `*values`
+        would publish `param_0`, `param_1`..."""
+
+        @functools.wraps(self.compute)
+        def endpoint(*values: Any) -> list[Any]:
+            return self.run_api(*values)
+
+        return endpoint
+
     def cleared(self) -> list[Any]:
         return [None] * len(self.outputs)
 
@@ -198,7 +221,11 @@ class LensTab:
             trigger_mode="always_last",
         )
         self.api_btn.click(
-            self.run_api, self.inputs, self.outputs, api_name=self.api_name, api_visibility="public"
+            self.api_function(),
+            self.inputs,
+            self.outputs,
+            api_name=self.api_name,
+            api_visibility="public",
         )
         for picker in self.pickers():
             picker.wire(demo)

@@ -88,11 +88,13 @@ class ViewsTab(LensTab):
         self.auto_triggers = [self.method.input, self.dataset.input, self.count.release]
 
     def compute(
-        self, method: str, dataset: str, seed: float, count: float
+        self, method: str, dataset: str, seed: float, num_images: float
     ) -> tuple[list[Any], str]:
         if not method or not dataset:
             return self.cleared(), message("Pick a method and a dataset.")
-        result = self.studio.lenses.preview_views(method, dataset, int(seed or 0), int(count or 4))
+        result = self.studio.lenses.preview_views(
+            method, dataset, int(seed or 0), int(num_images or 4)
+        )
         details = details_json(
             result, ["method", "dataset", "preset", "image_size", "captions", "sizes", "columns"]
         )

@@ -253,8 +253,18 @@ def test_each_lens_endpoint_through_the_client(studio, photo, not_an_image):
     )
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-        named = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
-        assert {f"/{name}" for name in LENS_ENDPOINTS} <= named
+        endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+        assert {f"/{name}" for name in LENS_ENDPOINTS} <= set(endpoints)
+        # Real parameter names (README's), and a model is any string, not a Literal of runs.
+        parameters = {
+            name: {p["parameter_name"]: p["python_type"]["type"] for p in info["parameters"]}
+            for name, info in endpoints.items()
+        }
+        assert list(parameters["/attention"]) == ["image", "model", "layer", "keep"]
+        assert list(parameters["/fill_mask"]) == ["text", "model", "k"]
+        assert list(parameters["/views"]) == ["method", "dataset", "seed", "num_images"]
+        for name in LENS_ENDPOINTS:
+            assert parameters[f"/{name}"].get("model", "str") == "str", name
 
         heads, mean, mask, details = client.predict(
             handle_file(photo), "1", 0, 0.6, api_name="/attention"
@@ -297,13 +307,22 @@ def test_each_lens_endpoint_through_the_client(studio, photo, not_an_image):
         assert details["templates"] == ["a {}", "a small {}"]
 
         gallery, details = client.predict(
-            "a red star", clip, "shapes", 4, "test", 100, api_name="/retrieve"
+            query="a red star",
+            model=clip,
+            dataset="shapes",
+            k=4,
+            split="test",
+            samples=100,
+            api_name="/retrieve",
         )
         assert len(gallery) == 4 and details["scores"] == sorted(details["scores"], reverse=True)
         assert Image.open(gallery[0]["image"]).size[0] >= 64
 
         plot, table = client.predict(
-            "a small red <mask> on a blue background", run_folder("bert"), 3, api_name="/fill_mask"
+            text="a small red <mask> on a blue background",
+            model=run_folder("bert"),
+            k=3,
+            api_name="/fill_mask",
         )
         words = [row[0] for row in table["data"]]
         assert len(words) == 3 == len(set(words)) and "[MASK]" not in table["data"][0][2]
