@@ -697,9 +697,11 @@ class Studio:
         split: str = "train",
         texts: str = "none",
         on_progress: Callable[[float, str], None] | None = None,
+        dims: int = 2,
     ) -> EmbeddingMap:
         """A 2-D map ("pca", "umap" with n_neighbors/min_dist, "tsne" with perplexity) of the
-        same sample as `embeddings`, with the leave-one-out k-NN accuracy of its points.
+        same sample as `embeddings`, with the leave-one-out k-NN accuracy of its points;
+        `dims` 3 gives the 3-D view (points carry "z").
         See `engine.inference.embeddings.Explorer.map` for the keys."""
         return cast(
             EmbeddingMap,
@@ -712,6 +714,7 @@ class Studio:
                 split,
                 texts,
                 on_progress,
+                dims,
             ),
         )
 

@@ -48,6 +48,18 @@ def param(
 
 MAX_STEPS = 10**7  # days of training even on the smallest model; a larger number is a typo
 
+ADAM_BETA2_HELP = (
+    "AdamW's beta2 (beta1 is 0.9 in every paper here): the decay of the squared-gradient "
+    "average. Each method defaults to its paper's (0.999 is Adam's own; MAE and GPT use "
+    "0.95, CLIP's ViT 0.98); lower values react faster to gradient spikes in large-batch "
+    "transformer training. Only AdamW reads it."
+)
+
+
+def adam_beta2_param(default: float) -> Any:
+    """The `adam_beta2` field with a method's own default (its paper's value)."""
+    return param(default, ADAM_BETA2_HELP, min=0.0, max=0.9999)
+
 
 @dataclass
 class TrainConfig:
@@ -88,8 +100,21 @@ class TrainConfig:
         choices=["adamw", "lars", "sgd"],
     )
     grad_clip: float = param(
-        1.0, "Clip the global gradient norm to this value (0 turns it off).", min=0.0
+        0.0,
+        "Clip the gradient norm to this value (0 turns it off; see grad_clip_mode). Off "
+        "unless the method's paper clips (DINO 3.0 per parameter, BEiT 3.0, BERT and GPT "
+        "1.0); the quick presets clip the global norm at 1.0, as their figures in "
+        "bench/RESULTS.md were measured: it keeps short high-lr runs from spiking.",
+        min=0.0,
     )
+    grad_clip_mode: str = param(
+        "global",
+        "What grad_clip bounds: the norm of all gradients together (global, "
+        "torch.nn.utils.clip_grad_norm_) or each parameter tensor's own norm "
+        "(per_parameter, DINO's main_dino.py clip_gradients).",
+        choices=["global", "per_parameter"],
+    )
+    adam_beta2: float = adam_beta2_param(0.999)
     image_size: int = param(
         32, "Side of the square training images, in pixels.", min=8, max=512, main=True
     )

@@ -20,7 +20,7 @@ import enum
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, Protocol, Required, TypedDict, runtime_checkable
+from typing import Any, Literal, NotRequired, Protocol, Required, TypedDict, runtime_checkable
 
 Picture = Any  # a uint8 (H, W, 3) numpy array
 Progress = Callable[[float, str], None]  # on_progress(fraction done, what is happening)
@@ -232,6 +232,7 @@ class MapPoints(TypedDict):
     index: list[int]  # rows of the dataset split
     x: list[float]
     y: list[float]
+    z: NotRequired[list[float]]  # the 3-D view's third axis (dims 3)
     label: list[str]
     kind: list[str]  # "image" or "text"
     text: list[str]  # caption or prompt ("" for none)
@@ -239,13 +240,14 @@ class MapPoints(TypedDict):
 
 
 class EmbeddingMap(TypedDict):
-    """`project`'s 2-D map of a sample of a dataset under one model."""
+    """`project`'s 2-D map (or 3-D view) of a sample of a dataset under one model."""
 
     model: dict[str, Any]  # {"name", ...}
     dataset: str
     split: str
     projection: str  # "pca", "umap" or "tsne"
     params: dict[str, Any]
+    dims: int  # 2, or 3 for the 3-D view (points carry "z")
     num_points: int
     feature_dim: int
     class_names: list[str]
@@ -561,6 +563,7 @@ class Studio(Protocol):
         split: str = "train",
         texts: str = "none",
         on_progress: Progress | None = None,
+        dims: int = 2,
     ) -> EmbeddingMap: ...
     def maps_csv(self, views: list[EmbeddingMap]) -> str: ...
     def embedding_thumbnails(

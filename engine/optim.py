@@ -1,11 +1,11 @@
-"""Optimizers and the learning-rate schedule every method shares."""
+"""Optimizers, gradient clipping and the learning-rate schedule every method shares."""
 
 from __future__ import annotations
 
 import math
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from engine.config import TrainConfig
 from engine.errors import SpecError
@@ -81,7 +81,8 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
     if config.optimizer == "adamw":
         for g in groups:
             g.pop("lars_exclude", None)
-        return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.95))
+        # beta2 is the method's paper's (its config's `adam_beta2` default names the source).
+        return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, config.adam_beta2))
     if config.optimizer == "sgd":
         for g in groups:
             g.pop("lars_exclude", None)
@@ -89,6 +90,36 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
     if config.optimizer == "lars":
         return LARS(groups, lr=config.lr, weight_decay=config.weight_decay)
     raise SpecError(f"unknown optimizer {config.optimizer!r}")
+
+
+def clip_gradients(model: nn.Module, config: TrainConfig, accelerator=None) -> Tensor | None:
+    """Clip the gradients as `config` says; the norm of all gradients before clipping, or
+    None when clipping is off (grad_clip 0).
+
+    `global` scales every gradient by min(1, grad_clip / total norm) (through the
+    accelerator when given: it unscales and knows sharded models). `per_parameter` is
+    main_dino.py's clip_gradients: each parameter tensor whose gradient norm exceeds
+    grad_clip is scaled by grad_clip / (norm + 1e-6), the others are left alone.
+    """
+    if config.grad_clip <= 0:
+        return None
+    params = [p for p in model.parameters() if p.grad is not None]
+    if config.grad_clip_mode == "global":
+        if accelerator is not None:
+            return accelerator.clip_grad_norm_(params, config.grad_clip)
+        return torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+    if config.grad_clip_mode != "per_parameter":
+        raise SpecError(f"unknown grad_clip_mode {config.grad_clip_mode!r}")
+    if accelerator is not None:
+        accelerator.unscale_gradients()
+    if not params:
+        return torch.zeros(())
+    grads = [p.grad for p in params]
+    norms = torch._foreach_norm(grads)  # one (,) tensor per parameter
+    for grad, norm in zip(grads, norms, strict=True):
+        # main_dino.py: clip_coef = clip / (norm + 1e-6); multiply only if below 1.
+        grad.mul_(torch.clamp(config.grad_clip / (norm + 1e-6), max=1.0))
+    return torch.linalg.vector_norm(torch.stack(norms))
 
 
 def warmup_cosine(warmup_steps: int, total_steps: int) -> callable:

@@ -27,7 +27,7 @@ from engine.config import TrainConfig, TrainSpec
 from engine.data.prefetch import Prefetcher, next_batch_index, streamed_tensors
 from engine.evaluation.health import HealthProbe
 from engine.methods.base import SSLMethod, TrainData
-from engine.optim import build_optimizer, warmup_cosine
+from engine.optim import build_optimizer, clip_gradients, warmup_cosine
 from engine.registry import get_method
 
 # Testing hooks: PRETEXT_FAULT=nan@5 makes the loss NaN at step 5; exit@5 ends the process
@@ -170,13 +170,12 @@ def run_job(
             )
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(loss)
-        if config.grad_clip > 0:
-            grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
-            if not torch.isfinite(grad_norm):  # clipping would turn it into NaN weights
-                raise Diverged(
-                    f"the gradient norm became {float(grad_norm)} at step {step + 1}; {advice}",
-                    step + 1,
-                )
+        grad_norm = clip_gradients(model, config, accelerator)
+        if grad_norm is not None and not torch.isfinite(grad_norm):  # clipping: NaN weights
+            raise Diverged(
+                f"the gradient norm became {float(grad_norm)} at step {step + 1}; {advice}",
+                step + 1,
+            )
         lr = scheduler.get_last_lr()[0]
         optimizer.step()
         scheduler.step()

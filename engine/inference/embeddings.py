@@ -422,12 +422,15 @@ class Explorer:
         split: str = "train",
         texts: str = "none",
         on_progress: Progress | None = None,
+        dims: int = 2,
     ) -> dict[str, Any]:
-        """A 2-D map of the sample as plain types: {"points": {"index", "x", "y", "label",
-        "kind", "text", "factors": {name: values}}, "knn_top1", "factor_knn" (the k-NN with
-        each nuisance factor as the label), "model", "num_points", "message", "capped" (True
-        when the projection's point cap cut the sample), "timing", ...}."""
+        """A 2-D map (or with `dims` 3, the 3-D view) of the sample as plain types:
+        {"points": {"index", "x", "y" (and "z"), "label", "kind", "text", "factors": {name:
+        values}}, "knn_top1", "factor_knn" (the k-NN with each nuisance factor as the label),
+        "model", "num_points", "dims", "message", "capped" (True when the projection's point
+        cap cut the sample), "timing", ...}."""
         settings = projections.check_projection(projection, params)
+        dims = projections.check_dims(dims)
         cap = MAX_POINTS[projection]
         message, capped = "", int(samples) > cap
         if capped:
@@ -446,7 +449,7 @@ class Explorer:
                 f"{'texts' if emb.kinds[0] == 'text' else 'images'}: all are shown."
             )
         tick = time.perf_counter()
-        map_key = (emb.key, projection, tuple(sorted(settings.items())))
+        map_key = (emb.key, projection, tuple(sorted(settings.items())), dims)
         coords = self.maps.get(map_key)
         if coords is None:
             if on_progress is not None:
@@ -455,8 +458,12 @@ class Explorer:
                     if (projection == "umap" and projections.UMAP_WARMUP.state == "warming")
                     else ""
                 )
-                on_progress(0.75, f"{projection.upper()} of {len(emb.labels):,} points{wait}")
-            coords = self.maps.put(map_key, projections.project(emb.features, projection, settings))
+                on_progress(
+                    0.75, f"{projection.upper()} {dims}-D of {len(emb.labels):,} points{wait}"
+                )
+            coords = self.maps.put(
+                map_key, projections.project(emb.features, projection, settings, dims)
+            )
         names = emb.class_names
         points = {
             "index": list(emb.indices),
@@ -467,6 +474,8 @@ class Explorer:
             "text": list(emb.texts),
             "factors": {name: list(values) for name, values in emb.factors.items()},
         }
+        if dims == 3:
+            points["z"] = coords[:, 2].astype(float).tolist()
         if on_progress is not None:
             on_progress(1.0, "done")
         return {
@@ -475,6 +484,7 @@ class Explorer:
             "split": split,
             "projection": projection,
             "params": settings,
+            "dims": dims,
             "num_points": len(emb.labels),
             "feature_dim": int(emb.features.shape[1]),
             "class_names": list(names),

@@ -5,7 +5,9 @@ the explorer allows. UMAP (McInnes, Healy, Melville 2018, arXiv:1802.03426) come
 umap-learn, whose import and first fit compile numba code for tens of seconds: `UMAP_WARMUP`
 does both once in a background thread (started by the app, never at import), and a UMAP
 request waits for it. t-SNE (van der Maaten and Hinton 2008) is scikit-learn's Barnes-Hut one.
-All three are seeded, so one request gives one map.
+All three are seeded, so one request gives one map. Each gives two or three components
+(`DIMS`): the explorer's 3-D view is the same projection with a third axis, as TensorBoard's
+projector draws it.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from engine.errors import SpecError
 log = logging.getLogger(__name__)
 
 PROJECTIONS = ("pca", "umap", "tsne")
+DIMS = (2, 3)  # components of a map: the 2-D maps, or the 3-D view
 DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
     "pca": {},
     # umap-learn's defaults; n_neighbors trades local detail (small) for global layout (large).
@@ -114,18 +117,27 @@ def pca(features: Tensor | np.ndarray, dims: int = 2) -> np.ndarray:
     return coords.float().numpy()
 
 
-def tsne(features: Tensor | np.ndarray, perplexity: float = 30.0) -> np.ndarray:
+def check_dims(dims: Any) -> int:
+    """2 or 3 components; SpecError otherwise."""
+    if isinstance(dims, bool) or dims not in DIMS:
+        raise SpecError(
+            f"dims must be 2 or 3 (a 2-D map or the 3-D view), got {checks.shown(dims)}"
+        )
+    return int(dims)
+
+
+def tsne(features: Tensor | np.ndarray, perplexity: float = 30.0, dims: int = 2) -> np.ndarray:
     from sklearn.manifold import TSNE
 
     x = np.asarray(features, dtype=np.float32)
     if x.shape[0] < 3:
-        return pca(x)
+        return pca(x, dims)
     # t-SNE needs perplexity < N; small samples get the largest that works.
     perplexity = min(float(perplexity), (x.shape[0] - 1) / 3.0)
     with projection_threads():
         return (
-            TSNE(
-                n_components=2,
+            TSNE(  # Barnes-Hut works up to three components
+                n_components=dims,
                 perplexity=perplexity,
                 init="pca",
                 random_state=SEED,
@@ -141,21 +153,23 @@ def umap(
     n_neighbors: int = 15,
     min_dist: float = 0.1,
     wait_s: float | None = None,
+    dims: int = 2,
 ) -> np.ndarray:
-    """UMAP to 2-D; waits for the warm-up (imports and compiles) when one is running."""
+    """UMAP to `dims` components; waits for the warm-up (imports and compiles) when one is
+    running."""
     UMAP_WARMUP.wait(wait_s)
     import umap as umap_learn
 
     x = np.asarray(features, dtype=np.float32)
-    if x.shape[0] < 4:
-        return pca(x)
+    if x.shape[0] < dims + 2:  # UMAP's spectral start needs more points than components
+        return pca(x, dims)
     n_neighbors = min(int(n_neighbors), x.shape[0] - 1)
     with projection_threads() as threads, warnings.catch_warnings():
         _numba_threads(threads)
         # "n_jobs overridden by setting random_state": intended, the map is seeded.
         warnings.simplefilter("ignore", UserWarning)
         reducer = umap_learn.UMAP(
-            n_components=2, n_neighbors=n_neighbors, min_dist=float(min_dist), random_state=SEED
+            n_components=dims, n_neighbors=n_neighbors, min_dist=float(min_dist), random_state=SEED
         )
         return reducer.fit_transform(x).astype(np.float32)
 
@@ -168,15 +182,19 @@ def _numba_threads(wanted: int) -> None:
 
 
 def project(
-    features: Tensor | np.ndarray, projection: str = "pca", params: dict[str, Any] | None = None
+    features: Tensor | np.ndarray,
+    projection: str = "pca",
+    params: dict[str, Any] | None = None,
+    dims: int = 2,
 ) -> np.ndarray:
-    """(N, D) -> (N, 2) float32 with `projection` ("pca", "umap", "tsne")."""
+    """(N, D) -> (N, dims) float32 with `projection` ("pca", "umap", "tsne"); dims 2 or 3."""
     settings = check_projection(projection, params)
+    dims = check_dims(dims)
     if projection == "pca":
-        return pca(features)
+        return pca(features, dims)
     if projection == "umap":
-        return umap(features, settings["n_neighbors"], settings["min_dist"])
-    return tsne(features, settings["perplexity"])
+        return umap(features, settings["n_neighbors"], settings["min_dist"], dims=dims)
+    return tsne(features, settings["perplexity"], dims)
 
 
 # ---- UMAP warm-up --------------------------------------------------------------------------
@@ -267,15 +285,18 @@ def leave_one_out_knn(
 
 # ---- CSV -----------------------------------------------------------------------------------
 CSV_COLUMNS = ("model", "index", "x", "y", "label", "kind", "text")
+CSV_COLUMNS_3D = ("model", "index", "x", "y", "z", "label", "kind", "text")
 
 
 def to_csv(rows: dict[str, list]) -> str:
-    """A map as CSV text: one line per point with CSV_COLUMNS (absent columns left empty)."""
+    """A map as CSV text: one line per point with CSV_COLUMNS (CSV_COLUMNS_3D when `rows` has
+    a "z"; absent columns left empty)."""
+    names = CSV_COLUMNS_3D if rows.get("z") else CSV_COLUMNS
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    writer.writerow(names)
     count = len(rows["x"])
-    columns = [rows.get(name) or [""] * count for name in CSV_COLUMNS]
+    columns = [rows.get(name) or [""] * count for name in names]
     for values in zip(*columns):
         writer.writerow([f"{v:.6g}" if isinstance(v, float) else v for v in values])
     return out.getvalue()
@@ -283,23 +304,26 @@ def to_csv(rows: dict[str, list]) -> str:
 
 def maps_csv(views: list[dict[str, Any]]) -> str:
     """Maps made by `Explorer.map` as one CSV; the `model` column tells them apart."""
-    rows: dict[str, list] = {name: [] for name in CSV_COLUMNS}
+    three = all("z" in view["points"] for view in views) and bool(views)
+    names = CSV_COLUMNS_3D if three else CSV_COLUMNS
+    rows: dict[str, list] = {name: [] for name in names}
     for view in views:
         points = view["points"]
         rows["model"] += [view["model"]["name"]] * len(points["x"])
-        for name in CSV_COLUMNS[1:]:
+        for name in names[1:]:
             rows[name] += list(points[name])
     return to_csv(rows)
 
 
 def read_csv(text: str) -> dict[str, list]:
-    """The inverse of `to_csv`: index as int, x and y as float, the rest as text."""
+    """The inverse of `to_csv`: index as int, x, y (and z) as float, the rest as text."""
     reader = csv.DictReader(io.StringIO(text))
-    rows: dict[str, list] = {name: [] for name in CSV_COLUMNS}
+    three = "z" in (reader.fieldnames or [])
+    rows: dict[str, list] = {name: [] for name in (CSV_COLUMNS_3D if three else CSV_COLUMNS)}
     for line in reader:
         rows["index"].append(int(line["index"]))
-        rows["x"].append(float(line["x"]))
-        rows["y"].append(float(line["y"]))
+        for axis in ("x", "y", "z") if three else ("x", "y"):
+            rows[axis].append(float(line[axis]))
         for name in ("model", "label", "kind", "text"):
             rows[name].append(line[name])
     return rows

@@ -24,7 +24,13 @@ from engine.config import TrainConfig
 # a CPU, for smoke tests (the registry walk trains every method with it) and for trying the
 # pipeline end to end. Nothing useful is learnt in 16 steps; "quick" is the preset that learns.
 TINY_PRESET: dict[str, Any] = dict(
-    steps=16, batch_size=32, image_size=16, warmup_steps=2, checkpoint_every=5, precision="fp32"
+    steps=16,
+    batch_size=32,
+    image_size=16,
+    warmup_steps=2,
+    checkpoint_every=5,
+    precision="fp32",
+    grad_clip=1.0,  # as the quick presets
 )
 
 

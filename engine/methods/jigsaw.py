@@ -146,6 +146,7 @@ class JigsawConfig(TrainConfig):
         # fp32: on CPU bf16 was 2.3x slower on these small tiles (bench/train_step.py, same
         # run: fp32 12.9 s, SimCLR's bf16 step 15.0 s under heavy load; 1.2 s alone).
         "quick": dict(
+            grad_clip=1.0,  # as bench/RESULTS.md measured the quick runs
             backbone="convnet",
             steps=500,
             batch_size=32,

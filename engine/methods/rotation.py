@@ -62,6 +62,7 @@ class RotationConfig(TrainConfig):
         # does (bench/train_step.py, same run: 16.6 s against 15.0 s under heavy load, where
         # SimCLR takes 1.2 s alone); bf16 1.26x faster than fp32.
         "quick": dict(
+            grad_clip=1.0,  # as bench/RESULTS.md measured the quick runs
             backbone="convnet",
             steps=500,
             batch_size=32,

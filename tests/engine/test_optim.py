@@ -8,7 +8,7 @@ from torch import nn
 
 from engine.config import build_config
 from engine.methods.simclr import SimCLRConfig
-from engine.optim import LARS, build_optimizer, param_groups, warmup_cosine
+from engine.optim import LARS, build_optimizer, clip_gradients, param_groups, warmup_cosine
 
 
 def test_warmup_cosine_by_hand():
@@ -115,3 +115,68 @@ def test_weight_decay_and_trust_ratio_skip_biases_and_norm_layers():
         assert [g.get("lars_exclude") for g in optimizer.param_groups] == (
             [False, True] if name == "lars" else [None, None]
         )
+
+
+def _two_grads():
+    weight = nn.Parameter(torch.zeros(2, dtype=torch.float64))
+    bias = nn.Parameter(torch.zeros(1, dtype=torch.float64))
+    weight.grad = torch.tensor([3.0, 4.0], dtype=torch.float64)  # norm 5
+    bias.grad = torch.tensor([1.0], dtype=torch.float64)  # norm 1
+    model = nn.Module()
+    model.weight, model.bias = weight, bias
+    return model, weight, bias
+
+
+def _clip_config(clip, mode="global"):
+    return build_config(SimCLRConfig, "paper", {"grad_clip": clip, "grad_clip_mode": mode})
+
+
+def test_clip_gradients_per_parameter_as_main_dino():
+    # main_dino.py clip_gradients at 3.0: the weight's norm 5 > 3 is scaled by 3 / (5 + 1e-6);
+    # the bias (norm 1) is left alone. The returned norm is the global one before clipping.
+    model, weight, bias = _two_grads()
+    norm = clip_gradients(model, _clip_config(3.0, "per_parameter"))
+    assert norm.item() == pytest.approx(math.sqrt(26), abs=1e-12)
+    scale = 3.0 / (5.0 + 1e-6)
+    assert weight.grad.tolist() == pytest.approx([3.0 * scale, 4.0 * scale], abs=1e-12)
+    assert bias.grad.tolist() == [1.0]
+
+
+def test_clip_gradients_global_and_off():
+    # Global at 1.0: all gradients scaled together by 1 / sqrt(26) (up to torch's 1e-6).
+    model, weight, bias = _two_grads()
+    norm = clip_gradients(model, _clip_config(1.0))
+    assert norm.item() == pytest.approx(math.sqrt(26), abs=1e-12)
+    total = math.sqrt(sum(g.pow(2).sum().item() for g in (weight.grad, bias.grad)))
+    assert total == pytest.approx(1.0, abs=1e-5)
+    assert (weight.grad / bias.grad[0]).tolist() == pytest.approx([3.0, 4.0])
+    # Off: nothing is touched and there is no norm.
+    model, weight, bias = _two_grads()
+    assert clip_gradients(model, _clip_config(0.0)) is None
+    assert weight.grad.tolist() == [3.0, 4.0] and bias.grad.tolist() == [1.0]
+
+
+def test_clipping_defaults_follow_the_papers():
+    from engine.registry import get_method, list_methods
+
+    clipped_papers = {"dino": (3.0, "per_parameter"), "beit": (3.0, "global")}
+    clipped_papers |= {"bert": (1.0, "global"), "gpt": (1.0, "global")}
+    for name in list_methods():
+        config_cls = get_method(name).Config
+        paper = build_config(config_cls, "paper", {})
+        expected = clipped_papers.get(name, (0.0, "global"))
+        assert (paper.grad_clip, paper.grad_clip_mode) == expected, name
+        quick = build_config(config_cls, "quick", {})
+        assert (quick.grad_clip, quick.grad_clip_mode) == (1.0, "global"), name
+
+
+def test_adamw_betas_are_the_papers():
+    from engine.registry import get_method
+
+    model = nn.Linear(2, 2)
+    expected = {"dino": 0.999, "bert": 0.999, "beit": 0.999, "mae": 0.95, "gpt": 0.95}
+    expected |= {"clip": 0.98, "colorization": 0.99, "simclr": 0.999}
+    for name, beta2 in expected.items():
+        config = build_config(get_method(name).Config, "quick", {"optimizer": "adamw"})
+        optimizer = build_optimizer(model, config)
+        assert optimizer.param_groups[0]["betas"] == (0.9, beta2), name

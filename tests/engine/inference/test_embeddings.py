@@ -72,6 +72,8 @@ def test_umap_maps_and_the_warmup_is_off_in_tests():
     coords = projections.project(x, "umap", {"n_neighbors": 8, "min_dist": 0.2})
     assert coords.shape == (80, 2) and np.isfinite(coords).all()
     assert np.linalg.norm(coords[:40].mean(0) - coords[40:].mean(0)) > 1.0
+    cube = projections.project(x, "umap", {"n_neighbors": 8}, dims=3)
+    assert cube.shape == (80, 3) and np.linalg.norm(cube[:40].mean(0) - cube[40:].mean(0)) > 1.0
 
 
 @pytest.mark.parametrize(
@@ -178,6 +180,24 @@ def test_a_map_has_the_same_rows_for_every_model_and_says_what_it_is(studio):
     whole = studio.project("m", "digits", 1000, "pca", split="test")
     assert whole["num_points"] == 360 and not whole["capped"]
     assert "holds 360 images: all are shown" in whole["message"]
+
+
+@pytest.mark.parametrize("projection, params", [("pca", None), ("tsne", {"perplexity": 10})])
+def test_the_3d_view_is_the_same_projection_with_a_third_axis(studio, projection, params):
+    explorer, calls = counting_explorer(studio)
+    flat = studio.project("m", "digits", 120, projection, params)
+    view = studio.project("m", "digits", 120, projection, params, dims=3)
+    assert sum(calls) == 120  # the 3-D view reuses the embeddings
+    assert view["dims"] == 3 and flat["dims"] == 2 and "z" not in flat["points"]
+    assert len(view["points"]["z"]) == 120 and np.isfinite(view["points"]["z"]).all()
+    assert view["points"]["index"] == flat["points"]["index"]
+    if projection == "pca":  # the first two principal axes are the 2-D map's
+        np.testing.assert_allclose(view["points"]["x"], flat["points"]["x"], rtol=1e-4, atol=1e-4)
+        assert np.std(view["points"]["z"]) <= np.std(view["points"]["y"]) + 1e-6
+    rows = projections.read_csv(studio.maps_csv([view]))
+    np.testing.assert_allclose(rows["z"], view["points"]["z"], rtol=1e-5, atol=1e-6)
+    with pytest.raises(SpecError, match="dims must be 2 or 3"):
+        studio.project("m", "digits", 120, projection, params, dims=4)
 
 
 def test_points_are_capped_with_a_message(studio, monkeypatch):
