@@ -52,6 +52,7 @@ from engine.home import Home
 from engine.jobs import JobManager, recover_interrupted
 from engine.registry import get_method, list_methods
 from engine.runs import resolve
+from engine.trackers import check_installed
 from storage.db import Store, utcnow
 from storage.models import Job
 
@@ -341,6 +342,7 @@ class Studio:
         spec, config = resolve(spec.to_dict() if isinstance(spec, TrainSpec) else spec)
         cls = get_method(spec.method)
         cls.check_config(config)
+        check_installed(config.report_to)  # a tracker without its package would log nothing
         info = dataset_info(spec.dataset)
         if not info["available"]:
             raise DatasetError(f"dataset {spec.dataset!r} is not available: {info['reason']}")

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 from engine import checks
 from engine.errors import SpecError
+from engine.trackers import REPORT_TO
 
 
 def param(
@@ -134,6 +135,14 @@ class TrainConfig:
         "healthy, 0 when collapsed), effective rank, alignment and "
         "uniformity. 0 turns them off.",
         min=0,
+    )
+    report_to: str = param(
+        "none",
+        "Also send every metric point to this experiment tracker (through Accelerate): "
+        "tensorboard writes event files into the run folder (open them with `tensorboard "
+        "--logdir <run folder>/tensorboard`); trackio, wandb and mlflow log where their own "
+        "settings say. Refused when its package is not installed on the server.",
+        choices=list(REPORT_TO),
     )
 
     # Per-preset overrides: "quick" runs in minutes on a laptop CPU, "paper" is the recipe of

@@ -19,7 +19,7 @@ import traceback
 from collections import deque
 from collections.abc import Callable
 
-from engine import checkpoints
+from engine import checkpoints, trackers
 from engine.data.stored import register_user_datasets
 from engine.home import Home
 from engine.runs import resolve
@@ -41,8 +41,14 @@ class StoreSink:
         job_id: int,
         on_step: Callable[[int, dict[str, float]], None] | None = None,
         run_dir: os.PathLike | None = None,
+        report_to: str = "none",
+        config: dict | None = None,
     ) -> None:
         self.store, self.job_id, self.on_step, self.run_dir = store, job_id, on_step, run_dir
+        # The job's experiment tracker (engine/trackers.py): opened when the job starts, on
+        # rank 0 only; it gets every point as it is flushed to the store.
+        self.report_to, self.config = report_to or "none", config
+        self.tracker: trackers.Tracker | None = None
         self._points: list[tuple[int, str, float]] = []
         self._last_flush = 0.0
         self._step, self._loss, self._rate = 0, None, None
@@ -60,6 +66,11 @@ class StoreSink:
         self._step = first_step
         job = self.store.get_job(self.job_id)
         self._loss = job.last_loss if job is not None else None
+        if self.report_to != "none" and self.tracker is None and trackers.is_main_process():
+            run_dir = self.run_dir or "."
+            self.tracker = trackers.open_tracker(
+                self.report_to, self.job_id, run_dir, first_step, self.config
+            )
 
     def metrics(self, step: int, values: dict[str, float]) -> None:
         self._points.extend((step, name, float(value)) for name, value in values.items())
@@ -95,10 +106,18 @@ class StoreSink:
         if self._per_image:
             self._rate = len(self._per_image) / sum(self._per_image)
         self.store.add_metrics(self.job_id, points)
+        if self.tracker is not None:
+            self.tracker.log(points)
         self.store.update_job(
             self.job_id, step=self._step, last_loss=self._loss, images_per_second=self._rate
         )
         self._last_flush = time.monotonic()
+
+    def close(self) -> None:
+        """Close the tracker (its last events written); the store needs no closing."""
+        if self.tracker is not None:
+            self.tracker.close()
+            self.tracker = None
 
 
 class Heartbeat(threading.Thread):
@@ -144,7 +163,10 @@ def run_worker(
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
     heartbeat = Heartbeat(store, job_id, stop)
     heartbeat.start()
-    sink = StoreSink(store, job_id, on_step, home.run_dir(job_id))
+    stored = job.config or {}  # the resolved config as submitted
+    sink = StoreSink(
+        store, job_id, on_step, home.run_dir(job_id), stored.get("report_to", "none"), stored
+    )
     fields: dict = {}
     try:
         spec, config = resolve(job.spec)  # as Studio.validate stored it
@@ -176,6 +198,7 @@ def run_worker(
             log.exception("could not flush the last points")
         fields = dict(status="failed", error=f"{type(exc).__name__}: {exc}")
     finally:
+        sink.close()
         heartbeat.done.set()
         heartbeat.join()
     finished = utcnow()

@@ -65,6 +65,17 @@ def jobs_frame(jobs: list[JobSummary]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+def tracker_hint(job: Any) -> str:
+    """Where the job's tracker (its `report_to` setting) shows its curves, as Markdown."""
+    report_to = (job.get("config") or {}).get("report_to", "none")
+    if report_to == "tensorboard":
+        folder = f"{job['run_dir']}/tensorboard"
+        return f"\n\nTensorBoard event files: open them with `tensorboard --logdir {folder}`"
+    if report_to in ("trackio", "wandb", "mlflow"):
+        return f"\n\nAlso logged to {report_to}: project pretext-studio, run job-{job['id']}"
+    return ""
+
+
 def selected_job_id(row: list[Any] | None) -> int | None:
     """The job id from a selected table row (its first cell)."""
     if not row:
@@ -210,7 +221,7 @@ class JobsTab:
         title = (
             f"### Job #{job['id']}: {job['method']} on {job['dataset']} "
             f"({job['backbone']}, {job['preset']} preset)"
-        )
+        ) + tracker_hint(job)
         stop, resume = button_states(job["status"], may_change(self.studio))
         return {
             self.detail: gr.update(visible=True),
