@@ -1,0 +1,225 @@
+"""Export: a DINO run and a SimCLR run load in a plain Python process (no engine, no webapp)
+and give the studio's embeddings; every conv method's load.py matches its `embed`; the model
+card's YAML has the Hub fields; bad input is refused with what to do."""
+
+import json
+import subprocess
+import sys
+import zipfile
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+
+from engine.api import Studio
+from engine.config import build_config
+from engine.data.datasets import load_dataset
+from engine.errors import JobError
+from engine.export import conv_trunk, export_conv, export_run, is_conv, zip_folder
+from engine.registry import get_method
+from engine.runs import open_run
+
+TINY = {
+    "steps": 6,
+    "batch_size": 16,
+    "image_size": 16,
+    "warmup_steps": 1,
+    "precision": "fp32",
+    "checkpoint_every": 3,
+}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A SimCLR run on digits (evaluated with k-NN) and a DINO run (ViT) on shapes."""
+    torch.set_num_threads(1)
+    studio = Studio(tmp_path_factory.mktemp("home"))
+    simclr = studio.run_foreground(
+        {
+            "method": "simclr",
+            "dataset": "digits",
+            "preset": "tiny",
+            "params": TINY,
+            "evals": ["knn"],
+        }
+    )
+    dino = studio.run_foreground(
+        {"method": "dino", "dataset": "shapes", "preset": "tiny", "params": TINY}
+    )
+    assert simclr["status"] == dino["status"] == "completed"
+    return studio, simclr["job_id"], dino["job_id"]
+
+
+def batch(dataset: str) -> torch.Tensor:
+    return load_dataset(dataset, "test", 16).images[:8]  # uint8 (8, 3, 16, 16)
+
+
+def run_plain(code: str, cwd) -> None:
+    """Run `code` in a fresh interpreter that cannot import the studio, and check it did not."""
+    code += (
+        "\nimport sys\n"
+        "assert not any(m.split('.')[0] in ('engine', 'webapp') for m in sys.modules), 'studio'\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", code],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_a_simclr_export_loads_with_plain_torch(runs, tmp_path):
+    studio, simclr, _ = runs
+    folder = export_run(studio.home, studio.store, simclr, tmp_path / "simclr")
+    assert {"README.md", "config.json", "load.py", "model.safetensors", "loss_curve.png"} <= {
+        p.name for p in folder.iterdir()
+    }
+    images = batch("digits")
+    save_file({"images": images}, str(tmp_path / "batch.safetensors"))
+    run_plain(
+        f"import sys; sys.path.insert(0, {str(folder)!r})\n"
+        "from safetensors.torch import load_file, save_file\n"
+        "from load import load_encoder, preprocess\n"
+        "import torch\n"
+        f"images = load_file({str(tmp_path / 'batch.safetensors')!r})['images']\n"
+        "with torch.no_grad():\n"
+        "    features = load_encoder()(preprocess(images))\n"
+        f"save_file({{'features': features}}, {str(tmp_path / 'out.safetensors')!r})\n",
+        cwd=tmp_path,
+    )
+    method, _ = open_run(studio.store.get_job(simclr))
+    expected = method.embed(images)
+    got = load_file(str(tmp_path / "out.safetensors"))["features"]
+    assert got.shape == expected.shape == (8, 256)
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_a_dino_export_loads_with_automodel(runs, tmp_path):
+    studio, _, dino = runs
+    folder = export_run(studio.home, studio.store, dino, tmp_path / "dino")
+    assert (folder / "preprocessor_config.json").exists()
+    images = batch("shapes")
+    save_file({"images": images}, str(tmp_path / "batch.safetensors"))
+    run_plain(
+        "import torch\n"
+        "from safetensors.torch import load_file, save_file\n"
+        "from transformers import AutoImageProcessor, AutoModel\n"
+        f"model = AutoModel.from_pretrained({str(folder)!r}).eval()\n"
+        f"processor = AutoImageProcessor.from_pretrained({str(folder)!r})\n"
+        f"images = load_file({str(tmp_path / 'batch.safetensors')!r})['images']\n"
+        "inputs = processor(images=list(images), return_tensors='pt')\n"
+        "with torch.no_grad():\n"
+        "    features = model(**inputs).last_hidden_state[:, 0]\n"
+        f"save_file({{'features': features.contiguous()}}, "
+        f"{str(tmp_path / 'out.safetensors')!r})\n",
+        cwd=tmp_path,
+    )
+    method, _ = open_run(studio.store.get_job(dino))
+    expected = method.embed(images)
+    got = load_file(str(tmp_path / "out.safetensors"))["features"]
+    assert got.shape == expected.shape
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_the_model_card_has_hub_metadata_and_the_evaluation(runs, tmp_path):
+    studio, simclr, dino = runs
+    folder = export_run(studio.home, studio.store, simclr, tmp_path / "simclr", step=3)
+    text = (folder / "README.md").read_text()
+    assert text.startswith("---\n")
+    meta = yaml.safe_load(text.split("---\n")[1])
+    assert meta["library_name"] == "pytorch"
+    assert {"self-supervised", "simclr"} <= set(meta["tags"])
+    assert meta["datasets"] == ["digits"] and meta["metrics"] == ["accuracy"]
+    assert meta["pipeline_tag"] == "image-feature-extraction"
+    for heading in ("## The method", "## How to load it", "## Evaluation", "## Training curve"):
+        assert heading in text
+    assert "| pixels | digits |" in text and "(this model)" in text  # against the baselines
+    assert "from load import load_encoder, preprocess" in text
+    training = json.loads((folder / "training_config.json").read_text())
+    assert training["step"] == 3 and training["config"]["temperature"] == 0.2
+    from PIL import Image
+
+    with Image.open(folder / "loss_curve.png") as curve:
+        assert curve.format == "PNG" and curve.size == (640, 360)
+    dino_folder = export_run(studio.home, studio.store, dino, tmp_path / "dino")
+    dino_meta = yaml.safe_load((dino_folder / "README.md").read_text().split("---\n")[1])
+    assert dino_meta["library_name"] == "transformers" and "dino" in dino_meta["tags"]
+    assert "metrics" not in dino_meta  # not evaluated
+    assert "Not evaluated yet" in (dino_folder / "README.md").read_text()
+
+
+def test_the_zip_holds_the_folder(runs, tmp_path):
+    studio, simclr, _ = runs
+    folder = export_run(studio.home, studio.store, simclr, tmp_path / "simclr")
+    with zipfile.ZipFile(zip_folder(folder)) as archive:
+        names = set(archive.namelist())
+    assert {"simclr/README.md", "simclr/load.py", "simclr/model.safetensors"} <= names
+
+
+def test_bad_exports_are_refused_with_what_to_do(runs, tmp_path):
+    studio, simclr, _ = runs
+    with pytest.raises(JobError, match=r"no checkpoint of step 4; its checkpoints are at steps"):
+        export_run(studio.home, studio.store, simclr, tmp_path / "a", step=4)
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x.txt").write_text("mine")
+    with pytest.raises(JobError, match="exists and is not empty"):
+        export_run(studio.home, studio.store, simclr, tmp_path / "full")
+    assert (tmp_path / "full" / "x.txt").read_text() == "mine"
+    queued = studio.submit({"method": "simclr", "dataset": "digits", "params": TINY})
+    with pytest.raises(JobError, match="has no checkpoint yet"):
+        export_run(studio.home, studio.store, queued, tmp_path / "b")
+    with pytest.raises(JobError, match="no job 999"):
+        export_run(studio.home, studio.store, 999, tmp_path / "c")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+CONV_CASES = [
+    ("simclr", {}),
+    ("simclr", {"backbone": "resnet18", "small_stem": False, "image_size": 32}),
+    ("moco", {}),
+    ("byol", {}),
+    ("simsiam", {}),
+    ("barlowtwins", {}),
+    ("vicreg", {}),
+    ("rotation", {}),
+    ("jigsaw", {}),
+    ("colorization", {"backbone": "resnet18"}),
+    ("dino", {"backbone": "convnet"}),
+]
+
+
+@pytest.mark.parametrize(("name", "params"), CONV_CASES, ids=lambda v: str(v))
+def test_every_conv_method_exports_a_trunk_its_load_py_rebuilds(name, params, tmp_path):
+    import importlib.util
+
+    cls = get_method(name)
+    config = build_config(cls.Config, "tiny", {"image_size": 16, **params})
+    torch.manual_seed(0)
+    method = cls(config, {"num_classes": 10, "image_size": config.image_size}).eval()
+    assert is_conv(method)
+    trunk, _ = conv_trunk(method)
+    for module in trunk.modules():  # non-trivial batch-norm statistics
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    export_conv(method, tmp_path)
+    spec = importlib.util.spec_from_file_location(f"load_{name}", tmp_path / "load.py")
+    load = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(load)
+    images = torch.randint(0, 256, (4, 3, config.image_size, config.image_size), dtype=torch.uint8)
+    with torch.no_grad():
+        got = load.load_encoder()(load.preprocess(images))
+    torch.testing.assert_close(got, method.embed(images), atol=1e-4, rtol=1e-4)
