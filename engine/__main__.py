@@ -9,7 +9,8 @@
     python -m engine datasets --add HF_IMAGE_DATASET [--name N] [--split S]
                               [--image-column C] [--label-column L] [--image-size S]
     python -m engine train --method simclr --dataset digits [--preset quick] [--steps N]
-                           [--batch-size B] [--lr X] [--seed S] [--set key=value ...] [--now]
+                           [--batch-size B] [--lr X] [--seed S] [--processes N]
+                           [--set key=value ...] [--now]
                            [--json]
     python -m engine resume JOB_ID [--now] [--json]
     python -m engine jobs [--json]
@@ -187,6 +188,7 @@ def cmd_train(studio, args) -> int:
         ("steps", "steps"),
         ("batch_size", "batch_size"),
         ("lr", "lr"),
+        ("processes", "processes"),
     ):
         value = getattr(args, flag)
         if value is not None:
@@ -444,6 +446,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--steps", type=int)
     train.add_argument("--batch-size", dest="batch_size", type=int)
     train.add_argument("--lr", type=float)
+    train.add_argument(
+        "--processes",
+        type=int,
+        help="train on N processes (--set processes=N): one per GPU, or CPU processes, at "
+        "most the GPUs or the cores; --batch-size stays the global batch, split among them",
+    )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument(
         "--set",

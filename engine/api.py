@@ -342,6 +342,8 @@ class Studio:
         spec, config = resolve(spec.to_dict() if isinstance(spec, TrainSpec) else spec)
         cls = get_method(spec.method)
         cls.check_config(config)
+        if config.processes > 1:  # more than the devices, a batch that does not divide, ...
+            self._check_processes(config, cls)
         check_installed(config.report_to)  # a tracker without its package would log nothing
         info = dataset_info(spec.dataset)
         if not info["available"]:
@@ -366,6 +368,14 @@ class Studio:
                 f"most {info['num_train']}"
             )
         return spec, config
+
+    def _check_processes(self, config: TrainConfig, cls: type) -> None:
+        from engine import hardware
+        from engine.launch import check_processes
+
+        info = hardware.detect()
+        machine = hardware.describe(info)
+        check_processes(config.processes, config.batch_size, cls, info["max_processes"], machine)
 
     def _create(self, spec: TrainSpec, config: TrainConfig, **fields: Any) -> int:
         job_id = self.store.create_job(
@@ -443,15 +453,20 @@ class Studio:
         on_step: Callable[[int, dict[str, float]], None] | None,
         on_wait: Callable[[list[int]], None] | None,
     ) -> dict[str, Any]:
-        from engine.jobs import wait_and_claim
+        from engine.jobs import capacity, processes_of, run_launched, wait_and_claim
         from engine.worker import run_worker
 
+        job = self.store.get_job(job_id)
+        processes = processes_of(job) if job is not None else 1
+        room = capacity(limit) if limit is not None else None
         try:
-            claimed = wait_and_claim(self.store, job_id, limit, on_wait)
+            claimed = wait_and_claim(self.store, job_id, limit, on_wait, room=room)
         except BaseException:  # e.g. Ctrl-C while waiting: the job never started
             self.store.transition(job_id, ("queued",), status="cancelled", finished_at=utcnow())
             raise
-        if claimed:  # else it was cancelled while it waited
+        if claimed and processes > 1:  # N ranks under `accelerate launch` (engine/launch.py)
+            run_launched(self.store, self.home, job_id, on_step=on_step)
+        elif claimed:  # else it was cancelled while it waited
             run_worker(self.home, job_id, on_step=on_step)
         return self.summary(job_id)
 

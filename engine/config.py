@@ -81,6 +81,14 @@ class TrainConfig:
         min=2,
         main=True,
     )
+    processes: int = param(
+        1,
+        "Processes the job trains on: one per GPU with CUDA (NCCL), or CPU processes "
+        "(gloo), at most the GPUs or cores the Train tab shows. batch_size is the global "
+        "batch: each process takes batch_size / processes rows, so it must divide. More than "
+        "one pays off on several GPUs; on a CPU the processes share its cores.",
+        min=1,
+    )
     lr: float = param(
         1e-3,
         "Peak learning rate, reached after the warmup and then decayed "

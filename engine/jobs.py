@@ -1,12 +1,15 @@
 """JobManager: starts queued jobs in worker processes and watches them.
 
-At most PRETEXT_MAX_JOBS jobs (default 1: one per device) run at a time per home, counting
-the CLI's foreground jobs; the rest wait `queued`. A slot is taken with `Store.claim_slot`
-(count and claim in one write transaction), so the manager and any number of CLI processes
-never oversubscribe. A queued job with a pid belongs to the foreground command that created it
+At most PRETEXT_MAX_JOBS jobs (default one per device: 1 on a CPU, G with G GPUs) run at a
+time per home, counting the CLI's foreground jobs; the rest wait `queued`. A job also needs room
+for its `processes`: together the running jobs' processes stay within the GPUs (CUDA; each job
+gets its own through CUDA_VISIBLE_DEVICES) or the cores (CPU; or PRETEXT_MAX_JOBS if larger).
+A slot is taken with `Store.claim_slot` (count and claim in one write transaction), so the
+manager and any number of CLI processes never oversubscribe. A queued job with a pid belongs to the foreground command that created it
 and waits to run it itself (`wait_and_claim`); the manager leaves it alone. Workers are
 separate processes (`python -m engine.worker ID`, a fresh interpreter: nothing forked from the
-web process). Cancel is a flag in the job row that the worker checks every step; if the worker
+web process; a multi-process job runs it under `accelerate launch`, engine/launch.py, and the
+row names the launcher, which takes every rank down with it). Cancel is a flag in the job row that the worker checks every step; if the worker
 has not stopped after `grace_s` it gets SIGTERM (which it also turns into a clean stop: the
 checkpoint at the step it stopped at), and after twice that SIGKILL, but only once its
 heartbeat has gone quiet: a worker busy saving under load still beats and is not killed. A job
@@ -21,7 +24,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -30,7 +32,7 @@ from pathlib import Path
 
 import psutil
 
-from engine import checkpoints
+from engine import checkpoints, launch
 from engine.errors import SpecError
 from engine.home import Home
 from storage.db import Store, utcnow
@@ -43,12 +45,48 @@ KILLED_EXIT = 137  # 128 + SIGKILL: how a shell reports kill -9 (and PRETEXT_FAU
 
 
 def max_jobs() -> int:
-    """Jobs that may run at once in one home: $PRETEXT_MAX_JOBS, default 1 (one per device;
-    two trainings on one device only slow each other down)."""
-    text = os.environ.get(MAX_JOBS_ENV, "").strip() or "1"
+    """Jobs that may run at once in one home: $PRETEXT_MAX_JOBS, default one per device (1
+    on a CPU, the GPU count with CUDA; two trainings on one device only slow each other)."""
+    text = os.environ.get(MAX_JOBS_ENV, "").strip() or str(max(1, len(_gpus())))
     if not text.isdigit() or int(text) < 1:
         raise SpecError(f"{MAX_JOBS_ENV} must be a whole number of at least 1, got {text!r}")
     return int(text)
+
+
+def _gpus() -> list[dict]:
+    from engine import hardware
+
+    return hardware.detect()["cuda_devices"]
+
+
+def capacity(max_running: int | None) -> int:
+    """How many processes the running jobs may hold together: the GPUs with CUDA, else the
+    cores (or `max_running`, when PRETEXT_MAX_JOBS asks for more jobs than cores)."""
+    from engine import hardware
+
+    info = hardware.detect()
+    if info["cuda_devices"]:
+        return len(info["cuda_devices"])
+    return max(info["cpu_cores"], max_running or 1)
+
+
+def processes_of(job: Job) -> int:
+    """The processes a job trains on (its config's `processes`; 1 for older jobs)."""
+    value = (job.config or {}).get("processes", 1)
+    return value if isinstance(value, int) and value > 0 else 1
+
+
+def job_devices(store: Store, job: Job) -> list[int] | None:
+    """The CUDA devices to give `job` (None on a CPU, or when too few are free now): the
+    first of those no other running job of this machine holds."""
+    gpus = _gpus()
+    if not gpus:
+        return None
+    host, busy = socket.gethostname(), set()
+    for other in store.list_jobs(("running",)):
+        if other.id != job.id and other.host == host:
+            busy |= launch.held_devices(other.pid, processes_of(other))
+    return launch.pick_devices(busy, processes_of(job), len(gpus))
 
 
 def _process_alive(pid: int | None) -> bool:
@@ -114,10 +152,12 @@ def wait_and_claim(
     max_running: int | None,
     on_wait: Callable[[list[int]], None] | None = None,
     poll_s: float = 1.0,
+    room: int | None = None,
 ) -> bool:
     """Run queued job `job_id` in this process once a slot is free: claim it (running, with
     this pid) when fewer than `max_running` jobs run (None: at once). `on_wait(ids)` hears
-    which jobs it waits for, again when they change. The job must carry this process's pid
+    which jobs it waits for, again when they change; with `room` (`capacity()`) it also waits
+    until its processes fit beside the running jobs'. The job must carry this process's pid
     while it waits, so the manager does not start it too. False if it left the queue
     meanwhile (cancelled)."""
     waiting_for: list[int] | None = None
@@ -126,6 +166,7 @@ def wait_and_claim(
         claimed, running = store.claim_slot(
             job_id,
             max_running,
+            room,
             pid=os.getpid(),
             host=socket.gethostname(),
             started_at=now,
@@ -133,8 +174,8 @@ def wait_and_claim(
         )
         if claimed:
             return True
-        if max_running is None or len(running) < max_running:
-            return False  # a free slot, yet not claimed: no longer queued
+        if not _still_queued(store, job_id):
+            return False  # cancelled while it waited
         if running != waiting_for and on_wait is not None:
             on_wait(running)
         waiting_for = running
@@ -151,6 +192,7 @@ class JobManager:
     ) -> None:
         self.home, self.store = home, Store.open(home.db_path)
         self.max_running = max_jobs() if max_running is None else max_running
+        self.capacity = capacity(self.max_running)
         self.grace_s, self.poll_s = grace_s, poll_s
         self._procs: dict[int, subprocess.Popen] = {}
         self._cancel_seen: dict[int, float] = {}
@@ -193,6 +235,7 @@ class JobManager:
             claimed, running = self.store.claim_slot(
                 job.id,
                 self.max_running,
+                self.capacity,
                 pid=os.getpid(),
                 host=socket.gethostname(),
                 started_at=now,
@@ -200,30 +243,25 @@ class JobManager:
             )
             if claimed:
                 self._spawn(job)
-            elif len(running) >= self.max_running:
-                break  # no free slot; a job that merely left the queue is skipped
+            elif _still_queued(self.store, job.id):
+                break  # no free slot, or no room for its processes: the first in line waits
 
     def _spawn(self, job: Job) -> None:
         run_dir = self.home.run_dir(job.id)
         run_dir.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        devices = job_devices(self.store, job)
+        if devices is None and _gpus():  # its GPUs are held by a job started elsewhere
+            self.store.transition(job.id, ("running",), status="queued", pid=None, host=None)
+            return
         try:
-            with open(run_dir / "worker.log", "ab") as log_file:
-                proc = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "engine.worker",
-                        str(job.id),
-                        "--home",
-                        str(self.home.root),
-                    ],
-                    stdout=log_file,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                    cwd=str(_repo_root()),
-                    start_new_session=True,
-                )
+            proc = launch.start(
+                job.id,
+                self.home.root,
+                processes_of(job),
+                run_dir / "worker.log",
+                devices,
+                _repo_root(),
+            )
         except OSError as exc:
             self.store.transition(
                 job.id,
@@ -244,29 +282,7 @@ class JobManager:
             del self._procs[job_id]
             self._cancel_seen.pop(job_id, None)
             self._termed.discard(job_id)
-            job = self.store.get_job(job_id)
-            if job is None or job.status != "running":
-                continue  # the worker recorded its own ending
-            if job.cancel_requested:
-                status, error = "cancelled", None
-            elif code < 0 or code == KILLED_EXIT:
-                status = "interrupted"
-                error = (
-                    f"the worker was killed (signal {-code if code < 0 else 9}); Resume "
-                    f"continues from the last checkpoint"
-                )
-            else:
-                status = "failed"
-                error = f"the worker exited with code {code}: {_log_tail(self.home, job_id)}"
-            if self.store.transition(
-                job_id,
-                ("running",),
-                status=status,
-                error=error,
-                finished_at=utcnow(),
-                elapsed_before=_elapsed(job),
-            ):
-                rewind_to_checkpoint(self.store, job)  # what it did after it is lost
+            record_exit(self.store, self.home, job_id, code)
 
     def _escalate_cancels(self) -> None:
         now = time.monotonic()
@@ -287,12 +303,135 @@ class JobManager:
             silent = job.heartbeat_at is None or job.heartbeat_at < quiet_since
             try:
                 if waited > 2 * self.grace_s and silent:
-                    os.kill(job.pid, signal.SIGKILL)
+                    kill_tree(job.pid)
                 elif waited > self.grace_s and job.id not in self._termed:
+                    # A launcher passes it on to every rank (each turns it into a stop).
                     os.kill(job.pid, signal.SIGTERM)
                     self._termed.add(job.id)
             except ProcessLookupError:
                 pass
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL `pid` and every process under it (a launcher's ranks run in sessions of
+    their own: killing its group would miss them)."""
+    try:
+        proc = psutil.Process(pid)
+        family = [*proc.children(recursive=True), proc]
+    except psutil.Error:
+        family = []
+    for member in family:
+        try:
+            member.kill()
+        except psutil.Error:
+            pass
+
+
+def record_exit(store: Store, home: Home, job_id: int, code: int) -> None:
+    """Record how job `job_id` ended once its worker (or launcher) exited with `code`, where
+    the worker did not: cancelled, interrupted (killed), or failed with the log's last lines.
+    For a multi-process job the launcher's verdict names the rank that failed first and
+    replaces rank 0's own error (often only "connection closed by peer") unless rank 0 was
+    the one that failed; a stop rank 0 saw without a Stop was the launcher tearing the ranks
+    down after such a failure."""
+    job = store.get_job(job_id)
+    if job is None:
+        return
+    blamed = None
+    if processes_of(job) > 1 and code != 0:
+        blamed = launch.rank_failure(_log_text(home, job_id), processes_of(job))
+    if job.status != "running":  # the worker recorded its own ending
+        torn_down = job.status == "cancelled" and not job.cancel_requested
+        if blamed is not None and (torn_down or (job.status == "failed" and blamed[0] != 0)):
+            store.transition(job_id, (job.status,), status="failed", error=blamed[1])
+            rewind_to_checkpoint(store, job)
+        return
+    if job.cancel_requested:
+        status, error = "cancelled", None
+    elif code < 0 or code == KILLED_EXIT:
+        status = "interrupted"
+        error = (
+            f"the worker was killed (signal {-code if code < 0 else 9}); Resume "
+            f"continues from the last checkpoint"
+        )
+    else:
+        status = "failed"
+        error = (
+            blamed[1]
+            if blamed is not None
+            else f"the worker exited with code {code}: {_log_tail(home, job_id)}"
+        )
+    if store.transition(
+        job_id,
+        ("running",),
+        status=status,
+        error=error,
+        finished_at=utcnow(),
+        elapsed_before=_elapsed(job),
+    ):
+        rewind_to_checkpoint(store, job)  # what it did after it is lost
+
+
+def run_launched(
+    store: Store,
+    home: Home,
+    job_id: int,
+    on_step: Callable[[int, dict[str, float]], None] | None = None,
+    poll_s: float = 0.5,
+) -> None:
+    """Run claimed job `job_id` under its launcher (a multi-process job) and wait for it in
+    this process (the CLI), passing each new logged step's values to `on_step`. A Ctrl-C
+    asks the job to stop (checkpoint, then cancelled); a second one kills it."""
+    job = store.get_job(job_id)
+    assert job is not None
+    run_dir = home.run_dir(job_id)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    proc = launch.start(
+        job_id,
+        home.root,
+        processes_of(job),
+        run_dir / "worker.log",
+        job_devices(store, job),
+        _repo_root(),
+    )
+    store.update_job(job_id, pid=proc.pid)
+    seen = job.step
+
+    def report() -> int:
+        by_step: dict[int, dict[str, float]] = {}
+        for step, name, value in store.metrics(job_id, seen):
+            by_step.setdefault(step, {})[name] = value
+        for step, values in sorted(by_step.items()):
+            if on_step is not None and {"loss", "images_per_second"} <= set(values):
+                on_step(step, values)
+        return max(by_step, default=seen)
+
+    try:
+        while True:
+            try:
+                code = proc.wait(timeout=poll_s)
+                break
+            except subprocess.TimeoutExpired:
+                seen = report()
+            except KeyboardInterrupt:
+                store.transition(job_id, ("running",), cancel_requested=True)
+                try:
+                    code = proc.wait()
+                except KeyboardInterrupt:
+                    kill_tree(proc.pid)
+                    raise
+                break
+    finally:
+        if proc.poll() is None:
+            kill_tree(proc.pid)
+            proc.wait()
+    report()
+    record_exit(store, home, job_id, code)
+
+
+def _still_queued(store: Store, job_id: int) -> bool:
+    job = store.get_job(job_id)
+    return job is not None and job.status == "queued"
 
 
 def _elapsed(job: Job) -> float:
@@ -303,10 +442,20 @@ def _elapsed(job: Job) -> float:
     return job.elapsed_before + max(0.0, (end - job.started_at).total_seconds())
 
 
-def _log_tail(home: Home, job_id: int, lines: int = 5) -> str:
+def _log_text(home: Home, job_id: int, limit: int = 256 * 1024) -> str:
+    """The end of the job's worker.log ("" when there is none)."""
     try:
-        text = (home.run_dir(job_id) / "worker.log").read_text(errors="replace")
+        with open(home.run_dir(job_id) / "worker.log", "rb") as log_file:
+            log_file.seek(0, os.SEEK_END)
+            log_file.seek(max(0, log_file.tell() - limit))
+            return log_file.read().decode(errors="replace")
     except OSError:
+        return ""
+
+
+def _log_tail(home: Home, job_id: int, lines: int = 5) -> str:
+    text = _log_text(home, job_id)
+    if not text:
         return "no worker log"
     return " | ".join(text.strip().splitlines()[-lines:])
 

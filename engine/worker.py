@@ -3,6 +3,13 @@
 The worker owns its job row while it runs: it marks it running with its pid and host, beats a
 heartbeat every second, turns the row's cancel flag or a SIGTERM into a clean stop (checkpoint,
 then `cancelled`), writes metric points in small batches, and records how the job ended.
+
+Under `accelerate launch` (a job with `processes` > 1, engine/launch.py) every rank runs this
+module: rank 0 does all of the above, naming the launcher as the job's process (Stop's SIGTERM
+reaches every rank through it); the other ranks train in step with it through a sink that
+writes nothing and a stop flag that never rises (the loop broadcasts rank 0's stop), and leave
+when the launcher goes. A rank's error propagates: the launcher's "Root Cause" names it, and
+the job manager turns that into the job's error (jobs.record_exit).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from collections.abc import Callable
 from engine import checkpoints, trackers
 from engine.data.stored import register_user_datasets
 from engine.home import Home
+from engine.launch import process_rank, watch_parent
 from engine.runs import resolve
 from engine.trainer import Diverged, RunResult, run_job
 from storage.db import Store, utcnow
@@ -120,6 +128,22 @@ class StoreSink:
             self.tracker = None
 
 
+class NullSink:
+    """The sink of ranks other than 0: only rank 0 writes points and checkpoints."""
+
+    def metrics(self, step: int, values: dict[str, float]) -> None:
+        pass
+
+    def checkpoint(self, step: int, path: str) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def started(self, first_step: int, total_steps: int) -> None:
+        pass
+
+
 class Heartbeat(threading.Thread):
     """Beats the job's heartbeat and turns its cancel flag into `stop`."""
 
@@ -142,6 +166,11 @@ def run_worker(
     home: Home, job_id: int, on_step: Callable[[int, dict[str, float]], None] | None = None
 ) -> dict:
     """Run stored job `job_id` to its end here; returns the final job fields as a dict."""
+    rank, world = process_rank()
+    if world > 1:
+        watch_parent()  # a rank whose launcher was killed must not train on alone
+        if rank != 0:
+            return _run_rank(home, job_id)
     store = Store.open(home.db_path)
     register_user_datasets(store)
     job = store.get_job(job_id)
@@ -151,7 +180,8 @@ def run_worker(
     store.update_job(
         job_id,
         status="running",
-        pid=os.getpid(),
+        # Several ranks: the launcher, whose signals reach them all and whose end ends them.
+        pid=os.getpid() if world == 1 else os.getppid(),
         host=socket.gethostname(),
         started_at=started,
         heartbeat_at=started,
@@ -173,6 +203,7 @@ def run_worker(
         result: RunResult = run_job(
             spec, config, home.run_dir(job_id), sink, stop.is_set, data_cache_dir=home.cache_dir
         )
+        _leave_group()  # the evaluations below run in this process alone
         sink.flush()
         fields = dict(
             status=result.status, step=result.step, images_per_second=result.images_per_second
@@ -210,6 +241,39 @@ def run_worker(
     return fields
 
 
+def _run_rank(home: Home, job_id: int) -> dict:
+    """A rank other than 0: train in step with rank 0, write nothing. Its errors propagate
+    (the launcher reports them, naming this rank); a SIGTERM is left to rank 0, whose stop
+    the loop broadcasts (the launcher kills a rank that does not end)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    store = Store.open(home.db_path)
+    register_user_datasets(store)
+    job = store.get_job(job_id)
+    if job is None:
+        raise SystemExit(f"no job {job_id} in {home.db_path}")
+    spec, config = resolve(job.spec)
+    result = run_job(
+        spec,
+        config,
+        home.run_dir(job_id),
+        NullSink(),
+        lambda: False,
+        data_cache_dir=home.cache_dir,
+    )
+    _leave_group()
+    return dict(status=result.status, step=result.step)
+
+
+def _leave_group() -> None:
+    """Close this rank's process group, if one is open, before the process ends: a gloo
+    group left to the interpreter's exit can abort the process after correct results."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m engine.worker", description=__doc__)
     parser.add_argument("job_id", type=int)
@@ -221,4 +285,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from torch.distributed.elastic.multiprocessing.errors import record
+
+    # Under the launcher, a rank's uncaught error goes to the file it reads for its report.
+    sys.exit(record(main)())

@@ -58,6 +58,12 @@ def _make_engine(path: Path, begin: str | None) -> Engine:
     return engine
 
 
+def _processes(config: Any) -> int:
+    """The processes a job's stored config asks for (1 for jobs from before the field)."""
+    value = config.get("processes", 1) if isinstance(config, dict) else 1
+    return value if isinstance(value, int) and value > 0 else 1
+
+
 class Store:
     """Jobs, metric points, checkpoints and evaluations in one SQLite file."""
 
@@ -126,18 +132,27 @@ class Store:
             return result.rowcount == 1
 
     def claim_slot(
-        self, job_id: int, max_running: int | None, **fields: Any
+        self, job_id: int, max_running: int | None, capacity: int | None = None, **fields: Any
     ) -> tuple[bool, list[int]]:
         """Turn queued job `job_id` running (with `fields`) if fewer than `max_running` jobs
-        run (None: no limit). The count and the claim are one write transaction (BEGIN
-        IMMEDIATE), so two processes can never both take the last free slot. Returns whether
-        it was claimed and the ids of the jobs running before (the ones it waits for)."""
+        run (None: no limit) and, with a `capacity` (the machine's GPUs or cores), the
+        processes of the running jobs and this one (each config's `processes`, default 1)
+        fit in it; a job that runs alone always fits. The count and the claim are one write
+        transaction (BEGIN IMMEDIATE), so two processes can never both take the last free
+        slot. Returns whether it was claimed and the ids of the jobs running before (the
+        ones it waits for)."""
         with self.write() as s:
-            running = list(
-                s.scalars(select(Job.id).where(Job.status == "running").order_by(Job.id))
-            )
+            rows = s.execute(
+                select(Job.id, Job.config).where(Job.status == "running").order_by(Job.id)
+            ).all()
+            running = [row.id for row in rows]
             if max_running is not None and len(running) >= max_running:
                 return False, running
+            if capacity is not None and running:
+                mine = s.scalar(select(Job.config).where(Job.id == job_id))
+                used = sum(_processes(row.config) for row in rows)
+                if used + _processes(mine) > capacity:
+                    return False, running
             result = s.execute(
                 update(Job)
                 .where(Job.id == job_id, Job.status == "queued")
