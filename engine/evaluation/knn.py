@@ -64,11 +64,19 @@ def knn_scores(
     return out
 
 
-def topk_accuracy(scores: Tensor, labels: Tensor, k: int) -> float:
-    """Share of rows whose label is among the `k` highest scores (k capped at the classes)."""
+def topk_accuracy(scores: Tensor, labels: Tensor, k: int, voted_only: bool = False) -> float:
+    """Share of rows whose label is among the `k` highest scores (k capped at the classes).
+
+    With `voted_only` (k-NN votes, all >= 0) a class whose score is 0 never counts: with
+    k = 20 neighbours from two classes, top-5 would otherwise "find" any label among the
+    unvoted classes that happen to fill the remaining places.
+    """
     k = min(k, scores.shape[1])
-    hits = (scores.topk(k, dim=1).indices == labels.long()[:, None]).any(dim=1)
-    return hits.float().mean().item()
+    top = scores.topk(k, dim=1)
+    hits = top.indices == labels.long()[:, None]  # (Q, k)
+    if voted_only:
+        hits &= top.values > 0
+    return hits.any(dim=1).float().mean().item()
 
 
 def knn_evaluate(
@@ -86,4 +94,7 @@ def knn_evaluate(
     scores = knn_scores(
         train_x, train_y, test_x, num_classes, k, temperature, query_chunk, bank_chunk
     )
-    return {"top1": topk_accuracy(scores, test_y, 1), "top5": topk_accuracy(scores, test_y, 5)}
+    return {
+        "top1": topk_accuracy(scores, test_y, 1, voted_only=True),
+        "top5": topk_accuracy(scores, test_y, 5, voted_only=True),
+    }

@@ -42,9 +42,10 @@ def test_toy_set_with_a_known_answer():
     queries = torch.tensor([[2.0, 0.0], [-3.0, 0.5], [0.5, 0.01]])
     result = knn_evaluate(bank, labels, queries, torch.tensor([0, 1, 0]), 2, k=3)
     assert result == {"top1": 1.0, "top5": 1.0}
-    # Wrong labels give zero top-1, and top-5 with two classes is always a hit.
+    # Wrong labels give zero top-1, and zero top-5 too: each query's three neighbours are all
+    # of its cluster's class, so the other class got no vote (only voted classes count).
     wrong = knn_evaluate(bank, labels, queries, torch.tensor([1, 0, 1]), 2, k=3)
-    assert wrong["top1"] == 0.0 and wrong["top5"] == 1.0
+    assert wrong["top1"] == 0.0 and wrong["top5"] == 0.0
 
 
 def test_chunking_gives_identical_results():
@@ -66,3 +67,19 @@ def test_k_larger_than_the_bank_and_topk_accuracy():
     assert scores.argmax(1).tolist() == [0, 1, 2]
     assert topk_accuracy(torch.tensor([[0.1, 0.9, 0.0]]), torch.tensor([0]), 1) == 0.0
     assert topk_accuracy(torch.tensor([[0.1, 0.9, 0.0]]), torch.tensor([0]), 2) == 1.0
+
+
+def test_top5_never_counts_a_class_without_a_vote():
+    # Five classes; the bank holds only classes 0 and 1, so every query's votes go to those
+    # two. A query labelled 2, 3 or 4 got no vote for its class: a miss at top-5 too (scores
+    # 0 tie for the remaining three places and used to count as hits).
+    bank = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    labels = torch.tensor([0, 1])
+    queries = torch.tensor([[1.0, 0.1], [0.1, 1.0], [1.0, 0.5]])
+    result = knn_evaluate(bank, labels, queries, torch.tensor([2, 3, 4]), 5, k=2)
+    assert result == {"top1": 0.0, "top5": 0.0}
+    result = knn_evaluate(bank, labels, queries, torch.tensor([1, 0, 1]), 5, k=2)
+    assert result == {"top1": 0.0, "top5": 1.0}  # voted for, in second place
+    scores = torch.tensor([[2.0, 0.0, 0.0]])
+    assert topk_accuracy(scores, torch.tensor([2]), 3) == 1.0
+    assert topk_accuracy(scores, torch.tensor([2]), 3, voted_only=True) == 0.0
