@@ -51,8 +51,9 @@ class BEiTConfig(TrainConfig):
         main=True,
     )
     mask_ratio: float = param(
-        0.4,
-        "Share of patches masked, in blocks. The paper masks 40% (75 of 196 patches).",
+        0.383,
+        "Share of patches masked, in blocks (rounded to whole patches). The paper masks "
+        "75 of 196 patches (0.383; it calls it about 40%).",
         min=0.01,
         max=0.95,
         main=True,
@@ -112,7 +113,7 @@ class BEiTConfig(TrainConfig):
         ),
         # Paper, section 2.5 / appendix: ViT-B/16 at 224 px, batch 2048, AdamW lr 1.5e-3
         # (betas 0.9, 0.999), wd 0.05, 10 warmup epochs, 500k steps (800 epochs of
-        # ImageNet-1k), 40% blockwise masking with blocks of >= 16, 8192 tokens, shared
+        # ImageNet-1k), 75 of 196 patches masked in blocks of >= 16, 8192 tokens, shared
         # relative position bias, LayerScale 0.1, stochastic depth 0.1.
         "paper": dict(
             backbone="vit-base",
@@ -123,7 +124,7 @@ class BEiTConfig(TrainConfig):
             weight_decay=0.05,
             steps=500_000,
             warmup_steps=6250,
-            mask_ratio=0.4,
+            mask_ratio=0.383,  # BEiT's num_masking_patches=75 of 196
             min_block_patches=16,
             codebook_size=8192,
             position_encoding="shared_relative",
@@ -151,7 +152,8 @@ def grid_side(config: BEiTConfig) -> int:
 
 
 def num_masked(config: BEiTConfig) -> int:
-    return int(config.mask_ratio * grid_side(config) ** 2)
+    """mask_ratio of the grid, rounded: 0.383 of 14 x 14 is the paper's 75."""
+    return round(config.mask_ratio * grid_side(config) ** 2)
 
 
 def min_block(config: BEiTConfig) -> int:

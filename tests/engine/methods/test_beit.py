@@ -4,7 +4,14 @@ import pytest
 import torch
 
 from engine.config import build_config
-from engine.methods.beit import TOKENIZER_FILE, BEiT, BEiTConfig, min_block, num_masked
+from engine.methods.beit import (
+    TOKENIZER_FILE,
+    BEiT,
+    BEiTConfig,
+    grid_side,
+    min_block,
+    num_masked,
+)
 from engine.models.codebook import assign_codes, fit_codebook, normalise_patches, patchify
 from tests.conftest import TINY
 
@@ -133,3 +140,8 @@ def test_preview_greys_the_masked_blocks_drawn_as_in_training():
     keep = ~mask.view(3, 8, 1, 8, 1).expand(3, 8, 4, 8, 4).reshape(3, 1, 32, 32)
     assert torch.equal(masked.masked_select(keep), view.masked_select(keep))  # the rest shown
     assert (mask.sum(dim=1) <= 25).all() and mask.sum(dim=1).float().mean() > 20
+
+
+def test_paper_preset_masks_75_of_196_patches():
+    config = build_config(BEiTConfig, "paper", {})
+    assert grid_side(config) == 14 and num_masked(config) == 75
