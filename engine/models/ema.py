@@ -14,8 +14,10 @@ from torch import nn
 
 
 def momentum_schedule(step: int, total_steps: int, base: float, final: float = 1.0) -> float:
-    """tau at `step` (0-based): base at step 0, `final` at the last step, cosine in between."""
-    progress = min(1.0, step / max(1, total_steps))
+    """tau at `step` (0-based): base at step 0, `final` at the last step (total_steps - 1),
+    cosine in between: BYOL's tau = 1 - (1 - tau_base)(cos(pi k / K) + 1) / 2 with k counted
+    so that the last update is the K-th."""
+    progress = min(1.0, step / max(1, total_steps - 1))
     return final - (final - base) * (math.cos(math.pi * progress) + 1) / 2
 
 

@@ -39,8 +39,9 @@ def test_target_is_an_exact_ema_with_the_cosine_schedule():
         before = {n: p.clone() for n, p in method.target_projector.named_parameters()}
         online = {n: p.detach().clone() for n, p in method.projector.named_parameters()}
         method.after_step(step, total)
-        # BYOL section 3.2: tau = 1 - (1 - tau_base) (cos(pi k / K) + 1) / 2, k from 0.
-        tau = 1 - (1 - 0.996) * (math.cos(math.pi * (step - 1) / total) + 1) / 2
+        # BYOL section 3.2: tau = 1 - (1 - tau_base) (cos(pi k / K) + 1) / 2, k from 0 at the
+        # first update to K at the last (tau = 1 there, as the docstring says).
+        tau = 1 - (1 - 0.996) * (math.cos(math.pi * (step - 1) / (total - 1)) + 1) / 2
         assert method.momentum == pytest.approx(tau, abs=1e-12)
         for name, p in method.target_projector.named_parameters():
             assert_ema(p, before[name], online[name], tau)

@@ -170,3 +170,12 @@ def test_preview_views_are_the_global_and_local_crops_of_training():
     assert torch.equal(views[1][1], views_to_uint8(global_crops[4:8]))
     assert torch.equal(views[3][1], views_to_uint8(local_crops[4:8]))
     assert not torch.equal(views[2][1], views[3][1])
+
+
+def test_momentum_schedule_reaches_its_final_value_at_the_last_step():
+    # BYOL: tau = 1 - (1 - base)(cos(pi k / K) + 1) / 2, k = 0 .. K over the K updates; the
+    # loop's 0-based step runs 0 .. total - 1, so the last update uses tau = 1.
+    assert momentum_schedule(0, 10, 0.9) == pytest.approx(0.9)
+    assert momentum_schedule(9, 10, 0.9) == pytest.approx(1.0)
+    assert momentum_schedule(3, 7, 0.9) == pytest.approx(0.95)  # halfway: cos(pi/2) = 0
+    assert momentum_schedule(0, 1, 0.9) == pytest.approx(0.9)  # a one-step run
