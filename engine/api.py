@@ -32,6 +32,7 @@ from engine.contract import (
     EmbeddingMap,
     EmbeddingModel,
     EvaluationRecord,
+    ExportResult,
     FormField,
     HardwareInfo,
     HubColumns,
@@ -43,6 +44,7 @@ from engine.contract import (
     MethodInfo,
     MetricPoint,
     ProtocolInfo,
+    PushResult,
     TextSample,
 )
 from engine.data.datasets import dataset_info, list_datasets
@@ -639,6 +641,91 @@ class Studio:
         from engine.evaluation.runner import leaderboard
 
         return cast(list[LeaderboardRow], leaderboard(self.store))
+
+    # ---- export and push to the Hub -----------------------------------------------------
+    def export(
+        self,
+        job_id: int,
+        out_dir: str | os.PathLike | None = None,
+        step: int | None = None,
+        make_zip: bool = False,
+    ) -> ExportResult:
+        """Export job `job_id`'s checkpoint `step` (default: the newest) as a folder that loads
+        without the studio, with its model card (`engine.export`); with `make_zip` also a zip
+        of it. `out_dir` must be new or empty; None: `<home>/exports/job-<id>-step-<n>`,
+        replaced when exported again (the only choice the web app has). Returns {"job_id",
+        "step", "folder", "zip", "files"}."""
+        import json
+
+        from engine.export import export_run, zip_folder
+
+        job_id = checks.job_id(job_id)
+        step = None if step is None or step == "" else checks.whole_number(step, "step")
+        out, step = self._export_folder(job_id, out_dir, step)
+        folder = export_run(self.home, self.store, job_id, out, step)
+        archive = zip_folder(folder) if make_zip is True else None
+        training = json.loads((folder / "training_config.json").read_text())
+        return {
+            "job_id": job_id,
+            "step": int(training["step"]),
+            "folder": str(folder),
+            "zip": str(archive) if archive else None,
+            "files": sorted(p.name for p in folder.iterdir()),
+        }
+
+    def _export_folder(
+        self, job_id: int, out_dir: str | os.PathLike | None, step: int | None
+    ) -> tuple[Path, int | None]:
+        """Where `export` writes, and the step: a caller's folder (the CLI only), or the
+        studio's own exports folder named by the checkpoint's step (an earlier export of the
+        same checkpoint removed)."""
+        import shutil
+
+        from engine import checkpoints
+        from engine.export import checkpoint_of
+
+        if out_dir is not None and str(out_dir).strip():
+            if self.paths.restricted:
+                raise AccessError(
+                    "the web app exports into the studio's own exports folder only; "
+                    "leave the folder out"
+                )
+            return Path(out_dir), step
+        row = self.store.get_job(job_id)
+        if row is None:
+            raise JobError(f"no job {job_id}; `python -m engine jobs` lists them")
+        step = checkpoints.step_of(checkpoint_of(row, step))
+        out = self.home.root / "exports" / f"job-{job_id}-step-{step}"
+        shutil.rmtree(out, ignore_errors=True)
+        out.with_name(out.name + ".zip").unlink(missing_ok=True)
+        return out, step
+
+    def push(
+        self,
+        job_id: int,
+        repo_id: str,
+        token: str | None = None,
+        private: bool = False,
+        step: int | None = None,
+    ) -> PushResult:
+        """Export job `job_id` (as `export`, into the exports folder) and upload it to the
+        Hub model repo `repo_id` (USER/NAME; created, private when asked). The token is the
+        argument, else HF_TOKEN or the saved login; it is neither stored nor logged. Offline,
+        without a token or with a malformed repo id: HubPushError before anything is done.
+        Returns {"job_id", "step", "repo_id", "url", "folder"}."""
+        from engine import hub_push
+
+        repo = hub_push.check_repo_id(repo_id)
+        token = hub_push.ready(repo, token if isinstance(token, str) else None)
+        exported = self.export(job_id, step=step)
+        url = hub_push.push(exported["folder"], repo, token=token, private=private is True)
+        return {
+            "job_id": exported["job_id"],
+            "step": exported["step"],
+            "repo_id": repo,
+            "url": url,
+            "folder": exported["folder"],
+        }
 
     # ---- embedding explorer -------------------------------------------------------------
     @property

@@ -201,6 +201,26 @@ class EvaluationRecord(TypedDict):
     created_at: str
 
 
+class ExportResult(TypedDict):
+    """An exported run (`Studio.export`): a folder that loads without the studio."""
+
+    job_id: int
+    step: int  # the checkpoint exported
+    folder: str
+    zip: str | None  # the folder as a zip, when asked for
+    files: list[str]  # what the folder holds (README.md is the model card)
+
+
+class PushResult(TypedDict):
+    """A run pushed to the Hugging Face Hub (`Studio.push`)."""
+
+    job_id: int
+    step: int
+    repo_id: str
+    url: str
+    folder: str  # the export that was uploaded
+
+
 class LeaderboardRow(TypedDict, total=False):
     """One evaluated job (and dataset) or baseline, with figure keys such as knn_top1,
     fewshot_5shot or finetune_10pct(_scratch) besides these."""
@@ -547,6 +567,23 @@ class Studio(Protocol):
     ) -> EvaluationRecord: ...
     def evaluations(self, job_id: int | None = None) -> list[EvaluationRecord]: ...
     def leaderboard(self) -> list[LeaderboardRow]: ...
+
+    # export and push to the Hub
+    def export(
+        self,
+        job_id: int,
+        out_dir: str | os.PathLike | None = None,
+        step: int | None = None,
+        make_zip: bool = False,
+    ) -> ExportResult: ...
+    def push(
+        self,
+        job_id: int,
+        repo_id: str,
+        token: str | None = None,
+        private: bool = False,
+        step: int | None = None,
+    ) -> PushResult: ...
 
     # the machine
     def hardware(self) -> HardwareInfo: ...

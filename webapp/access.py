@@ -56,6 +56,8 @@ MUTATING = (
     "evaluate_baseline",
     "run_foreground",
     "resume_foreground",
+    "export",
+    "push",
 )
 SIGN_IN_DELAY_S = 1.0  # after a wrong owner key: slows guessing down
 

@@ -223,3 +223,37 @@ def test_every_conv_method_exports_a_trunk_its_load_py_rebuilds(name, params, tm
     with torch.no_grad():
         got = load.load_encoder()(load.preprocess(images))
     torch.testing.assert_close(got, method.embed(images), atol=1e-4, rtol=1e-4)
+
+
+def test_studio_export_writes_into_its_exports_folder_and_zips(runs):
+    studio, simclr, _ = runs
+    first = studio.export(simclr, make_zip=True)
+    assert first["step"] == 6 and first["folder"].endswith(f"exports/job-{simclr}-step-6")
+    assert "README.md" in first["files"] and first["zip"].endswith(".zip")
+    again = studio.export(simclr, step=3)  # another checkpoint: its own folder
+    assert again["step"] == 3 and again["zip"] is None and again["folder"] != first["folder"]
+    assert studio.export(simclr)["folder"] == first["folder"]  # the same one, replaced
+
+
+def test_the_web_cannot_choose_where_an_export_is_written(runs, tmp_path):
+    from engine.access import AccessError, ServerPaths
+
+    studio, simclr, _ = runs
+    web = Studio(studio.home.root, paths=ServerPaths.inside([tmp_path]))
+    with pytest.raises(AccessError, match="exports folder only"):
+        web.export(simclr, out_dir=tmp_path / "mine")
+    assert not (tmp_path / "mine").exists()
+
+
+def test_studio_push_offline_refuses_before_exporting(runs):
+    from engine.hub_push import HubPushError
+
+    studio, simclr, _ = runs
+    exports = studio.home.root / "exports"
+    before = sorted(exports.iterdir()) if exports.exists() else []
+    with pytest.raises(HubPushError, match="HF_HUB_OFFLINE"):
+        studio.push(simclr, "someone/model", token="hf_x")
+    with pytest.raises(HubPushError, match="USER/NAME"):
+        studio.push(simclr, "no-slash", token="hf_x")
+    after = sorted(exports.iterdir()) if exports.exists() else []
+    assert after == before  # nothing was exported

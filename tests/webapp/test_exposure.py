@@ -296,6 +296,8 @@ MUTATING_CALLS = [
     ("describe_hf_dataset", ("user/name",)),
     ("evaluate", (1, "knn")),
     ("evaluate_baseline", ("pixels", "digits")),
+    ("export", (1,)),
+    ("push", (1, "someone/model")),
 ]
 
 
