@@ -40,6 +40,7 @@ class RawImages:
     class_names: list[str]
     captions: list[str] | None = None
     factors: dict[str, list[str]] | None = None  # nuisance factor -> one value per image
+    masks: torch.Tensor | None = None  # (N, h, w) uint8 object masks (1 = object), or None
 
 
 def _always_available() -> str:
@@ -172,7 +173,12 @@ def _build_shapes(split: str) -> RawImages:
     count = shapes.NUM_TRAIN if split == "train" else shapes.NUM_TEST
     batch = shapes.generate_shapes(count, seed=shapes.SPLIT_SEEDS[split])
     return RawImages(
-        batch.images, batch.labels, list(shapes.SHAPE_NAMES), batch.captions, batch.factors
+        batch.images,
+        batch.labels,
+        list(shapes.SHAPE_NAMES),
+        batch.captions,
+        batch.factors,
+        batch.masks,
     )
 
 
@@ -214,7 +220,7 @@ register_dataset(
         native_size=shapes.NATIVE_SIZE,
         build=_build_shapes,
         modalities=("image", "image-text"),
-        version=2,
+        version=3,  # 3: object masks
         augmentation="synthetic",
         render=_render_shapes,
     )

@@ -160,6 +160,9 @@ class ImageDataset:
     class_names: list[str]
     captions: list[str] | None  # one per image, or None
     factors: dict[str, list[str]] | None = None  # nuisance factor -> one value per image
+    # (N, H, W) uint8 ground-truth object masks at the images' size (1 = object), where the
+    # source draws them (`shapes`); None elsewhere.
+    masks: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -190,6 +193,21 @@ def resize_images(images: torch.Tensor, size: int, mode: str = "bilinear") -> to
     return out
 
 
+def resize_masks(masks: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize uint8 masks (N, h, w) of 0/1 to (N, size, size): the share of each new pixel
+    the object covers (antialiased bilinear), thresholded at one half."""
+    if masks.shape[-2:] == (size, size):
+        return masks.contiguous()
+    out = torch.empty((masks.shape[0], size, size), dtype=torch.uint8)
+    for start in range(0, masks.shape[0], 1024):
+        chunk = masks[start : start + 1024, None].float()  # (n, 1, h, w)
+        cover = F.interpolate(
+            chunk, size=(size, size), mode="bilinear", align_corners=False, antialias=True
+        )
+        out[start : start + 1024] = (cover[:, 0] >= 0.5).to(torch.uint8)
+    return out
+
+
 def _build(source: DatasetSource, split: str, image_size: int) -> ImageDataset:
     if source.store:
         return _build_stored(source, split, image_size)
@@ -202,6 +220,7 @@ def _build(source: DatasetSource, split: str, image_size: int) -> ImageDataset:
         class_names=list(raw.class_names),
         captions=raw.captions,
         factors=raw.factors,
+        masks=None if raw.masks is None else resize_masks(raw.masks, image_size),
     )
 
 
@@ -246,6 +265,7 @@ def _read_cache(path: str, source: DatasetSource, split: str) -> ImageDataset | 
             class_names=list(blob["class_names"]),
             captions=blob["captions"],
             factors=blob["factors"],
+            masks=blob.get("masks"),
         )
     except FileNotFoundError:
         return None
@@ -274,6 +294,7 @@ def _write_cache(path: str, dataset: ImageDataset) -> None:
                     "class_names": dataset.class_names,
                     "captions": dataset.captions,
                     "factors": dataset.factors,
+                    "masks": dataset.masks,
                 },
                 handle,
             )

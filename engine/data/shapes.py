@@ -84,6 +84,9 @@ class ShapeBatch:
     labels: torch.Tensor  # (N,) int64, index into SHAPE_NAMES
     captions: list[str]
     factors: dict[str, list[str]]  # factor name -> one value per image
+    # (N, size, size) uint8: 1 where the shape covers at least half of the pixel, else 0 (the
+    # ground truth of the `segmentation` protocol and the Attention lens's Jaccard).
+    masks: torch.Tensor
 
 
 def _inside(label: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -317,6 +320,7 @@ def generate_shapes(
         labels=torch.from_numpy(scenes.labels.astype(np.int64)),
         captions=captions,
         factors=factors,
+        masks=(cover[:, 0] >= 0.5).to(torch.uint8),
     )
 
 
