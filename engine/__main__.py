@@ -17,6 +17,8 @@
     python -m engine metrics JOB_ID [--name loss] [--json]
     python -m engine eval --job ID --protocol knn|linear|fewshot|finetune [--dataset D] [--json]
     python -m engine eval --baseline pixels|random --dataset D [--backbone B] [--json]
+    python -m engine export JOB_ID --out DIR [--step N] [--zip] [--json]
+    python -m engine push JOB_ID --repo USER/NAME [--private] [--step N] [--json]
 
 Every command takes --home DIR (default $PRETEXT_HOME, else ./.pretext).
 """
@@ -31,7 +33,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing here needs the Hub; never wait on it
+if sys.argv[1:2] != ["push"]:  # only `push` needs the Hub; the rest never waits on it
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def _parse_set(items: list[str]) -> dict[str, str]:
@@ -370,6 +373,26 @@ def cmd_eval(studio, args) -> int:
     return 0
 
 
+def cmd_export(studio, args) -> int:
+    result = studio.export(args.job_id, args.out, args.step, make_zip=args.zip)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"job {result['job_id']} step {result['step']} exported to {result['folder']}")
+        if result["zip"]:
+            print(f"zip: {result['zip']}")
+    return 0
+
+
+def cmd_push(studio, args) -> int:
+    result = studio.push(args.job_id, args.repo, private=args.private, step=args.step)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"job {result['job_id']} step {result['step']} pushed to {result['url']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m engine",
@@ -520,6 +543,28 @@ def build_parser() -> argparse.ArgumentParser:
         default=32,
         help="image size of a baseline, in pixels (default 32)",
     )
+    export = sub.add_parser(
+        "export",
+        parents=[common],
+        help="write a job's checkpoint as a folder that loads without the studio, with a "
+        "model card (README.md)",
+    )
+    export.add_argument("job_id", type=int)
+    export.add_argument(
+        "--out", required=True, metavar="DIR", help="the folder to create (new or empty)"
+    )
+    export.add_argument("--step", type=int, help="the checkpoint's step (default: the newest)")
+    export.add_argument("--zip", action="store_true", help="also write DIR.zip beside it")
+    push = sub.add_parser(
+        "push",
+        parents=[common],
+        help="export a job and upload it to a Hugging Face Hub model repo; the token comes "
+        "from HF_TOKEN or `hf auth login`",
+    )
+    push.add_argument("job_id", type=int)
+    push.add_argument("--repo", required=True, metavar="USER/NAME", help="the model repo")
+    push.add_argument("--private", action="store_true", help="create the repo private")
+    push.add_argument("--step", type=int, help="the checkpoint's step (default: the newest)")
     return parser
 
 
@@ -538,6 +583,8 @@ def main(argv: list[str] | None = None) -> int:
             "eval": cmd_eval,
             "resume": cmd_resume,
             "metrics": cmd_metrics,
+            "export": cmd_export,
+            "push": cmd_push,
         }[args.command]
         return command(studio, args)
     except StudioError as exc:  # the user's to fix; anything else is a bug: its traceback

@@ -257,3 +257,39 @@ def test_studio_push_offline_refuses_before_exporting(runs):
         studio.push(simclr, "no-slash", token="hf_x")
     after = sorted(exports.iterdir()) if exports.exists() else []
     assert after == before  # nothing was exported
+
+
+def cli(*args, env=None):
+    import os
+
+    from tests.conftest import ROOT
+
+    return subprocess.run(
+        [sys.executable, "-m", "engine", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        env=env or dict(os.environ),
+    )
+
+
+def test_the_cli_exports_and_refuses_a_push_in_one_line(runs, tmp_path):
+    import os
+
+    studio, simclr, _ = runs
+    home = str(studio.home.root)
+    out = cli("export", str(simclr), "--out", str(tmp_path / "x"), "--zip", "--home", home)
+    assert out.returncode == 0, out.stderr
+    assert "exported to" in out.stdout and (tmp_path / "x.zip").exists()
+    again = cli("export", str(simclr), "--out", str(tmp_path / "x"), "--home", home)
+    assert (
+        again.returncode == 2 and again.stderr.startswith("error: ") and "not empty" in again.stderr
+    )
+    offline = cli("push", str(simclr), "--repo", "me/model", "--home", home)
+    assert offline.returncode == 2 and "HF_HUB_OFFLINE is set" in offline.stderr
+    assert offline.stderr.count("\n") == 1  # one line, no traceback
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING"))}
+    env["HF_HOME"] = str(tmp_path / "hf-home")  # no saved login
+    no_token = cli("push", str(simclr), "--repo", "me/model", "--home", home, env=env)
+    assert no_token.returncode == 2 and "no Hugging Face token" in no_token.stderr
