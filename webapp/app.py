@@ -53,6 +53,17 @@ CSS = """
 .ps-status .ps-msg { font-variant-numeric: tabular-nums; }
 .ps-note:empty, .ps-note .prose:empty { display: none; }
 .ps-params > div { min-width: 170px; }
+/* Train tab (one screen at 1366x768): the live column stays in view while the form scrolls;
+   each field's help is one line, whole on hover or focus. */
+.ps-live { position: sticky; top: 0.5rem; align-self: flex-start; }
+.ps-form .info-text { display: -webkit-box; -webkit-line-clamp: 1; -webkit-box-orient: vertical;
+                      overflow: hidden; cursor: help; }
+.ps-form .info-text:hover { -webkit-line-clamp: unset; overflow: visible; position: absolute;
+    z-index: 30; left: var(--block-padding); right: var(--block-padding); padding: 0.3rem 0.5rem;
+    background: var(--background-fill-primary); border: 1px solid var(--border-color-primary);
+    border-radius: 6px; box-shadow: 0 4px 14px rgba(0, 0, 0, 0.12); }
+.ps-chart { padding: 0 !important; }
+.ps-chart-controls .info-text { font-size: 0.78rem; }
 """
 
 

@@ -1,13 +1,13 @@
-"""Curves and the words around them: metric points, plot frames, status lines, dates.
+"""Curves and the words around them: metric points, charts, status lines, dates.
 
 Plain functions over plain types (no gradio objects here but in `CurvePanel`), so each is
 testable on its own. A job's curves are held as a `Curves` dict in a `gr.State`:
 
     {"job_id": 3, "since": 120, "points": {"loss": [[1, 6.2], [2, 6.1], ...], "lr": [...]},
-     "samples": [[monotonic_time, step], ...]}
+     "samples": [[monotonic_time, step], ...], "seen_step": 120}
 
 `poll` adds only the points after `since` (what `studio.metrics(job_id, since)` returns); it
-never fetches a job's history twice.
+never fetches a job's history twice. The charts are plotly figures built in `webapp/charts.py`.
 
 Handlers with several outputs return `Updates`, a dict keyed by component: Gradio leaves an
 output that is not in it as it is, so nobody counts positions (see `respond`).
@@ -25,13 +25,23 @@ import pandas as pd
 from gradio.components import Component
 
 from engine.contract import JobDetail, JobStatus, MetricPoint, Studio
+from webapp.charts import (
+    MAX_PLOT_POINTS,
+    SYSTEM_PREFIX,
+    as_plot,
+    system_figure,
+    thin,
+    training_figure,
+)
 
 Updates = dict[Component, Any]  # a handler's answer: {output component: its new value}
 
 # Logged every step but shown in the status line, not as a curve of its own by default.
 MAIN_CURVES = ("loss", "lr")
-MAX_PLOT_POINTS = 2000  # per curve; longer histories are thinned for the browser
-RATE_WINDOW_S = 30.0  # the ETA uses the step rate over this many recent seconds
+RATE_WINDOW_S = 60.0  # the ETA uses the step rate over about this many recent seconds
+ETA_AFTER_STEPS = 10  # ... once the rate was measured over this many steps
+ETA_AFTER_S = 10.0  # ... or this many seconds
+DEFAULT_SMOOTHING = 0.6  # TensorBoard's default
 
 
 def respond(updates: Updates) -> Any:
@@ -47,7 +57,8 @@ class Curves(TypedDict):
     job_id: int | None
     since: int  # the newest step fetched (-1: none yet)
     points: dict[str, list[list[float]]]  # metric name -> [[step, value], ...]
-    samples: list[list[float]]  # [[monotonic time, step], ...]: the ETA
+    samples: list[list[float]]  # [[monotonic time, step], ...]: when each step was first seen
+    seen_step: NotRequired[int | None]  # the step at the last poll (its time is unknown)
     status: NotRequired[str | None]  # the job's status at the last poll
     status_html: NotRequired[str]  # the status line last sent
     extra_names: NotRequired[list[str]]  # the metric choices last sent
@@ -71,7 +82,7 @@ def rewind(curves: Curves, step: int) -> Curves:
     for name, rows in curves["points"].items():
         curves["points"][name] = [row for row in rows if row[0] <= step]
     curves["since"] = min(curves["since"], step)
-    curves["samples"] = []
+    curves["samples"], curves["seen_step"] = [], None
     return curves
 
 
@@ -95,40 +106,58 @@ def poll(studio: Studio, curves: Curves) -> tuple[Curves, JobDetail, bool]:
         changed = True
     if job["status"] == JobStatus.RUNNING:
         note_progress(curves, job["step"])
+    else:
+        curves["samples"], curves["seen_step"] = [], None  # a queued job's clock restarts
     return curves, job, changed
 
 
 def note_progress(curves: Curves, step: int, now: float | None = None) -> None:
+    """Record when the job's step was first seen to change. The step found at the first poll
+    says nothing about time (the job may have been there for a minute, or still be loading its
+    data), so rates are measured from the first change on; samples older than RATE_WINDOW_S
+    go, except the newest of them, which anchors the window."""
     now = time.monotonic() if now is None else now
-    samples = [s for s in curves["samples"] if now - s[0] <= RATE_WINDOW_S]
-    if not samples or samples[-1][1] != step:
-        samples.append([now, step])
-    curves["samples"] = samples
+    seen = curves.get("seen_step")
+    curves["seen_step"] = step
+    if seen is None or step == seen:
+        return
+    samples = curves["samples"] + [[now, step]]
+    old = [s for s in samples if now - s[0] > RATE_WINDOW_S]
+    curves["samples"] = old[-1:] + [s for s in samples if now - s[0] <= RATE_WINDOW_S]
 
 
-def steps_per_second(curves: Curves, job: JobDetail) -> float | None:
-    """The recent step rate: observed progress over the last RATE_WINDOW_S, else the worker's
-    images-per-second divided by the batch size."""
+def steps_per_second(curves: Curves) -> float | None:
+    """The step rate over the recent window, once it spans ETA_AFTER_STEPS steps or
+    ETA_AFTER_S seconds (None before: a rate from one or two steps, or from start-up, is
+    the "ETA 2h 20m at step 1" a user cannot trust)."""
     samples = curves.get("samples") or []
-    if len(samples) >= 2:
-        (t0, s0), (t1, s1) = samples[0], samples[-1]
-        if t1 > t0 and s1 > s0:
-            return (s1 - s0) / (t1 - t0)
-    batch = (job.get("config") or {}).get("batch_size")
-    if job.get("images_per_second") and batch:
-        return job["images_per_second"] / batch
-    return None
+    if len(samples) < 2:
+        return None
+    (t0, s0), (t1, s1) = samples[0], samples[-1]
+    if t1 <= t0 or s1 <= s0:
+        return None
+    if s1 - s0 < ETA_AFTER_STEPS and t1 - t0 < ETA_AFTER_S:
+        return None
+    return (s1 - s0) / (t1 - t0)
 
 
-# ---- plot frames -------------------------------------------------------------------------
+def eta_seconds(curves: Curves, job: JobDetail, now: float | None = None) -> float | None:
+    """Seconds left: the steps left at the recent rate, less the time already spent on the
+    step in progress (since the newest step was first seen)."""
+    rate = steps_per_second(curves)
+    if rate is None:
+        return None
+    now = time.monotonic() if now is None else now
+    into_step = min(max(now - curves["samples"][-1][0], 0.0), 1.0 / rate)
+    return max(max(job["total_steps"] - job["step"], 0) / rate - into_step, 0.0)
+
+
 def curve_frame(
     curves: Curves, name: str, x_lim: list[float] | None = None, max_points: int = MAX_PLOT_POINTS
 ) -> pd.DataFrame:
-    """A two-column frame (step, `name`) for a LinePlot, thinned to `max_points`.
-
-    With a zoom window only the points inside it (plus one on each side, so the line reaches
-    the edges) are thinned, so zooming in shows full resolution.
-    """
+    """A two-column frame (step, `name`) for a LinePlot (the Runs tab's), thinned to
+    `max_points`. With a zoom window only the points inside it (plus one on each side, so the
+    line reaches the edges) are thinned, so zooming in shows full resolution."""
     rows = curves["points"].get(name, [])
     if x_lim is not None and rows:
         low, high = x_lim
@@ -139,15 +168,15 @@ def curve_frame(
         ]
         if inside:
             rows = rows[max(inside[0] - 1, 0) : inside[-1] + 2]
-    if len(rows) > max_points:
-        stride = -(-len(rows) // max_points)
-        rows = rows[::stride] + ([rows[-1]] if (len(rows) - 1) % stride else [])
+    rows = thin(rows, max_points)
     return pd.DataFrame(rows, columns=["step", name]).astype({"step": "int64", name: "float64"})
 
 
 def extra_metric_names(curves: Curves) -> list[str]:
-    """Logged metrics other than loss and lr (contrastive_acc, images_per_second, ...)."""
-    names = [n for n in curves["points"] if n not in MAIN_CURVES]
+    """Logged metrics other than loss, lr and the system ones (contrastive_acc, ...)."""
+    names = [
+        n for n in curves["points"] if n not in MAIN_CURVES and not n.startswith(SYSTEM_PREFIX)
+    ]
     return sorted(names, key=lambda n: (n == "images_per_second", n))
 
 
@@ -189,8 +218,24 @@ def message(text: str, kind: str = "info") -> str:
     return f'<div class="ps-msg ps-{kind}">{html.escape(text)}</div>'
 
 
+def throughput(job: JobDetail) -> str:
+    """ "85 img/s", or for a text method (its config has a context_length) "21,760 tokens/s":
+    the worker's examples per second times the positions in each (padding counted)."""
+    per_second = job.get("images_per_second")
+    if not per_second:
+        return ""
+    context = (job.get("config") or {}).get("context_length")
+    if context:
+        return f"{per_second * context:,.0f} tokens/s"
+    return f"{per_second:.0f} img/s"
+
+
 def status_line(job: JobDetail, curves: Curves, waiting_for: int | None = None) -> str:
-    """ "#3 simclr on digits · running · step 120/200 · 85 img/s · ETA 1m 10s · elapsed 1m 40s"."""
+    """ "#3 simclr on digits · running · step 120/200 · 85 img/s · ETA 1m 10s · elapsed 1m 40s".
+
+    The ETA comes from the step rate this page observed over the last minute (see
+    `note_progress`), so it includes everything that slows a step (logging, evaluation,
+    checkpoints); elapsed is the job's own running time (`duration_s`), resumes added up."""
     status = job["status"]
     parts = [f"#{job['id']} {job['method']} on {job['dataset']}", status]
     if status == JobStatus.QUEUED:
@@ -201,12 +246,12 @@ def status_line(job: JobDetail, curves: Curves, waiting_for: int | None = None) 
         )
     else:
         parts.append(f"step {job['step']}/{job['total_steps']}")
-        if job.get("images_per_second"):
-            parts.append(f"{job['images_per_second']:.0f} img/s")
+        if speed := throughput(job):
+            parts.append(speed)
         if status == JobStatus.RUNNING:
-            rate = steps_per_second(curves, job)
-            if rate:
-                parts.append("ETA " + format_duration((job["total_steps"] - job["step"]) / rate))
+            eta = eta_seconds(curves, job)
+            if eta is not None:
+                parts.append("ETA " + format_duration(eta))
             if job.get("cancel_requested"):
                 parts.append("stopping after this step")
         parts.append("elapsed " + format_duration(job.get("duration_s")))
@@ -227,129 +272,103 @@ def status_line(job: JobDetail, curves: Curves, waiting_for: int | None = None) 
 
 # ---- the curve panel (gradio) ------------------------------------------------------------
 class CurvePanel:
-    """A job's status line and its loss, learning-rate and one selectable metric plot.
+    """A job's status line, its training chart (loss; lr and one chosen metric below), the
+    chart controls (smoothing, log scale, the other metric) and its system chart (CPU,
+    memory, GPU) in a group of its own.
 
-    Zoom: brushing a range on any plot (LinePlot's `select` event, whose index is the
-    [x_min, x_max] brushed) sets `x_lim` on all three; a double click clears it. The zoom lives
-    in the plots' `x_lim` prop (mirrored in a State), and refreshes send only new `value`s, so
-    they never touch `x_lim` and the user's zoom survives every tick.
+    Zoom is plotly's (drag a box on any curve; double-click to zoom out): the three training
+    curves share their step axis, and refreshes keep the zoom (see webapp/charts.py). The
+    controls redraw from the points already held; refreshes draw with the controls' values.
     """
 
-    def __init__(self, idle_text: str, prefix: str, height: int = 240) -> None:
+    def __init__(self, idle_text: str, prefix: str) -> None:
         self.idle_text = idle_text
+        self.prefix = prefix
         self.curves = gr.State(empty_curves())
-        self.x_lim = gr.State(None)
         self.status = gr.HTML(
             message(idle_text), elem_classes=["ps-status"], elem_id=f"{prefix}-status"
         )
-        common = dict(x="step", height=height, x_title="step", tooltip="axis")
-        with gr.Row(equal_height=True):
-            self.loss = gr.LinePlot(
-                y="loss", title="Loss", y_title="loss", elem_id=f"{prefix}-loss", **common
+        self.plot = gr.Plot(
+            as_plot(training_figure({}, None)),
+            show_label=False,
+            elem_id=f"{prefix}-loss",
+            elem_classes=["ps-chart"],
+        )
+        with gr.Row(equal_height=True, elem_classes=["ps-chart-controls"]):
+            self.smoothing = gr.Slider(
+                0,
+                0.99,
+                value=DEFAULT_SMOOTHING,
+                step=0.01,
+                label="Smoothing",
+                info="Exponential moving average of every curve (raw curve faint behind).",
+                elem_id=f"{prefix}-smoothing",
+                min_width=160,
             )
-            self.lr = gr.LinePlot(
-                y="lr",
-                title="Learning rate",
-                y_title="lr",
-                y_axis_format=".1e",
-                elem_id=f"{prefix}-lr",
-                **common,
-            )
-        with gr.Row(equal_height=True):
-            self.extra = gr.LinePlot(
-                y="value",
-                title="Other metric",
-                y_title="value",
-                scale=3,
-                elem_id=f"{prefix}-extra",
-                **common,
+            self.log_y = gr.Checkbox(
+                False,
+                label="Log scale",
+                info="Every y axis; values at or below 0 are not drawn.",
+                elem_id=f"{prefix}-log",
+                min_width=120,
             )
             self.extra_name = gr.Dropdown(
                 label="Other metric",
                 choices=[],
                 value=None,
-                info="Metrics the method logs besides loss and lr. "
-                "Brush a step range on any plot to zoom all "
-                "three; double-click to zoom out.",
-                scale=1,
-                min_width=180,
+                info="What the method logs besides loss and lr.",
+                elem_id=f"{prefix}-extra",
+                min_width=160,
             )
-        self.plots = [self.loss, self.lr, self.extra]
-        self.outputs = [
-            self.curves,
-            self.x_lim,
-            self.status,
-            self.loss,
-            self.lr,
-            self.extra_name,
-            self.extra,
-        ]
+        with gr.Accordion("System: CPU, memory, GPU", open=False, elem_id=f"{prefix}-sys"):
+            self.system = gr.Plot(
+                as_plot(system_figure({})),
+                show_label=False,
+                elem_id=f"{prefix}-system",
+                elem_classes=["ps-chart"],
+            )
+        self.view = [self.extra_name, self.smoothing, self.log_y]
+        self.inputs = [self.curves, *self.view]  # what a refresh handler reads
+        self.outputs = [self.curves, self.status, self.plot, self.extra_name, self.system]
 
     def wire(self) -> None:
-        """Zoom and metric-choice events (private: not API endpoints)."""
+        """The chart controls redraw from the points held (private: not API endpoints)."""
         quiet = dict(api_visibility="private", show_progress="hidden")
-        for plot in self.plots:
-            plot.select(
-                self.zoom, [self.curves, self.extra_name], [self.x_lim, *self.plots], **quiet
-            )
-            plot.double_click(
-                self.unzoom, [self.curves, self.extra_name], [self.x_lim, *self.plots], **quiet
-            )
-        self.extra_name.input(
-            self.show_extra, [self.curves, self.x_lim, self.extra_name], [self.extra], **quiet
-        )
+        for event in (self.smoothing.release, self.log_y.input, self.extra_name.input):
+            event(self.redraw, self.inputs, [self.plot, self.system], **quiet)
 
     # Handlers: plain functions of plain values.
-    @staticmethod
-    def frames(
-        curves: Curves, x_lim: list[float] | None, extra_name: str | None
-    ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-        extra = curve_frame(curves, extra_name or "", x_lim)
-        extra.columns = ["step", "value"]
-        return curve_frame(curves, "loss", x_lim), curve_frame(curves, "lr", x_lim), extra
-
-    def zoom(self, curves: Curves, extra_name: str | None, evt: gr.SelectData) -> list:
-        low, high = (float(v) for v in evt.index[:2])
-        x_lim = [min(low, high), max(low, high)]
-        loss, lr, extra = self.frames(curves, x_lim, extra_name)
-        return [
-            x_lim,
-            gr.LinePlot(loss, x_lim=x_lim),
-            gr.LinePlot(lr, x_lim=x_lim),
-            gr.LinePlot(extra, x_lim=x_lim),
-        ]
-
-    def unzoom(self, curves: Curves, extra_name: str | None) -> list:
-        loss, lr, extra = self.frames(curves, None, extra_name)
-        return [
-            None,
-            gr.LinePlot(loss, x_lim=None),
-            gr.LinePlot(lr, x_lim=None),
-            gr.LinePlot(extra, x_lim=None),
-        ]
-
-    def show_extra(
-        self, curves: Curves, x_lim: list[float] | None, extra_name: str | None
-    ) -> gr.LinePlot:
-        return gr.LinePlot(
-            self.frames(curves, x_lim, extra_name)[2],
-            title=extra_name or "Other metric",
-            y_title=extra_name or "value",
+    def figures(
+        self, curves: Curves, extra_name: str | None, smoothing: float, log_y: bool
+    ) -> tuple[Any, Any]:
+        """(training chart, system chart) as `gr.Plot` values."""
+        revision = f"{self.prefix}-job-{curves.get('job_id')}"
+        smoothing = float(smoothing or 0)
+        points = curves["points"]
+        training = training_figure(
+            points, extra_name, smoothing=smoothing, log_y=bool(log_y), revision=revision
         )
+        system = system_figure(points, smoothing=smoothing, revision=revision)
+        return as_plot(training), as_plot(system)
+
+    def redraw(self, curves: Curves, extra_name: str | None, smoothing: float, log_y: bool) -> list:
+        return list(self.figures(curves, extra_name, smoothing, log_y))
 
     def values(
         self,
         curves: Curves,
         job: JobDetail | None,
         changed: bool,
-        x_lim: list[float] | None,
-        extra_name: str | None,
+        extra_name: str | None = None,
+        smoothing: float = DEFAULT_SMOOTHING,
+        log_y: bool = False,
         *,
         waiting_for: int | None = None,
         reset: bool = False,
     ) -> Updates:
         """Updates of `outputs` (the curves state always; the rest only where it changed).
-        `reset` (a newly followed job) redraws everything and clears the zoom."""
+        `reset` (a newly followed job) redraws everything; the charts' zoom resets with it,
+        as their uirevision names the job."""
         status = status_line(job, curves, waiting_for) if job else message(self.idle_text)
         out: Updates = {self.curves: curves}
         if status != curves.get("status_html") or reset:
@@ -362,21 +381,7 @@ class CurvePanel:
             if extra_name not in names:
                 extra_name = names[0] if names else None
             out[self.extra_name] = gr.update(choices=names, value=extra_name)
-        if not (changed or reset):
+        if not (changed or reset or name_changed):
             return out
-        loss, lr, extra = self.frames(curves, None if reset else x_lim, extra_name)
-        title = dict(title=extra_name or "Other metric", y_title=extra_name or "value")
-        if reset:
-            return {
-                **out,
-                self.x_lim: None,
-                self.loss: gr.LinePlot(loss, x_lim=None),
-                self.lr: gr.LinePlot(lr, x_lim=None),
-                self.extra: gr.LinePlot(extra, x_lim=None, **title),
-            }
-        return {
-            **out,
-            self.loss: loss,
-            self.lr: lr,
-            self.extra: gr.LinePlot(extra, **title) if name_changed else extra,
-        }
+        out[self.plot], out[self.system] = self.figures(curves, extra_name, smoothing, log_y)
+        return out

@@ -119,7 +119,7 @@ class JobsTab:
                     "Resume", size="sm", scale=0, min_width=90, interactive=False
                 )
                 self.open_btn = gr.Button("Follow in Train tab", size="sm", scale=0, min_width=170)
-            self.panel = CurvePanel(IDLE_TEXT, "jobs", height=220)
+            self.panel = CurvePanel(IDLE_TEXT, "jobs")
             with gr.Row():
                 self.config = gr.JSON(label="Resolved configuration", open=True)
                 self.spec = gr.JSON(label="Spec (as asked)", open=True)
@@ -150,13 +150,7 @@ class JobsTab:
         self.table.select(self.on_select, None, [self.selected, *self.detail_outputs], **private)
         self.timer.tick(
             self.tick,
-            [
-                self.table_key,
-                self.selected,
-                self.panel.curves,
-                self.panel.x_lim,
-                self.panel.extra_name,
-            ],
+            [self.table_key, self.selected, *self.panel.inputs],
             self.tick_outputs,
             show_progress="hidden",
             concurrency_limit=None,
@@ -228,19 +222,13 @@ class JobsTab:
             self.title: title,
             self.config: job.get("config"),
             self.spec: job.get("spec"),
-            **self.panel.values(curves, job, True, None, None, waiting_for=wait, reset=True),
+            **self.panel.values(curves, job, True, waiting_for=wait, reset=True),
             self.stop_btn: stop,
             self.resume_btn: resume,
         }
 
-    def tick(
-        self,
-        key: str,
-        job_id: int | None,
-        curves: Curves,
-        x_lim: list[float] | None,
-        extra_name: str | None,
-    ) -> Updates:
+    def tick(self, key: str, job_id: int | None, curves: Curves, *view: Any) -> Updates:
+        """The table, and the selected job's refresh; `view`: the chart controls' values."""
         out = self.refresh(key)
         if job_id is None or curves.get("job_id") != job_id:
             return out
@@ -254,7 +242,7 @@ class JobsTab:
         status_changed = job["status"] != curves.get("status")
         curves["status"] = job["status"]
         wait = waiting_for(self.studio) if job["status"] == JobStatus.QUEUED else None
-        out.update(self.panel.values(curves, job, changed, x_lim, extra_name, waiting_for=wait))
+        out.update(self.panel.values(curves, job, changed, *view, waiting_for=wait))
         if status_changed:
             stop, resume = button_states(job["status"], may_change(self.studio))
             out.update({self.stop_btn: stop, self.resume_btn: resume})

@@ -180,28 +180,34 @@ class TrainTab:
         fields = self.forms[first]
         datasets = self.studio.datasets()
         backbone = next(f for f in fields if f["name"] == "backbone")
-        with gr.Row():
-            with gr.Column(scale=2, min_width=380):
-                self.method = gr.Dropdown(
-                    method_choices(list(self.methods.values())),
-                    value=first,
-                    label="Method",
-                    info="Each method is one file in engine/methods/.",
-                )
-                self.dataset = gr.Dropdown(
-                    dataset_choices(datasets, info["modality"]),
-                    value=pick_dataset(datasets, info["modality"], None),
-                    label="Dataset",
-                )
-                self.data_panel.build()
-                with gr.Accordion("About this method", open=False):
-                    self.card = gr.Markdown(card_markdown(info))
+        # One screen for a demo: the form on the left (each field's help clamped to one line,
+        # whole on hover), and on the right, sticky while the form scrolls, Start/Stop/Resume,
+        # the status line and the charts: all in view at 1366x768 after Start.
+        with gr.Row(equal_height=False, elem_classes=["ps-train"]):
+            with gr.Column(scale=5, min_width=400, elem_classes=["ps-form"]):
+                with gr.Row():
+                    self.method = gr.Dropdown(
+                        method_choices(list(self.methods.values())),
+                        value=first,
+                        label="Method",
+                        info="Each method is one file in engine/methods/; its card is below.",
+                        scale=3,
+                        min_width=220,
+                    )
+                    self.dataset = gr.Dropdown(
+                        dataset_choices(datasets, info["modality"]),
+                        value=pick_dataset(datasets, info["modality"], None),
+                        label="Dataset",
+                        scale=2,
+                        min_width=160,
+                    )
                 with gr.Row():
                     self.backbone = gr.Dropdown(
                         backbone["choices"] or [backbone["default"]],
                         value=backbone["default"],
                         label="Backbone",
                         info=backbone["help"],
+                        min_width=120,
                     )
                     self.preset = gr.Dropdown(
                         info["presets"],
@@ -209,10 +215,19 @@ class TrainTab:
                         label="Preset",
                         info="quick: minutes on a laptop CPU; paper: the paper's recipe; "
                         "tiny: seconds, a smoke test.",
+                        min_width=120,
                     )
                     self.seed = gr.Number(
-                        0, precision=0, label="Seed", minimum=0, info="Same seed, same run."
+                        0,
+                        precision=0,
+                        label="Seed",
+                        minimum=0,
+                        info="Same seed, same run.",
+                        min_width=100,
                     )
+                with gr.Accordion("About this method", open=False):
+                    self.card = gr.Markdown(card_markdown(info))
+                self.data_panel.build()
                 with gr.Row(elem_classes=["ps-params"]):
                     self.form.render(main=True, fields=fields)
                 with gr.Accordion("More settings", open=False):
@@ -237,14 +252,14 @@ class TrainTab:
                         label="Evaluate on",
                         info="A labelled image dataset.",
                     )
-                with gr.Row():
+            with gr.Column(scale=6, min_width=480, elem_classes=["ps-live"]):
+                with gr.Row(elem_classes=["ps-actions"]):
                     self.start_btn = gr.Button("Start", variant="primary", scale=2, min_width=100)
                     self.stop_btn = gr.Button(
                         "Stop", variant="stop", interactive=False, scale=1, min_width=80
                     )
                     self.resume_btn = gr.Button("Resume", interactive=False, scale=1, min_width=80)
                 self.note = gr.HTML("", elem_classes=["ps-note"])
-            with gr.Column(scale=3, min_width=480):
                 self.panel = CurvePanel(IDLE_TEXT, "train")
                 self.sample = gr.Textbox(
                     label="Latest sample the model wrote", lines=3, visible=False, interactive=False
@@ -306,7 +321,7 @@ class TrainTab:
         self.method.input(self.on_method_evals, [self.method], [self.evals], **private)
         self.timer.tick(
             self.tick,
-            [self.panel.curves, self.panel.x_lim, self.panel.extra_name],
+            self.panel.inputs,
             self.follow_outputs,
             show_progress="hidden",
             concurrency_limit=None,
@@ -397,12 +412,14 @@ class TrainTab:
         wait = waiting_for(self.studio) if job["status"] == JobStatus.QUEUED else None
         curves["status"] = job["status"]
         return {
-            **self.panel.values(curves, job, True, None, None, waiting_for=wait, reset=True),
+            **self.panel.values(curves, job, True, waiting_for=wait, reset=True),
             self.timer: gr.Timer(active=job["status"] not in TERMINAL_STATUSES),
             **self.buttons(job["status"]),
         }
 
-    def tick(self, curves: Curves, x_lim: list[float] | None, extra_name: str | None) -> Updates:
+    def tick(self, curves: Curves, *view: Any) -> Updates:
+        """A refresh of the followed job; `view` is the chart controls' values
+        (`CurvePanel.view`)."""
         if curves.get("job_id") is None:
             return {self.timer: gr.Timer(active=False)}
         try:
@@ -417,7 +434,7 @@ class TrainTab:
         wait = waiting_for(self.studio) if job["status"] == JobStatus.QUEUED else None
         status_changed = job["status"] != curves.get("status")
         curves["status"] = job["status"]
-        out = self.panel.values(curves, job, changed, x_lim, extra_name, waiting_for=wait)
+        out = self.panel.values(curves, job, changed, *view, waiting_for=wait)
         if job["status"] in TERMINAL_STATUSES:
             out[self.timer] = gr.Timer(active=False)
         if status_changed:

@@ -21,8 +21,8 @@ from engine.api import Studio  # noqa: E402
 from tests.webapp.helpers import free_port, kill_workers  # noqa: E402
 from webapp.app import build_app, launch_options  # noqa: E402
 
-# Vega draws each line as a path inside a "mark-line" group.
-LINE = "#train-loss .mark-line path"
+# Plotly draws each curve as a "js-line" path (and each marker as a "point") in its scatterlayer.
+LINE = "#train-loss .scatterlayer .js-line"
 
 
 @pytest.fixture

@@ -1,0 +1,174 @@
+"""The Train/Jobs charts and status line as handlers produce them (no browser): plotly figures
+right from the first point, the chart controls, an ETA that can be trusted, tokens/s."""
+
+from __future__ import annotations
+
+import json
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr
+import pytest
+
+from webapp import charts, figures
+
+
+def points(names=("loss", "lr"), steps=range(1, 51), value=lambda s: 1.0 / s):
+    return {name: [[s, value(s)] for s in steps] for name in names}
+
+
+def traces(figure, axes=""):
+    return [t for t in figure["data"] if t["yaxis"] == f"y{axes}"]
+
+
+# ---- charts ------------------------------------------------------------------------------
+def test_one_point_is_a_visible_marker_with_titled_axes():
+    figure = charts.training_figure({"loss": [[1, 0.695823]], "lr": [[1, 3e-4]]}, None)
+    [loss] = traces(figure)
+    assert loss["x"] == [1] and loss["y"] == [0.695823] and "markers" in loss["mode"]
+    layout = figure["layout"]
+    for axis in ("xaxis", "yaxis", "xaxis2", "yaxis2", "xaxis3", "yaxis3"):
+        assert layout[axis]["title"]["text"], axis  # axis titles always
+        assert layout[axis]["automargin"]  # tick labels never cut
+        assert layout[axis]["exponentformat"] == "e"  # 1e-3 in full
+    assert layout["yaxis"]["title"]["text"] == "loss" and layout["yaxis2"]["title"]["text"] == "lr"
+    assert layout["xaxis2"]["matches"] == "x" and layout["xaxis3"]["matches"] == "x"
+    many = charts.training_figure(points(steps=range(1, 500)), None)
+    assert traces(many)[0]["mode"] == "lines"
+
+
+def test_empty_chart_says_why_and_long_curves_are_thinned():
+    figure = charts.training_figure({}, None)
+    assert any("no points yet" in a["text"] for a in figure["layout"]["annotations"])
+    long = charts.training_figure(points(steps=range(1, 10_001)), None)
+    [loss] = traces(long)
+    assert len(loss["x"]) <= charts.MAX_PLOT_POINTS + 1 and loss["x"][-1] == 10_000
+
+
+def test_smoothing_is_debiased_ema_and_lr_stays_exact():
+    assert charts.ema([2.0, 2.0, 2.0], 0.9) == pytest.approx([2.0, 2.0, 2.0])  # no pull to 0
+    assert charts.ema([1.0, 3.0], 0.5) == pytest.approx([1.0, (0.5 * 0.5 + 0.5 * 3.0) / 0.75])
+    assert charts.ema([1.0, 5.0], 0.0) == [1.0, 5.0]
+    noisy = points(("loss", "lr", "acc"), value=lambda s: float(s % 2))
+    figure = charts.training_figure(noisy, "acc", smoothing=0.8)
+    raw, smooth = traces(figure)
+    assert raw["opacity"] < 1 and smooth["name"] == "loss (smoothed)"
+    assert max(smooth["y"][10:]) - min(smooth["y"][10:]) < 0.5  # the 0/1 zigzag is tamed
+    assert len(traces(figure, "2")) == 1  # lr: exact
+    assert len(traces(figure, "3")) == 2  # the other metric is smoothed too
+
+
+def test_log_scale_and_zoom_revisions():
+    linear = charts.training_figure(points(), None, revision="train-job-3")
+    log = charts.training_figure(points(), None, log_y=True, revision="train-job-3")
+    assert all(log["layout"][f"yaxis{a}"]["type"] == "log" for a in ("", "2", "3"))
+    assert linear["layout"]["yaxis"]["type"] == "linear"
+    # The same job keeps the user's zoom (uirevision); the y axes re-fit on a scale switch.
+    assert linear["layout"]["uirevision"] == log["layout"]["uirevision"] == "train-job-3"
+    assert linear["layout"]["yaxis"]["uirevision"] != log["layout"]["yaxis"]["uirevision"]
+
+
+def test_system_metrics_have_their_own_chart():
+    pts = {
+        **points(),
+        "system/cpu_percent": [[1, 150.0], [5, 190.0]],
+        "system/rss_mb": [[1, 900.0], [5, 910.0]],
+    }
+    system = charts.system_figure(pts)
+    assert [t["name"] for t in system["data"]] == ["CPU % (100 = one core)", "memory (resident MB)"]
+    training = charts.training_figure(pts, None)
+    assert not any("system" in t["name"] or "CPU" in t["name"] for t in training["data"])
+    curves = figures.add_points(
+        figures.empty_curves(1),
+        [{"step": s, "name": n, "value": v} for n, rows in pts.items() for s, v in rows],
+    )
+    assert figures.extra_metric_names(curves) == []  # neither loss/lr nor system/*
+
+
+# ---- the panel's handlers ----------------------------------------------------------------
+JOB = {
+    "id": 1,
+    "method": "simclr",
+    "dataset": "digits",
+    "status": "running",
+    "step": 50,
+    "total_steps": 100,
+    "duration_s": 10.0,
+    "config": {},
+}
+
+
+def test_panel_refreshes_with_the_controls_and_redraws_on_them():
+    with gr.Blocks():
+        panel = figures.CurvePanel("idle", "t")
+    curves = figures.add_points(
+        figures.empty_curves(1),
+        [
+            {"step": s, "name": n, "value": float(s)}
+            for s in range(1, 51)
+            for n in ("loss", "lr", "contrastive_acc")
+        ],
+    )
+    out = panel.values(curves, JOB, True, None, 0.0, True, reset=True)
+    assert out[panel.extra_name]["value"] == "contrastive_acc"
+    figure = json.loads(out[panel.plot].plot)
+    assert figure["layout"]["yaxis"]["type"] == "log"
+    assert figure["layout"]["uirevision"] == "t-job-1"
+    assert traces(figure, "3")[0]["name"] == "contrastive_acc"
+    again = panel.values(curves, JOB, False, "contrastive_acc", 0.0, True)
+    assert list(again) == [panel.curves]  # nothing new: only the state goes back
+    plot, system = panel.redraw(curves, "contrastive_acc", 0.6, False)
+    figure = json.loads(plot.plot)
+    assert figure["layout"]["yaxis"]["type"] == "linear" and len(traces(figure)) == 2
+    assert json.loads(system.plot)["layout"]["height"] == charts.SYSTEM_HEIGHT
+
+
+# ---- the status line ---------------------------------------------------------------------
+def simulate(curves, total, step_s, startup_s, poll_s, flush_s=0.5, until=None):
+    """Poll a job that starts after `startup_s` and then takes `step_s` per step, as the UI
+    would every `poll_s` (the worker writes its step every `flush_s`). Yields (time, step,
+    ETA shown)."""
+    now = 0.0
+    end = startup_s + total * step_s
+    while now < (until or end):
+        written = now - (now - startup_s) % flush_s if now > startup_s else 0.0
+        step = min(total, max(0, int((written - startup_s) / step_s)))
+        figures.note_progress(curves, step, now)
+        job = dict(JOB, step=step, total_steps=total)
+        yield now, step, figures.eta_seconds(curves, job, now), end - now
+        now += poll_s
+
+
+@pytest.mark.parametrize(
+    "total, step_s, startup_s, poll_s",
+    [(200, 0.9, 20.0, 1.0), (60, 3.0, 5.0, 1.0), (2000, 0.05, 8.0, 3.0), (300, 2.0, 40.0, 1.0)],
+)
+def test_eta_waits_for_10_steps_or_10_s_then_is_within_2x(total, step_s, startup_s, poll_s):
+    curves = figures.empty_curves(1)
+    for now, step, eta, left in simulate(curves, total, step_s, startup_s, poll_s):
+        if now < startup_s + min(10 * step_s, 10.0):
+            assert eta is None, (now, step, eta)  # never from start-up or a step or two
+        if step >= 0.2 * total and step < total:
+            assert eta is not None and left / 2 <= eta <= 2 * left, (now, step, eta, left)
+
+
+def test_eta_of_a_page_opened_mid_job_and_after_a_rewind():
+    curves = figures.empty_curves(1)
+    figures.note_progress(curves, 500, now=1000.0)  # the step found: its time is unknown
+    figures.note_progress(curves, 500, now=1001.0)
+    assert figures.eta_seconds(curves, dict(JOB, step=500, total_steps=1000)) is None
+    for i in range(1, 12):
+        figures.note_progress(curves, 500 + i, now=1001.0 + i)
+    eta = figures.eta_seconds(curves, dict(JOB, step=511, total_steps=1000), now=1012.0)
+    assert eta == pytest.approx(489.0)
+    figures.rewind(curves, 400)
+    assert curves["samples"] == [] and figures.steps_per_second(curves) is None
+
+
+def test_status_line_words():
+    line = figures.status_line(dict(JOB, images_per_second=85.2), figures.empty_curves(1))
+    assert "85 img/s" in line and "ETA" not in line and "elapsed 10s" in line
+    text = dict(JOB, method="bert", images_per_second=20.0, config={"context_length": 64})
+    assert "1,280 tokens/s" in figures.status_line(text, figures.empty_curves(1))
+    assert "img/s" not in figures.status_line(text, figures.empty_curves(1))
