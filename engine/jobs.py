@@ -330,22 +330,18 @@ def kill_tree(pid: int) -> None:
 def record_exit(store: Store, home: Home, job_id: int, code: int) -> None:
     """Record how job `job_id` ended once its worker (or launcher) exited with `code`, where
     the worker did not: cancelled, interrupted (killed), or failed with the log's last lines.
-    For a multi-process job the launcher's verdict names the rank that failed first and
-    replaces rank 0's own error (often only "connection closed by peer") unless rank 0 was
-    the one that failed; a stop rank 0 saw without a Stop was the launcher tearing the ranks
-    down after such a failure."""
+    For a multi-process job rank 0 records only a completion, a Stop or a divergence and
+    leaves a failure to this (with its own error in the row): the launcher's verdict names
+    the rank that failed first and replaces rank 0's error (often only "connection closed by
+    peer") unless rank 0 was the one that failed."""
     job = store.get_job(job_id)
     if job is None:
         return
+    if job.status != "running":
+        return  # the worker recorded its own ending
     blamed = None
     if processes_of(job) > 1 and code != 0:
         blamed = launch.rank_failure(_log_text(home, job_id), processes_of(job))
-    if job.status != "running":  # the worker recorded its own ending
-        torn_down = job.status == "cancelled" and not job.cancel_requested
-        if blamed is not None and (torn_down or (job.status == "failed" and blamed[0] != 0)):
-            store.transition(job_id, (job.status,), status="failed", error=blamed[1])
-            rewind_to_checkpoint(store, job)
-        return
     if job.cancel_requested:
         status, error = "cancelled", None
     elif code < 0 or code == KILLED_EXIT:
@@ -356,11 +352,10 @@ def record_exit(store: Store, home: Home, job_id: int, code: int) -> None:
         )
     else:
         status = "failed"
-        error = (
-            blamed[1]
-            if blamed is not None
-            else f"the worker exited with code {code}: {_log_tail(home, job_id)}"
-        )
+        if blamed is not None and (blamed[0] != 0 or not job.error):
+            error = blamed[1]
+        else:  # rank 0's own error (it wrote it and left the end to this), or the log's tail
+            error = job.error or f"the worker exited with code {code}: {_log_tail(home, job_id)}"
     if store.transition(
         job_id,
         ("running",),

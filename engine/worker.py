@@ -198,6 +198,7 @@ def run_worker(
         store, job_id, on_step, home.run_dir(job_id), stored.get("report_to", "none"), stored
     )
     fields: dict = {}
+    diverged = False
     try:
         spec, config = resolve(job.spec)  # as Studio.validate stored it
         result: RunResult = run_job(
@@ -221,6 +222,7 @@ def run_worker(
         sink.discard_from(exc.step)  # keep nothing logged at or after the bad step
         sink.flush()
         fields = dict(status="failed", error=str(exc))
+        diverged = True
     except Exception as exc:  # noqa: BLE001 - any crash is recorded as the job's error
         traceback.print_exc()
         try:
@@ -232,6 +234,13 @@ def run_worker(
         sink.close()
         heartbeat.done.set()
         heartbeat.join()
+    if world > 1 and not (diverged or _ends_here(store, job_id, fields)):
+        # A crash here, or a stop without Stop (the launcher tearing the ranks down after
+        # another rank failed): the launcher's report says which rank failed first, and
+        # jobs.record_exit records the end from it once every rank has gone.
+        fields.pop("status", None)
+        store.update_job(job_id, **fields)
+        return fields
     finished = utcnow()
     fields.update(
         finished_at=finished,
@@ -239,6 +248,15 @@ def run_worker(
     )
     store.update_job(job_id, **fields)
     return fields
+
+
+def _ends_here(store: Store, job_id: int, fields: dict) -> bool:
+    """Whether rank 0 of a multi-process job records this end itself: completed, or
+    cancelled by a Stop (a divergence it names by step, too: see run_worker)."""
+    if fields.get("status") == "cancelled":
+        job = store.get_job(job_id)
+        return job is not None and job.cancel_requested
+    return fields.get("status") == "completed"
 
 
 def _run_rank(home: Home, job_id: int) -> dict:
