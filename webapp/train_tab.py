@@ -20,6 +20,8 @@ from engine.contract import (
     RESUMABLE_STATUSES,
     TERMINAL_STATUSES,
     DatasetInfo,
+    FormField,
+    HardwareInfo,
     JobSpec,
     JobStatus,
     MethodInfo,
@@ -137,6 +139,25 @@ def eval_dataset_choices(datasets: list[DatasetInfo]) -> list[tuple[str, str]]:
     ]
 
 
+def processes_note(info: HardwareInfo) -> str:
+    """What the processes field can use here, e.g. '2 CPU cores, no GPU: up to 2 processes'."""
+    gpus = info["cuda_devices"]
+    if gpus:
+        found = f"{len(gpus)} GPU{'s' if len(gpus) > 1 else ''} ({gpus[0]['name']})"
+    else:
+        found = f"{info['cpu_cores']} CPU core{'s' if info['cpu_cores'] > 1 else ''}, no GPU"
+    most = info["max_processes"]
+    return f"{found}: up to {most} process{'es' if most > 1 else ''}"
+
+
+def with_hardware(fields: list[FormField], note: str) -> list[FormField]:
+    """The form with the processes field's help ending in what this machine offers."""
+    return [
+        FormField(**{**f, "help": f"{f['help']} Here: {note}."}) if f["name"] == "processes" else f
+        for f in fields
+    ]
+
+
 def waiting_for(studio: Studio) -> int | None:
     running = [j["id"] for j in studio.jobs() if j["status"] == JobStatus.RUNNING]
     return running[0] if running else None
@@ -168,7 +189,8 @@ class TrainTab:
     def __init__(self, studio: Studio) -> None:
         self.studio = studio
         self.methods = {m["name"]: m for m in studio.methods()}
-        self.forms = {name: studio.method_form(name, "quick") for name in self.methods}
+        self.hardware_note = processes_note(studio.hardware())  # beside the processes field
+        self.forms = {name: self.method_form(name, "quick") for name in self.methods}
         self.form = ParamForm(self.forms)
         self.data_panel = DataPanel(studio)
 
@@ -345,10 +367,13 @@ class TrainTab:
         demo.load(self.on_load, None, self.follow_outputs, show_progress="hidden", **private)
 
     # ---- handlers ----------------------------------------------------------------------
+    def method_form(self, method: str, preset: str) -> list[FormField]:
+        return with_hardware(self.studio.method_form(method, preset), self.hardware_note)
+
     def on_method(self, method: str, dataset: str | None, preset: str | None) -> Updates:
         info = self.methods[method]
         preset = preset if preset in info["presets"] else "quick"
-        fields = self.studio.method_form(method, preset)
+        fields = self.method_form(method, preset)
         datasets = self.studio.datasets()
         backbone = next(f for f in fields if f["name"] == "backbone")
         return {
@@ -371,7 +396,7 @@ class TrainTab:
         return gr.update(value=default_evals(modality), interactive=modality == "image")
 
     def on_preset(self, method: str, preset: str) -> Updates:
-        fields = self.studio.method_form(method, preset)
+        fields = self.method_form(method, preset)
         backbone = next(f for f in fields if f["name"] == "backbone")
         return {self.backbone: gr.update(value=backbone["default"]), **self.form.updates(fields)}
 
