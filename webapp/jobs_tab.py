@@ -28,6 +28,7 @@ from webapp.figures import (
     message,
     poll,
 )
+from webapp.jobs_export import ExportPanel
 from webapp.train_tab import button_states, waiting_for
 
 log = logging.getLogger(__name__)
@@ -123,6 +124,8 @@ class JobsTab:
             with gr.Row():
                 self.config = gr.JSON(label="Resolved configuration", open=True)
                 self.spec = gr.JSON(label="Spec (as asked)", open=True)
+            self.export_panel = ExportPanel(self.studio)  # export as zip, push to the Hub
+            self.export_panel.build()
         # Ticks only while this tab is shown (see `shown`): an idle page polls nothing.
         self.timer = gr.Timer(REFRESH_S, active=False)
         self.detail_outputs = [
@@ -161,6 +164,7 @@ class JobsTab:
             self.resume, [self.selected], [self.note, *self.detail_outputs], **private
         )
         self.panel.wire()
+        self.export_panel.wire(self.selected)
 
     def wire_visibility(self, tab_row: gr.Tabs, label: str) -> None:
         """Tick only while this tab is shown. (gr.Tabs' select, not each gr.Tab's: a Tab
