@@ -26,7 +26,7 @@ import traceback
 from collections import deque
 from collections.abc import Callable
 
-from engine import checkpoints, trackers
+from engine import checkpoints, sysmetrics, trackers
 from engine.data.stored import register_user_datasets
 from engine.home import Home
 from engine.launch import process_rank, watch_parent
@@ -176,7 +176,10 @@ def run_worker(
     job = store.get_job(job_id)
     if job is None:
         raise SystemExit(f"no job {job_id} in {home.db_path}")
-    started = utcnow()
+    # The job's clock started when its slot was claimed (the row is then already running):
+    # starting it again here made the elapsed time jump back to 0 s once the worker came up.
+    claimed = job.status == "running" and job.started_at is not None
+    started = job.started_at if claimed else utcnow()
     store.update_job(
         job_id,
         status="running",
@@ -202,7 +205,12 @@ def run_worker(
     try:
         spec, config = resolve(job.spec)  # as Studio.validate stored it
         result: RunResult = run_job(
-            spec, config, home.run_dir(job_id), sink, stop.is_set, data_cache_dir=home.cache_dir
+            spec,
+            config,
+            home.run_dir(job_id),
+            sysmetrics.SystemSink(sink),  # CPU, memory (and GPU) curves: rank 0's process
+            stop.is_set,
+            data_cache_dir=home.cache_dir,
         )
         _leave_group()  # the evaluations below run in this process alone
         sink.flush()
