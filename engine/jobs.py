@@ -287,10 +287,11 @@ class JobManager:
     def _escalate_cancels(self) -> None:
         now = time.monotonic()
         quiet_since = utcnow() - timedelta(seconds=self.grace_s)
+        host = socket.gethostname()  # another machine's pid means nothing here
         stopping = [
             j
             for j in self.store.list_jobs(("running",))
-            if j.cancel_requested and _process_alive(j.pid)
+            if j.cancel_requested and j.host in (host, None) and _process_alive(j.pid)
         ]
         ids = {j.id for j in stopping}  # forget jobs that stopped (a later cancel starts anew)
         self._cancel_seen = {i: t for i, t in self._cancel_seen.items() if i in ids}
