@@ -150,7 +150,11 @@ def _evaluation_table(facts: CardFacts) -> str:
     heading = ["model", "evaluated on", *(FIGURE_COLUMNS.get(k, k.replace("_", " ")) for k in keys)]
     lines = ["| " + " | ".join(heading) + " |", "|" + "---|" * len(heading)]
     for row in rows:
-        name = f"**{row['name']}** (this model)" if row.get("kind") == "job" else row["name"]
+        name = row["name"]
+        if row.get("kind") == "job":
+            at = row.get("eval_step")
+            later = at is not None and at != facts.step
+            name = f"**{name}** (this run" + (f", evaluated at step {at})" if later else ")")
         cells = [name, str(row.get("dataset", ""))]
         cells += [f"{row[k]:.3f}" if isinstance(row.get(k), (int, float)) else "" for k in keys]
         lines.append("| " + " | ".join(cells) + " |")
@@ -168,14 +172,15 @@ def draw_curve(
 ) -> Path:
     """A line chart of (step, value) points as a PNG, drawn with PIL (no plotting library):
     axes with min/max labels, the curve, and the title."""
-    from PIL import Image, ImageDraw
+    from PIL import Image, ImageDraw, ImageFont
 
     width, height = size
-    left, right, top, bottom = 64, 16, 28, 36
+    left, right, top, bottom = 64, 16, 32, 36
     image = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=13)  # PIL's own font: no font file to find
     finite = [(s, v) for s, v in points if math.isfinite(v)]
-    draw.text((left, 8), title, fill="black")
+    draw.text((left, 8), title, fill="black", font=font)
     draw.rectangle([left, top, width - right, height - bottom], outline=(160, 160, 160))
     if finite:
         steps = [s for s, _ in finite]
@@ -197,10 +202,10 @@ def draw_curve(
             draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=(31, 119, 180))
         else:
             draw.line(line, fill=(31, 119, 180), width=2)
-        draw.text((4, top - 4), f"{v1:.4g}", fill="black")
-        draw.text((4, height - bottom - 10), f"{v0:.4g}", fill="black")
-        draw.text((left, height - bottom + 6), f"step {s0}", fill="black")
+        draw.text((4, top - 4), f"{v1:.4g}", fill="black", font=font)
+        draw.text((4, height - bottom - 12), f"{v0:.4g}", fill="black", font=font)
+        draw.text((left, height - bottom + 6), f"step {s0}", fill="black", font=font)
         label = f"step {s1}"
-        draw.text((width - right - 7 * len(label), height - bottom + 6), label, fill="black")
+        draw.text((width - right, height - bottom + 6), label, fill="black", font=font, anchor="ra")
     image.save(path)
     return Path(path)
