@@ -1,8 +1,9 @@
 """Pretext Studio: `python app.py [--host H] [--port P] [--home DIR] [--auth USER:PASS]
 [--viewer] [--open]`.
 
-Builds the engine facade over the home folder (--home, else $PRETEXT_HOME, else ./.pretext),
-marks jobs whose worker died as interrupted, starts the job manager, and serves the dashboard.
+Builds the engine facade over the home folder (--home, else $PRETEXT_HOME, else /data/pretext
+on a Space with persistent storage, else ./.pretext), logs what hardware it found, marks jobs
+whose worker died as interrupted, starts the job manager, and serves the dashboard.
 Without --host/--port, Gradio's GRADIO_SERVER_NAME / GRADIO_SERVER_PORT apply (a Hugging Face
 Space sets them); otherwise 127.0.0.1:7860.
 
@@ -37,7 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--home",
         default=None,
-        help="home folder for the job database and runs (default: $PRETEXT_HOME or ./.pretext)",
+        help="home folder for the job database and runs (default: $PRETEXT_HOME, else "
+        "/data/pretext on a Space with persistent storage, else ./.pretext)",
     )
     parser.add_argument(
         "--auth",
@@ -71,6 +73,8 @@ def main(argv: list[str] | None = None) -> None:
 
     from engine.access import ServerPaths
     from engine.api import Studio
+    from engine.hardware import describe
+    from engine.home import space_note
     from webapp.access import AUTH_ENV, Access, parse_auth
     from webapp.app import build_app, launch_options
 
@@ -87,6 +91,8 @@ def main(argv: list[str] | None = None) -> None:
     options = launch_options()  # a bad $PRETEXT_MAX_UPLOAD_MB stops here, before any work
     logging.info("Pretext Studio: %s; %s", access.describe(), paths.describe())
     studio = Studio(args.home, paths=paths)
+    logging.info("hardware: %s", describe(studio.hardware()))
+    logging.info("home: %s%s", studio.home.root, space_note(studio.home.root))
     lost = studio.recover()
     if lost:
         logging.info("jobs %s were running when the studio stopped: now interrupted", lost)
