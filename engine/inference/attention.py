@@ -22,7 +22,7 @@ from engine.inference.models import Lens, LensError, LensModel
 ATTENTION = Lens(
     "attention",
     "attention",
-    model_types=("vit", "vit_mae", "clip", "dinov2", "deit", "beit"),
+    model_types=("vit", "vit_mae", "clip", "dinov2", "dinov2_with_registers", "deit", "beit"),
     wants="a ViT: a DINO run with a ViT backbone, an MAE run (its encoder), a CLIP run (its "
     "vision tower), or a Hub id such as facebook/dino-vits16",
     suggestions=("facebook/dino-vits16",),
