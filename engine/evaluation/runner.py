@@ -16,8 +16,8 @@ from typing import Any
 from engine import checks
 from engine.contract import TERMINAL_STATUSES
 from engine.data.datasets import load_dataset
-from engine.errors import JobError, SpecError
-from engine.evaluation import BASELINES, PROTOCOLS
+from engine.errors import DatasetError, JobError, SpecError
+from engine.evaluation import BASELINES, DENSE_PROTOCOLS, PROTOCOLS
 from engine.evaluation.features import (
     Subject,
     features,
@@ -44,6 +44,8 @@ DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
     },
     "fewshot": {"shots": [1, 5, 10], "draws": 5, "seed": 0},
     "finetune": {"fractions": [0.01, 0.1], "steps": 60, "batch_size": 32, "lr": 3e-4, "seed": 0},
+    "segmentation": {"keep": 0.6, "max_images": 1000, "batch_size": 64},
+    "reconstruction": {"mask_ratio": 0.75, "seed": 0, "max_images": 1000, "batch_size": 128},
 }
 FINISHED = TERMINAL_STATUSES  # a job that stopped, one way or another, can be evaluated
 MAX_SETTING = 10**7  # the largest whole-number setting (steps, iterations, k, draws)
@@ -125,6 +127,18 @@ def figures(protocol: str, results: dict[str, Any]) -> dict[str, float]:
                 out[f"finetune_{key}"] = main
             if "scratch_top1" in row:
                 out[f"finetune_{key}_scratch"] = row["scratch_top1"]
+    elif protocol == "segmentation":
+        out = {
+            "seg_jaccard_best": results["jaccard_best_head"],
+            "seg_jaccard_mean": results["jaccard_mean_heads"],
+        }
+    elif protocol == "reconstruction":
+        out = {
+            "recon_psnr": results["psnr"],
+            "recon_psnr_mean_colour": results["psnr_mean_colour"],
+            "recon_psnr_nearest": results["psnr_nearest_visible"],
+            "recon_margin_db": results["margin_db"],
+        }
     return {k: round(float(v), 4) for k, v in out.items()}
 
 
@@ -160,6 +174,8 @@ def run_protocol(
     """Results of `protocol` on `subject`'s features of `dataset` (train -> test)."""
     info = labelled_image_dataset(dataset)
     num_classes = info["num_classes"]
+    if protocol in DENSE_PROTOCOLS:
+        return _run_dense(protocol, subject, dataset, params, cache_root, on_progress)
     if protocol == "finetune":
         from engine.evaluation.finetune import FinetuneSettings, finetune
 
@@ -247,6 +263,62 @@ def run_protocol(
             )
         }
     return {**out, **common}
+
+
+def _run_dense(
+    protocol: str,
+    subject: Subject,
+    dataset: str,
+    params: dict[str, Any],
+    cache_root: Any,
+    on_progress: Progress | None,
+) -> dict[str, Any]:
+    """`segmentation` or `reconstruction` of `subject` on the first `max_images` test images."""
+    if subject.make_method is None:
+        raise SpecError(
+            f"the pixels baseline has no network for {protocol}; evaluate a run, or the "
+            "random baseline (--baseline random) of its architecture"
+        )
+    method = subject.make_method()
+    count = int(params["max_images"])
+    if protocol == "segmentation":
+        from engine.evaluation.segmentation import evaluate_segmentation, vision_model
+
+        lm = vision_model(method, subject.key)
+        test = load_dataset(dataset, "test", lm.image_size, cache_dir=cache_root)
+        if test.masks is None:
+            raise DatasetError(
+                f"dataset {dataset!r} has no object masks, and segmentation scores attention "
+                "against them; evaluate on a set that draws them, such as shapes"
+            )
+        return evaluate_segmentation(
+            lm,
+            _first_images(test.images, count),
+            test.masks[:count],
+            float(params["keep"]),
+            int(params["batch_size"]),
+            on_progress,
+        )
+    from engine.data.views import IMAGENET_MEAN, IMAGENET_STD
+    from engine.evaluation.reconstruction import evaluate_reconstruction, mae_model
+
+    model = mae_model(method, subject.key)
+    test = load_dataset(dataset, "test", subject.image_size, cache_dir=cache_root)
+    return evaluate_reconstruction(
+        model,
+        _first_images(test.images, count),
+        IMAGENET_MEAN,  # what the studio's MAE normalises with (engine.data.views.normalize)
+        IMAGENET_STD,
+        float(params["mask_ratio"]),
+        int(params["seed"]),
+        int(params["batch_size"]),
+        on_progress,
+    )
+
+
+def _first_images(images: Any, count: int) -> Any:
+    """The first `count` rows of a split as a tensor (a streamed split reads just those)."""
+    return images[: min(count, len(images))]
 
 
 # ---- jobs ----------------------------------------------------------------------------------
@@ -396,6 +468,7 @@ def _ensure_baselines(
             b
             for b in ("pixels", "random")
             if not _has_baseline(store, b, protocol, dataset, backbone, size, subject.method)
+            and not (b == "pixels" and protocol in DENSE_PROTOCOLS)
         ]
         for i, baseline in enumerate(todo):
             if baseline == "pixels":

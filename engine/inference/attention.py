@@ -49,7 +49,7 @@ def layer_index(lm: LensModel, layer: int | float | None) -> int:
 
 
 def vision_attentions(lm: LensModel, pixels: Any) -> tuple[Any, ...]:
-    """Normalised pixels (1, 3, S, S) -> every layer's attention weights (1, heads, T, T).
+    """Normalised pixels (B, 3, S, S) -> every layer's attention weights (B, heads, T, T).
 
     Call with `lm.lock` held (attention_maps does): an MAE encoder's mask ratio is set to 0 on its shared config for
     the call (ViTMAE reads it on every forward), with sorted noise so no patch is shuffled.
@@ -60,7 +60,8 @@ def vision_attentions(lm: LensModel, pixels: Any) -> tuple[Any, ...]:
     if lm.model_type == "vit_mae":
         encoder = getattr(model, "vit", model)
         num_patches = (lm.image_size // lm.patch_size) ** 2
-        noise = torch.arange(num_patches, dtype=torch.float32)[None]  # (1, L), sorted: in order
+        # (B, L), sorted: every patch kept, in order
+        noise = torch.arange(num_patches, dtype=torch.float32).expand(pixels.shape[0], -1)
         config = encoder.config
         saved, config.mask_ratio = config.mask_ratio, 0.0
         try:
