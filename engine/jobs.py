@@ -402,23 +402,25 @@ def run_launched(
                 on_step(step, values)
         return max(by_step, default=seen)
 
+    interrupts = []
+
+    def on_interrupt(*_: object) -> None:  # 1st: stop with a checkpoint; 2nd: kill
+        interrupts.append(1)
+        if len(interrupts) == 1:
+            store.transition(job_id, ("running",), cancel_requested=True)
+        else:
+            kill_tree(proc.pid)
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, on_interrupt) if main else None
     try:
-        while True:
-            try:
-                code = proc.wait(timeout=poll_s)
-                break
-            except subprocess.TimeoutExpired:
-                seen = report()
-            except KeyboardInterrupt:
-                store.transition(job_id, ("running",), cancel_requested=True)
-                try:
-                    code = proc.wait()
-                except KeyboardInterrupt:
-                    kill_tree(proc.pid)
-                    raise
-                break
+        while (code := proc.poll()) is None:
+            time.sleep(poll_s)
+            seen = report()
     finally:
-        if proc.poll() is None:
+        if main:
+            signal.signal(signal.SIGINT, previous)
+        if proc.poll() is None:  # an error here: no rank may outlive this command
             kill_tree(proc.pid)
             proc.wait()
     report()

@@ -6,6 +6,8 @@ and leaves no process behind."""
 import json
 import os
 import signal
+import subprocess
+import sys
 from collections import Counter
 
 import psutil
@@ -108,6 +110,28 @@ def test_cli_trains_on_two_processes_through_the_launcher(tmp_path, capsys):
     studio = Studio(tmp_path / "home")
     assert studio.job(summary["job_id"])["spec"]["params"]["processes"] == 2
     assert set(points_per_step(studio, summary["job_id"]).values()) == {1}
+
+
+def test_ctrl_c_stops_a_cli_job_on_two_processes_with_a_checkpoint(tmp_path):
+    home = tmp_path / "home"
+    args = ["train", "--home", str(home), "--method", "simclr", "--dataset", "digits"]
+    args += ["--steps", "400", "--batch-size", "16", "--processes", "2", "--json"]
+    args += ["--set", "image_size=16", "--set", "precision=fp32", "--set", "checkpoint_every=1000"]
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "engine", *args], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        studio = Studio(home)
+        wait_for(lambda: studio.jobs() and studio.jobs()[0]["step"] >= 2, timeout=240)
+        cli.send_signal(signal.SIGINT)
+        out, _ = cli.communicate(timeout=120)
+    finally:
+        if cli.poll() is None:
+            kill_tree(cli.pid)
+    summary = json.loads(out.strip().splitlines()[-1])
+    job = studio.job(summary["job_id"])
+    assert job["status"] == "cancelled", job["error"]
+    assert 2 <= job["step"] < 400 and job["checkpoints"][-1]["step"] == job["step"]
 
 
 def _alive(proc: psutil.Process) -> bool:
