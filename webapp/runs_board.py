@@ -63,11 +63,11 @@ def _pct(key: str) -> float:
 
 def figure_columns(rows: list[LeaderboardRow]) -> list[tuple[str, str]]:
     """(figure key, column header) for the figures any row has, in a fixed order; the four
-    headline protocols always get a column so an empty board still says what it will hold."""
-    keys = {
-        k for row in rows for k in row if k.startswith(("knn_", "linear_", "fewshot_", "finetune_"))
-    }
-    keys |= {"knn_top1", "linear_top1", "fewshot_5shot", "finetune_10pct"}
+    headline protocols and the segmentation Jaccard always get a column so an empty board
+    still says what it will hold; the reconstruction PSNR and its margin when a row has them."""
+    prefixes = ("knn_", "linear_", "fewshot_", "finetune_", "seg_", "recon_")
+    keys = {k for row in rows for k in row if k.startswith(prefixes)}
+    keys |= {"knn_top1", "linear_top1", "fewshot_5shot", "finetune_10pct", "seg_jaccard_best"}
     out = [("knn_top1", "k-NN"), ("linear_top1", "linear")]  # k-NN top-5: in the API
     shots = sorted({int(m.group(1)) for k in keys if (m := re.fullmatch(r"fewshot_(\d+)shot", k))})
     out += [(f"fewshot_{n}shot", f"{n}-shot") for n in shots]
@@ -84,6 +84,9 @@ def figure_columns(rows: list[LeaderboardRow]) -> list[tuple[str, str]]:
             (f"finetune_{frac}", f"FT {frac.replace('pct', '%')}"),
             (f"finetune_{frac}_scratch", f"scratch {frac.replace('pct', '%')}"),
         ]
+    # DINO's table 7: the best head's Jaccard (the mean over heads is in the API).
+    out += [("seg_jaccard_best", "seg. Jaccard")]
+    out += [("recon_psnr", "PSNR dB"), ("recon_margin_db", "PSNR margin")]
     return [(k, h) for k, h in out if k in keys]
 
 
