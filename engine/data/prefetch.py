@@ -49,7 +49,10 @@ class Prefetcher:
         batch_size: int,
         device: torch.device,
         depth: int = DEPTH,
+        rows: tuple[int, int] | None = None,
     ) -> None:
+        """`rows`: on N processes, this rank's rows [start, stop) of each global batch; only
+        those are read (the plan checked against the loop is still the global batch)."""
         generator = torch.Generator()
         generator.set_state(sampler.get_state())
         self.device = torch.device(device)
@@ -68,6 +71,7 @@ class Prefetcher:
                 pin,
                 self._queue,
                 self._stop,
+                rows,
             ),
             name="pretext-prefetch",
             daemon=True,
@@ -112,11 +116,13 @@ def _read_ahead(
     pin: bool,
     out: queue.Queue,
     stop: threading.Event,
+    rows: tuple[int, int] | None = None,
 ) -> None:
     try:
         while not stop.is_set():
             index, rest = next_batch_index(rest, count, batch_size, generator)
-            batch = {name: t.read_stored(index) for name, t in streamed.items()}
+            mine = index if rows is None else index[rows[0] : rows[1]]
+            batch = {name: t.read_stored(mine) for name, t in streamed.items()}
             if pin:
                 batch = {name: t.pin_memory() for name, t in batch.items()}
             item: Any = (index, batch)

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from engine.distributed import draw_rows, local_rows
 from engine.errors import DatasetError, SpecError
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -387,54 +388,74 @@ class Views(torch.nn.Module):
                     x, size=(size, size), mode="bilinear", align_corners=False, antialias=True
                 )
             return normalize(x)
-        boxes = sample_crop_boxes(batch, height, width, plan.crop_scale)
-        flip = torch.rand(batch) < 0.5 if plan.flip else torch.zeros(batch, dtype=torch.bool)
+        # Random parameters are drawn for the whole global batch and this rank's rows kept
+        # (engine.distributed.draw_rows; all of them in one process), so a row's views are
+        # the same whatever the number of processes.
+        total, rows = draw_rows(batch)
+        boxes = local_rows(sample_crop_boxes(total, height, width, plan.crop_scale), rows)
+        flip = (
+            local_rows(torch.rand(total) < 0.5, rows)
+            if plan.flip
+            else torch.zeros(batch, dtype=torch.bool)
+        )
         x = _crop_and_flip(x, boxes, flip, size, plan.mode)
         if plan.vflip:
-            flipped = torch.nonzero(torch.rand(batch) < 0.5)[:, 0].to(x.device)
+            flipped = torch.nonzero(local_rows(torch.rand(total) < 0.5, rows))[:, 0].to(x.device)
             x[flipped] = x[flipped].flip(2)
         if plan.rotate90:
-            turns = torch.randint(0, 4, (batch,))
+            turns = local_rows(torch.randint(0, 4, (total,)), rows)
             for k in (1, 2, 3):
                 chosen = torch.nonzero(turns == k)[:, 0].to(x.device)
                 x[chosen] = torch.rot90(x[chosen], k, dims=(2, 3))
         if plan.jitter is not None:
-            x = _colour_jitter(x, *_sample_jitter(batch, plan.jitter, plan.jitter_p))
+            factors, order = _sample_jitter(total, plan.jitter, plan.jitter_p)
+            x = _colour_jitter(x, local_rows(factors, rows), local_rows(order, rows))
         else:
             x = x.clamp_(0.0, 1.0)  # bicubic overshoots a little at edges
         # Grayscale and normalisation are one matrix per sample; blur is linear with weights
         # summing to one, so it commutes with them and runs last, on the chosen samples only.
-        grey = torch.rand(batch) < plan.gray_p
+        grey = local_rows(torch.rand(total) < plan.gray_p, rows)
         if plan.solarize_p > 0:
-            return self._grey_blur_solarize(x, grey)
+            return self._grey_blur_solarize(x, grey, total, rows)
         std = torch.tensor(IMAGENET_STD)
         colour = torch.where(grey[:, None, None], torch.tensor(_LUMA).expand(3, 3), torch.eye(3))
         colour = (colour / std[:, None]).to(x.device)  # (B, 3, 3): grey-or-identity, then / std
         shift = (-torch.tensor(IMAGENET_MEAN) / std).to(x.device)[None, :, None]  # (1, 3, 1)
         x = torch.bmm(colour, x.reshape(batch, 3, -1)).add_(shift).view(batch, 3, size, size)
         if plan.blur_p > 0:
-            chosen = torch.nonzero(torch.rand(batch) < plan.blur_p)[:, 0]
-            sigma = torch.empty(len(chosen)).uniform_(0.1, 2.0)
-            if len(chosen):
-                chosen = chosen.to(x.device)
-                x[chosen] = _gaussian_blur(x[chosen], sigma, plan.blur_kernel)
+            x = self._blur(x, total, rows)
         return x
 
-    def _grey_blur_solarize(self, x: Tensor, grey: Tensor) -> Tensor:
+    def _blur(self, x: Tensor, total: int, rows: Tensor | None) -> Tensor:
+        """Blur the samples drawn (p blur_p), each with its own sigma, both drawn for the
+        `total` rows of the global batch; `rows` are this rank's."""
+        chosen = torch.nonzero(torch.rand(total) < self.plan.blur_p)[:, 0]
+        sigma = torch.empty(len(chosen)).uniform_(0.1, 2.0)
+        if rows is not None:
+            mask = torch.zeros(total, dtype=torch.bool)
+            mask[chosen] = True
+            every = torch.zeros(total)
+            every[chosen] = sigma
+            chosen = torch.nonzero(mask[rows])[:, 0]
+            sigma = every[rows][chosen]
+        if len(chosen):
+            chosen = chosen.to(x.device)
+            x[chosen] = _gaussian_blur(x[chosen], sigma, self.plan.blur_kernel)
+        return x
+
+    def _grey_blur_solarize(
+        self, x: Tensor, grey: Tensor, total: int, rows: Tensor | None
+    ) -> Tensor:
         """Grayscale, blur, solarise, normalise, in that order (BYOL, DINO): solarisation is not
         linear, so unlike the fused path above it must see the blurred [0, 1] pixels."""
         plan, (batch, _, height, width) = self.plan, x.shape
         colour = torch.where(grey[:, None, None], torch.tensor(_LUMA).expand(3, 3), torch.eye(3))
         x = torch.bmm(colour.to(x.device), x.reshape(batch, 3, -1)).view(batch, 3, height, width)
         if plan.blur_p > 0:
-            chosen = torch.nonzero(torch.rand(batch) < plan.blur_p)[:, 0]
-            sigma = torch.empty(len(chosen)).uniform_(0.1, 2.0)
-            if len(chosen):
-                chosen = chosen.to(x.device)
-                x[chosen] = _gaussian_blur(x[chosen], sigma, plan.blur_kernel)
+            x = self._blur(x, total, rows)
         # PIL's ImageOps.solarize(threshold=128): values at or above the threshold are inverted.
-        solar = (torch.rand(batch) < plan.solarize_p).to(x.device)[:, None, None, None]
-        x = torch.where(solar & (x >= 128 / 255), 1.0 - x, x)
+        solar = local_rows(torch.rand(total) < plan.solarize_p, rows).to(x.device)
+        x = torch.where(solar[:, None, None, None] & (x >= 128 / 255), 1.0 - x, x)
         return normalize(x)
 
 
