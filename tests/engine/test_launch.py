@@ -176,3 +176,34 @@ def test_manager_waits_for_room_in_queue_order(tmp_path, monkeypatch):
     studio.store.update_job(first, status="completed")
     manager.tick()
     assert spawned == [first, wide]
+
+
+def test_record_exit_names_the_rank_the_launcher_blamed(tmp_path):
+    """Rank 0 leaves a crash to the launcher's exit (its own error in the row): the job fails
+    with the first failed rank's error, or rank 0's own when rank 0 failed first."""
+    from engine.home import Home
+    from engine.jobs import record_exit
+
+    home = Home.resolve(tmp_path / "home")
+    store = Store.open(home.db_path)
+
+    def crashed(log: str, own_error: str | None) -> dict:
+        job_id = store.create_job(
+            method="simclr", dataset="digits", spec={}, config={"processes": 2}, status="running"
+        )
+        store.update_job(job_id, error=own_error)
+        home.run_dir(job_id).mkdir(parents=True)
+        (home.run_dir(job_id) / "worker.log").write_text(log)
+        record_exit(store, home, job_id, 1)
+        return store.get_job(job_id)
+
+    job = crashed(KILLED_LOG, "RuntimeError: Connection closed by peer")
+    assert job.status == "failed"
+    assert job.error == "rank 1 of 2 was killed (SIGKILL); the other ranks were stopped"
+    rank0_first = RAISED_LOG.replace(
+        "rank      : 1 (local_rank: 1)", "rank      : 0 (local_rank: 0)"
+    )
+    job = crashed(rank0_first, "ValueError: rank 0's own words")
+    assert job.status == "failed" and job.error == "ValueError: rank 0's own words"
+    job = crashed("no report at all\n", None)
+    assert job.status == "failed" and "exited with code 1: no report at all" in job.error
