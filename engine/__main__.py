@@ -14,6 +14,7 @@
                            [--json]
     python -m engine resume JOB_ID [--now] [--json]
     python -m engine jobs [--json]
+    python -m engine demo [--dry-run] [--no-wait] [--json]
     python -m engine metrics JOB_ID [--name loss] [--json]
     python -m engine eval --job ID --protocol knn|linear|fewshot|finetune [--dataset D] [--json]
     python -m engine eval --baseline pixels|random --dataset D [--backbone B] [--json]
@@ -291,6 +292,62 @@ def _run_with_bar(studio, args, total_steps: int, first_step: int, run) -> int:
     return 0 if summary["status"] in ("completed", "cancelled") else 1
 
 
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds) // 60}:{int(seconds) % 60:02d}"
+
+
+def cmd_demo(studio, args) -> int:
+    """Queue the showcase runs (or, with --dry-run, only list them) and, unless --no-wait, run
+    them here one after the other with this process's job manager."""
+    import time
+
+    from engine.contract import TERMINAL_STATUSES
+
+    plan = studio.demo_plan() if args.dry_run else studio.demo_pack()
+    if args.json:
+        print(json.dumps(plan))
+    else:
+        rows = [
+            {
+                "job": job["job_id"] or "-",
+                "method": job["method"],
+                "dataset": job["dataset"],
+                "steps": job["steps"],
+                "evaluations": ",".join(job["evals"]) or "-",
+                "expected": _minutes(job["expected_s"]),
+            }
+            for job in plan["jobs"]
+        ]
+        print(_table(rows, ["job", "method", "dataset", "steps", "evaluations", "expected"]))
+        print(f"total {_minutes(plan['expected_s'])}: {plan['note']}")
+        print(f"this machine: {plan['hardware']}")
+    if args.dry_run:
+        return 0
+    if args.no_wait:
+        if not args.json:
+            print("queued: the job manager of `python app.py` on this home runs them")
+        return 0
+    ids = [job["job_id"] for job in plan["jobs"]]
+    studio.start_manager()
+    ended: set[int] = set()
+    try:
+        while len(ended) < len(ids):
+            for job_id in ids:
+                job = studio.job(job_id)
+                if job_id not in ended and job["status"] in TERMINAL_STATUSES:
+                    ended.add(job_id)
+                    if not args.json:
+                        error = f": {job['error']}" if job["error"] else ""
+                        print(f"job {job_id} {job['method']}: {job['status']}{error}")
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        print("stopped waiting: the running job goes on; the queued ones wait for the app")
+        return 130
+    finally:
+        studio.shutdown()
+    return 0
+
+
 def cmd_metrics(studio, args) -> int:
     studio.job(args.job_id)  # a JobError names an unknown id
     points = [p for p in studio.metrics(args.job_id) if args.name is None or p["name"] == args.name]
@@ -510,6 +567,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     resume.add_argument("job_id", type=int)
     resume.add_argument("--now", action="store_true", help=now_help)
+    demo = sub.add_parser(
+        "demo",
+        parents=[common],
+        help="queue the showcase runs (quick SimCLR, DINO, MAE, CLIP, BERT, GPT, T5, with "
+        "their evaluations) and run them here; prints the expected total time",
+    )
+    demo.add_argument(
+        "--dry-run", action="store_true", help="only list the runs and the expected time"
+    )
+    demo.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="queue them and return (a running `python app.py` on this home runs them)",
+    )
     metrics = sub.add_parser(
         "metrics", parents=[common], help="every stored metric point of a job: step, name, value"
     )
@@ -579,6 +650,7 @@ def main(argv: list[str] | None = None) -> int:
             "methods": cmd_methods,
             "datasets": cmd_datasets,
             "jobs": cmd_jobs,
+            "demo": cmd_demo,
             "train": cmd_train,
             "eval": cmd_eval,
             "resume": cmd_resume,

@@ -29,6 +29,7 @@ from engine.contract import (
     RESUMABLE_STATUSES,
     AddedDataset,
     DatasetInfo,
+    DemoPlan,
     EmbeddingMap,
     EmbeddingModel,
     EvaluationRecord,
@@ -851,6 +852,31 @@ class Studio:
         from engine import hardware
 
         return hardware.detect()
+
+    def hardware_line(self) -> str:
+        """What the studio found, in one line ("2 CPU cores, 23.4 GiB memory, no GPU")."""
+        from engine import hardware
+
+        return hardware.describe()
+
+    # ---- the demo pack (engine/demo.py) -------------------------------------------------
+    def demo_plan(self) -> DemoPlan:
+        """The showcase runs the demo pack would queue and their expected total time here;
+        nothing is written."""
+        from engine import demo
+
+        return demo.plan(self.hardware(), self.hardware_line())
+
+    def demo_pack(self) -> DemoPlan:
+        """Queue the showcase runs (quick presets, with their evaluations); every spec is
+        validated before the first is queued. Returns the plan with each job's id."""
+        from engine import demo
+
+        checked = [self.validate(spec) for spec in demo.showcase_specs()]
+        out = self.demo_plan()
+        for job, (spec, config) in zip(out["jobs"], checked, strict=True):
+            job["job_id"] = self._create(spec, config, status="queued")
+        return out
 
     def recover(self) -> list[int]:
         return recover_interrupted(self.store)

@@ -317,6 +317,30 @@ class HardwareInfo(TypedDict):
     max_processes: int  # one per GPU with CUDA, one per core without
 
 
+class DemoJob(TypedDict):
+    """One showcase run of the demo pack, with its expected duration here."""
+
+    method: str
+    dataset: str
+    preset: str
+    evals: list[str]
+    steps: int
+    backbone: str
+    expected_s: int  # training steps x measured seconds per step, plus its evaluations
+    source: str  # the measurement behind the figure (bench/RESULTS*.md)
+    job_id: int | None  # None in a plan, the queued job's id once queued
+
+
+class DemoPlan(TypedDict):
+    """`demo_plan()` / `demo_pack()`: the seven showcase runs and the expected total."""
+
+    jobs: list[DemoJob]
+    expected_s: int
+    measured_on: str  # the machine the figures come from, e.g. "2 CPU cores, no GPU"
+    hardware: str  # this machine, as hardware.describe() says it
+    note: str  # one line: the total and how this machine compares
+
+
 class AttentionResult(TypedDict):
     heads: list[Picture]  # one overlay per head
     mean: Picture
@@ -587,6 +611,9 @@ class Studio(Protocol):
 
     # the machine
     def hardware(self) -> HardwareInfo: ...
+    def hardware_line(self) -> str: ...
+    def demo_plan(self) -> DemoPlan: ...
+    def demo_pack(self) -> DemoPlan: ...
 
     # embedding explorer
     def embedding_models(self) -> list[EmbeddingModel]: ...

@@ -56,6 +56,7 @@ MUTATING = (
     "evaluate_baseline",
     "run_foreground",
     "resume_foreground",
+    "demo_pack",
     "export",
     "push",
 )

@@ -164,6 +164,7 @@ def build_app(studio: Studio, access: Access | None = None) -> gr.Blocks:
             demo,
             [
                 tabs["train"].start_btn,
+                tabs["train"].demo_btn,
                 *tabs["train"].data_panel.owner_controls,
                 tabs["runs"].eval_btn,
             ],

@@ -20,6 +20,7 @@ from engine.contract import (
     RESUMABLE_STATUSES,
     TERMINAL_STATUSES,
     DatasetInfo,
+    DemoPlan,
     FormField,
     HardwareInfo,
     JobSpec,
@@ -158,6 +159,17 @@ def with_hardware(fields: list[FormField], note: str) -> list[FormField]:
     ]
 
 
+def demo_text(plan: DemoPlan, hardware: str) -> str:
+    """The line beside the demo-pack button: this machine, the seven runs and their time."""
+    methods = ", ".join(job["method"] for job in plan["jobs"])
+    minutes = round(plan["expected_s"] / 60)
+    return (
+        f"**This machine:** {hardware}. **Demo pack:** the quick presets of {methods} "
+        f"(image ones evaluated), queued one after another so every lens and the explorer "
+        f"have a run of their own: about {minutes} minutes on {plan['measured_on']}."
+    )
+
+
 def waiting_for(studio: Studio) -> int | None:
     running = [j["id"] for j in studio.jobs() if j["status"] == JobStatus.RUNNING]
     return running[0] if running else None
@@ -286,6 +298,14 @@ class TrainTab:
                 self.sample = gr.Textbox(
                     label="Latest sample the model wrote", lines=3, visible=False, interactive=False
                 )
+        # The demo pack (engine/demo.py) and what the studio found on this machine.
+        with gr.Row(equal_height=True):
+            gr.Markdown(
+                demo_text(self.studio.demo_plan(), self.studio.hardware_line()),
+                elem_classes=["ps-hint"],
+            )
+            self.demo_btn = gr.Button("Queue the demo pack", size="sm", scale=0, min_width=190)
+        self.demo_note = gr.HTML("", elem_classes=["ps-note"])
         with gr.Accordion("Compare all methods", open=False):
             gr.Dataframe(
                 cards_table(list(self.methods.values())),
@@ -299,6 +319,7 @@ class TrainTab:
 
     def wire(self, demo: gr.Blocks) -> None:
         private = dict(api_visibility="private")
+        self.demo_btn.click(self.queue_demo, None, [self.demo_note], **private)
         # preprocess=False: the dataset's value is only a hint here (kept when it fits the new
         # method), and gradio's check of it against the choices saw the previous method's
         # list when methods were switched quickly, raising "captions is not in the list".
@@ -367,6 +388,20 @@ class TrainTab:
         demo.load(self.on_load, None, self.follow_outputs, show_progress="hidden", **private)
 
     # ---- handlers ----------------------------------------------------------------------
+    def queue_demo(self) -> str:
+        """Queue the seven showcase runs; the note says which jobs and how long."""
+        try:
+            plan = self.studio.demo_pack()
+        except Exception as error:  # noqa: BLE001 - the user's message, or a bug logged
+            return error_note(error, "queue the demo pack")
+        ids = [job["job_id"] for job in plan["jobs"]]
+        return message(
+            f"Queued jobs #{ids[0]} to #{ids[-1]} "
+            f"({', '.join(job['method'] for job in plan['jobs'])}): {plan['note']}. "
+            "The Jobs tab follows them; each lens opens on its run once it is done.",
+            "ok",
+        )
+
     def method_form(self, method: str, preset: str) -> list[FormField]:
         return with_hardware(self.studio.method_form(method, preset), self.hardware_note)
 

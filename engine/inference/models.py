@@ -326,9 +326,10 @@ def load_lens_model(
 
 
 def lens_choices(jobs: list[dict[str, Any]], lens: Lens) -> list[dict[str, Any]]:
-    """The runs a lens can open, newest first: [{"value": "12", "label": "..."}], then the
-    lens's Hub suggestions (value = label = the Hub id)."""
-    out = []
+    """The runs a lens can open: the newest completed one first (the pickers' default, e.g.
+    after the demo pack), then the others newest first: [{"value": "12", "label": "..."}];
+    then the lens's Hub suggestions (value = label = the Hub id)."""
+    out, completed = [], []
     for job in sorted(jobs, key=lambda j: j["id"], reverse=True):
         if job["status"] not in LISTED_STATUSES:
             continue
@@ -336,6 +337,7 @@ def lens_choices(jobs: list[dict[str, Any]], lens: Lens) -> list[dict[str, Any]]
         if folder is None or folder_model_type(folder) not in lens.model_types:
             continue
         state = "" if job["status"] == "completed" else f", {job['status']}"
+        completed.append(job["status"] == "completed")
         out.append(
             {
                 "value": str(job["id"]),
@@ -343,5 +345,9 @@ def lens_choices(jobs: list[dict[str, Any]], lens: Lens) -> list[dict[str, Any]]
                 f"({job['backbone']}, {job['step']} steps{state})",
             }
         )
+    # A run still training, or one that failed, is listed but not picked first when a
+    # finished one of the same kind exists.
+    if True in completed:
+        out.insert(0, out.pop(completed.index(True)))
     out += [{"value": hub_id, "label": hub_id} for hub_id in lens.suggestions]
     return out

@@ -70,7 +70,7 @@ def run_plain(code: str, cwd) -> None:
         "assert not any(m.split('.')[0] in ('engine', 'webapp') for m in sys.modules), 'studio'\n"
     )
     done = subprocess.run(
-        [sys.executable, "-I", "-c", code],
+        [sys.executable, "-E", "-s", "-c", code],  # the cwd on sys.path, as for `python` run there
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -294,3 +294,19 @@ def test_the_cli_exports_and_refuses_a_push_in_one_line(runs, tmp_path):
     env["HF_HOME"] = str(tmp_path / "hf-home")  # no saved login
     no_token = cli("push", str(simclr), "--repo", "me/model", "--home", home, env=env)
     assert no_token.returncode == 2 and "no Hugging Face token" in no_token.stderr
+
+
+@pytest.mark.parametrize("which", ["simclr", "dino"])
+def test_the_cards_loading_snippet_runs_as_written(runs, tmp_path, which):
+    import re
+
+    studio, simclr, dino = runs
+    folder = export_run(
+        studio.home, studio.store, {"simclr": simclr, "dino": dino}[which], tmp_path / which
+    )
+    card = (folder / "README.md").read_text()
+    snippet = re.search(r"## How to load it\n\n```python\n(.*?)```", card, re.S).group(1)
+    images = "import torch\nimages = torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8)\n" + (
+        "images = list(images)\n" if which == "dino" else ""
+    )
+    run_plain(images + snippet + "assert features.shape[0] == 2\n", cwd=folder)
