@@ -23,9 +23,9 @@ from typing import Any
 from gradio.components.plot import PlotData
 
 MAX_PLOT_POINTS = 2000  # per curve; longer histories are thinned for the browser
-MARKERS_UP_TO = 40  # curves with at most this many points show a marker on each
+MARKERS_UP_TO = 25  # curves with at most this many points show a marker on each
 SYSTEM_PREFIX = "system/"  # engine/sysmetrics.py logs its points under these names
-TRAINING_HEIGHT = 400
+TRAINING_HEIGHT = 370
 SYSTEM_HEIGHT = 230
 COLOURS = ["#4f46e5", "#0d9488", "#d97706", "#db2777"]
 SYSTEM_TITLES = {
@@ -111,15 +111,49 @@ def _axis(title: str, domain: list[float], **more: Any) -> dict[str, Any]:
     }
 
 
-def _yaxis(title: str, domain: list[float], log_y: bool, revision: str, anchor: str) -> dict:
+def _step_axis(domain: list[float], steps: list[float], **more: Any) -> dict[str, Any]:
+    """A step axis: whole steps only (plotly would tick 1.2, 1.4 ... over the first steps)."""
+    axis = _axis("step", domain, **more)
+    if not steps or max(steps) - min(steps) <= 8:
+        axis.update(dtick=1, tick0=0)
+    return axis
+
+
+def _flat_range(values: list[float], log_y: bool) -> list[float] | None:
+    """A y range around a curve with a single value (one point, or all equal), which plotly
+    would centre in [-1, 1], drawing 1e-4 on the 0 line; None when the values vary."""
+    if not values or min(values) != max(values):
+        return None
+    value = values[0]
+    if log_y:
+        return [math.log10(value) - 0.5, math.log10(value) + 0.5] if value > 0 else None
+    half = abs(value) / 2 or 1.0
+    return [value - half, value + half]
+
+
+def _yaxis(
+    title: str,
+    domain: list[float],
+    log_y: bool,
+    revision: str,
+    anchor: str,
+    values: list[float] | None = None,
+) -> dict:
     # Its own uirevision: switching the scale re-fits the values, a refresh keeps the zoom.
-    return _axis(
+    axis = _axis(
         title,
         domain,
         anchor=anchor,
         type="log" if log_y else "linear",
         uirevision=f"{revision}-{'log' if log_y else 'linear'}",
     )
+    if flat := _flat_range(values or [], log_y):
+        axis["range"] = flat
+    return axis
+
+
+def _values(data: list[dict], axes: str) -> list[float]:
+    return [y for trace in data if trace["yaxis"] == f"y{axes}" for y in trace["y"]]
 
 
 def _title(text: str, x: float, y: float) -> dict[str, Any]:
@@ -184,13 +218,14 @@ def training_figure(
         *_traces(points.get(extra_name or "", []), extra_title, "3", COLOURS[2], smoothing),
     ]
     top, low = [0.58, 0.96], [0.0, 0.34]
+    steps = [x for trace in data for x in trace["x"]]
     layout = {
-        "xaxis": _axis("step", [0, 1], anchor="y", uirevision=revision),
-        "yaxis": _yaxis("loss", top, log_y, revision, "x"),
-        "xaxis2": _axis("step", [0, 0.46], anchor="y2", matches="x"),
-        "yaxis2": _yaxis("lr", low, log_y, revision, "x2"),
-        "xaxis3": _axis("step", [0.54, 1], anchor="y3", matches="x"),
-        "yaxis3": _yaxis(extra_title, low, log_y, revision, "x3"),
+        "xaxis": _step_axis([0, 1], steps, anchor="y", uirevision=revision),
+        "yaxis": _yaxis("loss", top, log_y, revision, "x", _values(data, "")),
+        "xaxis2": _step_axis([0, 0.46], steps, anchor="y2", matches="x"),
+        "yaxis2": _yaxis("lr", low, log_y, revision, "x2", _values(data, "2")),
+        "xaxis3": _step_axis([0.54, 1], steps, anchor="y3", matches="x"),
+        "yaxis3": _yaxis(extra_title, low, log_y, revision, "x3", _values(data, "3")),
         "annotations": _waiting(
             [
                 _title("Loss", 0, 0.965),
@@ -216,6 +251,7 @@ def system_figure(
 ) -> dict[str, Any]:
     """The worker's CPU, memory (and GPU) curves side by side, x axes zoomed together."""
     names = system_names(points) or list(SYSTEM_TITLES)[:2]
+    steps = [row[0] for name in names for row in points.get(name, [])]
     width = 1 / len(names)
     data: list[dict] = []
     layout: dict[str, Any] = {"annotations": []}
@@ -225,7 +261,7 @@ def system_figure(
         title = SYSTEM_TITLES.get(name, name.removeprefix(SYSTEM_PREFIX))
         data += _traces(points.get(name, []), title, axes, COLOURS[i % len(COLOURS)], smoothing)
         more = {"matches": "x"} if i else {"uirevision": revision}
-        layout[f"xaxis{axes}"] = _axis("step", domain, anchor=f"y{axes}", **more)
+        layout[f"xaxis{axes}"] = _step_axis(domain, steps, anchor=f"y{axes}", **more)
         layout[f"yaxis{axes}"] = _axis(
             title.split(" (")[0], [0, 0.88], anchor=f"x{axes}", rangemode="tozero"
         )

@@ -240,9 +240,7 @@ def status_line(job: JobDetail, curves: Curves, waiting_for: int | None = None) 
     parts = [f"#{job['id']} {job['method']} on {job['dataset']}", status]
     if status == JobStatus.QUEUED:
         parts.append(
-            f"waiting for the running job (#{waiting_for})"
-            if waiting_for
-            else "waiting for the running job"
+            f"waiting for the running job (#{waiting_for})" if waiting_for else "starting soon"
         )
     else:
         parts.append(f"step {job['step']}/{job['total_steps']}")

@@ -1,4 +1,4 @@
-"""A real-browser smoke test: Start a tiny job on the Train tab and see its loss curve drawn.
+"""Real-browser tests at 1366x768: the Train tab's demo on one screen, the first point drawn.
 
 Skipped when Debian's chromium or playwright is missing (it never downloads a browser).
 """
@@ -6,6 +6,7 @@ Skipped when Debian's chromium or playwright is missing (it never downloads a br
 from __future__ import annotations
 
 import os
+import re
 import shutil
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -20,9 +21,6 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not instal
 from engine.api import Studio  # noqa: E402
 from tests.webapp.helpers import free_port, kill_workers  # noqa: E402
 from webapp.app import build_app, launch_options  # noqa: E402
-
-# Plotly draws each curve as a "js-line" path (and each marker as a "point") in its scatterlayer.
-LINE = "#train-loss .scatterlayer .js-line"
 
 
 @pytest.fixture
@@ -43,17 +41,25 @@ def app_url(tmp_path):
     kill_workers(studio)
 
 
+VIEWPORT = {"width": 1366, "height": 768}  # a common laptop screen: the demo's one screen
+# Plotly draws each curve as a "js-line" path and each marker as a "point" in its scatterlayer.
+LINE = "#train-loss .scatterlayer .js-line"
+POINT = "#train-loss .scatterlayer .point"
+# A tick label written in full: 3.5, 0.0005, 1e−4 (plotly's minus), 1,000.
+TICK = re.compile(r"^[−-]?[\d,]+(\.\d+)?(e[−+-]?\d+)?$")
+
+
 @pytest.fixture
 def page(app_url):
-    """The app's page in headless Chromium, its Train tab ready; page errors collected in
-    `page.errors`."""
+    """The app's page in headless Chromium at 1366x768, its Train tab ready; page errors
+    collected in `page.errors`."""
     with playwright_api.sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=CHROMIUM,
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
         )
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page = browser.new_page(viewport=VIEWPORT)
             page.errors = []
             page.on("pageerror", lambda error: page.errors.append(str(error)))
             page.goto(app_url[0], wait_until="load")
@@ -67,30 +73,92 @@ def set_number(page, label: str, value: int) -> None:
     page.get_by_label(label, exact=True).fill(str(value))
 
 
-def test_start_draws_the_loss_curve(app_url, page, tmp_path):
+def shot(page, tmp_path, name: str) -> None:
+    """A screenshot of what is on screen, into $PRETEXT_SHOTS (to look at) or the test's
+    temporary folder."""
+    folder = os.environ.get("PRETEXT_SHOTS") or str(tmp_path)
+    os.makedirs(folder, exist_ok=True)
+    page.screenshot(path=os.path.join(folder, f"{name}.png"))
+
+
+def in_view(page, locator) -> bool:
+    box = locator.bounding_box()
+    size = page.viewport_size
+    return bool(
+        box
+        and box["x"] >= 0
+        and box["y"] >= 0
+        and box["x"] + box["width"] <= size["width"]
+        and box["y"] + box["height"] <= size["height"]
+    )
+
+
+def tick_labels(page, axis: str) -> list[str]:
+    """The tick labels plotly drew on the loss chart's `axis` ("ytick", "y2tick", "xtick")."""
+    return [t.strip() for t in page.locator(f"#train-loss .{axis} text").all_text_contents()]
+
+
+def wait_for_status(page, *words: str, timeout: float = 120_000) -> None:
+    status = page.locator("#train-status")
+    page.wait_for_function(
+        "([el, words]) => words.some(w => el.innerText.includes(w))",
+        arg=[status.element_handle(), list(words)],
+        timeout=timeout,
+    )
+
+
+def test_start_shows_the_job_on_one_screen_from_its_first_point(app_url, page, tmp_path):
+    """The demo at 1366x768: after Start, the Start button, the status line and the loss chart
+    are on screen without scrolling; the first point is a visible marker on titled axes whose
+    ticks are written in full; Stop and Resume work from the same screen."""
     _, studio = app_url
     page.get_by_label("Dataset").click()
     page.get_by_role("option", name="digits").click()
-    set_number(page, "steps", 4)
+    set_number(page, "steps", 200)
     set_number(page, "batch size", 16)
     set_number(page, "image size", 16)
     for protocol in ("k-NN", "linear probe"):  # evaluation has tests of its own
         page.locator("#train-evals").get_by_label(protocol, exact=True).uncheck()
-    page.get_by_role("button", name="Start").click()
+    page.evaluate("window.scrollTo(0, 0)")
+    start = page.get_by_role("button", name="Start")
+    start.click()
+    page.locator(POINT).first.wait_for(timeout=120_000)
+    page.wait_for_timeout(500)  # plotly's draw
+    shot(page, tmp_path, "1-first-point")
+    assert page.evaluate("window.scrollY") == 0
+    for element in (start, page.locator("#train-status"), page.locator("#train-loss")):
+        assert in_view(page, element), element
+    assert page.locator(POINT).first.is_visible()
+    titles = page.locator("#train-loss text[class$='title']").all_text_contents()  # SVG text
+    assert {"loss", "lr", "step"} <= set(titles), titles
+    for axis in ("ytick", "y2tick", "xtick"):
+        labels = tick_labels(page, axis)
+        assert labels and all(TICK.match(t) for t in labels), (axis, labels)
+    assert "step " in page.locator("#train-status").inner_text()
+
+    stop = page.get_by_role("button", name="Stop")
+    assert in_view(page, stop)
+    stop.click()
+    wait_for_status(page, "· cancelled")
+    shot(page, tmp_path, "2-stopped")
+    page.get_by_role("button", name="Resume").click()
+    wait_for_status(page, "· running ·", "· completed")  # not "waiting for the running job"
     page.locator(LINE).first.wait_for(timeout=60_000)
-    page.get_by_text("completed").first.wait_for(timeout=60_000)
-    page.wait_for_timeout(1500)  # the last tick's redraw
-    page.screenshot(path=str(tmp_path / "train.png"), full_page=True)
+    shot(page, tmp_path, "3-resumed")
+    stop.click()
+    wait_for_status(page, "· cancelled", "· completed")
     assert page.locator(LINE).first.get_attribute("d")
-    assert "step 4/4" in page.locator("#train-status").inner_text()
     assert not page.errors, page.errors
     [job] = studio.jobs()
-    assert job["status"] == "completed" and job["step"] == 4
+    assert job["status"] in ("cancelled", "completed") and job["step"] >= 1
     assert studio.job(job["id"])["spec"]["params"] == {
-        "steps": 4,
+        "steps": 200,
         "batch_size": 16,
         "image_size": 16,
     }
+    page.get_by_role("tab", name="Runs").click()
+    page.wait_for_timeout(2000)
+    shot(page, tmp_path, "4-runs")
 
 
 def test_switching_methods_keeps_the_dataset_list_valid(page):

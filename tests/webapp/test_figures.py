@@ -34,8 +34,14 @@ def test_one_point_is_a_visible_marker_with_titled_axes():
         assert layout[axis]["exponentformat"] == "e"  # 1e-3 in full
     assert layout["yaxis"]["title"]["text"] == "loss" and layout["yaxis2"]["title"]["text"] == "lr"
     assert layout["xaxis2"]["matches"] == "x" and layout["xaxis3"]["matches"] == "x"
+    assert layout["xaxis"]["dtick"] == 1  # whole steps, not 0.5, 1, 1.5
+    # One value: a range around it (plotly's own, [-1, 1], drew 3e-4 on the 0 line).
+    assert layout["yaxis2"]["range"] == pytest.approx([1.5e-4, 4.5e-4])
+    log = charts.training_figure({"lr": [[1, 1e-3]]}, None, log_y=True)["layout"]["yaxis2"]
+    assert log["range"] == pytest.approx([-3.5, -2.5])
     many = charts.training_figure(points(steps=range(1, 500)), None)
-    assert traces(many)[0]["mode"] == "lines"
+    assert traces(many)[0]["mode"] == "lines" and "dtick" not in many["layout"]["xaxis"]
+    assert "range" not in many["layout"]["yaxis"]  # values that vary: plotly fits them
 
 
 def test_empty_chart_says_why_and_long_curves_are_thinned():
