@@ -207,3 +207,33 @@ def test_record_exit_names_the_rank_the_launcher_blamed(tmp_path):
     assert job.status == "failed" and job.error == "ValueError: rank 0's own words"
     job = crashed("no report at all\n", None)
     assert job.status == "failed" and "exited with code 1: no report at all" in job.error
+
+
+def test_with_gpus_each_job_gets_its_own_devices(tmp_path, monkeypatch):
+    """With 2 GPUs: PRETEXT_MAX_JOBS defaults to 2; a running job holds the devices its
+    process was given (device 0 here: a job started without any sees them from 0); the next
+    gets device 1; a 2-GPU job waits (back in the queue) until both are free."""
+    from engine import jobs
+
+    monkeypatch.setattr(jobs, "_gpus", lambda: [{"index": 0}, {"index": 1}])
+    monkeypatch.delenv("PRETEXT_MAX_JOBS", raising=False)
+    assert jobs.max_jobs() == 2
+    home = jobs.Home.resolve(tmp_path / "home")
+    store = Store.open(home.db_path)
+
+    def job(processes, status):
+        job_id = store.create_job(
+            method="simclr", dataset="digits", spec={}, config={"processes": processes}
+        )
+        store.update_job(job_id, status=status, host=jobs.socket.gethostname())
+        return store.get_job(job_id)
+
+    job(1, "running")
+    assert jobs.job_devices(store, job(1, "queued")) == [1]
+    assert jobs.job_devices(store, job(2, "queued")) is None
+    started = []
+    monkeypatch.setattr(jobs.launch, "start", lambda *args: started.append(args))
+    manager = JobManager(home, max_running=2)
+    wide = job(2, "running")  # as claimed: the manager finds no free pair of devices
+    manager._spawn(wide)
+    assert started == [] and store.get_job(wide.id).status == "queued"
