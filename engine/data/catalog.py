@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from engine.checks import shown
-from engine.data import digits, pydocs, shapes
+from engine.data import digits, pydocs, scenes, shapes
 from engine.errors import DatasetError
 
 SPLITS: tuple[str, ...] = ("train", "test")
@@ -191,6 +191,28 @@ def _render_shapes(count: int, seed: int) -> RawImages:
     )
 
 
+def _build_scenes(split: str) -> RawImages:
+    count = scenes.NUM_TRAIN if split == "train" else scenes.NUM_TEST
+    batch = scenes.generate_scenes(count, seed=scenes.SPLIT_SEEDS[split])
+    return RawImages(
+        batch.images,
+        batch.labels,
+        list(scenes.CLASS_NAMES),
+        batch.captions,
+        batch.factors,
+        batch.masks,
+    )
+
+
+def _render_scenes(count: int, seed: int) -> RawImages:
+    if seed in scenes.SPLIT_SEEDS.values():
+        raise DatasetError(f"seed {seed} is a split's own; pick another")
+    batch = scenes.generate_scenes(count, seed=seed)
+    return RawImages(
+        batch.images, batch.labels, list(scenes.CLASS_NAMES), batch.captions, batch.factors
+    )
+
+
 def _build_digits(split: str) -> RawImages:
     images, labels = digits.load_digits_split(split)
     return RawImages(images, labels, list(digits.CLASS_NAMES), digits.captions_for(labels))
@@ -223,6 +245,26 @@ register_dataset(
         version=3,  # 3: object masks
         augmentation="synthetic",
         render=_render_shapes,
+    )
+)
+register_dataset(
+    DatasetSource(
+        name="scenes",
+        kind="image",
+        builtin=True,
+        description="Procedural upright scenes: ten everyday objects in their usual colours "
+        "under a sky, on the ground (for rotation and colorization)",
+        num_train=scenes.NUM_TRAIN,
+        num_test=scenes.NUM_TEST,
+        num_classes=len(scenes.CLASS_NAMES),
+        labelled=True,
+        native_size=scenes.NATIVE_SIZE,
+        build=_build_scenes,
+        modalities=("image", "image-text"),
+        # natural: colours mean something here, and "up" does too (the natural recipe flips
+        # horizontally only).
+        augmentation="natural",
+        render=_render_scenes,
     )
 )
 register_dataset(
