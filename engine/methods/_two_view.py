@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from engine.config import TrainConfig, param
 from engine.data.presets import augmentation_help
 from engine.data.views import AUGMENTATIONS, AUTO, normalize, view_pair
+from engine.distributed import gather
 from engine.methods.base import SSLMethod
 from engine.models.resnet import CNN_BACKBONES, build_resnet
 
@@ -124,6 +125,14 @@ class TwoViewMethod(SSLMethod):
         """uint8 (B, 3, H, W) -> (z_a, z_b): both views through `encoder` and `projection`,
         each (B, projection_dim)."""
         return self.forward_views(self.make_views(images), self.encoder, self.projection)
+
+    def project_views_global(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """`project_views` of this rank's rows, gathered (with gradients) over every rank:
+        (z_a, z_b) of the global batch, each (global B, projection_dim), rank 0's rows first.
+        A loss of the global batch computed from them on every rank gives, after DDP's
+        averaging, the one-process gradient (engine.distributed). In one process: as is."""
+        z_a, z_b = self.project_views(images)
+        return gather(z_a), gather(z_b)
 
     @torch.no_grad()
     def embed(self, images: Tensor) -> Tensor:

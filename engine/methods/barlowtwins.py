@@ -132,7 +132,8 @@ class BarlowTwins(TwoViewMethod):
         )
 
     def training_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        z_a, z_b = self.project_views(batch["images"])  # (B, projection_dim) each
+        # Batch statistics (cross-correlation) over the global batch: every rank's rows.
+        z_a, z_b = self.project_views_global(batch["images"])  # (B, projection_dim) each
         out = barlow_twins_loss(z_a, z_b, self.config.lambda_offdiag)  # z: (B, projection_dim)
         return out.loss, {
             "on_diagonal": out.on_diagonal.detach(),

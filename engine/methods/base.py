@@ -69,6 +69,15 @@ class SSLMethod(nn.Module):
     Config: ClassVar[type[TrainConfig]] = TrainConfig
     # Conv nets run faster with channels-last activations; the loop converts the module.
     channels_last: ClassVar[bool] = False
+    # Whether a job may run this method on N processes (engine.distributed). False for a
+    # method whose step would not mean the same split across ranks; validation refuses it.
+    multi_process: ClassVar[bool] = True
+    # On N processes, batch norm computes its statistics over the global batch (SyncBatchNorm,
+    # as the papers' multi-GPU runs did); None: when the method is a conv net (channels_last).
+    sync_batch_norm: ClassVar[bool | None] = None
+    # Parameters some steps leave out of the loss (DINO's frozen last layer): DDP must look
+    # for them each step (an extra walk of the graph), so only methods that say so pay it.
+    unused_parameters: ClassVar[bool] = False
 
     def __init__(self, config: TrainConfig, data_info: dict[str, Any] | None = None) -> None:
         super().__init__()

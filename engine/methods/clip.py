@@ -32,6 +32,7 @@ from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from engine.config import TrainConfig, adam_beta2_param, param
 from engine.data.tokenizers import load_or_train
 from engine.data.views import grey
+from engine.distributed import draw_rows, gather, local_rows
 from engine.errors import DatasetError, SpecError
 from engine.losses.clip import clamp_logit_scale_, clip_loss
 from engine.methods._text import StepCounter
@@ -381,14 +382,20 @@ class CLIP(SSLMethod):
     ) -> tuple[Tensor, Tensor, Tensor]:
         size, device = len(input_ids), input_ids.device
         rows = torch.arange(size, device=device)
+        # Drawn for the global batch, this rank's rows kept: the same pairs on any number of
+        # processes (engine.distributed.draw_rows).
+        total, mine = draw_rows(size)
+        mine = None if mine is None else mine.to(device)
 
         def draw(columns: Tensor) -> Tensor:  # (size,) column indices, uniform over `columns`
-            return columns[torch.randint(0, len(columns), (size,), device=device)]
+            return columns[
+                local_rows(torch.randint(0, len(columns), (total,), device=device), mine)
+            ]
 
         pick = draw(torch.arange(input_ids.shape[1], device=device))
         free = self.colour_free.nonzero()[:, 0] if hasattr(self, "colour_free") else rows[:0]
         if self.config.grayscale and len(free):
-            turned = torch.rand(size, device=device) < self.config.grayscale
+            turned = local_rows(torch.rand(total, device=device), mine) < self.config.grayscale
             pick = torch.where(turned, draw(free), pick)
             images = torch.where(turned[:, None, None, None], grey(images), images)
         return images, input_ids[rows, pick], attention_mask[rows, pick]
@@ -398,8 +405,9 @@ class CLIP(SSLMethod):
         out = self.model(
             input_ids=input_ids, attention_mask=attention_mask, pixel_values=self.pixels(images)
         )
-        # image_embeds, text_embeds: (B, projection_dim)
-        loss = clip_loss(out.image_embeds, out.text_embeds, self.model.logit_scale)
+        # image_embeds, text_embeds: (B, projection_dim); negatives from the global batch, every
+        # rank's rows gathered with gradients (engine.distributed.gather).
+        loss = clip_loss(gather(out.image_embeds), gather(out.text_embeds), self.model.logit_scale)
         logs = {"temperature": (-self.model.logit_scale.detach()).exp()}
         step = self.counter.next_step
         if (step % self.config.zero_shot_every == 0 or step == self.config.steps) and hasattr(

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import ViTConfig, ViTModel
@@ -25,6 +24,7 @@ from transformers import ViTConfig, ViTModel
 from engine.config import TrainConfig, adam_beta2_param, param
 from engine.data.presets import MultiCrop, augmentation_help
 from engine.data.views import AUGMENTATIONS, AUTO, normalize
+from engine.distributed import mean_across
 from engine.errors import SpecError
 from engine.losses.dino import dino_loss, updated_center
 from engine.methods.base import TINY_PRESET, MethodCard, SSLMethod, views_to_uint8
@@ -298,6 +298,7 @@ class DINO(SSLMethod):
     description = "Self-distillation: multi-crop student matches an EMA teacher (Caron et al. 2021)"
     paper = "arXiv:2104.14294"
     Config = DINOConfig
+    unused_parameters = True  # the last layer is frozen for freeze_last_layer_steps
     card = MethodCard(
         title="DINO",
         authors="Caron, Touvron, Misra, Jegou, Mairal, Bojanowski, Joulin",
@@ -375,9 +376,13 @@ class DINO(SSLMethod):
         # Buffers, so a resumed job continues with the same centre and schedules.
         self.register_buffer("center", torch.zeros(1, config.out_dim))
         self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
+        self._steps_done: int | None = None  # read from the buffer at the first step
 
     def training_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        config, step = self.config, int(self.steps_done)
+        # A Python mirror of the `steps_done` buffer: reading the buffer is a host sync per step.
+        if self._steps_done is None:
+            self._steps_done = int(self.steps_done)
+        config, step = self.config, self._steps_done
         global_crops, local_crops = self.crops(batch["images"])  # (2B, 3, G, G), (nB, 3, L, L)
         global_crops = self.match_memory_format(global_crops)
         local_crops = self.match_memory_format(local_crops)
@@ -389,15 +394,15 @@ class DINO(SSLMethod):
         )
         temperature = teacher_temperature(config, step)
         with torch.no_grad():
-            batch_mean = teacher_logits.float().mean(dim=0, keepdim=True)  # (1, K)
-            if dist.is_available() and dist.is_initialized():
-                dist.all_reduce(batch_mean)
-                batch_mean /= dist.get_world_size()
+            # The centre follows the global batch: the mean over every rank's rows.
+            batch_mean = mean_across(teacher_logits.float().mean(dim=0, keepdim=True))  # (1, K)
             if step == 0:
                 # Start the centre at the data rather than at zero: a zero-started moving
                 # average is biased for its first ~1/(1 - momentum) steps, which only shows
                 # as a loss that rises while the centre catches up.
                 self.center.copy_(batch_mean)
+        # A local mean over this rank's images: DDP's averaging of the gradients gives the
+        # global batch's, and the loop logs the mean over the ranks.
         loss = dino_loss(
             student_logits.view(-1, batch_size, config.out_dim),
             teacher_logits.view(2, batch_size, config.out_dim),
@@ -410,7 +415,7 @@ class DINO(SSLMethod):
             # both near log(out_dim) is collapse to uniform, both low collapse to one output.
             probs = F.softmax((teacher_logits.float() - self.center) / temperature, dim=-1)
             entropy = -(probs * probs.clamp(min=1e-12).log()).sum(dim=-1).mean()
-            marginal = probs.mean(dim=0)
+            marginal = mean_across(probs.mean(dim=0))  # over the global batch
             marginal_entropy = -(marginal * marginal.clamp(min=1e-12).log()).sum()
             self.center.copy_(updated_center(self.center, batch_mean, config.center_momentum))
         return loss, {
@@ -423,6 +428,7 @@ class DINO(SSLMethod):
         momentum = momentum_schedule(step - 1, total_steps, self.config.teacher_momentum)
         update_ema(self.teacher, self.student, momentum)
         self.steps_done.fill_(step)
+        self._steps_done = step
 
     @torch.no_grad()
     def preview_views(self, images: Tensor) -> list[tuple[str, Tensor]]:

@@ -20,10 +20,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from engine import distributed
 from engine.config import param
 from engine.errors import SpecError
 from engine.losses.infonce import info_nce_loss
@@ -46,15 +46,6 @@ def enqueue(queue: Tensor, pointer: Tensor, keys: Tensor) -> None:
     slots = (start + torch.arange(keys.shape[0], device=queue.device)) % size
     queue[slots] = keys.to(queue.dtype)
     pointer.fill_((int(pointer) + count) % size)
-
-
-def _gather(keys: Tensor) -> Tensor:
-    """Keys of every process (DDP), so the queue holds the whole global batch."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return keys
-    parts = [torch.empty_like(keys) for _ in range(dist.get_world_size())]
-    dist.all_gather(parts, keys)
-    return torch.cat(parts)
 
 
 @dataclass
@@ -163,6 +154,8 @@ class MoCo(TwoViewMethod):
     )
     paper = "arXiv:2003.04297"
     Config = MoCoConfig
+    # Shuffling BN: batch norm per process (per chunk), never over the global batch.
+    sync_batch_norm = False
     card = MethodCard(
         title="MoCo v2",
         authors="He, Fan, Wu, Xie, Girshick; Chen, Fan, Girshick, He",
@@ -203,20 +196,41 @@ class MoCo(TwoViewMethod):
         self.register_buffer("queue", queue)  # (K, projection_dim) unit keys, oldest at pointer
         self.register_buffer("queue_pointer", torch.zeros(1, dtype=torch.long))
         self._new_keys: Tensor | None = None  # enqueued by after_step
+        self._global_keys: Tensor | None = None  # the last encode_keys' keys of every rank
 
     def _split_bn_forward(self, encoder: nn.Module, views: Tensor) -> Tensor:
-        """Encode in `bn_splits` chunks so each chunk gets its own batch-norm statistics."""
-        return torch.cat([encoder(chunk) for chunk in views.chunk(self.config.bn_splits)])
+        """Encode in `bn_splits` chunks so each chunk gets its own batch-norm statistics. On
+        N processes a rank holds 1/N of the global batch and so bn_splits / N of its chunks
+        (batch norm stays per process, as in the paper's code: it is the point of the split)."""
+        chunks = self.config.bn_splits
+        if distributed.share_rows() is not None:
+            chunks = max(1, chunks // distributed.world_size())
+        return torch.cat([encoder(chunk) for chunk in views.chunk(chunks)])
 
     @torch.no_grad()
     def encode_keys(self, images: Tensor) -> Tensor:
         """uint8 (B, 3, H, W) -> (B, projection_dim) unit keys of one augmented view each,
-        through the key encoder with batch norm split and shuffled as in training."""
+        through the key encoder with batch norm split and shuffled as in training.
+
+        During a step on N processes `images` are this rank's rows: the views of the global
+        batch are gathered and shuffled with one permutation drawn as one process would, each
+        rank encodes its share of the shuffled views (the paper's shuffling BN across GPUs),
+        and the keys are gathered back; `self._global_keys` keeps them for the queue."""
         views = self.make_view(images, 1)
-        shuffle = torch.randperm(images.shape[0], device=images.device)
-        keys = self._split_bn_forward(self.key_encoder, views[shuffle])
-        keys = self.key_projection(keys)[torch.argsort(shuffle)]
-        return F.normalize(keys.float(), dim=1)
+        share = distributed.share_rows()
+        if share is None:
+            shuffle = torch.randperm(images.shape[0], device=images.device)
+            keys = self._split_bn_forward(self.key_encoder, views[shuffle])
+            keys = self.key_projection(keys)[torch.argsort(shuffle)]
+            self._global_keys = F.normalize(keys.float(), dim=1)
+            return self._global_keys
+        size, start, stop = share
+        every = distributed.gather_detached(views)  # (global B, 3, S, S), rank order
+        shuffle = torch.randperm(size, device=images.device)
+        keys = self._split_bn_forward(self.key_encoder, every[shuffle][start:stop])
+        keys = distributed.gather_detached(self.key_projection(keys))[torch.argsort(shuffle)]
+        self._global_keys = F.normalize(keys.float(), dim=1)
+        return self._global_keys[start:stop]
 
     @torch.no_grad()
     def on_train_start(self, tensors: dict[str, Tensor]) -> None:
@@ -243,8 +257,9 @@ class MoCo(TwoViewMethod):
         # Keys are shuffled across the batch-norm chunks: the images a key is normalised with
         # are not the ones its query was normalised with.
         keys = self.encode_keys(images)  # (B, d)
+        # A local mean: DDP's averaging of the ranks' gradients gives the global batch's.
         loss = info_nce_loss(queries, keys, self.queue, self.config.temperature)
-        self._new_keys = keys
+        self._new_keys = self._global_keys  # every rank's keys, in global order
         with torch.no_grad():
             q = F.normalize(queries.detach().float(), dim=1)
             positive = (q * keys).sum(dim=1)  # (B,)
@@ -256,5 +271,5 @@ class MoCo(TwoViewMethod):
         update_ema(self.key_encoder, self.encoder, self.config.momentum)
         update_ema(self.key_projection, self.projection, self.config.momentum)
         if self._new_keys is not None:
-            enqueue(self.queue, self.queue_pointer, _gather(self._new_keys))
+            enqueue(self.queue, self.queue_pointer, self._new_keys)
             self._new_keys = None

@@ -114,7 +114,8 @@ class SimCLR(TwoViewMethod):
         )
 
     def training_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        z_a, z_b = self.project_views(batch["images"])  # (B, projection_dim) each
+        # Negatives from the global batch: every rank's rows, gathered with gradients.
+        z_a, z_b = self.project_views_global(batch["images"])  # (B, projection_dim) each
         loss = nt_xent_loss(z_a, z_b, self.config.temperature)
         with torch.no_grad():
             # Share of anchors whose most similar other view is their positive.

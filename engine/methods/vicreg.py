@@ -134,7 +134,8 @@ class VICReg(TwoViewMethod):
         )
 
     def training_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        z_a, z_b = self.project_views(batch["images"])  # (B, projection_dim) each
+        # Variance and covariance over the global batch: every rank's rows.
+        z_a, z_b = self.project_views_global(batch["images"])  # (B, projection_dim) each
         config = self.config
         out = vicreg_loss(
             z_a, z_b, config.invariance_weight, config.variance_weight, config.covariance_weight

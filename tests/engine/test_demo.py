@@ -122,3 +122,29 @@ def test_lens_default_is_the_newest_completed_run_of_its_kind(tmp_path):
     # With no completed run, the newest listed run is first.
     values = [c["value"] for c in lens_choices(jobs[2:4], ATTENTION)]
     assert values[:2] == ["4", "3"]
+
+
+def test_once_a_showcase_run_ends_its_lens_opens_on_it(tmp_path, monkeypatch):
+    """End to end with one tiny job (the first of the pack, BERT): queued by demo_pack, run by
+    the job manager, then the fill-mask lens lists it first (its default)."""
+    import time
+
+    monkeypatch.setattr(demo, "PRESET", "tiny")  # seconds, not the quick preset's minutes
+    studio = Studio(tmp_path / "home")
+    try:
+        first, *rest = [job["job_id"] for job in studio.demo_pack()["jobs"]]
+        for job_id in rest:
+            assert studio.cancel(job_id) == "cancelled"  # still queued: cancelled at once
+        assert studio.lenses.lens_models("fill_mask")[0]["value"] == "bert-base-uncased"
+        studio.start_manager()
+        deadline = time.monotonic() + 300
+        while studio.job(first)["status"] in ("queued", "running"):
+            assert time.monotonic() < deadline, "the tiny BERT job did not end in 300 s"
+            time.sleep(0.5)
+        assert studio.job(first)["status"] == "completed", studio.job(first)["error"]
+        choices = [c["value"] for c in studio.lenses.lens_models("fill_mask")]
+        assert choices == [str(first), "bert-base-uncased"]
+        # Other lenses have no run of their kind yet: only their Hub model, never a default.
+        assert [c["value"] for c in studio.lenses.lens_models("generate")] == ["gpt2"]
+    finally:
+        studio.shutdown()
