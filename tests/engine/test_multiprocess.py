@@ -112,10 +112,12 @@ def test_cli_trains_on_two_processes_through_the_launcher(tmp_path, capsys):
     assert set(points_per_step(studio, summary["job_id"]).values()) == {1}
 
 
-def test_ctrl_c_stops_a_cli_job_on_two_processes_with_a_checkpoint(tmp_path):
+def test_ctrl_c_stops_a_cli_job_on_two_processes_and_resume_finishes_it(tmp_path, capsys):
+    from engine.__main__ import main
+
     home = tmp_path / "home"
     args = ["train", "--home", str(home), "--method", "simclr", "--dataset", "digits"]
-    args += ["--steps", "400", "--batch-size", "16", "--processes", "2", "--json"]
+    args += ["--steps", "60", "--batch-size", "16", "--processes", "2", "--json"]
     args += ["--set", "image_size=16", "--set", "precision=fp32", "--set", "checkpoint_every=1000"]
     cli = subprocess.Popen(
         [sys.executable, "-m", "engine", *args], stdout=subprocess.PIPE, text=True
@@ -128,10 +130,17 @@ def test_ctrl_c_stops_a_cli_job_on_two_processes_with_a_checkpoint(tmp_path):
     finally:
         if cli.poll() is None:
             kill_tree(cli.pid)
-    summary = json.loads(out.strip().splitlines()[-1])
-    job = studio.job(summary["job_id"])
+    job_id = json.loads(out.strip().splitlines()[-1])["job_id"]
+    job = studio.job(job_id)
     assert job["status"] == "cancelled", job["error"]
-    assert 2 <= job["step"] < 400 and job["checkpoints"][-1]["step"] == job["step"]
+    assert 2 <= job["step"] < 60 and job["checkpoints"][-1]["step"] == job["step"]
+    # `resume` keeps the processes (they are in the stored spec) and runs them the same way.
+    assert main(["resume", str(job_id), "--home", str(home), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["status"] == "completed" and summary["steps"] == 60, summary["error"]
+    assert set(points_per_step(studio, job_id).values()) == {1}
+    loss_steps = [p["step"] for p in studio.metrics(job_id) if p["name"] == "loss"]
+    assert loss_steps == list(range(1, 61))
 
 
 def _alive(proc: psutil.Process) -> bool:
