@@ -180,6 +180,14 @@ def extra_metric_names(curves: Curves) -> list[str]:
     return sorted(names, key=lambda n: (n == "images_per_second", n))
 
 
+def preferred_extra(curves: Curves, names: list[str]) -> str | None:
+    """The other metric shown first: the most often logged one (a per-step metric such as
+    contrastive_acc, not a health metric with a point every 25 steps), the rate last."""
+    if not names:
+        return None
+    return min(names, key=lambda n: (n == "images_per_second", -len(curves["points"][n]), n))
+
+
 # ---- words -------------------------------------------------------------------------------
 def parse_time(value: str | None) -> datetime | None:
     """An API timestamp ("2024-05-01T12:00:00Z", UTC) as an aware datetime."""
@@ -377,7 +385,7 @@ class CurvePanel:
         if name_changed:
             curves["extra_names"] = names
             if extra_name not in names:
-                extra_name = names[0] if names else None
+                extra_name = preferred_extra(curves, names)
             out[self.extra_name] = gr.update(choices=names, value=extra_name)
         if not (changed or reset or name_changed):
             return out

@@ -92,6 +92,15 @@ def test_system_metrics_have_their_own_chart():
     assert figures.extra_metric_names(curves) == []  # neither loss/lr nor system/*
 
 
+def test_the_other_metric_shown_first_is_the_most_often_logged():
+    rows = [{"step": s, "name": "contrastive_acc", "value": 0.1} for s in range(1, 30)]
+    rows += [{"step": s, "name": "images_per_second", "value": 9.0} for s in range(1, 30)]
+    rows += [{"step": 25, "name": "alignment", "value": 0.3}]
+    curves = figures.add_points(figures.empty_curves(1), rows)
+    names = figures.extra_metric_names(curves)
+    assert figures.preferred_extra(curves, names) == "contrastive_acc"
+
+
 # ---- the panel's handlers ----------------------------------------------------------------
 JOB = {
     "id": 1,
