@@ -378,6 +378,10 @@ class DINO(SSLMethod):
         self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
         self._steps_done: int | None = None  # read from the buffer at the first step
 
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._steps_done = None  # a loaded `steps_done` is read again at the next step
+
     def training_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         # A Python mirror of the `steps_done` buffer: reading the buffer is a host sync per step.
         if self._steps_done is None:
