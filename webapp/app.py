@@ -56,6 +56,9 @@ CSS = """
 /* Train tab (one screen at 1366x768): the live column stays in view while the form scrolls;
    each field's help is one line, whole on hover or focus. */
 .ps-live { position: sticky; top: 0.5rem; align-self: flex-start; }
+/* Gradio's container hides overflow, which makes it the scroll box that sticky sticks to
+   (never scrolled): clip paints the same and leaves the page's scrolling to sticky. */
+.gradio-container { overflow: clip !important; }
 .ps-form .info-text { display: -webkit-box; -webkit-line-clamp: 1; -webkit-box-orient: vertical;
                       overflow: hidden; cursor: help; }
 .ps-form .info-text:hover { -webkit-line-clamp: unset; overflow: visible; position: absolute;
