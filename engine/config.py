@@ -132,6 +132,12 @@ class TrainConfig:
         "bf16 autocast for the forward pass (losses stay fp32), or plain fp32.",
         choices=["bf16", "fp32"],
     )
+    compile: bool = param(
+        False,
+        "torch.compile the method's networks (encoder, heads) before training: the first "
+        "steps pay for compiling (tens of seconds), later ones run faster, mostly on a GPU. "
+        "Checkpoints and runs are the same with or without it.",
+    )
     log_every: int = param(1, "Write the loss and learning rate every N steps.", min=1)
     checkpoint_every: int = param(
         100, "Save a resumable checkpoint every N steps (and always at the end or on Stop).", min=1

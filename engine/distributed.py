@@ -27,6 +27,7 @@ Equivalence across process counts (a 2-process job at global batch B computes th
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import threading
 from collections.abc import Iterator
@@ -129,14 +130,30 @@ class StopFlag:
         return bool(flag.item())
 
 
-def shutdown() -> None:
-    """Destroy the process group. Without this a gloo rank could abort at exit ("terminate
-    called without an active exception"): the group's threads were still joinable when the
-    interpreter tore the process down."""
+def shutdown(wait: bool = True) -> None:
+    """Destroy the process group (after a barrier when `wait`); a no-op when there is none.
+
+    Why: a gloo rank that left it to interpreter finalization aborted now and then at exit
+    ("terminate called without an active exception", 3 of 9 tries, after correct results).
+    Gloo's worker threads still held finished work items with tensors in them; freeing those
+    while the interpreter is being torn down calls into Python too late (pytorch/pytorch#179291).
+    `destroy_at_exit` registers this (without the barrier) for every multi-process job."""
     if dist.is_available() and dist.is_initialized():
-        with contextlib.suppress(Exception):
-            dist.barrier()
+        if wait:
+            with contextlib.suppress(Exception):
+                dist.barrier()
         dist.destroy_process_group()
+
+
+_exit_hook = False
+
+
+def destroy_at_exit() -> None:
+    """Destroy the process group when the interpreter exits, while it is still whole (once)."""
+    global _exit_hook
+    if not _exit_hook:
+        atexit.register(shutdown, False)
+        _exit_hook = True
 
 
 # --- this rank's share of the global batch --------------------------------------------------

@@ -2,11 +2,19 @@
 
 It knows nothing method-specific: it builds the method from the registry, holds the dataset as a
 uint8 tensor on the device, draws a batch per step, and lets the method make its views and its
-loss. Around that: AdamW/LARS/SGD, warmup + cosine schedule, gradient clipping, bf16 autocast,
-channels-last for conv nets, metrics to a sink, periodic and final checkpoints, resume, and a
+loss. Around that: AdamW/LARS/SGD (fused AdamW on CUDA), warmup + cosine schedule, gradient
+clipping, bf16 autocast, TF32 matmuls on CUDA, channels-last for conv nets, optional
+torch.compile of the networks, metrics to a sink, periodic and final checkpoints, resume, and a
 stop flag checked every step. A resumed job draws the same batches and views as an uninterrupted
 one (the checkpoint holds the rest of the epoch's order and every random state), so its curve
 is bitwise the same on CPU.
+
+The step never waits for the device: the loss and gradient norm stay there until a logging or
+checkpoint step reads them all at once (a non-finite one still fails the job naming the step
+where it first appeared). Under `accelerate launch` with N processes the batch is global: each
+rank takes its slice of the seeded batch, its views are its rows of the global batch's views,
+the methods gather what their loss needs (engine.distributed), DDP averages the gradients, and
+rank 0 alone reports, probes and saves.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +30,9 @@ from typing import Protocol
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import DistributedDataParallelKwargs
 
-from engine import checkpoints
+from engine import checkpoints, distributed
 from engine.config import TrainConfig, TrainSpec
 from engine.data.prefetch import Prefetcher, next_batch_index, streamed_tensors
 from engine.evaluation.health import HealthProbe
@@ -92,12 +102,42 @@ def run_job(
     Raises Diverged (naming the step) if the loss, the gradient norm or the weights stop being
     finite; nothing is saved after that point. Returns when done or when `should_stop()` turns
     true (after saving a checkpoint at the step it stopped at).
+
+    Under `accelerate launch` with N processes (engine.distributed) `config.batch_size` is the
+    global batch: every rank draws the same seeded batch of rows and takes its slice of
+    batch_size / N, DDP averages the gradients, and only rank 0 reports to `sink`, probes
+    health and writes checkpoints; rank 0 reads `should_stop` and every rank obeys it.
     """
-    accelerator = Accelerator(mixed_precision="no")
+    method_cls = get_method(spec.method)
+    accelerator = Accelerator(
+        mixed_precision="no",
+        # Buffers are not broadcast at each step: every rank computes the same ones (global
+        # batch statistics, MoCo's queue from gathered keys, DINO's all-reduced centre), and
+        # MoCo's split batch norm is local on purpose.
+        kwargs_handlers=[
+            DistributedDataParallelKwargs(
+                find_unused_parameters=method_cls.unused_parameters, broadcast_buffers=False
+            )
+        ],
+    )
     device = accelerator.device
+    world, rank = accelerator.num_processes, accelerator.process_index
+    is_main = accelerator.is_main_process
+    if world > 1:
+        distributed.destroy_at_exit()  # a gloo rank could otherwise abort at exit
+    if config.batch_size % world:  # validation refuses it first, naming the numbers
+        raise ValueError(f"batch_size {config.batch_size} does not divide over {world} processes")
+    share = config.batch_size // world
+    first_row, last_row = rank * share, (rank + 1) * share  # this rank's rows of each batch
+    if device.type == "cuda":
+        # TF32 matmuls and convolutions: float32 range, 10-bit mantissa, several times the
+        # throughput of full fp32 on Ampere and later (bf16 autocast covers the rest).
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     torch.manual_seed(spec.seed)
     run_dir = Path(run_dir)
-    data = get_method(spec.method).load_data(spec.dataset, config, run_dir, data_cache_dir)
+    with accelerator.main_process_first():  # rank 0 fills the dataset cache, the others read it
+        data = method_cls.load_data(spec.dataset, config, run_dir, data_cache_dir)
     if config.batch_size > len(data):
         raise ValueError(
             f"batch_size {config.batch_size} is larger than the {len(data)} "
@@ -110,20 +150,28 @@ def run_job(
     streamed = streamed_tensors(tensors)
 
     method = build_method(spec, config, data).to(device)
+    sync_bn = method.sync_batch_norm
+    if world > 1 and (method.channels_last if sync_bn is None else sync_bn):
+        method = distributed.sync_batch_norm(method, device)
     if method.channels_last:
         method = method.to(memory_format=torch.channels_last)
+    if getattr(config, "compile", False):
+        compile_networks(method)
     # Collapse/health metrics on a fixed batch every `health_every` steps (image methods only).
     health = None
-    if config.health_every > 0 and accelerator.is_main_process:
+    if config.health_every > 0 and is_main:
         health = HealthProbe.for_method(type(method), tensors, config.image_size)
+    probing = distributed.broadcast_object(health is not None)  # the same log steps everywhere
     optimizer = build_optimizer(method, config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(config.warmup_steps, config.steps)
     )
     sampler = torch.Generator().manual_seed(spec.seed)
 
-    checkpoints.sweep(run_dir)  # this worker is the run's only writer now
-    latest = checkpoints.latest(run_dir)
+    if is_main:
+        checkpoints.sweep(run_dir)  # this job is the run's only writer now
+    # Every rank resumes from the checkpoint rank 0 picked.
+    latest = distributed.broadcast_object(checkpoints.latest(run_dir) if is_main else None)
     start_step, saved_step = 0, None
     # Row indices the current epoch has not drawn yet: saved with each checkpoint, so a job
     # killed mid-epoch resumes with the very batches an uninterrupted run would draw.
@@ -131,96 +179,184 @@ def run_job(
     if latest is not None:
         start_step, epoch_rest = checkpoints.restore(latest, method, optimizer, scheduler, sampler)
         saved_step = start_step
-    model, optimizer = accelerator.prepare(method, optimizer)
-    sink.started(start_step, config.steps)
+    with warnings.catch_warnings():
+        # torch 2.14 renames broadcast_buffers (accelerate 1.15 has no forward_sync_buffers);
+        # False keeps its meaning, buffers are synchronised once, when DDP wraps the model.
+        warnings.filterwarnings("ignore", "`broadcast_buffers` is deprecated", FutureWarning)
+        model, optimizer = accelerator.prepare(method, optimizer)
+    stop = distributed.StopFlag(should_stop)
+    if is_main:
+        sink.started(start_step, config.steps)
     prefetch = None
     if streamed and start_step < config.steps:
-        prefetch = Prefetcher(streamed, sampler, epoch_rest, len(data), config.batch_size, device)
+        rows = (first_row, last_row) if world > 1 else None
+        prefetch = Prefetcher(
+            streamed, sampler, epoch_rest, len(data), config.batch_size, device, rows=rows
+        )
+    try:
+        return _loop(
+            config, accelerator, model, optimizer, scheduler, sampler, epoch_rest, tensors,
+            streamed, prefetch, health, probing, stop, sink, run_dir, start_step, saved_step,
+            (first_row, last_row),
+        )  # fmt: skip
+    finally:
+        if prefetch is not None:
+            prefetch.close()
 
+
+def _loop(
+    config: TrainConfig,
+    accelerator: Accelerator,
+    model: torch.nn.Module,
+    optimizer,
+    scheduler,
+    sampler: torch.Generator,
+    epoch_rest: torch.Tensor,
+    tensors: dict,
+    streamed: dict,
+    prefetch: Prefetcher | None,
+    health: HealthProbe | None,
+    probing: bool,
+    stop: Callable[[], bool],
+    sink: Sink,
+    run_dir: Path,
+    start_step: int,
+    saved_step: int | None,
+    rows: tuple[int, int],
+) -> RunResult:
+    """The steps of `run_job`. Nothing here waits for the device except at logging and
+    checkpoint steps: the loss and gradient norm of each step stay on the device
+    (`pending`) until then, when one reduction over the ranks reads them all and the first
+    non-finite one fails the job naming its step."""
+    device, is_main = accelerator.device, accelerator.is_main_process
+    count = len(next(iter(tensors.values())))
     fault = _fault()
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
     first_loss = final_loss = None
     step = start_step
     timed_images, timed_seconds = 0, 0.0
+    # (step, loss, gradient norm or None) of the steps not read back yet.
+    pending: list[tuple[int, torch.Tensor, torch.Tensor | None]] = []
+    since_step, since = start_step, time.perf_counter()  # the throughput window
+    method = accelerator.unwrap_model(model)
     model.train()
     if start_step == 0:
         with torch.no_grad(), autocast:
-            accelerator.unwrap_model(model).on_train_start(tensors)
+            method.on_train_start(tensors)
     advice = f"lower the learning rate (now {config.lr:g})"
+
+    def settle(logs: dict | None = None) -> tuple[float, dict[str, float]]:
+        """Read the pending steps' losses (averaged over the ranks, with `logs`): raise
+        Diverged at the first non-finite loss or gradient norm; (last loss, logs with the
+        last step's gradient norm before clipping when clipping is on)."""
+        nonlocal first_loss, final_loss
+        names = list(logs or {})
+        values = torch.stack(
+            [
+                torch.stack(
+                    [
+                        loss.float(),
+                        grad.float()
+                        if grad is not None
+                        else loss.new_zeros((), dtype=torch.float32),
+                    ]
+                )
+                for _, loss, grad in pending
+            ]
+        ).flatten()
+        if names:
+            extra = [torch.as_tensor(logs[n], dtype=torch.float32).to(device) for n in names]
+            values = torch.cat([values, torch.stack(extra)])
+        read = distributed.mean_across(values).tolist()  # the one host sync
+        rows = [read[2 * i : 2 * i + 2] for i in range(len(pending))]
+        for (at, _, grad), (loss_value, grad_value) in zip(pending, rows, strict=True):
+            if not math.isfinite(loss_value):
+                raise Diverged(
+                    f"loss became {loss_value} at step {at}; {advice} or turn on grad_clip", at
+                )
+            if grad is not None and not math.isfinite(grad_value):
+                raise Diverged(f"the gradient norm became {grad_value} at step {at}; {advice}", at)
+        if pending[0][0] == start_step + 1:
+            first_loss = rows[0][0]
+        final_loss = rows[-1][0]
+        last_grad = pending[-1][2]
+        pending.clear()
+        values = dict(zip(names, read[2 * len(rows) :], strict=True))
+        if last_grad is not None:
+            values["grad_norm"] = rows[-1][1]
+        return final_loss, values
+
     while step < config.steps:
-        if should_stop():
+        if stop():
             break
-        # A fresh permutation per epoch.
-        batch_index, epoch_rest = next_batch_index(
-            epoch_rest, len(data), config.batch_size, sampler
-        )
-        tick = time.perf_counter()
-        with autocast:
-            index = batch_index.to(device)
+        # The global batch's rows (a fresh permutation per epoch); this rank takes its slice.
+        batch_index, epoch_rest = next_batch_index(epoch_rest, count, config.batch_size, sampler)
+        with autocast, distributed.batch_share(config.batch_size, *rows):
+            index = batch_index[rows[0] : rows[1]].to(device, non_blocking=True)
             batch = {name: t[index] for name, t in tensors.items() if name not in streamed}
             if prefetch is not None:
                 batch.update(prefetch.next(batch_index))
             loss, logs = model({name: batch[name] for name in tensors})
         if fault == ("nan", step + 1):
             loss = loss * float("nan")
-        if not torch.isfinite(loss):
-            raise Diverged(
-                f"loss became {loss.item()} at step {step + 1}; {advice} or turn on grad_clip",
-                step + 1,
-            )
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(loss)
         grad_norm = clip_gradients(model, config, accelerator)
-        if grad_norm is not None and not torch.isfinite(grad_norm):  # clipping: NaN weights
-            raise Diverged(
-                f"the gradient norm became {float(grad_norm)} at step {step + 1}; {advice}",
-                step + 1,
-            )
+        pending.append((step + 1, loss.detach(), None if grad_norm is None else grad_norm.detach()))
         lr = scheduler.get_last_lr()[0]
         optimizer.step()
         scheduler.step()
         step += 1
-        accelerator.unwrap_model(model).after_step(step, config.steps)
-        loss_value = loss.item()
-        seconds = time.perf_counter() - tick
-        if step > start_step + 1:  # the first step pays for warm-up allocations
-            timed_images += config.batch_size
-            timed_seconds += seconds
-        first_loss = loss_value if first_loss is None else first_loss
-        final_loss = loss_value
-        health_now = health is not None and (
-            step % config.health_every == 0 or step == config.steps
-        )
+        method.after_step(step, config.steps)
+        health_now = probing and (step % config.health_every == 0 or step == config.steps)
         log_now = step % config.log_every == 0 or step == config.steps or health_now
         save_now = step % config.checkpoint_every == 0 and step < config.steps
         if log_now or save_now:  # not every step when log_every > 1: it reads every weight
-            check_weights(accelerator.unwrap_model(model), step, advice)
-        if log_now:
-            values = {
-                "loss": loss_value,
-                "lr": lr,
-                "images_per_second": config.batch_size / max(seconds, 1e-9),
-            }
-            values.update({k: float(v) for k, v in logs.items()})
-            if health_now:
-                values.update(health(accelerator.unwrap_model(model)))
-            sink.metrics(step, values)
+            loss_value, log_values = settle(logs if log_now else None)
+            seconds = time.perf_counter() - since
+            images = config.batch_size * (step - since_step)
+            if since_step > start_step:  # the first window pays for warm-up allocations
+                timed_images += images
+                timed_seconds += seconds
+            check_weights(method, step, advice)
+            if log_now and is_main:
+                values = {
+                    "loss": loss_value,
+                    "lr": lr,
+                    "images_per_second": images / max(seconds, 1e-9),
+                    **log_values,
+                }
+                if health_now:
+                    values.update(health(method))
+                sink.metrics(step, values)
         if save_now:
             _save(
                 accelerator, model, optimizer, scheduler, sampler, epoch_rest, run_dir, step, sink
             )
             saved_step = step
+        if log_now or save_now:
+            since_step, since = step, time.perf_counter()
         if fault == ("exit", step):
             _exit_as_killed()
 
-    if prefetch is not None:
-        prefetch.close()
+    if pending:
+        settle()
     if step != saved_step:  # a stop always leaves a checkpoint at the step it stopped at
-        check_weights(accelerator.unwrap_model(model), step, advice)
+        check_weights(method, step, advice)
         _save(accelerator, model, optimizer, scheduler, sampler, epoch_rest, run_dir, step, sink)
     images_per_second = timed_images / timed_seconds if timed_seconds > 0 else None
     status = "completed" if step >= config.steps else "cancelled"
     return RunResult(status, step, first_loss, final_loss, images_per_second)
+
+
+def compile_networks(method: torch.nn.Module) -> None:
+    """`torch.compile` each of the method's networks in place (`nn.Module.compile`: the
+    state dict keeps its keys, so checkpoints and runs open as without it). The method's own
+    step (views, random draws, the loss) stays eager; a network is a direct child holding
+    parameters (the encoder, a head, a CLIPModel, DINO's student and teacher)."""
+    for child in method.children():
+        if any(True for _ in child.parameters()):
+            child.compile()
 
 
 def check_weights(method: torch.nn.Module, step: int, advice: str) -> None:
