@@ -356,6 +356,8 @@ class AttentionResult(TypedDict):
     num_heads: int
     grid: int
     model: str
+    jaccard: float | None  # the drawn mask against a builtin example's object mask, else None
+    jaccard_heads: list[float] | None  # each head's own mask against it
 
 
 class ReconstructResult(TypedDict):
@@ -370,6 +372,9 @@ class ReconstructResult(TypedDict):
     norm_pix_loss: bool
     warning: str | None
     model: str
+    psnr: float | None  # dB on the hidden patches (None without a decoder)
+    psnr_mean_colour: float | None  # the same patches filled with the image's mean colour
+    psnr_nearest_visible: float | None  # ... with their nearest visible patch
 
 
 class ViewsResult(TypedDict):

@@ -24,6 +24,14 @@ INTRO = (
 MAX_LAYERS = 24
 
 
+def jaccard_line(result: dict[str, Any]) -> str:
+    """ "Jaccard 0.62 with the object's mask (best head 0.71)" when the result has one."""
+    if result.get("jaccard") is None:
+        return ""
+    best = max(result.get("jaccard_heads") or [result["jaccard"]])
+    return f"Jaccard {result['jaccard']:.2f} with the object's mask (best head {best:.2f})."
+
+
 class AttentionTab(LensTab):
     api_name = "attention"
     intro = INTRO
@@ -83,6 +91,9 @@ class AttentionTab(LensTab):
             ["model", "layer", "num_layers", "num_heads", "grid", "kept_share", "share_range"],
         )
         details["kept_patches"] = int(result["keep_mask"].sum())
+        scored = jaccard_line(result)  # a builtin example with an object mask, else ""
+        if scored:
+            details.update(jaccard=result["jaccard"], jaccard_heads=result["jaccard_heads"])
         low, high = result["share_range"]
         note = message(
             f"{result['model']}: layer {result['layer']} of "
@@ -91,16 +102,23 @@ class AttentionTab(LensTab):
             f"{low:.1%} to {high:.1%} of the mean attention (uniform: "
             f"{1 / result['grid'] ** 2:.1%}); the mask keeps "
             f"{details['kept_patches']} patches holding "
-            f"{result['kept_share']:.0%} of it.",
+            f"{result['kept_share']:.0%} of it.{' ' + scored if scored else ''}",
             "ok",
         )
         return [heads, result["mean"], result["mask"], details], note
 
     def present(self, outputs: list[Any]) -> list[Any]:
-        heads = outputs[0]
-        if heads:
-            return [gr.Gallery(value=heads, columns=min(6, len(heads))), *outputs[1:]]
-        return outputs
+        heads, mean, mask, details = outputs
+        if not heads:
+            return outputs
+        scored = jaccard_line(details or {})
+        return [
+            gr.Gallery(value=heads, columns=min(6, len(heads))),
+            mean,
+            # The score under the maps: the mask picture's caption (API clients: details).
+            gr.Image(value=mask, label=f"Mask · {scored}") if scored else mask,
+            details,
+        ]
 
     def on_model(self, model: str) -> list[Any]:
         """A model was picked: fit the layer slider to it, or say why it cannot be used."""

@@ -23,6 +23,16 @@ INTRO = (
 )
 
 
+def psnr_line(result: dict[str, Any]) -> str:
+    """The hidden patches' PSNR beside the two fills without a network (the `reconstruction`
+    protocol's baselines) for this image and mask."""
+    return (
+        f"PSNR on the hidden patches {result['psnr']:.1f} dB; filled with the image's mean "
+        f"colour {result['psnr_mean_colour']:.1f} dB, with the nearest visible patch "
+        f"{result['psnr_nearest_visible']:.1f} dB."
+    )
+
+
 class ReconstructTab(LensTab):
     api_name = "reconstruct"
     intro = INTRO
@@ -69,7 +79,18 @@ class ReconstructTab(LensTab):
             return self.cleared(), message("Upload an image or pick an example.")
         result = self.studio.lenses.reconstruct(image, model, float(mask_ratio), int(seed or 0))
         details = details_json(
-            result, ["model", "visible_patches", "num_patches", "loss", "norm_pix_loss", "warning"]
+            result,
+            [
+                "model",
+                "visible_patches",
+                "num_patches",
+                "loss",
+                "norm_pix_loss",
+                "warning",
+                "psnr",
+                "psnr_mean_colour",
+                "psnr_nearest_visible",
+            ],
         )
         if result["warning"]:
             note = message(result["warning"], "warn")
@@ -79,7 +100,7 @@ class ReconstructTab(LensTab):
                 f"{result['num_patches']} patches visible; mean squared error on "
                 f"the hidden ones {result['loss']:.3f}"
                 f"{' (per-patch normalised pixels)' if result['norm_pix_loss'] else ''}"
-                ".",
+                f".{' ' + psnr_line(result) if result.get('psnr') is not None else ''}",
                 "ok",
             )
         return [

@@ -101,7 +101,10 @@ def attention_maps(
     float32 (heads,) weight on [CLS] itself and any other non-patch token (each head's row sums
     to one with the patches), "keep_mask": bool (g, g), "kept_share", "share_range": the
     smallest and largest patch's share of the mean map (1 / g**2 each when uniform), "layer"
-    (1-based), "num_layers", "num_heads", "grid", "model"}. The overlays stretch each map from
+    (1-based), "num_layers", "num_heads", "grid", "model", "jaccard": when `image` is a builtin
+    example with an object mask (`engine.inference.truth`), the Jaccard of the drawn mask with
+    it, and "jaccard_heads": each head's own 60%-style mask's (the `segmentation` protocol's
+    per-image scores; both None for any other picture)}. The overlays stretch each map from
     its minimum to its maximum, as DINO's figures do; `share_range` says how peaked it is.
     """
     import torch
@@ -126,6 +129,7 @@ def attention_maps(
     total = max(float(mean.sum()), 1e-12)
     keep_mask = keep_share_mask(mean, float(keep))
     shown = render.to_display(crop, grid)
+    scores = _jaccard_with_truth(image, maps, keep_mask, float(keep), lm.image_size)
     return {
         "heads": [render.overlay(shown, head) for head in maps],
         "mean": render.overlay(shown, mean),
@@ -141,4 +145,29 @@ def attention_maps(
         "num_heads": int(maps.shape[0]),
         "grid": grid,
         "model": lm.label,
+        **scores,
+    }
+
+
+def _jaccard_with_truth(
+    image: np.ndarray, maps: np.ndarray, keep_mask: np.ndarray, keep: float, size: int
+) -> dict[str, Any]:
+    """{"jaccard", "jaccard_heads"} of the mean map's and each head's keep mask against the
+    object mask of a builtin example picture, at the model's input size; None otherwise."""
+    import torch
+
+    from engine.data.datasets import resize_masks
+    from engine.evaluation.attention_masks import jaccard, keep_masks, upsample_masks
+    from engine.inference.truth import known_mask
+
+    truth = known_mask(image)
+    if truth is None:
+        return {"jaccard": None, "jaccard_heads": None}
+    square = torch.from_numpy(center_square(truth).astype(np.uint8))[None]  # (1, s, s)
+    truth_t = resize_masks(square, size)[0].bool()  # (S, S), as the image was resized
+    heads = upsample_masks(keep_masks(torch.from_numpy(maps), keep), size)  # (heads, S, S)
+    mean = upsample_masks(torch.from_numpy(keep_mask), size)
+    return {
+        "jaccard": round(float(jaccard(mean, truth_t)), 4),
+        "jaccard_heads": [round(float(j), 4) for j in jaccard(heads, truth_t[None])],
     }

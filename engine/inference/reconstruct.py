@@ -55,8 +55,10 @@ def reconstruct(
     model's resolution times a whole factor ("reconstruction" and "pasted" are None when the
     checkpoint has no decoder), "mask": bool (g, g), True on hidden patches, "visible_patches",
     "num_patches", "loss": mean squared error on the hidden patches in the training target's
-    space (None without a decoder), "norm_pix_loss", "warning" (or None), "model"}. Visible
-    patches of "pasted" are the original's pixels exactly.
+    space (None without a decoder), "norm_pix_loss", "warning" (or None), "model", "psnr",
+    "psnr_mean_colour", "psnr_nearest_visible": dB on the hidden patches of the reconstruction
+    and of the `reconstruction` protocol's two fills without a network (None without a decoder
+    or a hidden patch)}. Visible patches of "pasted" are the original's pixels exactly.
     """
     import torch
 
@@ -100,6 +102,9 @@ def reconstruct(
         "norm_pix_loss": bool(getattr(config, "norm_pix_loss", False)),
         "warning": None,
         "model": lm.label,
+        "psnr": None,
+        "psnr_mean_colour": None,
+        "psnr_nearest_visible": None,
     }
     if missing:
         result["warning"] = (
@@ -109,6 +114,11 @@ def reconstruct(
         )
         return result
     prediction = out.logits.float()  # (1, L, p*p*3) in the target's space
+    if hidden.any():
+        from engine.evaluation.reconstruction import hidden_patch_psnr
+
+        scores = hidden_patch_psnr(model, pixels, out.mask.bool(), prediction, mean, std)
+        result.update({name: round(float(value[0]), 2) for name, value in scores.items()})
     target = model.patchify(pixels)  # (1, L, p*p*3)
     if result["norm_pix_loss"]:
         patch_mean = target.mean(dim=-1, keepdim=True)
