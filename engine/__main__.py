@@ -16,7 +16,8 @@
     python -m engine jobs [--json]
     python -m engine demo [--dry-run] [--no-wait] [--json]
     python -m engine metrics JOB_ID [--name loss] [--json]
-    python -m engine eval --job ID --protocol knn|linear|fewshot|finetune [--dataset D] [--json]
+    python -m engine eval --job ID --protocol knn|linear|fewshot|finetune|segmentation|reconstruction
+                          [--dataset D] [--json]
     python -m engine eval --baseline pixels|random --dataset D [--backbone B] [--json]
     python -m engine export JOB_ID --out DIR [--step N] [--zip] [--json]
     python -m engine push JOB_ID --repo USER/NAME [--private] [--step N] [--json]
@@ -545,7 +546,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="",
         metavar="PROTOCOLS",
         help="evaluations to run when the job completes, comma-separated "
-        "(knn,linear,fewshot,finetune); the JSON summary gains `eval`",
+        "(knn,linear,fewshot,finetune,segmentation,reconstruction); the JSON summary "
+        "gains `eval`",
     )
     train.add_argument(
         "--eval-dataset",
@@ -596,7 +598,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--protocol",
         default="knn,linear",
-        help="knn, linear, fewshot or finetune; several comma-separated (default: knn,linear)",
+        help="knn, linear, fewshot, finetune, segmentation (ViT attention vs object masks) "
+        "or reconstruction (MAE PSNR); several comma-separated (default: knn,linear)",
     )
     evaluate.add_argument(
         "--dataset",

@@ -570,7 +570,8 @@ class Studio:
         params: dict[str, Any] | None = None,
     ) -> EvaluationRecord:
         """Evaluate a finished job's latest checkpoint with `protocol` (knn, linear, fewshot,
-        finetune) on a labelled `dataset` (default: its eval dataset, else its training
+        finetune, segmentation, reconstruction: `engine.evaluation.PROTOCOLS`) on a labelled
+        `dataset` (default: its eval dataset, else its training
         dataset). The result is stored (with the matching pixels and random baselines when
         missing) and returned: {"id", "job_id", "protocol", "dataset", "params", "results",
         "figures", "created_at"}. `on_progress(fraction, text)` reports progress."""
