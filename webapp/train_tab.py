@@ -123,6 +123,8 @@ def eval_choices(protocols: list[ProtocolInfo]) -> list[tuple[str, str]]:
         "linear": "linear probe",
         "fewshot": "few-shot",
         "finetune": "fine-tune 1%/10% (slow)",
+        "segmentation": "segmentation (ViT attention)",
+        "reconstruction": "reconstruction (MAE PSNR)",
     }
     return [(labels.get(p["name"], p["name"]), p["name"]) for p in protocols]
 

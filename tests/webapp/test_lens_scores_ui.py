@@ -33,3 +33,13 @@ def test_psnr_line():
         "PSNR on the hidden patches 21.0 dB; filled with the image's mean colour 14.0 dB, "
         "with the nearest visible patch 17.3 dB."
     )
+
+
+def test_train_form_names_the_two_new_protocols():
+    from webapp.train_tab import eval_choices
+
+    protocols = [{"name": "segmentation", "description": ""}, {"name": "reconstruction"}]
+    assert eval_choices(protocols) == [
+        ("segmentation (ViT attention)", "segmentation"),
+        ("reconstruction (MAE PSNR)", "reconstruction"),
+    ]
