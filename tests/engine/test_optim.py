@@ -161,13 +161,16 @@ def test_clipping_defaults_follow_the_papers():
 
     clipped_papers = {"dino": (3.0, "per_parameter"), "beit": (3.0, "global")}
     clipped_papers |= {"bert": (1.0, "global"), "gpt": (1.0, "global")}
+    # DINOv2's train loop clips at 3.0 (each FSDP module's norm; the global norm here).
+    clipped_papers |= {"dinov2": (3.0, "global")}
+    quick_clips = {"dinov2": 3.0}
     for name in list_methods():
         config_cls = get_method(name).Config
         paper = build_config(config_cls, "paper", {})
         expected = clipped_papers.get(name, (0.0, "global"))
         assert (paper.grad_clip, paper.grad_clip_mode) == expected, name
         quick = build_config(config_cls, "quick", {})
-        assert (quick.grad_clip, quick.grad_clip_mode) == (1.0, "global"), name
+        assert (quick.grad_clip, quick.grad_clip_mode) == (quick_clips.get(name, 1.0), "global")
 
 
 def test_adamw_betas_are_the_papers():
