@@ -36,7 +36,7 @@ class ExportPanel:
             with gr.Row():
                 self.export_btn = gr.Button("Export as zip", size="sm", scale=0, min_width=140)
                 self.download = gr.DownloadButton(
-                    "Download", visible=False, size="sm", scale=0, min_width=140
+                    "Download", visible=False, size="sm", scale=0, min_width=240
                 )
             with gr.Row():
                 self.repo = gr.Textbox(
