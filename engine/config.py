@@ -111,8 +111,8 @@ class TrainConfig:
     grad_clip: float = param(
         0.0,
         "Clip the gradient norm to this value (0 turns it off; see grad_clip_mode). Off "
-        "unless the method's paper clips (DINO 3.0 per parameter, BEiT 3.0, BERT and GPT "
-        "1.0); the quick presets clip the global norm at 1.0, as their figures in "
+        "unless the method's paper clips (DINO 3.0 per parameter, BEiT and DINOv2 3.0, BERT "
+        "and GPT 1.0); the quick presets clip the global norm at 1.0, as their figures in "
         "bench/RESULTS.md were measured: it keeps short high-lr runs from spiking.",
         min=0.0,
     )
