@@ -20,6 +20,7 @@ import argparse
 import logging
 import signal
 import sys
+import threading
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -75,6 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     from engine.api import Studio
     from engine.hardware import describe
     from engine.home import space_note
+    from engine.hub import hub_reachable
     from webapp.access import AUTH_ENV, Access, parse_auth
     from webapp.app import build_app, launch_options
 
@@ -93,6 +95,9 @@ def main(argv: list[str] | None = None) -> None:
     studio = Studio(args.home, paths=paths)
     logging.info("hardware: %s", describe(studio.hardware()))
     logging.info("home: %s%s", studio.home.root, space_note(studio.home.root))
+    # Whether the Hub answers, asked once in the background: a fresh studio's lenses then
+    # open on public Hub models, and nothing waits for the answer (engine/hub.py).
+    threading.Thread(target=hub_reachable, daemon=True, name="hub-check").start()
     lost = studio.recover()
     if lost:
         logging.info("jobs %s were running when the studio stopped: now interrupted", lost)

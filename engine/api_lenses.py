@@ -63,6 +63,20 @@ class Lenses:
         jobs = cast(list[dict[str, Any]], self.studio.jobs())
         return cast(list[LensChoice], lens_choices(jobs, get_lens(lens)))
 
+    def default_model(self, lens: str) -> str | None:
+        """What the lens's picker selects first: the first run `lens_models` lists (the newest
+        completed run of its kind); in a studio with none, the lens's first Hub model when the
+        Hub answered at start-up or the model is in the local Hub cache; else None. Never
+        waits on the network."""
+        from engine import hub
+
+        choices = [c["value"] for c in self.lens_models(lens)]
+        runs = [value for value in choices if value.isdigit()]
+        if runs:
+            return runs[0]
+        reachable = hub.hub_known_reachable()
+        return next((v for v in choices if reachable or hub.in_local_cache(v)), None)
+
     def lens_model(self, lens: str, model: str) -> Any:
         """The cached `LensModel` for `model`, checked against `lens` (loaded on first use);
         a ValueError (LensError, HubError) or JobError says why it cannot serve."""

@@ -59,6 +59,22 @@ def hub_reachable(timeout_s: float = 1.0) -> bool:
         return False
 
 
+def hub_known_reachable() -> bool:
+    """Whether `hub_reachable` already answered yes; never waits (app.py checks at start-up in
+    a background thread, so a page built before the answer treats the Hub as unreachable)."""
+    return hub_reachable.cache_info().currsize > 0 and hub_reachable()
+
+
+def in_local_cache(repo_id: str) -> bool:
+    """Whether a Hub model's config.json is in the local Hub cache (it loads offline)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except (ValueError, OSError):  # a malformed id, an unreadable cache: not cached
+        return False
+
+
 def resolve_folder(source: str | os.PathLike, home: str | os.PathLike | None = None) -> Path | None:
     """The model folder a run id or local path names, or None when `source` is neither."""
     text = checks.text(os.fspath(source), "model", checks.MAX_REF_CHARS, HubError).strip()

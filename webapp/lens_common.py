@@ -110,11 +110,6 @@ def model_choices(studio: Studio, lens: str) -> list[tuple[str, str]]:
     return [(c["label"], c["value"]) for c in studio.lenses.lens_models(lens)]
 
 
-def newest_run(choices: list[tuple[str, str]]) -> str | None:
-    """The default pick: the newest run (listed first); never a Hub id, which may be offline."""
-    return next((value for _, value in choices if value.isdigit()), None)
-
-
 class ModelPicker:
     """A dropdown of the runs (and Hub ids) a lens can open, typed values allowed, with a
     refresh button; refreshed on page load too."""
@@ -125,7 +120,7 @@ class ModelPicker:
         with gr.Row(equal_height=False):
             self.dropdown = ModelDropdown(
                 choices=choices,
-                value=newest_run(choices),
+                value=studio.lenses.default_model(lens),  # newest completed run, or Hub
                 allow_custom_value=True,
                 label=label,
                 info=picker_info(studio),
@@ -135,7 +130,8 @@ class ModelPicker:
 
     def refresh(self, current: str | None) -> Any:
         choices = model_choices(self.studio, self.lens)
-        return gr.Dropdown(choices=choices, value=current or newest_run(choices))
+        default = current or self.studio.lenses.default_model(self.lens)
+        return gr.Dropdown(choices=choices, value=default)
 
     def wire(self, demo: gr.Blocks) -> None:
         private = dict(api_visibility="private", show_progress="hidden")

@@ -144,7 +144,53 @@ def test_once_a_showcase_run_ends_its_lens_opens_on_it(tmp_path, monkeypatch):
         assert studio.job(first)["status"] == "completed", studio.job(first)["error"]
         choices = [c["value"] for c in studio.lenses.lens_models("fill_mask")]
         assert choices == [str(first), "bert-base-uncased"]
+        assert studio.lenses.default_model("fill_mask") == str(first)
         # Other lenses have no run of their kind yet: only their Hub model, never a default.
         assert [c["value"] for c in studio.lenses.lens_models("generate")] == ["gpt2"]
     finally:
         studio.shutdown()
+
+
+def test_a_fresh_studio_opens_its_lenses_on_hub_models_only_when_the_hub_answered(
+    tmp_path, monkeypatch
+):
+    """No run yet: the lens's first Hub model when the Hub answered (or the model is cached),
+    else nothing; deciding never touches the network."""
+    import socket
+
+    from engine import hub
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("default_model must not wait on the network")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    studio = Studio(tmp_path / "home")
+    assert studio.lenses.default_model("attention") is None  # offline (HF_HUB_OFFLINE=1)
+    monkeypatch.setattr(hub, "hub_known_reachable", lambda: True)
+    assert studio.lenses.default_model("attention") == "facebook/dino-vits16"
+    assert studio.lenses.default_model("text2text") == "t5-small"
+    monkeypatch.setattr(hub, "hub_known_reachable", lambda: False)
+    monkeypatch.setattr(hub, "in_local_cache", lambda repo_id: repo_id == "gpt2")
+    assert studio.lenses.default_model("generate") == "gpt2"  # cached: loads offline
+    assert studio.lenses.default_model("fill_mask") is None
+
+
+def test_the_hub_check_never_waits_before_it_answered(monkeypatch):
+    from engine import hub
+
+    hub.hub_reachable.cache_clear()
+    try:
+        assert hub.hub_known_reachable() is False  # not asked yet: no wait, no
+        monkeypatch.delenv("HF_HUB_OFFLINE")
+        monkeypatch.setattr(hub.socket, "create_connection", lambda *a, **k: _Open())
+        assert hub.hub_reachable() is True and hub.hub_known_reachable() is True
+    finally:
+        hub.hub_reachable.cache_clear()
+
+
+class _Open:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
