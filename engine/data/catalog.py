@@ -265,6 +265,7 @@ register_dataset(
         # horizontally only).
         augmentation="natural",
         render=_render_scenes,
+        version=2,  # 2: plain walls behind 60% of the objects
     )
 )
 register_dataset(

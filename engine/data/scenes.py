@@ -8,12 +8,15 @@ gives the builtin data those two regularities and keeps everything else `shapes`
 labelled classes, exactly balanced, deterministic by seed, captions, nuisance factors and an
 object mask per image (the ground truth of the `segmentation` protocol).
 
-Each image is a sky (a vertical gradient, lighter towards the horizon) over a ground band (grass,
-sand or snow), and one object standing upright on or above the ground: a tree, a house, a car, a
-sailboat, a mushroom, a flower, a rocket, a snowman, an ice-cream cone or a lamp post. Objects
-have fixed part colours with a small jitter (a car's body colour varies among a few car colours),
-their size, horizontal place and mirror image vary, and they lean by at most 12 degrees. Parts are
-implicit regions on a supersampled grid, box-filtered down as in `shapes`.
+Each object stands upright (it leans by at most 12 degrees; size, horizontal place and mirror
+image vary) in one of two backdrops: outdoors, a sky (a vertical gradient, lighter towards the
+horizon) over a ground band of grass, sand or snow; or a plain wall of a random colour. The wall,
+60% of the images, carries no "up" and no typical colour: there only the object tells which way
+is up (a tree's crown above its trunk, a house's roof above its door) and what colour a part
+should be, so rotation prediction and colorization have to learn the objects rather than find
+the sky. Objects are a tree, a house, a car, a sailboat, a mushroom, a flower, a rocket, a
+snowman, an ice-cream cone and a lamp post, with fixed part colours and a small jitter (a car's
+body is one of a few car colours). Parts are implicit regions on a supersampled grid, box-filtered down as in `shapes`.
 """
 
 from __future__ import annotations
@@ -57,6 +60,8 @@ SKIES: dict[str, tuple[tuple[int, int, int], tuple[int, int, int]]] = {
     "dusk": ((70, 60, 140), (240, 150, 110)),
     "overcast": ((130, 140, 155), (200, 205, 210)),
 }
+BACKDROPS: tuple[str, ...] = ("outdoors", "wall")
+WALL_SHARE = 0.6  # images with a plain wall of a random colour behind the object
 SIZE_RANGES: dict[str, tuple[float, float]] = {
     # object height as a fraction of the image side
     "small": (0.38, 0.48),
@@ -225,6 +230,8 @@ class _Draws:
     sky_idx: np.ndarray
     size_idx: np.ndarray
     height: np.ndarray  # object height, fraction of the side
+    wall: np.ndarray  # bool: a plain wall rather than sky and ground
+    wall_rgb: np.ndarray  # (n, 3) the wall's colour
     horizon: np.ndarray  # the ground's top edge, fraction of the side from the top
     cx: np.ndarray  # base centre, fraction of the side
     base_y: np.ndarray
@@ -246,15 +253,21 @@ def _draw(num_images: int, seed: int) -> _Draws:
     half_width = height * np.array([_WIDTH[c] for c in CLASS_NAMES], dtype=np.float32)[labels] / 2
     margin = np.minimum(half_width + 0.03, 0.49)
     cx = rng.uniform(margin, 1 - margin).astype(np.float32)
-    # The base stands on the ground band, a little below the horizon; the top stays in frame.
-    base_y = np.minimum(horizon + rng.uniform(0.04, 0.16, n), 0.97).astype(np.float32)
-    base_y = np.maximum(base_y, height + 0.07).astype(np.float32)  # a strip of sky above
+    wall = rng.random(n) < WALL_SHARE
+    # Outdoors the base stands on the ground band, a little below the horizon; before a wall
+    # anywhere the object fits. The top always stays a little below the upper edge.
+    ground_y = np.minimum(horizon + rng.uniform(0.04, 0.16, n), 0.97)
+    wall_y = rng.uniform(height + 0.07, 0.97)
+    base_y = np.where(wall, wall_y, ground_y)
+    base_y = np.maximum(base_y, height + 0.07).astype(np.float32)
     return _Draws(
         labels=labels,
         ground_idx=rng.integers(0, len(GROUNDS), n),
         sky_idx=rng.integers(0, len(SKIES), n),
         size_idx=size_idx,
         height=height,
+        wall=wall,
+        wall_rgb=rng.uniform(40, 235, (n, 3)).astype(np.float32),
         horizon=horizon,
         cx=cx,
         base_y=base_y,
@@ -271,24 +284,27 @@ def _describe(d: _Draws) -> tuple[dict[str, list[str]], list[str]]:
     factors = {
         "size": [sizes[i] for i in d.size_idx],
         "position": place,
-        "ground": [grounds[i] for i in d.ground_idx],
-        "sky": [skies[i] for i in d.sky_idx],
+        "backdrop": [BACKDROPS[int(w)] for w in d.wall],
+        "ground": ["none" if w else grounds[i] for w, i in zip(d.wall, d.ground_idx)],
+        "sky": ["none" if w else skies[i] for w, i in zip(d.wall, d.sky_idx)],
     }
+    sky_words = {"day": "a blue sky", "dusk": "a dusk sky", "overcast": "an overcast sky"}
     captions = []
     for i, label in enumerate(d.labels):
         name = CLASS_NAMES[label]
         thing = f"{cars[d.car_idx[i]]} car" if name == "car" else name
         article = "an" if factors["size"][i][0] in "aeiou" else "a"
-        sky = {"day": "a blue sky", "dusk": "a dusk sky", "overcast": "an overcast sky"}
-        captions.append(
-            f"{article} {factors['size'][i]} {thing} on {factors['ground'][i]} under "
-            f"{sky[factors['sky'][i]]}, {place[i]}"
-        )
+        if d.wall[i]:
+            where = "in front of a plain wall"
+        else:
+            where = f"on {factors['ground'][i]} under {sky_words[factors['sky'][i]]}"
+        captions.append(f"{article} {factors['size'][i]} {thing} {where}, {place[i]}")
     return factors, captions
 
 
 def _backgrounds(d: _Draws, part: slice, size: int) -> torch.Tensor:
-    """Sky gradient above the horizon, the ground colour below: (n, 3, size, size) float32."""
+    """Sky gradient above the horizon and the ground colour below, or a plain wall:
+    (n, 3, size, size) float32."""
     y = ((torch.arange(size, dtype=torch.float32) + 0.5) / size)[None, :, None]  # (1, H, 1)
     horizon = torch.from_numpy(d.horizon[part])[:, None, None]  # (n, 1, 1)
     skies = np.array([SKIES[s] for s in SKIES], dtype=np.float32)  # (S, 2, 3)
@@ -301,8 +317,12 @@ def _backgrounds(d: _Draws, part: slice, size: int) -> torch.Tensor:
     )[:, :, None, None]
     # Soft horizon over about one pixel.
     below = ((y - horizon) * size + 0.5).clamp(0, 1)[:, None]  # (n, 1, H, 1)
-    image = sky + below * (ground - sky)
-    return image.expand(-1, 3, size, size).clone()
+    image = (sky + below * (ground - sky)).expand(-1, 3, size, size).clone()
+    wall = torch.from_numpy(d.wall[part])
+    image[wall] = torch.from_numpy(d.wall_rgb[part][d.wall[part]])[:, :, None, None].expand(
+        -1, 3, size, size
+    )
+    return image
 
 
 def _box_filter(fine: np.ndarray, size: int, s: int) -> np.ndarray:

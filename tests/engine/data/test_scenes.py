@@ -28,9 +28,23 @@ def test_up_is_up_sky_above_ground_below(batch):
     # The top rows are sky (no object reaches them), so blue leads there in every day sky...
     day = torch.tensor([f == "day" for f in batch.factors["sky"]])
     assert (top[day, 2].mean(dim=(1, 2)) > top[day, 0].mean(dim=(1, 2))).all()
-    # ...and an upside-down image is told apart by its rows: top and bottom differ.
-    assert (top.mean(dim=(1, 2, 3)) - bottom.mean(dim=(1, 2, 3))).abs().mean() > 10
+    # ...and outdoors an upside-down image is told apart by its rows: top and bottom differ.
+    outdoors = torch.tensor([b == "outdoors" for b in batch.factors["backdrop"]])
+    gap = top[outdoors].mean(dim=(1, 2, 3)) - bottom[outdoors].mean(dim=(1, 2, 3))
+    assert gap.abs().mean() > 10
     assert batch.masks[:, :2].sum() == 0  # nothing touches the top edge
+
+
+def test_before_a_wall_only_the_object_says_which_way_is_up(batch):
+    walls = [i for i, b in enumerate(batch.factors["backdrop"]) if b == "wall"]
+    assert 0.4 < len(walls) / len(batch.labels) < 0.8
+    for i in walls[:10]:
+        image, mask = batch.images[i].float(), batch.masks[i].bool()
+        # Away from the object (and its anti-aliased edge) the wall is one colour.
+        far = ~torch.nn.functional.max_pool2d(mask[None, None].float(), 5, 1, 2)[0, 0].bool()
+        background = image[:, far]
+        assert (background.max(dim=1).values - background.min(dim=1).values).max() <= 1
+        assert "plain wall" in batch.captions[i]
 
 
 def test_objects_keep_their_colours(batch):
