@@ -3,7 +3,8 @@ loads without the studio, with its model card), or pushed to a Hugging Face Hub 
 
 The token field is a password field: its value goes to `studio.push` and nowhere else (not
 logged, not stored, not echoed; the Hub's refusals come back as one line without it). On a
-public server both buttons answer a viewer with the sign-in message (`GuardedStudio`).
+public server both buttons answer a viewer with the sign-in message (`GuardedStudio`); in open
+mode (every visitor an owner) a push needs a pasted token, never the server's HF_TOKEN.
 """
 
 from __future__ import annotations
@@ -87,6 +88,14 @@ class ExportPanel:
     def push(self, job_id: int | None, repo: str, token: str, private: bool) -> str:
         if job_id is None:
             return message("Select a job first.", "warn")
+        access = getattr(self.studio, "access", None)
+        if not (token or "").strip() and getattr(access, "mode", None) == "open":
+            # --open makes every visitor an owner: the server's own token is not theirs to use.
+            return message(
+                "Paste your own Hugging Face write token: this open studio does not lend "
+                "the server's token to visitors.",
+                "warn",
+            )
         try:
             result = self.studio.push(job_id, repo, token=token or None, private=private is True)
         except Exception as error:  # noqa: BLE001 - the user's message, or a bug logged

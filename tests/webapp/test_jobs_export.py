@@ -89,3 +89,20 @@ def test_a_viewer_is_refused_both(tmp_path):
         panel.build()
     assert "viewer mode" in panel.export(1)[panel.note]
     assert "viewer mode" in panel.push(1, "me/model", "hf_secret", True)
+
+
+def test_an_open_studio_does_not_lend_the_servers_token(tmp_path):
+    from engine.api import Studio
+    from webapp.access import Access, GuardedStudio
+
+    class Request:
+        session_hash, headers = "s1", {}
+
+    guarded = GuardedStudio(Studio(tmp_path / "home"), Access("open"), request=lambda: Request())
+    with gr.Blocks():
+        panel = ExportPanel(guarded)
+        panel.build()
+    note = panel.push(1, "me/model", "", True)
+    assert "ps-warn" in note and "your own Hugging Face write token" in note
+    # With a pasted token the push goes ahead (here: refused offline, in one line).
+    assert "HF_HUB_OFFLINE" in panel.push(1, "me/model", "hf_visitor", True)
