@@ -143,16 +143,18 @@ def register(studio: Studio) -> None:
         params: dict | None = None,
         split: str = "train",
         texts: str = "none",
+        dims: int = 2,
     ) -> dict:
         """A 2-D map of `samples` rows of `dataset` under `model` (a job id, "random:<job id>",
         "pixels" or a Hub id): `projection` "pca", "umap" (params n_neighbors, min_dist) or
-        "tsne" (perplexity). Returns {"traces": one per label [{"name", "x", "y", "index",
-        "text"}], "knn_top1" (leave-one-out k-NN of the embeddings), "model", "num_points",
-        "feature_dim", "message", "timing", ...}."""
+        "tsne" (perplexity); `dims` 3 for the 3-D view. Returns {"traces": one per label
+        [{"name", "x", "y" (and "z"), "index", "text"}], "knn_top1" (leave-one-out k-NN of
+        the embeddings), "model", "num_points", "dims", "feature_dim", "message", "timing",
+        ...}."""
         from webapp.explorer_maps import summary, traces
 
         view = studio.project(
-            model, dataset, int(samples), projection, params or None, split, texts
+            model, dataset, int(samples), projection, params or None, split, texts, None, dims
         )
         return {**summary(view), "traces": traces(view)}
 

@@ -1,16 +1,19 @@
 """The Embeddings tab's plain helpers (no components): a projected view (`studio.project`)
-turned into the scatter's frame, its colours and legend, the `/embeddings` trace list, k-NN
-and selection texts, and the CSV file. The tab (`webapp/explorer_tab.py`) wires them up."""
+turned into the scatter's frame, its colours and legend, the 3-D view's plotly figure, the
+`/embeddings` trace list, the search, k-NN and selection texts, and the CSV file. The tab
+(`webapp/explorer_tab.py`) wires them up."""
 
 from __future__ import annotations
 
 import html
 import os
+import re
 import tempfile
 from collections import Counter
 from typing import Any
 
 import pandas as pd
+import plotly.graph_objects as go
 
 from engine.contract import DatasetInfo, EmbeddingMap
 
@@ -69,6 +72,8 @@ NAMED_COLOURS = {
     "brown": "#8c5a3c",
 }
 HOVER = ["label", "index", "text"]
+AXIS = {"pca": "PC", "umap": "UMAP", "tsne": "t-SNE"}  # axis titles: "PC 1", "UMAP 2", ...
+HEIGHT_3D = 430
 LEGEND_CSS = """
 .ps-legend { font-size: 0.85rem; line-height: 1.9; }
 .ps-legend-item { white-space: nowrap; margin-right: 0.7rem; }
@@ -142,19 +147,18 @@ def legend_html(view: EmbeddingMap | None, colour_by: str = "label") -> str:
 
 def traces(view: EmbeddingMap) -> list[dict[str, Any]]:
     """One trace per colour group (label, and label · text for texts): {"name", "x", "y",
-    "index", "text"}, in the order of the class names."""
+    ("z" in a 3-D view), "index", "text"}, in the order of the class names."""
     p = view["points"]
+    axes = ("x", "y", "z") if "z" in p else ("x", "y")
     by_name: dict[str, dict[str, list]] = {}
-    for x, y, label, kind, index, text in zip(
-        p["x"], p["y"], p["label"], p["kind"], p["index"], p["text"]
-    ):
+    for row, (label, kind) in enumerate(zip(p["label"], p["kind"])):
         trace = by_name.setdefault(
-            group_name(label, kind), {"x": [], "y": [], "index": [], "text": []}
+            group_name(label, kind), {**{axis: [] for axis in axes}, "index": [], "text": []}
         )
-        trace["x"].append(x)
-        trace["y"].append(y)
-        trace["index"].append(index)
-        trace["text"].append(text)
+        for axis in axes:
+            trace[axis].append(p[axis][row])
+        trace["index"].append(p["index"][row])
+        trace["text"].append(p["text"][row])
     order = {name: i for i, name in enumerate(color_map(view))}
     return [
         {"name": name, **values}
@@ -172,6 +176,7 @@ def summary(view: EmbeddingMap) -> dict[str, Any]:
             "split",
             "projection",
             "params",
+            "dims",
             "num_points",
             "feature_dim",
             "knn_top1",
@@ -181,6 +186,82 @@ def summary(view: EmbeddingMap) -> dict[str, Any]:
             "timing",
         )
     }
+
+
+def search_rows(view: EmbeddingMap | None, query: str | None) -> list[int]:
+    """The rows whose label or caption holds every word of `query` (case ignored), in order;
+    none for an empty query."""
+    words = [w for w in re.split(r"[\s,]+", (query or "").lower()) if w]
+    if not view or not words:
+        return []
+    p = view["points"]
+    found = []
+    for row, (label, text) in enumerate(zip(p["label"], p["text"])):
+        haystack = f"{label} {text or ''}".lower()
+        if all(word in haystack for word in words):
+            found.append(row)
+    return found
+
+
+def figure_3d(
+    view: EmbeddingMap, colour_by: str = "label", highlight: list[int] | None = None
+) -> go.Figure:
+    """The 3-D view (plotly, rotate with the mouse, as TensorBoard's projector): one trace
+    per colour group in the 2-D maps' colours; `highlight` rows (a search) drawn large and
+    ringed on top, the rest faded."""
+    frame = map_frame(view, colour_by)
+    frame["z"] = view["points"]["z"]
+    column = colour_by if colour_by in frame.columns else "label"
+    colours = color_map(view, colour_by)
+    hover = "%{customdata[0]}<br>#%{customdata[1]}<br>%{customdata[2]}<extra></extra>"
+    faded = bool(highlight)
+    figure = go.Figure()
+    for name, group in frame.groupby(column, sort=False):
+        figure.add_trace(
+            go.Scatter3d(
+                x=group["x"],
+                y=group["y"],
+                z=group["z"],
+                mode="markers",
+                name=str(name),
+                marker={"size": 3, "color": colours.get(str(name), "#888888")},
+                opacity=0.25 if faded else 0.9,
+                customdata=group[["label", "index", "text"]].to_numpy(),
+                hovertemplate=hover,
+            )
+        )
+    if highlight:
+        found = frame.iloc[highlight]
+        figure.add_trace(
+            go.Scatter3d(
+                x=found["x"],
+                y=found["y"],
+                z=found["z"],
+                mode="markers",
+                name=f"found ({len(found)})",
+                marker={
+                    "size": 6,
+                    "color": [colours.get(str(v), "#888888") for v in found[column]],
+                    "line": {"color": "#111111", "width": 2},
+                },
+                customdata=found[["label", "index", "text"]].to_numpy(),
+                hovertemplate=hover,
+            )
+        )
+    axis = AXIS.get(view["projection"], "")
+    figure.update_layout(
+        title={"text": view["model"]["name"], "font": {"size": 13}},
+        height=HEIGHT_3D,
+        margin={"l": 0, "r": 0, "t": 30, "b": 0},
+        showlegend=False,
+        scene={
+            "xaxis": {"title": {"text": f"{axis} 1"}},
+            "yaxis": {"title": {"text": f"{axis} 2"}},
+            "zaxis": {"title": {"text": f"{axis} 3"}},
+        },
+        uirevision=view["projection"],  # keep the camera while recolouring or searching
+    )
+    return figure
 
 
 def knn_text(view: EmbeddingMap | None) -> str:
@@ -197,7 +278,8 @@ def knn_text(view: EmbeddingMap | None) -> str:
     embed = "cached" if took["embeddings_cached"] else f"{took['embed_s']:.1f} s"
     return (
         f"**{view['model']['name']}** · {view['num_points']:,} points, "
-        f"{view['feature_dim']}-d · embed {embed}, {view['projection'].upper()} "
+        f"{view['feature_dim']}-d · embed {embed}, {view['projection'].upper()}"
+        f"{' 3-D' if view.get('dims') == 3 else ''} "
         f"{took['project_s']:.1f} s  \nk-NN (leave-one-out, k 20): label {figure}{others}"
     )
 

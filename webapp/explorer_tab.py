@@ -1,12 +1,19 @@
 """Embeddings tab: a 2-D map (PCA, UMAP or t-SNE) of a model's embeddings coloured by label,
 beside the same samples under a second model (by default the random initialisation of the
-first), with the images behind a clicked point or a dragged box, k-NN accuracy and a CSV.
+first), with the images behind a clicked point or a dragged box, k-NN accuracy and a CSV; or
+the same projection in 3-D (plotly, as TensorBoard's projector); and a search that picks the
+points whose label or caption holds the words.
 
 The maps are `gr.ScatterPlot`s (hover: label, index, caption). Their own brush selects an x
 range only, so a small script (webapp/explorer.js, run by a gr.HTML bridge) turns a click or a
 dragged box on either map into the row positions of the points under it, outlines the same
 points on both maps, and sends them to `on_select`, which fills the gallery with those images
 only. Everything heavy (embedding, projection, caches) is `studio.project`; handlers are thin.
+
+Only Draw computes. Changing the projection, its parameters or any other input the maps
+depend on greys the maps out under a "press Draw" line (`on_settings`, which also shows the
+projection's own sliders) until Draw has drawn what the inputs say, so a map is never shown
+under another projection's axis titles. Draw's one progress bar is on the first map.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import gradio as gr
 from engine.contract import EmbeddingMap, EmbeddingModel, Studio
 from webapp.errors import error_note
 from webapp.explorer_maps import (
+    AXIS,
     HOVER,
     LEGEND_CSS,
     MAX_THUMBS,
@@ -26,10 +34,12 @@ from webapp.explorer_maps import (
     color_map,
     colour_choices,
     dataset_choices,
+    figure_3d,
     knn_text,
     legend_html,
     map_frame,
     resolve_b,
+    search_rows,
     selection_rows,
     selection_text,
     write_csv,
@@ -38,7 +48,16 @@ from webapp.figures import Updates, message
 
 NO_MODEL = ""
 PROJECTIONS = [("PCA (instant)", "pca"), ("UMAP", "umap"), ("t-SNE", "tsne")]
-AXIS = {"pca": "PC", "umap": "UMAP", "tsne": "t-SNE"}
+VIEWS = [("2-D maps", 2), ("3-D", 3)]
+STALE_CLASS = "ps-stale"  # the maps' column while they show other settings than the inputs
+STALE_CSS = f"""
+.{STALE_CLASS} .ps-map {{ pointer-events: none; }}
+.{STALE_CLASS} .ps-map > :not(.wrap) {{ opacity: 0.3; filter: grayscale(1); }}
+"""  # .wrap: Gradio's progress overlay, which stays bright
+# After a search or a Draw: outline the found points on the 2-D maps (the selection script's
+# `outline`), once Vega has drawn them.
+OUTLINE_JS = """(found) => { const go = () => window.__psExplorer && window.__psExplorer.outline(
+  Array.isArray(found) ? found : []); go(); setTimeout(go, 600); }"""
 TEXT_MODES = [("images only", "none"), ("+ class prompts", "prompts"), ("+ captions", "captions")]
 DEFAULT_SAMPLES = 2000
 MAX_SAMPLES = 10_000
@@ -113,7 +132,18 @@ class ExplorerTab:
                         min_width=110,
                         info=f"up to {MAX_SAMPLES:,}",
                     )
-                self.projection = gr.Radio(PROJECTIONS, value="pca", label="Projection")
+                with gr.Row():
+                    self.projection = gr.Radio(
+                        PROJECTIONS, value="pca", label="Projection", min_width=150, scale=3
+                    )
+                    self.dims = gr.Radio(
+                        VIEWS,
+                        value=2,
+                        label="View",
+                        min_width=100,
+                        scale=2,
+                        info="3-D: drag to turn",
+                    )
                 with gr.Group(visible=False) as self.umap_box:
                     self.n_neighbors = gr.Slider(
                         2,
@@ -159,11 +189,26 @@ class ExplorerTab:
                     message(self.studio.umap_status(), "info"), elem_classes=["ps-status"]
                 )
                 self.note = gr.HTML("", elem_classes=["ps-note"])
-            with gr.Column(scale=4):
-                self.legend = gr.HTML("", css_template=LEGEND_CSS)
+            with gr.Column(scale=4) as self.maps:
+                self.stale = gr.HTML(
+                    "", elem_classes=["ps-note"], head=f"<style>{STALE_CSS}</style>"
+                )
+                with gr.Row(equal_height=False):
+                    self.search = gr.Textbox(
+                        "",
+                        label="Search",
+                        placeholder="words of a label or caption, e.g. red star",
+                        scale=2,
+                        min_width=220,
+                        submit_btn="Find",
+                        info="Picks the points whose label or caption holds every word",
+                    )
+                    self.legend = gr.HTML("", css_template=LEGEND_CSS, scale=5, min_width=300)
                 with gr.Row(equal_height=True):
                     self.plot_a = self._plot("ps-map-a")
                     self.plot_b = self._plot("ps-map-b")
+                    self.plot3_a = self._plot_3d("ps-map3-a")
+                    self.plot3_b = self._plot_3d("ps-map3-b")
                 with gr.Row():
                     self.knn_a = gr.Markdown("")
                     self.knn_b = gr.Markdown("")
@@ -185,6 +230,7 @@ class ExplorerTab:
                         self.csv = gr.DownloadButton("Download CSV", visible=False, size="sm")
         self.bridge = gr.HTML("", js_on_load=select_js(), elem_id="ps-explorer-bridge")
         self.views = gr.State({})
+        self.found = gr.JSON(None, visible=False)  # rows a search found (to outline them)
         warming = self.studio.umap_status().startswith("UMAP is warming")
         self.timer = gr.Timer(2.0, active=warming)
         self.draw_inputs = [
@@ -199,7 +245,11 @@ class ExplorerTab:
             self.perplexity,
             self.texts,
             self.colour_by,
+            self.dims,
+            self.search,
         ]
+        # What the drawn maps depend on: a change to any of them makes the maps stale.
+        self.settings_inputs = [*self.draw_inputs[:10], self.dims]
         self.draw_outputs = [
             self.plot_a,
             self.plot_b,
@@ -213,6 +263,11 @@ class ExplorerTab:
             self.status,
             self.colour_by,
             self.legend,
+            self.plot3_a,
+            self.plot3_b,
+            self.stale,
+            self.maps,
+            self.found,
         ]
 
     def _plot(self, elem_id: str) -> gr.ScatterPlot:
@@ -224,6 +279,7 @@ class ExplorerTab:
             tooltip=HOVER,
             height=PLOT_HEIGHT,
             elem_id=elem_id,
+            elem_classes=["ps-map"],
             x_title=" ",
             y_title=" ",
             show_label=False,
@@ -231,21 +287,48 @@ class ExplorerTab:
             colors_in_legend=[],
         )
 
+    def _plot_3d(self, elem_id: str) -> gr.Plot:
+        return gr.Plot(
+            None,
+            show_label=False,
+            elem_id=elem_id,
+            elem_classes=["ps-map"],
+            min_width=300,
+            visible=False,
+        )
+
     def wire(self, demo: gr.Blocks) -> None:
         private = dict(api_visibility="private")
-        gr.on(
-            [self.draw_btn.click, self.projection.change],
+        self.draw_btn.click(
             self.draw,
             self.draw_inputs,
             self.draw_outputs,
             trigger_mode="always_last",
+            show_progress_on=[self.plot_a, self.plot3_a],  # one bar: only one is shown
             **private,
-        )
-        self.projection.change(
-            self.on_projection,
-            [self.projection],
-            [self.umap_box, self.tsne_box],
+        ).then(None, [self.found], None, js=OUTLINE_JS, **private)
+        # Any input the maps depend on: grey them out (or back in) and show the projection's
+        # own sliders, in one quick handler on the value the browser now holds.
+        settings_events = [
+            self.projection.change,
+            self.dims.change,
+            self.n_neighbors.release,
+            self.min_dist.release,
+            self.perplexity.release,
+            self.model_a.change,
+            self.model_b.change,
+            self.dataset.change,
+            self.split.change,
+            self.samples.change,
+            self.texts.change,
+        ]
+        gr.on(
+            settings_events,
+            self.on_settings,
+            [*self.settings_inputs, self.views],
+            [self.umap_box, self.tsne_box, self.stale, self.maps],
             show_progress="hidden",
+            trigger_mode="always_last",
             **private,
         )
         self.model_a.change(
@@ -276,16 +359,24 @@ class ExplorerTab:
             show_progress="hidden",
             **private,
         )
+        gr.on(
+            [self.search.submit],
+            self.on_search,
+            [self.views, self.search, self.colour_by],
+            [self.gallery, self.selection, self.plot3_a, self.plot3_b, self.found],
+            show_progress="hidden",
+            **private,
+        ).then(None, [self.found], None, js=OUTLINE_JS, **private)
         self.timer.tick(
             self.tick, None, [self.status, self.timer], show_progress="hidden", **private
         )
         self.colour_by.input(
             self.recolour,
-            [self.views, self.colour_by],
-            [self.plot_a, self.plot_b, self.legend],
+            [self.views, self.colour_by, self.search],
+            [self.plot_a, self.plot_b, self.legend, self.plot3_a, self.plot3_b],
             show_progress="hidden",
             **private,
-        )
+        ).then(None, [self.found], None, js=OUTLINE_JS, **private)
 
     # ---- handlers ------------------------------------------------------------------------
     def refresh(self, model_a: str | None, model_b: str | None) -> list[Any]:
@@ -305,7 +396,47 @@ class ExplorerTab:
         ]
 
     def on_projection(self, projection: str) -> list[Any]:
+        """The sliders of `projection` shown, the others hidden."""
         return [gr.Group(visible=projection == "umap"), gr.Group(visible=projection == "tsne")]
+
+    @staticmethod
+    def request(
+        model_a: str | None,
+        model_b: str | None,
+        dataset: str | None,
+        split: str | None,
+        samples: float | None,
+        projection: str,
+        n_neighbors: float,
+        min_dist: float,
+        perplexity: float,
+        texts: str | None,
+        dims: int | None,
+    ) -> dict[str, Any]:
+        """What a Draw with these inputs would draw (only the projection's own parameters
+        count): the drawn maps are stale when theirs differs."""
+        return {
+            "model_a": model_a or "",
+            "model_b": model_b or "",
+            "dataset": dataset or "",
+            "split": split or "train",
+            "samples": int(samples or DEFAULT_SAMPLES),
+            "projection": projection,
+            "params": projection_params(projection, n_neighbors, min_dist, perplexity),
+            "texts": texts or "none",
+            "dims": int(dims or 2),
+        }
+
+    def on_settings(self, *values: Any) -> list[Any]:
+        """An input changed: the projection's sliders, and the maps greyed out under "press
+        Draw" while they show other settings than the inputs (back when they match again)."""
+        *inputs, views = values
+        wanted = self.request(*inputs)
+        boxes = self.on_projection(wanted["projection"])
+        drawn = (views or {}).get("request")
+        if not drawn or drawn == wanted:
+            return [*boxes, "", gr.Column(elem_classes=[])]
+        return [*boxes, stale_note(drawn, wanted), gr.Column(elem_classes=[STALE_CLASS])]
 
     def on_model(self, model: str | None, dataset: str | None) -> list[Any]:
         """A run brings its training dataset (when it differs) and, for CLIP, the texts."""
@@ -336,13 +467,10 @@ class ExplorerTab:
         perplexity: float,
         texts: str,
         progress: Any = None,
+        dims: int = 2,
     ) -> list[EmbeddingMap]:
         """The maps of A (and B): engine views, in order."""
-        params = {
-            "pca": {},
-            "umap": {"n_neighbors": int(n_neighbors), "min_dist": float(min_dist)},
-            "tsne": {"perplexity": float(perplexity)},
-        }[projection]
+        params = projection_params(projection, n_neighbors, min_dist, perplexity)
         names = [model_a] + ([b] if (b := resolve_b(model_a, model_b)) else [])
         views = []
         for i, name in enumerate(names):
@@ -361,6 +489,7 @@ class ExplorerTab:
                     split,
                     texts or "none",
                     report,
+                    int(dims or 2),
                 )
             )
         return views
@@ -378,6 +507,8 @@ class ExplorerTab:
         perplexity: float,
         texts: str,
         colour_by: str = "label",
+        dims: int = 2,
+        search: str = "",
         progress: gr.Progress = gr.Progress(),
     ) -> Updates:
         status = message(self.studio.umap_status(), "info")
@@ -387,6 +518,19 @@ class ExplorerTab:
 
         if not model_a:
             return refused(message("Pick a model first.", "warn"))
+        wanted = self.request(
+            model_a,
+            model_b,
+            dataset,
+            split,
+            samples,
+            projection,
+            n_neighbors,
+            min_dist,
+            perplexity,
+            texts,
+            dims,
+        )
         try:
             views = self.compute(
                 model_a,
@@ -400,6 +544,7 @@ class ExplorerTab:
                 perplexity,
                 texts,
                 progress,
+                wanted["dims"],
             )
         except Exception as error:  # noqa: BLE001 - the user's message, or a bug logged
             return refused(error_note(error, "embedding map"))
@@ -408,22 +553,30 @@ class ExplorerTab:
         b = views[1] if len(views) > 1 else None
         notes = " ".join(dict.fromkeys(v["message"] for v in views if v["message"]))
         level = "warn" if any(v.get("capped") for v in views) else "info"
-        state = {"a": views[0], "b": b, "dataset": dataset, "split": split}
+        state = {"a": views[0], "b": b, "dataset": dataset, "split": split, "request": wanted}
+        found = search_rows(views[0], search)
+        three = wanted["dims"] == 3
+        # Hidden with its points: a Vega plot emptied or unmounted throws from its resize
+        # observer (Gradio 6.31).
+        hidden_2d = gr.ScatterPlot(visible="hidden")
         return {
-            self.plot_a: self.plot_update(views[0], colour_by),
-            self.plot_b: (
-                self.plot_update(b, colour_by) if b else gr.ScatterPlot(value=None, visible=False)
-            ),
+            self.plot_a: hidden_2d if three else self.plot_update(views[0], colour_by),
+            self.plot_b: (self.plot_update(b, colour_by) if b and not three else hidden_2d),
+            self.plot3_a: self.plot_3d(views[0], colour_by, found) if three else hidden_3d(),
+            self.plot3_b: self.plot_3d(b, colour_by, found) if three and b else hidden_3d(),
             self.knn_a: knn_text(views[0]),
             self.knn_b: knn_text(b),
             self.note: message(notes, level) if notes else "",
             self.views: state,
-            self.gallery: [],
-            self.selection: selection_text(None, []),
+            self.gallery: self.gallery_items(state, views[0], found),
+            self.selection: found_text(views[0], found, search),
             self.csv: gr.DownloadButton(value=write_csv(self.studio.maps_csv(views)), visible=True),
             self.status: message(self.studio.umap_status(), "info"),
             self.colour_by: gr.Dropdown(choices=choices, value=colour_by),
             self.legend: legend_html(views[0], colour_by),
+            self.stale: "",
+            self.maps: gr.Column(elem_classes=[]),
+            self.found: found,
         }
 
     def plot_update(self, view: EmbeddingMap, colour_by: str = "label") -> gr.ScatterPlot:
@@ -439,17 +592,48 @@ class ExplorerTab:
             colors_in_legend=[],
         )
 
-    def recolour(self, views: dict[str, Any], colour_by: str) -> Any:
+    def plot_3d(
+        self, view: EmbeddingMap, colour_by: str = "label", found: list[int] | None = None
+    ) -> gr.Plot:
+        return gr.Plot(value=figure_3d(view, colour_by, found), visible=True)
+
+    def recolour(self, views: dict[str, Any], colour_by: str, search: str = "") -> Any:
         """The drawn maps coloured by another column; nothing is computed again."""
         if not views or not views.get("a"):
             return gr.skip()
-        out: Updates = {
-            self.plot_a: self.plot_update(views["a"], colour_by),
-            self.legend: legend_html(views["a"], colour_by),
-        }
-        if views.get("b"):
-            out[self.plot_b] = self.plot_update(views["b"], colour_by)
+        a, b = views["a"], views.get("b")
+        out: Updates = {self.legend: legend_html(a, colour_by)}
+        if a.get("dims") == 3:
+            found = search_rows(a, search)
+            out[self.plot3_a] = self.plot_3d(a, colour_by, found)
+            if b:
+                out[self.plot3_b] = self.plot_3d(b, colour_by, found)
+            return out
+        out[self.plot_a] = self.plot_update(a, colour_by)
+        if b:
+            out[self.plot_b] = self.plot_update(b, colour_by)
         return out
+
+    def on_search(self, views: dict[str, Any], search: str, colour_by: str = "label") -> list[Any]:
+        """The points whose label or caption holds the words: outlined on the 2-D maps (by
+        the selection script) or drawn large in 3-D, their images in the gallery."""
+        view = (views or {}).get("a")
+        if not view:
+            return [[], message("Draw a map first, then search it.", "warn"), *[gr.skip()] * 2, []]
+        found = search_rows(view, search)
+        plots = [gr.skip(), gr.skip()]
+        if view.get("dims") == 3:
+            b = views.get("b")
+            plots = [
+                self.plot_3d(view, colour_by, found),
+                self.plot_3d(b, colour_by, found) if b else gr.skip(),
+            ]
+        return [
+            self.gallery_items(views, view, found),
+            found_text(view, found, search),
+            *plots,
+            found,
+        ]
 
     def on_select(self, views: dict[str, Any], evt: gr.EventData) -> list[Any]:
         data = getattr(evt, "_data", None) or {}
@@ -473,3 +657,47 @@ class ExplorerTab:
         return [
             (picture, f"#{p['index'][r]} · {p['label'][r]}") for picture, r in zip(pictures, images)
         ]
+
+
+def projection_params(
+    projection: str, n_neighbors: float, min_dist: float, perplexity: float
+) -> dict[str, Any]:
+    """The parameters `projection` takes, from the sliders."""
+    if projection == "umap":
+        return {"n_neighbors": int(n_neighbors), "min_dist": float(min_dist)}
+    if projection == "tsne":
+        return {"perplexity": float(perplexity)}
+    return {}
+
+
+def hidden_3d() -> gr.Plot:
+    return gr.Plot(value=None, visible=False)
+
+
+def describe(request: dict[str, Any]) -> str:
+    """ "UMAP (n_neighbors 15, min_dist 0.1), 3-D" for the stale line."""
+    params = ", ".join(f"{k} {v:g}" for k, v in request["params"].items())
+    name = dict((v, k.split(" (")[0]) for k, v in PROJECTIONS)[request["projection"]]
+    return f"{name}{f' ({params})' if params else ''}{', 3-D' if request['dims'] == 3 else ''}"
+
+
+def stale_note(drawn: dict[str, Any], wanted: dict[str, Any]) -> str:
+    """The line over greyed-out maps: what they show, and that Draw shows what is asked."""
+    if (drawn["projection"], drawn["params"], drawn["dims"]) != (
+        wanted["projection"],
+        wanted["params"],
+        wanted["dims"],
+    ):
+        what = f"These maps show {describe(drawn)}: press Draw for {describe(wanted)}."
+    else:
+        what = "The inputs changed since these maps were drawn: press Draw to redraw them."
+    return message(what, "warn")
+
+
+def found_text(view: EmbeddingMap, rows: list[int], search: str) -> str:
+    """The selection panel after a search (or the plain hint without one)."""
+    if not (search or "").strip():
+        return selection_text(None, [])
+    if not rows:
+        return f"No point's label or caption holds “{search.strip()}”."
+    return f"Search “{search.strip()}”: " + selection_text(view, rows)

@@ -20,6 +20,7 @@ from webapp.explorer_maps import (
     SAME_ARCH,
     map_frame,
     resolve_b,
+    search_rows,
     selection_rows,
     selection_text,
     traces,
@@ -56,13 +57,40 @@ NAMES = [
     "status",
     "colour_by",
     "legend",
+    "plot3_a",
+    "plot3_b",
+    "stale",
+    "maps",
+    "found",
 ]
 
 
-def draw(tab, model_a="pixels", model_b="", projection="pca", dataset="digits", texts="none"):
+def draw(
+    tab,
+    model_a="pixels",
+    model_b="",
+    projection="pca",
+    dataset="digits",
+    texts="none",
+    dims=2,
+    search="",
+):
     """The draw handler's answer by output name ("note", "views", ...); None where unchanged."""
     out = tab.draw(
-        model_a, model_b, dataset, "train", SAMPLES, projection, 15, 0.1, 20, texts, progress=None
+        model_a,
+        model_b,
+        dataset,
+        "train",
+        SAMPLES,
+        projection,
+        15,
+        0.1,
+        20,
+        texts,
+        "label",
+        dims,
+        search,
+        progress=None,
     )
     assert set(out) <= set(tab.draw_outputs)
     return {name: out.get(getattr(tab, name)) for name in NAMES}
@@ -85,7 +113,7 @@ def test_draw_gives_one_colour_group_per_label(tab):
     assert map_frame(view)["label"].nunique() == 10  # digits 0-9
     assert out["plot_a"].color_map["3"] == tab.plot_update(view).color_map["3"]
     assert "k-NN" in out["knn_a"] and "raw pixels" in out["knn_a"]
-    assert out["plot_b"].visible is False and out["knn_b"] == "" and out["note"] == ""
+    assert out["plot_b"].visible == "hidden" and out["knn_b"] == "" and out["note"] == ""
 
 
 def test_a_map_can_be_coloured_by_a_nuisance_factor(tab):
@@ -188,6 +216,71 @@ def test_selection_helpers():
     assert selection_text(texts, [0, 1]).endswith("\n- ring: a small ring")
 
 
+def settings(tab, views, projection="pca", dims=2, perplexity=20, model_b=""):
+    """`on_settings` as the browser calls it when an input changes: {output name: update}."""
+    values = ["pixels", model_b, "digits", "train", SAMPLES, projection, 15, 0.1, perplexity]
+    out = tab.on_settings(*values, "none", dims, views)
+    return dict(zip(["umap_box", "tsne_box", "stale", "maps"], out))
+
+
+def test_changing_the_projection_greys_the_maps_until_draw_redraws_them(tab):
+    views = draw(tab)["views"]
+    # Before any Draw nothing is stale; the sliders follow the projection chosen.
+    first = settings(tab, {}, "umap")
+    assert first["umap_box"].visible and not first["tsne_box"].visible and first["stale"] == ""
+    moved = settings(tab, views, "tsne")
+    assert moved["tsne_box"].visible and not moved["umap_box"].visible
+    assert "These maps show PCA: press Draw for t-SNE (perplexity 20)" in moved["stale"]
+    assert moved["maps"].elem_classes == ["ps-stale"]
+    # A parameter of another projection changes nothing; back to what is drawn: not stale.
+    back = settings(tab, views, "pca", perplexity=50)
+    assert back["stale"] == "" and back["maps"].elem_classes == []
+    assert "press Draw to redraw" in settings(tab, views, model_b="pixels:16")["stale"]
+    assert "3-D" in settings(tab, views, dims=3)["stale"]
+    # Draw draws what the inputs say: its axes and its points are the same projection's.
+    out = draw(tab, projection="tsne")
+    assert out["plot_a"].x_title == "t-SNE 1" and out["views"]["a"]["projection"] == "tsne"
+    assert out["stale"] == "" and out["maps"].elem_classes == []
+    assert settings(tab, out["views"], "tsne")["stale"] == ""
+
+
+def test_the_3d_view_draws_three_axes_with_plotly(tab):
+    out = draw(tab, model_b="pixels:16", dims=3)
+    assert out["plot_a"].visible == out["plot_b"].visible == "hidden"
+    assert out["plot3_a"].visible and out["plot3_b"].visible
+    figure = out["plot3_a"].value  # gr.Plot's payload: the plotly figure as JSON
+    assert figure["type"] == "plotly"
+    import json
+
+    layout = json.loads(figure["plot"])["layout"]
+    assert [layout["scene"][f"{a}axis"]["title"]["text"] for a in "xyz"] == ["PC 1", "PC 2", "PC 3"]
+    assert len(out["views"]["a"]["points"]["z"]) == SAMPLES
+    with open(out["csv"].value["path"], encoding="utf-8") as handle:
+        assert len(read_csv(handle.read())["z"]) == 2 * SAMPLES
+    assert "3-D" in out["knn_a"]
+
+
+def test_search_picks_the_points_whose_label_or_caption_holds_the_words(tab):
+    views = draw(tab, dataset="shapes")["views"]
+    p = views["a"]["points"]
+    found = search_rows(views["a"], "Red  star")
+    assert found and all(p["label"][r] == "star" and "red" in p["text"][r] for r in found)
+    assert len(found) < sum(label == "star" for label in p["label"])
+    assert search_rows(views["a"], "") == [] and search_rows(None, "star") == []
+    gallery, text, plot3_a, _, rows = tab.on_search(views, "red star")
+    assert rows == found and len(gallery) == min(len(found), 48)
+    assert text.startswith("Search “red star”: **") and plot3_a == gr.skip()
+    assert tab.on_search(views, "zebra")[1].startswith("No point")
+    assert "Draw a map first" in tab.on_search({}, "star")[1]
+    # In 3-D the found points are a trace of their own, drawn on top.
+    out = draw(tab, dataset="shapes", dims=3, search="red star")
+    assert out["found"] == found and len(out["gallery"]) == min(len(found), 48)
+    import json
+
+    names = [t["name"] for t in json.loads(out["plot3_a"].value["plot"])["data"]]
+    assert names[-1] == f"found ({len(found)})"
+
+
 def test_the_tab_starts_with_the_umap_status_and_projection_controls(tab):
     assert "UMAP" in tab.status.value
     umap_box, tsne_box = tab.on_projection("umap")
@@ -210,6 +303,15 @@ def test_embeddings_endpoint_through_gradio_client(studio):
         assert [t["name"] for t in result["traces"]] == [str(d) for d in range(10)]
         assert sum(len(t["x"]) for t in result["traces"]) == 120
         assert 0 <= result["knn_top1"] <= 1
+        cube = client.predict(
+            model="pixels",
+            dataset="digits",
+            samples=60,
+            split="test",
+            dims=3,
+            api_name="/embeddings",
+        )
+        assert cube["dims"] == 3 and sum(len(t["z"]) for t in cube["traces"]) == 60
         with pytest.raises(Exception, match="unknown projection"):
             client.predict(
                 "pixels", "digits", 50, "isomap", None, "train", "none", api_name="/embeddings"
@@ -268,6 +370,22 @@ def test_a_dragged_box_in_a_browser_shows_the_images_behind_it(studio):
             outlined = page.evaluate("""() => Array.from(document.querySelectorAll(
                 '#ps-map-a g.mark-symbol.role-mark path')).filter(p => p.style.stroke).length""")
             assert outlined == 120
+            # Another projection greys the maps out until Draw draws it, under its own axes.
+            page.get_by_label("t-SNE", exact=True).check()
+            page.get_by_text("These maps show PCA: press Draw for t-SNE").wait_for(timeout=30_000)
+            assert page.locator(".ps-stale #ps-map-a").count() == 1
+            assert page.get_by_text("t-SNE perplexity").is_visible()
+            page.get_by_role("button", name="Draw").click()
+            page.locator("#ps-map-a").get_by_text("t-SNE 1").wait_for(timeout=120_000)
+            page.wait_for_timeout(1000)
+            assert page.locator(".ps-stale").count() == 0
+            # The 3-D view: plotly, on the same sample.
+            page.get_by_label("PCA (instant)", exact=True).check()
+            page.get_by_label("3-D", exact=True).check()
+            page.get_by_role("button", name="Draw").click()
+            page.locator("#ps-map3-a .js-plotly-plot").first.wait_for(timeout=120_000)
+            page.wait_for_timeout(1000)
+            assert page.locator(".ps-stale").count() == 0
             assert not errors, errors
             browser.close()
     finally:
