@@ -62,6 +62,15 @@ class CLIPTrainConfig(TrainConfig):
         main=True,
     )
     depth: int = param(0, "Layers of each tower; 0 keeps the size's standard number.", min=0)
+    # TrainConfig's help speaks of images and their views; CLIP's batch is image-text pairs.
+    batch_size: int = param(
+        64,
+        "Image-caption pairs per step: each image's own caption is its positive and the "
+        "batch's other captions its negatives, so larger batches give more negatives "
+        "(the paper used 32,768).",
+        min=2,
+        main=True,
+    )
     patch_size: int = param(
         4, "ViT patch side in pixels; image_size must be a multiple.", min=1, main=True
     )
@@ -165,6 +174,7 @@ class CLIPTrainConfig(TrainConfig):
             warmup_steps=2,
             checkpoint_every=5,
             precision="fp32",
+            grad_clip=1.0,
             backbone="tiny",
             depth=1,
             patch_size=8,
