@@ -32,6 +32,15 @@ class TextConfig(TrainConfig):
         main=True,
     )
     depth: int = param(0, "Transformer layers; 0 keeps the size's standard number.", min=0)
+    # TrainConfig's help speaks of images; a text method's batch is sequences.
+    batch_size: int = param(
+        64,
+        "Sequences per step, each context_length tokens: tokens per step = batch_size x "
+        "context_length. Larger batches give smoother gradients; lower it first when "
+        "memory runs short.",
+        min=2,
+        main=True,
+    )
     image_size: int = param(32, "Not used by text methods.", min=8, max=512)
     vocab_size: int = param(
         8000,

@@ -48,3 +48,20 @@ def test_spec_roundtrip_and_unknown_keys():
     assert TrainSpec.from_dict(spec.to_dict()) == spec
     with pytest.raises(SpecError, match="unknown spec keys"):
         TrainSpec.from_dict({"method": "simclr", "dataset": "digits", "epochs": 3})
+
+
+def test_each_method_s_help_speaks_of_what_it_trains_on():
+    """No image wording in a text method's form; CLIP's batch is image-caption pairs."""
+    from engine.registry import get_method, list_methods
+
+    for name in list_methods():
+        cls = get_method(name)
+        fields = {f["name"]: f["help"] for f in config_fields(cls.Config, "quick")}
+        if name in ("bert", "gpt", "t5"):
+            assert fields["batch_size"].startswith("Sequences per step"), name
+            helps = [h for n, h in fields.items() if n != "image_size"]
+            assert not any("image" in h.lower() for h in helps), name
+        elif name == "clip":
+            assert fields["batch_size"].startswith("Image-caption pairs per step")
+        else:
+            assert fields["batch_size"].startswith("Images per step"), name
