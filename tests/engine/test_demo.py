@@ -194,3 +194,15 @@ class _Open:
 
     def __exit__(self, *exc):
         return False
+
+
+def test_cli_demo_runs_the_queued_jobs_here_and_reports_each(tmp_path, monkeypatch, capsys):
+    """`python -m engine demo` without --no-wait: its own job manager runs the pack (here a
+    pack of one tiny BERT job) and prints each job as it ends."""
+    monkeypatch.setattr(demo, "SHOWCASE", (("bert", "captions"),))
+    monkeypatch.setattr(demo, "PRESET", "tiny")
+    assert main(["demo", "--home", str(tmp_path / "home")]) == 0
+    out = capsys.readouterr().out
+    [job] = Studio(tmp_path / "home").jobs()
+    assert job["status"] == "completed"
+    assert f"job {job['id']} bert: completed" in out
