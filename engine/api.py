@@ -372,13 +372,19 @@ class Studio:
             )
         return spec, config
 
-    def _check_processes(self, config: TrainConfig, cls: type) -> None:
+    def _check_processes(self, config: TrainConfig | dict[str, Any], cls: type) -> None:
+        """Refuse processes this machine or the method cannot run (a stored config too: a
+        job resumed on another machine, or after a GPU went away)."""
         from engine import hardware
         from engine.launch import check_processes
 
+        if isinstance(config, dict):
+            processes, batch_size = config.get("processes", 1), config.get("batch_size", 1)
+        else:
+            processes, batch_size = config.processes, config.batch_size
         info = hardware.detect()
         machine = hardware.describe(info)
-        check_processes(config.processes, config.batch_size, cls, info["max_processes"], machine)
+        check_processes(processes, batch_size, cls, info["max_processes"], machine)
 
     def _create(self, spec: TrainSpec, config: TrainConfig, **fields: Any) -> int:
         job_id = self.store.create_job(
@@ -433,6 +439,7 @@ class Studio:
         limit = max_jobs() if wait else None
         self.recover()  # a job whose worker was killed shows as interrupted, not running
         job = self.job(job_id)
+        self._check_processes(job["config"], get_method(job["method"]))
         if not self.store.transition(
             job["id"],
             RESUMABLE_STATUSES,
@@ -540,6 +547,7 @@ class Studio:
                 f"job {job_id} is {job['status']}; only "
                 f"{', '.join(RESUMABLE_STATUSES)} jobs can be resumed"
             )
+        self._check_processes(job["config"], get_method(job["method"]))
         fields: dict[str, Any] = dict(
             status="queued", cancel_requested=False, error=None, finished_at=None, pid=None
         )

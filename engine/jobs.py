@@ -249,8 +249,18 @@ class JobManager:
     def _spawn(self, job: Job) -> None:
         run_dir = self.home.run_dir(job.id)
         run_dir.mkdir(parents=True, exist_ok=True)
-        devices = job_devices(self.store, job)
-        if devices is None and _gpus():  # its GPUs are held by a job started elsewhere
+        devices, gpus = job_devices(self.store, job), len(_gpus())
+        if devices is None and gpus and processes_of(job) > gpus:  # never here: fail it now
+            self.store.transition(
+                job.id,
+                ("running",),
+                status="failed",
+                finished_at=utcnow(),
+                error=f"it asks for {processes_of(job)} processes, more than the {gpus} GPUs "
+                "here; submit it again with fewer",
+            )
+            return
+        if devices is None and gpus:  # its GPUs are held by a job started elsewhere
             self.store.transition(job.id, ("running",), status="queued", pid=None, host=None)
             return
         try:

@@ -237,3 +237,19 @@ def test_with_gpus_each_job_gets_its_own_devices(tmp_path, monkeypatch):
     wide = job(2, "running")  # as claimed: the manager finds no free pair of devices
     manager._spawn(wide)
     assert started == [] and store.get_job(wide.id).status == "queued"
+    too_wide = job(3, "running")  # more than the machine has: it could never start
+    manager._spawn(too_wide)
+    assert started == [] and store.get_job(too_wide.id).status == "failed"
+    assert "3 processes, more than the 2 GPUs here" in store.get_job(too_wide.id).error
+
+
+def test_resume_refuses_processes_the_machine_no_longer_has(studio):
+    job_id = studio.submit(spec())
+    most = hardware.detect()["max_processes"]
+    config = dict(studio.job(job_id)["config"], processes=most + 1, batch_size=16 * (most + 1))
+    studio.store.update_job(job_id, status="cancelled", config=config)
+    with pytest.raises(SpecError, match=rf"processes {most + 1} is more than"):
+        studio.resume(job_id)
+    with pytest.raises(SpecError, match=rf"processes {most + 1} is more than"):
+        studio.resume_foreground(job_id)
+    assert studio.job(job_id)["status"] == "cancelled"
