@@ -109,14 +109,21 @@ def recover_interrupted(store: Store) -> list[int]:
             gone = not _process_alive(job.pid)
         else:  # another machine's worker: only its heartbeat can tell
             gone = job.heartbeat_at is None or now - job.heartbeat_at > STALE_HEARTBEAT
+        # A multi-process job whose launcher ended unwatched (the web process restarted
+        # meanwhile) failed if the launcher's report names a rank.
+        blamed = None
+        if gone and processes_of(job) > 1 and job.run_dir:
+            blamed = launch.rank_failure(_log_text(Path(job.run_dir), job.id), processes_of(job))
         if gone and store.transition(
             job.id,
             ("running",),
-            status="interrupted",
+            status="interrupted" if blamed is None else "failed",
             finished_at=now,
             elapsed_before=_elapsed(job),
             error="the worker process ended without finishing (killed, or the machine "
-            "restarted); Resume continues from the last checkpoint",
+            "restarted); Resume continues from the last checkpoint"
+            if blamed is None
+            else blamed[1],
         ):
             rewind_to_checkpoint(store, job)
             lost.append(job.id)
@@ -450,13 +457,15 @@ def _elapsed(job: Job) -> float:
     return job.elapsed_before + max(0.0, (end - job.started_at).total_seconds())
 
 
-def _log_text(home: Home, job_id: int, limit: int = 256 * 1024) -> str:
-    """The end of the job's worker.log ("" when there is none)."""
+def _log_text(home: Home | Path, job_id: int, limit: int = 256 * 1024) -> str:
+    """The end of what the job's latest worker start wrote to its worker.log ("" when there
+    is none); `home` may be the run folder itself."""
+    run_dir = home.run_dir(job_id) if isinstance(home, Home) else Path(home)
     try:
-        with open(home.run_dir(job_id) / "worker.log", "rb") as log_file:
+        with open(run_dir / "worker.log", "rb") as log_file:
             log_file.seek(0, os.SEEK_END)
             log_file.seek(max(0, log_file.tell() - limit))
-            return log_file.read().decode(errors="replace")
+            return launch.last_attempt(log_file.read().decode(errors="replace"))
     except OSError:
         return ""
 

@@ -27,6 +27,9 @@ from pathlib import Path
 import psutil
 
 KILLED_EXIT = 137  # 128 + SIGKILL: how a shell reports kill -9
+# Written to worker.log before each start: a resumed job's log holds every attempt, and only
+# the last one's report may name the rank that failed.
+ATTEMPT_MARK = "---- pretext: worker started ----"
 
 
 def process_rank() -> tuple[int, int]:
@@ -96,6 +99,8 @@ def start(
     """Start job `job_id`'s worker(s), output appended to `log_path`, in a session of their
     own (a Ctrl-C or the web process's end does not reach them; Stop does, by the row)."""
     with open(log_path, "ab") as log_file:
+        log_file.write(f"{ATTEMPT_MARK}\n".encode())
+        log_file.flush()
         return subprocess.Popen(
             worker_command(job_id, home, processes),
             stdout=log_file,
@@ -142,6 +147,11 @@ def watch_parent(exit_code: int = KILLED_EXIT, every_s: float = 1.0) -> threadin
 
 _FIELD = re.compile(r"^\s*(rank|exitcode|traceback)\s*:\s?(.*)$")
 _SIGNAL = re.compile(r"Signal \d+ \((SIG[A-Z0-9]+)\) received")
+
+
+def last_attempt(log_text: str) -> str:
+    """The part of a worker.log the latest start wrote."""
+    return log_text.rpartition(ATTEMPT_MARK)[2]
 
 
 def rank_failure(log_text: str, processes: int) -> tuple[int, str] | None:

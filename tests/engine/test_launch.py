@@ -207,6 +207,27 @@ def test_record_exit_names_the_rank_the_launcher_blamed(tmp_path):
     assert job.status == "failed" and job.error == "ValueError: rank 0's own words"
     job = crashed("no report at all\n", None)
     assert job.status == "failed" and "exited with code 1: no report at all" in job.error
+    # A resumed job's log keeps the earlier attempt's report: only the latest start counts.
+    job = crashed(f"{KILLED_LOG}{launch.ATTEMPT_MARK}\nValueError: later\n", None)
+    assert job.error == "the worker exited with code 1: ValueError: later"
+
+
+def test_recovery_of_an_unwatched_multi_process_job_names_the_rank(tmp_path):
+    """The web process restarted while a 2-process job ran; its launcher ended since."""
+    from engine.home import Home
+    from engine.jobs import recover_interrupted
+
+    home = Home.resolve(tmp_path / "home")
+    store = Store.open(home.db_path)
+    job_id = store.create_job(
+        method="simclr", dataset="digits", spec={}, config={"processes": 2}, status="running"
+    )
+    store.update_job(job_id, pid=None, run_dir=str(home.run_dir(job_id)))
+    home.run_dir(job_id).mkdir(parents=True)
+    (home.run_dir(job_id) / "worker.log").write_text(f"{launch.ATTEMPT_MARK}\n{RAISED_LOG}")
+    assert recover_interrupted(store) == [job_id]
+    job = store.get_job(job_id)
+    assert job.status == "failed" and job.error.startswith("rank 1 of 2 failed: RuntimeError")
 
 
 def test_with_gpus_each_job_gets_its_own_devices(tmp_path, monkeypatch):
