@@ -310,3 +310,48 @@ def test_the_cards_loading_snippet_runs_as_written(runs, tmp_path, which):
         "images = list(images)\n" if which == "dino" else ""
     )
     run_plain(images + snippet + "assert features.shape[0] == 2\n", cwd=folder)
+
+
+def test_studio_push_uploads_the_whole_export_to_a_fake_hub(runs, tmp_path):
+    """Studio.push end to end against tests/engine/test_hub_push.py's fake of the Hub's API."""
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    from tests.conftest import ROOT
+    from tests.engine.test_hub_push import FakeHub
+
+    studio, simclr, _ = runs
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeHub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+    FakeHub.calls, FakeHub.repos = [], {}
+    code = (
+        "import json\nfrom engine.api import Studio\n"
+        f"print(json.dumps(Studio({str(studio.home.root)!r}).push({simclr}, 'me/simclr', "
+        "token='hf_fake')))\n"
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={
+                "PATH": "/usr/bin:/bin",
+                "HF_ENDPOINT": endpoint,
+                "HF_HUB_OFFLINE": "0",
+                "HF_HOME": str(tmp_path / "hf-home"),
+                "OMP_NUM_THREADS": "1",
+            },
+        )
+    finally:
+        server.shutdown()
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["url"] == f"{endpoint}/me/simclr" and result["step"] == 6
+    uploaded = FakeHub.repos["me/simclr"]["files"]
+    folder = studio.home.root / "exports" / f"job-{simclr}-step-6"
+    assert uploaded == {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert {"README.md", "load.py", "model.safetensors"} <= set(uploaded)
+    assert FakeHub.repos["me/simclr"]["request"].get("visibility") != "private"
