@@ -110,6 +110,14 @@ class Lenses:
 
         return cast(list[LensExample], example_images(self.studio.home.cache_dir / "lens_examples"))
 
+    def text_examples(self, lens: str) -> dict[str, list[str]]:
+        """A text lens's examples ("fill_mask", "generate", "text2text"): {"captions":
+        sentences like the captions corpus's, for runs trained on it, "everyday": for Hub
+        models}."""
+        from engine.inference.examples import text_examples
+
+        return text_examples(lens)
+
     def attention(
         self, image: Any, model: str, layer: int = 0, keep: float = 0.6
     ) -> AttentionResult:

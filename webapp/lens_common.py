@@ -139,6 +139,85 @@ class ModelPicker:
         demo.load(self.refresh, [self.dropdown], [self.dropdown], **private)
 
 
+# ---- examples that fit the model ----------------------------------------------------------
+CAPTION_DATASETS = ("captions", "shapes")  # a run trained on these reads shapes' captions
+
+
+def trained_on_captions(studio: Studio, model: str | None) -> bool:
+    """Whether `model` is a studio run trained on shapes or their captions (its examples are
+    sentences like those); a Hub id or folder gets everyday examples."""
+    text = str(model or "").strip().removeprefix("#")
+    if not text.isdigit():
+        return False
+    try:
+        return studio.job(int(text))["dataset"] in CAPTION_DATASETS
+    except Exception:  # noqa: BLE001 - an unknown run: the lens itself will say so
+        return False
+
+
+class ModelExamples:
+    """Two example lists, one shown at a time: `captions` for a run trained on shapes or
+    captions, `everyday` for a Hub model; the picker's change swaps them, and an input still
+    holding an example of the other list takes the first of the new one."""
+
+    def __init__(
+        self,
+        studio: Studio,
+        target: Any,
+        captions: list[list[Any]],
+        everyday: list[list[Any]],
+        model: str | None,
+        inputs: list[Any] | None = None,
+        label: str = "Examples",
+        column: int = 0,
+    ) -> None:
+        self.studio, self.target, self.column = studio, target, column
+        self.captions, self.everyday = captions, everyday
+        inputs = inputs or [target]
+        shown = trained_on_captions(studio, model)
+        with gr.Column(visible=shown) as self.caption_box:
+            gr.Examples(captions, inputs, label=f"{label} (like its training captions)")
+        with gr.Column(visible=not shown) as self.everyday_box:
+            gr.Examples(everyday, inputs, label=label)
+
+    def first(self, model: str | None) -> str:
+        """The target's default: the first example that fits `model`."""
+        rows = self.captions if trained_on_captions(self.studio, model) else self.everyday
+        return rows[0][self.column]
+
+    def update(self, model: str | None, current: Any) -> list[Any]:
+        shown = trained_on_captions(self.studio, model)
+        rows, others = (self.captions, self.everyday) if shown else (self.everyday, self.captions)
+        ours = [row[self.column] for row in rows]
+        stale = current not in ours and current in [row[self.column] for row in others]
+        return [
+            gr.Column(visible=shown),
+            gr.Column(visible=not shown),
+            ours[0] if stale else gr.skip(),
+        ]
+
+    def wire(self, picker: ModelPicker) -> None:
+        picker.dropdown.change(
+            self.update,
+            [picker.dropdown, self.target],
+            [self.caption_box, self.everyday_box, self.target],
+            api_visibility="private",
+            show_progress="hidden",
+        )
+
+
+def text_examples(studio: Studio, lens: str, target: Any, model: str | None) -> ModelExamples:
+    """A text lens's examples (`studio.lenses.text_examples`) that follow the model."""
+    found = studio.lenses.text_examples(lens)
+    return ModelExamples(
+        studio,
+        target,
+        [[text] for text in found["captions"]],
+        [[text] for text in found["everyday"]],
+        model,
+    )
+
+
 # ---- the tab ------------------------------------------------------------------------------
 class LensTab:
     """Base of the lens tabs; see the module docstring."""

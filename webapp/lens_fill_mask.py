@@ -14,19 +14,13 @@ import pandas as pd
 
 from engine.contract import FillMaskResult
 from webapp.figures import message
-from webapp.lens_common import LensTab, ModelPicker, score_plot
+from webapp.lens_common import LensTab, ModelPicker, score_plot, text_examples
 
 INTRO = (
     "**Fill in the blank.** A masked language model reads the whole sentence, blank "
     "included, and ranks its vocabulary for the blank. Write `[MASK]` (or `<mask>`) where "
     "a word is missing; the bars are probabilities over the whole vocabulary."
 )
-EXAMPLES = [
-    "a small red [MASK] on a blue background",
-    "a large [MASK] star on a plain white background, centre",
-    "a medium green heart on a [MASK] background",
-    "The capital of France is [MASK].",
-]
 TABLE_HEADERS = ["word", "probability", "sentence"]
 
 
@@ -57,7 +51,7 @@ class FillMaskTab(LensTab):
         with gr.Row():
             with gr.Column(scale=2, min_width=300):
                 self.text = gr.Textbox(
-                    EXAMPLES[0],
+                    "",
                     lines=2,
                     label="Text",
                     info="One [MASK] (or <mask>) where a word is missing",
@@ -68,7 +62,9 @@ class FillMaskTab(LensTab):
                 )
                 self.run_btn = gr.Button("Fill the blank", variant="primary")
                 self.make_note()
-                gr.Examples([[e] for e in EXAMPLES], [self.text], label="Examples")
+                model = self.picker.dropdown.value
+                self.examples = text_examples(self.studio, "fill_mask", self.text, model)
+                self.text.value = self.examples.first(model)
             with gr.Column(scale=3, min_width=360):
                 self.plot = score_plot("Top words", "word")
                 self.table = gr.Dataframe(
@@ -90,3 +86,7 @@ class FillMaskTab(LensTab):
             "ok",
         )
         return [plot, table], note
+
+    def wire(self, demo: gr.Blocks) -> None:
+        super().wire(demo)
+        self.examples.wire(self.picker)

@@ -12,7 +12,7 @@ from typing import Any
 import gradio as gr
 
 from webapp.figures import message
-from webapp.lens_common import LensTab, ModelPicker
+from webapp.lens_common import LensTab, ModelPicker, text_examples
 
 INTRO = (
     "**Let it write.** A causal language model samples one token at a time from its "
@@ -20,7 +20,6 @@ INTRO = (
     "always takes the most probable token; top-k keeps only the k most probable. The same "
     "seed gives the same text."
 )
-EXAMPLES = ["a small red", "a large blue star on", "The function returns"]
 
 
 class GenerateTab(LensTab):
@@ -32,7 +31,7 @@ class GenerateTab(LensTab):
         with gr.Row():
             with gr.Column(scale=2, min_width=300):
                 self.prompt = gr.Textbox(
-                    EXAMPLES[0],
+                    "",
                     lines=2,
                     label="Prompt",
                     info="May be empty: the model starts a text",
@@ -52,7 +51,9 @@ class GenerateTab(LensTab):
                     self.seed = gr.Number(0, precision=0, label="Seed")
                 self.run_btn = gr.Button("Generate", variant="primary")
                 self.make_note()
-                gr.Examples([[e] for e in EXAMPLES], [self.prompt], label="Prompts")
+                model = self.picker.dropdown.value
+                self.examples = text_examples(self.studio, "generate", self.prompt, model)
+                self.prompt.value = self.examples.first(model)
             with gr.Column(scale=3, min_width=360):
                 self.text = gr.HighlightedText(
                     label="Prompt + continuation",
@@ -105,3 +106,7 @@ class GenerateTab(LensTab):
             "ok",
         )
         return [[p for p in parts if p[0]], result["continuation"], details], note
+
+    def wire(self, demo: gr.Blocks) -> None:
+        super().wire(demo)
+        self.examples.wire(self.picker)

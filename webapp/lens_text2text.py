@@ -13,7 +13,7 @@ from typing import Any
 import gradio as gr
 
 from webapp.figures import message
-from webapp.lens_common import LensTab, ModelPicker
+from webapp.lens_common import LensTab, ModelPicker, text_examples
 
 INTRO = (
     "**Text to text.** T5 pretraining cuts spans out of a text and leaves a numbered "
@@ -22,13 +22,6 @@ INTRO = (
     "`[MASK]` works as a sentinel too. With t5-small from the Hub, the paper's task "
     "prefixes work: `translate English to French: ...`, `summarize: ...`."
 )
-EXAMPLES = [
-    "a small red <extra_id_0> on a plain blue background, centre",
-    "a large [MASK] star on a [MASK] background, centre",
-    "translate English to French: The house is wonderful.",
-    "summarize: The studio trains self-supervised models on a laptop and shows what "
-    "they learned: attention maps, reconstructions, and words in the blanks.",
-]
 
 
 class Text2TextTab(LensTab):
@@ -40,7 +33,7 @@ class Text2TextTab(LensTab):
         with gr.Row():
             with gr.Column(scale=2, min_width=300):
                 self.text = gr.Textbox(
-                    EXAMPLES[0],
+                    "",
                     lines=3,
                     label="Text",
                     info="Sentinels <extra_id_N> or [MASK] where text is missing, or a task prefix",
@@ -55,7 +48,9 @@ class Text2TextTab(LensTab):
                     )
                 self.run_btn = gr.Button("Run", variant="primary")
                 self.make_note()
-                gr.Examples([[e] for e in EXAMPLES], [self.text], label="Examples")
+                model = self.picker.dropdown.value
+                self.examples = text_examples(self.studio, "text2text", self.text, model)
+                self.text.value = self.examples.first(model)
             with gr.Column(scale=3, min_width=360):
                 self.filled = gr.HighlightedText(
                     label="Filled in",
@@ -97,3 +92,7 @@ class Text2TextTab(LensTab):
             "warn" if result["hint"] else "ok",
         )
         return [parts, result["input"], result["output"], details], note
+
+    def wire(self, demo: gr.Blocks) -> None:
+        super().wire(demo)
+        self.examples.wire(self.picker)

@@ -16,7 +16,7 @@ import pandas as pd
 
 from engine.contract import ZeroShotResult
 from webapp.figures import message
-from webapp.lens_common import LensTab, ModelPicker, image_input, score_plot
+from webapp.lens_common import LensTab, ModelExamples, ModelPicker, image_input, score_plot
 
 log = logging.getLogger(__name__)
 INTRO = (
@@ -89,19 +89,35 @@ class ZeroShotTab(LensTab):
         self.auto_triggers = [self.image.change, self.labels.submit, self.ignore.submit]
 
     def example_rows(self) -> None:
-        """Examples that fill the picture, the labels and the templates together."""
+        """Examples that fill the picture, the labels and the templates together, and fit
+        the model: a run trained on shapes gets the shapes and their names only; a Hub CLIP
+        the photographs with everyday words first."""
+        self.examples = None
         try:
             rows = self.studio.lenses.zero_shot_examples()
         except Exception:
             log.exception("zero-shot examples could not be written")
             return
-        if rows:
-            gr.Examples(
-                [[r["path"], r["labels"], r["templates"], r["ignore"]] for r in rows],
-                [self.image, self.labels, self.templates, self.ignore],
-                label="Examples",
-                examples_per_page=8,
-            )
+        if not rows:
+            return
+        table = [[r["path"], r["labels"], r["templates"], r["ignore"]] for r in rows]
+        shapes = [row for row, r in zip(table, rows) if r["name"].startswith("shapes-")]
+        model = self.picker.dropdown.value
+        self.examples = ModelExamples(
+            self.studio,
+            self.labels,
+            shapes or table,
+            table,
+            model,
+            inputs=[self.image, self.labels, self.templates, self.ignore],
+            column=1,
+        )
+        self.labels.value = self.examples.first(model)
+
+    def wire(self, demo: gr.Blocks) -> None:
+        super().wire(demo)
+        if self.examples is not None:
+            self.examples.wire(self.picker)
 
     def compute(
         self, image: Any, model: str, labels: str, templates: str, ignore: str = ""

@@ -61,3 +61,52 @@ def example_images(folder: Path) -> list[dict[str, str]]:
         names.append(name)
     index.write_text("\n".join(names))
     return [{"name": n, "path": str(folder / f"{n}.png")} for n in names]
+
+
+# ---- text examples that fit the model ------------------------------------------------------
+# Studio runs trained on shapes' captions read sentences like theirs; Hub models everyday prose.
+CAPTION_DATASETS = ("captions", "shapes")
+EVERYDAY = {
+    "fill_mask": [
+        "The capital of France is [MASK].",
+        "She poured hot [MASK] into her cup.",
+        "The children played in the [MASK] all afternoon.",
+    ],
+    "generate": ["Once upon a time", "The best way to learn a language is", "The function returns"],
+    "text2text": [
+        "translate English to French: The house is wonderful.",
+        "summarize: The studio trains self-supervised models on a laptop and shows what "
+        "they learned: attention maps, reconstructions, and words in the blanks.",
+        "The <extra_id_0> walks in <extra_id_1> park.",
+    ],
+}
+NUM_CAPTIONS = 4
+
+
+def _masked(caption: str, word: str, mask: str) -> str:
+    return caption.replace(f" {word} ", f" {mask} ", 1)
+
+
+def text_examples(lens: str) -> dict[str, list[str]]:
+    """The text lenses' examples: {"captions": sentences like the `captions` corpus's own
+    (shapes' captions of pictures the runs never saw, with a word masked for fill-mask and
+    text-to-text, cut short for generation), "everyday": prose for Hub models}."""
+    from engine.data.shapes import PALETTE, SHAPE_NAMES, shape_captions
+
+    if lens not in EVERYDAY:
+        raise ValueError(f"no text examples for {lens!r}; lenses: {', '.join(EVERYDAY)}")
+    captions = shape_captions(NUM_CAPTIONS, SHAPES_SEED)
+    shapes = [next(w for w in c.split() if w in SHAPE_NAMES) for c in captions]
+    colours = [next(w for w in c.split() if w in PALETTE) for c in captions]
+    if lens == "fill_mask":  # the shape, then the colour: what a captions model can know
+        studio = [_masked(c, s, "[MASK]") for c, s in zip(captions[:2], shapes)]
+        studio += [_masked(c, k, "[MASK]") for c, k in zip(captions[2:], colours[2:])]
+    elif lens == "generate":
+        studio = ["a small", *(" ".join(c.split()[:4]) for c in captions[:3])]
+    else:
+        studio = [_masked(captions[0], shapes[0], "<extra_id_0>")]
+        studio += [
+            _masked(_masked(c, s, "[MASK]"), k, "[MASK]")
+            for c, s, k in zip(captions[1:3], shapes[1:3], colours[1:3])
+        ]
+    return {"captions": studio, "everyday": list(EVERYDAY[lens])}

@@ -219,6 +219,37 @@ def test_language_tab_handlers_answer_or_explain(language, photo):
     assert details["spans"][0]["sentinel"] == "<extra_id_0>"
 
 
+def test_examples_follow_the_model_picked(language):
+    """A run trained on captions gets caption-style examples (and its text box one of them);
+    a Hub model everyday ones; switching models swaps the lists and the untouched text."""
+    studio, ids = language
+    tab = _tab(FillMaskTab, studio)
+    assert tab.picker.dropdown.value == ids["bert"]
+    examples = tab.examples
+    assert tab.text.value == examples.captions[0][0] and "[MASK]" in tab.text.value
+    assert all(row[0].startswith("a ") for row in examples.captions)  # shapes' captions
+    assert examples.caption_box.visible and not examples.everyday_box.visible
+    assert "The capital of France is [MASK]." in [row[0] for row in examples.everyday]
+    caption_box, everyday_box, text = examples.update("bert-base-uncased", tab.text.value)
+    assert not caption_box.visible and everyday_box.visible
+    assert text == examples.everyday[0][0]
+    assert examples.update("bert-base-uncased", "my own [MASK].")[2] == gr.skip()
+    assert examples.update(ids["bert"], examples.everyday[1][0])[2] == examples.captions[0][0]
+    for cls, lens in ((GenerateTab, "generate"), (Text2TextTab, "t5")):
+        tab = _tab(cls, studio)
+        assert tab.examples.caption_box.visible, lens
+    # Zero-shot: a CLIP trained on shapes is offered shapes and their names only.
+    tab = _tab(ZeroShotTab, studio)
+    assert tab.picker.dropdown.value == ids["clip"] and tab.examples.caption_box.visible
+    shapes_rows = tab.examples.captions
+    assert shapes_rows and all("circle" in row[1] for row in shapes_rows)
+    assert tab.labels.value == shapes_rows[0][1]
+    hub = tab.examples.update("openai/clip-vit-base-patch32", tab.labels.value)
+    assert hub[1].visible and not hub[0].visible
+    assert hub[2] == gr.skip()  # shape names are among a Hub CLIP's examples too
+    assert "cat" in tab.examples.everyday[0][1]  # which start with the photographs' words
+
+
 def test_language_lens_results_have_the_contracts_keys(language, photo):
     from engine import contract
 
