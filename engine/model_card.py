@@ -64,7 +64,7 @@ def card_data(facts: CardFacts) -> Any:
         library_name=facts.library_name,
         tags=tags,
         datasets=[facts.dataset],
-        metrics=["accuracy"] if any(_figures(row) for row in facts.evaluations) else None,
+        metrics=_metric_ids(facts.evaluations) or None,
         pipeline_tag=facts.pipeline_tag,
         model_name=f"{facts.method}-{facts.dataset}-job{facts.job_id}",
     )
@@ -127,10 +127,26 @@ def _body(facts: CardFacts) -> str:
     return "\n\n".join(parts)
 
 
+_FIGURE_PREFIXES = ("fewshot_", "finetune_", "seg_", "recon_")
+# figure key prefix -> the Hub metric id it reports
+_METRIC_IDS = {"knn_": "accuracy", "linear_": "accuracy", "fewshot_": "accuracy",
+               "finetune_": "accuracy", "seg_": "jaccard", "recon_": "psnr"}  # fmt: skip
+
+
 def _figures(row: dict[str, Any]) -> list[str]:
-    return [
-        key for key in row if key in FIGURE_COLUMNS or key.startswith(("fewshot_", "finetune_"))
+    return [key for key in row if key in FIGURE_COLUMNS or key.startswith(_FIGURE_PREFIXES)]
+
+
+def _metric_ids(rows: list[dict[str, Any]]) -> list[str]:
+    """The Hub metric ids the evaluation rows report (accuracy, jaccard, psnr), in order."""
+    found = [
+        metric
+        for row in rows
+        for key in _figures(row)
+        for prefix, metric in _METRIC_IDS.items()
+        if key.startswith(prefix)
     ]
+    return list(dict.fromkeys(found))
 
 
 def _evaluation_table(facts: CardFacts) -> str:
