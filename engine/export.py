@@ -23,6 +23,7 @@ import dataclasses
 import json
 import os
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,7 @@ def export_run(
         )
     method, info = open_run(job, checkpoints.step_of(checkpoint), cache_dir=home.cache_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:12]}"  # one per call (web threads)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
