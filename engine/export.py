@@ -105,9 +105,12 @@ def export_run(
             + (["loss_curve.png"] if facts.losses else [])
         )
         write_card(tmp, facts)
-        if out.exists():
-            out.rmdir()  # empty: checked above
-        os.rename(tmp, out)
+        try:
+            if out.exists():
+                out.rmdir()  # empty when checked above
+            os.rename(tmp, out)
+        except OSError:  # another export filled it meanwhile
+            raise JobError(f"{out} was written meanwhile by another export; export again") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
