@@ -119,10 +119,12 @@ class Lenses:
         return text_examples(lens)
 
     def attention(
-        self, image: Any, model: str, layer: int = 0, keep: float = 0.6
+        self, image: Any, model: str, layer: int = 0, keep: float = 0.6, scale: str = "map"
     ) -> AttentionResult:
         """[CLS] attention of every head of `layer` (1..N; 0 = last) of a ViT over `image`:
-        per-head overlays, their mean, and a mask keeping `keep` of the attention mass.
+        per-head overlays, their mean, and a mask keeping `keep` of the attention mass;
+        `scale` "map" stretches each map to its own range, "shared" draws all on one scale
+        (uniform attention = the middle colour).
         See `engine.inference.attention.attention_maps` for the keys."""
         from engine.inference.attention import attention_maps
         from engine.inference.images import load_image
@@ -131,7 +133,7 @@ class Lenses:
         picture = load_image(image)
         item = self.lens_model("attention", model)
         with lens_threads():
-            return cast(AttentionResult, attention_maps(item, picture, layer, keep))
+            return cast(AttentionResult, attention_maps(item, picture, layer, keep, scale))
 
     def reconstruct(
         self, image: Any, model: str, mask_ratio: float = 0.75, seed: int = 0

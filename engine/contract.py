@@ -356,6 +356,7 @@ class AttentionResult(TypedDict):
     num_heads: int
     grid: int
     model: str
+    scale: str  # "map" (each map its own range) or "shared" (uniform = the middle colour)
     jaccard: float | None  # the drawn mask against a builtin example's object mask, else None
     jaccard_heads: list[float] | None  # each head's own mask against it
 
@@ -477,7 +478,7 @@ class Lenses(Protocol):
     def lens_examples(self) -> list[LensExample]: ...
     def text_examples(self, lens: str) -> dict[str, list[str]]: ...
     def attention(
-        self, image: Any, model: str, layer: int = 0, keep: float = 0.6
+        self, image: Any, model: str, layer: int = 0, keep: float = 0.6, scale: str = "map"
     ) -> AttentionResult: ...
     def reconstruct(
         self, image: Any, model: str, mask_ratio: float = 0.75, seed: int = 0

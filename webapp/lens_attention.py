@@ -22,6 +22,7 @@ INTRO = (
     "encoders, CLIP's vision tower, and facebook/dino-vits16 when online."
 )
 MAX_LAYERS = 24
+SCALES = [("Each map", "map"), ("Shared", "shared")]  # engine.inference.attention.SCALES
 
 
 def jaccard_line(result: dict[str, Any]) -> str:
@@ -59,6 +60,14 @@ class AttentionTab(LensTab):
                         label="Mask",
                         info="Attention share kept (DINO: 0.6)",
                     )
+                self.scale = gr.Radio(
+                    SCALES,
+                    value="map",
+                    label="Colours",
+                    info="Each map stretched from its own min to max (DINO's figures), or one "
+                    "scale for all: uniform attention is the middle colour, so a flat head "
+                    "looks flat",
+                )
                 self.run_btn = gr.Button("Show attention", variant="primary")
                 self.make_note()
                 examples(self.studio, self.image)
@@ -77,18 +86,36 @@ class AttentionTab(LensTab):
                 with gr.Accordion("Details", open=False):
                     self.details = gr.JSON(label="Details")
         self.hidden_trigger()
-        self.inputs = [self.image, self.picker.dropdown, self.layer, self.keep]
+        self.inputs = [self.image, self.picker.dropdown, self.layer, self.keep, self.scale]
         self.outputs = [self.heads, self.mean, self.mask, self.details]
-        self.auto_triggers = [self.image.change, self.layer.release, self.keep.release]
+        self.auto_triggers = [
+            self.image.change,
+            self.layer.release,
+            self.keep.release,
+            self.scale.input,
+        ]
 
-    def compute(self, image: Any, model: str, layer: float, keep: float) -> tuple[list[Any], str]:
+    def compute(
+        self, image: Any, model: str, layer: float, keep: float, scale: str = "map"
+    ) -> tuple[list[Any], str]:
         if image is None:
             return self.cleared(), message("Upload an image or pick an example.")
-        result = self.studio.lenses.attention(image, model, int(layer or 0), float(keep))
+        result = self.studio.lenses.attention(
+            image, model, int(layer or 0), float(keep), scale or "map"
+        )
         heads = [(overlay, f"head {i + 1}") for i, overlay in enumerate(result["heads"])]
         details = details_json(
             result,
-            ["model", "layer", "num_layers", "num_heads", "grid", "kept_share", "share_range"],
+            [
+                "model",
+                "layer",
+                "num_layers",
+                "num_heads",
+                "grid",
+                "kept_share",
+                "share_range",
+                "scale",
+            ],
         )
         details["kept_patches"] = int(result["keep_mask"].sum())
         scored = jaccard_line(result)  # a builtin example with an object mask, else ""

@@ -90,8 +90,15 @@ def keep_share_mask(values: np.ndarray, keep: float) -> np.ndarray:
     return mask.reshape(values.shape)
 
 
+SCALES = ("map", "shared")  # each map stretched to its own range, or one scale for all
+
+
 def attention_maps(
-    lm: LensModel, image: np.ndarray, layer: int | None = None, keep: float = 0.6
+    lm: LensModel,
+    image: np.ndarray,
+    layer: int | None = None,
+    keep: float = 0.6,
+    scale: str = "map",
 ) -> dict[str, Any]:
     """[CLS] attention of every head of one layer over the patches of `image` (H, W, 3 uint8).
 
@@ -104,13 +111,22 @@ def attention_maps(
     (1-based), "num_layers", "num_heads", "grid", "model", "jaccard": when `image` is a builtin
     example with an object mask (`engine.inference.truth`), the Jaccard of the drawn mask with
     it, and "jaccard_heads": each head's own 60%-style mask's (the `segmentation` protocol's
-    per-image scores; both None for any other picture)}. The overlays stretch each map from
-    its minimum to its maximum, as DINO's figures do; `share_range` says how peaked it is.
+    per-image scores; both None for any other picture), "scale"}. With `scale` "map" the
+    overlays stretch each map from its minimum to its maximum, as DINO's figures do
+    (`share_range` says how peaked it really is); with "shared" every map is drawn on one
+    scale, each patch's share against uniform (uniform: the middle colour), so a flat head
+    looks flat.
     """
     import torch
 
     if not 0.0 < checks.number(keep, "keep", error=LensError) <= 1.0:
         raise LensError(f"keep must be a share of the attention mass in (0, 1], got {keep}")
+    if scale not in SCALES:
+        raise LensError(
+            f"scale must be one of {', '.join(SCALES)} (each map's own range, or one shared "
+            f"scale where uniform attention is the middle colour), got {checks.shown(scale)}"
+        )
+    shared = scale == "shared"
     index = layer_index(lm, layer)
     crop = center_square(image)
     _, pixels = model_input(crop, lm.image_size, *lm.image_stats)
@@ -131,8 +147,8 @@ def attention_maps(
     shown = render.to_display(crop, grid)
     scores = _jaccard_with_truth(image, maps, keep_mask, float(keep), lm.image_size)
     return {
-        "heads": [render.overlay(shown, head) for head in maps],
-        "mean": render.overlay(shown, mean),
+        "heads": [render.overlay(shown, head, shared=shared) for head in maps],
+        "mean": render.overlay(shown, mean, shared=shared),
         "mask": render.keep_mask_picture(shown, keep_mask),
         "image": shown,
         "attention": maps.astype(np.float32),
@@ -145,6 +161,7 @@ def attention_maps(
         "num_heads": int(maps.shape[0]),
         "grid": grid,
         "model": lm.label,
+        "scale": scale,
         **scores,
     }
 

@@ -68,12 +68,30 @@ def colorize(values: np.ndarray) -> np.ndarray:
     return _LUT[np.clip(np.round(scaled * 255), 0, 255).astype(np.int64)]
 
 
-def overlay(image: np.ndarray, values: np.ndarray, alpha: float = 0.65) -> np.ndarray:
+def colorize_shares(values: np.ndarray) -> np.ndarray:
+    """(h, w) non-negative weights on one scale shared by every map -> (h, w, 3) uint8 inferno:
+    each cell's share of the map's sum relative to uniform (1 / cells), on a log scale from
+    1/cells (black) through uniform (the middle colour) to the whole sum in one cell (white).
+    A near-uniform map stays one flat mid colour instead of being stretched into structure."""
+    values = np.asarray(values, dtype=np.float64)
+    cells = values.size
+    if cells < 2:
+        return _LUT[np.full(values.shape, 128, dtype=np.int64)]
+    shares = values / max(float(values.sum()), 1e-12)
+    ratio = np.maximum(shares * cells, 1e-12)  # 1 where uniform
+    scaled = 0.5 + np.log(ratio) / (2 * np.log(cells))
+    return _LUT[np.clip(np.round(scaled * 255), 0, 255).astype(np.int64)]
+
+
+def overlay(
+    image: np.ndarray, values: np.ndarray, alpha: float = 0.65, shared: bool = False
+) -> np.ndarray:
     """A (h, w) map drawn over a square uint8 image whose side is a multiple of h: each map cell
     covers its patch exactly (nearest), mixed by `alpha` with the image in grey (so the map's
-    colours are not confused with the image's)."""
+    colours are not confused with the image's). Colours: stretched from the map's minimum to
+    its maximum, or with `shared`, on the scale every map shares (`colorize_shares`)."""
     side, cells = image.shape[0], values.shape[0]
-    heat = colorize(values)
+    heat = colorize_shares(values) if shared else colorize(values)
     factor = side // cells
     heat = upscale(heat, factor)
     if heat.shape[0] != side:

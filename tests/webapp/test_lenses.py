@@ -142,13 +142,14 @@ IMAGE_METHODS = (
     "byol",
     "simsiam",
     "dino",
+    "dinov2",
     "beit",
     "barlowtwins",
     "vicreg",
 )
 
 
-def test_views_lens_shows_each_of_the_twelve_image_methods(studio):
+def test_views_lens_shows_each_of_the_thirteen_image_methods(studio):
     tab = _tab(ViewsTab, studio)
     offered = [value for _, value in tab.method.choices]
     assert sorted(offered) == sorted(IMAGE_METHODS)
@@ -291,7 +292,7 @@ def test_each_lens_endpoint_through_the_client(studio, photo, not_an_image):
             name: {p["parameter_name"]: p["python_type"]["type"] for p in info["parameters"]}
             for name, info in endpoints.items()
         }
-        assert list(parameters["/attention"]) == ["image", "model", "layer", "keep"]
+        assert list(parameters["/attention"]) == ["image", "model", "layer", "keep", "scale"]
         assert list(parameters["/fill_mask"]) == ["text", "model", "k"]
         assert list(parameters["/views"]) == ["method", "dataset", "seed", "num_images"]
         for name in LENS_ENDPOINTS:
@@ -304,6 +305,11 @@ def test_each_lens_endpoint_through_the_client(studio, photo, not_an_image):
         side = Image.open(mean).size[0]
         assert Image.open(mask).size == (side, side) and side % 4 == 0
         assert details["grid"] == 4 and 0.6 <= details["kept_share"] <= 1.0
+        assert details["scale"] == "map"  # the default: each map its own range
+        *_, shared = client.predict(
+            image=handle_file(photo), model="1", scale="shared", api_name="/attention"
+        )
+        assert shared["scale"] == "shared" and shared["layer"] == details["layer"]
 
         *panels, details = client.predict(handle_file(photo), "1", 0.75, 2, api_name="/reconstruct")
         original, masked, reconstruction, pasted = (

@@ -120,6 +120,32 @@ def test_attention_shapes_ranges_and_rows_sum_to_one(folders, name, heads, grid)
     assert 0 <= low <= 1 / grid**2 <= high <= 1
 
 
+def test_the_shared_scale_draws_uniform_attention_in_the_middle_colour(folders):
+    from engine.inference import render
+
+    # A near-uniform map: stretched per map it spans the whole palette; shared, it stays flat.
+    flat = np.full((4, 4), 1 / 16) + np.linspace(-1e-4, 1e-4, 16).reshape(4, 4)
+    stretched, shared = render.colorize(flat), render.colorize_shares(flat)
+    assert np.ptp(stretched.astype(int).sum(axis=2)) > 300
+    assert np.ptp(shared.astype(int).sum(axis=2)) <= 6
+    uniform = render.colorize_shares(np.ones((4, 4)))
+    assert (uniform == render._LUT[128]).all()  # exactly uniform: the middle colour
+    peaked = np.zeros((4, 4))
+    peaked[1, 2] = 1.0  # all the mass on one patch: the top colour there, the bottom elsewhere
+    colours = render.colorize_shares(peaked)
+    np.testing.assert_array_equal(colours[1, 2], render._LUT[255])
+    np.testing.assert_array_equal(colours[0, 0], render._LUT[0])
+    # Scale is a per-map choice: the same numbers, other pictures; unknown scales refused.
+    lm = _load(folders / "vit")
+    own = attention_maps(lm, PHOTO, layer=0, keep=0.6)
+    one = attention_maps(lm, PHOTO, layer=0, keep=0.6, scale="shared")
+    assert own["scale"] == "map" and one["scale"] == "shared"
+    np.testing.assert_array_equal(own["attention"], one["attention"])
+    assert not np.array_equal(own["mean"], one["mean"])
+    with pytest.raises(LensError, match="scale must be one of map, shared"):
+        attention_maps(lm, PHOTO, scale="log")
+
+
 def test_mae_encoder_attention_keeps_every_patch_in_order(folders):
     lm = _load(folders / "mae")
     first = attention_maps(lm, PHOTO, layer=1)["attention"]
