@@ -53,6 +53,11 @@ CSS = """
 .ps-status .ps-msg { font-variant-numeric: tabular-nums; }
 .ps-note:empty, .ps-note .prose:empty { display: none; }
 .ps-params > div { min-width: 170px; }
+/* A dropdown's text stops before its arrow (long run names were cut under it). */
+.wrap-inner .secondary-wrap > input { padding-right: 1.6rem; text-overflow: ellipsis; }
+/* Retrieval captions (score · label: caption) wrap instead of being cut. */
+#ps-retrieve-gallery .caption-label { white-space: normal; max-width: none;
+  left: var(--block-label-margin); line-height: 1.25; }
 /* Train tab (one screen at 1366x768): the live column stays in view while the form scrolls;
    each field's help is one line, whole on hover or focus. */
 .ps-live { position: sticky; top: 0.5rem; align-self: flex-start; }

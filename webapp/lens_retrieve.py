@@ -66,7 +66,8 @@ class RetrieveTab(LensTab):
             with gr.Column(scale=3, min_width=360):
                 self.gallery = gr.Gallery(
                     label="Best matches",
-                    columns=4,
+                    columns=3,  # room for the wrapped captions (app.py's CSS)
+                    elem_id="ps-retrieve-gallery",
                     height="fit-content",
                     object_fit="contain",
                     format="png",
