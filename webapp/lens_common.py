@@ -176,7 +176,7 @@ class ModelExamples:
         inputs = inputs or [target]
         shown = trained_on_captions(studio, model)
         with gr.Column(visible=shown) as self.caption_box:
-            gr.Examples(captions, inputs, label=f"{label} (like its training captions)")
+            gr.Examples(captions, inputs, label=f"{label} (like its training data)")
         with gr.Column(visible=not shown) as self.everyday_box:
             gr.Examples(everyday, inputs, label=label)
 
