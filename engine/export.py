@@ -43,7 +43,7 @@ _CONV_TRUNKS: dict[str, tuple[str, str]] = {
     "colorization": ("encoder", "lightness"),
 }
 # Image-only transformers methods: the preprocessing `embed` applies is ImageNet's mean and std.
-_VIT_METHODS = ("dino", "mae", "beit")
+_VIT_METHODS = ("dino", "dinov2", "mae", "beit")
 _PIPELINE_TAGS = {
     "clip": "zero-shot-image-classification",
     "bert": "fill-mask",

@@ -141,6 +141,16 @@ processor = AutoImageProcessor.from_pretrained(folder)
 inputs = processor(images=images, return_tensors="pt")  # PIL images or (3, H, W) uint8 arrays
 features = model(**inputs).last_hidden_state[:, 0]  # DINO's feature: the final [CLS] token
 """,
+    "dinov2": """
+from transformers import AutoImageProcessor, AutoModel
+
+folder = "."  # this folder, or the Hub repo id after a push
+model = AutoModel.from_pretrained(folder).eval()  # Dinov2Model: DINOv2's teacher
+processor = AutoImageProcessor.from_pretrained(folder)
+inputs = processor(images=images, return_tensors="pt")  # PIL images or (3, H, W) uint8 arrays
+features = model(**inputs).pooler_output  # the final [CLS] token, layer-normed
+patches = model(**inputs).last_hidden_state[:, 1:]  # patch features (iBOT trained them too)
+""",
     "mae": """
 from transformers import AutoImageProcessor, AutoModel, ViTMAEForPreTraining
 

@@ -1,7 +1,7 @@
 """What this machine offers a job: CPU cores, memory and CUDA devices.
 
 One place that answers "how many processes can a job use" and "what did the studio find at
-start-up" (the app's first log lines, the Train tab, `python -m engine hardware`). It reads the
+start-up" (the app's first log lines, the Train tab). It reads the
 process's CPU affinity (a container's quota, not the host's count), total and available memory
 from psutil, and `torch.cuda` without initialising a CUDA context it does not need.
 """

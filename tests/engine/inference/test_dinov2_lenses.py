@@ -3,6 +3,8 @@ register tokens, which the attention map skips) and a studio dinov2 run."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,7 @@ import torch
 from engine.api import Studio
 from engine.inference.attention import ATTENTION, attention_maps
 from engine.inference.models import load_lens_model
+from tests.engine.test_export import run_plain
 
 TINY = dict(
     image_size=16,
@@ -73,3 +76,26 @@ def test_a_dinov2_run_opens_in_the_attention_lens_and_the_explorer(dinov2_run):
     assert job in [m["value"] for m in studio.embedding_models()]
     view = studio.project(job, "shapes", samples=64, projection="pca")
     assert view["num_points"] == 64 and view["feature_dim"] == 192  # ViT-Tiny's [CLS]
+
+
+def test_a_dinov2_run_exports_a_folder_that_loads_as_dinov2model(dinov2_run, tmp_path):
+    from transformers import AutoImageProcessor, AutoModel, Dinov2Model
+
+    studio, job = dinov2_run
+    result = studio.export(int(job), tmp_path / "export")
+    folder = result["folder"]
+    model = AutoModel.from_pretrained(folder)
+    assert isinstance(model, Dinov2Model)
+    processor = AutoImageProcessor.from_pretrained(folder)
+    pixels = processor(images=[PHOTO], return_tensors="pt")["pixel_values"]
+    with torch.no_grad():
+        features = model(pixel_values=pixels).pooler_output
+    assert features.shape == (1, 192)
+    card = (tmp_path / "export" / "README.md").read_text()
+    assert "dinov2" in card
+    # The card's own loading code, in an interpreter that cannot import the studio.
+    snippet = re.search(r"## How to load it\n\n```python\n(.*?)```", card, re.S).group(1)
+    images = (
+        "import torch\nimages = list(torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8))\n"
+    )
+    run_plain(images + snippet + "assert features.shape == (2, 192)\n", cwd=folder)
