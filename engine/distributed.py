@@ -228,7 +228,7 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         if not (self.training and is_distributed()):
             return super().forward(input)
         dims = [0, *range(2, input.dim())]
-        x = input.float()
+        x = input.float() if input.dtype in (torch.float16, torch.bfloat16) else input
         count = x.numel() // x.shape[1] * dist.get_world_size()
         mean = gather(x.sum(dims)[None]).sum(0) / count  # (C,)
         shape = [1, -1] + [1] * (input.dim() - 2)
