@@ -268,8 +268,8 @@ def _loop(
             extra = [torch.as_tensor(logs[n], dtype=torch.float32).to(device) for n in names]
             values = torch.cat([values, torch.stack(extra)])
         read = distributed.mean_across(values).tolist()  # the one host sync
-        rows = [read[2 * i : 2 * i + 2] for i in range(len(pending))]
-        for (at, _, grad), (loss_value, grad_value) in zip(pending, rows, strict=True):
+        per_step = [read[2 * i : 2 * i + 2] for i in range(len(pending))]
+        for (at, _, grad), (loss_value, grad_value) in zip(pending, per_step, strict=True):
             if not math.isfinite(loss_value):
                 raise Diverged(
                     f"loss became {loss_value} at step {at}; {advice} or turn on grad_clip", at
@@ -277,13 +277,13 @@ def _loop(
             if grad is not None and not math.isfinite(grad_value):
                 raise Diverged(f"the gradient norm became {grad_value} at step {at}; {advice}", at)
         if pending[0][0] == start_step + 1:
-            first_loss = rows[0][0]
-        final_loss = rows[-1][0]
+            first_loss = per_step[0][0]
+        final_loss = per_step[-1][0]
         last_grad = pending[-1][2]
         pending.clear()
-        values = dict(zip(names, read[2 * len(rows) :], strict=True))
+        values = dict(zip(names, read[2 * len(per_step) :], strict=True))
         if last_grad is not None:
-            values["grad_norm"] = rows[-1][1]
+            values["grad_norm"] = per_step[-1][1]
         return final_loss, values
 
     while step < config.steps:
