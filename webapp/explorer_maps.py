@@ -16,6 +16,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from engine.contract import DatasetInfo, EmbeddingMap
+from webapp.figures import message
 
 SAME_ARCH = "same-arch-random"  # model B: the random initialisation of model A's network
 MAX_THUMBS = 48  # images the gallery shows for one selection
@@ -73,6 +74,7 @@ NAMED_COLOURS = {
 }
 HOVER = ["label", "index", "text"]
 AXIS = {"pca": "PC", "umap": "UMAP", "tsne": "t-SNE"}  # axis titles: "PC 1", "UMAP 2", ...
+PROJECTION_NAMES = {"pca": "PCA", "umap": "UMAP", "tsne": "t-SNE"}
 HEIGHT_3D = 430
 LEGEND_CSS = """
 .ps-legend { font-size: 0.85rem; line-height: 1.9; }
@@ -335,3 +337,43 @@ def dataset_choices(datasets: list[DatasetInfo]) -> list[tuple[str, str]]:
         for d in datasets
         if d.get("available", True)
     ]
+
+
+def projection_params(
+    projection: str, n_neighbors: float, min_dist: float, perplexity: float
+) -> dict[str, Any]:
+    """The parameters `projection` takes, from the sliders."""
+    if projection == "umap":
+        return {"n_neighbors": int(n_neighbors), "min_dist": float(min_dist)}
+    if projection == "tsne":
+        return {"perplexity": float(perplexity)}
+    return {}
+
+
+def describe(request: dict[str, Any]) -> str:
+    """ "UMAP (n_neighbors 15, min_dist 0.1), 3-D" for the stale line."""
+    params = ", ".join(f"{k} {v:g}" for k, v in request["params"].items())
+    name = PROJECTION_NAMES[request["projection"]]
+    return f"{name}{f' ({params})' if params else ''}{', 3-D' if request['dims'] == 3 else ''}"
+
+
+def stale_note(drawn: dict[str, Any], wanted: dict[str, Any]) -> str:
+    """The line over greyed-out maps: what they show, and that Draw shows what is asked."""
+    if (drawn["projection"], drawn["params"], drawn["dims"]) != (
+        wanted["projection"],
+        wanted["params"],
+        wanted["dims"],
+    ):
+        what = f"These maps show {describe(drawn)}: press Draw for {describe(wanted)}."
+    else:
+        what = "The inputs changed since these maps were drawn: press Draw to redraw them."
+    return message(what, "warn")
+
+
+def found_text(view: EmbeddingMap, rows: list[int], search: str) -> str:
+    """The selection panel after a search (or the plain hint without one)."""
+    if not (search or "").strip():
+        return selection_text(None, [])
+    if not rows:
+        return f"No point's label or caption holds “{search.strip()}”."
+    return f"Search “{search.strip()}”: " + selection_text(view, rows)

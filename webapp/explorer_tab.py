@@ -35,13 +35,16 @@ from webapp.explorer_maps import (
     colour_choices,
     dataset_choices,
     figure_3d,
+    found_text,
     knn_text,
     legend_html,
     map_frame,
+    projection_params,
     resolve_b,
     search_rows,
     selection_rows,
     selection_text,
+    stale_note,
     write_csv,
 )
 from webapp.figures import Updates, message
@@ -454,24 +457,10 @@ class ExplorerTab:
         status = self.studio.umap_status()
         return [message(status, "info"), gr.Timer(active=status.startswith("UMAP is warming"))]
 
-    def compute(
-        self,
-        model_a: str,
-        model_b: str | None,
-        dataset: str,
-        split: str,
-        samples: float,
-        projection: str,
-        n_neighbors: float,
-        min_dist: float,
-        perplexity: float,
-        texts: str,
-        progress: Any = None,
-        dims: int = 2,
-    ) -> list[EmbeddingMap]:
-        """The maps of A (and B): engine views, in order."""
-        params = projection_params(projection, n_neighbors, min_dist, perplexity)
-        names = [model_a] + ([b] if (b := resolve_b(model_a, model_b)) else [])
+    def compute(self, request: dict[str, Any], progress: Any = None) -> list[EmbeddingMap]:
+        """The maps of A (and B) that `request` (see `request`) asks for: engine views."""
+        a, b = request["model_a"], resolve_b(request["model_a"], request["model_b"])
+        names = [a] + ([b] if b else [])
         views = []
         for i, name in enumerate(names):
 
@@ -482,14 +471,14 @@ class ExplorerTab:
             views.append(
                 self.studio.project(
                     name,
-                    dataset,
-                    int(samples or DEFAULT_SAMPLES),
-                    projection,
-                    params,
-                    split,
-                    texts or "none",
+                    request["dataset"],
+                    request["samples"],
+                    request["projection"],
+                    request["params"],
+                    request["split"],
+                    request["texts"],
                     report,
-                    int(dims or 2),
+                    request["dims"],
                 )
             )
         return views
@@ -532,20 +521,7 @@ class ExplorerTab:
             dims,
         )
         try:
-            views = self.compute(
-                model_a,
-                model_b,
-                dataset,
-                split,
-                samples,
-                projection,
-                n_neighbors,
-                min_dist,
-                perplexity,
-                texts,
-                progress,
-                wanted["dims"],
-            )
+            views = self.compute(wanted, progress)
         except Exception as error:  # noqa: BLE001 - the user's message, or a bug logged
             return refused(error_note(error, "embedding map"))
         choices = colour_choices(views[0])
@@ -659,45 +635,5 @@ class ExplorerTab:
         ]
 
 
-def projection_params(
-    projection: str, n_neighbors: float, min_dist: float, perplexity: float
-) -> dict[str, Any]:
-    """The parameters `projection` takes, from the sliders."""
-    if projection == "umap":
-        return {"n_neighbors": int(n_neighbors), "min_dist": float(min_dist)}
-    if projection == "tsne":
-        return {"perplexity": float(perplexity)}
-    return {}
-
-
 def hidden_3d() -> gr.Plot:
     return gr.Plot(value=None, visible=False)
-
-
-def describe(request: dict[str, Any]) -> str:
-    """ "UMAP (n_neighbors 15, min_dist 0.1), 3-D" for the stale line."""
-    params = ", ".join(f"{k} {v:g}" for k, v in request["params"].items())
-    name = dict((v, k.split(" (")[0]) for k, v in PROJECTIONS)[request["projection"]]
-    return f"{name}{f' ({params})' if params else ''}{', 3-D' if request['dims'] == 3 else ''}"
-
-
-def stale_note(drawn: dict[str, Any], wanted: dict[str, Any]) -> str:
-    """The line over greyed-out maps: what they show, and that Draw shows what is asked."""
-    if (drawn["projection"], drawn["params"], drawn["dims"]) != (
-        wanted["projection"],
-        wanted["params"],
-        wanted["dims"],
-    ):
-        what = f"These maps show {describe(drawn)}: press Draw for {describe(wanted)}."
-    else:
-        what = "The inputs changed since these maps were drawn: press Draw to redraw them."
-    return message(what, "warn")
-
-
-def found_text(view: EmbeddingMap, rows: list[int], search: str) -> str:
-    """The selection panel after a search (or the plain hint without one)."""
-    if not (search or "").strip():
-        return selection_text(None, [])
-    if not rows:
-        return f"No point's label or caption holds “{search.strip()}”."
-    return f"Search “{search.strip()}”: " + selection_text(view, rows)
