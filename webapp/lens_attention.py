@@ -70,7 +70,7 @@ class AttentionTab(LensTab):
                 )
                 self.run_btn = gr.Button("Show attention", variant="primary")
                 self.make_note()
-                examples(self.studio, self.image)
+                self.picture_examples = examples(self.studio, self.image, picker=self.picker)
             with gr.Column(scale=3, min_width=360):
                 with gr.Row():
                     self.mean = picture("Mean over heads")

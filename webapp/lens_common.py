@@ -80,8 +80,12 @@ def picture(label: str, **kwargs: Any) -> gr.Image:
     return gr.Image(label=label, type="numpy", format="png", interactive=False, **kwargs)
 
 
-def examples(studio: Studio, image: gr.Image, per_page: int = 8) -> gr.Examples | None:
-    """The bundled example pictures (scikit-image's photographs, builtin shapes)."""
+def examples(
+    studio: Studio, image: gr.Image, per_page: int = 8, picker: ModelPicker | None = None
+) -> Any:
+    """The bundled example pictures (scikit-image's photographs, builtin shapes). With the
+    tab's `picker`, they follow the model (`ModelExamples`, wired by `LensTab.wire`): a run
+    trained on shapes gets the shapes only, any other model the photographs first."""
     try:
         found = studio.lenses.lens_examples()
     except Exception:
@@ -89,9 +93,11 @@ def examples(studio: Studio, image: gr.Image, per_page: int = 8) -> gr.Examples 
         return None
     if not found:
         return None
-    return gr.Examples(
-        [[e["path"]] for e in found], [image], label="Examples", examples_per_page=per_page
-    )
+    rows = [[e["path"]] for e in found]
+    if picker is None:
+        return gr.Examples(rows, [image], label="Examples", examples_per_page=per_page)
+    shapes = [[e["path"]] for e in found if e["name"].startswith("shapes-")]
+    return ModelExamples(studio, image, shapes or rows, rows, picker.dropdown.value)
 
 
 # ---- the model picker --------------------------------------------------------------------
@@ -304,6 +310,9 @@ class LensTab:
         )
         for picker in self.pickers():
             picker.wire(demo)
+        pictures = getattr(self, "picture_examples", None)
+        if isinstance(pictures, ModelExamples) and self.pickers():
+            pictures.wire(self.pickers()[0])
 
     def pickers(self) -> Sequence[ModelPicker]:
         return [value for value in vars(self).values() if isinstance(value, ModelPicker)]

@@ -57,7 +57,7 @@ class ReconstructTab(LensTab):
                     )
                 self.run_btn = gr.Button("Reconstruct", variant="primary")
                 self.make_note()
-                examples(self.studio, self.image)
+                self.picture_examples = examples(self.studio, self.image, picker=self.picker)
             with gr.Column(scale=3, min_width=360):
                 with gr.Row():
                     self.original = picture("Original")

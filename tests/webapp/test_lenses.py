@@ -249,6 +249,11 @@ def test_examples_follow_the_model_picked(language):
     assert hub[1].visible and not hub[0].visible
     assert hub[2] == gr.skip()  # shape names are among a Hub CLIP's examples too
     assert "cat" in tab.examples.everyday[0][1]  # which start with the photographs' words
+    # The image lenses: a CLIP trained on shapes looks at shapes; a Hub model photos first.
+    pictures = _tab(AttentionTab, studio).picture_examples
+    assert pictures.caption_box.visible and not pictures.everyday_box.visible
+    assert all("shapes-" in row[0] for row in pictures.captions)
+    assert "shapes-" not in pictures.everyday[0][0]
 
 
 def test_language_lens_results_have_the_contracts_keys(language, photo):
