@@ -169,48 +169,46 @@ def list_datasets() -> list[dict[str, Any]]:
 # --- builtin sources -------------------------------------------------------------------------
 
 
-def _build_shapes(split: str) -> RawImages:
-    count = shapes.NUM_TRAIN if split == "train" else shapes.NUM_TEST
-    batch = shapes.generate_shapes(count, seed=shapes.SPLIT_SEEDS[split])
-    return RawImages(
-        batch.images,
-        batch.labels,
-        list(shapes.SHAPE_NAMES),
-        batch.captions,
-        batch.factors,
-        batch.masks,
-    )
+def _procedural(
+    generate: Callable[..., Any], class_names: tuple[str, ...], seeds: dict[str, int], counts: dict
+) -> tuple[Callable[[str], RawImages], Callable[[int, int], RawImages]]:
+    """(build, render) of a procedural source (`shapes`, `scenes`): a split drawn with its own
+    seed, with object masks; or `count` more images with any other seed (training only)."""
+
+    def build(split: str) -> RawImages:
+        batch = generate(counts[split], seed=seeds[split])
+        return RawImages(
+            batch.images,
+            batch.labels,
+            list(class_names),
+            batch.captions,
+            batch.factors,
+            batch.masks,
+        )
+
+    def render(count: int, seed: int) -> RawImages:
+        if seed in seeds.values():
+            raise DatasetError(f"seed {seed} is a split's own; pick another")
+        batch = generate(count, seed=seed)
+        return RawImages(
+            batch.images, batch.labels, list(class_names), batch.captions, batch.factors
+        )
+
+    return build, render
 
 
-def _render_shapes(count: int, seed: int) -> RawImages:
-    if seed in shapes.SPLIT_SEEDS.values():
-        raise DatasetError(f"seed {seed} is a split's own; pick another")
-    batch = shapes.generate_shapes(count, seed=seed)
-    return RawImages(
-        batch.images, batch.labels, list(shapes.SHAPE_NAMES), batch.captions, batch.factors
-    )
-
-
-def _build_scenes(split: str) -> RawImages:
-    count = scenes.NUM_TRAIN if split == "train" else scenes.NUM_TEST
-    batch = scenes.generate_scenes(count, seed=scenes.SPLIT_SEEDS[split])
-    return RawImages(
-        batch.images,
-        batch.labels,
-        list(scenes.CLASS_NAMES),
-        batch.captions,
-        batch.factors,
-        batch.masks,
-    )
-
-
-def _render_scenes(count: int, seed: int) -> RawImages:
-    if seed in scenes.SPLIT_SEEDS.values():
-        raise DatasetError(f"seed {seed} is a split's own; pick another")
-    batch = scenes.generate_scenes(count, seed=seed)
-    return RawImages(
-        batch.images, batch.labels, list(scenes.CLASS_NAMES), batch.captions, batch.factors
-    )
+_build_shapes, _render_shapes = _procedural(
+    shapes.generate_shapes,
+    shapes.SHAPE_NAMES,
+    shapes.SPLIT_SEEDS,
+    {"train": shapes.NUM_TRAIN, "test": shapes.NUM_TEST},
+)
+_build_scenes, _render_scenes = _procedural(
+    scenes.generate_scenes,
+    scenes.CLASS_NAMES,
+    scenes.SPLIT_SEEDS,
+    {"train": scenes.NUM_TRAIN, "test": scenes.NUM_TEST},
+)
 
 
 def _build_digits(split: str) -> RawImages:

@@ -36,8 +36,8 @@ from engine.data.views import normalize
 from engine.errors import SpecError
 from engine.losses.dino import dino_loss, updated_center
 from engine.losses.dinov2 import centered_softmax, ibot_patch_loss, koleo_loss, sinkhorn_knopp
-from engine.methods.base import TINY_PRESET, MethodCard, SSLMethod, views_to_uint8
-from engine.methods.dino import DINOConfig, DINOHead, local_size, teacher_temperature
+from engine.methods.base import MethodCard, SSLMethod, views_to_uint8
+from engine.methods.dino import DINO, DINOConfig, DINOHead, local_size, teacher_temperature
 from engine.models.ema import make_target, momentum_schedule, update_ema
 from engine.models.vit import VIT_SIZES, vit_dims
 from engine.registry import register_method
@@ -91,26 +91,9 @@ class DINOv2Config(DINOConfig):
     adam_beta2: float = adam_beta2_param(0.999)
 
     PRESETS = {
-        # Shapes at 32 px: a 4-layer ViT-Tiny with 4 px patches (an 8x8 grid), 2 global crops
-        # of 32 px and 4 local crops of 12 px, as DINO's quick preset, plus iBOT and KoLeo.
-        "quick": dict(
-            grad_clip=3.0,
-            backbone="vit-tiny",
-            depth=4,
-            patch_size=4,
-            image_size=32,
-            batch_size=64,
-            num_local_crops=4,
-            local_crop_size=0,
-            out_dim=4096,
-            head_hidden_dim=512,
-            lr=5e-4,
-            weight_decay=0.04,
-            warmup_steps=20,
-            steps=300,
-            teacher_momentum=0.99,
-            checkpoint_every=100,
-        ),
+        # DINO's quick preset (a 4-layer ViT-Tiny with 4 px patches at 32 px, 4 local crops of
+        # 12 px), plus iBOT and KoLeo; DINOv2 clips the gradient at 3.0 as the paper does.
+        "quick": dict(DINOConfig.PRESETS["quick"], grad_clip=3.0),
         # ssl_default_config.yaml of the authors' repository, on ImageNet-1k (1251 steps per
         # epoch at batch 1024), with the largest ViT the studio builds (ViT-B; the paper
         # trains ViT-g/14 on LVD-142M and distils the smaller ones): 100 epochs, 10 of warmup,
@@ -143,19 +126,7 @@ class DINOv2Config(DINOConfig):
             grad_clip=3.0,
             checkpoint_every=5000,
         ),
-        "tiny": dict(
-            TINY_PRESET,
-            backbone="vit-tiny",
-            depth=1,
-            patch_size=4,
-            lr=5e-4,
-            num_local_crops=2,
-            local_crop_size=0,
-            out_dim=256,
-            head_hidden_dim=64,
-            bottleneck_dim=32,
-            teacher_momentum=0.99,
-        ),
+        "tiny": dict(DINOConfig.PRESETS["tiny"]),
     }
 
 
@@ -218,27 +189,12 @@ class DINOv2(SSLMethod):
 
     @classmethod
     def check_config(cls, config: DINOv2Config) -> None:
-        for name, side in (
-            ("image_size", config.image_size),
-            ("local_crop_size", local_size(config)),
-        ):
-            if side % config.patch_size:
-                raise SpecError(
-                    f"{name} {side} is not a multiple of patch_size {config.patch_size}; "
-                    f"pick sizes that divide"
-                )
-        if config.local_crop_min_scale > config.global_crop_min_scale:
-            raise SpecError(
-                "local_crop_min_scale must not exceed global_crop_min_scale "
-                "(local crops cover between the two)"
-            )
+        DINO.check_config(config)  # patch-size multiples, crop scales, the temperature warm-up
         if config.mask_ratio_min > config.mask_ratio_max:
             raise SpecError(
                 f"mask_ratio_min {config.mask_ratio_min} is above mask_ratio_max "
                 f"{config.mask_ratio_max}; the masked share is drawn between the two"
             )
-        if config.warmup_teacher_temperature_steps > config.steps:
-            raise SpecError("warmup_teacher_temperature_steps is longer than the run")
         if config.koleo_loss_weight > 0 and config.batch_size < 2:
             raise SpecError("KoLeo needs at least 2 images per batch; raise batch_size")
 
