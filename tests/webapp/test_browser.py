@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -111,7 +112,7 @@ def test_start_shows_the_job_on_one_screen_from_its_first_point(app_url, page, t
     """The demo at 1366x768 (issue #18): after Start, the Start button, the status line and the
     loss chart are on screen without scrolling; the first point is a visible marker on titled
     axes whose ticks are written in full; Stop and Resume work from the same screen; then the
-    Runs tab and each lens with its first example.
+    Runs tab and each lens with its first example (the explorer: the next test).
     PRETEXT_SHOTS=/some/folder keeps the screenshots to look at."""
     _, studio = app_url
     page.get_by_label("Dataset").click()
@@ -163,6 +164,88 @@ def test_start_shows_the_job_on_one_screen_from_its_first_point(app_url, page, t
     shot(page, tmp_path, "4-runs")
     try_lenses(page, tmp_path)
     assert not page.errors, page.errors
+
+
+def progress_bars(page) -> int:
+    """Gradio's busy status trackers on screen (each shows a timer or a bar)."""
+    busy = "[data-testid='status-tracker']:not(.hide):has(.progress-text, .eta-bar, .loader)"
+    return page.locator(f"{busy} >> visible=true").count()
+
+
+def map_titles(page) -> list[str]:
+    """Map A's axis titles: the 2-D map's (Vega SVG) or the 3-D one's (plotly)."""
+    return page.locator(
+        "#ps-map-a .role-axis-title text, #ps-map3-a .g-gtitle, #ps-map3-a text[class$='title']"
+    ).all_text_contents()
+
+
+def map_points(page) -> list[str]:
+    """Where map A's points sit (Vega's symbol transforms): a redrawn map moves them."""
+    return [
+        p.get_attribute("transform") or ""
+        for p in page.locator("#ps-map-a .mark-symbol path").all()[:50]
+    ]
+
+
+def draw(page, note: str, tmp_path, name: str, *, timeout: float = 240_000) -> None:
+    """Press Draw; wait until map A's axes say `note`; at most one progress bar meanwhile."""
+    page.get_by_role("button", name="Draw").click()
+    busiest = 0
+    deadline = time.monotonic() + timeout / 1000
+    while not any(note in t for t in map_titles(page)):
+        assert time.monotonic() < deadline, (note, map_titles(page))
+        busiest = max(busiest, progress_bars(page))
+        page.wait_for_timeout(250)
+    page.wait_for_timeout(800)
+    page.locator("#ps-map-a").scroll_into_view_if_needed()
+    shot(page, tmp_path, name)
+    assert busiest <= 1, f"{busiest} progress bars at once"
+    assert page.get_by_text("press Draw").filter(visible=True).count() == 0  # not stale
+
+
+@pytest.mark.xfail(
+    reason="issue #18, seen 03:20 UTC: after PCA, Draw with UMAP relabels the axes "
+    "'UMAP 1/2' over PCA's points (Studio.project returns UMAP's own), so the map is stale",
+    strict=False,
+)
+def test_explorer_pca_umap_3d_never_shows_a_stale_map(page, tmp_path):
+    """The demo's explorer step on raw pixels (no job needed): PCA, then UMAP (the PCA map
+    greyed out under "press Draw" until it is redrawn, then UMAP's points under UMAP's
+    axes), then 3-D; one progress bar while drawing."""
+    page.get_by_role("tab", name="Embeddings").click()
+    model = page.get_by_label("Model", exact=True).filter(visible=True)
+    model.fill("pixels")
+    model.press("Enter")
+    page.get_by_label("Dataset", exact=True).filter(visible=True).click()
+    page.get_by_role("option", name="digits").filter(visible=True).first.click()
+    explore(page, tmp_path)
+    assert not page.errors, page.errors
+
+
+def explore(page, tmp_path) -> None:
+    page.get_by_role("tab", name="Embeddings").click()
+    page.get_by_label("Compare with", exact=True).click()
+    page.get_by_role("option", name="(none)").click()
+    page.get_by_label("Samples", exact=True).fill("300")
+    draw(page, "PC 1", tmp_path, "5-explorer-pca")
+    pca_points = map_points(page)
+    assert pca_points
+    page.get_by_label("UMAP", exact=True).check()
+    page.wait_for_timeout(1500)
+    assert page.get_by_text("press Draw").filter(visible=True).count() == 1
+    assert not any("UMAP" in t for t in map_titles(page))  # PCA's points, PCA's axes
+    page.locator("#ps-map-a").scroll_into_view_if_needed()
+    shot(page, tmp_path, "6-explorer-stale")
+    draw(page, "UMAP 1", tmp_path, "7-explorer-umap")
+    assert map_points(page) != pca_points  # UMAP's points under UMAP's axes
+    page.get_by_label("3-D", exact=True).check()
+    page.get_by_role("button", name="Draw").click()
+    # The plotly 3-D scene replaces the 2-D map (its WebGL may not paint without a GPU).
+    page.locator("#ps-map3-a .js-plotly-plot").wait_for(state="attached", timeout=120_000)
+    page.locator("#ps-map-a").wait_for(state="hidden", timeout=60_000)
+    page.wait_for_timeout(1500)
+    page.locator("#ps-map3-a").scroll_into_view_if_needed()
+    shot(page, tmp_path, "8-explorer-3d")
 
 
 LENSES = [  # (tab, inner tab or None, its button when it has no examples)
