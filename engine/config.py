@@ -135,8 +135,9 @@ class TrainConfig:
     compile: bool = param(
         False,
         "torch.compile the method's networks (encoder, heads) before training: the first "
-        "steps pay for compiling (tens of seconds), later ones run faster, mostly on a GPU. "
-        "Checkpoints and runs are the same with or without it.",
+        "steps pay for compiling (tens of seconds to minutes), later ones may run faster on "
+        "a GPU; on two CPU cores the small convnet ran no faster. Checkpoints and runs are "
+        "the same with or without it.",
     )
     log_every: int = param(1, "Write the loss and learning rate every N steps.", min=1)
     checkpoint_every: int = param(
