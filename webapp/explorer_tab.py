@@ -56,7 +56,9 @@ STALE_CLASS = "ps-stale"  # the maps' column while they show other settings than
 STALE_CSS = f"""
 .{STALE_CLASS} .ps-map {{ pointer-events: none; }}
 .{STALE_CLASS} .ps-map > :not(.wrap) {{ opacity: 0.3; filter: grayscale(1); }}
-"""  # .wrap: Gradio's progress overlay, which stays bright
+#ps-explorer-gallery .caption-label {{ max-width: none; left: var(--block-label-margin);
+  white-space: normal; line-height: 1.2; }}
+"""  # .wrap: Gradio's progress overlay, which stays bright; gallery captions wrap, not cut
 # After a search or a Draw: outline the found points on the 2-D maps (the selection script's
 # `outline`), once Vega has drawn them.
 OUTLINE_JS = """(found) => { const go = () => window.__psExplorer && window.__psExplorer.outline(
