@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 from transformers import BeitConfig, BeitForMaskedImageModeling
 
+from engine import distributed
 from engine.config import TrainConfig, adam_beta2_param, param
 from engine.data.masking import blockwise_mask
 from engine.data.views import IMAGENET_MEAN, IMAGENET_STD, make_views, normalize
@@ -277,9 +278,11 @@ class BEiT(SSLMethod):
     def draw_mask(self, pixels: Tensor) -> Tensor:
         """Blockwise masks for the views (B, 3, S, S): (B, L) bool, True = masked, row-major."""
         side = grid_side(self.config)
-        return blockwise_mask(
-            len(pixels), side, side, num_masked(self.config), min_block=min_block(self.config)
-        ).to(pixels.device)
+        total, rows = distributed.draw_rows(len(pixels))  # the global batch's masks, our rows
+        masks = blockwise_mask(
+            total, side, side, num_masked(self.config), min_block=min_block(self.config)
+        )
+        return distributed.local_rows(masks, rows).to(pixels.device)
 
     def training_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         with torch.no_grad():

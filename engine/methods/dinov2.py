@@ -29,6 +29,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from transformers import Dinov2Config, Dinov2Model
 
+from engine import distributed
 from engine.config import adam_beta2_param, param
 from engine.data.masking import blockwise_mask
 from engine.data.presets import MultiCrop
@@ -170,6 +171,7 @@ class DINOv2(SSLMethod):
     paper = "arXiv:2304.07193"
     Config = DINOv2Config
     default_dataset = "shapes"
+    unused_parameters = True  # the frozen last layers, and the patch head with ibot weight 0
     card = MethodCard(
         title="DINOv2",
         authors="Oquab, Darcet, Moutakanni, Vo, Szafraniec, Khalidov, ..., Bojanowski",
@@ -283,7 +285,10 @@ class DINOv2(SSLMethod):
         images = batch["images"]
         batch_size = images.shape[0]
         global_crops, local_crops = self.crops(images)  # (2B, 3, G, G), (nB, 3, L, L)
-        masks = patch_masks(config, 2 * batch_size, self.grid).to(images.device)  # (2B, P)
+        # (2B, P): drawn for the global batch's crops, this rank's rows kept.
+        total, rows = distributed.draw_rows(2 * batch_size)
+        masks = distributed.local_rows(patch_masks(config, total, self.grid), rows)
+        masks = masks.to(images.device)
         temperature = teacher_temperature(config, step)
         freeze = step < config.freeze_last_layer_steps
 
@@ -322,7 +327,9 @@ class DINOv2(SSLMethod):
             loss = loss + config.ibot_loss_weight * ibot
             logs["ibot_loss"] = ibot.detach()
         if config.koleo_loss_weight > 0:
-            koleo = sum(koleo_loss(part) for part in student_cls.chunk(2))
+            # Over the global batch (gathered with gradients) so that the loss does not depend
+            # on the process count; the reference computes it per GPU.
+            koleo = sum(koleo_loss(distributed.gather(part)) for part in student_cls.chunk(2))
             loss = loss + config.koleo_loss_weight * koleo
             logs["koleo_loss"] = koleo.detach()
         with torch.no_grad():

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 from transformers import ViTMAEConfig, ViTMAEForPreTraining
 
+from engine import distributed
 from engine.config import TrainConfig, adam_beta2_param, param
 from engine.data.views import make_views, normalize
 from engine.errors import SpecError
@@ -167,7 +168,13 @@ class MAE(SSLMethod):
     def training_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         with torch.no_grad():
             pixels = self.views(batch["images"])  # (B, 3, S, S)
-        out = self.model(pixel_values=pixels)
+        # The masking noise is drawn for the global batch (each rank keeps its rows), so a row's
+        # mask does not depend on how many processes train; in one process this is the very
+        # torch.rand call ViTMAE's random_masking would make.
+        total, rows = distributed.draw_rows(len(pixels))
+        grid = self.config.image_size // self.config.patch_size
+        noise = distributed.local_rows(torch.rand(total, grid * grid), rows).to(pixels.device)
+        out = self.model(pixel_values=pixels, noise=noise)
         # logits: (B, L, patch_size**2 * 3); mask: (B, L) with 1 on hidden patches.
         target = self.model.patchify(pixels)
         loss = masked_patch_mse(out.logits, target, out.mask, self.config.norm_pix_loss)

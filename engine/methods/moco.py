@@ -179,6 +179,14 @@ class MoCo(TwoViewMethod):
                 f"batch_size {config.batch_size} is not a multiple of bn_splits "
                 f"{config.bn_splits}; change one of them"
             )
+        processes = getattr(config, "processes", 1)
+        if processes > 1 and config.bn_splits % processes:
+            # Each rank runs bn_splits / N of the chunks: with a remainder the batch-norm
+            # groups would differ from one process's and so would the loss.
+            raise SpecError(
+                f"bn_splits {config.bn_splits} does not divide over {processes} processes; "
+                f"pick a multiple of {processes} (e.g. {processes * max(1, config.bn_splits // processes)})"
+            )
 
     def __init__(self, config: MoCoConfig, data_info: dict | None = None) -> None:
         super().__init__(config, data_info)

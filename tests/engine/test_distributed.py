@@ -148,6 +148,44 @@ def test_multi_crop_shares_keep_the_one_process_layout():
     assert torch.equal(glob, whole_global) and torch.equal(local, whole_local)
 
 
+def test_masks_of_a_share_are_its_rows_of_the_global_batchs_masks():
+    """MAE's masking noise, BEiT's block masks and DINOv2's iBOT masks are drawn for the global
+    batch, so a row's mask does not depend on the process count."""
+    from engine.data.masking import blockwise_mask
+    from engine.methods.dinov2 import DINOv2Config, patch_masks
+
+    config = build_config(DINOv2Config, "tiny", {})
+
+    def draws(local: torch.Tensor) -> list[torch.Tensor]:
+        total, rows = distributed.draw_rows(len(local))
+        noise = distributed.local_rows(torch.rand(total, 16), rows)
+        blocks = distributed.local_rows(blockwise_mask(total, 4, 4, 6, min_block=2), rows)
+        total2, rows2 = distributed.draw_rows(2 * len(local))
+        ibot = distributed.local_rows(patch_masks(config, total2, 4), rows2)
+        return [noise, blocks, ibot]
+
+    images = torch.zeros(8, 3, 4, 4)
+    torch.manual_seed(3)
+    whole = draws(images)
+    first, second = _shares(draws, images, 2)
+    for full, a, b in zip(whole, first, second):
+        if len(full) == 16:  # two crops per image: each rank holds its rows of both blocks
+            a, b = torch.cat([a[:4], b[:4]]), torch.cat([a[4:], b[4:]])
+            assert torch.equal(torch.cat([a, b]), full)
+        else:
+            assert torch.equal(torch.cat([a, b]), full)
+
+
+def test_moco_refuses_bn_splits_that_do_not_divide_over_the_processes():
+    from engine.errors import SpecError
+    from engine.methods.moco import MoCoConfig
+
+    with pytest.raises(SpecError, match="bn_splits 3 does not divide over 2 processes"):
+        MoCo.check_config(
+            build_config(MoCoConfig, "tiny", {"processes": 2, "bn_splits": 3, "batch_size": 48})
+        )
+
+
 def test_helpers_are_no_ops_in_one_process():
     x = torch.randn(4, 3, requires_grad=True)
     assert distributed.gather(x) is x and distributed.world_size() == 1
