@@ -61,8 +61,11 @@ STALE_CSS = f"""
 """  # .wrap: Gradio's progress overlay, which stays bright; gallery captions wrap, not cut
 # After a search or a Draw: outline the found points on the 2-D maps (the selection script's
 # `outline`), once Vega has drawn them.
-OUTLINE_JS = """(found) => { const go = () => window.__psExplorer && window.__psExplorer.outline(
-  Array.isArray(found) ? found : []); go(); setTimeout(go, 600); }"""
+OUTLINE_JS = """(found) => { if (!Array.isArray(found) || !found.length) return;
+  const go = () => window.__psExplorer && window.__psExplorer.outline(found);
+  go(); setTimeout(go, 600); }"""  # nothing found: leave a click's outline alone
+SEARCH_JS = """(found) => window.__psExplorer && window.__psExplorer.outline(
+  Array.isArray(found) ? found : [])"""  # a search replaces the outline, even with none
 TEXT_MODES = [("images only", "none"), ("+ class prompts", "prompts"), ("+ captions", "captions")]
 DEFAULT_SAMPLES = 2000
 MAX_SAMPLES = 10_000
@@ -304,7 +307,15 @@ class ExplorerTab:
 
     def wire(self, demo: gr.Blocks) -> None:
         private = dict(api_visibility="private")
+        # Emptied first: Gradio 6.31's ScatterPlot keeps its old points when a new frame
+        # and new axis titles arrive together, but draws a fresh plot from empty right.
         self.draw_btn.click(
+            self.clear_maps,
+            None,
+            [self.plot_a, self.plot_b],
+            show_progress="hidden",
+            **private,
+        ).then(
             self.draw,
             self.draw_inputs,
             self.draw_outputs,
@@ -371,7 +382,7 @@ class ExplorerTab:
             [self.gallery, self.selection, self.plot3_a, self.plot3_b, self.found],
             show_progress="hidden",
             **private,
-        ).then(None, [self.found], None, js=OUTLINE_JS, **private)
+        ).then(None, [self.found], None, js=SEARCH_JS, **private)
         self.timer.tick(
             self.tick, None, [self.status, self.timer], show_progress="hidden", **private
         )
@@ -556,6 +567,9 @@ class ExplorerTab:
             self.maps: gr.Column(elem_classes=[]),
             self.found: found,
         }
+
+    def clear_maps(self) -> list[Any]:
+        return [gr.ScatterPlot(value=None), gr.ScatterPlot(value=None)]
 
     def plot_update(self, view: EmbeddingMap, colour_by: str = "label") -> gr.ScatterPlot:
         axis = AXIS[view["projection"]]

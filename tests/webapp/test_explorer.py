@@ -370,7 +370,12 @@ def test_a_dragged_box_in_a_browser_shows_the_images_behind_it(studio):
             outlined = page.evaluate("""() => Array.from(document.querySelectorAll(
                 '#ps-map-a g.mark-symbol.role-mark path')).filter(p => p.style.stroke).length""")
             assert outlined == 120
+
             # Another projection greys the maps out until Draw draws it, under its own axes.
+            def where() -> list:
+                return [p.get_attribute("transform") for p in points.all()[:10]]
+
+            pca_points = where()
             page.get_by_label("t-SNE", exact=True).check()
             page.get_by_text("These maps show PCA: press Draw for t-SNE").wait_for(timeout=30_000)
             assert page.locator(".ps-stale #ps-map-a").count() == 1
@@ -379,6 +384,7 @@ def test_a_dragged_box_in_a_browser_shows_the_images_behind_it(studio):
             page.locator("#ps-map-a").get_by_text("t-SNE 1").wait_for(timeout=120_000)
             page.wait_for_timeout(1000)
             assert page.locator(".ps-stale").count() == 0
+            assert where() != pca_points  # t-SNE's points under t-SNE's axes
             # The 3-D view: plotly, on the same sample.
             page.get_by_label("PCA (instant)", exact=True).check()
             page.get_by_label("3-D", exact=True).check()
