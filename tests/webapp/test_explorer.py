@@ -379,7 +379,7 @@ def test_a_dragged_box_in_a_browser_shows_the_images_behind_it(studio):
             page.get_by_label("t-SNE", exact=True).check()
             page.get_by_text("These maps show PCA: press Draw for t-SNE").wait_for(timeout=30_000)
             assert page.locator(".ps-stale #ps-map-a").count() == 1
-            assert page.get_by_text("t-SNE perplexity").is_visible()
+            page.get_by_text("t-SNE perplexity").wait_for(timeout=10_000)  # its slider shown
             page.get_by_role("button", name="Draw").click()
             page.locator("#ps-map-a").get_by_text("t-SNE 1").wait_for(timeout=120_000)
             page.wait_for_timeout(1000)
