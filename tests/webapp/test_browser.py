@@ -203,11 +203,6 @@ def draw(page, note: str, tmp_path, name: str, *, timeout: float = 240_000) -> N
     assert page.get_by_text("press Draw").filter(visible=True).count() == 0  # not stale
 
 
-@pytest.mark.xfail(
-    reason="issue #18, seen 03:20 UTC: after PCA, Draw with UMAP relabels the axes "
-    "'UMAP 1/2' over PCA's points (Studio.project returns UMAP's own), so the map is stale",
-    strict=False,
-)
 def test_explorer_pca_umap_3d_never_shows_a_stale_map(page, tmp_path):
     """The demo's explorer step on raw pixels (no job needed): PCA, then UMAP (the PCA map
     greyed out under "press Draw" until it is redrawn, then UMAP's points under UMAP's

@@ -367,9 +367,11 @@ def test_a_dragged_box_in_a_browser_shows_the_images_behind_it(studio):
             page.locator("#ps-explorer-gallery img").first.wait_for(timeout=60_000)
             page.get_by_text("selected").first.wait_for(timeout=10_000)
             assert page.locator("#ps-explorer-gallery img").count() == 48  # MAX_THUMBS of 120
-            outlined = page.evaluate("""() => Array.from(document.querySelectorAll(
-                '#ps-map-a g.mark-symbol.role-mark path')).filter(p => p.style.stroke).length""")
-            assert outlined == 120
+            # explorer.js outlines the selection after the gallery arrives: wait for it (a
+            # loaded machine once read the strokes before they were drawn).
+            outlined = """() => Array.from(document.querySelectorAll(
+                '#ps-map-a g.mark-symbol.role-mark path')).filter(p => p.style.stroke).length"""
+            page.wait_for_function(f"({outlined})() === 120", timeout=30_000)
 
             # Another projection greys the maps out until Draw draws it, under its own axes.
             def where() -> list:
