@@ -20,7 +20,7 @@ from webapp.explorer_tab import ExplorerTab
 from webapp.figures import message
 from webapp.jobs_tab import JobsTab
 from webapp.lens_attention import AttentionTab
-from webapp.lens_common import LensGroup
+from webapp.lens_common import LensGroup, all_pickers, refresh_pickers
 from webapp.lens_fill_mask import FillMaskTab
 from webapp.lens_generate import GenerateTab
 from webapp.lens_reconstruct import ReconstructTab
@@ -165,6 +165,16 @@ def build_app(studio: Studio, access: Access | None = None) -> gr.Blocks:
                     tabs[tab_id].build()
         for tab in tabs.values():
             tab.wire(demo)
+        # The lenses' model lists follow the runs: refreshed whenever a tab is opened too.
+        pickers = [picker for tab in tabs.values() for picker in all_pickers(tab)]
+        dropdowns = [picker.dropdown for picker in pickers]
+        tab_row.select(
+            refresh_pickers(pickers),
+            dropdowns,
+            dropdowns,
+            api_visibility="private",
+            show_progress="hidden",
+        )
         tabs["jobs"].wire_visibility(tab_row, "Jobs")
         tabs["runs"].wire_visibility(tab_row, "Runs")
         _wire_between_tabs(tabs["train"], tabs["jobs"], tab_row)

@@ -375,6 +375,23 @@ class LensGroup:
             tab.wire(demo)
 
 
+def all_pickers(tab: Any) -> list[ModelPicker]:
+    """Every model picker of a top-level tab (a lens, or a group of lenses); none elsewhere."""
+    if isinstance(tab, LensGroup):
+        return [picker for _, _, member in tab.members for picker in all_pickers(member)]
+    return list(tab.pickers()) if isinstance(tab, LensTab) else []
+
+
+def refresh_pickers(pickers: Sequence[ModelPicker]) -> Callable[..., list[Any]]:
+    """A handler refreshing `pickers` (their current values in, updated dropdowns out): run
+    when a tab is selected, so a run that finished since the page loaded is offered."""
+
+    def refresh(*current: str | None) -> list[Any]:
+        return [picker.refresh(value) for picker, value in zip(pickers, current, strict=True)]
+
+    return refresh
+
+
 def details_json(result: Mapping[str, Any], keys: Sequence[str]) -> dict[str, Any]:
     """The plain-typed facts of an engine result, for the Details panel and API clients."""
     out = {}

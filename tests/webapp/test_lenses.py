@@ -398,3 +398,28 @@ def test_each_lens_endpoint_through_the_client(studio, photo, not_an_image):
             )
     finally:
         demo.close()
+
+
+def test_opening_a_tab_offers_runs_that_finished_after_the_page_loaded(tmp_path):
+    """The lens pickers refresh when a tab is selected, not only on page load: a run that
+    completes while the page is open becomes the reconstruct lens's model."""
+    from webapp.app import build_app
+    from webapp.lens_common import all_pickers, refresh_pickers
+    from webapp.lens_reconstruct import ReconstructTab
+
+    studio = Studio(tmp_path / "home")
+    demo = build_app(studio)
+    selects = [
+        d for d in demo.config["dependencies"] if any(t[1] == "select" for t in d["targets"])
+    ]
+    # One handler gets every lens picker's dropdown in and out when a tab is selected.
+    assert any(d["inputs"] == d["outputs"] and len(d["outputs"]) >= 5 for d in selects), selects
+    with gr.Blocks():
+        tab = ReconstructTab(studio)
+        tab.build()
+    [picker] = all_pickers(tab)
+    assert picker.dropdown.value in (None, "") or not picker.dropdown.value.isdigit()
+    summary = studio.run_foreground({"method": "mae", "dataset": "digits", "params": TINY_MAE})
+    [update] = refresh_pickers([picker])(None)
+    job = str(summary["job_id"])
+    assert update.value == job and job in [value for _, value in update.choices]
