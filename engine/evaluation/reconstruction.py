@@ -51,10 +51,19 @@ def nearest_visible(hidden: Tensor, grid: int) -> Tensor:
     return dist.argmin(dim=-1)  # (B, L): first minimum, so ties go to the lowest index
 
 
+def _denormalise(normalised: Tensor, target: Tensor) -> Tensor:
+    """Per-patch normalised values (B, L, D) back to pixels with each target patch's mean and
+    std (MAE's eps), as the MAE notebook draws a `norm_pix_loss` prediction."""
+    return normalised * (target.var(-1, keepdim=True) + 1e-6) ** 0.5 + target.mean(
+        -1, keepdim=True
+    )
+
+
 def _with_stats_of(fill: Tensor, target: Tensor) -> Tensor:
-    """`fill` patches (B, L, D) rescaled to each target patch's mean and std (MAE's eps)."""
+    """`fill` patches (B, L, D) of pixels, standardised per patch, then given each target
+    patch's mean and std: a baseline gets what a `norm_pix_loss` prediction gets."""
     fill_n = (fill - fill.mean(-1, keepdim=True)) / (fill.var(-1, keepdim=True) + 1e-6) ** 0.5
-    return fill_n * (target.var(-1, keepdim=True) + 1e-6) ** 0.5 + target.mean(-1, keepdim=True)
+    return _denormalise(fill_n, target)
 
 
 def hidden_patch_psnr(
@@ -72,7 +81,8 @@ def hidden_patch_psnr(
     prediction = prediction.float()
     norm_pix = bool(getattr(model.config, "norm_pix_loss", False))
     if norm_pix:  # back from per-patch normalised targets, with the patch's own statistics
-        prediction = _with_stats_of(prediction, target)
+        # (not re-standardised: an unsure model's near-zero prediction stays the patch mean)
+        prediction = _denormalise(prediction, target)
     grid = pixels.shape[-1] // model.config.patch_size
     # Fills, in the same normalised-pixel space as the target.
     colour = pixels.float().mean(dim=(2, 3))  # (B, 3): the whole image's mean colour

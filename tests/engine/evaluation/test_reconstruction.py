@@ -107,3 +107,21 @@ def test_evaluate_reconstruction_on_a_tiny_random_mae():
     # A one-colour image set: the mean-colour fill is exact.
     flat = torch.full((3, 3, 8, 8), 77, dtype=torch.uint8)
     assert evaluate_reconstruction(model, flat, *UNIT)["psnr_mean_colour"] == PSNR_CAP
+
+
+def test_a_norm_pix_prediction_is_not_restandardised():
+    # A model that predicts 0 for every normalised pixel of a hidden patch says "the patch's
+    # own mean": that scores exactly as the mean-of-the-patch fill does, and a small wrong
+    # structure (0.01) must not be blown up to unit variance before scoring.
+    model = _mae(norm_pix_loss=True)
+    torch.manual_seed(1)
+    image = torch.rand(1, 3, 8, 8)
+    hidden = torch.tensor([[True, True, False, False]])
+    target = model.patchify(image)
+    zero = hidden_patch_psnr(model, image, hidden, torch.zeros_like(target), *UNIT)
+    patch_means = target.mean(-1, keepdim=True).expand_as(target)
+    squared = ((patch_means - target) ** 2).mean(-1)[0, :2].mean()
+    assert zero["psnr"].item() == pytest.approx(float(-10 * torch.log10(squared)), abs=1e-3)
+    noise = 0.01 * torch.randn_like(target)
+    small = hidden_patch_psnr(model, image, hidden, noise, *UNIT)
+    assert abs(small["psnr"].item() - zero["psnr"].item()) < 0.1
