@@ -134,6 +134,7 @@ class Studio:
                     "backbones": backbone["choices"] or [],
                     "card": dataclasses.asdict(cls.card) if cls.card else None,
                     "presets": sorted(cls.Config.PRESETS),
+                    "default_dataset": cls.default_dataset,
                 }
             )
         return out

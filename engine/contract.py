@@ -140,6 +140,7 @@ class MethodInfo(TypedDict):
     backbones: list[str]
     card: dict[str, Any] | None  # title, authors, year, paper, idea, good_at, hyperparameters
     presets: list[str]
+    default_dataset: str  # the builtin its pretext task suits (the Train tab starts with it)
 
 
 class FormField(TypedDict):
@@ -169,6 +170,7 @@ class DatasetInfo(TypedDict):
     modalities: list[str]  # what methods it can feed ("image", "image-text", ...)
     augmentation: str
     procedural: bool
+    builtin: bool  # shipped with the studio (not a user's upload)
     stored: bool  # held in an on-disk image store (engine.data.image_store)
     stored_size: int  # px the store keeps its images at (0 when not stored)
     stored_bytes: int  # the store's pixels on disk (0 when not stored)

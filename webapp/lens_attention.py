@@ -18,8 +18,9 @@ from webapp.lens_common import LensTab, ModelPicker, details_json, examples, ima
 INTRO = (
     "**Where does the model look?** The [CLS] token's attention over the image patches, "
     "one map per head of the chosen layer, their mean, and the patches that hold the "
-    "chosen share of the attention (DINO's figure 1). Works on DINO runs with a ViT, MAE "
-    "encoders, CLIP's vision tower, and facebook/dino-vits16 when online."
+    "chosen share of the attention (DINO's figure 1). Works on DINO and DINOv2 runs with a "
+    "ViT, MAE encoders, CLIP's vision tower, and facebook/dino-vits16 or "
+    "facebook/dinov2-small (register tokens skipped) when online."
 )
 MAX_LAYERS = 24
 SCALES = [("Each map", "map"), ("Shared", "shared")]  # engine.inference.attention.SCALES
@@ -166,6 +167,8 @@ class AttentionTab(LensTab):
 
     def wire(self, demo: gr.Blocks) -> None:
         super().wire(demo)
-        self.picker.dropdown.input(
+        # .change, not .input: the model the tab opens with (set by the page load or a
+        # refresh) fits the layer slider too.
+        self.picker.dropdown.change(
             self.on_model, [self.picker.dropdown], [self.layer, self.note], api_visibility="private"
         )

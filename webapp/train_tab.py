@@ -73,11 +73,20 @@ def dataset_choices(datasets: list[DatasetInfo], modality: str | None) -> list[t
 
 
 def pick_dataset(
-    datasets: list[DatasetInfo], modality: str | None, current: str | None
+    datasets: list[DatasetInfo],
+    modality: str | None,
+    current: str | None,
+    preferred: str | None = None,
 ) -> str | None:
-    """Keep `current` when the method can use it, else the first available one."""
+    """The dataset to show for a method: `preferred` (the method's own builtin) unless the
+    user picked one of their own datasets that the method can use; else `current` when it
+    fits, else the first available one."""
     fitting = [d for d in datasets if fits(d, modality)]
     names = [d["name"] for d in fitting]
+    ready = {d["name"] for d in fitting if d.get("available", True)}
+    builtin = {d["name"] for d in datasets if d.get("builtin", True)}
+    if preferred in ready and (current is None or current in builtin or current not in names):
+        return preferred
     if current in names:
         return current
     available = [d["name"] for d in fitting if d.get("available", True)]
@@ -232,7 +241,9 @@ class TrainTab:
                     )
                     self.dataset = gr.Dropdown(
                         dataset_choices(datasets, info["modality"]),
-                        value=pick_dataset(datasets, info["modality"], None),
+                        value=pick_dataset(
+                            datasets, info["modality"], None, info.get("default_dataset")
+                        ),
                         label="Dataset",
                         scale=2,
                         min_width=160,
@@ -416,7 +427,9 @@ class TrainTab:
         return {
             self.dataset: gr.update(
                 choices=dataset_choices(datasets, info["modality"]),
-                value=pick_dataset(datasets, info["modality"], dataset),
+                value=pick_dataset(
+                    datasets, info["modality"], dataset, info.get("default_dataset")
+                ),
             ),
             self.preset: gr.update(choices=info["presets"], value=preset),
             self.backbone: gr.update(

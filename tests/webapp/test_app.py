@@ -329,3 +329,21 @@ def test_text_methods_see_their_datasets_and_samples_render():
         [{"step": 4, "input": "a", "target": "b", "prediction": "x"}]
     )
     assert latest_sample_text([]) == ""
+
+
+def test_a_method_starts_on_its_own_builtin_dataset_but_keeps_a_users():
+    from webapp.train_tab import pick_dataset
+
+    datasets = [
+        {"name": "shapes", "kind": "image", "builtin": True, "available": True},
+        {"name": "scenes", "kind": "image", "builtin": True, "available": True},
+        {"name": "mine", "kind": "image", "builtin": False, "available": True},
+        {"name": "captions", "kind": "text", "builtin": True, "available": True},
+    ]
+    assert pick_dataset(datasets, "image", None, "scenes") == "scenes"
+    assert pick_dataset(datasets, "image", "shapes", "scenes") == "scenes"  # a builtin: swapped
+    assert pick_dataset(datasets, "image", "mine", "scenes") == "mine"  # the user's: kept
+    assert pick_dataset(datasets, "image", "captions", None) == "shapes"  # text: first image
+    assert pick_dataset(datasets, "text", "shapes", "captions") == "captions"
+    gone = [dict(d, available=d["name"] != "scenes") for d in datasets]
+    assert pick_dataset(gone, "image", "shapes", "scenes") == "shapes"  # unavailable: kept
