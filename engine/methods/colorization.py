@@ -121,7 +121,8 @@ class Colorization(SSLMethod):
     description = "Pretext task: predict ab colour bins from lightness L (Zhang et al. 2016)"
     paper = "arXiv:1603.08511"
     Config = ColorizationConfig
-    default_dataset = "shapes"  # digits have no colour to predict
+    # Colours that follow the content (digits have none, shapes' are drawn at random).
+    default_dataset = "scenes"
     card = MethodCard(
         title="Colorization",
         authors="Zhang, Isola, Efros",

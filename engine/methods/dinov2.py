@@ -170,7 +170,6 @@ class DINOv2(SSLMethod):
     description = "DINO + iBOT masked patches + KoLeo, Sinkhorn-centred teacher (Oquab et al. 2023)"
     paper = "arXiv:2304.07193"
     Config = DINOv2Config
-    default_dataset = "shapes"
     unused_parameters = True  # the frozen last layers, and the patch head with ibot weight 0
     card = MethodCard(
         title="DINOv2",

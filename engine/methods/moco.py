@@ -82,6 +82,11 @@ class MoCoConfig(TwoViewConfig):
     projection_hidden_dim: int = param(
         2048, "Hidden width of the MLP head (fc, ReLU, fc; no batch norm in MoCo v2).", min=2
     )
+    projection_batch_norm: bool = param(
+        False,
+        "Batch norm after the head's hidden layer (fc, BN, ReLU, fc), as SimCLR's head and "
+        "MoCo v3's (Chen, Xie, He 2021) have; MoCo v2's has none.",
+    )
     bn_splits: int = param(
         8,
         "Batch norm runs on this many separate chunks of the batch "
@@ -196,7 +201,7 @@ class MoCo(TwoViewMethod):
             config.projection_hidden_dim,
             config.projection_dim,
             num_layers=2,
-            batch_norm=False,
+            batch_norm=config.projection_batch_norm,
         )
         self.key_encoder = make_target(self.encoder)
         self.key_projection = make_target(self.projection)

@@ -94,6 +94,8 @@ class RotationConfig(TrainConfig):
 
 @register_method("rotation")
 class Rotation(SSLMethod):
+    # Upright objects (shapes are drawn at any angle, so no rotation is canonical there).
+    default_dataset = "scenes"
     description = (
         "Pretext task: classify the rotation (0/90/180/270) of each image (Gidaris et al. 2018)"
     )
