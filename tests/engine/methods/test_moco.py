@@ -97,9 +97,16 @@ def test_queue_is_saved_with_the_weights(tmp_path):
 
 
 def test_key_encoder_gets_no_gradient_and_head_has_no_batch_norm():
-    method = MoCo(_tiny())
+    method = MoCo(_tiny(projection_batch_norm=False))  # v2's head, as the paper preset
     assert all(not p.requires_grad for p in method.key_encoder.parameters())
     assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in method.projection.modules())
+    assert build_config(MoCoConfig, "paper", {}).projection_batch_norm is False
+
+
+def test_quick_head_has_batch_norm_in_both_branches():
+    method = MoCo(_tiny())
+    for head in (method.projection, method.key_projection):
+        assert sum(isinstance(m, torch.nn.BatchNorm1d) for m in head.modules()) == 1
 
 
 def test_batch_must_split_evenly():
