@@ -54,9 +54,7 @@ def nearest_visible(hidden: Tensor, grid: int) -> Tensor:
 def _denormalise(normalised: Tensor, target: Tensor) -> Tensor:
     """Per-patch normalised values (B, L, D) back to pixels with each target patch's mean and
     std (MAE's eps), as the MAE notebook draws a `norm_pix_loss` prediction."""
-    return normalised * (target.var(-1, keepdim=True) + 1e-6) ** 0.5 + target.mean(
-        -1, keepdim=True
-    )
+    return normalised * (target.var(-1, keepdim=True) + 1e-6) ** 0.5 + target.mean(-1, keepdim=True)
 
 
 def _with_stats_of(fill: Tensor, target: Tensor) -> Tensor:
