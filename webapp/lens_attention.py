@@ -167,8 +167,8 @@ class AttentionTab(LensTab):
 
     def wire(self, demo: gr.Blocks) -> None:
         super().wire(demo)
-        # .change, not .input: the model the tab opens with (set by the page load or a
-        # refresh) fits the layer slider too.
-        self.picker.dropdown.change(
-            self.on_model, [self.picker.dropdown], [self.layer, self.note], api_visibility="private"
-        )
+        # The slider fits the model the page opens with (load) and any later one (.change:
+        # picked, or swapped in by a refresh; Gradio fires it only when the value differs).
+        fit = dict(fn=self.on_model, inputs=[self.picker.dropdown], outputs=[self.layer, self.note])
+        demo.load(**fit, api_visibility="private", show_progress="hidden")
+        self.picker.dropdown.change(**fit, api_visibility="private")
