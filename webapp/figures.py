@@ -16,6 +16,7 @@ output that is not in it as it is, so nobody counts positions (see `respond`).
 from __future__ import annotations
 
 import html
+import math
 import time
 from datetime import UTC, datetime
 from typing import Any, NotRequired, TypedDict
@@ -273,7 +274,48 @@ def status_line(job: JobDetail, curves: Curves, waiting_for: int | None = None) 
     out = message(text, kind)
     if job.get("error"):
         out += message(job["error"], "error")
+    if warning := collapse_warning(curves, job.get("config") or {}):
+        out += message(warning, "warn")
     return out
+
+
+# Effective rank (RankMe) below which a probe's embeddings count as collapsed: every image maps
+# to about one point (a healthy run of the quick presets stays at 5 to 35; bench/RESULTS.md).
+COLLAPSED_RANK = 2.0
+
+
+def collapse_warning(curves: Curves, config: dict[str, Any] | None = None) -> str:
+    """A sentence when the last two health probes (engine/evaluation/health.py) both found the
+    embeddings collapsed (effective rank under COLLAPSED_RANK), or the last two steps of a
+    DINO-style run (its config has `out_dim`) had a teacher as flat as a uniform distribution
+    over the prototypes, on every image alike (teacher entropy and marginal entropy within 1%
+    of log out_dim: DINO's collapse to uniform); else "". Two, so a run that passes through
+    a dip and recovers is not flagged."""
+    advice = (
+        "Stop and try a lower learning rate, a slower teacher or target (momentum) or "
+        "another preset; see 'About this method' and the curves under Other metric."
+    )
+    points = curves["points"]
+    ranks = points.get("effective_rank") or []
+    if len(ranks) >= 2 and max(value for _, value in ranks[-2:]) < COLLAPSED_RANK:
+        step, rank = ranks[-1]
+        return (
+            f"Collapse: at step {int(step)} the embeddings' effective rank is {rank:.1f}: "
+            f"nearly every image maps to one point. {advice}"
+        )
+    out_dim = (config or {}).get("out_dim")
+    flat = math.log(out_dim) * 0.99 if isinstance(out_dim, int) and out_dim > 1 else None
+    teacher = points.get("teacher_entropy") or []
+    marginal = points.get("teacher_marginal_entropy") or []
+    last = teacher[-2:] + marginal[-2:]
+    if flat and len(teacher) >= 2 and len(marginal) >= 2 and min(v for _, v in last) > flat:
+        return (
+            f"Collapse: at step {int(teacher[-1][0])} the teacher's output is uniform "
+            f"over the {out_dim} prototypes for every image (entropy "
+            f"{teacher[-1][1]:.2f}, log {out_dim} = {math.log(out_dim):.2f}), so the "
+            f"student has nothing to learn. {advice}"
+        )
+    return ""
 
 
 # ---- the curve panel (gradio) ------------------------------------------------------------

@@ -181,6 +181,50 @@ def test_eta_of_a_page_opened_mid_job_and_after_a_rewind():
     assert curves["samples"] == [] and figures.steps_per_second(curves) is None
 
 
+def test_status_line_warns_of_a_collapse_seen_by_two_probes():
+    curves = figures.empty_curves(1)
+    figures.add_points(curves, [{"step": 25, "name": "effective_rank", "value": 1.6}])
+    assert "Collapse" not in figures.status_line(JOB, curves)  # one probe may be a dip
+    figures.add_points(curves, [{"step": 50, "name": "effective_rank", "value": 1.4}])
+    line = figures.status_line(JOB, curves)
+    assert "Collapse: at step 50" in line and "rank is 1.4" in line and "ps-warn" in line
+    figures.add_points(curves, [{"step": 75, "name": "effective_rank", "value": 6.0}])
+    assert "Collapse" not in figures.status_line(JOB, curves)  # recovered
+
+
+def test_status_line_warns_of_a_dino_teacher_gone_uniform():
+    job = dict(JOB, method="dino", config={"out_dim": 256})  # log 256 = 5.545
+    curves = figures.empty_curves(1)
+    rows = [(20, 2.0, 2.1), (40, 5.2, 5.3), (60, 5.54, 5.545), (80, 5.545, 5.545)]
+    for step, entropy, marginal in rows[:3]:
+        figures.add_points(
+            curves,
+            [
+                {"step": step, "name": "teacher_entropy", "value": entropy},
+                {"step": step, "name": "teacher_marginal_entropy", "value": marginal},
+            ],
+        )
+    assert "Collapse" not in figures.status_line(job, curves)  # 5.2 is still learning
+    figures.add_points(
+        curves,
+        [
+            {"step": 80, "name": "teacher_entropy", "value": 5.545},
+            {"step": 80, "name": "teacher_marginal_entropy", "value": 5.545},
+        ],
+    )
+    line = figures.status_line(job, curves)
+    assert "Collapse: at step 80" in line and "uniform over the 256 prototypes" in line
+    # A sharp teacher on each image with a flat marginal is DINO working: no warning.
+    figures.add_points(
+        curves,
+        [
+            {"step": 100, "name": "teacher_entropy", "value": 1.0},
+            {"step": 100, "name": "teacher_marginal_entropy", "value": 5.545},
+        ],
+    )
+    assert "Collapse" not in figures.status_line(job, curves)
+
+
 def test_status_line_words():
     line = figures.status_line(dict(JOB, images_per_second=85.2), figures.empty_curves(1))
     assert "85 img/s" in line and "ETA" not in line and "elapsed 10s" in line
