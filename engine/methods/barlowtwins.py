@@ -55,19 +55,17 @@ class BarlowTwinsConfig(TwoViewConfig):
     )
 
     PRESETS = {
-        # The small convnet at 32 px, a 3 x 1024 projector, AdamW. Batch 128: at 64 the
-        # 1024 x 1024 cross-correlation is too noisy to learn shapes in two CPU minutes (k-NN
-        # 0.125 against 0.184 at 128; random init 0.170; bench/RESULTS.md).
-        # 2026-12-06 on `shapes` (twin 0.170): 500 steps clipped at 1.0, 0.217; 650 steps
-        # unclipped, as the paper trains (the loss is in the hundreds, so a clip at 1.0
-        # rescaled every step by 200-3700x): 0.227 in 178 s. Lambda 0.001 (0.145) or 0.02
-        # (0.139), lr 3e-3 (0.145) and batch 64 x 1200 steps (0.127) did worse. Short of
-        # issue #17's +0.10.
+        # The small convnet at 32 px, a 3 x 1024 projector, AdamW, unclipped as the paper
+        # trains (the loss is in the hundreds, so a clip at 1.0 rescaled every step by
+        # 200-3700x). Batch 256: the 1024 x 1024 cross-correlation wants many samples. On
+        # `shapes` (twin 0.170; bench/RESULTS.md): batch 64, 0.125; batch 128 x 650 steps,
+        # 0.227; batch 256 x 360 steps, 0.332 (+0.162) in 166 s. Lambda 0.001 (0.145) or 0.02
+        # (0.139), lr 3e-3 (0.145) and a 256-wide projector (0.195) did worse.
         "quick": dict(
             grad_clip=0.0,
             backbone="convnet",
-            steps=650,
-            batch_size=128,
+            steps=360,
+            batch_size=256,
             lr=1e-3,
             image_size=32,
             projection_dim=1024,
