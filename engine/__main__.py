@@ -19,6 +19,7 @@
     python -m engine eval --job ID --protocol knn|linear|fewshot|finetune|segmentation|reconstruction
                           [--dataset D] [--json]
     python -m engine eval --baseline pixels|random --dataset D [--backbone B] [--json]
+    python -m engine eval --model HUB_ID_OR_FOLDER --dataset D [--protocol P] [--json]
     python -m engine export JOB_ID --out DIR [--step N] [--zip] [--json]
     python -m engine push JOB_ID --repo USER/NAME [--private] [--step N] [--json]
 
@@ -368,10 +369,14 @@ def cmd_eval(studio, args) -> int:
 
     from engine.errors import SpecError
 
-    if (args.job is None) == (args.baseline is None):
-        raise SpecError("eval needs either --job ID or --baseline pixels|random")
-    if args.baseline is not None and not args.dataset:
-        raise SpecError("--baseline needs --dataset (a labelled image dataset, e.g. digits)")
+    chosen = [args.job is not None, args.baseline is not None, args.model is not None]
+    if sum(chosen) != 1:
+        raise SpecError(
+            "eval needs one of --job ID, --baseline pixels|random or --model HUB_ID_OR_FOLDER"
+        )
+    if args.job is None and not args.dataset:
+        what = "--baseline" if args.baseline is not None else "--model"
+        raise SpecError(f"{what} needs --dataset (a labelled image dataset, e.g. shapes)")
     protocols = _protocol_list(args.protocol)
     known = [p["name"] for p in studio.protocols()]
     for protocol in protocols or [""]:
@@ -393,6 +398,8 @@ def cmd_eval(studio, args) -> int:
 
         if args.job is not None:
             row = studio.evaluate(args.job, protocol, args.dataset, on_progress=on_progress)
+        elif args.model is not None:
+            row = studio.evaluate_model(args.model, args.dataset, protocol, on_progress)
         else:
             row = studio.evaluate_baseline(
                 args.baseline,
@@ -405,18 +412,21 @@ def cmd_eval(studio, args) -> int:
         bar.close()
         rows.append(row)
         figures.update(row["figures"])
-    subject = (
-        f"job {args.job}"
-        if args.job is not None
-        else f"baseline {args.baseline}"
-        + ("" if args.baseline == "pixels" else f" ({args.backbone})")
-    )
+    if args.job is not None:
+        subject = f"job {args.job}"
+    elif args.model is not None:
+        subject = f"model {args.model}"
+    else:
+        subject = f"baseline {args.baseline}" + (
+            "" if args.baseline == "pixels" else f" ({args.backbone})"
+        )
     if args.json:
         print(
             json.dumps(
                 {
                     "job_id": args.job,
                     "baseline": args.baseline,
+                    "model": args.model,
                     "dataset": rows[0]["dataset"],
                     "eval": figures,
                     "evaluations": rows,
@@ -589,11 +599,16 @@ def build_parser() -> argparse.ArgumentParser:
     metrics.add_argument("job_id", type=int)
     metrics.add_argument("--name", help="only this metric (e.g. loss)")
     evaluate = sub.add_parser(
-        "eval", parents=[common], help="evaluate a finished job, or a baseline"
+        "eval", parents=[common], help="evaluate a finished job, a baseline or a Hub model"
     )
     evaluate.add_argument("--job", type=int, help="the job to evaluate (its last checkpoint)")
     evaluate.add_argument(
         "--baseline", choices=["pixels", "random"], help="evaluate a baseline instead of a job"
+    )
+    evaluate.add_argument(
+        "--model",
+        help="a transformers image model to evaluate instead: a Hub id (facebook/dinov2-small) "
+        "or a model folder; knn, linear, fewshot or segmentation",
     )
     evaluate.add_argument(
         "--protocol",

@@ -628,6 +628,41 @@ class Studio:
             ),
         )
 
+    def evaluate_model(
+        self,
+        model: str,
+        dataset: str,
+        protocol: str = "knn",
+        on_progress: Callable[[float, str], None] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> EvaluationRecord:
+        """Evaluate a transformers image model from the Hub or a model folder (a Hub id such
+        as facebook/dinov2-small, or an exported run's folder; the server-path policy applies)
+        with `protocol` (knn, linear, fewshot or segmentation) on a labelled `dataset`; stored
+        with no job, so the leaderboard lists it beside the runs."""
+        from engine.evaluation.runner import evaluate_model
+        from engine.inference.encoders import parse_source
+
+        source = self.model_source(model)
+        kind, _ = parse_source(source) if source else ("", "")
+        if kind != "hub":
+            raise SpecError(
+                f"{checks.shown(model)} is not a Hub id or a model folder; evaluate a job "
+                "with `evaluate` (a job id) or a baseline with `evaluate_baseline`"
+            )
+        return cast(
+            EvaluationRecord,
+            evaluate_model(
+                self.home,
+                self.store,
+                source,
+                checks.text(dataset, "dataset"),
+                protocol,
+                params,
+                on_progress,
+            ),
+        )
+
     def evaluations(self, job_id: int | None = None) -> list[EvaluationRecord]:
         """Stored evaluations of a job (or every one, baselines included, when None)."""
         from engine.evaluation.runner import evaluation_to_dict

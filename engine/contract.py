@@ -227,7 +227,7 @@ class LeaderboardRow(TypedDict, total=False):
     """One evaluated job (and dataset) or baseline, with figure keys such as knn_top1,
     fewshot_5shot or finetune_10pct(_scratch) besides these."""
 
-    kind: Required[str]  # "job" or "baseline"
+    kind: Required[str]  # "job", "baseline" or "hub" (a Hub model or folder, evaluate_model)
     job_id: Required[int | None]
     name: Required[str]  # "#3 simclr", "pixels", "random resnet18"
     method: str
@@ -596,6 +596,14 @@ class Studio(Protocol):
         backbone: str = "resnet18",
         protocol: str = "knn",
         image_size: int = 32,
+        on_progress: Progress | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> EvaluationRecord: ...
+    def evaluate_model(
+        self,
+        model: str,
+        dataset: str,
+        protocol: str = "knn",
         on_progress: Progress | None = None,
         params: dict[str, Any] | None = None,
     ) -> EvaluationRecord: ...

@@ -134,7 +134,10 @@ def load(
     model_type = config.model_type
     model_cls = getattr(transformers, _MODEL_CLASSES.get(model_type, "AutoModel"))
     model = model_cls.from_pretrained(name, use_safetensors=True, **options).to(device).eval()
-    kind = _PROCESSOR_KINDS.get(model_type, "tokenizer")
+    # Unlisted vision models (DINOv2 with or without registers, DeiT, BEiT, ...) take pixels:
+    # their image processor (DINOv2's crops 224 px although its config says 518).
+    vision = getattr(model, "main_input_name", "") == "pixel_values"
+    kind = _PROCESSOR_KINDS.get(model_type, "image_processor" if vision else "tokenizer")
     auto = {
         "processor": transformers.AutoProcessor,
         "tokenizer": transformers.AutoTokenizer,

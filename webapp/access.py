@@ -54,6 +54,7 @@ MUTATING = (
     "add_hf_image_dataset",
     "evaluate",
     "evaluate_baseline",
+    "evaluate_model",
     "run_foreground",
     "resume_foreground",
     "demo_pack",

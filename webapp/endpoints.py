@@ -37,6 +37,7 @@ ENDPOINTS = (
     "leaderboard",
     "evaluate",
     "evaluate_baseline",
+    "evaluate_model",
     "evaluations",
     "embeddings",
 )
@@ -131,6 +132,12 @@ def register(studio: Studio) -> None:
         """Evaluate a baseline: "pixels" or "random" (the backbone at random init)."""
         return studio.evaluate_baseline(baseline, dataset, backbone, protocol, int(image_size))
 
+    def evaluate_model(model: str, dataset: str, protocol: str = "knn") -> dict:
+        """Evaluate a transformers image model, a Hub id such as "facebook/dinov2-small" or a
+        model folder under the data roots (knn, linear, fewshot or segmentation) on a labelled
+        dataset; stored, and listed on the leaderboard. Returns the result."""
+        return studio.evaluate_model(model, dataset, protocol)
+
     def evaluations(job_id: int) -> list:
         """A job's stored evaluations: protocol, dataset, params, results, figures."""
         return studio.evaluations(int(job_id))
@@ -171,6 +178,7 @@ def register(studio: Studio) -> None:
         leaderboard,
         evaluate,
         evaluate_baseline,
+        evaluate_model,
         evaluations,
         embeddings,
     ):

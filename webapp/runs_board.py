@@ -245,11 +245,16 @@ def evaluate_jobs(
     protocols: list[str],
     dataset: str | None,
     report: Progress | None = None,
+    model: str | None = None,
 ) -> str:
-    """The Evaluate button's logic: run each protocol on the job, return a status message.
-    `report(fraction, text)` receives the progress of all protocols together."""
-    if job_id is None:
-        return message("Choose a finished job to evaluate.", "warn")
+    """The Evaluate button's logic: run each protocol on the job (or, when `model` names one,
+    on a Hub model or model folder), return a status message. `report(fraction, text)`
+    receives the progress of all protocols together."""
+    model = (model or "").strip()
+    if not model and job_id is None:
+        return message("Choose a finished job to evaluate, or type a Hub model.", "warn")
+    if model and not dataset:
+        return message(f"Choose the labelled dataset to evaluate {model} on (e.g. shapes).", "warn")
     if not protocols:
         return message("Tick at least one protocol.", "warn")
     done = []
@@ -260,10 +265,16 @@ def evaluate_jobs(
                 report((i + fraction) / len(protocols), f"{protocol}: {text}")
 
         try:
-            row = studio.evaluate(int(job_id), protocol, dataset or None, on_progress=on_progress)
+            if model:
+                row = studio.evaluate_model(model, str(dataset), protocol, on_progress)
+            else:
+                row = studio.evaluate(
+                    int(job_id), protocol, dataset or None, on_progress=on_progress
+                )
         except Exception as error:  # noqa: BLE001 - the user's message, or a bug logged
-            return error_note(error, f"evaluating job {job_id}")
+            return error_note(error, f"evaluating {model or f'job {job_id}'}")
         done.append(
             ", ".join(f"{k} {v:.3f}" for k, v in row["figures"].items() if not k.endswith("_std"))
         )
-    return message(f"Job #{job_id} on {row['dataset']}: " + "; ".join(done), "ok")
+    subject = model or f"Job #{job_id}"
+    return message(f"{subject} on {row['dataset']}: " + "; ".join(done), "ok")

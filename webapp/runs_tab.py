@@ -126,10 +126,18 @@ class RunsTab:
                     **common,
                 )
             with gr.Column(scale=2, min_width=320):
-                gr.Markdown("#### Evaluate a finished job")
+                gr.Markdown("#### Evaluate a finished job, or a Hub model")
                 finished = job_choices(jobs, finished_only=True)
                 self.eval_job = gr.Dropdown(
                     finished, value=finished[0][1] if finished else None, label="Job"
+                )
+                self.eval_model = gr.Textbox(
+                    "",
+                    label="…or a Hub model",
+                    placeholder="facebook/dinov2-small, or a model folder",
+                    info="A transformers image model (DINOv2, ViT, CLIP) to score next to "
+                    "your runs; leave empty to evaluate the job.",
+                    max_length=300,
                 )
                 self.protocols = gr.CheckboxGroup(
                     eval_choices(self.studio.protocols()),
@@ -186,7 +194,7 @@ class RunsTab:
         ).then(*restyle, **quiet)
         self.eval_btn.click(
             self.evaluate,
-            [self.eval_job, self.protocols, self.eval_dataset, *board_in],
+            [self.eval_job, self.protocols, self.eval_dataset, *board_in, self.eval_model],
             [self.note, *board_out],
             concurrency_limit=1,
             **private,
@@ -358,10 +366,11 @@ class RunsTab:
         text: str,
         dataset_filter: str,
         key: str,
+        model: str = "",
         progress: gr.Progress = gr.Progress(),
     ) -> Updates:
         def report(fraction: float, what: str) -> None:
             progress(fraction, desc=what)
 
-        note = evaluate_jobs(self.studio, job_id, protocols, dataset, report)
+        note = evaluate_jobs(self.studio, job_id, protocols, dataset, report, model)
         return {self.note: note, **self.refresh_board(text, dataset_filter, key)}

@@ -19,6 +19,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -51,6 +52,8 @@ class Subject:
     method: str | None = None
     backbone: str | None = None
     step: int | None = None
+    hub_source: str | None = None  # a transformers model from the Hub or a folder
+    make_lens: Callable[[], Any] | None = None  # its eager-attention LensModel (segmentation)
 
 
 def labelled_image_dataset(name: str) -> dict:
@@ -155,6 +158,78 @@ def random_subject(
     name = f"random-{method_name}-{backbone}-seed{seed}-{digest}"
     folder = None if cache_root is None else cache_root / "features" / name
     return Subject(name, config.image_size, folder, make, config, method_name, backbone)
+
+
+class HubEmbedder(torch.nn.Module):
+    """A Hub model's image tower behind the `embed` that `embed_images` calls: the encoder of
+    `engine.inference.encoders.hub_encoder` (its processor resizes and normalises, the model
+    gives its pooled output, else the first token). The model already sits on the device."""
+
+    def __init__(self, images: Callable[[Tensor], Tensor]) -> None:
+        super().__init__()
+        self.images = images
+
+    def embed(self, images: Tensor) -> Tensor:
+        return self.images(images)
+
+
+def hub_load_size(model_size: int, dataset: str) -> int:
+    """The size a dataset is read at for a Hub model: the model's input size for a procedural
+    set (drawn sharp at any size), else at most the set's native size (the model's processor
+    scales it up; a CIFAR-size set is not held in memory at 224 px)."""
+    info = dataset_info(dataset)
+    native = info.get("native_size")
+    if info.get("procedural") or not native:
+        return int(model_size)
+    return int(min(model_size, max(8, int(native))))
+
+
+def hub_subject(source: str, home_root: Path, cache_root: Path | None, dataset: str) -> Subject:
+    """A transformers model from the Hub or a local folder (DINOv2, a ViT, CLIP's vision
+    tower, ...) as a subject, loaded now (HubError when it cannot be). Features are cached
+    under the cache folder, keyed by the source and, for a folder, its weight files' sizes
+    and times, so retraining into the same folder is not served stale features."""
+    from engine.inference.attention import ATTENTION
+    from engine.inference.encoders import hub_encoder, processor_size
+    from engine.inference.models import load_lens_model
+
+    encoder = hub_encoder(source, home_root)
+    if encoder.images is None:
+        raise SpecError(
+            f"{source} has no image tower ({encoder.info.get('model_type')}); evaluation "
+            "needs an image model such as a DINOv2, a ViT or a CLIP"
+        )
+    embedder = HubEmbedder(encoder.images)
+    stamp = [source]
+    folder = Path(source).expanduser()
+    if folder.is_dir():
+        stamp += [
+            f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}"
+            for f in sorted(folder.rglob("*.safetensors"))
+        ]
+    digest = hashlib.sha1("|".join(stamp).encode()).hexdigest()[:12]
+    slug = "".join(c if c.isalnum() else "-" for c in folder.name or source)[-40:]
+    return Subject(
+        f"hub {source}",
+        hub_load_size(encoder.image_size or 224, dataset),
+        None if cache_root is None else cache_root / "features" / f"hub-{slug}-{digest}",
+        lambda: embedder,
+        backbone=str(encoder.info.get("model_type")),
+        hub_source=source,
+        make_lens=lambda: lens_at_processor_size(
+            load_lens_model(source, ATTENTION, home_root), processor_size
+        ),
+    )
+
+
+def lens_at_processor_size(lm: Any, processor_size: Callable[[Any], int | None]) -> Any:
+    """A Hub LensModel that runs at its processor's size (DINOv2: 224 px, not its config's 518,
+    whose 1,369 tokens would need gigabytes of attention maps per batch); the model is shared
+    with the Attention lens's cache, only the size differs."""
+    size = processor_size(lm.processor)
+    if not size or size == lm.image_size or size % lm.patch_size:
+        return lm
+    return dataclasses.replace(lm, input_size=size)
 
 
 def pixels_subject(image_size: int, cache_root: Path | None) -> Subject:

@@ -21,6 +21,7 @@ from engine.evaluation import BASELINES, DENSE_PROTOCOLS, PROTOCOLS
 from engine.evaluation.features import (
     Subject,
     features,
+    hub_subject,
     job_subject,
     labelled_image_dataset,
     pixels_subject,
@@ -46,6 +47,11 @@ DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
     "finetune": {"fractions": [0.01, 0.1], "steps": 60, "batch_size": 32, "lr": 3e-4, "seed": 0},
     "segmentation": {"keep": 0.6, "max_images": 1000, "batch_size": 64},
     "reconstruction": {"mask_ratio": 0.75, "seed": 0, "max_images": 1000, "batch_size": 128},
+}
+# What a Hub model cannot be scored with, and why.
+HUB_REFUSED = {
+    "finetune": "it fine-tunes the method's network next to the same network from scratch",
+    "reconstruction": "it reads the studio MAE's decoder and its pixel normalisation",
 }
 FINISHED = TERMINAL_STATUSES  # a job that stopped, one way or another, can be evaluated
 MAX_SETTING = 10**7  # the largest whole-number setting (steps, iterations, k, draws)
@@ -174,6 +180,11 @@ def run_protocol(
     """Results of `protocol` on `subject`'s features of `dataset` (train -> test)."""
     info = labelled_image_dataset(dataset)
     num_classes = info["num_classes"]
+    if subject.hub_source is not None and protocol in HUB_REFUSED:
+        raise SpecError(
+            f"{protocol} scores the studio's own runs ({HUB_REFUSED[protocol]}); evaluate "
+            f"{subject.hub_source} with {', '.join(p for p in PROTOCOLS if p not in HUB_REFUSED)}"
+        )
     if protocol in DENSE_PROTOCOLS:
         return _run_dense(protocol, subject, dataset, params, cache_root, on_progress)
     if protocol == "finetune":
@@ -279,12 +290,14 @@ def _run_dense(
             f"the pixels baseline has no network for {protocol}; evaluate a run, or the "
             "random baseline (--baseline random) of its architecture"
         )
-    method = subject.make_method()
     count = int(params["max_images"])
     if protocol == "segmentation":
         from engine.evaluation.segmentation import evaluate_segmentation, vision_model
 
-        lm = vision_model(method, subject.key)
+        if subject.make_lens is not None:  # a Hub model: the Attention lens's loader
+            lm = subject.make_lens()
+        else:
+            lm = vision_model(subject.make_method(), subject.key)
         test = load_dataset(dataset, "test", lm.image_size, cache_dir=cache_root)
         if test.masks is None:
             raise DatasetError(
@@ -302,7 +315,7 @@ def _run_dense(
     from engine.data.views import IMAGENET_MEAN, IMAGENET_STD
     from engine.evaluation.reconstruction import evaluate_reconstruction, mae_model
 
-    model = mae_model(method, subject.key)
+    model = mae_model(subject.make_method(), subject.key)
     test = load_dataset(dataset, "test", subject.image_size, cache_dir=cache_root)
     return evaluate_reconstruction(
         model,
@@ -537,6 +550,43 @@ def evaluate_baseline(
     return next(evaluation_to_dict(r) for r in _baseline_rows(store) if r.id == row_id)
 
 
+def evaluate_model(
+    home: Home,
+    store: Store,
+    source: str,
+    dataset: str,
+    protocol: str = "knn",
+    params: dict[str, Any] | None = None,
+    on_progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Evaluate a transformers model from the Hub or a local folder (e.g. facebook/dinov2-small
+    or an exported run) on `dataset`, the way a job is: frozen features for knn, linear and
+    fewshot, its [CLS] attention for segmentation. Stored as a row with no job (baseline
+    "hub", the source under "model"), so the leaderboard lists it beside the runs."""
+    check_protocol(protocol)
+    settings = resolve_params(protocol, params)
+    labelled_image_dataset(dataset)
+    if protocol in HUB_REFUSED:
+        raise SpecError(
+            f"{protocol} scores the studio's own runs ({HUB_REFUSED[protocol]}); evaluate "
+            f"{source} with {', '.join(p for p in PROTOCOLS if p not in HUB_REFUSED)}"
+        )
+    subject = hub_subject(source, home.root, home.cache_dir, dataset)
+    results = run_protocol(protocol, subject, dataset, settings, home.cache_dir, on_progress)
+    stored = dict(
+        settings,
+        baseline="hub",
+        model=source,
+        backbone=subject.backbone,
+        image_size=subject.image_size,
+        method=None,
+    )
+    row_id = store.add_evaluation(None, protocol, dataset, stored, results)
+    if on_progress is not None:
+        on_progress(1.0, "done")
+    return next(evaluation_to_dict(r) for r in _baseline_rows(store) if r.id == row_id)
+
+
 def run_end_of_job(
     home: Home,
     store: Store,
@@ -604,18 +654,23 @@ def leaderboard(store: Store) -> list[dict[str, Any]]:
         else:
             baseline = p.get("baseline", "?")
             method = p.get("method") if baseline == "random" else None
+            if baseline == "hub":  # a Hub model or folder, one row per source
+                method = p.get("model")
             key = ("baseline", baseline, p.get("backbone"), method, ev.dataset, p.get("image_size"))
             if key not in rows:
-                name = (
-                    "pixels"
-                    if baseline == "pixels"
-                    else f"random {p.get('backbone')}" + (f" ({method})" if method else "")
-                )
+                if baseline == "pixels":
+                    name = "pixels"
+                elif baseline == "hub":
+                    name = str(p.get("model"))
+                else:
+                    name = f"random {p.get('backbone')}" + (f" ({method})" if method else "")
+                kind = "hub" if baseline == "hub" else "baseline"
                 rows[key] = {
-                    "kind": "baseline",
+                    "kind": kind,
                     "job_id": None,
                     "name": name,
-                    "method": f"baseline: {baseline}",
+                    # "hub: dinov2", "baseline: random"
+                    "method": f"{kind}: {p.get('backbone') if kind == 'hub' else baseline}",
                     "backbone": p.get("backbone"),
                     "dataset": ev.dataset,
                     "trained_on": "",

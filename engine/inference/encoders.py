@@ -121,6 +121,23 @@ def pixels_encoder(image_size: int = 32) -> Encoder:
     )
 
 
+def processor_size(processor: Any) -> int | None:
+    """The square side an image processor feeds its model (its centre crop, else its fixed
+    size), or None when it has none: DINOv2's config says 518 px, its processor crops 224."""
+    image_processor = getattr(processor, "image_processor", processor)
+    if image_processor is None:
+        return None
+    sizes = []
+    if getattr(image_processor, "do_center_crop", False):
+        sizes.append(getattr(image_processor, "crop_size", None))
+    sizes.append(getattr(image_processor, "size", None))
+    for size in sizes:
+        value = size.get("height") if hasattr(size, "get") else getattr(size, "height", None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
 def hub_encoder(source: str, home: Path) -> Encoder:
     """A transformers model from a Hub id or folder: CLIP (both towers), a vision model
     (pooled output, else the first token), or a text model (mean of the last hidden states)."""
@@ -131,10 +148,17 @@ def hub_encoder(source: str, home: Path) -> Encoder:
     info = {"kind": "hub", "source": source, "model_type": model_type}
     vision = getattr(model.config, "vision_config", None) or model.config
     size = getattr(vision, "image_size", None)
-    size = size if isinstance(size, int) else 224
+    size = processor_size(processor) or (size if isinstance(size, int) else 224)
 
     def pixel_values(images: Tensor) -> Tensor:
         image_processor = getattr(processor, "image_processor", processor)
+        if image_processor is None:  # a folder saved without one: resize, ImageNet statistics
+            from engine.data.views import normalize
+
+            x = torch.nn.functional.interpolate(
+                images.float() / 255, size=(size, size), mode="bilinear", antialias=True
+            )
+            return normalize(x.clamp(0, 1)).to(model.device)
         arrays = list(images.permute(0, 2, 3, 1).cpu().numpy())  # (H, W, 3) each
         return image_processor(images=arrays, return_tensors="pt")["pixel_values"].to(model.device)
 

@@ -118,6 +118,7 @@ class LensModel:
     weight_names: frozenset[str] | None  # tensor names in its weight files, when known
     nbytes: int
     lock: threading.RLock = field(default_factory=threading.RLock)
+    input_size: int | None = None  # the side fed to the model when not its config's
 
     @property
     def vision_config(self) -> Any:
@@ -126,6 +127,8 @@ class LensModel:
 
     @property
     def image_size(self) -> int:
+        if self.input_size:
+            return int(self.input_size)
         size = self.vision_config.image_size
         return int(size[0] if isinstance(size, (tuple, list)) else size)
 

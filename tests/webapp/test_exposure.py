@@ -296,6 +296,7 @@ MUTATING_CALLS = [
     ("describe_hf_dataset", ("user/name",)),
     ("evaluate", (1, "knn")),
     ("evaluate_baseline", ("pixels", "digits")),
+    ("evaluate_model", ("facebook/dinov2-small", "shapes")),
     ("export", (1,)),
     ("push", (1, "someone/model")),
 ]
@@ -346,6 +347,7 @@ def test_viewer_through_the_launched_app(tmp_path):
             ("/resume", (1,)),
             ("/evaluate", (1, "knn", "")),
             ("/evaluate_baseline", ("pixels", "digits", "resnet18", "knn", 32)),
+            ("/evaluate_model", ("facebook/dinov2-small", "shapes", "knn")),
         ]:
             with pytest.raises(Exception, match="not allowed: you are a viewer"):
                 visitor.predict(*args, api_name=api_name)

@@ -74,6 +74,8 @@ def call(demo: gr.Blocks, api_name: str, *payloads):
             ["pixels", "digits", "resnet18", "knn", True],
             "image_size must be a whole number, got True",
         ),
+        ("evaluate_model", [{"a": 1}, "shapes"], "model must be text"),
+        ("evaluate_model", ["facebook/dinov2-small", LONG], "dataset is too long"),
         ("method_form", [{"a": 1}], "method must be text"),
         ("embeddings", [LONG], "model is too long: 10,000 characters"),
         ("embeddings", ["pixels", LONG], "dataset is too long: 10,000 characters"),

@@ -194,12 +194,22 @@ def test_evaluate_messages(studio):
     assert "ps-error" in note and "is queued" in note
     note = evaluate_jobs(studio, 1, ["svm"], "")
     assert "unknown protocol" in note
+    # A Hub model needs a dataset named, and one that is no model folder says so.
+    assert "Choose the labelled dataset" in evaluate_jobs(studio, 1, ["knn"], "", None, "org/m")
+    note = evaluate_jobs(studio, None, ["knn"], "shapes", None, "random:1")
+    assert "ps-error" in note and "not a Hub id or a model folder" in note
 
 
 def test_app_has_the_runs_tab_and_public_endpoints(studio):
     demo = build_app(studio)
     named = {name.lstrip("/") for name in demo.get_api_info()["named_endpoints"]}
-    assert {"leaderboard", "evaluate", "evaluate_baseline", "evaluations"} <= named
+    assert {
+        "leaderboard",
+        "evaluate",
+        "evaluate_baseline",
+        "evaluate_model",
+        "evaluations",
+    } <= named
     assert not any("tick" in name for name in named)
     assert runs_tab.RunsTab in [t[2] for t in __import__("webapp.app").app.TABS]
 

@@ -238,7 +238,7 @@ def test_cli_eval(trained, capsys):
         (["--job", str(summary["job_id"]), "--protocol", "svm"], "unknown protocol 'svm'"),
         (["--job", "999"], "no job 999"),
         (["--baseline", "pixels"], "--baseline needs --dataset"),
-        ([], "either --job ID or --baseline"),
+        ([], "needs one of --job ID, --baseline pixels|random or --model"),
         (["--baseline", "random", "--dataset", "nope"], "unknown dataset"),
     ]:
         code = main(["eval", *args, "--home", home])
