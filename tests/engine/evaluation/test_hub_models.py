@@ -116,3 +116,9 @@ def test_the_cli_evaluates_a_model_folder(models, tmp_path, capsys):
     assert 0.0 <= out["eval"]["knn_top1"] <= 1.0
     assert main(["eval", "--model", folder, "--home", str(tmp_path)]) != 0  # no --dataset
     assert "--model needs --dataset" in capsys.readouterr().err
+
+
+def test_the_explorer_maps_a_hub_dinov2_through_its_processor(studio, models):
+    view = studio.project(str(models / "dinov2-tiny"), "shapes", samples=64, projection="pca")
+    assert view["num_points"] == 64 and view["feature_dim"] == 32
+    assert view["model"]["image_size"] == 16  # the processor's crop, not the config's 32
