@@ -180,11 +180,8 @@ def run_protocol(
     """Results of `protocol` on `subject`'s features of `dataset` (train -> test)."""
     info = labelled_image_dataset(dataset)
     num_classes = info["num_classes"]
-    if subject.hub_source is not None and protocol in HUB_REFUSED:
-        raise SpecError(
-            f"{protocol} scores the studio's own runs ({HUB_REFUSED[protocol]}); evaluate "
-            f"{subject.hub_source} with {', '.join(p for p in PROTOCOLS if p not in HUB_REFUSED)}"
-        )
+    if subject.hub_source is not None:
+        _check_hub_protocol(protocol, subject.hub_source)
     if protocol in DENSE_PROTOCOLS:
         return _run_dense(protocol, subject, dataset, params, cache_root, on_progress)
     if protocol == "finetune":
@@ -543,11 +540,7 @@ def evaluate_baseline(
             image_size=subject.image_size,
             method=subject.method,
         )
-    results = run_protocol(protocol, subject, dataset, settings, home.cache_dir, on_progress)
-    row_id = store.add_evaluation(None, protocol, dataset, stored, results)
-    if on_progress is not None:
-        on_progress(1.0, "done")
-    return next(evaluation_to_dict(r) for r in _baseline_rows(store) if r.id == row_id)
+    return _run_unowned(home, store, protocol, subject, dataset, settings, stored, on_progress)
 
 
 def evaluate_model(
@@ -566,13 +559,8 @@ def evaluate_model(
     check_protocol(protocol)
     settings = resolve_params(protocol, params)
     labelled_image_dataset(dataset)
-    if protocol in HUB_REFUSED:
-        raise SpecError(
-            f"{protocol} scores the studio's own runs ({HUB_REFUSED[protocol]}); evaluate "
-            f"{source} with {', '.join(p for p in PROTOCOLS if p not in HUB_REFUSED)}"
-        )
+    _check_hub_protocol(protocol, source)
     subject = hub_subject(source, home.root, home.cache_dir, dataset)
-    results = run_protocol(protocol, subject, dataset, settings, home.cache_dir, on_progress)
     stored = dict(
         settings,
         baseline="hub",
@@ -581,6 +569,30 @@ def evaluate_model(
         image_size=subject.image_size,
         method=None,
     )
+    return _run_unowned(home, store, protocol, subject, dataset, settings, stored, on_progress)
+
+
+def _check_hub_protocol(protocol: str, source: str) -> None:
+    if protocol in HUB_REFUSED:
+        raise SpecError(
+            f"{protocol} scores the studio's own runs ({HUB_REFUSED[protocol]}); evaluate "
+            f"{source} with {', '.join(p for p in PROTOCOLS if p not in HUB_REFUSED)}"
+        )
+
+
+def _run_unowned(
+    home: Home,
+    store: Store,
+    protocol: str,
+    subject: Subject,
+    dataset: str,
+    settings: dict[str, Any],
+    stored: dict[str, Any],
+    on_progress: Progress | None,
+) -> dict[str, Any]:
+    """Run `protocol` on a subject that is no job (a baseline, a Hub model), store the row
+    with `stored` as its params, and return it."""
+    results = run_protocol(protocol, subject, dataset, settings, home.cache_dir, on_progress)
     row_id = store.add_evaluation(None, protocol, dataset, stored, results)
     if on_progress is not None:
         on_progress(1.0, "done")

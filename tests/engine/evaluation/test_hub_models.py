@@ -12,15 +12,7 @@ import torch
 from engine.__main__ import main
 from engine.api import Studio
 from engine.errors import SpecError
-
-TINY = dict(
-    image_size=16,
-    patch_size=4,
-    hidden_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=2,
-    mlp_ratio=2,
-)
+from tests.engine.inference.test_dinov2_lenses import TINY
 
 
 @pytest.fixture(scope="module")
