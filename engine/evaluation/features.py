@@ -185,15 +185,18 @@ class HubEmbedder(torch.nn.Module):
         return self.images(images)
 
 
+HUB_MAX_LOAD = 256  # px: 6,000 images at 256 px hold 1.2 GB; the processor scales up from it
+
+
 def hub_load_size(model_size: int, dataset: str) -> int:
     """The size a dataset is read at for a Hub model: the model's input size for a procedural
     set (drawn sharp at any size), else at most the set's native size (the model's processor
-    scales it up; a CIFAR-size set is not held in memory at 224 px)."""
+    scales it up; a CIFAR-size set is not held in memory at 224 px); never above
+    HUB_MAX_LOAD (a DINOv2 folder without a processor says 518 px)."""
     info = dataset_info(dataset)
     native = info.get("native_size")
-    if info.get("procedural") or not native:
-        return int(model_size)
-    return int(min(model_size, max(8, int(native))))
+    size = model_size if info.get("procedural") or not native else min(model_size, int(native))
+    return int(min(max(8, size), HUB_MAX_LOAD))
 
 
 def hub_subject(source: str, home_root: Path, cache_root: Path | None, dataset: str) -> Subject:
