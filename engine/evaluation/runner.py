@@ -306,7 +306,7 @@ def _run_dense(
             _first_images(test.images, count),
             test.masks[:count],
             float(params["keep"]),
-            int(params["batch_size"]),
+            segmentation_batch(int(params["batch_size"]), lm.image_size, lm.patch_size),
             on_progress,
         )
     from engine.data.views import IMAGENET_MEAN, IMAGENET_STD
@@ -324,6 +324,14 @@ def _run_dense(
         int(params["batch_size"]),
         on_progress,
     )
+
+
+def segmentation_batch(batch_size: int, image_size: int, patch_size: int) -> int:
+    """`batch_size` cut so that a batch's attention maps (batch x tokens^2 per head and layer)
+    take no more than a batch of 64 at 257 tokens (224 px in 14 px patches): a model read at
+    518 px (1,370 tokens) runs 2 images at a time, not 64 (some 35 GB of maps)."""
+    tokens = (image_size // max(1, patch_size)) ** 2 + 1
+    return max(1, min(batch_size, 64 * 257 * 257 // (tokens * tokens)))
 
 
 def _first_images(images: Any, count: int) -> Any:

@@ -114,3 +114,12 @@ def test_the_explorer_maps_a_hub_dinov2_through_its_processor(studio, models):
     view = studio.project(str(models / "dinov2-tiny"), "shapes", samples=64, projection="pca")
     assert view["num_points"] == 64 and view["feature_dim"] == 32
     assert view["model"]["image_size"] == 16  # the processor's crop, not the config's 32
+
+
+def test_segmentation_batches_shrink_with_the_token_count():
+    from engine.evaluation.runner import segmentation_batch
+
+    assert segmentation_batch(64, 224, 14) == 64  # 257 tokens: as asked
+    assert segmentation_batch(64, 32, 4) == 64  # a studio ViT at 32 px
+    assert segmentation_batch(64, 518, 14) == 2  # DINOv2's config size: 1,370 tokens
+    assert segmentation_batch(8, 224, 14) == 8 and segmentation_batch(64, 1024, 8) == 1
