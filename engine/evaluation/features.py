@@ -160,26 +160,16 @@ def random_subject(
     return Subject(name, config.image_size, folder, make, config, method_name, backbone)
 
 
-@dataclass(frozen=True)
-class HubPrecision:
-    """What `embed_images` reads of a Hub model's "config": bf16 autocast, as the studio's own
-    runs default to (a DINOv2-small-sized ViT at 224 px, on two CPU cores: 19.1 images/s in
-    batches of 64 against 9.1 in fp32, and 13.3 in batches of 256; pooled outputs at cosine
-    1.0000 to the fp32 ones)."""
-
-    precision: str = "bf16"
-
-
 class HubEmbedder(torch.nn.Module):
     """A Hub model's image tower behind the `embed` that `embed_images` calls: the encoder of
     `engine.inference.encoders.hub_encoder` (its processor resizes and normalises, the model
-    gives its pooled output, else the first token). The model already sits on the device."""
+    gives its pooled output, else the first token, under its own autocast and batch size). The
+    model already sits on the device."""
 
-    def __init__(self, images: Callable[[Tensor], Tensor]) -> None:
+    def __init__(self, encoder: Any) -> None:
         super().__init__()
-        self.images = images
-        self.config = HubPrecision()
-        self.embed_batch = 64  # see HubPrecision: bf16 runs faster in smaller batches here
+        self.images = encoder.images
+        self.embed_batch = encoder.image_batch or EMBED_BATCH
 
     def embed(self, images: Tensor) -> Tensor:
         return self.images(images)
@@ -214,8 +204,8 @@ def hub_subject(source: str, home_root: Path, cache_root: Path | None, dataset: 
             f"{source} has no image tower ({encoder.info.get('model_type')}); evaluation "
             "needs an image model such as a DINOv2, a ViT or a CLIP"
         )
-    embedder = HubEmbedder(encoder.images)
-    stamp = [source, embedder.config.precision]
+    embedder = HubEmbedder(encoder)
+    stamp = [source, str(encoder.info.get("precision", "fp32"))]
     folder = Path(source).expanduser()
     if folder.is_dir():
         stamp += [

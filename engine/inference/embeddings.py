@@ -172,8 +172,9 @@ def build_embeddings(
             )
             share = 0.8 if texts_mode != "none" and encoder.texts is not None else 1.0
             part = None if on_progress is None else (lambda f, text: on_progress(share * f, text))
+            batch = encoder.image_batch or EMBED_BATCH
             features.append(
-                embed_in_batches(encoder.images, images, len(rows), part, "embedding images")
+                embed_in_batches(encoder.images, images, len(rows), part, "embedding images", batch)
             )
             kinds = ["image"] * len(rows)
             point_texts = captions or [""] * len(rows)

@@ -38,6 +38,7 @@ class Encoder:
     images: Callable[[Tensor], Tensor] | None = None  # uint8 (B, 3, H, W) -> (B, D)
     texts: Callable[[list[str]], Tensor] | None = None  # B strings -> (B, D)
     prompts: Callable[[list[str]], Tensor] | None = None  # class names -> (C, D) (CLIP)
+    image_batch: int | None = None  # images per forward pass (None: the caller's default)
 
 
 def best_device() -> torch.device:
@@ -121,6 +122,9 @@ def pixels_encoder(image_size: int = 32) -> Encoder:
     )
 
 
+HUB_IMAGE_BATCH = 64  # see hub_encoder: bf16 runs faster in small batches on a CPU
+
+
 def processor_size(processor: Any) -> int | None:
     """The square side an image processor feeds its model (its centre crop, else its fixed
     size), or None when it has none: DINOv2's config says 518 px, its processor crops 224."""
@@ -170,6 +174,7 @@ def hub_encoder(source: str, home: Path) -> Encoder:
         return out.last_hidden_state[:, 0]
 
     images = texts = None
+    image_batch = None
     if hasattr(model, "get_image_features"):
         images = lambda batch: pool(model.get_image_features(pixel_values=pixel_values(batch)))
         tokenizer = getattr(processor, "tokenizer", processor)
@@ -181,8 +186,18 @@ def hub_encoder(source: str, home: Path) -> Encoder:
             )
         )
     elif model.main_input_name == "pixel_values":
+        # A vision-only model (DINOv2, ViT) runs under bf16 autocast, as the studio's runs
+        # train, 64 images at a time: a DINOv2-small-sized ViT at 224 px embedded 16-19 images/s
+        # on two CPU cores against 9.1 in fp32 and 13.3 in bf16 batches of 256, its pooled
+        # outputs at cosine 1.0000 to fp32's.
         base = getattr(model, "base_model", model)
-        images = lambda batch: pool(base(pixel_values=pixel_values(batch)))
+
+        def images(batch: Tensor) -> Tensor:
+            pixels = pixel_values(batch)
+            with torch.autocast(pixels.device.type, dtype=torch.bfloat16):
+                return pool(base(pixel_values=pixels)).float()
+
+        info["precision"], image_batch = "bf16", HUB_IMAGE_BATCH
     else:
         base = getattr(model, "base_model", model)
         if hasattr(base, "encoder") and hasattr(base, "decoder"):
@@ -200,7 +215,13 @@ def hub_encoder(source: str, home: Path) -> Encoder:
 
     info["image_size"] = size if images is not None else None
     return Encoder(
-        ("hub", source), source, info, size if images is not None else None, images, texts
+        ("hub", source),
+        source,
+        info,
+        size if images is not None else None,
+        images,
+        texts,
+        image_batch=image_batch,
     )
 
 

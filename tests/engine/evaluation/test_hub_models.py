@@ -114,6 +114,7 @@ def test_the_explorer_maps_a_hub_dinov2_through_its_processor(studio, models):
     view = studio.project(str(models / "dinov2-tiny"), "shapes", samples=64, projection="pca")
     assert view["num_points"] == 64 and view["feature_dim"] == 32
     assert view["model"]["image_size"] == 16  # the processor's crop, not the config's 32
+    assert view["model"]["precision"] == "bf16"  # a vision-only model runs under autocast
 
 
 def test_segmentation_batches_shrink_with_the_token_count():
