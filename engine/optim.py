@@ -64,20 +64,38 @@ class LARS(torch.optim.Optimizer):
         return loss
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on weights only: biases and norm parameters (ndim <= 1) get none."""
-    decay, no_decay = [], []
+def param_groups(
+    model: nn.Module, weight_decay: float, fixed_lr: list[nn.Parameter] | tuple = ()
+) -> list[dict]:
+    """Weight decay on weights only: biases and norm parameters (ndim <= 1) get none. The
+    parameters in `fixed_lr` (SimSiam's predictor) go in groups of their own, marked
+    `fixed_lr`, whose learning rate `make_scheduler` holds at its peak."""
+    fixed = {id(p) for p in fixed_lr}
+    decay, no_decay, fixed_decay, fixed_no_decay = [], [], [], []
     for _, p in model.named_parameters():
         if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)
-    return [
+            if id(p) in fixed:
+                (fixed_no_decay if p.ndim <= 1 else fixed_decay).append(p)
+            else:
+                (no_decay if p.ndim <= 1 else decay).append(p)
+    groups = [
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0, "lars_exclude": True},
     ]
+    if fixed_decay:
+        groups.append({"params": fixed_decay, "weight_decay": weight_decay, "fixed_lr": True})
+    if fixed_no_decay:
+        groups.append(
+            {"params": fixed_no_decay, "weight_decay": 0.0, "lars_exclude": True, "fixed_lr": True}
+        )
+    return groups
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    groups = param_groups(model, config.weight_decay)
+    """The config's optimizer over `model`'s parameters; a method's `fixed_lr_parameters()`
+    (if it has one) get groups whose learning rate does not follow the schedule."""
+    fixed = getattr(model, "fixed_lr_parameters", None)
+    groups = param_groups(model, config.weight_decay, fixed() if callable(fixed) else ())
     if config.optimizer == "adamw":
         for g in groups:
             g.pop("lars_exclude", None)
@@ -122,6 +140,21 @@ def clip_gradients(model: nn.Module, config: TrainConfig, accelerator=None) -> T
         # main_dino.py: clip_coef = clip / (norm + 1e-6); multiply only if below 1.
         grad.mul_(torch.clamp(config.grad_clip / (norm + 1e-6), max=1.0))
     return torch.linalg.vector_norm(torch.stack(norms))
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warmup then cosine decay (`warmup_cosine`) for every group, except the groups
+    marked `fixed_lr`, which keep the peak learning rate throughout (SimSiam's fixed predictor
+    learning rate, `--fix-pred-lr` in the authors' main_simsiam.py)."""
+    schedule = warmup_cosine(warmup_steps, total_steps)
+    factors = [_constant if g.get("fixed_lr") else schedule for g in optimizer.param_groups]
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factors)
+
+
+def _constant(step: int) -> float:
+    return 1.0
 
 
 def warmup_cosine(warmup_steps: int, total_steps: int) -> callable:

@@ -37,7 +37,7 @@ from engine.config import TrainConfig, TrainSpec
 from engine.data.prefetch import Prefetcher, next_batch_index, streamed_tensors
 from engine.evaluation.health import HealthProbe
 from engine.methods.base import SSLMethod, TrainData
-from engine.optim import build_optimizer, clip_gradients, warmup_cosine
+from engine.optim import build_optimizer, clip_gradients, make_scheduler
 from engine.registry import get_method
 
 # Testing hooks: PRETEXT_FAULT=nan@5 makes the loss NaN at step 5; exit@5 ends the process
@@ -163,9 +163,7 @@ def run_job(
         health = HealthProbe.for_method(type(method), tensors, config.image_size)
     probing = distributed.broadcast_object(health is not None)  # the same log steps everywhere
     optimizer = build_optimizer(method, config)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_cosine(config.warmup_steps, config.steps)
-    )
+    scheduler = make_scheduler(optimizer, config.warmup_steps, config.steps)
     sampler = torch.Generator().manual_seed(spec.seed)
 
     if is_main:

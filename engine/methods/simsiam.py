@@ -41,6 +41,12 @@ class SimSiamConfig(TwoViewConfig):
         min=2,
         main=True,
     )
+    fix_predictor_lr: bool = param(
+        False,
+        "Keep the predictor's learning rate at its peak while the rest follows the warmup "
+        "and cosine schedule (section 4.2 finds the predictor trains better without the "
+        "decay; --fix-pred-lr in the authors' main_simsiam.py).",
+    )
 
     PRESETS = {
         # Digits at 32 px, batch 64: 1.3x SimCLR's step (bench/train_step.py, same run: 20.2 s
@@ -104,7 +110,8 @@ class SimSiam(TwoViewMethod):
         "ordinary batch sizes; a good choice for one GPU. Watch the collapse "
         "metrics: without its predictor or stop-gradient it collapses at once.",
         hyperparameters="Predictor bottleneck width; projector depth; learning rate (the "
-        "paper keeps the predictor's learning rate constant, which helps).",
+        "paper keeps the predictor's learning rate constant, which helps: "
+        "fix_predictor_lr).",
     )
 
     def __init__(self, config: SimSiamConfig, data_info: dict | None = None) -> None:
@@ -117,6 +124,10 @@ class SimSiam(TwoViewMethod):
             last_batch_norm=True,
         )
         self.predictor = PredictionHead(config.projection_dim, config.prediction_hidden_dim)
+
+    def fixed_lr_parameters(self) -> list[torch.nn.Parameter]:
+        """The predictor's, with `fix_predictor_lr` (see `engine.optim.make_scheduler`)."""
+        return list(self.predictor.parameters()) if self.config.fix_predictor_lr else []
 
     def training_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         views = self.make_views(batch["images"])  # (B, 3, S, S) each

@@ -28,3 +28,46 @@ def test_no_momentum_encoder_and_a_health_log():
     # Projector output: batch norm without affine parameters, as in the paper's code.
     last = method.projector.layers[-1]
     assert isinstance(last, torch.nn.BatchNorm1d) and not last.affine
+
+
+def test_fix_predictor_lr_holds_the_predictors_rate_while_the_rest_decays():
+    from engine.optim import build_optimizer, make_scheduler
+
+    overrides = dict(image_size=16, projection_dim=16, prediction_hidden_dim=4, lr=0.01)
+    fixed = SimSiam(build_config(SimSiamConfig, "quick", dict(overrides, fix_predictor_lr=True)))
+    optimizer = build_optimizer(fixed, fixed.config)
+    flagged = [g for g in optimizer.param_groups if g.get("fixed_lr")]
+    ids = {id(p) for g in flagged for p in g["params"]}
+    assert ids == {id(p) for p in fixed.predictor.parameters()}  # the predictor, and only it
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(fixed.parameters()))
+    scheduler = make_scheduler(optimizer, warmup_steps=2, total_steps=10)
+    for _ in range(9):  # to the last step: the schedule is at its end, near zero
+        optimizer.step()
+        scheduler.step()
+    rates = {bool(g.get("fixed_lr")): g["lr"] for g in optimizer.param_groups}
+    assert rates[True] == pytest.approx(0.01) and rates[False] < 0.001
+    # Off (the default): the groups are the usual two, as older checkpoints hold them.
+    plain = SimSiam(build_config(SimSiamConfig, "quick", overrides))
+    assert len(build_optimizer(plain, plain.config).param_groups) == 2
+
+
+def test_a_run_with_a_fixed_predictor_lr_trains_and_its_checkpoint_restores(tmp_path):
+    from engine import checkpoints
+    from engine.api import Studio
+    from engine.optim import build_optimizer, make_scheduler
+
+    studio = Studio(tmp_path)
+    spec = {"method": "simsiam", "dataset": "shapes", "preset": "tiny"}
+    params = {"steps": 4, "fix_predictor_lr": True, "checkpoint_every": 2, "lr": 0.01}
+    summary = studio.run_foreground(dict(spec, params=params))
+    assert summary["status"] == "completed", summary["error"]
+    # What a resume rebuilds (same groups, same schedule) takes the saved state back.
+    config = build_config(SimSiamConfig, "tiny", params)
+    method = SimSiam(config)
+    optimizer = build_optimizer(method, config)
+    scheduler = make_scheduler(optimizer, config.warmup_steps, config.steps)
+    latest = checkpoints.latest(summary["run_dir"])
+    step, _ = checkpoints.restore(latest, method, optimizer, scheduler, torch.Generator())
+    assert step == 4
+    rates = {bool(g.get("fixed_lr")): g["lr"] for g in optimizer.param_groups}
+    assert rates[True] == pytest.approx(0.01) and rates[False] < 0.01
