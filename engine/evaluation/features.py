@@ -52,7 +52,6 @@ class Subject:
     method: str | None = None
     backbone: str | None = None
     step: int | None = None
-    hub_source: str | None = None  # a transformers model from the Hub or a folder
     make_lens: Callable[[], Any] | None = None  # its eager-attention LensModel (segmentation)
 
 
@@ -195,7 +194,7 @@ def hub_subject(source: str, home_root: Path, cache_root: Path | None, dataset: 
     under the cache folder, keyed by the source and, for a folder, its weight files' sizes
     and times, so retraining into the same folder is not served stale features."""
     from engine.inference.attention import ATTENTION
-    from engine.inference.encoders import hub_encoder, processor_size
+    from engine.inference.encoders import hub_encoder
     from engine.inference.models import load_lens_model
 
     encoder = hub_encoder(source, home_root)
@@ -220,17 +219,16 @@ def hub_subject(source: str, home_root: Path, cache_root: Path | None, dataset: 
         None if cache_root is None else cache_root / "features" / f"hub-{slug}-{digest}",
         lambda: embedder,
         backbone=str(encoder.info.get("model_type")),
-        hub_source=source,
-        make_lens=lambda: lens_at_processor_size(
-            load_lens_model(source, ATTENTION, home_root), processor_size
-        ),
+        make_lens=lambda: lens_at_processor_size(load_lens_model(source, ATTENTION, home_root)),
     )
 
 
-def lens_at_processor_size(lm: Any, processor_size: Callable[[Any], int | None]) -> Any:
+def lens_at_processor_size(lm: Any) -> Any:
     """A Hub LensModel that runs at its processor's size (DINOv2: 224 px, not its config's 518,
     whose 1,369 tokens would need gigabytes of attention maps per batch); the model is shared
     with the Attention lens's cache, only the size differs."""
+    from engine.inference.encoders import processor_size
+
     size = processor_size(lm.processor)
     if not size or size == lm.image_size or size % lm.patch_size:
         return lm

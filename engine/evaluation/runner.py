@@ -180,8 +180,6 @@ def run_protocol(
     """Results of `protocol` on `subject`'s features of `dataset` (train -> test)."""
     info = labelled_image_dataset(dataset)
     num_classes = info["num_classes"]
-    if subject.hub_source is not None:
-        _check_hub_protocol(protocol, subject.hub_source)
     if protocol in DENSE_PROTOCOLS:
         return _run_dense(protocol, subject, dataset, params, cache_root, on_progress)
     if protocol == "finetune":
