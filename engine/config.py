@@ -151,6 +151,15 @@ class TrainConfig:
         "uniformity. 0 turns them off.",
         min=0,
     )
+    knn_every: int = param(
+        100,
+        "Every N steps (and at the last step of a run of N steps or more), log "
+        "online_knn_top1: the k-NN accuracy (k 20) of 250 training images against 1,000 "
+        "other training images, embedded by the encoder as it is then: a curve of what the "
+        "encoder has learnt so far (about 1 s per point for a small convnet at 32 px on two "
+        "CPU cores, 2-4 s for the ViTs). Datasets with class labels only; 0 turns it off.",
+        min=0,
+    )
     report_to: str = param(
         "none",
         "Also send every metric point to this experiment tracker (through Accelerate): "

@@ -35,7 +35,7 @@ from accelerate.utils import DistributedDataParallelKwargs
 from engine import checkpoints, distributed
 from engine.config import TrainConfig, TrainSpec
 from engine.data.prefetch import Prefetcher, next_batch_index, streamed_tensors
-from engine.evaluation.health import HealthProbe
+from engine.evaluation.health import HealthProbe, KnnProbe
 from engine.methods.base import SSLMethod, TrainData
 from engine.optim import build_optimizer, clip_gradients, make_scheduler
 from engine.registry import get_method
@@ -162,6 +162,11 @@ def run_job(
     if config.health_every > 0 and is_main:
         health = HealthProbe.for_method(type(method), tensors, config.image_size)
     probing = distributed.broadcast_object(health is not None)  # the same log steps everywhere
+    # The online k-NN (online_knn_top1) every `knn_every` steps, where the data has class labels.
+    knn = None
+    if config.knn_every > 0 and is_main:
+        knn = KnnProbe.for_method(type(method), tensors, data.labels)
+    knn_probing = distributed.broadcast_object(knn is not None)
     optimizer = build_optimizer(method, config)
     scheduler = make_scheduler(optimizer, config.warmup_steps, config.steps)
     sampler = torch.Generator().manual_seed(spec.seed)
@@ -194,8 +199,8 @@ def run_job(
     try:
         return _loop(
             config, accelerator, model, optimizer, scheduler, sampler, epoch_rest, tensors,
-            streamed, prefetch, health, probing, stop, sink, run_dir, start_step, saved_step,
-            (first_row, last_row),
+            streamed, prefetch, health, probing, knn, knn_probing, stop, sink, run_dir,
+            start_step, saved_step, (first_row, last_row),
         )  # fmt: skip
     finally:
         if prefetch is not None:
@@ -215,6 +220,8 @@ def _loop(
     prefetch: Prefetcher | None,
     health: HealthProbe | None,
     probing: bool,
+    knn: KnnProbe | None,
+    knn_probing: bool,
     stop: Callable[[], bool],
     sink: Sink,
     run_dir: Path,
@@ -307,7 +314,10 @@ def _loop(
         step += 1
         method.after_step(step, config.steps)
         health_now = probing and (step % config.health_every == 0 or step == config.steps)
-        log_now = step % config.log_every == 0 or step == config.steps or health_now
+        knn_now = knn_probing and (
+            step % config.knn_every == 0 or (step == config.steps and step >= config.knn_every)
+        )
+        log_now = step % config.log_every == 0 or step == config.steps or health_now or knn_now
         save_now = step % config.checkpoint_every == 0 and step < config.steps
         if log_now or save_now:  # not every step when log_every > 1: it reads every weight
             loss_value, log_values = settle(logs if log_now else None)
@@ -326,6 +336,8 @@ def _loop(
                 }
                 if health_now:
                     values.update(health(method))
+                if knn_now:
+                    values.update(knn(method))
                 sink.metrics(step, values)
         if save_now:
             _save(

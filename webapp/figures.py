@@ -173,6 +173,10 @@ def curve_frame(
     return pd.DataFrame(rows, columns=["step", name]).astype({"step": "int64", name: "float64"})
 
 
+# The trainer's online k-NN curve (engine.evaluation.health.KnnProbe, every knn_every steps).
+ONLINE_KNN = "online_knn_top1"
+
+
 def extra_metric_names(curves: Curves) -> list[str]:
     """Logged metrics other than loss, lr and the system ones (contrastive_acc, ...)."""
     names = [
@@ -182,10 +186,13 @@ def extra_metric_names(curves: Curves) -> list[str]:
 
 
 def preferred_extra(curves: Curves, names: list[str]) -> str | None:
-    """The other metric shown first: the most often logged one (a per-step metric such as
+    """The other metric shown first: the online k-NN where the job logs it (what the encoder
+    has learnt so far), else the most often logged one (a per-step metric such as
     contrastive_acc, not a health metric with a point every 25 steps), the rate last."""
     if not names:
         return None
+    if ONLINE_KNN in names:
+        return ONLINE_KNN
     return min(names, key=lambda n: (n == "images_per_second", -len(curves["points"][n]), n))
 
 
@@ -423,10 +430,13 @@ class CurvePanel:
             out[self.status] = status
         curves["status_html"] = status
         names = extra_metric_names(curves)
-        name_changed = reset or names != curves.get("extra_names")
+        before = curves.get("extra_names") or []
+        name_changed = reset or names != before
         if name_changed:
             curves["extra_names"] = names
-            if extra_name not in names:
+            # The online k-NN takes over the plot when its first point arrives (step 100 by
+            # default); a metric picked after that stays picked.
+            if extra_name not in names or (ONLINE_KNN in names and ONLINE_KNN not in before):
                 extra_name = preferred_extra(curves, names)
             out[self.extra_name] = gr.update(choices=names, value=extra_name)
         if not (changed or reset or name_changed):

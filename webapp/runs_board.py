@@ -32,6 +32,7 @@ HEALTH_METRICS: dict[str, str] = {
     "effective_rank": "effective rank",
     "alignment": "alignment",
     "uniformity": "uniformity",
+    "online_knn_top1": "online k-NN top-1",
 }
 # Plot titles: what a healthy curve looks like.
 HEALTH_TITLES: dict[str, str] = {
@@ -39,6 +40,7 @@ HEALTH_TITLES: dict[str, str] = {
     "effective_rank": "Effective rank, RankMe (collapsed = 1)",
     "alignment": "Alignment of two views (lower = more invariant)",
     "uniformity": "Uniformity (lower = more spread on the sphere)",
+    "online_knn_top1": "Online k-NN top-1 on training images (higher = learnt more)",
 }
 ALL_DATASETS = "all datasets"
 # One colour per job, fixed by its id so a job keeps its colour whatever else is selected.

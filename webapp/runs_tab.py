@@ -106,7 +106,7 @@ class RunsTab:
                         value="embedding_std",
                         label="Health metric",
                         scale=2,
-                        info="Logged every health_every steps on a fixed batch of images.",
+                        info="Logged every health_every steps on a fixed batch of images (the online k-NN every knn_every steps).",
                     )
                 common = dict(
                     x="step", y="value", color="job", height=260, x_title="step", tooltip="all"

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from engine.data.views import IMAGENET_MEAN, IMAGENET_STD, make_views
+from engine.evaluation.knn import knn_scores, topk_accuracy
 
 log = logging.getLogger(__name__)
 PROBE_IMAGES = 256  # a fixed sample of the training set; RankMe wants N >= a few hundred
@@ -153,6 +154,86 @@ class HealthProbe:
             return {k: v for k, v in metrics.items() if math.isfinite(v)}
         except Exception:  # a method whose embed cannot run here: no health curves, still trains
             log.exception("health metrics failed; they are turned off for this job")
+            self.failed = True
+            return {}
+        finally:
+            method.train(was_training)
+
+
+KNN_BANK = 1000  # labelled training images the queries vote against
+KNN_QUERIES = 250  # other training images, held out from the bank
+KNN_SEED = 4321
+KNN_BYTES = 64 * 2**20  # at most this much of copied images: ~450 rows at 224 px
+
+
+class KnnProbe:
+    """Online k-NN: the accuracy of a k-NN classifier (k 20, T 0.07, as the `knn` protocol) of
+    `KNN_QUERIES` training images against `KNN_BANK` others (fewer where they would take more
+    than `KNN_BYTES`, a fifth of them queries), with the method's `embed` as it is at that
+    step. solo-learn and lightly's benchmarks monitor the same during training; the
+    figure tracks the end-of-job k-NN, not equals it (a smaller bank, no test split).
+
+    The rows are fixed (seeded) and disjoint, so the curve moves only because the network does;
+    a failure is logged once and turns the probe off, never the job.
+    """
+
+    def __init__(self, images: Tensor, labels: Tensor, num_classes: int) -> None:
+        generator = torch.Generator().manual_seed(KNN_SEED)
+        count = images.shape[0]
+        rows = min(count, KNN_BANK + KNN_QUERIES, max(20, KNN_BYTES // images[0].numel()))
+        queries = min(KNN_QUERIES, rows // 5)
+        order = torch.randperm(count, generator=generator)
+        query_rows, bank_rows = order[:queries], order[queries:rows]
+        self.queries = images[query_rows.to(images.device)]  # (q, 3, H, W) uint8
+        self.bank = images[bank_rows.to(images.device)]  # (b, 3, H, W) uint8
+        self.query_labels = labels[query_rows].long().cpu()
+        self.bank_labels = labels[bank_rows].long().cpu()
+        self.num_classes = int(num_classes)
+        self.failed = False
+
+    @classmethod
+    def for_method(
+        cls, method_cls: type, tensors: dict[str, Tensor], labels: Tensor | None
+    ) -> KnnProbe | None:
+        """A probe when the method embeds images and the data has labels of two classes or
+        more on enough rows (20), else None."""
+        images = tensors.get("images")
+        if (
+            labels is None
+            or images is None
+            or images.dtype != torch.uint8
+            or not has_image_embed(method_cls)
+            or images.shape[0] < 20
+            or labels.shape[0] != images.shape[0]
+            or labels.unique().numel() < 2
+        ):
+            return None
+        return cls(images, labels, int(labels.max()) + 1)
+
+    @torch.no_grad()
+    def __call__(self, method: torch.nn.Module, batch_size: int = 128) -> dict[str, float]:
+        """{"online_knn_top1": accuracy} now ({} once the method's embed has failed)."""
+        if self.failed:
+            return {}
+        was_training = method.training
+        method.eval()
+        try:
+
+            def embed(images: Tensor) -> Tensor:
+                return torch.cat(
+                    [
+                        method.embed(images[i : i + batch_size]).float().cpu()
+                        for i in range(0, images.shape[0], batch_size)
+                    ]
+                )
+
+            scores = knn_scores(
+                embed(self.bank), self.bank_labels, embed(self.queries), self.num_classes
+            )
+            top1 = topk_accuracy(scores, self.query_labels, 1, voted_only=True)
+            return {"online_knn_top1": top1} if math.isfinite(top1) else {}
+        except Exception:  # as HealthProbe: no curve, the job still trains
+            log.exception("the online k-NN failed; it is turned off for this job")
             self.failed = True
             return {}
         finally:

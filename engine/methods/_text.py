@@ -42,6 +42,7 @@ class TextConfig(TrainConfig):
         main=True,
     )
     image_size: int = param(32, "Not used by text methods.", min=8, max=512)
+    knn_every: int = param(100, "Not used by text methods (no labelled classes).", min=0)
     vocab_size: int = param(
         8000,
         "Tokenizer vocabulary, trained on the corpus and saved with "

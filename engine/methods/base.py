@@ -41,6 +41,9 @@ class TrainData:
 
     tensors: dict[str, Tensor]
     info: dict[str, Any] = field(default_factory=dict)
+    # Class labels of the rows (N,) where the dataset has two classes or more: only the online
+    # k-NN probe (engine.evaluation.health.KnnProbe) reads them; training never sees them.
+    labels: Tensor | None = None
 
     def __len__(self) -> int:
         return len(next(iter(self.tensors.values())))
@@ -107,6 +110,7 @@ class SSLMethod(nn.Module):
         return TrainData(
             {"images": data.images},
             {"num_classes": len(data.class_names), "image_size": config.image_size},
+            labels=data.labels if len(data.class_names) >= 2 else None,
         )
 
     def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:

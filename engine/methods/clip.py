@@ -314,6 +314,7 @@ class CLIP(SSLMethod):
                 "attention_mask": tokens["attention_mask"],
             },
             info,
+            labels=train.labels[keep] if len(train.class_names) > 1 else None,
         )
 
     def __init__(self, config: CLIPTrainConfig, data_info: dict | None = None) -> None:

@@ -139,6 +139,26 @@ def test_panel_refreshes_with_the_controls_and_redraws_on_them():
     assert json.loads(system.plot)["layout"]["height"] == charts.SYSTEM_HEIGHT
 
 
+def test_the_online_knn_takes_the_plot_when_it_arrives_and_a_pick_then_stays():
+    with gr.Blocks():
+        panel = figures.CurvePanel("idle", "t")
+    rows = [{"step": s, "name": n, "value": 0.5} for s in range(1, 100) for n in ("loss", "lr")]
+    rows += [{"step": s, "name": "contrastive_acc", "value": 0.5} for s in range(1, 100)]
+    curves = figures.add_points(figures.empty_curves(1), rows)
+    out = panel.values(curves, JOB, True, None, 0.0, False, reset=True)
+    assert out[panel.extra_name]["value"] == "contrastive_acc"
+    # Step 100: the first online k-NN point; the plot switches to it once.
+    curves = figures.add_points(curves, [{"step": 100, "name": "online_knn_top1", "value": 0.3}])
+    out = panel.values(curves, JOB, True, "contrastive_acc", 0.0, False)
+    assert out[panel.extra_name]["value"] == "online_knn_top1"
+    assert traces(json.loads(out[panel.plot].plot), "3")[0]["name"] == "online_knn_top1"
+    # The user goes back to contrastive_acc; more k-NN points do not take it away again.
+    curves = figures.add_points(curves, [{"step": 200, "name": "online_knn_top1", "value": 0.4}])
+    out = panel.values(curves, JOB, True, "contrastive_acc", 0.0, False)
+    assert panel.extra_name not in out
+    assert traces(json.loads(out[panel.plot].plot), "3")[0]["name"] == "contrastive_acc"
+
+
 # ---- the status line ---------------------------------------------------------------------
 def simulate(curves, total, step_s, startup_s, poll_s, flush_s=0.5, until=None):
     """Poll a job that starts after `startup_s` and then takes `step_s` per step, as the UI

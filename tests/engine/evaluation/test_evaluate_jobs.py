@@ -17,6 +17,7 @@ TINY = {
     "warmup_steps": 1,
     "precision": "fp32",
     "health_every": 2,
+    "knn_every": 2,
 }
 
 
@@ -55,6 +56,9 @@ def test_health_metrics_are_logged_as_curves(trained):
     for name in ("embedding_std", "effective_rank", "alignment", "uniformity"):
         assert (2, name) in health and (3, name) in health  # every 2 steps and the last
         assert (1, name) not in health
+    # The online k-NN (digits has labels), at the same steps, as an accuracy.
+    knn = {p["step"]: p["value"] for p in points if p["name"] == "online_knn_top1"}
+    assert sorted(knn) == [2, 3] and all(0.0 <= v <= 1.0 for v in knn.values())
 
 
 def test_baselines_stored_once_and_leaderboard_reads_without_recomputing(trained):

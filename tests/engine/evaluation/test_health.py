@@ -1,4 +1,5 @@
-"""Collapse metrics on collapsed and isotropic embeddings; the probe on a real method."""
+"""Collapse metrics on collapsed and isotropic embeddings; the probe on a real method; the
+online k-NN probe."""
 
 import math
 
@@ -6,6 +7,7 @@ import torch
 
 from engine.evaluation.health import (
     HealthProbe,
+    KnnProbe,
     alignment,
     effective_rank,
     embedding_std,
@@ -65,3 +67,77 @@ def test_probe_runs_on_a_real_method_and_restores_its_mode():
     assert first == probe(method)  # a fixed batch and fixed views
     assert HealthProbe.for_method(TextLike, {"images": images}, 16) is None
     assert not has_image_embed(TextLike) and has_image_embed(cls)
+
+
+class Embedder(torch.nn.Module):
+    """An image method whose `embed` is a function of the images (a class code in pixel 0)."""
+
+    modality = "image"
+
+    def __init__(self, embed) -> None:
+        super().__init__()
+        self._embed = embed
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        return self._embed(images)
+
+
+def labelled_images(count: int = 400, classes: int = 4):
+    labels = torch.arange(count) % classes
+    images = torch.randint(0, 256, (count, 3, 8, 8), dtype=torch.uint8)
+    images[:, 0, 0, 0] = (labels * 60).to(torch.uint8)  # the class, readable from one pixel
+    return images, labels
+
+
+def one_hot_of_pixel(images: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.one_hot(images[:, 0, 0, 0].long() // 60, 4).float()
+
+
+def test_online_knn_reads_the_encoder_as_it_is_and_restores_its_mode():
+    images, labels = labelled_images()
+    probe = KnnProbe.for_method(Embedder, {"images": images}, labels)
+    assert probe is not None
+    # 80 queries (a fifth of 400) against the other 320, disjoint.
+    assert probe.queries.shape[0] == 80 and probe.bank.shape[0] == 320
+    method = Embedder(one_hot_of_pixel).train()
+    rng = torch.get_rng_state()
+    assert probe(method) == {"online_knn_top1": 1.0}  # features that are the class
+    assert method.training and torch.equal(rng, torch.get_rng_state())
+    # Features that ignore the class: every query gets the same votes and the same answer,
+    # right exactly for the queries of that one class.
+    method._embed = lambda x: torch.ones(x.shape[0], 4)
+    top1 = probe(method)["online_knn_top1"]
+    shares = [(probe.query_labels == c).float().mean().item() for c in range(4)]
+    assert top1 in shares and top1 < 0.5
+
+
+def test_online_knn_copies_fewer_rows_of_large_images(monkeypatch):
+    import engine.evaluation.health as health
+
+    images, labels = labelled_images()
+    monkeypatch.setattr(health, "KNN_BYTES", 100 * images[0].numel())
+    probe = KnnProbe.for_method(Embedder, {"images": images}, labels)
+    assert probe.queries.shape[0] == 20 and probe.bank.shape[0] == 80
+
+
+def test_online_knn_needs_labels_images_and_an_image_embed():
+    images, labels = labelled_images()
+    assert KnnProbe.for_method(Embedder, {"images": images}, None) is None
+    assert KnnProbe.for_method(Embedder, {"images": images}, torch.zeros(400)) is None
+    assert KnnProbe.for_method(TextLike, {"images": images}, labels) is None
+    assert KnnProbe.for_method(Embedder, {"input_ids": labels}, labels) is None
+    assert KnnProbe.for_method(Embedder, {"images": images[:10]}, labels[:10]) is None
+
+
+def test_online_knn_failure_turns_it_off_not_the_job(caplog):
+    images, labels = labelled_images()
+    probe = KnnProbe.for_method(Embedder, {"images": images}, labels)
+
+    def broken(x):
+        raise RuntimeError("embed cannot run")
+
+    method = Embedder(broken).train()
+    assert probe(method) == {} and probe.failed and method.training
+    assert "online k-NN failed" in caplog.text
+    method._embed = one_hot_of_pixel
+    assert probe(method) == {}  # off for the rest of the job
