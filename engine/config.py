@@ -153,7 +153,8 @@ class TrainConfig:
     )
     knn_every: int = param(
         100,
-        "Every N steps (and at the last step of a run of N steps or more), log "
+        "Every N steps (and at step 0, the random network, and at the last step of a run "
+        "of N steps or more), log "
         "online_knn_top1: the k-NN accuracy (k 20) of 250 training images against 1,000 "
         "other training images, embedded by the encoder as it is then: a curve of what the "
         "encoder has learnt so far (about 1 s per point for a small convnet at 32 px on two "

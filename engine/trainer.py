@@ -190,6 +190,10 @@ def run_job(
     stop = distributed.StopFlag(should_stop)
     if is_main:
         sink.started(start_step, config.steps)
+    if knn is not None and start_step == 0 and config.steps >= config.knn_every:
+        start = knn(method)  # the network at random initialisation: where the curve starts
+        if start:
+            sink.metrics(0, start)
     prefetch = None
     if streamed and start_step < config.steps:
         rows = (first_row, last_row) if world > 1 else None

@@ -58,7 +58,8 @@ def test_health_metrics_are_logged_as_curves(trained):
         assert (1, name) not in health
     # The online k-NN (digits has labels), at the same steps, as an accuracy.
     knn = {p["step"]: p["value"] for p in points if p["name"] == "online_knn_top1"}
-    assert sorted(knn) == [2, 3] and all(0.0 <= v <= 1.0 for v in knn.values())
+    # Step 0 is the network at random initialisation, before the first step.
+    assert sorted(knn) == [0, 2, 3] and all(0.0 <= v <= 1.0 for v in knn.values())
 
 
 def test_baselines_stored_once_and_leaderboard_reads_without_recomputing(trained):
