@@ -34,13 +34,26 @@ from webapp.access import may_change
 from webapp.cards import card_markdown, cards_table
 from webapp.data_panel import DataPanel
 from webapp.errors import error_note, error_text
-from webapp.figures import CurvePanel, Curves, Updates, empty_curves, message, poll, respond
+from webapp.figures import (
+    FAST_POINTS,
+    CurvePanel,
+    Curves,
+    Updates,
+    empty_curves,
+    message,
+    poll,
+    respond,
+)
 from webapp.forms import ParamForm, clean_value, overrides
 
 log = logging.getLogger(__name__)
 IDLE_TEXT = "No job followed yet: choose a method and a dataset, then press Start."
+# The followed job is polled every POLL_S while its loss has few points (the first points show
+# at once), then every SLOW_POLL_S: each poll is a Gradio event that costs the server and the
+# browser tens of milliseconds, taken from training on a small machine (bench/ui_overhead.py).
 POLL_S = 1.0
-SAMPLE_POLL_S = 3.0
+SLOW_POLL_S = 2.0
+SAMPLE_POLL_S = 3.0  # text samples (GPT generations, T5 fills): only while following a text job
 
 
 # ---- plain helpers (no components) ------------------------------------------------------
@@ -327,8 +340,14 @@ class TrainTab:
                 column_widths=["9%", "6%", "8%", "42%", "35%"],
             )
         self.timer = gr.Timer(POLL_S, active=False)
-        self.sample_timer = gr.Timer(SAMPLE_POLL_S)
-        self.follow_outputs = [*self.panel.outputs, self.timer, self.stop_btn, self.resume_btn]
+        self.sample_timer = gr.Timer(SAMPLE_POLL_S, active=False)
+        self.follow_outputs = [
+            *self.panel.outputs,
+            self.timer,
+            self.sample_timer,
+            self.stop_btn,
+            self.resume_btn,
+        ]
 
     def wire(self, demo: gr.Blocks) -> None:
         private = dict(api_visibility="private")
@@ -486,9 +505,11 @@ class TrainTab:
         curves, job, _ = poll(self.studio, empty_curves(int(job_id)))
         wait = waiting_for(self.studio) if job["status"] == JobStatus.QUEUED else None
         curves["status"] = job["status"]
+        text = (self.methods.get(job["method"]) or {}).get("modality") == "text"
         return {
             **self.panel.values(curves, job, True, waiting_for=wait, reset=True),
-            self.timer: gr.Timer(active=job["status"] not in TERMINAL_STATUSES),
+            self.timer: gr.Timer(POLL_S, active=job["status"] not in TERMINAL_STATUSES),
+            self.sample_timer: gr.Timer(active=text),
             **self.buttons(job["status"]),
         }
 
@@ -512,6 +533,9 @@ class TrainTab:
         out = self.panel.values(curves, job, changed, *view, waiting_for=wait)
         if job["status"] in TERMINAL_STATUSES:
             out[self.timer] = gr.Timer(active=False)
+        elif not curves.get("slow") and len(curves["points"].get("loss", ())) >= FAST_POINTS:
+            curves["slow"] = True
+            out[self.timer] = gr.Timer(SLOW_POLL_S)
         if status_changed:
             out.update(self.buttons(job["status"]))
         return out

@@ -154,9 +154,36 @@ def test_the_online_knn_takes_the_plot_when_it_arrives_and_a_pick_then_stays():
     assert traces(json.loads(out[panel.plot].plot), "3")[0]["name"] == "online_knn_top1"
     # The user goes back to contrastive_acc; more k-NN points do not take it away again.
     curves = figures.add_points(curves, [{"step": 200, "name": "online_knn_top1", "value": 0.4}])
+    curves["drawn_at"] -= figures.REDRAW_S  # the next redraw is due
     out = panel.values(curves, JOB, True, "contrastive_acc", 0.0, False)
     assert panel.extra_name not in out
     assert traces(json.loads(out[panel.plot].plot), "3")[0]["name"] == "contrastive_acc"
+
+
+def test_a_long_running_curve_redraws_at_most_every_few_seconds_and_at_the_end():
+    with gr.Blocks():
+        panel = figures.CurvePanel("idle", "t")
+    curves = figures.add_points(
+        figures.empty_curves(1),
+        [{"step": s, "name": n, "value": 1.0} for s in range(1, 11) for n in ("loss", "lr")],
+    )
+    # Few points: every poll with new points redraws (the first points show at once).
+    panel.values(curves, JOB, True, None, 0.0, False, reset=True)
+    curves = figures.add_points(curves, [{"step": 11, "name": "loss", "value": 1.0}])
+    assert panel.plot in panel.values(curves, JOB, True, None, 0.0, False)
+    # Many points: a poll soon after a redraw sends the status but not the charts ...
+    more = [{"step": s, "name": "loss", "value": 1.0} for s in range(12, 12 + figures.FAST_POINTS)]
+    curves = figures.add_points(curves, more)
+    out = panel.values(curves, JOB, True, None, 0.0, False)
+    assert panel.plot not in out and panel.system not in out and curves["stale"]
+    # ... and a later poll draws them even if nothing new arrived since.
+    curves["drawn_at"] -= figures.REDRAW_S
+    out = panel.values(curves, JOB, False, None, 0.0, False)
+    assert panel.plot in out and not curves["stale"]
+    # The job's last points are drawn at once when it finishes.
+    curves = figures.add_points(curves, [{"step": 99, "name": "loss", "value": 0.5}])
+    out = panel.values(curves, dict(JOB, status="completed"), True, None, 0.0, False)
+    assert panel.plot in out
 
 
 # ---- the status line ---------------------------------------------------------------------
