@@ -164,7 +164,7 @@ def run_job(
     probing = distributed.broadcast_object(health is not None)  # the same log steps everywhere
     # The online k-NN (online_knn_top1) every `knn_every` steps, where the data has class labels.
     knn = None
-    if config.knn_every > 0 and is_main:
+    if 0 < config.knn_every <= config.steps and is_main:
         knn = KnnProbe.for_method(type(method), tensors, data.labels)
     knn_probing = distributed.broadcast_object(knn is not None)
     optimizer = build_optimizer(method, config)
@@ -190,7 +190,7 @@ def run_job(
     stop = distributed.StopFlag(should_stop)
     if is_main:
         sink.started(start_step, config.steps)
-    if knn is not None and start_step == 0 and config.steps >= config.knn_every:
+    if knn is not None and start_step == 0:
         start = knn(method)  # the network at random initialisation: where the curve starts
         if start:
             sink.metrics(0, start)

@@ -180,7 +180,8 @@ class KnnProbe:
     def __init__(self, images: Tensor, labels: Tensor, num_classes: int) -> None:
         generator = torch.Generator().manual_seed(KNN_SEED)
         count = images.shape[0]
-        rows = min(count, KNN_BANK + KNN_QUERIES, max(20, KNN_BYTES // images[0].numel()))
+        per_image = math.prod(images.shape[1:])  # bytes of one uint8 image
+        rows = min(count, KNN_BANK + KNN_QUERIES, max(20, KNN_BYTES // per_image))
         queries = min(KNN_QUERIES, rows // 5)
         order = torch.randperm(count, generator=generator)
         query_rows, bank_rows = order[:queries], order[queries:rows]

@@ -120,13 +120,14 @@ def test_streamed_batches_equal_in_memory_ones(stored, monkeypatch):
 
 def test_training_streamed_equals_in_memory_bitwise(stored, monkeypatch, tmp_path):
     streamed(monkeypatch, False)
-    held, held_points, _ = train(stored, tmp_path / "held", steps=8, log_every=1)
+    held, held_points, _ = train(stored, tmp_path / "held", steps=8, log_every=1, knn_every=4)
     streamed(monkeypatch, True)
-    lazy, lazy_points, _ = train(stored, tmp_path / "lazy", steps=8, log_every=1)
+    lazy, lazy_points, _ = train(stored, tmp_path / "lazy", steps=8, log_every=1, knn_every=4)
     assert held.step == lazy.step == 8
-    assert sorted(lazy_points) == list(range(1, 9))
-    for step in range(1, 9):  # two epochs of 240 // 32 batches: the order wraps once
+    assert sorted(lazy_points) == list(range(0, 9))  # step 0: the online k-NN of the random net
+    for step in range(0, 9):  # two epochs of 240 // 32 batches: the order wraps once
         assert lazy_points[step] == held_points[step], step
+    assert [s for s in range(9) if "online_knn_top1" in lazy_points[s]] == [0, 4, 8]
 
 
 def test_streamed_training_killed_and_resumed_equals_uninterrupted(stored, monkeypatch, tmp_path):
