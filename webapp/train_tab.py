@@ -3,8 +3,8 @@
 The form is built from `studio.method_form` (see forms.py). Start turns it into a spec whose
 params are only the values that differ from the preset's defaults and calls `studio.submit`; a
 refused spec shows the engine's message beside the form and creates nothing. The tab then
-follows the job: a 1 s `gr.Timer`, active only while the followed job is queued or running,
-fetches the points after the last step it has (`studio.metrics(job_id, since)`). Handlers
+follows the job: a `gr.Timer` (1 s, then 2 s once the loss has 50 points), active only while
+the followed job is queued or running, fetches the points after the last step it has (`studio.metrics(job_id, since)`). Handlers
 with several outputs answer `{component: value}` (figures.Updates); what they leave out stays.
 """
 
