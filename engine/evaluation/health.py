@@ -87,6 +87,17 @@ def to_uint8(views: Tensor) -> Tensor:
     return (views * std + mean).clamp_(0, 1).mul_(255).round_().to(torch.uint8)
 
 
+def embed_rows(method: torch.nn.Module, images: Tensor, batch_size: int) -> Tensor:
+    """`method.embed` of uint8 images (N, 3, H, W), `batch_size` at a time -> (N, d) float32
+    on the CPU (the caller sets eval mode and no_grad)."""
+    return torch.cat(
+        [
+            method.embed(images[i : i + batch_size]).float().cpu()
+            for i in range(0, images.shape[0], batch_size)
+        ]
+    )
+
+
 def has_image_embed(method_cls: type) -> bool:
     """Whether a method class embeds images (an image method that overrides `embed`)."""
     from engine.methods.base import SSLMethod
@@ -142,12 +153,7 @@ class HealthProbe:
                 torch.manual_seed(PROBE_SEED)
                 pairs = self.images[: self.num_pairs]
                 view_a, view_b = to_uint8(self.views(pairs)), to_uint8(self.views(pairs))
-                clean = torch.cat(
-                    [
-                        method.embed(self.images[i : i + batch_size]).float().cpu()
-                        for i in range(0, self.images.shape[0], batch_size)
-                    ]
-                )
+                clean = embed_rows(method, self.images, batch_size)
                 z_a = method.embed(view_a).float().cpu()
                 z_b = method.embed(view_b).float().cpu()
             metrics = health_metrics(clean, z_a, z_b)
@@ -219,18 +225,9 @@ class KnnProbe:
         was_training = method.training
         method.eval()
         try:
-
-            def embed(images: Tensor) -> Tensor:
-                return torch.cat(
-                    [
-                        method.embed(images[i : i + batch_size]).float().cpu()
-                        for i in range(0, images.shape[0], batch_size)
-                    ]
-                )
-
-            scores = knn_scores(
-                embed(self.bank), self.bank_labels, embed(self.queries), self.num_classes
-            )
+            bank = embed_rows(method, self.bank, batch_size)
+            queries = embed_rows(method, self.queries, batch_size)
+            scores = knn_scores(bank, self.bank_labels, queries, self.num_classes)
             top1 = topk_accuracy(scores, self.query_labels, 1, voted_only=True)
             return {"online_knn_top1": top1} if math.isfinite(top1) else {}
         except Exception:  # as HealthProbe: no curve, the job still trains
