@@ -151,8 +151,7 @@ def main() -> None:
             app.wait(30)
     rate_idle, rate_watched = idle["images_per_second"], watched["images_per_second"]
     print(
-        f"{args.method} on {args.dataset}, quick preset, {args.steps} steps "
-        f"({os.cpu_count()} CPUs)"
+        f"{args.method} on {args.dataset}, quick preset, {args.steps} steps ({os.cpu_count()} CPUs)"
     )
     print(f"  not watched: {rate_idle:.0f} img/s (load {load_idle:.2f})")
     print(
