@@ -149,6 +149,13 @@ def rewind_to_checkpoint(store: Store, job: Job) -> int:
     curves back to its newest checkpoint (where a resume continues); returns that step."""
     latest = checkpoints.latest(Path(job.run_dir)) if job.run_dir else None
     step = checkpoints.step_of(latest) if latest is not None else 0
+    if latest is not None:
+        # Killed after the checkpoint's folder was written and before its row: the folder is
+        # the truth (a resume starts from it), so the job lists it too.
+        rows = store.checkpoints(job.id)
+        if str(latest) not in {c.path for c in rows}:
+            gone = [c.path for c in rows if not os.path.isdir(c.path)]
+            store.add_checkpoint(job.id, step, str(latest), replacing=gone)
     store.rewind(job.id, step)
     return step
 

@@ -132,6 +132,9 @@ def test_a_killed_job_is_brought_back_to_its_newest_checkpoint(studio):
     job = studio.job(job_id)
     assert (job["status"], job["step"], job["last_loss"]) == ("interrupted", 10, 10.0)
     assert max(p["step"] for p in studio.metrics(job_id)) == 10
+    # Killed between writing the checkpoint's folder and its row: the job lists it now.
+    assert [c["step"] for c in job["checkpoints"]] == [10]
+    assert recover_interrupted(studio.store) == [] and len(studio.job(job_id)["checkpoints"]) == 1
 
     # The same when the manager reaps its own worker killed by kill -9 (or exit@N: 137).
     manager = JobManager(studio.home)
