@@ -318,9 +318,8 @@ def _loop(
         step += 1
         method.after_step(step, config.steps)
         health_now = probing and (step % config.health_every == 0 or step == config.steps)
-        knn_now = knn_probing and (
-            step % config.knn_every == 0 or (step == config.steps and step >= config.knn_every)
-        )
+        # (a probe exists only when the run has knn_every steps or more)
+        knn_now = knn_probing and (step % config.knn_every == 0 or step == config.steps)
         log_now = step % config.log_every == 0 or step == config.steps or health_now or knn_now
         save_now = step % config.checkpoint_every == 0 and step < config.steps
         if log_now or save_now:  # not every step when log_every > 1: it reads every weight

@@ -4,8 +4,9 @@ The form is built from `studio.method_form` (see forms.py). Start turns it into 
 params are only the values that differ from the preset's defaults and calls `studio.submit`; a
 refused spec shows the engine's message beside the form and creates nothing. The tab then
 follows the job: a `gr.Timer` (1 s, then 2 s once the loss has 50 points), active only while
-the followed job is queued or running, fetches the points after the last step it has (`studio.metrics(job_id, since)`). Handlers
-with several outputs answer `{component: value}` (figures.Updates); what they leave out stays.
+the followed job is queued or running, fetches the points after the last step it has
+(`studio.metrics(job_id, since)`). Handlers with several outputs answer `{component: value}`
+(figures.Updates); what they leave out stays.
 """
 
 from __future__ import annotations
