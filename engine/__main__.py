@@ -252,9 +252,11 @@ def _run_with_bar(studio, args, total_steps: int, first_step: int, run) -> int:
                 )
             )
         bars[0].n = step
-        bars[0].set_postfix(
-            loss=f"{values['loss']:.4f}", img_s=f"{values['images_per_second']:.0f}"
-        )
+        # Not every point is a training step's: the online k-NN logs alone, at step 0 too.
+        if "loss" in values:
+            bars[0].set_postfix(
+                loss=f"{values['loss']:.4f}", img_s=f"{values.get('images_per_second', 0):.0f}"
+            )
 
     def on_wait(job_ids: list[int]) -> None:
         jobs = "; ".join(

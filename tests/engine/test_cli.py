@@ -40,6 +40,8 @@ def test_train_json_summary_and_jobs(tmp_path):
         "image_size=16",
         "--set",
         "precision=fp32",
+        "--set",
+        "knn_every=2",  # the online k-NN logs at step 0, before any loss
         "--json",
         home=tmp_path,
     )
@@ -61,6 +63,10 @@ def test_train_json_summary_and_jobs(tmp_path):
     assert "step" in out.stderr  # the progress bar
     jobs = json.loads(cli("jobs", "--json", home=tmp_path).stdout)
     assert [j["id"] for j in jobs] == [summary["job_id"]]
+    knn = cli(
+        "metrics", str(summary["job_id"]), "--name", "online_knn_top1", "--json", home=tmp_path
+    )
+    assert [p["step"] for p in json.loads(knn.stdout)] == [0, 2, 4]
 
 
 def test_bad_input_exits_nonzero_and_stores_nothing(tmp_path, capsys):
