@@ -97,6 +97,12 @@ class DINOConfig(TrainConfig):
         min=16,
     )
     head_hidden_dim: int = param(2048, "Hidden width of the 3-layer head MLP.", min=8)
+    head_batch_norm: bool = param(
+        False,
+        "Batch norm after the head's two hidden layers (main_dino.py --use_bn_in_head; off in "
+        "the paper's ViT runs). It standardises each feature over the batch, so images the "
+        "backbone barely tells apart still get different outputs.",
+    )
     bottleneck_dim: int = param(
         256, "Width of the l2-normalised bottleneck before the weight-normalised last layer.", min=8
     )
@@ -229,8 +235,8 @@ def local_size(config: DINOConfig) -> int:
 
 class DINOHead(nn.Module):
     """MLP, l2-normalised bottleneck, weight-normalised linear layer to K logits (DINO's
-    `DINOHead`, no batch norm). The last layer's weight is g * v / |v| per output row, with g
-    fixed at 1 when `norm_last_layer`."""
+    `DINOHead`; batch norm after each hidden layer with `batch_norm`, its `use_bn`). The last
+    layer's weight is g * v / |v| per output row, with g fixed at 1 when `norm_last_layer`."""
 
     def __init__(
         self,
@@ -239,15 +245,16 @@ class DINOHead(nn.Module):
         hidden_dim: int,
         bottleneck_dim: int,
         norm_last_layer: bool = True,
+        batch_norm: bool = False,
     ) -> None:
         super().__init__()
-        self.mlp = nn.Sequential(
-            nn.Linear(in_dim, hidden_dim),
-            nn.GELU(),
-            nn.Linear(hidden_dim, hidden_dim),
-            nn.GELU(),
-            nn.Linear(hidden_dim, bottleneck_dim),
-        )
+        layers: list[nn.Module] = []
+        for dim in (in_dim, hidden_dim):
+            layers.append(nn.Linear(dim, hidden_dim))
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(hidden_dim))
+            layers.append(nn.GELU())
+        self.mlp = nn.Sequential(*layers, nn.Linear(hidden_dim, bottleneck_dim))
         for layer in self.mlp:
             if isinstance(layer, nn.Linear):
                 nn.init.trunc_normal_(layer.weight, std=0.02)
@@ -370,7 +377,10 @@ class DINO(SSLMethod):
             config.head_hidden_dim,
             config.bottleneck_dim,
             config.norm_last_layer,
+            config.head_batch_norm,
         )
+        if config.head_batch_norm:
+            self.sync_batch_norm = True  # over the global batch on N processes, as main_dino.py
         self.student = DINONetwork(backbone, head, is_vit)
         self.teacher = make_target(self.student)
         # Buffers, so a resumed job continues with the same centre and schedules.

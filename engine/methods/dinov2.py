@@ -235,8 +235,11 @@ class DINOv2(SSLMethod):
                 config.head_hidden_dim,
                 config.bottleneck_dim,
                 config.norm_last_layer,
+                config.head_batch_norm,
             )
 
+        if config.head_batch_norm:
+            self.sync_batch_norm = True
         self.student = DINOv2Network(backbone, head(), head())
         self.teacher = make_target(self.student)
         self.teacher.backbone.config.drop_path_rate = 0.0

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from engine.config import build_config
-from engine.methods.dino import DINO, DINOConfig, local_size, teacher_temperature
+from engine.methods.dino import DINO, DINOConfig, DINOHead, local_size, teacher_temperature
 from engine.models.ema import momentum_schedule
 from tests.conftest import TINY
 
@@ -179,3 +179,32 @@ def test_momentum_schedule_reaches_its_final_value_at_the_last_step():
     assert momentum_schedule(9, 10, 0.9) == pytest.approx(1.0)
     assert momentum_schedule(3, 7, 0.9) == pytest.approx(0.95)  # halfway: cos(pi/2) = 0
     assert momentum_schedule(0, 1, 0.9) == pytest.approx(0.9)  # a one-step run
+
+
+def test_head_batch_norm_spreads_features_the_backbone_barely_tells_apart():
+    # A random ViT gives nearly the same [CLS] vector for every image; without batch norm the
+    # head's outputs barely differ and centring leaves a uniform teacher (bench/RESULTS.md).
+    torch.manual_seed(0)
+    features = torch.randn(1, 192) + 1e-3 * torch.randn(16, 192)  # cosine ~1 between rows
+    spread = {}
+    for batch_norm in (False, True):
+        torch.manual_seed(0)
+        head = DINOHead(192, 64, 32, 16, batch_norm=batch_norm)
+        logits = head(features)  # (16, 64), each in [-1, 1]
+        spread[batch_norm] = logits.std(dim=0).mean().item()
+    assert spread[False] < 1e-3 and spread[True] > 0.05
+    method = _method(head_batch_norm=True)
+    assert any(isinstance(m, torch.nn.BatchNorm1d) for m in method.teacher.head.modules())
+    assert method.sync_batch_norm is True  # statistics over the global batch on N processes
+    loss, _ = method.training_step({"images": IMAGES})
+    loss.backward()
+    assert torch.isfinite(loss)
+
+
+def test_head_without_batch_norm_keeps_its_checkpoint_keys():
+    # Checkpoints saved before the option existed load into the default head.
+    keys = set(DINOHead(8, 16, 4, 4).state_dict())
+    assert keys == {
+        "mlp.0.weight", "mlp.0.bias", "mlp.2.weight", "mlp.2.bias", "mlp.4.weight",
+        "mlp.4.bias", "last_direction", "last_scale",
+    }  # fmt: skip
