@@ -77,8 +77,10 @@ class TwoViewMethod(SSLMethod):
     # `view_pair`), which Barlow Twins and VICReg use; otherwise one recipe for both views.
     asymmetric_views: ClassVar[bool] = False
     # True: both views go through the networks as one batch of 2B, so batch norm normalises
-    # them together (SimCLR's, MoCo's, BYOL's, SimSiam's code). False: one view at a time, each
-    # normalised with its own statistics (Barlow Twins' and VICReg's code).
+    # them together (SimCLR's code; the studio's MoCo, BYOL and SimSiam too). False: one view at
+    # a time, each normalised with its own statistics (Barlow Twins' and VICReg's code, and the
+    # SimSiam authors' builder.py; per-view statistics did not help SimSiam or BYOL learn
+    # `shapes`, bench/RESULTS.md sixth session).
     views_in_one_batch: ClassVar[bool] = True
     # Residual blocks start as the identity (a ResNet trunk only), as in the Barlow Twins and
     # VICReg code.
