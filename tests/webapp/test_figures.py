@@ -239,6 +239,16 @@ def test_status_line_warns_of_a_collapse_seen_by_two_probes():
     assert "Collapse" not in figures.status_line(JOB, curves)  # recovered
 
 
+def test_a_low_rank_rising_fast_is_a_network_leaving_its_start_not_a_collapse():
+    # A DINOv2 quick run on scenes (bench/RESULTS.md): rank 1.08, 1.75, 3.8 at steps 25-75.
+    curves = figures.empty_curves(1)
+    for step, rank in ((25, 1.08), (50, 1.75)):
+        figures.add_points(curves, [{"step": step, "name": "effective_rank", "value": rank}])
+    assert "Collapse" not in figures.status_line(JOB, curves)
+    figures.add_points(curves, [{"step": 75, "name": "effective_rank", "value": 1.8}])
+    assert "Collapse: at step 75" in figures.status_line(JOB, curves)  # stalled low
+
+
 def test_status_line_warns_of_a_dino_teacher_gone_uniform():
     job = dict(JOB, method="dino", config={"out_dim": 256})  # log 256 = 5.545
     curves = figures.empty_curves(1)
@@ -270,6 +280,24 @@ def test_status_line_warns_of_a_dino_teacher_gone_uniform():
         ],
     )
     assert "Collapse" not in figures.status_line(job, curves)
+
+
+def test_a_flat_teacher_is_no_collapse_while_the_embeddings_rank_is_healthy():
+    # DINOv2's [CLS] teacher can stay flat while its patch loss trains the network.
+    job = dict(JOB, method="dinov2", config={"out_dim": 4096})  # log 4096 = 8.318
+    curves = figures.empty_curves(1)
+    for step in (175, 200):
+        figures.add_points(
+            curves,
+            [
+                {"step": step, "name": "teacher_entropy", "value": 8.31},
+                {"step": step, "name": "teacher_marginal_entropy", "value": 8.318},
+                {"step": step, "name": "effective_rank", "value": 18.0},
+            ],
+        )
+    assert "Collapse" not in figures.status_line(job, curves)
+    figures.add_points(curves, [{"step": 225, "name": "effective_rank", "value": 3.0}])
+    assert "output is uniform" in figures.status_line(job, curves)
 
 
 def test_status_line_words():
