@@ -112,7 +112,7 @@ def test_a_refused_form_through_the_tab_handler(studio, train_tab):
 def test_changing_method_swaps_fields_and_defaults(studio, train_tab):
     ups = train_tab.on_method("mae", "digits", "quick")
     dataset, backbone = ups[train_tab.dataset], ups[train_tab.backbone]
-    assert dataset["value"] == "shapes" and ups[train_tab.preset]["value"] == "quick"  # its own
+    assert dataset["value"] == "scenes" and ups[train_tab.preset]["value"] == "quick"  # its own
     assert backbone["value"] == "vit-tiny" and "vit-base" in backbone["choices"]
     shown = {
         w.key[0]: ups[w.component]
