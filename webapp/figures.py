@@ -334,8 +334,13 @@ def collapse_warning(curves: Curves, config: dict[str, Any] | None = None) -> st
     marginal = points.get("teacher_marginal_entropy") or []
     last = teacher[-2:] + marginal[-2:]
     healthy = bool(ranks) and ranks[-1][1] >= 2 * COLLAPSED_RANK
-    uniform = len(teacher) >= 2 and len(marginal) >= 2 and min(v for _, v in last) > (flat or 0)
-    if flat and uniform and not healthy:
+    uniform = (
+        flat is not None
+        and len(teacher) >= 2
+        and len(marginal) >= 2
+        and min(v for _, v in last) > flat
+    )
+    if uniform and not healthy:
         return (
             f"Collapse: at step {int(teacher[-1][0])} the teacher's output is uniform "
             f"over the {out_dim} prototypes for every image (entropy "
