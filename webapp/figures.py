@@ -312,8 +312,8 @@ def collapse_warning(curves: Curves, config: dict[str, Any] | None = None) -> st
     over the prototypes, on every image alike (teacher entropy and marginal entropy within 1%
     of log out_dim: DINO's collapse to uniform); else "". Two, so a run that passes through
     a dip and recovers is not flagged. Not flagged either: a low rank rising fast (a network
-    leaving its start), and a uniform teacher while the embeddings' rank is healthy (DINOv2,
-    whose patch loss trains the network while the [CLS] teacher is still flat)."""
+    leaving its start), and a uniform teacher while the embeddings' rank is healthy or while
+    DINOv2's patch loss is on (it trains the network while the [CLS] teacher is still flat)."""
     advice = (
         "Stop and try a lower learning rate, a slower teacher or target (momentum) or "
         "another preset; see 'About this method' and the curves under Other metric."
@@ -328,8 +328,14 @@ def collapse_warning(curves: Curves, config: dict[str, Any] | None = None) -> st
             f"Collapse: at step {int(step)} the embeddings' effective rank is {rank:.1f}: "
             f"nearly every image maps to one point. {advice}"
         )
-    out_dim = (config or {}).get("out_dim")
-    flat = math.log(out_dim) * 0.99 if isinstance(out_dim, int) and out_dim > 1 else None
+    config = config or {}
+    out_dim = config.get("out_dim")
+    # Only where the [CLS] distillation is the whole objective: DINOv2's masked-patch loss
+    # (ibot_loss_weight) trains the network while its [CLS] teacher is still flat, from step 1.
+    cls_only = not config.get("ibot_loss_weight")
+    flat = (
+        math.log(out_dim) * 0.99 if isinstance(out_dim, int) and out_dim > 1 and cls_only else None
+    )
     teacher = points.get("teacher_entropy") or []
     marginal = points.get("teacher_marginal_entropy") or []
     last = teacher[-2:] + marginal[-2:]

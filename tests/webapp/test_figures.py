@@ -300,6 +300,24 @@ def test_a_flat_teacher_is_no_collapse_while_the_embeddings_rank_is_healthy():
     assert "output is uniform" in figures.status_line(job, curves)
 
 
+def test_a_flat_cls_teacher_is_no_collapse_while_dinov2_patch_loss_trains():
+    # A DINOv2 quick run on scenes from the Train tab: teacher entropy at ln 4096 from step 1,
+    # before any rank probe, while the loss falls and the online k-NN rises (bench/RESULTS.md).
+    curves = figures.empty_curves(1)
+    for step in (3, 16):
+        figures.add_points(
+            curves,
+            [
+                {"step": step, "name": "teacher_entropy", "value": 8.318},
+                {"step": step, "name": "teacher_marginal_entropy", "value": 8.318},
+            ],
+        )
+    dinov2 = dict(JOB, method="dinov2", config={"out_dim": 4096, "ibot_loss_weight": 1.0})
+    assert "Collapse" not in figures.status_line(dinov2, curves)
+    without = dict(dinov2, config={"out_dim": 4096, "ibot_loss_weight": 0.0})  # DINO + KoLeo
+    assert "output is uniform" in figures.status_line(without, curves)
+
+
 def test_status_line_words():
     line = figures.status_line(dict(JOB, images_per_second=85.2), figures.empty_curves(1))
     assert "85 img/s" in line and "ETA" not in line and "elapsed 10s" in line
