@@ -83,9 +83,10 @@ def picture(label: str, **kwargs: Any) -> gr.Image:
 def examples(
     studio: Studio, image: gr.Image, per_page: int = 8, picker: ModelPicker | None = None
 ) -> Any:
-    """The bundled example pictures (scikit-image's photographs, builtin shapes). With the
-    tab's `picker`, they follow the model (`ModelExamples`, wired by `LensTab.wire`): a run
-    trained on shapes gets the shapes only, any other model the photographs first."""
+    """The bundled example pictures (scikit-image's photographs, builtin shapes and scenes).
+    With the tab's `picker`, they follow the model (`ModelExamples`, wired by `LensTab.wire`):
+    a run trained on shapes gets the shapes only, one trained on scenes the scenes, any other
+    model all of them, the photographs first."""
     try:
         found = studio.lenses.lens_examples()
     except Exception:
@@ -96,8 +97,18 @@ def examples(
     rows = [[e["path"]] for e in found]
     if picker is None:
         return gr.Examples(rows, [image], label="Examples", examples_per_page=per_page)
-    shapes = [[e["path"]] for e in found if e["name"].startswith("shapes-")]
-    return ModelExamples(studio, image, shapes or rows, rows, picker.dropdown.value)
+    return ModelExamples(studio, image, by_dataset(found, rows), rows, picker.dropdown.value)
+
+
+def by_dataset(found: list[Any], rows: list[list[Any]]) -> dict[str, list[list[Any]]]:
+    """{dataset: its rows} of example pictures named "<dataset>-<n>-<label>" (the builtin sets'
+    pictures; `found[i]["name"]` names `rows[i]`)."""
+    out: dict[str, list[list[Any]]] = {}
+    for example, row in zip(found, rows, strict=True):
+        prefix, dash, _ = example["name"].partition("-")
+        if dash:
+            out.setdefault(prefix, []).append(row)
+    return out
 
 
 # ---- the model picker --------------------------------------------------------------------
@@ -149,28 +160,30 @@ class ModelPicker:
 CAPTION_DATASETS = ("captions", "shapes")  # a run trained on these reads shapes' captions
 
 
-def trained_on_captions(studio: Studio, model: str | None) -> bool:
-    """Whether `model` is a studio run trained on shapes or their captions (its examples are
-    sentences like those); a Hub id or folder gets everyday examples."""
+def trained_on(studio: Studio, model: str | None) -> str | None:
+    """The dataset a studio run `model` ("12" or "#12") trained on; None for a Hub id, a
+    folder or an unknown run."""
     text = str(model or "").strip().removeprefix("#")
     if not text.isdigit():
-        return False
+        return None
     try:
-        return studio.job(int(text))["dataset"] in CAPTION_DATASETS
+        return str(studio.job(int(text))["dataset"])
     except Exception:  # noqa: BLE001 - an unknown run: the lens itself will say so
-        return False
+        return None
 
 
 class ModelExamples:
-    """Two example lists, one shown at a time: `captions` for a run trained on shapes or
-    captions, `everyday` for a Hub model; the picker's change swaps them, and an input still
-    holding an example of the other list takes the first of the new one."""
+    """Example lists, one shown at a time: `own[d]` for a run trained on dataset `d`,
+    `everyday` for any other model (a Hub model, a run on another set). The picker's change
+    swaps them, and an input still holding an example of a hidden list takes the first of the
+    shown one. `captions` is the first own list (the text lenses have one, for a run on
+    shapes or their captions)."""
 
     def __init__(
         self,
         studio: Studio,
         target: Any,
-        captions: list[list[Any]],
+        own: dict[str, list[list[Any]]],
         everyday: list[list[Any]],
         model: str | None,
         inputs: list[Any] | None = None,
@@ -178,27 +191,41 @@ class ModelExamples:
         column: int = 0,
     ) -> None:
         self.studio, self.target, self.column = studio, target, column
-        self.captions, self.everyday = captions, everyday
+        self.own = {d: rows for d, rows in own.items() if rows}
+        self.everyday = everyday
+        # One box per distinct list (datasets may share one), the everyday list last.
+        self.lists: list[list[list[Any]]] = []
+        for rows in self.own.values():
+            if not any(rows is seen for seen in self.lists):
+                self.lists.append(rows)
+        self.captions = self.lists[0] if self.lists else everyday
+        self.lists.append(everyday)
         inputs = inputs or [target]
-        shown = trained_on_captions(studio, model)
-        with gr.Column(visible=shown) as self.caption_box:
-            gr.Examples(captions, inputs, label=f"{label} (like its training data)")
-        with gr.Column(visible=not shown) as self.everyday_box:
-            gr.Examples(everyday, inputs, label=label)
+        shown = self.rows_for(model)
+        self.boxes = []
+        for rows in self.lists:
+            own_list = rows is not everyday
+            with gr.Column(visible=rows is shown) as box:
+                gr.Examples(
+                    rows, inputs, label=f"{label} (like its training data)" if own_list else label
+                )
+            self.boxes.append(box)
+        self.caption_box, self.everyday_box = self.boxes[0], self.boxes[-1]
+
+    def rows_for(self, model: str | None) -> list[list[Any]]:
+        return self.own.get(trained_on(self.studio, model) or "", self.everyday)
 
     def first(self, model: str | None) -> str:
         """The target's default: the first example that fits `model`."""
-        rows = self.captions if trained_on_captions(self.studio, model) else self.everyday
-        return rows[0][self.column]
+        return self.rows_for(model)[0][self.column]
 
     def update(self, model: str | None, current: Any) -> list[Any]:
-        shown = trained_on_captions(self.studio, model)
-        rows, others = (self.captions, self.everyday) if shown else (self.everyday, self.captions)
-        ours = [row[self.column] for row in rows]
-        stale = current not in ours and current in [row[self.column] for row in others]
+        shown = self.rows_for(model)
+        ours = [row[self.column] for row in shown]
+        others = [row[self.column] for rows in self.lists if rows is not shown for row in rows]
+        stale = current not in ours and current in others
         return [
-            gr.Column(visible=shown),
-            gr.Column(visible=not shown),
+            *(gr.Column(visible=rows is shown) for rows in self.lists),
             ours[0] if stale else gr.skip(),
         ]
 
@@ -206,7 +233,7 @@ class ModelExamples:
         picker.dropdown.change(
             self.update,
             [picker.dropdown, self.target],
-            [self.caption_box, self.everyday_box, self.target],
+            [*self.boxes, self.target],
             api_visibility="private",
             show_progress="hidden",
         )
@@ -215,13 +242,9 @@ class ModelExamples:
 def text_examples(studio: Studio, lens: str, target: Any, model: str | None) -> ModelExamples:
     """A text lens's examples (`studio.lenses.text_examples`) that follow the model."""
     found = studio.lenses.text_examples(lens)
-    return ModelExamples(
-        studio,
-        target,
-        [[text] for text in found["captions"]],
-        [[text] for text in found["everyday"]],
-        model,
-    )
+    captions = [[text] for text in found["captions"]]
+    own = dict.fromkeys(CAPTION_DATASETS, captions)  # one list, shown for either set
+    return ModelExamples(studio, target, own, [[text] for text in found["everyday"]], model)
 
 
 # ---- the tab ------------------------------------------------------------------------------

@@ -16,7 +16,14 @@ import pandas as pd
 
 from engine.contract import ZeroShotResult
 from webapp.figures import message
-from webapp.lens_common import LensTab, ModelExamples, ModelPicker, image_input, score_plot
+from webapp.lens_common import (
+    LensTab,
+    ModelExamples,
+    ModelPicker,
+    by_dataset,
+    image_input,
+    score_plot,
+)
 
 log = logging.getLogger(__name__)
 INTRO = (
@@ -101,12 +108,11 @@ class ZeroShotTab(LensTab):
         if not rows:
             return
         table = [[r["path"], r["labels"], r["templates"], r["ignore"]] for r in rows]
-        shapes = [row for row, r in zip(table, rows) if r["name"].startswith("shapes-")]
         model = self.picker.dropdown.value
         self.examples = ModelExamples(
             self.studio,
             self.labels,
-            shapes or table,
+            by_dataset(rows, table),
             table,
             model,
             inputs=[self.image, self.labels, self.templates, self.ignore],

@@ -1,4 +1,4 @@
-"""Example pictures for the image lenses: builtin shapes and scikit-image's photographs.
+"""Example pictures for the image lenses: builtin shapes and scenes, scikit-image's photographs.
 
 Written once as PNG files under the home's cache (the web app's example lists take files).
 scikit-image ships its photographs (the cat, the coffee cup, the rocket, the astronaut) inside
@@ -8,8 +8,13 @@ the package, so they are there offline; without scikit-image only the shapes are
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from engine.data.scenes import SceneBatch
+    from engine.data.shapes import ShapeBatch
 
 PHOTOS = (
     ("cat", "chelsea"),
@@ -20,10 +25,31 @@ PHOTOS = (
 SHAPES_SEED = 2024  # neither a train nor a test split seed: pictures the runs never saw
 NUM_SHAPES = 4
 SHAPES_SIZE = 128
+SCENES_SEED = 2024  # as SHAPES_SEED: not one of `scenes`' split seeds
+NUM_SCENES = 4
+SCENES_SIZE = 128
+# An example of a builtin set is named "<set>-<n>-<label>": a lens shows a run trained on that
+# set its own kind (webapp's ModelExamples); the photographs' names have no dash.
+INDEX_VERSION = 2  # 2: scenes pictures; a cache written before is rewritten
+
+
+def shape_examples() -> ShapeBatch:
+    """The shapes example pictures with their labels and object masks."""
+    from engine.data.shapes import generate_shapes
+
+    return generate_shapes(NUM_SHAPES, seed=SHAPES_SEED, size=SHAPES_SIZE)
+
+
+def scene_examples() -> SceneBatch:
+    """The scenes example pictures with their labels and object masks."""
+    from engine.data.scenes import generate_scenes
+
+    return generate_scenes(NUM_SCENES, seed=SCENES_SEED, size=SCENES_SIZE)
 
 
 def _pictures() -> list[tuple[str, np.ndarray]]:
-    from engine.data.shapes import SHAPE_NAMES, generate_shapes
+    from engine.data.scenes import CLASS_NAMES
+    from engine.data.shapes import SHAPE_NAMES
 
     out = []
     try:
@@ -32,24 +58,29 @@ def _pictures() -> list[tuple[str, np.ndarray]]:
         skimage = None
     if skimage is not None:
         out += [(name, getattr(skimage.data, loader)()) for name, loader in PHOTOS]
-    batch = generate_shapes(NUM_SHAPES, seed=SHAPES_SEED, size=SHAPES_SIZE)
+    batch = shape_examples()
     for i in range(NUM_SHAPES):
         label = SHAPE_NAMES[int(batch.labels[i])]
         out.append((f"shapes-{i + 1}-{label}", batch.images[i].permute(1, 2, 0).numpy()))
+    scenes = scene_examples()
+    for i in range(NUM_SCENES):
+        label = CLASS_NAMES[int(scenes.labels[i])].replace(" ", "-")
+        out.append((f"scenes-{i + 1}-{label}", scenes.images[i].permute(1, 2, 0).numpy()))
     return out
 
 
 def example_images(folder: Path) -> list[dict[str, str]]:
-    """[{"name": "cat", "path": ".../cat.png"}, ...], photographs first, then shapes."""
+    """[{"name": "cat", "path": ".../cat.png"}, ...], photographs first, then shapes and
+    scenes."""
     from PIL import Image
 
     folder = Path(folder)
     try:
         import skimage  # noqa: F401
 
-        index = folder / "index.txt"
+        index = folder / f"index-{INDEX_VERSION}.txt"
     except ImportError:
-        index = folder / "index-shapes.txt"
+        index = folder / f"index-builtin-{INDEX_VERSION}.txt"
     if index.exists():
         names = index.read_text().split()
         if all((folder / f"{n}.png").exists() for n in names):

@@ -1,9 +1,9 @@
 """Ground-truth object masks of the builtin example pictures, recognised by their pixels.
 
-The image lenses offer a few `shapes` pictures (`engine.inference.examples`); `shapes` draws an
-object mask with each image, so when a lens is handed one of them (as a file, an upload or an
-array: PNG keeps the pixels exactly) it can score itself against the truth, e.g. the Attention
-lens's Jaccard. Any other picture has no mask.
+The image lenses offer a few `shapes` and `scenes` pictures (`engine.inference.examples`); both
+sets draw an object mask with each image, so when a lens is handed one of them (as a file, an
+upload or an array: PNG keeps the pixels exactly) it can score itself against the truth, e.g.
+the Attention lens's Jaccard. Any other picture has no mask.
 """
 
 from __future__ import annotations
@@ -20,14 +20,13 @@ def _digest(picture: np.ndarray) -> str:
 
 @functools.lru_cache(maxsize=1)
 def _example_masks() -> dict[tuple[tuple[int, ...], str], np.ndarray]:
-    from engine.data.shapes import generate_shapes
-    from engine.inference.examples import NUM_SHAPES, SHAPES_SEED, SHAPES_SIZE
+    from engine.inference.examples import scene_examples, shape_examples
 
-    batch = generate_shapes(NUM_SHAPES, seed=SHAPES_SEED, size=SHAPES_SIZE)
     out = {}
-    for image, mask in zip(batch.images, batch.masks, strict=True):
-        picture = image.permute(1, 2, 0).numpy()  # (H, W, 3) as the example files hold it
-        out[(picture.shape, _digest(picture))] = mask.numpy().astype(bool)
+    for batch in (shape_examples(), scene_examples()):
+        for image, mask in zip(batch.images, batch.masks, strict=True):
+            picture = image.permute(1, 2, 0).numpy()  # (H, W, 3) as the example files hold it
+            out[(picture.shape, _digest(picture))] = mask.numpy().astype(bool)
     return out
 
 

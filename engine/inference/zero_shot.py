@@ -183,14 +183,23 @@ PHOTO_LABELS = "cat, dog, coffee cup, rocket, astronaut, car"
 def example_rows(pictures: list[dict[str, str]]) -> list[dict[str, str]]:
     """The example pictures ({"name", "path"}) with labels and templates to try on them: the
     photographs with everyday words and the default template, the shapes with the shape names,
-    the prompts a CLIP run of the studio checks its zero-shot with, and its colours ignored."""
+    the prompts a CLIP run of the studio checks its zero-shot with, and its colours ignored;
+    the scenes with their ten object names and the same prompts."""
+    from engine.data.scenes import CLASS_NAMES
     from engine.data.shapes import PALETTE, SHAPE_NAMES
     from engine.methods.clip import TEMPLATES
 
-    shapes = {
-        "labels": ", ".join(SHAPE_NAMES),
-        "templates": "\n".join(TEMPLATES),
-        "ignore": ", ".join(PALETTE),
+    templates = "\n".join(TEMPLATES)
+    kinds = {
+        "shapes-": {
+            "labels": ", ".join(SHAPE_NAMES),
+            "templates": templates,
+            "ignore": ", ".join(PALETTE),
+        },
+        "scenes-": {"labels": ", ".join(CLASS_NAMES), "templates": templates, "ignore": ""},
     }
     photos = {"labels": PHOTO_LABELS, "templates": DEFAULT_TEMPLATE, "ignore": ""}
-    return [dict(p, **(shapes if p["name"].startswith("shapes-") else photos)) for p in pictures]
+    return [
+        dict(p, **next((v for k, v in kinds.items() if p["name"].startswith(k)), photos))
+        for p in pictures
+    ]

@@ -220,7 +220,7 @@ def test_language_tab_handlers_answer_or_explain(language, photo):
     assert details["spans"][0]["sentinel"] == "<extra_id_0>"
 
 
-def test_examples_follow_the_model_picked(language):
+def test_examples_follow_the_model_picked(language, monkeypatch):
     """A run trained on captions gets caption-style examples (and its text box one of them);
     a Hub model everyday ones; switching models swaps the lists and the untouched text."""
     studio, ids = language
@@ -231,6 +231,7 @@ def test_examples_follow_the_model_picked(language):
     assert all(row[0].startswith("a ") for row in examples.captions)  # shapes' captions
     assert examples.caption_box.visible and not examples.everyday_box.visible
     assert "The capital of France is [MASK]." in [row[0] for row in examples.everyday]
+    assert len(examples.boxes) == 2  # captions and shapes share one list
     caption_box, everyday_box, text = examples.update("bert-base-uncased", tab.text.value)
     assert not caption_box.visible and everyday_box.visible
     assert text == examples.everyday[0][0]
@@ -246,14 +247,22 @@ def test_examples_follow_the_model_picked(language):
     assert shapes_rows and all("circle" in row[1] for row in shapes_rows)
     assert tab.labels.value == shapes_rows[0][1]
     hub = tab.examples.update("openai/clip-vit-base-patch32", tab.labels.value)
-    assert hub[1].visible and not hub[0].visible
-    assert hub[2] == gr.skip()  # shape names are among a Hub CLIP's examples too
+    assert hub[-2].visible and not any(box.visible for box in hub[:-2])
+    assert hub[-1] == gr.skip()  # shape names are among a Hub CLIP's examples too
     assert "cat" in tab.examples.everyday[0][1]  # which start with the photographs' words
     # The image lenses: a CLIP trained on shapes looks at shapes; a Hub model photos first.
     pictures = _tab(AttentionTab, studio).picture_examples
     assert pictures.caption_box.visible and not pictures.everyday_box.visible
     assert all("shapes-" in row[0] for row in pictures.captions)
     assert "shapes-" not in pictures.everyday[0][0]
+    # ... and one trained on scenes at scenes (their names and masks: the Jaccard line).
+    scenes = pictures.own["scenes"]
+    assert len(scenes) == 4 and all("scenes-" in row[0] for row in scenes)
+    assert pictures.rows_for(ids["clip"]) is pictures.captions
+    monkeypatch.setattr(studio, "job", lambda job_id: {"dataset": "scenes"})  # a scenes run
+    *boxes, picked = pictures.update("7", pictures.captions[0][0])
+    assert [box.visible for box in boxes] == [rows is scenes for rows in pictures.lists]
+    assert picked == scenes[0][0]  # a shapes picture gives way to the first scene
 
 
 def test_language_lens_results_have_the_contracts_keys(language, photo):

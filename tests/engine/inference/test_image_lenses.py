@@ -429,6 +429,11 @@ def test_examples_are_written_once(studio):
     found = studio.lenses.lens_examples()
     names = [e["name"] for e in found]
     assert any(n.startswith("shapes-") for n in names)
+    assert sum(n.startswith("scenes-") for n in names) == 4
     assert all(Image.open(e["path"]).size[0] > 0 for e in found)
     assert studio.lenses.lens_examples() == found
     json.dumps(found)
+    # Zero-shot offers each kind its own words.
+    labels = {r["name"].partition("-")[0]: r["labels"] for r in studio.lenses.zero_shot_examples()}
+    assert "circle" in labels["shapes"] and "ice cream" in labels["scenes"]
+    assert "tree" not in labels["shapes"] and "circle" not in labels["scenes"]

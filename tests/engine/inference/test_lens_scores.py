@@ -10,7 +10,7 @@ import torch
 from engine.data.shapes import generate_shapes
 from engine.inference import attention as attention_lens
 from engine.inference.attention import attention_maps
-from engine.inference.examples import NUM_SHAPES, SHAPES_SEED, SHAPES_SIZE
+from engine.inference.examples import NUM_SHAPES, SHAPES_SEED, SHAPES_SIZE, scene_examples
 from engine.inference.reconstruct import reconstruct
 from engine.inference.truth import known_mask
 from tests.engine.inference.test_image_lenses import PHOTO, RECONSTRUCT, _load, folders  # noqa: F401
@@ -25,6 +25,10 @@ def test_example_pictures_are_recognised_and_nothing_else():
     pictures, masks = _examples()
     for picture, mask in zip(pictures, masks, strict=True):
         assert np.array_equal(known_mask(picture.copy()), mask.numpy().astype(bool))
+    scenes = scene_examples()  # the scenes pictures: their masks too
+    for image, mask in zip(scenes.images, scenes.masks, strict=True):
+        assert np.array_equal(known_mask(image.permute(1, 2, 0).numpy()), mask.numpy() > 0)
+        assert 0 < mask.float().mean() < 0.5  # an object, not the whole picture
     assert known_mask(PHOTO) is None
     changed = pictures[0].copy()
     changed[0, 0, 0] ^= 1  # one pixel off: not the example any more
