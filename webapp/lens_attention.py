@@ -34,6 +34,15 @@ def jaccard_line(result: dict[str, Any]) -> str:
     return f"Jaccard {result['jaccard']:.2f} with the object's mask (best head {best:.2f})."
 
 
+def mask_caption(result: dict[str, Any]) -> str:
+    """ "Mask · Jaccard 0.62, best head 0.71": short enough for the picture's label, which
+    shares its row with the picture's buttons ("" without a score)."""
+    if result.get("jaccard") is None:
+        return ""
+    best = max(result.get("jaccard_heads") or [result["jaccard"]])
+    return f"Mask · Jaccard {result['jaccard']:.2f}, best head {best:.2f}"
+
+
 class AttentionTab(LensTab):
     api_name = "attention"
     intro = INTRO
@@ -75,7 +84,7 @@ class AttentionTab(LensTab):
             with gr.Column(scale=3, min_width=360):
                 with gr.Row():
                     self.mean = picture("Mean over heads")
-                    self.mask = picture("Mask")
+                    self.mask = picture("Mask", buttons=["download"])  # room for the score
                 self.heads = gr.Gallery(
                     label="Each head",
                     columns=6,
@@ -139,12 +148,12 @@ class AttentionTab(LensTab):
         heads, mean, mask, details = outputs
         if not heads:
             return outputs
-        scored = jaccard_line(details or {})
+        caption = mask_caption(details or {})
         return [
             gr.Gallery(value=heads, columns=min(6, len(heads))),
             mean,
             # The score under the maps: the mask picture's caption (API clients: details).
-            gr.Image(value=mask, label=f"Mask · {scored}") if scored else mask,
+            gr.Image(value=mask, label=caption) if caption else mask,
             details,
         ]
 

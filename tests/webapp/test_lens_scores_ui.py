@@ -22,7 +22,7 @@ def test_jaccard_line_and_the_mask_caption():
     details = {"jaccard": 0.6234, "jaccard_heads": [0.5, 0.712]}
     heads = [(mask, "head 1")]
     _, _, shown, out = tab.present([heads, mask, mask, details])
-    assert shown.label == "Mask · " + line and out is details
+    assert shown.label == "Mask · Jaccard 0.62, best head 0.71" and out is details
     _, _, shown, _ = tab.present([heads, mask, mask, {"grid": 4}])
     assert shown is mask  # no score: the picture as it is
 
