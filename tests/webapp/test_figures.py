@@ -282,19 +282,25 @@ def test_status_line_warns_of_a_dino_teacher_gone_uniform():
     assert "Collapse" not in figures.status_line(job, curves)
 
 
+def flat_teacher(steps, entropy, rank=None):
+    """Curves of a teacher at ln 4096 (its marginal) and `entropy` (per image) at `steps`,
+    with an effective-rank probe of `rank` at each when given."""
+    curves = figures.empty_curves(1)
+    for step in steps:
+        points = [
+            {"step": step, "name": "teacher_entropy", "value": entropy},
+            {"step": step, "name": "teacher_marginal_entropy", "value": 8.318},
+        ]
+        if rank is not None:
+            points.append({"step": step, "name": "effective_rank", "value": rank})
+        figures.add_points(curves, points)
+    return curves
+
+
 def test_a_flat_teacher_is_no_collapse_while_the_embeddings_rank_is_healthy():
     # DINOv2's [CLS] teacher can stay flat while its patch loss trains the network.
     job = dict(JOB, method="dinov2", config={"out_dim": 4096})  # log 4096 = 8.318
-    curves = figures.empty_curves(1)
-    for step in (175, 200):
-        figures.add_points(
-            curves,
-            [
-                {"step": step, "name": "teacher_entropy", "value": 8.31},
-                {"step": step, "name": "teacher_marginal_entropy", "value": 8.318},
-                {"step": step, "name": "effective_rank", "value": 18.0},
-            ],
-        )
+    curves = flat_teacher((175, 200), entropy=8.31, rank=18.0)
     assert "Collapse" not in figures.status_line(job, curves)
     figures.add_points(curves, [{"step": 225, "name": "effective_rank", "value": 3.0}])
     assert "output is uniform" in figures.status_line(job, curves)
@@ -303,15 +309,7 @@ def test_a_flat_teacher_is_no_collapse_while_the_embeddings_rank_is_healthy():
 def test_a_flat_cls_teacher_is_no_collapse_while_dinov2_patch_loss_trains():
     # A DINOv2 quick run on scenes from the Train tab: teacher entropy at ln 4096 from step 1,
     # before any rank probe, while the loss falls and the online k-NN rises (bench/RESULTS.md).
-    curves = figures.empty_curves(1)
-    for step in (3, 16):
-        figures.add_points(
-            curves,
-            [
-                {"step": step, "name": "teacher_entropy", "value": 8.318},
-                {"step": step, "name": "teacher_marginal_entropy", "value": 8.318},
-            ],
-        )
+    curves = flat_teacher((3, 16), entropy=8.318)
     dinov2 = dict(JOB, method="dinov2", config={"out_dim": 4096, "ibot_loss_weight": 1.0})
     assert "Collapse" not in figures.status_line(dinov2, curves)
     without = dict(dinov2, config={"out_dim": 4096, "ibot_loss_weight": 0.0})  # DINO + KoLeo
