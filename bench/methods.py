@@ -16,16 +16,17 @@ initialisation (what pretraining has to beat). All of it goes through `engine.ap
 throwaway home folder per method (so each method's random baseline is its own network; pass
 --home to keep them).
 
-The budget is compute, not wall time: `--budget-s` seconds of the whole machine, i.e. that
-many seconds times the number of cores in CPU time. A short calibration job (a few steps of the
-same spec) measures the CPU seconds a step of the method takes; the real job then gets the
-number of steps that fills the budget, with the preset's warmup scaled down when the run is
-short, so the learning-rate schedule runs its whole course (stopping a longer job part-way
-would leave its cosine half done). Counting CPU time rather than wall time keeps the budget
-the same for every method when other processes share the machine (on an idle machine the two
-agree, up to the cores a step leaves idle); the wall time and the load are recorded with every
-row. "images/s" is the speed this gives on the whole machine: images per CPU second times the
-cores.
+The budget is compute, not wall time: `--budget-s` seconds of the whole machine, i.e. that many
+seconds times the number of cores in CPU time. A short calibration job (a few steps of the same
+spec) measures the CPU seconds a step of the method takes, and a point of each probe the run
+logs (the online k-NN every `knn_every` steps, the health metrics every `health_every`); the
+real job then gets the number of steps that fills the budget with its probes, with the preset's
+warmup scaled down when the run is short, so the learning-rate schedule runs its whole course
+(stopping a longer job part-way would leave its cosine half done). Counting CPU time rather
+than wall time keeps the budget the same for every method when other processes share the
+machine (on an idle machine the two agree, up to the cores a step leaves idle); the wall time
+and the load are recorded with every row. "images/s" is the speed this gives on the whole
+machine: images per CPU second times the cores.
 
 `--datasets default` runs each method on its own default dataset (the one the Train tab picks
 for it). The methods their papers judge otherwise are also evaluated that way, next to their
@@ -48,7 +49,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -64,7 +65,7 @@ JUDGED_BY = {
     "dino": ("segmentation",),
     "dinov2": ("segmentation",),
 }
-CALIBRATION_STEPS = 5  # the first is not timed (warm-up allocations), four are
+CALIBRATION_STEPS = 8  # see calibrate()
 CORES = os.cpu_count() or 1
 MIN_STEPS = 10
 
@@ -114,29 +115,79 @@ def budget_of(method: str, extra: dict[str, str], budget: float, vit: float | No
     return vit if vit and backbone.startswith("vit") else budget
 
 
-def calibrate(studio: Studio, method: str, dataset: str, extra: dict[str, str]) -> float:
-    """CPU seconds (all threads) one training step of `method` takes, from a few-step job."""
-    marks: list[float] = []
+class Costs(NamedTuple):
+    """CPU seconds (all threads) of one training step and of one point of each probe."""
+
+    step: float
+    knn: float
+    health: float
+
+
+def calibrate(studio: Studio, method: str, dataset: str, extra: dict[str, str]) -> Costs:
+    """What a step and each probe of `method` cost, from one short job: its online k-NN
+    runs at steps 4 and 8, its health probe at 6 and 8, and steps 2, 3, 5 and 7 are bare
+    (the first step is not timed: warm-up allocations)."""
+    marks: dict[int, float] = {}  # step -> CPU clock when its point was logged
     summary = studio.run_foreground(
         {
             "method": method,
             "dataset": dataset,
-            "params": {**extra, "steps": CALIBRATION_STEPS, "warmup_steps": 0, "health_every": 0},
+            "params": {
+                **extra,
+                "steps": CALIBRATION_STEPS,
+                "warmup_steps": 0,
+                "knn_every": 4,
+                "health_every": 6,
+            },
         },
-        on_step=lambda step, values: marks.append(time.process_time()),
+        on_step=lambda step, values: marks.__setitem__(step, time.process_time()),
     )
-    if summary["status"] != "completed" or len(marks) != CALIBRATION_STEPS:
-        raise RuntimeError(f"calibration of {method} failed: {summary['error']}")
-    return (marks[-1] - marks[0]) / (CALIBRATION_STEPS - 1)
+    if summary["status"] != "completed" or set(range(1, CALIBRATION_STEPS + 1)) - set(marks):
+        raise RuntimeError(
+            f"calibration of {method} failed: {summary['error'] or 'a step logged nothing'}"
+        )
+    took = {step: marks[step] - marks[step - 1] for step in range(2, CALIBRATION_STEPS + 1)}
+    step = sum(took[s] for s in (2, 3, 5, 7)) / 4
+    return Costs(step, max(0.0, took[4] - step), max(0.0, took[6] - step))
+
+
+def probe_points(steps: int, every: int, at_start: bool) -> int:
+    """How many points a probe logs in a run of `steps` (the trainer's rule: every `every`
+    steps and at the last; the online k-NN also at step 0, and only in a run that long)."""
+    if every <= 0 or (at_start and every > steps):
+        return 0
+    return int(at_start) + steps // every + int(steps % every != 0)
+
+
+def run_cost(steps: int, costs: Costs, knn_every: int, health_every: int) -> float:
+    return (
+        steps * costs.step
+        + probe_points(steps, knn_every, True) * costs.knn
+        + probe_points(steps, health_every, False) * costs.health
+    )
+
+
+def steps_for(cpu_budget: float, costs: Costs, knn_every: int, health_every: int) -> int:
+    """The most steps whose training and probes fit `cpu_budget` CPU seconds."""
+    per_step = costs.step
+    per_step += costs.knn / knn_every if knn_every > 0 else 0.0
+    per_step += costs.health / health_every if health_every > 0 else 0.0
+    steps = max(MIN_STEPS, math.floor(cpu_budget / per_step))
+    while run_cost(steps + 1, costs, knn_every, health_every) <= cpu_budget:
+        steps += 1
+    while steps > MIN_STEPS and run_cost(steps, costs, knn_every, health_every) > cpu_budget:
+        steps -= 1
+    return steps
 
 
 def bench_one(
     studio: Studio, method: str, dataset: str, budget: float, extra: dict[str, str]
 ) -> list[dict[str, Any]]:
     """Train `method` on `dataset` for `budget` seconds, evaluate; its row and its baselines'."""
-    batch = build_config(get_method(method).Config, "quick", extra).batch_size
+    preset = build_config(get_method(method).Config, "quick", extra)
+    batch = preset.batch_size
     busy = os.getloadavg()[0]
-    cpu_per_step = calibrate(studio, method, dataset, extra)
+    costs = calibrate(studio, method, dataset, extra)
     if busy > CORES + 0.5:
         # Under load, PyTorch's threads spin waiting for cores and bill CPU time without
         # progress: the calibration overstates a step's cost and the method gets fewer steps
@@ -147,7 +198,7 @@ def bench_one(
             file=sys.stderr,
             flush=True,
         )
-    steps = max(MIN_STEPS, math.floor(budget * CORES / cpu_per_step))
+    steps = steps_for(budget * CORES, costs, preset.knn_every, preset.health_every)
     cpu_start = time.process_time()
     tick = time.monotonic()
     summary = studio.run_foreground(
@@ -166,7 +217,8 @@ def bench_one(
         "batch_size": batch,
         "train_s": round(train_s, 1),
         "train_cpu_s": round(train_cpu_s, 1),
-        "images_per_second": round(batch * CORES / cpu_per_step, 1),
+        "images_per_second": round(batch * CORES / costs.step, 1),
+        "probe_cpu_s": {"knn": round(costs.knn, 2), "health": round(costs.health, 2)},
         "wall_images_per_second": job["images_per_second"],
         "first_loss": summary.get("first_loss"),
         "last_loss": job["last_loss"],
