@@ -8,7 +8,7 @@ from engine import demo
 from engine.__main__ import main
 from engine.api import Studio
 
-SEVEN = ["bert", "gpt", "t5", "clip", "mae", "dino", "simclr"]
+SEVEN = ["bert", "gpt", "t5", "clip", "mae", "dinov2", "simclr"]
 
 
 @pytest.fixture
@@ -27,7 +27,18 @@ def test_the_plan_lists_seven_quick_jobs_and_adds_up_their_times(studio):
     by_method = {job["method"]: job for job in plan["jobs"]}
     # The image methods with image features are evaluated; text and CLIP are not.
     assert by_method["simclr"]["evals"] == ["knn", "linear"]
-    assert by_method["dino"]["evals"] == ["knn", "linear"]
+    assert by_method["dinov2"]["evals"] == ["knn", "linear"]
+    # Each on its method's default dataset: MAE and DINOv2 on scenes, the attention and
+    # reconstruction lenses' example pictures with masks.
+    assert {job["method"]: job["dataset"] for job in plan["jobs"]} == {
+        "bert": "captions",
+        "gpt": "captions",
+        "t5": "captions",
+        "clip": "shapes",
+        "mae": "scenes",
+        "dinov2": "scenes",
+        "simclr": "shapes",
+    }
     assert by_method["bert"]["evals"] == [] and by_method["clip"]["evals"] == []
     # Steps x the measured seconds per step (+ evaluations): SimCLR's 500 quick steps at
     # 120 s / 523 steps is 115 s of training.
@@ -199,7 +210,7 @@ class _Open:
 def test_cli_demo_runs_the_queued_jobs_here_and_reports_each(tmp_path, monkeypatch, capsys):
     """`python -m engine demo` without --no-wait: its own job manager runs the pack (here a
     pack of one tiny BERT job) and prints each job as it ends."""
-    monkeypatch.setattr(demo, "SHOWCASE", (("bert", "captions"),))
+    monkeypatch.setattr(demo, "SHOWCASE", ("bert",))
     monkeypatch.setattr(demo, "PRESET", "tiny")
     assert main(["demo", "--home", str(tmp_path / "home")]) == 0
     out = capsys.readouterr().out
