@@ -109,6 +109,29 @@ class MAEConfig(TrainConfig):
     }
 
 
+def init_position_tables(model: ViTMAEForPreTraining) -> None:
+    """Give a freshly built ViTMAE the paper's init: the encoder's and the decoder's frozen
+    2-D sin-cos position tables, the [CLS] and mask tokens drawn from N(0, 0.02), the patch
+    projection Xavier-uniform (the MAE code's `initialize_weights`).
+
+    transformers 5's `post_init` leaves both tables at zero: the encoder's sin-cos init returns
+    early once the patch projection is marked initialised, and the decoder's `_init_weights`
+    zeroes its table after the decoder filled it. The tables are frozen, so they stay zero, and
+    the MAE sees its patches as an unordered bag: it cannot tell where a hidden patch is, and
+    its reconstructions stop at a blur (bench/RESULTS.md, eighth session). A checkpoint keeps
+    the tables it was trained with: a run started before this fix loads its zeros."""
+    embeddings = model.vit.embeddings
+    projection = embeddings.patch_embeddings.projection
+    saved = getattr(projection, "_is_hf_initialized", False)
+    projection._is_hf_initialized = False  # or initialize_weights() returns at once
+    try:
+        with torch.no_grad():
+            embeddings.initialize_weights()
+            model.decoder.initialize_weights(embeddings.patch_embeddings.num_patches)
+    finally:
+        projection._is_hf_initialized = saved
+
+
 @register_method("mae")
 class MAE(SSLMethod):
     description = (
@@ -169,6 +192,7 @@ class MAE(SSLMethod):
                 **vit_dims(config.backbone, config.depth),
             )
         )
+        init_position_tables(self.model)
 
     def training_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         with torch.no_grad():
