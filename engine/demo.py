@@ -46,7 +46,7 @@ MEASURED: dict[str, Measured] = {
     "clip": Measured(
         4.1 * 60 / 4000, "bench/RESULTS-text.md, fourth session: 4000 steps, 4.1 min (CLI)"
     ),
-    "mae": Measured(209 / 300, "bench/RESULTS.md, sixth session, mae_sc: 300 steps in 209 s"),
+    "mae": Measured(290 / 450, "bench/RESULTS.md, eighth session, mae450_s0: 450 steps in 290 s"),
     "dinov2": Measured(343 / 250, "bench/RESULTS.md, sixth session, d2_sc250: 250 steps in 343 s"),
     "simclr": Measured(
         120 / 523, "bench/RESULTS.md, shapes v2 benchmark: 523 steps in 120 s x 2 cores"
