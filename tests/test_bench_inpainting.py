@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import ViTMAEConfig, ViTMAEForPreTraining
+
+from engine.config import build_config
+from engine.methods.mae import MAE, MAEConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,20 +27,7 @@ def bench():
 
 
 def test_patches_and_masks_are_vitmaes(bench):
-    config = ViTMAEConfig(
-        image_size=16,
-        patch_size=4,
-        hidden_size=8,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=16,
-        decoder_hidden_size=8,
-        decoder_num_hidden_layers=1,
-        decoder_num_attention_heads=2,
-        decoder_intermediate_size=16,
-        mask_ratio=0.75,
-    )
-    model = ViTMAEForPreTraining(config).eval()
+    model = MAE(build_config(MAEConfig, "tiny", {"image_size": 16})).model.eval()
     pixels = torch.randn(3, 3, 16, 16)
     assert torch.equal(bench.patchify(pixels, 4), model.patchify(pixels))
     noise = torch.rand(3, 16, generator=torch.Generator().manual_seed(5))
