@@ -12,6 +12,7 @@ and uses the nearest code of each patch as its token. The model is transformers'
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,6 +164,22 @@ def min_block(config: BEiTConfig) -> int:
     return config.min_block_patches or max(1, round(16 * grid_side(config) ** 2 / 196))
 
 
+def init_as_beit_code(model: BeitForMaskedImageModeling) -> None:
+    """The BEiT code's init where transformers' differs (its pretraining model,
+    modeling_pretrain.py): the [CLS] and mask tokens and the absolute position table drawn from
+    a truncated normal of std 0.02 (transformers starts them at zero), and each block's
+    attention output and second MLP weights divided by sqrt(2 x its depth), so a deep stack
+    starts with small residual updates (`fix_init_weight`)."""
+    embeddings = model.beit.embeddings
+    with torch.no_grad():
+        for tensor in (embeddings.cls_token, embeddings.mask_token, embeddings.position_embeddings):
+            if tensor is not None:
+                torch.nn.init.trunc_normal_(tensor, std=0.02)
+        for depth, layer in enumerate(model.beit.layers, start=1):
+            layer.attention.o_proj.weight.div_(math.sqrt(2.0 * depth))
+            layer.mlp.fc2.weight.div_(math.sqrt(2.0 * depth))
+
+
 @register_method("beit")
 class BEiT(SSLMethod):
     description = (
@@ -172,8 +189,8 @@ class BEiT(SSLMethod):
     Config = BEiTConfig
     # Objects whose colours and shapes follow their class: the quick preset's ViT-tiny learns
     # `scenes` within its budget (even with labels it stays at chance on `shapes` for 300
-    # steps). Quick run on `scenes`: k-NN 0.391 against its random twin's 0.223 in 209 s
-    # (bench/RESULTS.md, sixth session); on `shapes` 0.134 against 0.103.
+    # steps). Quick run on `scenes`: k-NN 0.389 against its random twin's 0.217 in 195 s
+    # (bench/RESULTS.md, eighth session); on `shapes` 0.134 against 0.103 (sixth).
     default_dataset = "scenes"
     card = MethodCard(
         title="BEiT",
@@ -263,6 +280,7 @@ class BEiT(SSLMethod):
                 **vit_dims(config.backbone, config.depth),
             )
         )
+        init_as_beit_code(self.model)
         codebook = self.data_info.get("codebook")
         if codebook is None:  # filled in by a checkpoint
             codebook = torch.zeros(config.codebook_size, config.patch_size**2 * 3)

@@ -145,3 +145,18 @@ def test_preview_greys_the_masked_blocks_drawn_as_in_training():
 def test_paper_preset_masks_75_of_196_patches():
     config = build_config(BEiTConfig, "paper", {})
     assert grid_side(config) == 14 and num_masked(config) == 75
+
+
+def test_init_is_the_beit_codes():
+    """Tokens and absolute positions from N(0, 0.02) (transformers leaves them at zero), and
+    block l's attention output and second MLP weights at 0.02 / sqrt(2 l)."""
+    config = build_config(BEiTConfig, "quick", {"depth": 4})
+    model = BEiT(config).model
+    embeddings = model.beit.embeddings
+    for tensor in (embeddings.cls_token, embeddings.mask_token, embeddings.position_embeddings):
+        assert 0.012 < float(tensor.detach().std()) < 0.028
+    for depth, layer in enumerate(model.beit.layers, start=1):
+        expected = 0.02 / (2 * depth) ** 0.5
+        for weight in (layer.attention.o_proj.weight, layer.mlp.fc2.weight):
+            assert abs(float(weight.detach().std()) / expected - 1) < 0.1
+        assert abs(float(layer.attention.q_proj.weight.detach().std()) / 0.02 - 1) < 0.1
