@@ -4,9 +4,9 @@ Seven quick-preset jobs, one per lens family, each on its method's default datas
 CLIP on `shapes`, MAE and DINOv2 on `scenes` (where MAE's reconstructions beat the fills and
 DINOv2's attention finds the object; DINO's quick run on `shapes` shows neither: issue #17 and
 `bench/RESULTS.md`), BERT, GPT and T5 on `captions`; the image ones with the k-NN and linear
-evaluations. When they have run,
-every lens and the explorer have a studio run of their kind to open (the pickers default to the
-newest completed run of the right kind), beside the public Hub models they suggest.
+evaluations. When they have run, every lens and the explorer have a studio run of their kind to
+open (the pickers default to the newest completed run of the right kind), beside the public Hub
+models they suggest.
 
 The expected time is the presets' steps times the seconds per step measured on the studio's
 reference machine (2 CPU cores, no GPU; `MEASURED` names the run behind each figure), plus the
