@@ -43,17 +43,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from bench.budget import calibrate, steps_for
 from engine.api import Studio
 from engine.config import build_config
 from engine.registry import get_method, list_methods
@@ -65,9 +65,7 @@ JUDGED_BY = {
     "dino": ("segmentation",),
     "dinov2": ("segmentation",),
 }
-CALIBRATION_STEPS = 8  # see calibrate()
 CORES = os.cpu_count() or 1
-MIN_STEPS = 10
 
 
 def load() -> str:
@@ -113,71 +111,6 @@ def budget_of(method: str, extra: dict[str, str], budget: float, vit: float | No
     config = build_config(get_method(method).Config, "quick", extra)
     backbone = str(getattr(config, "backbone", ""))
     return vit if vit and backbone.startswith("vit") else budget
-
-
-class Costs(NamedTuple):
-    """CPU seconds (all threads) of one training step and of one point of each probe."""
-
-    step: float
-    knn: float
-    health: float
-
-
-def calibrate(studio: Studio, method: str, dataset: str, extra: dict[str, str]) -> Costs:
-    """What a step and each probe of `method` cost, from one short job: its online k-NN
-    runs at steps 4 and 8, its health probe at 6 and 8, and steps 2, 3, 5 and 7 are bare
-    (the first step is not timed: warm-up allocations)."""
-    marks: dict[int, float] = {}  # step -> CPU clock when its point was logged
-    summary = studio.run_foreground(
-        {
-            "method": method,
-            "dataset": dataset,
-            "params": {
-                **extra,
-                "steps": CALIBRATION_STEPS,
-                "warmup_steps": 0,
-                "knn_every": 4,
-                "health_every": 6,
-            },
-        },
-        on_step=lambda step, values: marks.__setitem__(step, time.process_time()),
-    )
-    if summary["status"] != "completed" or set(range(1, CALIBRATION_STEPS + 1)) - set(marks):
-        raise RuntimeError(
-            f"calibration of {method} failed: {summary['error'] or 'a step logged nothing'}"
-        )
-    took = {step: marks[step] - marks[step - 1] for step in range(2, CALIBRATION_STEPS + 1)}
-    step = sum(took[s] for s in (2, 3, 5, 7)) / 4
-    return Costs(step, max(0.0, took[4] - step), max(0.0, took[6] - step))
-
-
-def probe_points(steps: int, every: int, at_start: bool) -> int:
-    """How many points a probe logs in a run of `steps` (the trainer's rule: every `every`
-    steps and at the last; the online k-NN also at step 0, and only in a run that long)."""
-    if every <= 0 or (at_start and every > steps):
-        return 0
-    return int(at_start) + steps // every + int(steps % every != 0)
-
-
-def run_cost(steps: int, costs: Costs, knn_every: int, health_every: int) -> float:
-    return (
-        steps * costs.step
-        + probe_points(steps, knn_every, True) * costs.knn
-        + probe_points(steps, health_every, False) * costs.health
-    )
-
-
-def steps_for(cpu_budget: float, costs: Costs, knn_every: int, health_every: int) -> int:
-    """The most steps whose training and probes fit `cpu_budget` CPU seconds."""
-    per_step = costs.step
-    per_step += costs.knn / knn_every if knn_every > 0 else 0.0
-    per_step += costs.health / health_every if health_every > 0 else 0.0
-    steps = max(MIN_STEPS, math.floor(cpu_budget / per_step))
-    while run_cost(steps + 1, costs, knn_every, health_every) <= cpu_budget:
-        steps += 1
-    while steps > MIN_STEPS and run_cost(steps, costs, knn_every, health_every) > cpu_budget:
-        steps -= 1
-    return steps
 
 
 def bench_one(

@@ -85,19 +85,3 @@ def test_judged_reads_the_twins_jaccard(bench):
     text = bench.judged({"seg_jaccard_best": 0.12}, {"seg_jaccard_best": 0.088})
     assert text == "Jaccard 0.120 / 0.088"
     assert bench.judged({}, {}) == "-"
-
-
-def test_budget_pays_for_the_probes(bench):
-    costs = bench.Costs(step=1.0, knn=6.0, health=2.0)
-    # 100 steps, k-NN every 50 (steps 0, 50 and 100), health every 25 (25, 50, 75, 100)
-    assert bench.probe_points(100, 50, True) == 3
-    assert bench.probe_points(100, 25, False) == 4
-    assert bench.probe_points(110, 25, False) == 5  # and at the last step
-    assert bench.probe_points(40, 50, True) == 0  # a run shorter than knn_every has none
-    assert bench.run_cost(100, costs, 50, 25) == 100 + 3 * 6 + 4 * 2
-    # 126 CPU s buy those 100 steps exactly, one second less buys fewer
-    assert bench.steps_for(126, costs, 50, 25) == 100
-    assert bench.steps_for(125, costs, 50, 25) == 99
-    assert bench.run_cost(99, costs, 50, 25) == 99 + 3 * 6 + 4 * 2
-    # without probes the budget is steps alone
-    assert bench.steps_for(126, bench.Costs(1.0, 0.0, 0.0), 0, 0) == 126
