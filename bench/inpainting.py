@@ -32,13 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from engine.data.datasets import load_dataset
 from engine.data.views import IMAGENET_MEAN, IMAGENET_STD
 from engine.evaluation.reconstruction import hidden_patch_psnr
-
-
-def patchify(pixels: torch.Tensor, patch: int) -> torch.Tensor:
-    """(B, C, S, S) -> (B, L, p*p*C), row-major patches, channels last: ViTMAE's layout."""
-    b, c, s, _ = pixels.shape
-    x = pixels.reshape(b, c, s // patch, patch, s // patch, patch)
-    return torch.einsum("nchpwq->nhwpqc", x).reshape(b, (s // patch) ** 2, patch * patch * c)
+from engine.models.codebook import patchify  # ViTMAE's patch layout
 
 
 def hidden_patches(count: int, num_patches: int, mask_ratio: float, seed: int) -> torch.Tensor:
