@@ -26,21 +26,28 @@ MAX_LAYERS = 24
 SCALES = [("Each map", "map"), ("Shared", "shared")]  # engine.inference.attention.SCALES
 
 
+def scores(result: dict[str, Any]) -> tuple[float, float] | None:
+    """(the mask's Jaccard, the best head's) when the result has a score, else None."""
+    if result.get("jaccard") is None:
+        return None
+    return result["jaccard"], max(result.get("jaccard_heads") or [result["jaccard"]])
+
+
 def jaccard_line(result: dict[str, Any]) -> str:
     """ "Jaccard 0.62 with the object's mask (best head 0.71)" when the result has one."""
-    if result.get("jaccard") is None:
+    scored = scores(result)
+    if scored is None:
         return ""
-    best = max(result.get("jaccard_heads") or [result["jaccard"]])
-    return f"Jaccard {result['jaccard']:.2f} with the object's mask (best head {best:.2f})."
+    return f"Jaccard {scored[0]:.2f} with the object's mask (best head {scored[1]:.2f})."
 
 
 def mask_caption(result: dict[str, Any]) -> str:
     """ "Mask · Jaccard 0.62, best head 0.71": short enough for the picture's label, which
     shares its row with the picture's buttons ("" without a score)."""
-    if result.get("jaccard") is None:
+    scored = scores(result)
+    if scored is None:
         return ""
-    best = max(result.get("jaccard_heads") or [result["jaccard"]])
-    return f"Mask · Jaccard {result['jaccard']:.2f}, best head {best:.2f}"
+    return f"Mask · Jaccard {scored[0]:.2f}, best head {scored[1]:.2f}"
 
 
 class AttentionTab(LensTab):
