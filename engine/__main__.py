@@ -52,6 +52,29 @@ def _parse_set(items: list[str]) -> dict[str, str]:
     return out
 
 
+def _protocol_params(items: list[str], protocols: list[str]) -> dict[str, Any] | None:
+    """`eval --set KEY=VALUE` as protocol settings: each value read as JSON (240, 0.5,
+    [0.1]), else kept as text for the protocol's own check to name."""
+    if not items:
+        return None
+    if len(protocols) != 1:
+        from engine.errors import SpecError
+
+        raise SpecError(
+            "--set changes one protocol's settings; evaluate one protocol at a time with it"
+        )
+    params: dict[str, Any] = {}
+    for key, text in _parse_set(items).items():
+        try:
+            params[key] = json.loads(text)
+        except json.JSONDecodeError:
+            params[key] = text
+    from engine.evaluation.runner import resolve_params
+
+    resolve_params(protocols[0], params)  # refused here, before any progress bar starts
+    return params
+
+
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     cells = [[("" if r.get(c) is None else str(r.get(c))) for c in columns] for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
@@ -384,6 +407,7 @@ def cmd_eval(studio, args) -> int:
     for protocol in protocols or [""]:
         if protocol not in known:  # all checked before the first one runs
             raise SpecError(f"unknown protocol {protocol!r}; choose one of: {', '.join(known)}")
+    params = _protocol_params(args.set, protocols)
     rows, figures = [], {}
     for protocol in protocols:
         bar = tqdm(
@@ -399,9 +423,11 @@ def cmd_eval(studio, args) -> int:
             bar.set_postfix_str(text)
 
         if args.job is not None:
-            row = studio.evaluate(args.job, protocol, args.dataset, on_progress=on_progress)
+            row = studio.evaluate(
+                args.job, protocol, args.dataset, on_progress=on_progress, params=params
+            )
         elif args.model is not None:
-            row = studio.evaluate_model(args.model, args.dataset, protocol, on_progress)
+            row = studio.evaluate_model(args.model, args.dataset, protocol, on_progress, params)
         else:
             row = studio.evaluate_baseline(
                 args.baseline,
@@ -410,6 +436,7 @@ def cmd_eval(studio, args) -> int:
                 protocol,
                 args.image_size,
                 on_progress=on_progress,
+                params=params,
             )
         bar.close()
         rows.append(row)
@@ -621,6 +648,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--dataset",
         help="labelled dataset (default for a job: its eval dataset, else its training dataset)",
+    )
+    evaluate.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting of the one protocol evaluated, e.g. finetune's steps=240 or "
+        "fractions=[0.1], knn's k=10 (values as JSON; unknown keys are refused)",
     )
     evaluate.add_argument(
         "--backbone",

@@ -250,3 +250,27 @@ def test_cli_eval(trained, capsys):
         err = capsys.readouterr().err
         assert code == 2 and words in err, (args, err)
         assert "Traceback" not in err
+
+
+def test_cli_eval_sets_protocol_settings(trained, capsys):
+    from engine.__main__ import main
+
+    studio, summary = trained
+    home, job = str(studio.home.root), str(summary["job_id"])
+    args = ["eval", "--job", job, "--protocol", "knn", "--set", "k=1", "--json", "--home", home]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["evaluations"][0]["params"]["k"] == 1  # stored with the figures it gave
+    k1 = studio.evaluations(summary["job_id"])[-1]
+    assert k1["params"]["k"] == 1 and k1["params"]["temperature"] == 0.07
+    for extra, words in [
+        (["--set", "kk=3"], "unknown knn setting(s) kk; it knows: k, temperature"),
+        (["--set", "k=three"], "knn setting k"),
+        (["--set", "k"], "--set expects key=value"),
+        (["--protocol", "knn,linear", "--set", "k=3"], "one protocol at a time"),
+    ]:
+        protocol = [] if "--protocol" in extra else ["--protocol", "knn"]
+        code = main(["eval", "--job", job, *protocol, *extra, "--home", home])
+        err = capsys.readouterr().err
+        assert code == 2 and words in err, (extra, err)
+        assert "Traceback" not in err
