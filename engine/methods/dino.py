@@ -409,12 +409,13 @@ class DINO(SSLMethod):
         temperature = teacher_temperature(config, step)
         with torch.no_grad():
             # The centre follows the global batch: the mean over every rank's rows.
+            # The centre starts at zero, as main_dino.py's does. Started at the first batch's
+            # mean instead (the studio's choice until issue #17's ninth session), it cancels
+            # the little a random ViT's [CLS] tokens differ by, so the teacher was uniform from
+            # step 1 and the run collapsed at once (effective rank 1.07). From zero, the first
+            # steps' sharp targets break that symmetry: teacher entropy 7.1-7.5 of ln K 8.32
+            # and rank 8-10 through the quick run (k-NN unchanged; bench/RESULTS.md).
             batch_mean = mean_across(teacher_logits.float().mean(dim=0, keepdim=True))  # (1, K)
-            if step == 0:
-                # Start the centre at the data rather than at zero: a zero-started moving
-                # average is biased for its first ~1/(1 - momentum) steps, which only shows
-                # as a loss that rises while the centre catches up.
-                self.center.copy_(batch_mean)
         # A local mean over this rank's images: DDP's averaging of the gradients gives the
         # global batch's, and the loop logs the mean over the ranks.
         loss = dino_loss(

@@ -284,8 +284,6 @@ class DINOv2(SSLMethod):
         if distributed:
             dist.all_reduce(batch_mean)
             batch_mean /= dist.get_world_size()
-        if step == 0:
-            center.copy_(batch_mean)
         targets = centered_softmax(logits, center, temperature)
         center.copy_(updated_center(center, batch_mean, self.config.center_momentum))
         return targets

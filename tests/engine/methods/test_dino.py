@@ -40,17 +40,23 @@ def test_teacher_sees_global_crops_and_student_all_once_per_resolution():
     assert all(p.grad is None for p in method.teacher.parameters())
 
 
-def test_centre_is_a_buffer_started_at_the_data_then_updated_with_momentum():
+def test_centre_is_a_buffer_started_at_zero_then_updated_with_momentum():
     method = _method(center_momentum=0.9)
     assert "center" in dict(method.named_buffers()) and "center" in method.state_dict()
+    assert method.center.abs().sum() == 0  # main_dino.py: torch.zeros(1, out_dim)
     captured = []
     method.teacher.head.register_forward_hook(lambda m, a, out: captured.append(out.detach()))
-    method.training_step({"images": IMAGES})
-    first = captured[0].float().mean(dim=0, keepdim=True)
-    assert torch.allclose(method.center, first, atol=1e-6)  # step 0: the batch mean itself
+    _, logs = method.training_step({"images": IMAGES})
+    first = captured[0].float()
+    # Step 0's targets are the teacher's outputs sharpened with no centre subtracted.
+    probs = torch.softmax(first / 0.04, dim=-1)
+    entropy = -(probs * probs.clamp(min=1e-12).log()).sum(dim=-1).mean()
+    assert logs["teacher_entropy"].item() == pytest.approx(entropy.item(), rel=1e-5)
+    first_mean = first.mean(dim=0, keepdim=True)
+    assert torch.allclose(method.center, 0.1 * first_mean, atol=1e-6)
     method.after_step(1, 10)
     method.training_step({"images": IMAGES})
-    expected = 0.9 * first + 0.1 * captured[1].float().mean(dim=0, keepdim=True)
+    expected = 0.9 * 0.1 * first_mean + 0.1 * captured[1].float().mean(dim=0, keepdim=True)
     assert torch.allclose(method.center, expected, atol=1e-6)
 
 
