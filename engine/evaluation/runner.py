@@ -638,13 +638,23 @@ def job_figures(store: Store, job_id: int) -> dict[str, float]:
     return out
 
 
+def _at_default_settings(ev: Any) -> bool:
+    """Whether a stored evaluation ran with its protocol's default settings."""
+    defaults = DEFAULT_PARAMS.get(ev.protocol, {})
+    params = ev.params or {}
+    return all(params.get(name, value) == value for name, value in defaults.items())
+
+
 def leaderboard(store: Store) -> list[dict[str, Any]]:
     """One row per evaluated (job, dataset) and per baseline (kind, backbone, dataset, image
-    size), newest result of each protocol; jobs first, then baselines, by dataset."""
+    size), newest result of each protocol; jobs first, then baselines, by dataset. A result at
+    the protocol's default settings wins over one with other settings (`eval --set`), so a
+    row is compared with baselines scored the same way."""
     jobs = {job.id: job for job in store.list_jobs()}
     rows: dict[tuple, dict[str, Any]] = {}
     now = utcnow()
-    for ev in store.evaluations():
+    # Stable sort: other settings first, so a default-settings result overwrites them.
+    for ev in sorted(store.evaluations(), key=_at_default_settings):
         p = ev.params or {}
         if ev.job_id is not None:
             job = jobs.get(ev.job_id)

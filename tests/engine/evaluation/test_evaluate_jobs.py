@@ -263,6 +263,10 @@ def test_cli_eval_sets_protocol_settings(trained, capsys):
     assert out["evaluations"][0]["params"]["k"] == 1  # stored with the figures it gave
     k1 = studio.evaluations(summary["job_id"])[-1]
     assert k1["params"]["k"] == 1 and k1["params"]["temperature"] == 0.07
+    assert k1["figures"]["knn_top5"] != summary["eval"]["knn_top5"]
+    # The Runs board keeps the default-settings figure, the one its baselines were scored by.
+    row = next(r for r in studio.leaderboard() if r["job_id"] == summary["job_id"])
+    assert row["knn_top5"] == summary["eval"]["knn_top5"]
     for extra, words in [
         (["--set", "kk=3"], "unknown knn setting(s) kk; it knows: k, temperature"),
         (["--set", "k=three"], "knn setting k"),
