@@ -383,7 +383,13 @@ class DINO(SSLMethod):
             self.sync_batch_norm = True  # over the global batch on N processes, as main_dino.py
         self.student = DINONetwork(backbone, head, is_vit)
         self.teacher = make_target(self.student)
-        # Buffers, so a resumed job continues with the same centre and schedules.
+        # Buffers, so a resumed job continues with the same centre and schedules. The centre
+        # starts at zero, as main_dino.py's does. Started at the first batch's mean instead
+        # (the studio's choice until issue #17's ninth session), it cancels the little a
+        # random ViT's [CLS] tokens differ by, so the teacher was uniform from step 1 and the
+        # run collapsed at once (effective rank 1.07). From zero, the first steps' sharp
+        # targets break that symmetry: teacher entropy 7.1-7.5 of ln K 8.32 and rank 8-10
+        # through the quick run (k-NN unchanged; bench/RESULTS.md).
         self.register_buffer("center", torch.zeros(1, config.out_dim))
         self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
         self._steps_done: int | None = None  # read from the buffer at the first step
@@ -409,12 +415,6 @@ class DINO(SSLMethod):
         temperature = teacher_temperature(config, step)
         with torch.no_grad():
             # The centre follows the global batch: the mean over every rank's rows.
-            # The centre starts at zero, as main_dino.py's does. Started at the first batch's
-            # mean instead (the studio's choice until issue #17's ninth session), it cancels
-            # the little a random ViT's [CLS] tokens differ by, so the teacher was uniform from
-            # step 1 and the run collapsed at once (effective rank 1.07). From zero, the first
-            # steps' sharp targets break that symmetry: teacher entropy 7.1-7.5 of ln K 8.32
-            # and rank 8-10 through the quick run (k-NN unchanged; bench/RESULTS.md).
             batch_mean = mean_across(teacher_logits.float().mean(dim=0, keepdim=True))  # (1, K)
         # A local mean over this rank's images: DDP's averaging of the gradients gives the
         # global batch's, and the loop logs the mean over the ranks.

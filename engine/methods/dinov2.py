@@ -263,7 +263,7 @@ class DINOv2(SSLMethod):
     def grid(self) -> int:
         return self.config.image_size // self.config.patch_size
 
-    def _targets(self, logits: Tensor, center_name: str, temperature: float, step: int) -> Tensor:
+    def _targets(self, logits: Tensor, center_name: str, temperature: float) -> Tensor:
         """The teacher's target distributions for `logits` (N, K): Sinkhorn-Knopp over the
         (global) batch, or softmax around a running centre that this call updates."""
         distributed = dist.is_available() and dist.is_initialized()
@@ -303,12 +303,12 @@ class DINOv2(SSLMethod):
         with torch.no_grad():
             teacher_tokens = self.teacher.tokens(global_crops)  # (2B, 1 + P, D)
             teacher_cls = self.teacher.head(teacher_tokens[:, 0])  # (2B, K)
-            cls_targets = self._targets(teacher_cls, "center", temperature, step)
+            cls_targets = self._targets(teacher_cls, "center", temperature)
             # Each global crop's targets come from the other one (DINOv2 swaps them).
             cls_targets = cls_targets.view(2, batch_size, -1)
             if masks.any():
                 teacher_patches = self.teacher.patch_head(teacher_tokens[:, 1:][masks])  # (M, K)
-                patch_targets = self._targets(teacher_patches, "patch_center", temperature, step)
+                patch_targets = self._targets(teacher_patches, "patch_center", temperature)
 
         student_tokens = self.student.tokens(global_crops, masks)  # (2B, 1 + P, D)
         student_cls = student_tokens[:, 0]
