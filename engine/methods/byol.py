@@ -109,6 +109,10 @@ class BYOL(TwoViewMethod):
         "strength.",
     )
 
+    # The paper's own pair of views (table 6): blur always in the first and with p 0.1 in the
+    # second, solarisation in the second only, jitter 0.4/0.4/0.2/0.1 (the natural domain).
+    asymmetric_views = True
+
     def __init__(self, config: BYOLConfig, data_info: dict | None = None) -> None:
         super().__init__(config, data_info)
         self.projector = ProjectionHead(

@@ -55,3 +55,15 @@ def test_target_is_frozen_and_out_of_the_optimizer():
     optimizer = build_optimizer(method, method.config)
     optimized = {id(p) for group in optimizer.param_groups for p in group["params"]}
     assert target and not target & optimized
+
+
+def test_natural_views_are_the_papers_asymmetric_pair():
+    """BYOL's table 6: blur always in the first view and with p 0.1 in the second,
+    solarisation in the second only; other domains keep one recipe for both views."""
+    method = BYOL(build_config(BYOLConfig, "quick", {"image_size": 96, "augmentation": "natural"}))
+    first, second = (v.plan for v in method.views)
+    assert (first.blur_p, first.solarize_p) == (1.0, 0.0)
+    assert (second.blur_p, second.solarize_p) == (0.1, 0.2)
+    assert first.jitter == second.jitter == (0.4, 0.4, 0.2, 0.1)
+    synthetic = BYOL(build_config(BYOLConfig, "quick", {"augmentation": "synthetic"}))
+    assert synthetic.views[0] is synthetic.views[1]
