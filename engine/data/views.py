@@ -464,8 +464,15 @@ def make_views(recipe: str, size: int, **kwargs: Any) -> Views:
     return Views(recipe, size, **kwargs)
 
 
-def view_pair(augmentation: str, size: int, *, asymmetric: bool = False) -> tuple[Views, Views]:
-    """The two view makers of a two-view method under a domain preset (see ``DOMAINS``).
+def view_pair(
+    augmentation: str,
+    size: int,
+    *,
+    asymmetric: bool = False,
+    crop_scale: tuple[float, float] | None = None,
+) -> tuple[Views, Views]:
+    """The two view makers of a two-view method under a domain preset (see ``DOMAINS``);
+    ``crop_scale`` replaces the preset's random-resized-crop range in both.
 
     With ``asymmetric`` and the natural domain: BYOL's pair (Grill et al. 2020, table 6; also
     Barlow Twins' and VICReg's): colour jitter 0.4/0.4/0.2/0.1 with p 0.8 and grayscale 0.2 in
@@ -479,9 +486,10 @@ def view_pair(augmentation: str, size: int, *, asymmetric: bool = False) -> tupl
             f"unknown augmentation preset {augmentation!r}; choose one of {', '.join(DOMAINS)}"
         )
     if asymmetric and augmentation == "natural":
+        shared = dict(crop_scale=crop_scale, jitter=BYOL_JITTER)
         return (
-            Views("natural", size, jitter=BYOL_JITTER, blur_p=1.0, solarize_p=0.0),
-            Views("natural", size, jitter=BYOL_JITTER, blur_p=0.1, solarize_p=0.2),
+            Views("natural", size, blur_p=1.0, solarize_p=0.0, **shared),
+            Views("natural", size, blur_p=0.1, solarize_p=0.2, **shared),
         )
-    views = Views(augmentation, size)
+    views = Views(augmentation, size, crop_scale=crop_scale)
     return views, views

@@ -49,6 +49,15 @@ class TwoViewConfig(TrainConfig):
         choices=list(AUGMENTATIONS),
         main=True,
     )
+    crop_min_scale: float = param(
+        0.0,
+        "Smallest share of the image a view's random crop covers (lightly's min_scale, "
+        "solo-learn's crop_min_scale); 0 keeps the augmentation preset's own: 0.2 up to 64 px "
+        "and 0.08 above for natural and satellite, 0.3 for synthetic, 0.5 for medical. Higher "
+        "keeps more of the object in both views.",
+        min=0.0,
+        max=1.0,
+    )
 
 
 def two_view_param(name: str, default: Any = dataclasses.MISSING, help: str | None = None) -> Any:
@@ -89,7 +98,10 @@ class TwoViewMethod(SSLMethod):
     def __init__(self, config: TwoViewConfig, data_info: dict | None = None) -> None:
         super().__init__(config, data_info)
         self.views = view_pair(
-            config.augmentation, config.image_size, asymmetric=self.asymmetric_views
+            config.augmentation,
+            config.image_size,
+            asymmetric=self.asymmetric_views,
+            crop_scale=(config.crop_min_scale, 1.0) if config.crop_min_scale else None,
         )
         self.encoder, self.feature_dim = build_resnet(
             config.backbone, config.small_stem, zero_init_residual=self.zero_init_residual

@@ -48,3 +48,25 @@ def test_shared_fields_keep_their_choices_and_order(name):
         assert fields[key]["help"], key
     names = [f.name for f in dataclasses.fields(get_method(name).Config)]
     assert names[: len(shared)] == list(shared)  # the method's own settings come after
+
+
+@pytest.mark.parametrize("name", TWO_VIEW)
+def test_crop_min_scale_sets_both_views_crop_range_and_zero_keeps_the_presets(name):
+    cls = get_method(name)
+    for augmentation, preset in (("natural", (0.2, 1.0)), ("synthetic", (0.3, 1.0))):
+        default = cls(build_config(cls.Config, "tiny", {"augmentation": augmentation}))
+        assert [v.plan.crop_scale for v in default.views] == [preset, preset]
+        tuned = cls(
+            build_config(
+                cls.Config, "tiny", {"augmentation": augmentation, "crop_min_scale": 0.6}
+            )
+        )
+        assert [v.plan.crop_scale for v in tuned.views] == [(0.6, 1.0), (0.6, 1.0)]
+
+
+def test_crop_min_scale_out_of_range_is_refused_with_its_name():
+    from engine.errors import SpecError
+
+    cls = get_method("simclr")
+    with pytest.raises(SpecError, match="crop_min_scale"):
+        build_config(cls.Config, "tiny", {"crop_min_scale": 1.5})
