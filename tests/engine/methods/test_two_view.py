@@ -57,9 +57,7 @@ def test_crop_min_scale_sets_both_views_crop_range_and_zero_keeps_the_presets(na
         default = cls(build_config(cls.Config, "tiny", {"augmentation": augmentation}))
         assert [v.plan.crop_scale for v in default.views] == [preset, preset]
         tuned = cls(
-            build_config(
-                cls.Config, "tiny", {"augmentation": augmentation, "crop_min_scale": 0.6}
-            )
+            build_config(cls.Config, "tiny", {"augmentation": augmentation, "crop_min_scale": 0.6})
         )
         assert [v.plan.crop_scale for v in tuned.views] == [(0.6, 1.0), (0.6, 1.0)]
 
