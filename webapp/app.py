@@ -53,6 +53,9 @@ CSS = """
 .ps-status .ps-msg { font-variant-numeric: tabular-nums; }
 .ps-note:empty, .ps-note .prose:empty { display: none; }
 .ps-params > div { min-width: 170px; }
+/* Gradio leaves a checkbox's block no minimum width: among number boxes its label shrank to
+   one letter. */
+.ps-params .ps-check { min-width: 170px !important; }
 /* A dropdown's text stops before its arrow (long run names were cut under it). */
 .wrap-inner .secondary-wrap > input { padding-right: 1.6rem; text-overflow: ellipsis; }
 /* Retrieval captions (score · label: caption) wrap instead of being cut. */

@@ -71,7 +71,7 @@ def make_widget(field: FormField, visible: bool) -> gr.components.Component:
     if kind == "float":
         return gr.Number(visible=visible, **props)
     if kind == "bool":
-        return gr.Checkbox(visible=visible, **props)
+        return gr.Checkbox(visible=visible, elem_classes=["ps-check"], **props)
     if kind == "choice":
         return gr.Dropdown(visible=visible, **props)
     return gr.Textbox(visible=visible, **props)

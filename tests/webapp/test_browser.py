@@ -295,3 +295,23 @@ def test_switching_methods_keeps_the_dataset_list_valid(page):
     page.wait_for_timeout(1000)
     assert page.get_by_text("not in the list of choices").count() == 0
     assert not page.errors, page.errors
+
+
+def test_more_settings_checkboxes_keep_their_labels_readable(page):
+    """A checkbox among the number boxes of *More settings* is as wide as they are (Gradio gave
+    its block no minimum width, and its label shrank to one letter at 1366x768); BYOL's form
+    shows its quick preset's crops of 70% and starts on `scenes`."""
+    page.get_by_label("Method", exact=True).click()
+    page.get_by_role("option", name="byol ·").first.click()
+    page.wait_for_timeout(2000)
+    assert page.get_by_label("Dataset", exact=True).input_value().startswith("scenes")
+    page.get_by_text("More settings").click()
+    page.wait_for_timeout(1000)
+    assert page.get_by_label("crop min scale", exact=True).input_value() == "0.7"
+    widths = page.evaluate(
+        """() => [...document.querySelectorAll('.ps-params input[type=checkbox]')]
+            .filter(box => box.offsetParent)
+            .map(box => box.closest('.block').getBoundingClientRect().width)"""
+    )
+    assert widths and min(widths) >= 150, widths
+    assert not page.errors, page.errors
