@@ -119,7 +119,8 @@ class SimSiam(TwoViewMethod):
         "metrics: without its predictor or stop-gradient it collapses at once.",
         hyperparameters="Predictor bottleneck width; projector depth; learning rate (the "
         "paper keeps the predictor's learning rate constant, which helps: "
-        "fix_predictor_lr).",
+        "fix_predictor_lr); how much of the image each crop keeps (crop_min_scale): on "
+        "32 px scenes the quick run learns with 0.7 and collapses with the recipe's 0.2.",
     )
 
     def __init__(self, config: SimSiamConfig, data_info: dict | None = None) -> None:
