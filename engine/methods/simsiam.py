@@ -49,9 +49,9 @@ class SimSiamConfig(TwoViewConfig):
     )
 
     PRESETS = {
-        # The small convnet at 32 px, batch 64: 1.3x SimCLR's step (bench/train_step.py, same run: 20.2 s
-        # against 15.0 s under heavy load; 1.2 s alone); bf16 1.27x faster than fp32. The
-        # paper's CIFAR projector (2 layers). Crops of at least 70% of the image: with the
+        # The small convnet at 32 px, batch 64: 1.3x SimCLR's step (bench/train_step.py, same
+        # run: 20.2 s against 15.0 s under heavy load; 1.2 s alone); bf16 1.27x faster than
+        # fp32. The paper's CIFAR projector (2 layers). Crops of at least 70% of the image: with the
         # recipe's 20% SimSiam collapsed on `scenes` (k-NN 0.450 against its random twin's
         # 0.527); with 70%, 0.847 / 0.712 / 0.791 over seeds 0-2 (+0.26 mean); with 50% seed 1
         # stayed at the twin's (bench/RESULTS.md, tenth session).
