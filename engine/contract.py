@@ -316,6 +316,7 @@ class HardwareInfo(TypedDict):
     memory_available_gb: float
     cuda_devices: list[dict[str, Any]]  # index, name, memory_gb
     device: Literal["cpu", "cuda"]
+    fast_bf16: bool  # the device computes bf16 natively, so precision "auto" picks bf16
     max_processes: int  # one per GPU with CUDA, one per core without
 
 

@@ -1,4 +1,4 @@
-"""What this machine offers a job: CPU cores, memory and CUDA devices.
+"""What this machine offers a job: CPU cores, memory, CUDA devices and fast bf16.
 
 One place that answers "how many processes can a job use" and "what did the studio find at
 start-up" (the app's first log lines, the Train tab). It reads the
@@ -40,14 +40,40 @@ def cuda_devices() -> list[dict]:
     return devices
 
 
+@lru_cache(maxsize=2)
+def fast_bf16(device_type: str = "cpu") -> bool:
+    """Whether `device_type` ("cpu" or "cuda") computes bf16 natively, not by emulation."""
+    if device_type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a build without oneDNN: no fast bf16
+        return False
+
+
+def use_bf16(precision: str, device: torch.device | str) -> bool:
+    """Whether to autocast to bf16 for a run or embedding with this `precision` setting
+    ("auto", "bf16" or "fp32") on `device`: "auto" asks `fast_bf16`."""
+    device_type = torch.device(device).type
+    if precision == "auto":
+        return fast_bf16(device_type)
+    return precision == "bf16"
+
+
+def resolved_precision(precision: str, device: torch.device | str) -> str:
+    """ "bf16" or "fp32": what `precision` means on `device` (the run log's line)."""
+    return "bf16" if use_bf16(precision, device) else "fp32"
+
+
 @lru_cache(maxsize=1)
 def _static() -> tuple[int, list[dict], float]:
     return cpu_cores(), cuda_devices(), round(psutil.virtual_memory().total / GIB, 1)
 
 
 def detect() -> HardwareInfo:
-    """CPU cores, memory (total and available, GiB), CUDA devices, and the most processes one
-    job may use here (one per GPU with CUDA, one per core without)."""
+    """CPU cores, memory (total and available, GiB), CUDA devices, whether the device computes
+    bf16 natively, and the most processes one job may use here (one per GPU with CUDA, one per
+    core without)."""
     cores, gpus, total = _static()
     return {
         "cpu_cores": cores,
@@ -55,12 +81,14 @@ def detect() -> HardwareInfo:
         "memory_available_gb": round(psutil.virtual_memory().available / GIB, 1),
         "cuda_devices": gpus,
         "device": "cuda" if gpus else "cpu",
+        "fast_bf16": fast_bf16("cuda" if gpus else "cpu"),
         "max_processes": len(gpus) if gpus else cores,
     }
 
 
 def describe(info: HardwareInfo | None = None) -> str:
-    """One line for logs and the Train tab, e.g. '2 CPU cores, 23.4 GiB memory, no GPU'."""
+    """One line for logs and the Train tab, e.g. '2 CPU cores, 23.4 GiB memory, no GPU, bf16
+    emulated (auto precision runs fp32)'."""
     info = info or detect()
     gpus = info["cuda_devices"]
     if gpus:
@@ -68,4 +96,5 @@ def describe(info: HardwareInfo | None = None) -> str:
         gpu_text = f"{len(gpus)} CUDA device{'s' if len(gpus) > 1 else ''}: {names}"
     else:
         gpu_text = "no GPU"
-    return f"{info['cpu_cores']} CPU cores, {info['memory_gb']:g} GiB memory, {gpu_text}"
+    bf16 = "native bf16" if info.get("fast_bf16") else "bf16 emulated (auto precision runs fp32)"
+    return f"{info['cpu_cores']} CPU cores, {info['memory_gb']:g} GiB memory, {gpu_text}, {bf16}"

@@ -19,6 +19,7 @@ rank 0 alone reports, probes and saves.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -32,13 +33,15 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs
 
-from engine import checkpoints, distributed
+from engine import checkpoints, distributed, hardware
 from engine.config import TrainConfig, TrainSpec
 from engine.data.prefetch import Prefetcher, next_batch_index, streamed_tensors
 from engine.evaluation.health import HealthProbe, KnnProbe
 from engine.methods.base import SSLMethod, TrainData
 from engine.optim import build_optimizer, clip_gradients, make_scheduler
 from engine.registry import get_method
+
+log = logging.getLogger(__name__)
 
 # Testing hooks: PRETEXT_FAULT=nan@5 makes the loss NaN at step 5; exit@5 ends the process
 # right after step 5 as kill -9 would (no flush, no checkpoint), for the resume tests.
@@ -240,7 +243,17 @@ def _loop(
     device, is_main = accelerator.device, accelerator.is_main_process
     count = len(next(iter(tensors.values())))
     fault = _fault()
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
+    bf16 = hardware.use_bf16(config.precision, device)
+    if is_main and start_step == 0:
+        native = hardware.fast_bf16(device.type)
+        log.info(
+            "precision %s: %s (%s computes bf16 %s)",
+            config.precision,
+            "bf16 autocast" if bf16 else "fp32",
+            device.type,
+            "natively" if native else "by emulation, many times slower than fp32",
+        )
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
     first_loss = final_loss = None
     step = start_step
     timed_images, timed_seconds = 0, 0.0

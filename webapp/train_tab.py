@@ -176,10 +176,21 @@ def processes_note(info: HardwareInfo) -> str:
     return f"{found}: up to {most} process{'es' if most > 1 else ''}"
 
 
-def with_hardware(fields: list[FormField], note: str) -> list[FormField]:
-    """The form with the processes field's help ending in what this machine offers."""
+def precision_note(info: HardwareInfo) -> str:
+    """What precision "auto" means here, e.g. 'auto trains in fp32: this CPU emulates bf16'."""
+    device = "this GPU" if info["cuda_devices"] else "this CPU"
+    if info.get("fast_bf16"):
+        return f"auto trains under bf16 autocast: {device} computes bf16 natively"
+    return f"auto trains in fp32: {device} emulates bf16, many times slower"
+
+
+def with_hardware(fields: list[FormField], notes: dict[str, str]) -> list[FormField]:
+    """The form with each noted field's help (processes, precision) ending in what this
+    machine offers."""
     return [
-        FormField(**{**f, "help": f"{f['help']} Here: {note}."}) if f["name"] == "processes" else f
+        FormField(**{**f, "help": f"{f['help']} Here: {notes[f['name']]}."})
+        if f["name"] in notes
+        else f
         for f in fields
     ]
 
@@ -226,7 +237,9 @@ class TrainTab:
     def __init__(self, studio: Studio) -> None:
         self.studio = studio
         self.methods = {m["name"]: m for m in studio.methods()}
-        self.hardware_note = processes_note(studio.hardware())  # beside the processes field
+        info = studio.hardware()
+        # Beside the processes and precision fields: what this machine offers.
+        self.hardware_notes = {"processes": processes_note(info), "precision": precision_note(info)}
         self.forms = {name: self.method_form(name, "quick") for name in self.methods}
         self.form = ParamForm(self.forms)
         self.data_panel = DataPanel(studio)
@@ -436,7 +449,7 @@ class TrainTab:
         )
 
     def method_form(self, method: str, preset: str) -> list[FormField]:
-        return with_hardware(self.studio.method_form(method, preset), self.hardware_note)
+        return with_hardware(self.studio.method_form(method, preset), self.hardware_notes)
 
     def on_method(self, method: str, dataset: str | None, preset: str | None) -> Updates:
         info = self.methods[method]

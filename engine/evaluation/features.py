@@ -25,7 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from engine import runs
+from engine import hardware, runs
 from engine.config import TrainConfig, TrainSpec, build_config
 from engine.data.datasets import dataset_info, is_streamed, load_dataset
 from engine.errors import DatasetError, JobError, SpecError
@@ -253,7 +253,7 @@ def embed_images(
     method.to(device).eval()
     if getattr(method, "channels_last", False):
         method.to(memory_format=torch.channels_last)
-    bf16 = getattr(getattr(method, "config", None), "precision", "fp32") == "bf16"
+    bf16 = hardware.use_bf16(getattr(getattr(method, "config", None), "precision", "fp32"), device)
     out = []
     for start in range(0, images.shape[0], batch_size):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):

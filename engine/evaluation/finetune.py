@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from engine import hardware
 from engine.errors import JobError
 from engine.evaluation.sampling import stratified_fraction
 from engine.methods.base import SSLMethod
@@ -37,7 +38,7 @@ class FinetuneSettings:
     weight_decay: float = 1e-4
     warmup_steps: int = 5
     seed: int = 0
-    precision: str = "fp32"  # "bf16" autocasts the forward pass
+    precision: str = "fp32"  # "bf16" autocasts the forward pass; "auto" where it is native
 
 
 def fraction_key(fraction: float) -> str:
@@ -106,7 +107,7 @@ def train_classifier(
 ) -> float:
     """Train `method`'s encoder + a linear head on the given labels; test top-1."""
     device = _device()
-    autocast = settings.precision == "bf16"
+    autocast = hardware.use_bf16(settings.precision, device)
     method.to(device)
     with torch.no_grad():
         method.eval()

@@ -2,6 +2,8 @@
 
 import os
 
+import torch
+
 from engine import hardware
 from engine.api import Studio
 
@@ -25,15 +27,66 @@ def test_describe_names_cores_memory_and_gpus():
         "memory_available_gb": 100.0,
         "cuda_devices": [{"index": 0, "name": "NVIDIA H100", "memory_gb": 79.6}],
         "device": "cuda",
+        "fast_bf16": True,
         "max_processes": 1,
     }
     assert hardware.describe(info) == (
-        "16 CPU cores, 128 GiB memory, 1 CUDA device: NVIDIA H100 (79.6 GiB)"
+        "16 CPU cores, 128 GiB memory, 1 CUDA device: NVIDIA H100 (79.6 GiB), native bf16"
     )
-    cpu = dict(info, cuda_devices=[], device="cpu", max_processes=16)
-    assert hardware.describe(cpu).endswith("no GPU")
+    cpu = dict(info, cuda_devices=[], device="cpu", fast_bf16=False, max_processes=16)
+    assert hardware.describe(cpu).endswith("no GPU, bf16 emulated (auto precision runs fp32)")
 
 
 def test_studio_hardware_is_detect(tmp_path):
     studio = Studio(tmp_path)
     assert studio.hardware()["cpu_cores"] == hardware.cpu_cores()
+
+
+def test_auto_precision_autocasts_only_where_bf16_is_native(monkeypatch):
+    assert not hardware.use_bf16("fp32", "cpu") and hardware.use_bf16("bf16", "cpu")
+    for native in (True, False):
+        monkeypatch.setattr(hardware, "fast_bf16", lambda device_type, n=native: n)
+        assert hardware.use_bf16("auto", "cpu") is native
+        assert hardware.resolved_precision("auto", "cpu") == ("bf16" if native else "fp32")
+    assert hardware.resolved_precision("bf16", "cpu") == "bf16"  # asked for, it is kept
+
+
+def test_fast_bf16_follows_onednn_on_the_cpu(monkeypatch):
+    hardware.fast_bf16.cache_clear()
+    try:
+        monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+        assert hardware.fast_bf16("cpu") is False
+        hardware.fast_bf16.cache_clear()
+        monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+        assert hardware.fast_bf16("cpu") is True
+    finally:
+        hardware.fast_bf16.cache_clear()
+
+
+def test_the_trainer_runs_auto_precision_in_fp32_where_bf16_is_emulated(tmp_path, monkeypatch):
+    """A job with precision "auto" on a CPU that emulates bf16 never enters bf16 autocast."""
+    from engine.config import TrainSpec, build_config
+    from engine.methods.simclr import SimCLR
+    from engine.trainer import run_job
+
+    seen: list[bool] = []
+    real_step = SimCLR.training_step
+
+    def step(self, batch):
+        seen.append(torch.is_autocast_enabled("cpu"))
+        return real_step(self, batch)
+
+    class Sink:
+        def metrics(self, step, values): ...
+        def checkpoint(self, step, path): ...
+        def flush(self): ...
+        def started(self, first_step, total_steps): ...
+
+    monkeypatch.setattr(SimCLR, "training_step", step)
+    for native in (False, True):
+        monkeypatch.setattr(hardware, "fast_bf16", lambda device_type, n=native: n)
+        spec = TrainSpec(method="simclr", dataset="digits", preset="tiny", params={})
+        config = build_config(SimCLR.Config, "tiny", {"steps": 2, "precision": "auto"})
+        run_job(spec, config, tmp_path / f"run{native}", Sink(), lambda: False)
+        assert seen and set(seen) == {native}
+        seen.clear()

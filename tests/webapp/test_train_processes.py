@@ -8,7 +8,7 @@ import pytest
 from engine.api import Studio
 from tests.webapp.helpers import kill_workers
 from tests.webapp.test_app import form_values, prop
-from webapp.train_tab import TrainTab, processes_note, submit_form
+from webapp.train_tab import TrainTab, precision_note, processes_note, submit_form
 
 CPU = {"cpu_cores": 2, "cuda_devices": [], "max_processes": 2}
 GPUS = {
@@ -30,6 +30,22 @@ def test_processes_note_says_what_was_detected():
     assert processes_note(GPUS) == "4 GPUs (NVIDIA H100): up to 4 processes"
     one = dict(CPU, cpu_cores=1, max_processes=1)
     assert processes_note(one) == "1 CPU core, no GPU: up to 1 process"
+
+
+def test_precision_note_says_what_auto_means_here():
+    assert precision_note(dict(CPU, fast_bf16=False)) == (
+        "auto trains in fp32: this CPU emulates bf16, many times slower"
+    )
+    assert precision_note(dict(GPUS, fast_bf16=True)) == (
+        "auto trains under bf16 autocast: this GPU computes bf16 natively"
+    )
+
+
+def test_the_precision_field_says_what_auto_means_on_this_machine(studio):
+    tab = TrainTab(studio)
+    (field,) = [f for f in tab.forms["dino"] if f["name"] == "precision"]
+    assert field["default"] == "auto" and "auto" in field["choices"]
+    assert field["help"].endswith(f"Here: {precision_note(studio.hardware())}.")
 
 
 def test_the_processes_field_shows_the_machine_after_every_method_change(studio):
