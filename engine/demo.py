@@ -9,8 +9,8 @@ open (the pickers default to the newest completed run of the right kind), beside
 models they suggest.
 
 The expected time is the presets' steps times the seconds per step measured on the studio's
-reference machine (2 CPU cores, no GPU; `MEASURED` names the run behind each figure), plus the
-measured time of the evaluations. The studio runs one job at a time by default
+reference machine (2 CPU cores whose bf16 is native, no GPU; `MEASURED` names the run behind
+each figure), plus the measured time of the evaluations. The studio runs one job at a time by default
 (`PRETEXT_MAX_JOBS`), so the times add up.
 """
 
@@ -23,7 +23,7 @@ from engine.contract import DemoJob, DemoPlan, HardwareInfo
 from engine.registry import get_method
 
 PRESET = "quick"
-REFERENCE = "2 CPU cores, no GPU"
+REFERENCE = "2 CPU cores with native bf16, no GPU"
 
 
 @dataclass(frozen=True)
@@ -114,6 +114,13 @@ def hardware_note(hardware: HardwareInfo, total_s: float) -> str:
         return (
             f"{minutes} measured on {REFERENCE}; this machine has a GPU, which runs the image "
             "jobs faster (the figure is an upper bound)"
+        )
+    if hardware["cpu_cores"] == 2 and not hardware.get("fast_bf16", True):
+        # The image jobs train in fp32 here: SimCLR's quick step took 1.7 s in fp32 on an
+        # AVX2-only AMD EPYC, where the reference machine's whole quick job ran 0.23 s a step.
+        return (
+            f"{minutes} measured on {REFERENCE}; this CPU emulates bf16, so the image jobs "
+            "train in fp32 and take several times longer"
         )
     if hardware["cpu_cores"] == 2:
         return f"{minutes} on this machine's 2 CPU cores (measured, one job at a time)"

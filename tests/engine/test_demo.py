@@ -52,7 +52,9 @@ def test_the_plan_lists_seven_quick_jobs_and_adds_up_their_times(studio):
 
 def test_the_note_says_how_this_machine_compares():
     cpu = {"cpu_cores": 2, "cuda_devices": []}
-    assert "this machine's 2 CPU cores" in demo.hardware_note(cpu, 1260)
+    assert "this machine's 2 CPU cores" in demo.hardware_note(dict(cpu, fast_bf16=True), 1260)
+    emulated = demo.hardware_note(dict(cpu, fast_bf16=False), 1260)
+    assert "emulates bf16" in emulated and "several times longer" in emulated
     gpu = {"cpu_cores": 16, "cuda_devices": [{"index": 0, "name": "H100", "memory_gb": 80}]}
     assert "upper bound" in demo.hardware_note(gpu, 1260)
     assert "8 cores" in demo.hardware_note({"cpu_cores": 8, "cuda_devices": []}, 600)
