@@ -248,12 +248,15 @@ def embed_images(
     on_progress: Progress | None = None,
 ) -> Tensor:
     """(N, 3, H, W) uint8 -> (N, D) float32 with `method.embed` in eval mode, with the
-    precision (bf16 autocast or fp32) and memory format the method trained with."""
+    precision (bf16 autocast or fp32) and memory format the method trained with. A run
+    trained in bf16 embeds in fp32 on a device that only emulates bf16: the features agree to
+    bf16's rounding, and emulated bf16 is many times slower (engine.hardware)."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     method.to(device).eval()
     if getattr(method, "channels_last", False):
         method.to(memory_format=torch.channels_last)
-    bf16 = hardware.use_bf16(getattr(getattr(method, "config", None), "precision", "fp32"), device)
+    precision = getattr(getattr(method, "config", None), "precision", "fp32")
+    bf16 = precision != "fp32" and hardware.fast_bf16(device.type)
     out = []
     for start in range(0, images.shape[0], batch_size):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):

@@ -90,3 +90,29 @@ def test_the_trainer_runs_auto_precision_in_fp32_where_bf16_is_emulated(tmp_path
         run_job(spec, config, tmp_path / f"run{native}", Sink(), lambda: False)
         assert seen and set(seen) == {native}
         seen.clear()
+
+
+def test_a_bf16_run_embeds_in_fp32_where_bf16_is_emulated(monkeypatch):
+    """Evaluation and the lenses embed a stored bf16 run under autocast only where bf16 is
+    native; a run that asked for fp32 never autocasts."""
+    from types import SimpleNamespace
+
+    from engine.evaluation.features import embed_images
+
+    class Probe(torch.nn.Module):
+        def __init__(self, precision: str) -> None:
+            super().__init__()
+            self.config = SimpleNamespace(precision=precision)
+            self.seen: list[bool] = []
+
+        def embed(self, images):
+            self.seen.append(torch.is_autocast_enabled("cpu"))
+            return images.flatten(1).float()
+
+    images = torch.zeros(4, 3, 2, 2, dtype=torch.uint8)
+    for native in (False, True):
+        monkeypatch.setattr(hardware, "fast_bf16", lambda device_type, n=native: n)
+        for precision, expected in (("bf16", native), ("auto", native), ("fp32", False)):
+            probe = Probe(precision)
+            assert embed_images(probe, images, batch_size=2).shape == (4, 12)
+            assert probe.seen == [expected, expected], (native, precision)
