@@ -198,11 +198,10 @@ def with_hardware(fields: list[FormField], notes: dict[str, str]) -> list[FormFi
 def demo_text(plan: DemoPlan, hardware: str) -> str:
     """The line beside the demo-pack button: this machine, the seven runs and their time."""
     methods = ", ".join(job["method"] for job in plan["jobs"])
-    minutes = round(plan["expected_s"] / 60)
     return (
         f"**This machine:** {hardware}. **Demo pack:** the quick presets of {methods} "
         f"(image ones evaluated), queued one after another so every lens and the explorer "
-        f"have a run of their own: about {minutes} minutes on {plan['measured_on']}."
+        f"have a run of their own: {plan['note']}."
     )
 
 

@@ -12,6 +12,7 @@ def test_the_line_names_this_machine_the_seven_runs_and_the_time(tmp_path):
     for method in ("bert", "gpt", "t5", "clip", "mae", "dino", "simclr"):
         assert method in text
     assert f"about {round(studio.demo_plan()['expected_s'] / 60)} minutes" in text
+    assert studio.demo_plan()["note"] in text  # how this machine compares (bf16, cores, GPU)
 
 
 def test_the_button_queues_the_pack_and_says_which_jobs(tmp_path):
