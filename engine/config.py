@@ -131,7 +131,7 @@ class TrainConfig:
         "auto",
         "bf16 autocast for the forward pass (losses stay fp32), or plain fp32. auto picks "
         "bf16 where the device computes it natively (CUDA GPUs, CPUs with AVX-512 or AMX) and "
-        "fp32 elsewhere: a CPU that only emulates bf16 ran a quick step 30-100x slower in it.",
+        "fp32 elsewhere: a CPU that only emulates bf16 ran quick steps 6-20x slower in it.",
         choices=["auto", "bf16", "fp32"],
     )
     compile: bool = param(

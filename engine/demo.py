@@ -10,8 +10,8 @@ models they suggest.
 
 The expected time is the presets' steps times the seconds per step measured on the studio's
 reference machine (2 CPU cores whose bf16 is native, no GPU; `MEASURED` names the run behind
-each figure), plus the measured time of the evaluations. The studio runs one job at a time by default
-(`PRETEXT_MAX_JOBS`), so the times add up.
+each figure), plus the measured time of the evaluations. The studio runs one job at a time by
+default (`PRETEXT_MAX_JOBS`), so the times add up.
 """
 
 from __future__ import annotations

@@ -4,6 +4,12 @@ One place that answers "how many processes can a job use" and "what did the stud
 start-up" (the app's first log lines, the Train tab). It reads the
 process's CPU affinity (a container's quota, not the host's count), total and available memory
 from psutil, and `torch.cuda` without initialising a CUDA context it does not need.
+
+`precision="auto"` (every preset's default but the fp32 ones) trains and embeds under bf16
+autocast only where the device computes bf16 natively: a CUDA GPU that supports it, or a CPU
+where oneDNN has bf16 kernels (AVX-512 or AMX; `torch.ops.mkldnn._is_mkldnn_bf16_supported`).
+Elsewhere bf16 is emulated: on an AMD EPYC with AVX2 only, a 1024 x 1024 bf16 matmul took 2.6 s
+against 17 ms in fp32, and a DINO quick step 42 s against 2.1 s, so "auto" means fp32 there.
 """
 
 from __future__ import annotations
@@ -58,11 +64,6 @@ def use_bf16(precision: str, device: torch.device | str) -> bool:
     if precision == "auto":
         return fast_bf16(device_type)
     return precision == "bf16"
-
-
-def resolved_precision(precision: str, device: torch.device | str) -> str:
-    """ "bf16" or "fp32": what `precision` means on `device` (the run log's line)."""
-    return "bf16" if use_bf16(precision, device) else "fp32"
 
 
 @lru_cache(maxsize=1)

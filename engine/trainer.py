@@ -244,7 +244,7 @@ def _loop(
     count = len(next(iter(tensors.values())))
     fault = _fault()
     bf16 = hardware.use_bf16(config.precision, device)
-    if is_main and start_step == 0:
+    if is_main:  # at every start: a resumed job may run on another machine
         native = hardware.fast_bf16(device.type)
         log.info(
             "precision %s: %s (%s computes bf16 %s)",
