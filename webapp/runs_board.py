@@ -153,6 +153,12 @@ def job_choices(jobs: list[JobSummary], finished_only: bool = False) -> list[tup
     ]
 
 
+def newest_with_curves(jobs: list[JobSummary]) -> int | None:
+    """The newest job that has logged a step (a queued job has no curve yet); None if none."""
+    started = [j["id"] for j in jobs if j["status"] != "queued" and (j.get("step") or 0) > 0]
+    return max(started, default=None)
+
+
 def dataset_choices(datasets: list[DatasetInfo]) -> list[tuple[str, str]]:
     """Labelled image datasets (evaluation needs labels); "" means the job's own."""
     out = [("the job's eval dataset (else its training dataset)", "")]

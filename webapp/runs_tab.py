@@ -32,6 +32,7 @@ from webapp.runs_board import (
     job_choices,
     job_colors,
     leaderboard_frame,
+    newest_with_curves,
     overlay_frame,
     sync_compare,
 )
@@ -55,7 +56,7 @@ class RunsTab:
             "baselines: did pretraining help? k-NN, linear and n-shot are test top-1 on "
             "frozen features; FT n% fine-tunes on n% of the labels, scratch trains the "
             "same network from random init on them. Click a header to sort; select a "
-            "job's row to add it to the curves below.",
+            "job's row to add it to the curves below (the newest job's show first).",
             elem_classes=["ps-hint"],
         )
         with gr.Row():
@@ -203,17 +204,31 @@ class RunsTab:
     def wire_visibility(self, tab_row: gr.Tabs, label: str) -> None:
         """Tick only while this tab is shown (the Jobs tab does the same)."""
 
-        def on_tab(text: str, dataset: str, key: str, evt: gr.SelectData) -> Updates:
+        def on_tab(
+            text: str, dataset: str, key: str, job_ids: list[int] | None, evt: gr.SelectData
+        ) -> Updates:
             if evt.value == label:
-                return {**self.refresh_board(text, dataset, key), self.timer: gr.Timer(active=True)}
+                return {
+                    **self.refresh_board(text, dataset, key),
+                    **self.default_curves(job_ids),
+                    self.timer: gr.Timer(active=True),
+                }
             return {self.timer: gr.Timer(active=False)}
 
         tab_row.select(
             on_tab,
-            [self.filter, self.dataset_filter, self.board_key],
-            [self.board, self.board_key, self.dataset_filter, self.timer],
+            [self.filter, self.dataset_filter, self.board_key, self.jobs],
+            [self.board, self.board_key, self.dataset_filter, self.jobs, self.timer],
             api_visibility="private",
         )
+
+    def default_curves(self, job_ids: list[int] | None) -> Updates:
+        """Opening the tab with no job picked for the curves picks the newest that has any
+        (the selection's change draws them), so the plots are not empty boxes."""
+        if job_ids:
+            return {}
+        newest = newest_with_curves(self.studio.jobs())
+        return {} if newest is None else {self.jobs: gr.update(value=[newest])}
 
     # ---- handlers ----------------------------------------------------------------------
     def refresh_board(self, text: str, dataset: str, key: str) -> Updates:

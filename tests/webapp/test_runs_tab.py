@@ -186,6 +186,18 @@ def test_selecting_a_job_row_adds_it_to_the_curves(tab):
     assert tab.on_row([1], Baseline()) == gr.skip()
 
 
+def test_opening_the_tab_draws_the_newest_jobs_curves_unless_some_are_picked(studio, tab):
+    """The curves start empty (the page is built once); opening the tab with nothing picked
+    picks the newest job that has logged a step, which the selection's change then draws."""
+    queued = add_job(studio, status="queued", step=0)
+    newest = max(j["id"] for j in studio.jobs() if j["id"] != queued)
+    assert tab.default_curves([]) == {tab.jobs: gr.update(value=[newest])}
+    assert tab.default_curves(None)[tab.jobs]["value"] == [newest]
+    assert tab.default_curves([1]) == {}  # the user's pick stays
+    empty = RunsTab(Studio(studio.home.root / "empty"))
+    assert empty.default_curves([]) == {}
+
+
 def test_evaluate_messages(studio):
     assert "Choose a finished job" in evaluate_jobs(studio, None, ["knn"], "")
     assert "at least one protocol" in evaluate_jobs(studio, 1, [], "")
