@@ -17,7 +17,7 @@ import pytest
 from engine import checkpoints, hardware
 from engine.api import Studio
 from engine.jobs import kill_tree
-from tests.conftest import TINY
+from tests.conftest import ROOT, TINY
 from tests.engine.test_lifecycle import TERMINAL, wait_for
 
 pytestmark = pytest.mark.skipif(
@@ -121,7 +121,7 @@ def test_ctrl_c_stops_a_cli_job_on_two_processes_and_resume_finishes_it(tmp_path
     args += ["--steps", "60", "--batch-size", "16", "--processes", "2", "--json"]
     args += ["--set", "image_size=16", "--set", "precision=fp32", "--set", "checkpoint_every=1000"]
     cli = subprocess.Popen(
-        [sys.executable, "-m", "engine", *args], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-m", "engine", *args], stdout=subprocess.PIPE, text=True, cwd=ROOT
     )
     try:
         studio = Studio(home)

@@ -178,7 +178,7 @@ def test_every_handler_refuses_paths_outside_the_data_roots(tmp_path, hostile):
     assert not any("root:x:0:0" in answer for answer in answers)
 
 
-def test_paths_inside_a_root_are_read(tmp_path, hostile):
+def test_paths_inside_a_root_are_read(tmp_path, hostile, monkeypatch):
     root, _, outside = hostile
     (root / "imgs" / "dogs").mkdir(parents=True)
     for i in range(4):
@@ -193,7 +193,7 @@ def test_paths_inside_a_root_are_read(tmp_path, hostile):
     with pytest.raises(AccessError, match="full path"):
         studio.add_text_dataset("roots/data/inside.txt", "notes")
     # a Hub-id-shaped name that exists on the server as a relative path is not a Hub id
-    os.chdir(root.parent.parent)
+    monkeypatch.chdir(root.parent.parent)  # undone after the test: later ones run from the repo
     with pytest.raises(AccessError, match="names a file on the server"):
         studio.lenses.lens_model("fill_mask", "roots/data")
 
