@@ -227,8 +227,12 @@ class RunsTab:
         (the selection's change draws them), so the plots are not empty boxes."""
         if job_ids:
             return {}
-        newest = newest_with_curves(self.studio.jobs())
-        return {} if newest is None else {self.jobs: gr.update(value=[newest])}
+        jobs = self.studio.jobs()
+        newest = newest_with_curves(jobs)
+        if newest is None:
+            return {}
+        # With its choices: the page may have been built before the job existed.
+        return {self.jobs: gr.update(choices=job_choices(jobs), value=[newest])}
 
     # ---- handlers ----------------------------------------------------------------------
     def refresh_board(self, text: str, dataset: str, key: str) -> Updates:

@@ -191,7 +191,11 @@ def test_opening_the_tab_draws_the_newest_jobs_curves_unless_some_are_picked(stu
     picks the newest job that has logged a step, which the selection's change then draws."""
     queued = add_job(studio, status="queued", step=0)
     newest = max(j["id"] for j in studio.jobs() if j["id"] != queued)
-    assert tab.default_curves([]) == {tab.jobs: gr.update(value=[newest])}
+    picked = tab.default_curves([])[tab.jobs]
+    assert picked["value"] == [newest]
+    assert [i for _, i in picked["choices"]] == sorted(
+        (j["id"] for j in studio.jobs()), reverse=True
+    )
     assert tab.default_curves(None)[tab.jobs]["value"] == [newest]
     assert tab.default_curves([1]) == {}  # the user's pick stays
     empty = RunsTab(Studio(studio.home.root / "empty"))
