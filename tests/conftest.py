@@ -11,8 +11,8 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ.setdefault("PRETEXT_UMAP_WARMUP", "0")
 os.environ.pop("PRETEXT_FAULT", None)
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    # Two test processes share the cores: one thread each (and in the workers they start),
-    # so neither spins on a core the other needs.
+    # Test processes share the cores (pytest-xdist): one thread each, and in the workers
+    # they start, so none spins on a core another needs.
     os.environ["OMP_NUM_THREADS"] = "1"
 
 import pytest  # noqa: E402

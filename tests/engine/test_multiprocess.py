@@ -16,7 +16,7 @@ import pytest
 
 from engine import checkpoints, hardware
 from engine.api import Studio
-from engine.jobs import kill_tree
+from engine.jobs import _log_text, kill_tree
 from tests.conftest import ROOT, TINY
 from tests.engine.test_lifecycle import TERMINAL, wait_for
 
@@ -147,11 +147,11 @@ def test_ctrl_c_stops_a_cli_job_on_two_processes_and_resume_finishes_it(tmp_path
     assert loss_steps == list(range(1, 61))
 
 
-def log_tail(summary: dict, chars: int = 6000) -> str:
-    """A job's error and the end of its worker.log (both ranks and the launcher write to it)."""
-    log = Path(summary.get("run_dir") or ".") / "worker.log"
-    text = log.read_text(errors="replace")[-chars:] if log.is_file() else "(no worker.log)"
-    return f"{summary.get('error')}\n--- worker.log ---\n{text}"
+def log_tail(summary: dict) -> str:
+    """A job's error and the end of its latest start's worker.log (both ranks and the
+    launcher write to it)."""
+    text = _log_text(Path(summary["run_dir"]), summary["job_id"], limit=6000)
+    return f"{summary.get('error')}\n--- worker.log ---\n{text or '(none)'}"
 
 
 def _alive(proc: psutil.Process) -> bool:
